@@ -1,0 +1,1 @@
+"""Pure, Ray-free document predicates and scorers. Nothing here imports the engine or stages."""

@@ -1,0 +1,76 @@
+"""The one interface every generation algorithm talks to, whatever serves the model.
+
+Algorithms (Self-Instruct, Evol-Instruct, responses, judging) build `Request`s and get back one
+`Response` per request, in order. A request that fails for good is not an exception: its
+`Response.error` says why, so a run records the failure on the row and goes on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Protocol, Sequence
+
+
+@dataclasses.dataclass(frozen=True)
+class SamplingParams:
+    temperature: float = 0.7
+    top_p: float = 1.0
+    max_tokens: int = 512
+    n: int = 1
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+    logprobs: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Request:
+    """A chat request (`messages`) or a plain completion request (`prompt`), never both."""
+
+    messages: tuple[dict, ...] | None = None
+    prompt: str | None = None
+    params: SamplingParams = SamplingParams()
+
+    def __post_init__(self):
+        if (self.messages is None) == (self.prompt is None):
+            raise ValueError("a Request has either messages or a prompt")
+
+
+@dataclasses.dataclass
+class Choice:
+    text: str
+    finish_reason: str  # "stop" or "length" (cut by max_tokens)
+    logprobs: list[float] | None = None
+
+
+@dataclasses.dataclass
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    def __iadd__(self, other: "Usage") -> "Usage":
+        self.prompt_tokens += other.prompt_tokens
+        self.completion_tokens += other.completion_tokens
+        return self
+
+
+@dataclasses.dataclass
+class Response:
+    choices: list[Choice]
+    model: str
+    usage: Usage = dataclasses.field(default_factory=Usage)
+    error: str | None = None
+    cached: bool = False
+
+    @property
+    def text(self) -> str:
+        return self.choices[0].text if self.choices else ""
+
+
+class LLMClient(Protocol):
+    model: str
+
+    def generate(self, requests: Sequence[Request]) -> list[Response]:
+        """One response per request, in order; failures are reported in `Response.error`."""
+        ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,9 @@
+"""Errors a user can fix. The CLI prints them as one line and exits with code 2, never a traceback."""
+
+
+class UserError(Exception):
+    """A mistake in the user's config, command line or input that they can fix."""
+
+
+class InvariantViolation(RuntimeError):
+    """A stage lost or invented rows (rows in != kept + dropped): a bug, so the run fails loudly."""

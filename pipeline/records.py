@@ -1,0 +1,95 @@
+"""The record schema shared by every stage, and the internal columns the engine uses for accounting.
+
+Rows are Arrow rows. Three kinds share one family of columns (see docs/architecture.md):
+documents (`text`), instructions (`messages`) and preferences (`prompt`/`chosen`/`rejected`).
+A dropped row is never removed by a stage: it gets a reason in `DROP_REASON` and the engine
+routes it to rejects, which is what makes `in = kept + dropped` checkable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, Iterable, Sequence
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+DROP_REASON = "_drop_reason"
+DROP_STAGE = "_drop_stage"
+INTERNAL_COLUMNS = (DROP_REASON, DROP_STAGE)
+
+MESSAGE_TYPE = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
+
+TEXT_VIEWS = ("text", "instruction", "response", "conversation")
+
+
+def stable_id(*parts: Any) -> str:
+    """A content-derived id, so the same input gives the same id in every run and on every worker."""
+    h = hashlib.blake2b(digest_size=10)
+    for part in parts:
+        if isinstance(part, bytes):
+            h.update(part)
+        else:
+            h.update(str(part if part is not None else "").encode("utf-8", "surrogatepass"))
+        h.update(b"\x1f")
+    return h.hexdigest()
+
+
+def messages_text(messages: Sequence[dict] | None, view: str) -> str:
+    """Flatten chat messages into the text a text filter should look at."""
+    if not messages:
+        return ""
+    if view == "instruction":
+        return next((m["content"] or "" for m in messages if m["role"] == "user"), "")
+    if view == "response":
+        return next((m["content"] or "" for m in messages if m["role"] == "assistant"), "")
+    return "\n\n".join(m["content"] or "" for m in messages if m["role"] != "system")
+
+
+def text_column(batch: pa.Table, view: str = "text") -> list[str]:
+    """The text of every row of a batch under a view: `text` for documents, or a view of `messages`.
+
+    `view="text"` on instruction rows means the whole conversation, so filters written for
+    documents work on instruction data unchanged.
+    """
+    if "messages" in batch.column_names and (view != "text" or "text" not in batch.column_names):
+        v = "conversation" if view == "text" else view
+        return [messages_text(m, v) for m in batch.column("messages").to_pylist()]
+    if "text" not in batch.column_names:
+        return [""] * batch.num_rows
+    return [t or "" for t in batch.column("text").to_pylist()]
+
+
+def whitespace_tokens(texts: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """Whitespace word counts, vectorised in Arrow: the default token measure of run statistics."""
+    words = pc.utf8_split_whitespace(pc.fill_null(texts, ""))
+    return pc.list_value_length(words)
+
+
+def set_column(batch: pa.Table, name: str, values: pa.Array | Iterable, type: pa.DataType | None = None) -> pa.Table:
+    """Add or replace a column."""
+    arr = values if isinstance(values, (pa.Array, pa.ChunkedArray)) else pa.array(list(values), type=type)
+    if name in batch.column_names:
+        return batch.set_column(batch.column_names.index(name), name, arr)
+    return batch.append_column(name, arr)
+
+
+def drop_rows(batch: pa.Table, reasons: Sequence[str | None]) -> pa.Table:
+    """Mark rows as dropped: `reasons[i]` is None to keep row i, or the name of the rule that dropped it.
+
+    Rows already dropped keep their first reason, so a reason always names the first rule that fired.
+    """
+    if DROP_REASON in batch.column_names:
+        old = batch.column(DROP_REASON).to_pylist()
+        reasons = [o if o is not None else r for o, r in zip(old, reasons)]
+    return set_column(batch, DROP_REASON, pa.array(list(reasons), type=pa.string()))
+
+
+def dumps_meta(meta: dict | None) -> str:
+    """`meta` travels as a JSON string so that rows from different sources always share one schema."""
+    return json.dumps(meta or {}, ensure_ascii=False, sort_keys=True, default=str)
+
+
+def loads_meta(meta: str | None) -> dict:
+    return json.loads(meta) if meta else {}

@@ -1,0 +1,108 @@
+"""The stage contract: what a stage declares and the two shapes the engine can run.
+
+A *map stage* transforms one Arrow batch at a time and is run by the engine through
+`Dataset.map_batches` with the resources it declares; `setup()` runs once per worker, so
+models load once and not per batch. A *global stage* needs to see the whole dataset (dedup,
+reweighting, Self-Instruct's pool) and gets the `ray.data.Dataset` itself.
+
+Either shape drops a row by giving it a reason (`records.drop_rows`), never by removing it:
+the engine routes dropped rows to rejects and checks `rows in = kept + dropped` for every stage.
+Stages whose job is to create rows (generation, up-sampling) set `produces_rows = True`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import pyarrow as pa
+from pydantic import BaseModel, ConfigDict, Field
+
+from pipeline.errors import UserError
+
+if TYPE_CHECKING:
+    import ray.data
+
+
+class Resources(BaseModel):
+    """What one worker of a map stage needs. `concurrency` None lets Ray size the pool."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    num_cpus: float = 1.0
+    num_gpus: float = 0.0
+    concurrency: int | None = None
+    batch_size: int = 256
+
+
+class StageConfig(BaseModel):
+    """Base of every stage's config: unknown keys are refused, so typos never pass silently."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    resources: Resources | None = Field(default=None, description="override the stage's declared resources")
+
+
+@dataclasses.dataclass(frozen=True)
+class StageContext:
+    """What the engine tells a stage about the run. Picklable: it travels to workers with the stage."""
+
+    stage_id: str
+    output_dir: Path
+    work_dir: Path
+    seed: int = 0
+    llms: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    tokenizer: str | None = None
+
+    def llm(self, name: str) -> dict[str, Any]:
+        """The resolved config of the LLM a stage refers to by name under `llms:`."""
+        if name not in self.llms:
+            known = ", ".join(sorted(self.llms)) or "none defined"
+            raise UserError(f"stage {self.stage_id}: llm '{name}' is not defined under 'llms:' ({known})")
+        return self.llms[name]
+
+
+class Stage:
+    """Common part of both shapes."""
+
+    name: ClassVar[str]
+    Config: ClassVar[type[StageConfig]] = StageConfig
+    produces_rows: ClassVar[bool] = False
+
+    def __init__(self, config: StageConfig, ctx: StageContext):
+        self.config = config
+        self.ctx = ctx
+
+    def prepare(self) -> None:
+        """Driver-side checks and preparation before any data moves (missing model file -> UserError)."""
+
+    def summarize(self, output: "ray.data.Dataset") -> dict[str, Any]:
+        """Stage-specific metrics for stats.json and the report, computed from the stage's output.
+
+        A metric named `plots` may hold plot specs ({"kind": "line"|"bar"|"hist", "title", "x", "y",
+        "xlabel", "ylabel"}) that the report draws.
+        """
+        return {}
+
+
+class MapStage(Stage):
+    """A stage that maps Arrow batches. Subclasses implement `process_batch` and maybe `setup`."""
+
+    resources: ClassVar[Resources] = Resources()
+
+    def effective_resources(self) -> Resources:
+        return self.config.resources or self.resources
+
+    def setup(self) -> None:
+        """Load models and other per-worker state once, on the worker."""
+
+    def process_batch(self, batch: pa.Table) -> pa.Table:
+        raise NotImplementedError
+
+
+class GlobalStage(Stage):
+    """A stage that needs the whole dataset, free to run several Ray Data passes."""
+
+    def apply(self, dataset: "ray.data.Dataset") -> "ray.data.Dataset":
+        raise NotImplementedError

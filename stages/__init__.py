@@ -1,0 +1,1 @@
+"""Composable stages. Each module holds one stage, registered with `pipeline.registry.register`."""

@@ -1,0 +1,68 @@
+"""Fixtures shared by all tests.
+
+- `shared_data`: the real data in ../shared/data (or $PIPELINE_SHARED_DATA). Tests that need it
+  skip with a reason when it is absent, unless PIPELINE_REQUIRE_SHARED_DATA=1 (CI), where the
+  absence is a failure.
+- `ray_session`: one local Ray for every stage test of the session (Ray takes seconds to start).
+- `run_stage`: runs one registered stage on a list of rows through the engine's own code path.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def shared_data_dir() -> Path:
+    return Path(os.environ.get("PIPELINE_SHARED_DATA", ROOT.parent / "shared" / "data")).resolve()
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    path = shared_data_dir()
+    if not (path / "README.md").exists():
+        if os.environ.get("PIPELINE_REQUIRE_SHARED_DATA") == "1":
+            pytest.fail(f"shared data not found at {path} (PIPELINE_REQUIRE_SHARED_DATA=1)")
+        pytest.skip(f"shared data not found at {path}; set PIPELINE_SHARED_DATA")
+    return path
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture
+def run_stage(ray_session, tmp_path):
+    """run_stage(name, config_dict, rows, **ctx) -> (kept_rows, dropped_rows), each a list of dicts.
+
+    Goes through config validation, `prepare()`, and the engine's `run_stage`, exactly as `pipeline run`.
+    """
+    import ray.data
+
+    from pipeline.config import build_stage
+    from pipeline.execute import run_stage as execute
+    from pipeline.records import DROP_REASON, DROP_STAGE
+
+    def run(name: str, config: dict | None, rows: list[dict], **ctx_fields):
+        stage = build_stage(name, config or {}, index=1, output_dir=tmp_path, **ctx_fields)
+        stage.prepare()
+        out = execute(stage, ray.data.from_items(rows)).take_all()
+        kept = [r for r in out if r.get(DROP_REASON) is None]
+        dropped = [r for r in out if r.get(DROP_REASON) is not None]
+        for r in kept:
+            r.pop(DROP_REASON, None)
+            r.pop(DROP_STAGE, None)
+        return kept, dropped
+
+    return run
