@@ -1,0 +1,233 @@
+"""The benchmark registry: where each benchmark lives and which of its fields a leak would show.
+
+A benchmark item is the text a model is evaluated on, split into parts (question, each choice,
+answer, code...): parts are matched separately, because training text formats them in its own way
+(option labels, "Answer:" prefixes) and an n-gram across two parts would depend on that formatting.
+
+A benchmark loads from local files when they exist (`benchmarks_dir` with the built-in layouts below,
+or any JSONL/JSON/CSV/Parquet file, gzipped or not, with a field mapping), else from the Hugging Face
+Hub through `datasets.load_dataset`. Both go through the same `items_from_rows` mapping.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import gzip
+import io
+import json
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchmarkItem:
+    benchmark: str
+    item_id: str
+    parts: tuple[str, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchmarkSpec:
+    """How to load one benchmark.
+
+    `fields` are dotted paths into a row (`choices.text`); a list value gives one part per element.
+    `local` are glob patterns under a benchmarks directory, each with the fields of that layout.
+    """
+
+    name: str
+    fields: tuple[str, ...]
+    id_field: str | None = None
+    hub_id: str | None = None
+    hub_configs: tuple[str | None, ...] = (None,)
+    hub_split: str = "test"
+    local: str | None = None
+    local_fields: tuple[str, ...] | None = None
+    path: str | None = None
+
+
+def _spec(name, fields, hub_id, split="test", configs=(None,), id_field=None, local=None, local_fields=None):
+    return BenchmarkSpec(
+        name=name,
+        fields=tuple(fields),
+        id_field=id_field,
+        hub_id=hub_id,
+        hub_configs=tuple(configs),
+        hub_split=split,
+        local=local,
+        local_fields=tuple(local_fields) if local_fields else None,
+    )
+
+
+_BBH_TASKS = (
+    "boolean_expressions causal_judgement date_understanding disambiguation_qa dyck_languages formal_fallacies "
+    "geometric_shapes hyperbaton logical_deduction_five_objects logical_deduction_seven_objects "
+    "logical_deduction_three_objects movie_recommendation multistep_arithmetic_two navigate object_counting "
+    "penguins_in_a_table reasoning_about_colored_objects ruin_names salient_translation_error_detection snarks "
+    "sports_understanding temporal_sequences tracking_shuffled_objects_five_objects "
+    "tracking_shuffled_objects_seven_objects tracking_shuffled_objects_three_objects web_of_lies word_sorting"
+).split()
+
+_MATH_SUBJECTS = (
+    "algebra counting_and_probability geometry intermediate_algebra number_theory prealgebra precalculus"
+).split()
+
+REGISTRY: dict[str, BenchmarkSpec] = {
+    s.name: s
+    for s in (
+        _spec("humaneval", ["prompt", "canonical_solution"], "openai/openai_humaneval", id_field="task_id",
+              local="humaneval/HumanEval.jsonl*"),
+        _spec("mbpp", ["text", "code"], "google-research-datasets/mbpp", configs=["full"], id_field="task_id",
+              local="mbpp/*.jsonl*"),
+        _spec("gsm8k", ["question", "answer"], "openai/gsm8k", configs=["main"], local="gsm8k/test.jsonl*"),
+        _spec("math", ["problem", "solution"], "EleutherAI/hendrycks_math", configs=_MATH_SUBJECTS,
+              local="math/test/*.jsonl*"),
+        _spec("mmlu", ["question", "choices"], "cais/mmlu", configs=["all"], local="mmlu/test/*.csv",
+              local_fields=["question", "choice0", "choice1", "choice2", "choice3"]),
+        _spec("arc", ["question", "choices.text"], "allenai/ai2_arc", configs=["ARC-Challenge", "ARC-Easy"],
+              id_field="id", local="arc/*.jsonl*"),
+        _spec("hellaswag", ["ctx", "endings"], "Rowan/hellaswag", split="validation", id_field="ind",
+              local="hellaswag/*.jsonl*"),
+        _spec("truthfulqa", ["question", "best_answer", "correct_answers", "incorrect_answers"],
+              "truthfulqa/truthful_qa", split="validation", configs=["generation"], local="truthfulqa/*.jsonl*"),
+        _spec("bbh", ["input", "target"], "lukaemon/bbh", configs=_BBH_TASKS, local="bbh/*.jsonl*"),
+        _spec("ifeval", ["prompt"], "google/IFEval", split="train", id_field="key", local="ifeval/*.jsonl*"),
+    )
+}
+
+
+class BenchmarkNotFound(LookupError):
+    """A benchmark that is neither registered nor a readable file, or whose data cannot be reached."""
+
+
+def custom(path: str | Path, fields: Iterable[str], name: str | None = None, id_field: str | None = None) -> BenchmarkSpec:
+    """A benchmark from any local file: the fields to check are the user's to name."""
+    p = Path(path)
+    fields = tuple(fields)
+    if not fields:
+        raise BenchmarkNotFound(f"custom benchmark {p}: name the fields to check (e.g. question, answer)")
+    return BenchmarkSpec(name=name or _stem(p), fields=fields, id_field=id_field, path=str(p))
+
+
+def load_items(spec: BenchmarkSpec, benchmarks_dir: str | Path | None = None) -> list[BenchmarkItem]:
+    """Every item of a benchmark: from its own file, else the local layout, else the Hub."""
+    if spec.path:
+        files = _expand(Path(spec.path))
+        if not files:
+            raise BenchmarkNotFound(f"benchmark '{spec.name}': no file at {spec.path}")
+        return items_from_rows(spec, _read_files(files), spec.fields)
+    if benchmarks_dir and spec.local:
+        files = sorted(Path(benchmarks_dir).glob(spec.local))
+        if files:
+            return items_from_rows(spec, _read_files(files), spec.local_fields or spec.fields)
+    if not spec.hub_id:
+        raise BenchmarkNotFound(f"benchmark '{spec.name}': no local copy and no Hub id")
+    return items_from_rows(spec, _hub_rows(spec), spec.fields)
+
+
+def items_from_rows(spec: BenchmarkSpec, rows: Iterable[dict], fields: tuple[str, ...]) -> list[BenchmarkItem]:
+    """Map raw rows to items. Item ids are the id field, else the row's position in load order."""
+    items = []
+    for i, row in enumerate(rows):
+        parts = tuple(p for f in fields for p in _values(_get(row, f)) if p.strip())
+        if not parts:
+            continue
+        item_id = str(_get(row, spec.id_field)) if spec.id_field and _get(row, spec.id_field) is not None else str(i)
+        items.append(BenchmarkItem(spec.name, item_id, parts))
+    return items
+
+
+def _get(row: dict, dotted: str) -> Any:
+    value: Any = row
+    for key in dotted.split("."):
+        if not isinstance(value, dict) or key not in value:
+            return None
+        value = value[key]
+    return value
+
+
+def _values(value: Any) -> Iterator[str]:
+    if value is None:
+        return
+    if isinstance(value, (list, tuple)):
+        for v in value:
+            yield from _values(v)
+    elif isinstance(value, str):
+        yield value
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        yield str(value)
+
+
+def _hub_rows(spec: BenchmarkSpec) -> Iterator[dict]:
+    try:
+        import datasets
+
+        for config in spec.hub_configs:
+            yield from datasets.load_dataset(spec.hub_id, config, split=spec.hub_split)
+    except Exception as e:  # offline, gated, renamed: all are "cannot reach it" to the user
+        raise BenchmarkNotFound(
+            f"benchmark '{spec.name}': no local copy (set benchmarks_dir) and the Hub dataset "
+            f"{spec.hub_id} could not be loaded ({type(e).__name__}: {str(e).splitlines()[0][:200]})"
+        ) from e
+
+
+def _stem(p: Path) -> str:
+    name = p.name
+    for suffix in (".gz", ".jsonl", ".json", ".csv", ".parquet"):
+        name = name.removesuffix(suffix)
+    return name or p.name
+
+
+def _expand(p: Path) -> list[Path]:
+    if p.is_dir():
+        return sorted(f for f in p.rglob("*") if f.is_file() and _format(f))
+    if p.is_file():
+        return [p]
+    return sorted(p.parent.glob(p.name)) if any(c in p.name for c in "*?[") else []
+
+
+def _format(p: Path) -> str | None:
+    name = p.name.removesuffix(".gz")
+    return next((fmt for fmt in ("jsonl", "json", "csv", "parquet") if name.endswith("." + fmt)), None)
+
+
+def _read_files(files: list[Path]) -> Iterator[dict]:
+    for f in files:
+        fmt = _format(f)
+        if fmt is None:
+            raise BenchmarkNotFound(f"{f}: unknown benchmark file format (use .jsonl, .json, .csv or .parquet, optionally .gz)")
+        if fmt == "parquet":
+            import pyarrow.parquet as pq
+
+            yield from pq.read_table(f).to_pylist()
+            continue
+        raw = f.read_bytes()
+        text = (gzip.decompress(raw) if f.name.endswith(".gz") else raw).decode("utf-8")
+        if fmt == "csv":
+            yield from csv.DictReader(io.StringIO(text))
+        elif fmt == "json" and text.lstrip().startswith("["):
+            yield from json.loads(text)
+        else:
+            yield from (json.loads(line) for line in text.splitlines() if line.strip())
+
+
+def resolve(names_or_paths: Iterable[str | dict], fields: Iterable[str] = ()) -> list[BenchmarkSpec]:
+    """Registered names and custom files (a path, or {path, fields, name, id_field}) to specs."""
+    specs = []
+    for entry in names_or_paths:
+        if isinstance(entry, dict):
+            specs.append(custom(entry["path"], entry.get("fields", ()), entry.get("name"), entry.get("id_field")))
+        elif entry.lower() in REGISTRY:
+            specs.append(REGISTRY[entry.lower()])
+        elif _format(Path(entry)) or Path(entry).exists():
+            if not _expand(Path(entry)):
+                raise BenchmarkNotFound(f"benchmark file not found: {entry}")
+            specs.append(custom(entry, fields))
+        else:
+            known = ", ".join(REGISTRY)
+            raise BenchmarkNotFound(f"unknown benchmark '{entry}' (known: {known}; or give a .jsonl/.csv/.parquet file)")
+    names = [s.name for s in specs]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise BenchmarkNotFound(f"two benchmarks are named {dup[0]}: give custom files distinct names")
+    return specs

@@ -1,0 +1,212 @@
+"""An index of benchmark n-grams and the scanner that finds them in training text.
+
+Every word of the benchmarks gets an integer id; a text's words are mapped to ids with one dict
+lookup each (words no benchmark uses map to 0, and a window holding a 0 cannot match). An n-gram is
+hashed to 64 bits as a random linear combination of its word ids, so a whole batch of texts is hashed
+with a handful of numpy operations and looked up with one `searchsorted` against the sorted keys.
+Only rows that hit go back to Python, to turn word positions into character spans.
+
+Grams are formed inside each part of an item (question, choice, answer...). A part of at least `n`
+words gives its `n`-grams; a part of `min_words` to `n - 1` words is indexed whole, as one shorter
+gram, so short questions are still found; a shorter part is not indexed on its own (too short to
+mean anything), and an item with no indexed part is reported as undetectable.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import defaultdict
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from filters.contamination.benchmarks import BenchmarkItem
+from filters.contamination.normalize import words, words_with_offsets
+
+_SEED = 0x5EED_C0DE
+
+
+@dataclasses.dataclass(frozen=True)
+class Hit:
+    """One benchmark item found in one row."""
+
+    item: BenchmarkItem
+    matched: int  # distinct grams of the item found in the row
+    coverage: float  # matched / the item's indexed grams
+    spans: tuple[tuple[int, int], ...]  # [start, end) character spans of the matches in the row text
+
+    def as_record(self) -> dict:
+        return {
+            "benchmark": self.item.benchmark,
+            "item_id": self.item.item_id,
+            "matched": self.matched,
+            "coverage": round(self.coverage, 6),
+            "spans": [{"start": s, "end": e} for s, e in self.spans],
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class IndexStats:
+    items: int
+    grams: int
+    ignored_common: int  # grams in more than max_item_frequency items
+    ignored_background: int  # grams found in the background corpus
+    undetectable_items: int  # items with no gram left (all parts too short, or all grams ignored)
+
+
+class NgramIndex:
+    """Sorted gram keys; `postings[offsets[k]:offsets[k + 1]]` are the items holding key k."""
+
+    def __init__(self, n: int, items: list[BenchmarkItem], vocab: dict[str, int], lengths: list[int],
+                 keys: np.ndarray, offsets: np.ndarray, postings: np.ndarray, item_grams: np.ndarray,
+                 stats: IndexStats):
+        self.n = n
+        self.items = items
+        self.vocab = vocab
+        self.lengths = lengths
+        self.keys = keys
+        self.offsets = offsets
+        self.postings = postings
+        self.item_grams = item_grams
+        self.stats = stats
+
+    @classmethod
+    def build(cls, items: Sequence[BenchmarkItem], n: int = 13, min_words: int = 8, max_item_frequency: int = 10,
+              background: Iterable[str] = ()) -> "NgramIndex":
+        if not 1 <= min_words <= n:
+            raise ValueError(f"min_words must be between 1 and n ({n}), got {min_words}")
+        items = list(items)
+        vocab: dict[str, int] = {}
+        gram_keys: list[np.ndarray] = []
+        gram_items: list[np.ndarray] = []
+        lengths: set[int] = set()
+        for i, item in enumerate(items):
+            hashes = []
+            for part in item.parts:
+                ws = words(part)
+                if len(ws) < min_words:
+                    continue
+                ids = np.array([vocab.setdefault(w, len(vocab) + 1) for w in ws], dtype=np.uint64)
+                length = min(n, len(ws))
+                lengths.add(length)
+                hashes.append(_window_hashes(ids, length))
+            if hashes:
+                h = np.unique(np.concatenate(hashes))
+                gram_keys.append(h)
+                gram_items.append(np.full(len(h), i, dtype=np.int32))
+        all_keys = np.concatenate(gram_keys) if gram_keys else np.empty(0, np.uint64)
+        all_items = np.concatenate(gram_items) if gram_items else np.empty(0, np.int32)
+        order = np.lexsort((all_items, all_keys))
+        all_keys, all_items = all_keys[order], all_items[order]
+        keys, counts = np.unique(all_keys, return_counts=True)
+
+        lengths_list = sorted(lengths)
+
+        common = counts > max_item_frequency
+        in_background = np.zeros(len(keys), dtype=bool)
+        background = list(background)
+        for start in range(0, len(background), 1024):
+            chunk = [words(t) for t in background[start:start + 1024]]
+            in_background[_locate(chunk, vocab, keys, lengths_list)[2]] = True
+        keep = ~common & ~in_background
+        keep_pairs = np.repeat(keep, counts)
+        all_items = all_items[keep_pairs]
+        keys, counts = keys[keep], counts[keep]
+
+        item_grams = np.bincount(all_items, minlength=len(items)).astype(np.int64)
+        stats = IndexStats(
+            items=len(items),
+            grams=int(len(keys)),
+            ignored_common=int(common.sum()),
+            ignored_background=int((in_background & ~common).sum()),
+            undetectable_items=int((item_grams == 0).sum()),
+        )
+        offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        return cls(n, items, vocab, lengths_list, keys, offsets, all_items, item_grams, stats)
+
+    def scan(self, texts: Sequence[str], min_coverage: float = 0.0) -> list[list[Hit]]:
+        """The benchmark items found in each text, best coverage first."""
+        tokens = [words(t) for t in texts]
+        per_doc: dict[int, list[tuple[int, int, int]]] = defaultdict(list)
+        for doc, pos, key, length in zip(*_locate(tokens, self.vocab, self.keys, self.lengths)):
+            per_doc[int(doc)].append((int(pos), int(length), int(key)))
+        out: list[list[Hit]] = [[] for _ in texts]
+        for doc, found in per_doc.items():
+            out[doc] = self._hits(texts[doc], len(tokens[doc]), found, min_coverage)
+        return out
+
+    def _hits(self, text: str, n_words: int, found: list[tuple[int, int, int]], min_coverage: float) -> list[Hit]:
+        ws, char_spans = words_with_offsets(text)
+        assert len(ws) == n_words, "normalisation must not depend on how the text is split"
+        keys_of: dict[int, set[int]] = defaultdict(set)
+        windows_of: dict[int, list[tuple[int, int]]] = defaultdict(list)
+        for pos, length, key in found:
+            for item in self.postings[self.offsets[key]:self.offsets[key + 1]]:
+                keys_of[int(item)].add(key)
+                windows_of[int(item)].append((pos, pos + length))
+        hits = []
+        for item, keys in keys_of.items():
+            coverage = len(keys) / self.item_grams[item]
+            if coverage < min_coverage:
+                continue
+            spans = tuple((char_spans[a][0], char_spans[b - 1][1]) for a, b in _merge(windows_of[item]))
+            hits.append(Hit(self.items[item], len(keys), float(coverage), spans))
+        hits.sort(key=lambda h: (-h.coverage, h.item.benchmark, h.item.item_id))
+        return hits
+
+
+def _locate(tokens: list[list[str]], vocab: dict[str, int], keys: np.ndarray, lengths: list[int]):
+    """(doc, word position in doc, key index, gram length) of every indexed gram in tokenised texts."""
+    get = vocab.get
+    flat: list[int] = []
+    starts = np.empty(len(tokens), dtype=np.int64)
+    for d, ws in enumerate(tokens):
+        starts[d] = len(flat)
+        flat.extend([get(w, 0) for w in ws])
+        flat.append(0)  # a separator: no gram spans two texts
+    ids = np.array(flat, dtype=np.uint64)
+    zeros = np.concatenate([[0], np.cumsum(ids == 0)])
+    found = []
+    for length in lengths if len(keys) else ():
+        if len(ids) < length:
+            continue
+        valid = np.flatnonzero(zeros[length:] == zeros[:-length])  # windows without an unknown word
+        if not len(valid):
+            continue
+        h = _window_hashes(ids, length)[valid]
+        j = np.minimum(np.searchsorted(keys, h), len(keys) - 1)
+        hit = keys[j] == h
+        found.append((valid[hit], j[hit], np.full(int(hit.sum()), length, dtype=np.int64)))
+    if not found:
+        empty = np.empty(0, np.int64)
+        return empty, empty, empty, empty
+    pos, key, length = (np.concatenate(a) for a in zip(*found))
+    docs = np.searchsorted(starts, pos, side="right") - 1
+    return docs, pos - starts[docs], key, length
+
+
+def _merge(windows: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Overlapping or touching word windows merged into maximal runs."""
+    merged: list[list[int]] = []
+    for a, b in sorted(windows):
+        if merged and a <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], b)
+        else:
+            merged.append([a, b])
+    return [(a, b) for a, b in merged]
+
+
+_rng = np.random.default_rng(_SEED)
+_COEF = _rng.integers(0, 2**63, size=256, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
+_SALT = _rng.integers(0, 2**63, size=257, dtype=np.uint64)
+
+
+def _window_hashes(ids: np.ndarray, length: int) -> np.ndarray:
+    """64-bit hash of every window of `length` ids: a fixed random linear combination (mod 2**64)."""
+    if length > len(_COEF):
+        raise ValueError(f"n-grams longer than {len(_COEF)} words are not supported")
+    count = len(ids) - length + 1
+    h = np.full(count, _SALT[length], dtype=np.uint64)
+    for k in range(length):
+        h += _COEF[k] * ids[k:k + count]
+    return h
