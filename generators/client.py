@@ -34,12 +34,17 @@ class Request:
         if (self.messages is None) == (self.prompt is None):
             raise ValueError("a Request has either messages or a prompt")
 
+    @property
+    def endpoint(self) -> str:
+        """`chat` (the server applies the model's chat template) or `completion` (raw prompt)."""
+        return "chat" if self.messages is not None else "completion"
+
 
 @dataclasses.dataclass
 class Choice:
     text: str
     finish_reason: str  # "stop" or "length" (cut by max_tokens)
-    logprobs: list[float] | None = None
+    logprobs: list[float] | None = None  # of each sampled token, when SamplingParams.logprobs is set
 
 
 @dataclasses.dataclass
@@ -64,6 +69,10 @@ class Response:
     @property
     def text(self) -> str:
         return self.choices[0].text if self.choices else ""
+
+    @classmethod
+    def failed(cls, model: str, error: str) -> "Response":
+        return cls(choices=[], model=model, error=error)
 
 
 class LLMClient(Protocol):

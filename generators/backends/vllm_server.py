@@ -1,0 +1,190 @@
+"""The `vllm_server` backend: many concurrent requests to vLLM's OpenAI-compatible HTTP API.
+
+Throughput comes from keeping `concurrency` requests in flight so vLLM's continuous batching has
+work to batch; robustness from per-request timeouts and retries with exponential backoff and full
+jitter (so a crowd of failed requests does not return in lockstep). A request that still fails
+becomes a `Response` with `error` set: one bad row never stops a run.
+
+When the server is ours (managed mode) and it dies, its watchdog restarts it; requests that meet
+a dead server wait for it to be healthy again instead of burning their retries on a restart.
+
+The client is synchronous to its callers (stages call it from Ray workers) and asynchronous inside:
+one event loop runs in a background thread for the client's lifetime, which also keeps the HTTP
+connection pool warm between batches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import threading
+import time
+from typing import Callable, Sequence
+
+import httpx
+
+from generators.backends.vllm_process import VLLMServerProcess
+from generators.client import Choice, Request, Response, Usage
+from generators.llm_config import LLMConfig
+
+log = logging.getLogger(__name__)
+
+OnResponse = Callable[[int, Response], None]
+
+# 408/429 and 5xx are the server's trouble, worth another try; other 4xx are the request's and would fail again.
+RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
+CONNECTION_ERRORS = (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
+
+
+class RequestFailed(Exception):
+    def __init__(self, message: str, retry: bool):
+        super().__init__(message)
+        self.retry = retry
+
+
+def request_body(model: str, request: Request) -> dict:
+    """The OpenAI-API JSON body of a request; `logprobs` differs between the chat and completion APIs."""
+    p = request.params
+    body: dict = {"model": model, "temperature": p.temperature, "top_p": p.top_p, "max_tokens": p.max_tokens, "n": p.n}
+    if p.stop:
+        body["stop"] = list(p.stop)
+    if p.seed is not None:
+        body["seed"] = p.seed
+    if request.endpoint == "chat":
+        body["messages"] = list(request.messages)
+        if p.logprobs is not None:
+            body["logprobs"] = True
+            body["top_logprobs"] = p.logprobs
+    else:
+        body["prompt"] = request.prompt
+        if p.logprobs is not None:
+            body["logprobs"] = p.logprobs
+    return body
+
+
+def parse_response(endpoint: str, data: dict) -> Response:
+    choices = []
+    for c in sorted(data["choices"], key=lambda c: c["index"]):
+        lp = c.get("logprobs")
+        if endpoint == "chat":
+            text = c["message"].get("content") or ""
+            logprobs = [t["logprob"] for t in lp["content"]] if lp and lp.get("content") is not None else None
+        else:
+            text = c["text"]
+            logprobs = list(lp["token_logprobs"]) if lp and lp.get("token_logprobs") is not None else None
+        choices.append(Choice(text=text, finish_reason=c.get("finish_reason") or "stop", logprobs=logprobs))
+    usage = data.get("usage") or {}
+    return Response(
+        choices=choices,
+        model=data.get("model", ""),
+        usage=Usage(usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0)),
+    )
+
+
+def backoff_delay(attempt: int, base_s: float, max_s: float) -> float:
+    """Full jitter: uniform in [0, min(max, base * 2^attempt)] (AWS architecture blog's recommendation)."""
+    return random.uniform(0, min(max_s, base_s * 2**attempt))
+
+
+class VLLMServerClient:
+    """`LLMClient` for a vLLM server at `config.url`, or at the URL of `server` (managed mode)."""
+
+    def __init__(self, config: LLMConfig, server: VLLMServerProcess | None = None):
+        if not config.url and server is None:
+            raise ValueError("VLLMServerClient needs config.url or a managed server")
+        self.config = config
+        self.server = server
+        self.model = config.model
+        self.base_url = (server.url if server else config.url).rstrip("/")
+        self.stats = {"requests": 0, "retries": 0, "failed": 0, "server_waits": 0}
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="llm-client-loop", daemon=True)
+        self._thread.start()
+        self._http = self._run(self._make_http())
+        self._recovering: asyncio.Future | None = None
+
+    async def _make_http(self) -> httpx.AsyncClient:
+        headers = {}
+        if self.config.api_key is not None:
+            headers["Authorization"] = f"Bearer {self.config.api_key.get_secret_value()}"
+        limits = httpx.Limits(max_connections=self.config.concurrency, max_keepalive_connections=self.config.concurrency)
+        return httpx.AsyncClient(base_url=self.base_url, headers=headers, limits=limits, timeout=self.config.timeout_s)
+
+    def _run(self, coro):
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+
+    def generate(self, requests: Sequence[Request], *, on_response: OnResponse | None = None) -> list[Response]:
+        return self._run(self._generate(list(requests), on_response))
+
+    async def _generate(self, requests: list[Request], on_response: OnResponse | None) -> list[Response]:
+        slots = asyncio.Semaphore(self.config.concurrency)
+
+        async def one(i: int, request: Request) -> Response:
+            async with slots:
+                response = await self._with_retries(request)
+            if on_response:
+                on_response(i, response)
+            return response
+
+        return list(await asyncio.gather(*(one(i, r) for i, r in enumerate(requests))))
+
+    async def _with_retries(self, request: Request) -> Response:
+        self.stats["requests"] += 1
+        error = ""
+        for attempt in range(self.config.max_retries + 1):
+            if attempt:
+                self.stats["retries"] += 1
+                await asyncio.sleep(backoff_delay(attempt - 1, self.config.backoff_s, self.config.backoff_max_s))
+            try:
+                return await self._send(request)
+            except RequestFailed as exc:
+                error = str(exc)
+                if not exc.retry:
+                    break
+            except httpx.TimeoutException as exc:
+                error = f"timeout after {self.config.timeout_s:g}s ({type(exc).__name__})"
+            except CONNECTION_ERRORS as exc:
+                error = f"connection failed: {type(exc).__name__}: {exc}"
+                await self._wait_for_server()
+        self.stats["failed"] += 1
+        return Response.failed(self.model, error)
+
+    async def _send(self, request: Request) -> Response:
+        path = "/v1/chat/completions" if request.endpoint == "chat" else "/v1/completions"
+        reply = await self._http.post(path, json=request_body(self.model, request))
+        if reply.status_code != 200:
+            raise RequestFailed(f"HTTP {reply.status_code}: {reply.text[:300]}", retry=reply.status_code in RETRY_STATUS)
+        try:
+            return parse_response(request.endpoint, reply.json())
+        except (ValueError, KeyError, TypeError) as exc:
+            raise RequestFailed(f"malformed response: {exc!r}: {reply.text[:200]}", retry=True) from exc
+
+    async def _wait_for_server(self) -> None:
+        """In managed mode, wait (once for all waiting requests) until the restarted server is healthy."""
+        if self.server is None or self.server.gave_up:
+            return
+        if self._recovering is None or self._recovering.done():
+            self._recovering = asyncio.ensure_future(self._poll_health())
+        await asyncio.shield(self._recovering)
+
+    async def _poll_health(self) -> None:
+        self.stats["server_waits"] += 1
+        deadline = time.monotonic() + self.server.startup_timeout_s
+        while time.monotonic() < deadline and not self.server.gave_up:
+            try:
+                if (await self._http.get("/health", timeout=5)).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            await asyncio.sleep(1.0)
+
+    def close(self) -> None:
+        if self._loop.is_closed():
+            return
+        self._run(self._http.aclose())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+        self._loop.close()
+        if self.server is not None:
+            self.server.stop()

@@ -1,0 +1,51 @@
+"""`make_client(config)`: the `LLMClient` an `llms:` entry describes, cache included.
+
+Heavy backends (torch, Ray's vLLM integration) are imported only when chosen, so importing the
+generators stays cheap for stages that never generate.
+"""
+
+from __future__ import annotations
+
+from generators.backends.vllm_process import VLLMServerProcess
+from generators.cache import CachedClient, ResponseCache
+from generators.client import LLMClient
+from generators.llm_config import LLMConfig
+
+
+def parse_llm_config(config: dict | LLMConfig) -> LLMConfig:
+    return config if isinstance(config, LLMConfig) else LLMConfig.model_validate(config)
+
+
+def server_process(config: LLMConfig) -> VLLMServerProcess:
+    """The (not yet started) managed vLLM server of a `vllm_server` entry without a `url`."""
+    return VLLMServerProcess(
+        python=config.server_python(),
+        args=config.server_command_args(),
+        env=config.server_environment(),
+        host=config.host,
+        port=config.port,
+        startup_timeout_s=config.startup_timeout_s,
+        max_restarts=config.max_restarts,
+        log_file=config.log_file,
+    )
+
+
+def make_client(config: dict | LLMConfig) -> LLMClient:
+    """Build the client; in managed mode this starts the server and returns once it is healthy.
+
+    `client.close()` stops a managed server; so does interpreter exit, SIGTERM or Ctrl-C.
+    """
+    cfg = parse_llm_config(config)
+    if cfg.backend == "vllm_server":
+        from generators.backends.vllm_server import VLLMServerClient
+
+        client = VLLMServerClient(cfg, server_process(cfg).start() if cfg.managed else None)
+    elif cfg.backend == "transformers":
+        from generators.backends.transformers_local import TransformersClient
+
+        client = TransformersClient(cfg)
+    else:
+        from generators.backends.ray_vllm import RayVLLMClient
+
+        client = RayVLLMClient(cfg)
+    return CachedClient(client, ResponseCache(cfg.cache_dir)) if cfg.cache_dir else client
