@@ -50,7 +50,7 @@ IS_CLASSIFICATION = Prompt(
     1,
     "Decide whether each task is a classification task: its answer is one of a small, fixed set of "
     "labels (like yes/no, positive/negative, or a category name) rather than free text.\n\n"
-    "$examples"
+    "${examples}"
     "Task: $instruction\nClassification:",
 )
 
@@ -59,7 +59,7 @@ INSTANCES_INPUT_FIRST = Prompt(
     1,
     "For each task, write examples: first an input for the task (or \"Input: <none>\" when the task "
     "needs no extra input), then the correct output for that input.\n\n"
-    "$examples"
+    "${examples}"
     "Task: $instruction\n",
 )
 
@@ -68,7 +68,7 @@ INSTANCES_OUTPUT_FIRST = Prompt(
     1,
     "For each classification task, list the possible labels, and for each label write an input that "
     "belongs to it. Start every example with its label.\n\n"
-    "$examples"
+    "${examples}"
     "Task: $instruction\n",
 )
 

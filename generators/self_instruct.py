@@ -1,0 +1,336 @@
+"""Self-Instruct (Wang et al., 2023): grow a pool of tasks from a few human-written seeds.
+
+Each round sends a batch of prompts. A prompt lists 8 tasks (6 human seeds and, once the pool has
+some, 2 generated ones) as a numbered list and lets the model continue it. Each proposal is
+filtered (length, what a text-only model cannot do, how it starts, cut generations) and kept only
+if its ROUGE-L F against every pooled instruction is at most 0.7; survivors join the pool at once,
+so later proposals of the same batch are checked against them too. The model then decides whether
+each new task is a classification task, which picks how its instances are written: output first
+(a label, then an input for it, so labels stay balanced) or input first. Rounds repeat until the
+pool holds `target` generated tasks, or until rounds stop producing anything new.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+import re
+import string
+from collections import Counter
+from pathlib import Path
+from typing import Callable, Sequence
+
+from generators.client import LLMClient, Request, Response, SamplingParams
+from generators.prompts import (
+    INSTANCES_INPUT_FIRST,
+    INSTANCES_OUTPUT_FIRST,
+    IS_CLASSIFICATION,
+    SELF_INSTRUCT_PROPOSE,
+    SELF_INSTRUCT_PROPOSE_CLASSIFICATION,
+    Prompt,
+)
+from generators.rouge import NoveltyIndex
+
+# Things a text-only model cannot see or produce (the paper's list, plus the media it also names).
+UNSUITABLE_WORDS = (
+    "image", "images", "graph", "graphs", "picture", "pictures", "file", "files", "map", "maps",
+    "draw", "plot", "go to", "video", "audio", "music", "flowchart", "diagram",
+)  # fmt: skip
+_UNSUITABLE_RE = re.compile(r"\b(" + "|".join(re.escape(w) for w in UNSUITABLE_WORDS) + r")\b", re.IGNORECASE)
+_ITEM_SPLIT = re.compile(r"\n\d+\s?\. ")
+
+
+@dataclasses.dataclass
+class SeedTask:
+    instruction: str
+    instances: list[dict] = dataclasses.field(default_factory=list)  # [{"input", "output"}]
+    is_classification: bool | None = None
+    id: str | None = None
+
+
+@dataclasses.dataclass
+class SelfInstructConfig:
+    target: int = 100
+    prompt_tasks: int = 8
+    pool_tasks: int = 2
+    requests_per_round: int = 8
+    rouge_threshold: float = 0.7
+    min_words: int = 4
+    max_words: int = 150
+    temperature: float = 0.7
+    top_p: float = 0.5
+    max_tokens: int = 1024
+    instance_max_tokens: int = 512
+    instances_per_task: int = 1
+    classification_only: bool = False
+    max_stale_rounds: int = 5
+    seed: int = 0
+
+
+@dataclasses.dataclass
+class Proposal:
+    """A proposed instruction and its fate: `reason` None means it joined the pool."""
+
+    instruction: str
+    round: int
+    reason: str | None = None
+    is_classification: bool | None = None
+    instances: list[dict] = dataclasses.field(default_factory=list)
+    meta: dict = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass
+class SelfInstructResult:
+    pooled: list[Proposal]  # joined the pool; reason set when no instance could be made
+    dropped: list[Proposal]  # never joined the pool
+    drops: Counter
+    rounds: int
+    requests: int
+    stopped_early: bool
+    model: str
+
+
+def load_seed_tasks(path: str | Path) -> list[SeedTask]:
+    """Seeds from `seed_tasks.jsonl` (instruction, instances, is_classification), any JSONL with an
+    `instruction`/`prompt`/`question` field or chat `messages`, or a text file with one per line."""
+    path = Path(path)
+    tasks = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        if path.suffix not in (".jsonl", ".json"):
+            tasks.append(SeedTask(line.strip()))
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}:{n}: not JSON ({e.msg})") from None
+        text = obj.get("instruction") or obj.get("prompt") or obj.get("question")
+        if text is None and obj.get("messages"):
+            text = next((m["content"] for m in obj["messages"] if m.get("role") == "user"), None)
+        if not text:
+            raise ValueError(f"{path}:{n}: no instruction, prompt, question or user message")
+        tasks.append(SeedTask(text, obj.get("instances") or [], obj.get("is_classification"), obj.get("id")))
+    if not tasks:
+        raise ValueError(f"{path}: no seed tasks")
+    return tasks
+
+
+def parse_proposals(text: str) -> list[str]:
+    """Split a continued numbered list into instructions (the first item follows the prompt's 'N.')."""
+    out = []
+    for item in _ITEM_SPLIT.split(text):
+        item = re.sub(r"\s+", " ", item).strip()
+        if item:
+            out.append(item[0].upper() + item[1:])
+    return out
+
+
+def proposal_drop_reason(instruction: str, min_words: int = 4, max_words: int = 150) -> str | None:
+    """The paper's cheap filters, in its order; None keeps the proposal for the ROUGE-L check."""
+    words = len(instruction.split())
+    if words < min_words:
+        return "too_short"
+    if words > max_words:
+        return "too_long"
+    if _UNSUITABLE_RE.search(instruction):
+        return "unsuitable_for_text_model"
+    # The released code drops these: the model tends to turn tasks into "write a program" tasks.
+    if instruction.startswith("Write a program"):
+        return "write_a_program"
+    if instruction[0] in string.punctuation:
+        return "starts_with_punctuation"
+    if not instruction[0].isascii():
+        return "starts_non_ascii"
+    return None
+
+
+def parse_is_classification(text: str) -> bool | None:
+    word = re.match(r"\W*(\w+)", text or "")
+    if not word:
+        return None
+    return {"yes": True, "no": False}.get(word.group(1).lower())
+
+
+def parse_instances(text: str, output_first: bool) -> list[dict]:
+    """Instances from an `Example N / Input / Output` (input first) or `Label / Input` (output first) list."""
+    text = re.split(r"\nTask:", text)[0]
+    out = []
+    if output_first:
+        for chunk in re.split(r"(?:^|\n)\s*Label\s*:", text)[1:]:
+            label, _, rest = chunk.partition("\n")
+            inp = re.sub(r"^\s*Input\s*:", "", rest.strip()).strip()
+            out.append({"input": _none_to_empty(inp), "output": label.strip()})
+    else:
+        for chunk in re.split(r"(?:^|\n)\s*Example\s*\d*\s*:?\s*(?=\n|Input)", text):
+            m = re.search(r"Input\s*:(.*?)(?:\n\s*Output\s*:(.*))?$", chunk, re.S)
+            if m and m.group(2) is not None:
+                out.append({"input": _none_to_empty(m.group(1).strip()), "output": m.group(2).strip()})
+            elif not m and re.search(r"Output\s*:", chunk):
+                out.append({"input": "", "output": re.split(r"Output\s*:", chunk, 1)[1].strip()})
+    return out
+
+
+def _one_line(text: str) -> str:
+    return re.sub(r"\s+", " ", text).strip().rstrip(":")
+
+
+def _none_to_empty(text: str) -> str:
+    return "" if text.strip().lower() in ("<none>", "none", "") else text
+
+
+def valid_instances(instances: Sequence[dict], limit: int) -> list[dict]:
+    """Drop instances the released code drops: no output, output equal to input, duplicates."""
+    seen, kept = set(), []
+    for inst in instances:
+        key = (inst["input"], inst["output"])
+        if not inst["output"] or inst["input"] == inst["output"] or key in seen:
+            continue
+        seen.add(key)
+        kept.append(inst)
+    return kept[:limit]
+
+
+class SelfInstruct:
+    def __init__(self, client: LLMClient, seeds: Sequence[SeedTask], config: SelfInstructConfig):
+        if len(seeds) < config.prompt_tasks - config.pool_tasks:
+            raise ValueError(f"need at least {config.prompt_tasks - config.pool_tasks} seed tasks, got {len(seeds)}")
+        self.client = client
+        self.config = config
+        self.all_seeds = list(seeds)  # few-shot examples for the classification and instance prompts
+        self.seeds = [s for s in seeds if s.is_classification] if config.classification_only else list(seeds)
+        self.rng = random.Random(config.seed)
+        self.index = NoveltyIndex([s.instruction for s in self.seeds])
+        self.pool: list[str] = []  # generated instructions, in pool order
+        self.requests = 0
+
+    # -- proposing -------------------------------------------------------------------------------
+
+    def propose_prompt(self) -> str:
+        cfg = self.config
+        shown = self.rng.sample(self.pool, min(cfg.pool_tasks, len(self.pool)))
+        shown += [s.instruction for s in self.rng.sample(self.seeds, cfg.prompt_tasks - len(shown))]
+        self.rng.shuffle(shown)
+        lines = [f"{i}. {_one_line(t)}" for i, t in enumerate(shown, 1)]
+        template = SELF_INSTRUCT_PROPOSE_CLASSIFICATION if cfg.classification_only else SELF_INSTRUCT_PROPOSE
+        return template.render(tasks="\n".join(lines + [f"{len(shown) + 1}."]))
+
+    def propose(self, round_no: int) -> tuple[list[Proposal], list[Proposal]]:
+        """One round: prompts out, proposals filtered and checked for novelty one by one."""
+        cfg = self.config
+        template = SELF_INSTRUCT_PROPOSE_CLASSIFICATION if cfg.classification_only else SELF_INSTRUCT_PROPOSE
+        last = 2 * cfg.prompt_tasks  # stop before the list runs on for ever
+        params = SamplingParams(
+            temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=cfg.max_tokens,
+            stop=("\n\n", f"\n{last}", f"{last}.", f"{last} ."), seed=self.rng.randrange(2**31),
+        )  # fmt: skip
+        prompts = [self.propose_prompt() for _ in range(cfg.requests_per_round)]
+        responses = self._generate([Request(prompt=p, params=params) for p in prompts])
+        accepted, dropped = [], []
+        for response in responses:
+            base = {"prompt_version": template.id, "model": response.model}
+            if response.error:
+                dropped.append(Proposal("", round_no, "llm_error", meta={**base, "error": response.error}))
+                continue
+            cut = response.choices[0].finish_reason == "length"
+            for text in parse_proposals(response.text):
+                if len(self.pool) >= cfg.target:
+                    break
+                p = Proposal(text, round_no, meta=dict(base))
+                # A cut generation is dropped whole, as in the released code.
+                p.reason = "truncated" if cut else proposal_drop_reason(text, cfg.min_words, cfg.max_words)
+                if p.reason is None:
+                    score, match = self.index.best_match(text, cfg.rouge_threshold)
+                    if match is not None:
+                        p.reason = "rouge_similar"
+                        p.meta.update(rouge_l=score, most_similar=self._pooled_text(match))
+                if p.reason:
+                    dropped.append(p)
+                    continue
+                self.index.add(text)
+                self.pool.append(text)
+                accepted.append(p)
+        return accepted, dropped
+
+    def _pooled_text(self, index: int) -> str:
+        """The pool indexes the prompting seeds first, then generated tasks in order."""
+        n = len(self.seeds)
+        return self.seeds[index].instruction if index < n else self.pool[index - n]
+
+    # -- classification and instances --------------------------------------------------------------
+
+    def classify(self, proposals: list[Proposal]) -> None:
+        """The model labels each task classification or not (the paper's check, few-shot from the seeds)."""
+        examples = "".join(
+            f"Task: {s.instruction}\nClassification: {'Yes' if s.is_classification else 'No'}\n\n"
+            for s in self._few_shot(lambda s: s.is_classification is not None, 12)
+        )
+        params = SamplingParams(temperature=0.0, max_tokens=3, stop=("\n",))
+        requests = [Request(prompt=IS_CLASSIFICATION.render(examples=examples, instruction=p.instruction), params=params) for p in proposals]
+        for p, r in zip(proposals, self._generate(requests)):
+            p.meta["prompt_version_classification"] = IS_CLASSIFICATION.id
+            if r.error:
+                p.reason, p.meta["error"] = "llm_error", r.error
+                continue
+            label = parse_is_classification(r.text)
+            p.is_classification = bool(label) or self.config.classification_only
+
+    def make_instances(self, proposals: list[Proposal]) -> None:
+        cfg = self.config
+        params = SamplingParams(
+            temperature=0.0, max_tokens=cfg.instance_max_tokens, stop=("\nTask:", "Task:"), seed=self.rng.randrange(2**31)
+        )
+        todo = [p for p in proposals if p.reason is None]
+        requests = []
+        for p in todo:
+            template = INSTANCES_OUTPUT_FIRST if p.is_classification else INSTANCES_INPUT_FIRST
+            requests.append(Request(prompt=template.render(examples=self._instance_examples(p.is_classification), instruction=p.instruction), params=params))
+            p.meta["prompt_version_instances"] = template.id
+        for p, r in zip(todo, self._generate(requests)):
+            if r.error:
+                p.reason, p.meta["error"] = "llm_error", r.error
+                continue
+            p.instances = valid_instances(parse_instances(r.text, bool(p.is_classification)), cfg.instances_per_task)
+            if not p.instances:
+                p.reason = "no_valid_instance"
+                p.meta["raw_instances"] = r.text[:2000]
+
+    def _few_shot(self, keep: Callable[[SeedTask], bool], k: int) -> list[SeedTask]:
+        pool = [s for s in self.all_seeds if keep(s)]
+        return random.Random(self.config.seed).sample(pool, min(k, len(pool)))
+
+    def _instance_examples(self, output_first: bool) -> str:
+        out = []
+        for s in self._few_shot(lambda s: bool(s.instances) and bool(s.is_classification) == output_first, 3):
+            lines = [f"Task: {s.instruction}"]
+            for i, inst in enumerate(s.instances, 1):
+                if output_first:
+                    lines += [f"Label: {inst['output']}", f"Input: {inst['input'] or '<none>'}"]
+                else:
+                    lines += [f"Example {i}", f"Input: {inst['input'] or '<none>'}", f"Output: {inst['output']}"]
+            out.append("\n".join(lines) + "\n\n")
+        return "".join(out)
+
+    def _generate(self, requests: list[Request]) -> list[Response]:
+        self.requests += len(requests)
+        return self.client.generate(requests) if requests else []
+
+    # -- the loop --------------------------------------------------------------------------------
+
+    def run(self, on_round: Callable[[int, int], None] | None = None) -> SelfInstructResult:
+        cfg = self.config
+        pooled, dropped, stale, round_no = [], [], 0, 0
+        while len(self.pool) < cfg.target and stale < cfg.max_stale_rounds:
+            round_no += 1
+            accepted, rejected = self.propose(round_no)
+            dropped += rejected
+            stale = 0 if accepted else stale + 1
+            if accepted:
+                self.classify(accepted)
+                self.make_instances(accepted)
+                pooled += accepted
+            if on_round:
+                on_round(round_no, len(self.pool))
+        drops = Counter(p.reason for p in pooled + dropped if p.reason)
+        return SelfInstructResult(pooled, dropped, drops, round_no, self.requests, len(self.pool) < cfg.target, self.client.model)
