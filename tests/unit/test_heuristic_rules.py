@@ -7,9 +7,6 @@ itself is clean under every rule.
 
 from __future__ import annotations
 
-import itertools
-import string
-
 import pytest
 
 from filters.c4 import C4
@@ -17,13 +14,7 @@ from filters.fineweb import FineWeb
 from filters.gopher import GopherQuality, GopherRepetition
 from filters.heuristics import EMPTY, Heuristics
 from filters.textstats import TextStats
-
-
-def unique_words(n: int, length: int = 5, offset: int = 0) -> list[str]:
-    """n distinct lower-case words of one length, so character shares are easy to compute."""
-    letters = string.ascii_lowercase
-    combos = itertools.islice(itertools.product(letters, repeat=length), offset, offset + n)
-    return ["".join(c) for c in combos]
+from text_samples import sentence_lines, unique_words
 
 
 def only(family_cls, rule: str, **thresholds):
@@ -35,12 +26,6 @@ def only(family_cls, rule: str, **thresholds):
 
 def reason(family, text: str) -> str | None:
     return family.apply(TextStats(text))[0]
-
-
-def sentence_lines(n: int, offset: int = 0) -> list[str]:
-    """n distinct clean English sentences, one per line."""
-    w = iter(unique_words(n * 5, length=6, offset=offset))
-    return [f"The {next(w)} {next(w)} and {next(w)} {next(w)} {next(w)}." for _ in range(n)]
 
 
 # --- Gopher quality -------------------------------------------------------------------------
