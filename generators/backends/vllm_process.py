@@ -90,6 +90,7 @@ class VLLMServerProcess:
         self._proc: subprocess.Popen | None = None
         self._lock = threading.RLock()
         self._stopping = threading.Event()
+        self.ready = threading.Event()  # set while the current process has passed its health check
         self._watchdog: threading.Thread | None = None
 
     @property
@@ -140,6 +141,7 @@ class VLLMServerProcess:
         return self
 
     def _spawn(self) -> None:
+        self.ready.clear()
         log.info("starting vLLM server: %s", " ".join(self.command))
         with open(self.log_path, "ab") as out:
             self._proc = subprocess.Popen(
@@ -160,6 +162,7 @@ class VLLMServerProcess:
                 raise ServerStartError(f"vLLM server exited with code {self._proc.returncode}:\n{self.log_tail()}")
             if self.healthy():
                 log.info("vLLM server healthy at %s (pid %s)", self.url, self.pid)
+                self.ready.set()
                 return
             time.sleep(0.5)
         raise ServerStartError(f"vLLM server not healthy after {self.startup_timeout_s:.0f}s:\n{self.log_tail()}")
@@ -168,6 +171,7 @@ class VLLMServerProcess:
         while not self._stopping.wait(1.0):
             if self.alive():
                 continue
+            self.ready.clear()
             with self._lock:
                 if self._stopping.is_set() or self.alive():
                     continue
@@ -186,6 +190,7 @@ class VLLMServerProcess:
     def stop(self, grace_s: float = 15.0) -> None:
         """Terminate the whole process group (vLLM's engine core runs as a child), then kill stragglers."""
         self._stopping.set()
+        self.ready.clear()
         with self._lock:
             if self._proc is not None:
                 self._kill_group(grace_s)

@@ -88,21 +88,24 @@ def backoff_delay(attempt: int, base_s: float, max_s: float) -> float:
 
 
 class VLLMServerClient:
-    """`LLMClient` for a vLLM server at `config.url`, or at the URL of `server` (managed mode)."""
+    """`LLMClient` for a vLLM server at `config.url`, or at the URL of `server` (managed mode).
 
-    def __init__(self, config: LLMConfig, server: VLLMServerProcess | None = None):
+    With `server`, requests wait out its restarts; `close()` stops it if the client `owns_server`.
+    """
+
+    def __init__(self, config: LLMConfig, server: VLLMServerProcess | None = None, owns_server: bool = True):
         if not config.url and server is None:
             raise ValueError("VLLMServerClient needs config.url or a managed server")
         self.config = config
         self.server = server
+        self.owns_server = owns_server
         self.model = config.model
-        self.base_url = (server.url if server else config.url).rstrip("/")
+        self.base_url = (config.url or server.url).rstrip("/")
         self.stats = {"requests": 0, "retries": 0, "failed": 0, "server_waits": 0}
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="llm-client-loop", daemon=True)
         self._thread.start()
         self._http = self._run(self._make_http())
-        self._recovering: asyncio.Future | None = None
 
     async def _make_http(self) -> httpx.AsyncClient:
         headers = {}
@@ -146,7 +149,7 @@ class VLLMServerClient:
                 error = f"timeout after {self.config.timeout_s:g}s ({type(exc).__name__})"
             except CONNECTION_ERRORS as exc:
                 error = f"connection failed: {type(exc).__name__}: {exc}"
-                await self._wait_for_server()
+            await self._wait_for_server()
         self.stats["failed"] += 1
         return Response.failed(self.model, error)
 
@@ -161,23 +164,14 @@ class VLLMServerClient:
             raise RequestFailed(f"malformed response: {exc!r}: {reply.text[:200]}", retry=True) from exc
 
     async def _wait_for_server(self) -> None:
-        """In managed mode, wait (once for all waiting requests) until the restarted server is healthy."""
-        if self.server is None or self.server.gave_up:
+        """In managed mode, a request that meets a dead or restarting server waits for the restart."""
+        server = self.server
+        if server is None or (server.ready.is_set() and server.alive()):
             return
-        if self._recovering is None or self._recovering.done():
-            self._recovering = asyncio.ensure_future(self._poll_health())
-        await asyncio.shield(self._recovering)
-
-    async def _poll_health(self) -> None:
         self.stats["server_waits"] += 1
-        deadline = time.monotonic() + self.server.startup_timeout_s
-        while time.monotonic() < deadline and not self.server.gave_up:
-            try:
-                if (await self._http.get("/health", timeout=5)).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            await asyncio.sleep(1.0)
+        deadline = time.monotonic() + server.startup_timeout_s
+        while not (server.ready.is_set() and server.alive()) and not server.gave_up and time.monotonic() < deadline:
+            await asyncio.sleep(0.5)
 
     def close(self) -> None:
         if self._loop.is_closed():
@@ -186,5 +180,5 @@ class VLLMServerClient:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=10)
         self._loop.close()
-        if self.server is not None:
+        if self.server is not None and self.owns_server:
             self.server.stop()

@@ -1,0 +1,64 @@
+"""Fixtures of the generation-backend tests: a tiny local model and one real vLLM CPU server per session.
+
+The vLLM server is slow to start (30-60 s on 2 cores), so every test that needs it shares the one
+started here. Its virtual environment comes from $PIPELINE_VLLM_VENV or <repo>/.venv-vllm (made by
+scripts/setup_vllm_cpu.sh); without it the tests skip with a reason, except under
+PIPELINE_REQUIRE_VLLM=1 (CI), where a missing vLLM is a failure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def vllm_python() -> Path:
+    venv = Path(os.environ.get("PIPELINE_VLLM_VENV", ROOT / ".venv-vllm"))
+    return venv / "bin" / "python"
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory, shared_data) -> Path:
+    """A random-weight Llama (head_dim 64) with a BPE tokenizer trained on the Self-Instruct seed tasks."""
+    from pipeline.train.tiny import build_tiny_model
+
+    texts = []
+    for line in (shared_data / "seeds/self_instruct/seed_tasks.jsonl").read_text().splitlines():
+        task = json.loads(line)
+        texts.append(task["instruction"])
+        texts += [i["output"] for i in task["instances"] if i["output"]]
+    return build_tiny_model(tmp_path_factory.mktemp("tiny_llama"), texts)
+
+
+@pytest.fixture(scope="session")
+def vllm_server_config(tiny_model) -> dict:
+    python = vllm_python()
+    if not python.exists():
+        reason = f"vLLM venv not found at {python.parent.parent}; run scripts/setup_vllm_cpu.sh or set PIPELINE_VLLM_VENV"
+        if os.environ.get("PIPELINE_REQUIRE_VLLM") == "1":
+            pytest.fail(reason + " (PIPELINE_REQUIRE_VLLM=1)")
+        pytest.skip(reason)
+    return {
+        "backend": "vllm_server",
+        "model": str(tiny_model),
+        "python": str(python),
+        "cpu": True,
+        "dtype": "float32",
+        "max_model_len": 512,
+        "startup_timeout_s": 300,
+        "timeout_s": 30,
+    }
+
+
+@pytest.fixture(scope="session")
+def vllm_server(vllm_server_config):
+    """One managed vLLM CPU server for the session; tests that kill it leave the watchdog to restart it."""
+    from generators.factory import parse_llm_config, server_process
+
+    with server_process(parse_llm_config(vllm_server_config)) as server:
+        yield server

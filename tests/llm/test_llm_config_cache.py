@@ -1,0 +1,104 @@
+"""The `llms:` config model and the response cache (keys, several processes, resume without paying twice)."""
+
+from __future__ import annotations
+
+import multiprocessing
+
+import pytest
+from openai_stub import OpenAIStub
+from pydantic import ValidationError
+
+from generators.cache import CachedClient, ResponseCache, request_key
+from generators.client import Choice, Request, Response, SamplingParams, Usage
+from generators.factory import make_client
+from generators.llm_config import LLMConfig
+
+
+def test_config_expands_env_secrets_and_refuses_mistakes(monkeypatch):
+    monkeypatch.setenv("TEACHER_KEY", "k-123")
+    cfg = LLMConfig(backend="vllm_server", model="m", url="http://h:1", api_key="${TEACHER_KEY}")
+    assert cfg.api_key.get_secret_value() == "k-123" and "k-123" not in repr(cfg)
+    monkeypatch.delenv("TEACHER_KEY")
+    with pytest.raises(ValidationError, match="TEACHER_KEY"):
+        LLMConfig(backend="vllm_server", model="m", api_key="${TEACHER_KEY}")
+    with pytest.raises(ValidationError, match="concurency"):
+        LLMConfig(backend="vllm_server", model="m", concurency=4)
+    with pytest.raises(ValidationError, match="url is only for"):
+        LLMConfig(backend="transformers", model="m", url="http://h:1")
+    with pytest.raises(ValidationError):
+        LLMConfig(backend="tgi", model="m")
+
+
+def test_managed_server_command_follows_config(monkeypatch, tmp_path):
+    cfg = LLMConfig(backend="vllm_server", model="/models/tiny", dtype="float32", max_model_len=256,
+                    tensor_parallel_size=2, cpu=True, server_args=["--enforce-eager", "--max-num-seqs", "8"],
+                    server_env={"VLLM_CPU_KVCACHE_SPACE": "2"}, venv=str(tmp_path))
+    assert cfg.managed
+    args = cfg.server_command_args()
+    assert args[args.index("--model") + 1] == "/models/tiny"
+    assert args[args.index("--max-model-len") + 1] == "256"
+    assert args[args.index("--tensor-parallel-size") + 1] == "2"
+    assert args.count("--enforce-eager") == 1 and "--no-enable-chunked-prefill" in args
+    assert args[-2:] == ["--max-num-seqs", "8"]
+    assert cfg.server_environment() == {"VLLM_CPU_KVCACHE_SPACE": "2"}
+    assert cfg.server_python() == str(tmp_path / "bin" / "python")
+    monkeypatch.setenv("PIPELINE_VLLM_VENV", "/opt/vllm-env")
+    assert LLMConfig(backend="vllm_server", model="m").server_python() == "/opt/vllm-env/bin/python"
+    assert not LLMConfig(backend="vllm_server", model="m", url="http://h:1").managed
+
+
+def test_request_key_covers_everything_that_changes_the_answer():
+    base = Request(messages=({"role": "user", "content": "hi"},), params=SamplingParams(seed=1))
+    variants = [
+        Request(messages=({"role": "user", "content": "hi!"},), params=SamplingParams(seed=1)),
+        Request(messages=({"role": "user", "content": "hi"},), params=SamplingParams(seed=2)),
+        Request(messages=({"role": "user", "content": "hi"},), params=SamplingParams(seed=1, n=2)),
+        Request(messages=({"role": "user", "content": "hi"},), params=SamplingParams(seed=1, stop=("x",))),
+        Request(prompt="hi", params=SamplingParams(seed=1)),
+    ]
+    keys = {request_key("m", r) for r in variants} | {request_key("other", base)}
+    assert len(keys) == len(variants) + 1 and request_key("m", base) not in keys
+    same = Request(messages=({"role": "user", "content": "hi"},), params=SamplingParams(seed=1))
+    assert request_key("m", same) == request_key("m", base)
+
+
+def _write_entries(cache_dir: str, worker: int, count: int) -> None:
+    cache = ResponseCache(cache_dir)
+    for i in range(count):
+        cache.put(f"{worker}-{i}", Response([Choice(f"text {worker} {i}", "stop")], "m", Usage(1, 2)))
+    cache.close()
+
+
+def test_cache_is_shared_safely_by_several_processes(tmp_path):
+    procs = [multiprocessing.get_context("fork").Process(target=_write_entries, args=(str(tmp_path), w, 100)) for w in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    cache = ResponseCache(tmp_path)
+    assert len(cache) == 400
+    got = cache.get_many(["3-99", "0-0", "missing"])
+    assert got["3-99"].text == "text 3 99" and got["3-99"].cached and got["3-99"].usage == Usage(1, 2)
+    assert "missing" not in got
+    cache.put("failed", Response.failed("m", "boom"))
+    assert len(cache) == 400
+
+
+def test_resumed_run_pays_only_for_what_failed_before(tmp_path):
+    requests = [Request(prompt=f"row {i}", params=SamplingParams(seed=i)) for i in range(12)]
+    with OpenAIStub() as stub:
+        stub.plan = {"row 5": ["400"]}  # fails for good in the first run, answers in the second
+        config = {"backend": "vllm_server", "model": "m", "url": stub.url, "cache_dir": str(tmp_path), "max_retries": 0}
+        first = make_client(config)
+        run1 = first.generate(requests)
+        first.close()
+        assert [r.error is not None for r in run1].count(True) == 1 and len(stub.bodies) == 12
+
+        second = make_client(config)
+        run2 = second.generate(requests)
+        second.close()
+    assert len(stub.bodies) == 13 and stub.bodies[-1]["prompt"] == "row 5"
+    assert [r.cached for r in run2] == [i != 5 for i in range(12)]
+    assert [r.text for r in run2] == [f"row {i}"[::-1] + " #0" for i in range(12)]
+    assert isinstance(second, CachedClient)
