@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import ray
+import ray.data
 
 from pipeline.errors import InvariantViolation
 from pipeline.records import DROP_REASON, DROP_STAGE, set_column
 from pipeline.stage import GlobalStage, MapStage, Stage
+from pipeline.stats import measure
 
 
 def stamp_drops(batch: pa.Table, stage_id: str) -> pa.Table:
@@ -57,31 +60,42 @@ class _MapWorker:
         stage.setup()
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        return apply_map_stage(self.stage, batch)
+        return _map_task(batch, self.stage)
+
+
+def _finish_global(batch: pa.Table, stage_id: str, tokenizer: str | None) -> pa.Table:
+    return measure(stamp_drops(batch, stage_id), tokenizer)
 
 
 def run_stage(stage: Stage, dataset):
-    """The lazy dataset of a stage's output: kept rows plus dropped rows carrying their reason."""
+    """The lazy dataset of a stage's output: kept rows plus dropped rows carrying their reason, all measured.
+
+    A map stage with per-worker state (it overrides `setup`) runs on an actor pool so the state
+    loads once per worker; a stateless one runs as plain tasks, which Ray fuses with its neighbours.
+    """
     if isinstance(stage, MapStage):
         res = stage.effective_resources()
-        return dataset.map_batches(
-            _MapWorker,
-            fn_constructor_args=(stage,),
-            batch_format="pyarrow",
-            batch_size=res.batch_size,
-            num_cpus=res.num_cpus,
-            num_gpus=res.num_gpus or None,
-            concurrency=res.concurrency or _default_concurrency(res),
-        )
+        common = dict(batch_format="pyarrow", batch_size=res.batch_size, num_cpus=res.num_cpus,
+                      num_gpus=res.num_gpus or None)
+        if type(stage).setup is MapStage.setup:
+            return dataset.map_batches(_map_task, fn_args=(stage,), **common,
+                                       compute=ray.data.TaskPoolStrategy(size=res.concurrency) if res.concurrency else None)
+        return dataset.map_batches(_MapWorker, fn_constructor_args=(stage,), compute=_actor_pool(res), **common)
     if isinstance(stage, GlobalStage):
         out = stage.apply(dataset)
-        return out.map_batches(stamp_drops, fn_args=(stage.ctx.stage_id,), batch_format="pyarrow", batch_size=None)
+        return out.map_batches(_finish_global, fn_args=(stage.ctx.stage_id, stage.ctx.tokenizer),
+                               batch_format="pyarrow", batch_size=None)
     raise TypeError(f"{type(stage).__name__} is neither a MapStage nor a GlobalStage")
 
 
-def _default_concurrency(res) -> tuple[int, int]:
-    """An autoscaling actor pool from 1 worker up to what the cluster's CPUs can hold."""
-    import ray
+def _map_task(batch: pa.Table, stage: MapStage) -> pa.Table:
+    return measure(apply_map_stage(stage, batch), stage.ctx.tokenizer)
 
+
+def _actor_pool(res):
+    """A fixed pool if the stage asks for one, else autoscaling from 1 up to what the cluster's CPUs hold."""
+    if res.concurrency:
+        return ray.data.ActorPoolStrategy(size=res.concurrency)
     cpus = ray.cluster_resources().get("CPU", 1)
-    return (1, max(1, int(cpus // max(res.num_cpus, 0.001))))
+    per_actor = res.num_cpus if res.num_cpus > 0 else 1
+    return ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, int(cpus // per_actor)))

@@ -17,7 +17,9 @@ import pyarrow.compute as pc
 
 DROP_REASON = "_drop_reason"
 DROP_STAGE = "_drop_stage"
-INTERNAL_COLUMNS = (DROP_REASON, DROP_STAGE)
+TOKENS = "_tokens"
+CHARS = "_chars"
+INTERNAL_COLUMNS = (DROP_REASON, DROP_STAGE, TOKENS, CHARS)
 
 MESSAGE_TYPE = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
 

@@ -1,0 +1,57 @@
+"""`pipeline inspect OUTPUT`: counts, schema and a few sample rows of a run's output."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def register(sub) -> None:
+    p = sub.add_parser("inspect", help="counts, schema and sample rows of a run's output")
+    p.add_argument("output", help="a run's output directory")
+    p.add_argument("-n", "--samples", type=int, default=3)
+    p.add_argument("--rejects", action="store_true", help="sample the rejected rows instead")
+    p.set_defaults(func=main)
+
+
+def main(args) -> int:
+    import pyarrow.dataset as pads
+
+    from pipeline.errors import UserError
+
+    out = Path(args.output)
+    manifest = out / "manifest.json"
+    if not manifest.exists():
+        raise UserError(f"{out}: not a pipeline output (no manifest.json)")
+    stats = json.loads((out / "stats.json").read_text()) if (out / "stats.json").exists() else None
+    print(f"{out}: {json.loads(manifest.read_text())['rows']:,} rows")
+    if stats:
+        for s in stats["stages"]:
+            reasons = ", ".join(f"{k} {v:,}" for k, v in s["dropped_by_reason"].items())
+            print(f"  {s['id']:<24} in {s['rows_in']:>9,}  kept {s['kept']:>9,}  dropped {s['dropped']:>8,}"
+                  + (f"  ({reasons})" if reasons else ""))
+    target = out / ("rejects" if args.rejects else "data")
+    files = sorted(target.rglob("*.parquet"))
+    if not files:
+        print(f"(no parquet files under {target})")
+        return 0
+    dataset = pads.dataset([str(f) for f in files], format="parquet")
+    print("schema:")
+    for field in dataset.schema:
+        print(f"  {field.name}: {field.type}")
+    print(f"samples from {target.name}/:")
+    for row in dataset.head(args.samples).to_pylist():
+        print(json.dumps({k: _short(v) for k, v in row.items()}, ensure_ascii=False, default=str))
+    return 0
+
+
+def _short(value, limit: int = 200):
+    if isinstance(value, str) and len(value) > limit:
+        return value[:limit] + f"... ({len(value):,} chars)"
+    if isinstance(value, bytes):
+        return f"<{len(value):,} bytes>"
+    if isinstance(value, list):
+        return [_short(v, limit) for v in value]
+    if isinstance(value, dict):
+        return {k: _short(v, limit) for k, v in value.items()}
+    return value

@@ -1,0 +1,48 @@
+"""Connecting to Ray: an embedded local Ray by default, a cluster with `ray.address` or RAY_ADDRESS.
+
+On a cluster the workers may not have this project installed, so our packages travel with the
+job as `py_modules`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+
+from pipeline.config import RayConfig
+
+
+@contextlib.contextmanager
+def ray_session(config: RayConfig, progress):
+    import ray
+    import ray.data
+
+    if ray.is_initialized():
+        yield
+        return
+    address = config.address or os.environ.get("RAY_ADDRESS")
+    if address:
+        import filters
+        import generators
+        import pipeline
+        import stages
+
+        progress.note(f"connecting to Ray at {address}")
+        ray.init(address=address, runtime_env={"py_modules": [pipeline, stages, filters, generators]},
+                 logging_level=logging.WARNING)
+    else:
+        progress.note("starting a local Ray")
+        ray.init(num_cpus=config.num_cpus, object_store_memory=config.object_store_memory,
+                 include_dashboard=False, logging_level=logging.WARNING, configure_logging=True)
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = progress.enabled and sys.stderr.isatty()
+    if not ctx.enable_progress_bars:
+        logging.getLogger("ray.data").setLevel(logging.WARNING)
+    ctx.execution_options.preserve_order = True
+    ctx.print_on_execution_start = False
+    try:
+        yield
+    finally:
+        ray.shutdown()

@@ -1,0 +1,241 @@
+"""Readers: every input format becomes a Ray dataset of schema rows (see `normalize`).
+
+File formats are Ray Data datasources that stream each file, so a file is never loaded whole
+and a corrupt file loses only what comes after the corruption: the records before it are kept
+and the damage becomes one quarantined row that says where. Parquet and Hugging Face datasets
+go through Ray's own readers and the same normalisation.
+"""
+
+from __future__ import annotations
+
+import glob
+import gzip
+import io
+import json
+import os
+import zlib
+from pathlib import Path
+from typing import Callable, Iterator
+
+import pyarrow as pa
+import ray.data
+from ray.data.datasource import FileBasedDatasource
+
+from pipeline.config import InputConfig
+from pipeline.errors import UserError
+from pipeline.normalize import Normalizer, detect_kind
+
+BATCH_ROWS = 2_000
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+def expand_paths(patterns: list[str], what: str) -> list[str]:
+    """Globs and directories -> a sorted file list, so a run reads files in the same order every time."""
+    files: list[str] = []
+    for pattern in patterns:
+        if "://" in pattern:
+            files.append(pattern)
+            continue
+        matches = sorted(glob.glob(os.path.expanduser(pattern), recursive=True))
+        if not matches:
+            raise UserError(f"{what}: no file matches '{pattern}'")
+        for m in matches:
+            if os.path.isdir(m):
+                files.extend(sorted(str(p) for p in Path(m).rglob("*") if p.is_file() and not p.name.startswith(".")))
+            else:
+                files.append(m)
+    if not files:
+        raise UserError(f"{what}: the paths name no files")
+    return files
+
+
+def fingerprint_inputs(config: InputConfig) -> list:
+    """What identifies an input for resume: file names, sizes and modification times (or the HF dataset)."""
+    if config.format == "hf":
+        return [config.dataset, config.subset, config.split, config.data_files, config.revision]
+    out = []
+    for path in expand_paths(config.paths, "input.paths"):
+        try:
+            st = os.stat(path)
+            out.append([path, st.st_size, st.st_mtime_ns])
+        except OSError:
+            out.append([path])
+    return out
+
+
+def source_name(config: InputConfig) -> str:
+    if config.name:
+        return config.name
+    if config.format == "hf":
+        return str(config.dataset)
+    return Path(config.paths[0]).name.split("*")[0] or config.format
+
+
+def read_input(config: InputConfig) -> "ray.data.Dataset":
+    source = source_name(config)
+    if config.format == "hf":
+        ds = _read_hf(config)
+        kind = _kind_from_sample(config, ds.take(1))
+        return ds.map_batches(_normalize_batch, fn_args=(Normalizer(kind, source, config.fields),), batch_format="pyarrow")
+    files = expand_paths(config.paths, "input.paths")
+    if config.format == "parquet":
+        ds = ray.data.read_parquet(files)
+        kind = _kind_from_sample(config, ds.limit(1).take(1))
+        return ds.map_batches(_normalize_batch, fn_args=(Normalizer(kind, source, config.fields),), batch_format="pyarrow")
+    if config.format == "jsonl":
+        kind = config.kind if config.kind != "auto" else _kind_from_sample(config, _first_json_record(files))
+        parse = _parse_jsonl
+    elif config.format == "warc":
+        kind, parse = "html", _warc_parser(config.record_types, config.mime_types)
+    else:
+        kind, parse = "html", _parse_html_file
+    ds = _read_files(files, parse, Normalizer(kind, source, config.fields))
+    return ds.limit(config.limit) if config.limit else ds
+
+
+def _kind_from_sample(config: InputConfig, sample: list[dict]) -> str:
+    if config.kind != "auto":
+        return config.kind
+    return detect_kind(sample[0], config.fields) if sample else "document"
+
+
+def _normalize_batch(batch: pa.Table, normalizer: Normalizer) -> pa.Table:
+    return normalizer.table(normalizer.row(r) for r in batch.to_pylist())
+
+
+def _read_hf(config: InputConfig) -> "ray.data.Dataset":
+    import datasets
+
+    try:
+        hf = datasets.load_dataset(
+            config.dataset, config.subset, split=config.split, data_files=config.data_files, revision=config.revision
+        )
+    except Exception as e:  # datasets raises many types for "not found / offline / bad files"
+        raise UserError(f"input: could not load Hugging Face dataset '{config.dataset}': {str(e).splitlines()[0]}") from None
+    if config.limit:
+        hf = hf.select(range(min(config.limit, len(hf))))
+    return ray.data.from_huggingface(hf)
+
+
+# --- streaming file datasource -------------------------------------------------------------
+
+
+def _read_files(files: list[str], parse: Callable, normalizer: Normalizer) -> "ray.data.Dataset":
+    return ray.data.read_datasource(RecordFiles(files, parse, normalizer))
+
+
+class RecordFiles(FileBasedDatasource):
+    """Streams records out of each file with `parse(stream, path, normalizer) -> Iterator[dict]`."""
+
+    def __init__(self, files: list[str], parse: Callable, normalizer: Normalizer):
+        super().__init__(files)
+        self._parse = parse
+        self._normalizer = normalizer
+
+    def resolve_compression(self, path: str, open_args: dict) -> None:
+        """Raw bytes always: the parsers detect gzip themselves, so a truncated member is theirs to report."""
+        return None
+
+    def _read_stream(self, f, path: str) -> Iterator[pa.Table]:
+        rows = []
+        for record in self._parse(f, path, self._normalizer):
+            rows.append(record)
+            if len(rows) >= BATCH_ROWS:
+                yield self._normalizer.table(rows)
+                rows = []
+        if rows:
+            yield self._normalizer.table(rows)
+
+
+def _maybe_gunzip(f, path: str):
+    """Decompress gzip by content, not by name: `.gz` files that are not gzip and vice versa exist."""
+    raw = f if hasattr(f, "peek") else io.BufferedReader(f)
+    head = raw.peek(2)[:2]
+    return gzip.GzipFile(fileobj=raw) if head == GZIP_MAGIC else raw
+
+
+def _parse_jsonl(f, path: str, norm: Normalizer) -> Iterator[dict]:
+    stream = _maybe_gunzip(f, path)
+    line_no = 0
+    try:
+        for line_no, raw in enumerate(stream, 1):
+            if not raw.strip():
+                continue
+            where = {"path": path, "line": line_no}
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                yield norm.quarantine("invalid_utf8", {**where, "error": str(e)[:200]})
+                continue
+            try:
+                record = json.loads(text)
+            except ValueError as e:
+                yield norm.quarantine("bad_json", {**where, "error": str(e)[:200], "line_start": text[:200]})
+                continue
+            yield norm.row(record)
+    except (EOFError, OSError, zlib.error) as e:
+        yield norm.quarantine("corrupt_gzip", {"path": path, "after_line": line_no, "error": str(e)[:200]})
+        return
+    if line_no == 0:
+        yield norm.quarantine("empty_file", {"path": path})
+
+
+def _first_json_record(files: list[str]) -> list[dict]:
+    """The first parseable record of the input, to decide its kind before the distributed read."""
+    for path in files:
+        try:
+            with open(path, "rb") as fh:
+                for raw in _maybe_gunzip(fh, path):
+                    try:
+                        record = json.loads(raw)
+                    except ValueError:
+                        continue
+                    if isinstance(record, dict):
+                        return [record]
+        except (OSError, EOFError, zlib.error):
+            continue
+    return []
+
+
+def _warc_parser(record_types: list[str], mime_types: list[str]):
+    def parse(f, path: str, norm: Normalizer) -> Iterator[dict]:
+        from warcio.archiveiterator import ArchiveIterator
+        from warcio.exceptions import ArchiveLoadFailed
+
+        n = 0
+        try:
+            for record in ArchiveIterator(f, arc2warc=True):
+                n += 1
+                if record.rec_type not in record_types:
+                    continue
+                http = record.http_headers
+                mime = (http.get_header("Content-Type") if http else None) or record.rec_headers.get_header("Content-Type") or ""
+                if mime_types and mime.split(";")[0].strip().lower() not in mime_types:
+                    continue
+                url = record.rec_headers.get_header("WARC-Target-URI")
+                meta = {
+                    "path": path,
+                    "warc_record_id": record.rec_headers.get_header("WARC-Record-ID"),
+                    "warc_date": record.rec_headers.get_header("WARC-Date"),
+                    "http_status": http.get_statuscode() if http else None,
+                    "content_type": mime,
+                }
+                try:
+                    payload = record.content_stream().read()
+                except Exception as e:  # a damaged payload (bad chunking, bad encoding) is one bad record
+                    yield norm.quarantine("corrupt_warc_record", {**meta, "url": url, "error": str(e)[:200]})
+                    continue
+                yield norm.row({"html": payload, "url": url, **meta})
+        except (ArchiveLoadFailed, EOFError, OSError, zlib.error, ValueError) as e:
+            yield norm.quarantine("corrupt_warc", {"path": path, "after_record": n, "error": str(e)[:200]})
+
+    return parse
+
+
+def _parse_html_file(f, path: str, norm: Normalizer) -> Iterator[dict]:
+    try:
+        payload = _maybe_gunzip(f, path).read()
+    except (EOFError, OSError, zlib.error) as e:
+        yield norm.quarantine("corrupt_gzip", {"path": path, "error": str(e)[:200]})
+        return
+    yield norm.row({"html": payload, "url": Path(path).resolve().as_uri() if "://" not in path else path, "path": path})

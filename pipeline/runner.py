@@ -1,0 +1,198 @@
+"""`pipeline run`: read, run each stage with checkpoints and accounting, write, report.
+
+    source -> stage 1 -> checkpoint -> stage 2 -> checkpoint -> ... -> shards + rejects
+                            |                       |
+                          stats                   stats        -> stats.json, report.html
+
+Each stage's output (kept rows and dropped rows with their reason) is checkpointed as Parquet;
+the next stage reads only the kept rows. Statistics come from the checkpoints, so a resumed
+run reports the same numbers as one that never stopped.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import platform
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from pipeline import __version__, checkpoint, report, stats, writers
+from pipeline.config import ValidatedRun
+from pipeline.errors import InvariantViolation
+from pipeline.execute import run_stage
+from pipeline.normalize import READ_STAGE
+from pipeline.progress import Progress
+from pipeline.readers import fingerprint_inputs, read_input
+from pipeline.stage import Stage
+from pipeline.yaml_source import redact
+
+
+def run(run_config: ValidatedRun, progress: Progress | None = None) -> dict[str, Any]:
+    from pipeline.ray_session import ray_session
+
+    progress = progress or Progress(enabled=False)
+    started = time.time()
+    with ray_session(run_config.config.ray, progress):
+        result = _run(run_config, progress, started, time.time() - started)
+    progress.finished(result, run_config.output_dir)
+    return result
+
+
+def _run(run_config: ValidatedRun, progress: Progress, started: float, t_ray: float) -> dict[str, Any]:
+    import ray.data
+
+    cfg = run_config.config
+    ckpts = checkpoint.Checkpoints(run_config.output_dir)
+    ckpts.clean_stale({s.ctx.stage_id for s in run_config.stages})
+    fp = checkpoint.fingerprint("input", [i.model_dump(mode="json") for i in cfg.input],
+                                [fingerprint_inputs(i) for i in cfg.input])
+    current = _read_all(cfg.input)  # what flows into the next stage: kept rows (plus read quarantines at first)
+    records: list[dict] = []
+    output = None
+    rows_in = tokens_in = None
+    t_first_stage = None
+    for i, stage in enumerate(run_config.stages, 1):
+        sid = stage.ctx.stage_id
+        fp = checkpoint.fingerprint(fp, stage.name, stage.config.model_dump(mode="json"), _llms_used(stage), cfg.seed)
+        progress.stage_start(i, len(run_config.stages), sid)
+        t_first_stage = t_first_stage if t_first_stage is not None else time.time() - started
+        done = ckpts.done(sid, fp) if cfg.output.checkpoint else None
+        if done:
+            record = {**done["stats"], "resumed": True}
+            output = ray.data.read_parquet(str(ckpts.dir(sid)))
+        else:
+            t0 = time.time()
+            stage.prepare()
+            if rows_in is None and stage.produces_rows:
+                rows_in, tokens_in = _measure_input(current, stage)
+            if cfg.output.checkpoint:
+                output = ray.data.read_parquet(str(ckpts.write(sid, run_stage(stage, current))))
+                summary = stats.from_parquet_dir(ckpts.dir(sid), sid)
+            else:
+                output = run_stage(stage, current).materialize()
+                summary = stats.from_dataset(output, sid)
+            if rows_in is None:
+                rows_in, tokens_in = summary.input_of_first_stage()
+            record = stats.stage_record(summary, stage.name, rows_in, tokens_in, stage.produces_rows,
+                                        time.time() - t0, stage.summarize(output))
+            record["read_drops"] = summary.drops_by(READ_STAGE) if i == 1 else {}
+            problem = stats.check_invariant(record, stage.produces_rows)
+            if problem:
+                raise InvariantViolation(problem)
+            if cfg.output.checkpoint:
+                ckpts.mark(sid, fp, record)
+        if i == 1:
+            records.append(_read_record(record))
+        records.append(record)
+        progress.stage_done(record)
+        rows_in, tokens_in = record["kept"], record["tokens_kept"]
+        current = writers.kept(output)
+    if output is None:  # no stages: the run converts and accounts for the input
+        output = current.map_batches(stats.measure, fn_args=(cfg.tokenizer,), batch_format="pyarrow").materialize()
+        summary = stats.from_dataset(output, READ_STAGE)
+        kept, tokens = summary.kept()
+        read = stats.stage_record(summary, "read", kept + sum(summary.drops_by(READ_STAGE).values()), 0, False,
+                                  time.time() - started, {})
+        records.append({**read, "tokens_in": None, "tokens_kept": tokens})
+    progress.writing(run_config.output_dir)
+    written = _write_outputs(run_config, output)
+    return _finish(run_config, records, written, started, t_ray if t_first_stage is None else t_first_stage)
+
+
+def _read_all(inputs):
+    datasets = [read_input(i) for i in inputs]
+    return datasets[0] if len(datasets) == 1 else datasets[0].union(*datasets[1:])
+
+
+def _llms_used(stage: Stage) -> dict:
+    """Configs of the LLMs a stage names, so that changing a model re-runs the stages that use it."""
+    names = set()
+
+    def walk(value):
+        if isinstance(value, str) and value in stage.ctx.llms:
+            names.add(value)
+        elif isinstance(value, dict):
+            for v in value.values():
+                walk(v)
+        elif isinstance(value, list):
+            for v in value:
+                walk(v)
+
+    walk(stage.config.model_dump(mode="json"))
+    return {n: stage.ctx.llms[n] for n in sorted(names)}
+
+
+def _measure_input(dataset, stage: Stage) -> tuple[int, int]:
+    """Rows and tokens entering a first stage that creates rows (its output cannot tell them apart)."""
+    measured = dataset.map_batches(stats.measure, fn_args=(stage.ctx.tokenizer,), batch_format="pyarrow")
+    return stats.from_dataset(measured, stage.ctx.stage_id).kept()
+
+
+def _read_record(first: dict) -> dict:
+    """Reader statistics, recovered from the first stage's output (the reader's quarantined rows ride along)."""
+    drops = first.get("read_drops", {})
+    return {
+        "id": READ_STAGE, "name": "read", "rows_in": first["rows_in"] + sum(drops.values()), "kept": first["rows_in"],
+        "dropped": sum(drops.values()), "dropped_by_reason": drops, "added": 0, "tokens_in": None,
+        "tokens_kept": first["tokens_in"], "tokens_dropped_by_reason": {}, "hist_in": None, "hist_kept": None,
+        "wall_s": None, "resumed": first.get("resumed", False), "metrics": {},
+    }
+
+
+def _write_outputs(run_config: ValidatedRun, last_output) -> dict[str, list[Path]]:
+    cfg = run_config.config.output
+    out = run_config.output_dir
+    final = writers.kept(last_output)
+    written: dict[str, list[Path]] = {}
+    for fmt in cfg.formats:
+        target = out / "data" if fmt == cfg.formats[0] else out / f"data_{fmt}"
+        written[fmt] = writers.write_shards(final, target, fmt, cfg)
+    shutil.rmtree(out / "rejects", ignore_errors=True)
+    if cfg.rejects:
+        written["rejects"] = writers.write_rejects(_all_outputs(run_config, last_output), out / "rejects", cfg)
+    return written
+
+
+def _all_outputs(run_config: ValidatedRun, last_output):
+    """Every row any stage produced, kept or dropped: the checkpoints, or the final output without them."""
+    import ray.data
+
+    if not run_config.config.output.checkpoint or not run_config.stages:
+        return last_output
+    ckpts = checkpoint.Checkpoints(run_config.output_dir)
+    return ray.data.read_parquet([str(ckpts.dir(s.ctx.stage_id)) for s in run_config.stages])
+
+
+def _finish(run_config: ValidatedRun, records: list[dict], written: dict, started: float, t_first: float) -> dict:
+    out = run_config.output_dir
+    for r in records:
+        r.pop("read_drops", None)
+    final = records[-1]
+    result = {
+        "name": run_config.config.name,
+        "config": run_config.source,
+        "started": dt.datetime.fromtimestamp(started, dt.timezone.utc).isoformat(),
+        "wall_s": round(time.time() - started, 3),
+        "time_to_first_stage_s": round(t_first, 3),
+        "tokenizer": run_config.config.tokenizer or "whitespace",
+        "rows_out": final["kept"],
+        "tokens_out": final["tokens_kept"],
+        "stages": records,
+    }
+    (out / "stats.json").write_text(redact(json.dumps(result, indent=1, default=str)))
+    report.write(out / "report.html", result)
+    files = [p for group in written.values() for p in group]
+    data_schema = writers.schema_of(written)
+    writers.write_dataset_card(out, run_config.config.name, run_config.config.output.formats, result, data_schema)
+    writers.write_manifest(out, files, {
+        "name": run_config.config.name,
+        "created": result["started"],
+        "pipeline_version": __version__,
+        "python": platform.python_version(),
+        "config": json.loads(redact(json.dumps(run_config.raw, default=str))),
+        "schema": data_schema,
+    })
+    return result

@@ -1,0 +1,151 @@
+"""Run statistics: per-stage rows and tokens, kept and dropped by reason, and length histograms.
+
+Workers measure every row as it leaves a stage (`measure`: `_tokens` and `_chars` columns), so
+counting afterwards only needs four narrow columns: rows, tokens and lengths grouped by the
+stage and reason that dropped them. Those are read straight from the checkpoint's Parquet
+files (a columnar scan, no Ray job), or streamed from the object store when checkpoints are off.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections import Counter
+from typing import Any, Iterable
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from pipeline.records import CHARS, DROP_REASON, DROP_STAGE, TOKENS, messages_text, set_column, text_column, whitespace_tokens
+
+# Log-spaced character-length bins shared by every batch, so partial histograms add up.
+LENGTH_BINS = [0, 1, 10, 30, 100, 300, 1_000, 3_000, 10_000, 30_000, 100_000, 300_000, 10**9]
+COLUMNS = [DROP_STAGE, DROP_REASON, TOKENS, CHARS]
+
+
+@functools.lru_cache(maxsize=2)
+def _tokenizer(name: str):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(name)
+
+
+def _texts(batch: pa.Table) -> list[str] | None:
+    names = batch.column_names
+    if "text" in names or "messages" in names:
+        return text_column(batch)
+    if "prompt" in names and "chosen" in names:
+        return [messages_text((p or []) + (c or []), "conversation")
+                for p, c in zip(batch.column("prompt").to_pylist(), batch.column("chosen").to_pylist())]
+    return None
+
+
+def measure(batch: pa.Table, tokenizer: str | None) -> pa.Table:
+    """Add `_tokens` and `_chars` of each row's text (null where a row has no text yet, e.g. raw HTML)."""
+    texts = _texts(batch)
+    if texts is None:
+        return set_column(set_column(batch, TOKENS, pa.nulls(batch.num_rows, pa.int64())), CHARS,
+                          pa.nulls(batch.num_rows, pa.int64()))
+    arr = pa.array(texts, pa.string())
+    if tokenizer is None:
+        tokens = pc.cast(whitespace_tokens(arr), pa.int64())
+    else:
+        ids = _tokenizer(tokenizer)(texts, add_special_tokens=False)["input_ids"]
+        tokens = pa.array([len(i) for i in ids], pa.int64())
+    return set_column(set_column(batch, TOKENS, tokens), CHARS, pc.cast(pc.utf8_length(arr), pa.int64()))
+
+
+class Summary:
+    """Rows and tokens per (dropping stage, reason) — `None` for kept rows — and length histograms."""
+
+    def __init__(self, stage_id: str):
+        self.stage_id = stage_id
+        self.rows: Counter = Counter()
+        self.tokens: Counter = Counter()
+        self.hist_in = np.zeros(len(LENGTH_BINS) - 1, dtype=np.int64)
+        self.hist_kept = np.zeros_like(self.hist_in)
+        self.has_text = False
+
+    def add(self, batch: pa.Table) -> None:
+        grouped = batch.group_by([DROP_STAGE, DROP_REASON], use_threads=False).aggregate(
+            [([], "count_all"), (TOKENS, "sum")])
+        for stage, reason, n, t in zip(*(grouped.column(c).to_pylist() for c in
+                                         (DROP_STAGE, DROP_REASON, "count_all", f"{TOKENS}_sum"))):
+            key = None if reason is None else (stage or self.stage_id, reason)
+            self.rows[key] += n
+            self.tokens[key] += t or 0
+        chars = batch.column(CHARS)
+        if chars.null_count == len(chars):
+            return
+        self.has_text = True
+        lengths = pc.fill_null(chars, 0).to_numpy(zero_copy_only=False)
+        kept = pc.is_null(batch.column(DROP_REASON)).to_numpy(zero_copy_only=False)
+        own = pc.fill_null(pc.equal(batch.column(DROP_STAGE), self.stage_id), False).to_numpy(zero_copy_only=False)
+        self.hist_kept += np.histogram(lengths[kept], LENGTH_BINS)[0]
+        self.hist_in += np.histogram(lengths[kept | own], LENGTH_BINS)[0]
+
+    def kept(self) -> tuple[int, int]:
+        return self.rows.get(None, 0), self.tokens.get(None, 0)
+
+    def input_of_first_stage(self) -> tuple[int, int]:
+        """What the first stage saw: its output minus what the reader had already quarantined."""
+        keys = [k for k in self.rows if k is None or k[0] == self.stage_id]
+        return sum(self.rows[k] for k in keys), sum(self.tokens[k] for k in keys)
+
+    def drops_by(self, stage: str) -> dict[str, int]:
+        return {k[1]: n for k, n in self.rows.items() if k is not None and k[0] == stage}
+
+
+def summarize(batches: Iterable[pa.Table], stage_id: str) -> Summary:
+    summary = Summary(stage_id)
+    for batch in batches:
+        summary.add(batch)
+    return summary
+
+
+def from_parquet_dir(path, stage_id: str) -> Summary:
+    import pyarrow.dataset as pads
+
+    dataset = pads.dataset(str(path), format="parquet")
+    return summarize((pa.Table.from_batches([b]) for b in dataset.to_batches(columns=COLUMNS)), stage_id)
+
+
+def from_dataset(dataset, stage_id: str) -> Summary:
+    return summarize(dataset.select_columns(COLUMNS).iter_batches(batch_format="pyarrow", batch_size=None), stage_id)
+
+
+def stage_record(summary: Summary, name: str, rows_in: int, tokens_in: int, produces_rows: bool,
+                 wall_s: float, metrics: dict) -> dict[str, Any]:
+    """The stats.json entry of one stage."""
+    sid = summary.stage_id
+    dropped = dict(sorted(summary.drops_by(sid).items(), key=lambda kv: -kv[1]))
+    kept, tokens_kept = summary.kept()
+    total_dropped = sum(dropped.values())
+    return {
+        "id": sid,
+        "name": name,
+        "rows_in": rows_in,
+        "kept": kept,
+        "dropped": total_dropped,
+        "dropped_by_reason": dropped,
+        "added": kept + total_dropped - rows_in if produces_rows else 0,
+        "tokens_in": tokens_in,
+        "tokens_kept": tokens_kept,
+        "tokens_dropped_by_reason": {k[1]: t for k, t in summary.tokens.items() if k is not None and k[0] == sid},
+        "hist_in": summary.hist_in.tolist() if summary.has_text else None,
+        "hist_kept": summary.hist_kept.tolist() if summary.has_text else None,
+        "wall_s": round(wall_s, 3),
+        "resumed": False,
+        "metrics": metrics,
+    }
+
+
+def check_invariant(record: dict, produces_rows: bool) -> str | None:
+    """None if `rows in = kept + dropped` holds (stages that create rows are exempt), else what is wrong."""
+    if produces_rows:
+        return None
+    total = record["kept"] + record["dropped"]
+    if total != record["rows_in"]:
+        return (f"stage {record['id']}: rows in {record['rows_in']:,} != kept {record['kept']:,} + dropped "
+                f"{record['dropped']:,} ({record['rows_in'] - total:+,} rows unaccounted)")
+    return None

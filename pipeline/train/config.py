@@ -1,0 +1,98 @@
+"""The `finetune:` section: every knob of the trainer, validated, with the defaults a first run should use.
+
+The same model serves the YAML section and `pipeline finetune`'s flags, so a command line run and a
+config file run cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class LoraSection(_Section):
+    rank: int = Field(16, ge=1, description="LoRA rank r.")
+    alpha: float = Field(32.0, gt=0, description="LoRA scaling numerator (scale = alpha / r, or alpha / sqrt(r) with rslora).")
+    dropout: float = Field(0.0, ge=0, lt=1, description="Dropout on the LoRA input.")
+    target_modules: list[str] | Literal["all-linear"] = Field(
+        "all-linear", description="Module names to adapt; 'all-linear' = every linear layer of the blocks (not the LM head)."
+    )
+    rslora: bool = Field(False, description="Rank-stabilised LoRA: scale by alpha / sqrt(r), which keeps large ranks stable.")
+
+
+class SftSection(_Section):
+    epochs: float = Field(1.0, gt=0, description="Passes over the training examples (fractions allowed).")
+    max_steps: int | None = Field(None, ge=1, description="Optimizer steps; overrides epochs when set.")
+    micro_batch_size: int = Field(4, ge=1, description="Examples per forward pass.")
+    grad_accum: int = Field(4, ge=1, description="Micro batches per optimizer step.")
+    learning_rate: float = Field(2e-4, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    warmup_ratio: float = Field(0.03, ge=0, lt=1, description="Share of the steps spent warming the learning rate up from 0.")
+    schedule: Literal["cosine", "linear", "constant"] = "cosine"
+    max_grad_norm: float | None = Field(1.0, gt=0, description="Gradient clipping; null to disable.")
+    max_seq_len: int = Field(2048, ge=8, description="Longer examples are truncated (counted in the logs).")
+    packing: bool = Field(True, description="Concatenate a micro batch into one row, no padding, no attention across examples.")
+    eval_fraction: float = Field(0.05, ge=0, lt=1, description="Share of examples held out for the eval loss.")
+    eval_every: int = Field(50, ge=1, description="Optimizer steps between eval-loss measurements.")
+    sample_every: int = Field(100, ge=1, description="Optimizer steps between sample generations on held-out prompts.")
+    sample_prompts: int = Field(2, ge=0, description="Held-out prompts to generate from at each sampling.")
+    checkpoint_every: int = Field(100, ge=1, description="Optimizer steps between resumable checkpoints.")
+
+
+class DpoSection(_Section):
+    enabled: bool = Field(False, description="Run DPO on the preference shards after SFT.")
+    loss: Literal["sigmoid", "ipo", "hinge"] = "sigmoid"
+    beta: float = Field(0.1, gt=0, description="Strength of the KL tie to the reference model.")
+    reference: Literal["auto", "adapter_disabled", "precomputed"] = Field(
+        "auto",
+        description="adapter_disabled: the base under the LoRA adapter (one model in memory, no extra pass); "
+        "precomputed: log-probs of the policy as DPO starts, computed once (after SFT, or for full fine-tuning); "
+        "auto: precomputed when SFT ran first or the method is full, else adapter_disabled.",
+    )
+    epochs: float = Field(1.0, gt=0)
+    max_steps: int | None = Field(None, ge=1)
+    micro_batch_size: int = Field(2, ge=1, description="Preference pairs per forward pass.")
+    grad_accum: int = Field(4, ge=1)
+    learning_rate: float = Field(5e-6, gt=0)
+    warmup_ratio: float = Field(0.1, ge=0, lt=1)
+    schedule: Literal["cosine", "linear", "constant"] = "linear"
+    max_grad_norm: float | None = Field(1.0, gt=0)
+    max_seq_len: int = Field(2048, ge=8)
+    eval_fraction: float = Field(0.05, ge=0, lt=1)
+    eval_every: int = Field(50, ge=1)
+    checkpoint_every: int = Field(100, ge=1)
+
+
+class FinetuneConfig(_Section):
+    model: str = Field(..., description="Base model: a local path or a Hugging Face id.")
+    method: Literal["lora", "qlora", "full"] = Field("lora", description="qlora needs a CUDA GPU and bitsandbytes.")
+    lora: LoraSection = LoraSection()
+    sft: SftSection = SftSection()
+    dpo: DpoSection = DpoSection()
+    skip_sft: bool = Field(False, description="Go straight to DPO (the base is already instruction-tuned).")
+    chat_template: str | None = Field(None, description="A Jinja chat template replacing the tokenizer's (saved with the output).")
+    precision: Literal["auto", "bf16", "fp32"] = Field("auto", description="auto: bf16 autocast where the device supports it.")
+    gradient_checkpointing: bool = Field(False, description="Recompute activations in the backward pass to save memory.")
+    merge: bool = Field(False, description="Also save the base with the adapter merged in (output/merged).")
+    seed: int = 0
+    data: list[str] = Field(
+        default_factory=list, description="Instruction files or globs; default: the run's data/*.parquet."
+    )
+    preferences: list[str] = Field(
+        default_factory=list, description="Preference files or globs; default: the run's preferences/*.parquet."
+    )
+    output: str | None = Field(None, description="Where the adapter, logs and card go; default: OUTPUT_DIR/finetune.")
+    resume: bool = Field(True, description="Continue from the latest checkpoint in the output directory if there is one.")
+    num_workers: int = Field(1, ge=1, description="Ray Train workers (one per GPU); 1 runs in this process.")
+    use_gpu: bool = False
+
+    @model_validator(mode="after")
+    def _consistent(self) -> FinetuneConfig:
+        if self.skip_sft and not self.dpo.enabled:
+            raise ValueError("skip_sft without dpo.enabled leaves nothing to train")
+        return self

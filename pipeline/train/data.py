@@ -1,0 +1,269 @@
+"""From shards to tensors: read conversations, render them with the chat template, mark the tokens to learn.
+
+The one rule that matters: the text is rendered by the tokenizer's chat template exactly as a server
+renders it, then tokenized once as a whole, and the labels are found by character offsets. Tokenizing
+pieces separately would train on token boundaries that serving never produces.
+"""
+
+from __future__ import annotations
+
+import glob
+import gzip
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from pipeline.errors import UserError
+
+IGNORE = -100
+
+
+def resolve_paths(patterns: list[str]) -> list[Path]:
+    """Expand files, directories (their *.parquet, *.jsonl, *.jsonl.gz) and globs, sorted for a stable order."""
+    paths: list[Path] = []
+    for pattern in patterns:
+        path = Path(pattern)
+        if path.is_dir():
+            found = [p for ext in ("*.parquet", "*.jsonl", "*.jsonl.gz") for p in path.glob(ext)]
+        else:
+            found = [Path(p) for p in glob.glob(pattern)]
+        if not found:
+            raise UserError(f"no data files match {pattern!r}")
+        paths.extend(sorted(found))
+    return paths
+
+
+def read_records(paths: list[Path]) -> list[dict]:
+    """Rows of Parquet or JSONL(.gz) files as dicts."""
+    rows: list[dict] = []
+    for path in paths:
+        if path.suffix == ".parquet":
+            import pyarrow.parquet as pq
+
+            rows.extend(pq.read_table(path).to_pylist())
+        elif path.name.endswith((".jsonl", ".jsonl.gz", ".json")):
+            opener = gzip.open if path.suffix == ".gz" else open
+            with opener(path, "rt", encoding="utf-8") as f:
+                rows.extend(json.loads(line) for line in f if line.strip())
+        else:
+            raise UserError(f"{path}: unsupported data file (expected .parquet, .jsonl or .jsonl.gz)")
+    return rows
+
+
+def conversations(rows: list[dict], source: str = "data") -> list[list[dict]]:
+    """The `messages` of instruction rows, checked for the fields the template needs."""
+    chats = []
+    for i, row in enumerate(rows):
+        messages = row.get("messages")
+        if not messages:
+            raise UserError(f"{source}: row {i} has no 'messages' list (expected instruction records)")
+        if not any(m.get("role") == "assistant" for m in messages):
+            raise UserError(f"{source}: row {i} ({row.get('id', '?')}) has no assistant turn to learn from")
+        chats.append([{"role": m["role"], "content": m["content"] or ""} for m in messages])
+    return chats
+
+
+@dataclass
+class PreferencePair:
+    prompt: list[dict]
+    chosen: list[dict]
+    rejected: list[dict]
+
+
+def preference_pairs(rows: list[dict], source: str = "preferences") -> list[PreferencePair]:
+    """Preference rows (`prompt`, `chosen`, `rejected` message lists) with the shared prompt split off.
+
+    `chosen`/`rejected` may hold the continuation only or the whole conversation; a repeated prompt
+    prefix is removed. A row without `prompt` (whole dialogues only) gets the common prefix as prompt.
+    """
+    pairs = []
+    for i, row in enumerate(rows):
+        chosen, rejected = row.get("chosen"), row.get("rejected")
+        if not chosen or not rejected:
+            raise UserError(f"{source}: row {i} needs non-empty 'chosen' and 'rejected' message lists")
+        prompt = row.get("prompt")
+        if prompt is None:
+            n = 0
+            while n < min(len(chosen), len(rejected)) - 1 and chosen[n] == rejected[n]:
+                n += 1
+            prompt = chosen[:n]
+        if chosen[: len(prompt)] == prompt:
+            chosen = chosen[len(prompt) :]
+        if rejected[: len(prompt)] == prompt:
+            rejected = rejected[len(prompt) :]
+        if not prompt or not chosen or not rejected:
+            raise UserError(f"{source}: row {i} has an empty prompt or response after splitting off the prompt")
+        pairs.append(PreferencePair(list(prompt), list(chosen), list(rejected)))
+    return pairs
+
+
+_HH_TURN = re.compile(r"\n\n(Human|Assistant): ")
+
+
+def hh_dialogue_to_messages(dialogue: str) -> list[dict]:
+    """Anthropic HH-RLHF's `\\n\\nHuman: ... \\n\\nAssistant: ...` text as chat messages."""
+    parts = _HH_TURN.split(dialogue)
+    roles = {"Human": "user", "Assistant": "assistant"}
+    return [{"role": roles[who], "content": text.strip()} for who, text in zip(parts[1::2], parts[2::2])]
+
+
+@dataclass
+class Encoded:
+    """One tokenized example. `targets[t]` is the token to predict after position t, or IGNORE.
+
+    Shifting per example (not per packed row) keeps the last token of one example from being
+    trained to predict the first token of the next.
+    """
+
+    input_ids: list[int]
+    targets: list[int]
+    truncated: bool = False
+    missing_end_of_turn: bool = False
+
+    @property
+    def n_targets(self) -> int:
+        return sum(t != IGNORE for t in self.targets)
+
+
+class ChatEncoder:
+    """Renders conversations with one chat template and labels the assistant turns, end-of-turn included."""
+
+    def __init__(self, tokenizer, max_seq_len: int):
+        if not tokenizer.chat_template:
+            raise UserError("the tokenizer has no chat template; pass one with --chat-template or finetune.chat_template")
+        self.tokenizer = tokenizer
+        self.max_seq_len = max_seq_len
+        self.end_of_turn_id = self._find_end_of_turn()
+
+    def render(self, messages: list[dict], add_generation_prompt: bool = False) -> str:
+        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
+
+    def _find_end_of_turn(self) -> int | None:
+        """The first special token the template puts after an assistant message's content."""
+        marker = "Zq7 marker reply"
+        text = self.render([{"role": "user", "content": "hi"}, {"role": "assistant", "content": marker}])
+        tail = text[text.rindex(marker) + len(marker) :]
+        special = set(self.tokenizer.all_special_ids)
+        return next((t for t in self.tokenizer.encode(tail, add_special_tokens=False) if t in special), None)
+
+    def assistant_spans(self, messages: list[dict]) -> tuple[str, list[tuple[int, int]]]:
+        """The rendered text and the character span of every assistant turn (after its header)."""
+        text = self.render(messages)
+        spans = []
+        for i, message in enumerate(messages):
+            if message["role"] != "assistant":
+                continue
+            before = self.render(messages[:i], add_generation_prompt=True)
+            through = self.render(messages[: i + 1])
+            if not (text.startswith(before) and text.startswith(through)):
+                raise UserError(
+                    "the chat template renders a conversation's prefix differently from the whole "
+                    "(e.g. it rewrites earlier turns); assistant tokens cannot be located"
+                )
+            spans.append((len(before), len(through)))
+        return text, spans
+
+    def encode(self, messages: list[dict], first_labelled_turn: int = 0) -> Encoded:
+        """Tokens and targets; only assistant turns from `first_labelled_turn` on are learned (DPO: the responses)."""
+        text, spans = self.assistant_spans(messages)
+        assistant_turns = [i for i, m in enumerate(messages) if m["role"] == "assistant"]
+        spans = [s for s, i in zip(spans, assistant_turns) if i >= first_labelled_turn]
+        enc = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        ids, offsets = enc["input_ids"], enc["offset_mapping"]
+        labels = [IGNORE] * len(ids)
+        missing = False
+        t = 0
+        for start, end in spans:
+            while t < len(ids) and offsets[t][0] < start:
+                t += 1
+            closed = False
+            while t < len(ids) and offsets[t][0] < end and not closed:
+                labels[t] = ids[t]
+                closed = ids[t] == self.end_of_turn_id
+                t += 1
+            missing |= not closed
+        truncated = len(ids) > self.max_seq_len
+        ids, labels = ids[: self.max_seq_len], labels[: self.max_seq_len]
+        return Encoded(ids, labels[1:] + [IGNORE], truncated, missing)
+
+
+@dataclass
+class Batch:
+    """A micro batch on its way to the model. Packed: one row, position ids restart per example.
+
+    With `attention_mask=None` and restarting `position_ids`, transformers builds a block-diagonal
+    causal mask (or uses variable-length flash attention), so examples never attend to each other.
+    """
+
+    input_ids: torch.Tensor
+    position_ids: torch.Tensor
+    attention_mask: torch.Tensor | None
+    targets: torch.Tensor
+    example_index: torch.Tensor  # for every target token, which example of the batch it belongs to
+    n_examples: int
+
+    @property
+    def n_targets(self) -> int:
+        return int((self.targets != IGNORE).sum())
+
+    def to(self, device) -> Batch:
+        move = lambda t: None if t is None else t.to(device)  # noqa: E731
+        return Batch(move(self.input_ids), move(self.position_ids), move(self.attention_mask),
+                     move(self.targets), move(self.example_index), self.n_examples)
+
+
+def collate(examples: list[Encoded], packing: bool, pad_id: int) -> Batch:
+    """Concatenate (packing) or right-pad a list of encoded examples into one micro batch."""
+    if packing:
+        ids = torch.tensor([t for e in examples for t in e.input_ids]).unsqueeze(0)
+        pos = torch.cat([torch.arange(len(e.input_ids)) for e in examples]).unsqueeze(0)
+        targets = torch.tensor([t for e in examples for t in e.targets]).unsqueeze(0)
+        owner = torch.cat([torch.full((len(e.input_ids),), i) for i, e in enumerate(examples)]).unsqueeze(0)
+        mask = None
+    else:
+        width = max(len(e.input_ids) for e in examples)
+        pad = lambda seq, value: seq + [value] * (width - len(seq))  # noqa: E731
+        ids = torch.tensor([pad(e.input_ids, pad_id) for e in examples])
+        targets = torch.tensor([pad(e.targets, IGNORE) for e in examples])
+        mask = torch.tensor([pad([1] * len(e.input_ids), 0) for e in examples])
+        pos = torch.arange(width).expand(len(examples), -1).contiguous()
+        owner = torch.arange(len(examples)).unsqueeze(1).expand(-1, width)
+    return Batch(ids, pos, mask, targets, owner[targets != IGNORE], len(examples))
+
+
+class MicroBatchOrder:
+    """Which examples form the k-th micro batch: a fresh seeded shuffle per epoch, so any position is replayable.
+
+    Resuming needs only the micro batch counter; the order never depends on what ran before.
+    """
+
+    def __init__(self, n_examples: int, micro_batch_size: int, seed: int):
+        if n_examples == 0:
+            raise UserError("no training examples")
+        self.n, self.size, self.seed = n_examples, micro_batch_size, seed
+        self.per_epoch = -(-n_examples // micro_batch_size)
+        self._epoch, self._perm = -1, None
+
+    def __call__(self, k: int) -> list[int]:
+        epoch, i = divmod(k, self.per_epoch)
+        if epoch != self._epoch:
+            g = torch.Generator().manual_seed(self.seed + epoch)
+            self._epoch, self._perm = epoch, torch.randperm(self.n, generator=g).tolist()
+        return self._perm[i * self.size : (i + 1) * self.size]
+
+
+def token_logps(model, batch: Batch) -> torch.Tensor:
+    """Log-probability of every target token (flattened, in order); logits only where there is a target."""
+    keep = batch.targets != IGNORE
+    out = model(
+        input_ids=batch.input_ids,
+        position_ids=batch.position_ids,
+        attention_mask=batch.attention_mask,
+        logits_to_keep=keep,
+        use_cache=False,
+    )
+    logits = out.logits.reshape(-1, out.logits.shape[-1]).float()
+    return -torch.nn.functional.cross_entropy(logits, batch.targets[keep], reduction="none")

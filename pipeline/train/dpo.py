@@ -1,0 +1,192 @@
+"""Direct Preference Optimization: push the policy's log-prob margin of chosen over rejected past the reference's.
+
+A pair's chosen and rejected responses are encoded as two examples and packed with the rest of the
+micro batch into one row, so a DPO step is one forward pass with no padding. The reference is either
+the same network with the LoRA adapter switched off (one model in memory) or log-probs computed once
+before training (after SFT, where the reference must be the SFT model, and for full fine-tuning).
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from pipeline.errors import UserError
+from pipeline.train.config import FinetuneConfig
+from pipeline.train.data import Batch, ChatEncoder, Encoded, MicroBatchOrder, PreferencePair, collate, token_logps
+from pipeline.train.loop import (
+    Logbook,
+    Throughput,
+    all_reduce_sum,
+    latest_checkpoint,
+    load_checkpoint,
+    make_optimizer,
+    make_schedule,
+    rank_and_world,
+    save_checkpoint,
+    total_steps,
+    unwrap,
+)
+from pipeline.train.model import autocast, trainable_parameters
+
+
+def dpo_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta: float, kind: str = "sigmoid"):
+    """Per-pair losses and the implicit rewards beta * (log pi - log pi_ref) of chosen and rejected.
+
+    sigmoid: -log sigmoid(beta * h) (Rafailov et al. 2023); ipo: (h - 1/(2 beta))^2 (Azar et al. 2023);
+    hinge: max(0, 1 - beta * h) (SLiC); h is the policy's log-ratio margin minus the reference's.
+    """
+    h = (policy_chosen - policy_rejected) - (ref_chosen - ref_rejected)
+    if kind == "sigmoid":
+        losses = -F.logsigmoid(beta * h)
+    elif kind == "ipo":
+        losses = (h - 1 / (2 * beta)) ** 2
+    elif kind == "hinge":
+        losses = torch.relu(1 - beta * h)
+    else:
+        raise ValueError(f"unknown DPO loss {kind!r}")
+    return losses, beta * (policy_chosen - ref_chosen).detach(), beta * (policy_rejected - ref_rejected).detach()
+
+
+def encode_pairs(encoder: ChatEncoder, pairs: list[PreferencePair]) -> list[tuple[Encoded, Encoded]]:
+    """Each pair as (chosen, rejected) examples whose targets are the response turns only."""
+    return [
+        (encoder.encode(p.prompt + p.chosen, first_labelled_turn=len(p.prompt)),
+         encoder.encode(p.prompt + p.rejected, first_labelled_turn=len(p.prompt)))
+        for p in pairs
+    ]
+
+
+def sequence_logps(model, batch: Batch, length_normalised: bool = False) -> torch.Tensor:
+    """Sum (or mean, for IPO) of the target-token log-probs of every example in the batch."""
+    logps = token_logps(model, batch)
+    sums = torch.zeros(batch.n_examples, device=logps.device, dtype=logps.dtype).index_add(0, batch.example_index, logps)
+    if length_normalised:
+        counts = torch.bincount(batch.example_index, minlength=batch.n_examples).clamp(min=1)
+        sums = sums / counts
+    return sums
+
+
+def pair_batch(pairs: list[tuple[Encoded, Encoded]], pad_id: int) -> Batch:
+    """chosen_0, rejected_0, chosen_1, ... packed into one row."""
+    return collate([e for pair in pairs for e in pair], packing=True, pad_id=pad_id)
+
+
+@torch.no_grad()
+def reference_logps(model, pairs: list[tuple[Encoded, Encoded]], cfg: FinetuneConfig, pad_id: int, device,
+                    adapter_disabled: bool) -> torch.Tensor:
+    """[n_pairs, 2] reference log-probs (chosen, rejected), computed once in eval mode."""
+    was_training = model.training
+    model.eval()
+    out = []
+    size = cfg.dpo.micro_batch_size
+    off = unwrap(model).disable_adapter() if adapter_disabled else nullcontext()
+    with off:
+        for i in range(0, len(pairs), size):
+            with autocast(cfg, device):
+                out.append(sequence_logps(model, pair_batch(pairs[i : i + size], pad_id).to(device), cfg.dpo.loss == "ipo"))
+    model.train(was_training)
+    return torch.cat(out).float().view(-1, 2).cpu()
+
+
+def train_dpo(model, tokenizer, train: list[tuple[Encoded, Encoded]], held_out: list[tuple[Encoded, Encoded]],
+              cfg: FinetuneConfig, out_dir: Path, after_sft: bool) -> list[dict]:
+    """Train in place; returns per-step metrics. Resumes from out_dir/checkpoints when asked."""
+    d = cfg.dpo
+    rank, world = rank_and_world()
+    device = next(model.parameters()).device
+    pad = tokenizer.pad_token_id
+    precomputed = d.reference == "precomputed" or (d.reference == "auto" and (after_sft or cfg.method == "full"))
+    if not precomputed and cfg.method == "full":
+        raise UserError("dpo.reference: adapter_disabled needs a LoRA adapter; use precomputed with method: full")
+    params = trainable_parameters(model)
+    optimizer = make_optimizer(params, d.learning_rate)
+    steps = total_steps(len(train), d.micro_batch_size, d.grad_accum, d.epochs, d.max_steps)
+    schedule = make_schedule(optimizer, steps, d.warmup_ratio, d.schedule)
+    order = MicroBatchOrder(len(train), d.micro_batch_size, cfg.seed)
+
+    start, reference, held_out_reference = 0, None, None
+    checkpoint = latest_checkpoint(out_dir / "checkpoints", "dpo") if cfg.resume else None
+    if checkpoint:
+        state = load_checkpoint(checkpoint, model, optimizer, schedule)
+        start, reference, held_out_reference = state["step"], state["reference"], state["held_out_reference"]
+    elif precomputed:  # the policy as DPO starts, i.e. the SFT model when SFT ran first
+        reference = reference_logps(model, train, cfg, pad, device, adapter_disabled=False)
+        held_out_reference = reference_logps(model, held_out, cfg, pad, device, adapter_disabled=False) if held_out else None
+    log = Logbook(out_dir / "logs", "dpo", start)
+    speed = Throughput()
+    history = []
+
+    model.train()
+    for step in range(start, steps):
+        indices = [order((step * d.grad_accum + k) * world + rank) for k in range(d.grad_accum)]
+        n_pairs = all_reduce_sum(sum(len(ix) for ix in indices), device)
+        lr = schedule.get_last_lr()[0]
+        sums = {"loss": 0.0, "reward_accuracy": 0.0, "margin": 0.0, "chosen_reward": 0.0, "rejected_reward": 0.0,
+                "chosen_logps": 0.0, "rejected_logps": 0.0}
+        for k, ix in enumerate(indices):
+            batch = pair_batch([train[i] for i in ix], pad).to(device)
+            ref = reference[ix].to(device) if precomputed else None
+            sync = model.no_sync() if world > 1 and k < len(indices) - 1 else nullcontext()
+            with sync:
+                losses, stats = _pair_losses(model, batch, ref, cfg, device)
+                (losses.sum() * (world / n_pairs)).backward()
+            for name, value in stats.items():
+                sums[name] += value
+            speed.add(batch.input_ids.numel() * world)
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, d.max_grad_norm).item() if d.max_grad_norm else None
+        optimizer.step()
+        schedule.step()
+        optimizer.zero_grad(set_to_none=True)
+
+        metrics = {name: all_reduce_sum(value, device) / n_pairs for name, value in sums.items()}
+        metrics.update(lr=lr, grad_norm=grad_norm, tokens_per_s=speed.rate())
+        done = step + 1
+        if held_out and (done % d.eval_every == 0 or done == steps):
+            metrics.update({f"eval_{k}": v for k, v in evaluate(model, held_out, held_out_reference, cfg, pad, device).items()})
+        log.log(done, **metrics)
+        history.append({"step": done, **metrics})
+        if done % d.checkpoint_every == 0 or done == steps:
+            save_checkpoint(out_dir / "checkpoints", "dpo", done, model, optimizer, schedule,
+                            {"reference": reference, "held_out_reference": held_out_reference})
+    log.close()
+    return history
+
+
+def _pair_losses(model, batch: Batch, ref: torch.Tensor | None, cfg: FinetuneConfig, device):
+    """Per-pair losses with grad, and summed (not averaged) metrics of the micro batch."""
+    d = cfg.dpo
+    normalised = d.loss == "ipo"
+    if ref is None:
+        with torch.no_grad(), unwrap(model).disable_adapter(), autocast(cfg, device):
+            ref = sequence_logps(model, batch, normalised).float().view(-1, 2)
+    with autocast(cfg, device):
+        policy = sequence_logps(model, batch, normalised).float().view(-1, 2)
+    losses, chosen_reward, rejected_reward = dpo_loss(policy[:, 0], policy[:, 1], ref[:, 0], ref[:, 1], d.beta, d.loss)
+    stats = {
+        "loss": losses.sum().item(),
+        "reward_accuracy": (chosen_reward > rejected_reward).float().sum().item(),
+        "margin": (chosen_reward - rejected_reward).sum().item(),
+        "chosen_reward": chosen_reward.sum().item(),
+        "rejected_reward": rejected_reward.sum().item(),
+        "chosen_logps": policy[:, 0].detach().sum().item(),
+        "rejected_logps": policy[:, 1].detach().sum().item(),
+    }
+    return losses, stats
+
+
+@torch.no_grad()
+def evaluate(model, pairs, reference, cfg: FinetuneConfig, pad_id: int, device) -> dict:
+    model.eval()
+    sums: dict[str, float] = {}
+    size = cfg.dpo.micro_batch_size
+    for i in range(0, len(pairs), size):
+        ref = reference[i : i + size].to(device) if reference is not None else None
+        _, stats = _pair_losses(model, pair_batch(pairs[i : i + size], pad_id).to(device), ref, cfg, device)
+        for name, value in stats.items():
+            sums[name] = sums.get(name, 0.0) + value
+    model.train()
+    return {name: value / len(pairs) for name, value in sums.items()}

@@ -1,0 +1,189 @@
+"""What the SFT and DPO loops share: optimizer and schedule, logs, exact-resume checkpoints, workers.
+
+Kept out of sft.py/dpo.py so each loop reads as the algorithm, top to bottom.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+KEEP_CHECKPOINTS = 2
+
+
+def rank_and_world() -> tuple[int, int]:
+    """(rank, world size): (0, 1) in a single process; set by Ray Train's process group otherwise."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def unwrap(model):
+    """The model under a DDP wrapper: where generate() and peft's adapter switch live."""
+    return getattr(model, "module", model)
+
+
+def all_reduce_sum(value: float, device) -> float:
+    """Sum a number over workers: the target-token count that normalises the whole accumulated batch."""
+    if rank_and_world()[1] == 1:
+        return value
+    t = torch.tensor([value], dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return float(t.item())
+
+
+def make_optimizer(params, lr: float, weight_decay: float = 0.0) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, betas=(0.9, 0.999), eps=1e-8)
+
+
+def make_schedule(optimizer, total_steps: int, warmup_ratio: float, kind: str) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warmup from 0, then cosine or linear decay to 0 (the schedules transformers' Trainer uses)."""
+    warmup = math.ceil(warmup_ratio * total_steps)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return step / max(1, warmup)
+        progress = (step - warmup) / max(1, total_steps - warmup)
+        if kind == "cosine":
+            return max(0.0, 0.5 * (1.0 + math.cos(math.pi * progress)))
+        if kind == "linear":
+            return max(0.0, 1.0 - progress)
+        return 1.0
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def total_steps(n_examples: int, micro_batch_size: int, grad_accum: int, epochs: float, max_steps: int | None) -> int:
+    if max_steps:
+        return max_steps
+    world = rank_and_world()[1]
+    micro_batches = math.ceil(n_examples / micro_batch_size)
+    return max(1, math.ceil(epochs * micro_batches / (grad_accum * world)))
+
+
+class Logbook:
+    """Metrics as JSONL (one object per line, `step` first) and TensorBoard scalars, written by rank 0 only."""
+
+    def __init__(self, directory: Path, phase: str, resume_step: int = 0):
+        self.phase = phase
+        self.enabled = rank_and_world()[0] == 0
+        self.path = directory / f"{phase}.jsonl"
+        self._tb = None
+        if not self.enabled:
+            return
+        directory.mkdir(parents=True, exist_ok=True)
+        if self.path.exists():  # a resumed run continues the curve: forget what came after the checkpoint
+            kept = [line for line in self.path.read_text().splitlines() if json.loads(line)["step"] <= resume_step]
+            self.path.write_text("".join(line + "\n" for line in kept))
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._tb = SummaryWriter(str(directory / "tensorboard"), purge_step=resume_step + 1 if resume_step else None)
+        except ImportError:  # tensorboard is a dependency; without it the JSONL log still has everything
+            self._tb = None
+
+    def log(self, step: int, **metrics) -> None:
+        if not self.enabled:
+            return
+        with self.path.open("a") as f:
+            f.write(json.dumps({"step": step, **metrics}) + "\n")
+        if self._tb is not None:
+            for name, value in metrics.items():
+                if isinstance(value, (int, float)):
+                    self._tb.add_scalar(f"{self.phase}/{name}", value, step)
+
+    def write(self, name: str, record: dict) -> None:
+        """A non-scalar record (sample generations) in its own JSONL file."""
+        if self.enabled:
+            with (self.path.parent / name).open("a") as f:
+                f.write(json.dumps(record) + "\n")
+
+    def close(self) -> None:
+        if self._tb is not None:
+            self._tb.close()
+
+
+def _rng_state() -> dict:
+    state = {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def trainable_state(model) -> dict[str, torch.Tensor]:
+    return {name: p.detach().cpu().clone() for name, p in model.named_parameters() if p.requires_grad}
+
+
+def save_checkpoint(directory: Path, phase: str, step: int, model, optimizer, schedule, extra: dict | None = None) -> Path:
+    """Everything exact resume needs: trainable weights, optimizer, schedule, RNG streams, data position."""
+    if rank_and_world()[0] != 0:
+        return directory
+    target = directory / f"{phase}-{step:08d}"
+    tmp = directory / f".{phase}-{step:08d}.tmp"
+    tmp.mkdir(parents=True, exist_ok=True)
+    state = {
+        "step": step,
+        "model": trainable_state(model),
+        "optimizer": optimizer.state_dict(),
+        "schedule": schedule.state_dict(),
+        "rng": _rng_state(),
+        **(extra or {}),
+    }
+    torch.save(state, tmp / "state.pt")
+    if target.exists():
+        shutil.rmtree(target)
+    os.replace(tmp, target)
+    for old in sorted(directory.glob(f"{phase}-*"))[:-KEEP_CHECKPOINTS]:
+        shutil.rmtree(old)
+    return target
+
+
+def latest_checkpoint(directory: Path, phase: str) -> Path | None:
+    found = sorted(directory.glob(f"{phase}-*/state.pt"))
+    return found[-1] if found else None
+
+
+def load_checkpoint(path: Path, model, optimizer, schedule) -> dict:
+    """Restore a checkpoint in place; returns the whole state (step and any extra the loop saved)."""
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    params = dict(model.named_parameters())
+    with torch.no_grad():
+        for name, value in state["model"].items():
+            params[name].copy_(value)
+    optimizer.load_state_dict(state["optimizer"])
+    schedule.load_state_dict(state["schedule"])
+    _set_rng_state(state["rng"])
+    return state
+
+
+class Throughput:
+    """Tokens per second over the steps since the last report."""
+
+    def __init__(self):
+        self.start, self.tokens = time.perf_counter(), 0
+
+    def add(self, tokens: int) -> None:
+        self.tokens += tokens
+
+    def rate(self) -> float:
+        now = time.perf_counter()
+        rate = self.tokens / max(now - self.start, 1e-9)
+        self.start, self.tokens = now, 0
+        return rate

@@ -1,0 +1,141 @@
+"""`pipeline finetune` end to end: read the run's shards, check, SFT, optional DPO, export with a model card.
+
+Layout of the output directory (default RUN_DIR/finetune):
+    adapter/        the final LoRA adapter (adapter_config.json + adapter_model.safetensors) and the
+                    tokenizer with its chat template; for method: full, the whole model
+    sft_adapter/    the adapter after SFT, when DPO followed
+    merged/         base with the adapter merged in (merge: true)
+    tokenizer/      the tokenizer as saved before training (what the serving-template check reads)
+    logs/           sft.jsonl, dpo.jsonl, sft_samples.jsonl, tensorboard/
+    checkpoints/    resumable state; the latest two per phase
+    README.md       the model card with data provenance
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pipeline.errors import UserError
+from pipeline.train.card import write_model_card
+from pipeline.train.checks import check_all, check_pad_token
+from pipeline.train.config import FinetuneConfig
+from pipeline.train.data import ChatEncoder, conversations, preference_pairs, read_records, resolve_paths
+from pipeline.train.dpo import encode_pairs, train_dpo
+from pipeline.train.loop import rank_and_world, unwrap
+from pipeline.train.model import load_model, load_tokenizer
+from pipeline.train.sft import train_sft
+
+
+def output_dir(cfg: FinetuneConfig, run_dir: Path) -> Path:
+    return Path(cfg.output) if cfg.output else run_dir / "finetune"
+
+
+def split_held_out(items: list, fraction: float, seed: int) -> tuple[list, list]:
+    """(train, held_out) by a seeded shuffle; at least one held-out item when a fraction is asked and possible."""
+    if fraction <= 0 or len(items) < 2:
+        return list(items), []
+    g = torch.Generator().manual_seed(seed)
+    perm = torch.randperm(len(items), generator=g).tolist()
+    n = min(len(items) - 1, max(1, round(fraction * len(items))))
+    return [items[i] for i in perm[n:]], [items[i] for i in perm[:n]]
+
+
+def read_sources(patterns: list[str], default: list[Path], kind: str) -> tuple[list[dict], list[str]]:
+    """Rows of the given files, or of the run's default shard directories, keeping only rows of `kind`."""
+    if patterns:
+        files = resolve_paths(patterns)
+    else:
+        dirs = [d for d in default if d.is_dir()]
+        files = resolve_paths([str(d) for d in dirs]) if dirs else []
+    rows = read_records(files)
+    if kind == "instructions":
+        rows = [r for r in rows if r.get("messages")]
+    else:
+        rows = [r for r in rows if r.get("chosen") and r.get("rejected")]
+    if not rows:
+        where = ", ".join(patterns) if patterns else ", ".join(str(d) for d in default)
+        raise UserError(f"no {kind} rows found in {where}")
+    return rows, [str(f) for f in files]
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def finetune(cfg: FinetuneConfig, run_dir: Path) -> Path:
+    """Run SFT then (optionally) DPO as configured; returns the output directory."""
+    run_dir = Path(run_dir)
+    out = output_dir(cfg, run_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    seed_everything(cfg.seed)
+    tokenizer = load_tokenizer(cfg)
+    check_pad_token(tokenizer)
+    tokenizer.save_pretrained(out / "tokenizer")
+    defaults = [run_dir / "data", run_dir / "preferences"]
+
+    # Read and check all the data before spending time on training.
+    provenance: dict = {}
+    sft_data = dpo_data = None
+    if not cfg.skip_sft:
+        rows, files = read_sources(cfg.data, defaults, "instructions")
+        chats = conversations(rows)
+        train_chats, held_chats = split_held_out(chats, cfg.sft.eval_fraction, cfg.seed)
+        encoder = ChatEncoder(tokenizer, cfg.sft.max_seq_len)
+        train, held = [encoder.encode(c) for c in train_chats], [encoder.encode(c) for c in held_chats]
+        sft_data = (encoder, train_chats, train, held, [c[:-1] for c in held_chats])
+        provenance["instructions"] = {"rows": len(rows), "files": files, "train": len(train), "held_out": len(held),
+                                      "truncated": sum(e.truncated for e in train + held)}
+    if cfg.dpo.enabled:
+        rows, files = read_sources(cfg.preferences, defaults, "preferences")
+        pairs = preference_pairs(rows)
+        train_pairs, held_pairs = split_held_out(pairs, cfg.dpo.eval_fraction, cfg.seed)
+        encoder = ChatEncoder(tokenizer, cfg.dpo.max_seq_len)
+        train, held = encode_pairs(encoder, train_pairs), encode_pairs(encoder, held_pairs)
+        dpo_data = (encoder, [p.prompt + p.chosen for p in train_pairs], train, held)
+        provenance["preferences"] = {"rows": len(rows), "files": files, "train": len(train), "held_out": len(held),
+                                     "truncated": sum(c.truncated or r.truncated for c, r in train + held)}
+
+    model = load_model(cfg)
+    results: dict = {}
+    if sft_data:
+        encoder, chats, train, held, prompts = sft_data
+        check_all(encoder, model, chats, train, out / "tokenizer")
+        history = train_sft(model, tokenizer, train, held, prompts, cfg, out)
+        results.update(_final("sft", history))
+        if dpo_data and cfg.method != "full":
+            save(model, tokenizer, out / "sft_adapter")
+    if dpo_data:
+        encoder, chats, train, held = dpo_data
+        check_all(encoder, model, chats, [e for pair in train for e in pair], out / "tokenizer")
+        history = train_dpo(model, tokenizer, train, held, cfg, out, after_sft=sft_data is not None)
+        results.update(_final("dpo", history))
+
+    save(model, tokenizer, out / "adapter")
+    if cfg.merge and cfg.method != "full" and rank_and_world()[0] == 0:
+        save(model.merge_and_unload(), tokenizer, out / "merged")
+    if rank_and_world()[0] == 0:
+        write_model_card(out / "adapter", cfg, run_dir, provenance, results)
+    return out
+
+
+def save(model, tokenizer, directory: Path) -> None:
+    """Adapter (or full model) as safetensors, with the tokenizer and its chat template beside it."""
+    if rank_and_world()[0] != 0:
+        return
+    unwrap(model).save_pretrained(directory, safe_serialization=True)
+    tokenizer.save_pretrained(directory)
+
+
+def _final(phase: str, history: list[dict]) -> dict:
+    if not history:
+        return {}
+    last = history[-1]
+    keep = {k: v for k, v in last.items() if k in {"step", "loss", "eval_loss", "reward_accuracy", "margin",
+                                                  "eval_reward_accuracy"}}
+    return {f"{phase}_{k}": round(v, 4) if isinstance(v, float) else v for k, v in keep.items()}

@@ -1,0 +1,50 @@
+"""`length`: keep rows whose text is within word and character bounds.
+
+The cheapest filter there is, and often the first one worth running on instruction data:
+empty responses and runaway generations are removed before any model looks at them.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from pydantic import Field
+
+from pipeline.records import TEXT_VIEWS, drop_rows, text_column, whitespace_tokens
+from pipeline.registry import register
+from pipeline.stage import MapStage, StageConfig
+
+
+class LengthConfig(StageConfig):
+    view: str = Field(default="text", description=f"what to measure: one of {', '.join(TEXT_VIEWS)}")
+    min_words: int = Field(default=1, ge=0)
+    max_words: int | None = Field(default=None, ge=1)
+    min_chars: int = Field(default=0, ge=0)
+    max_chars: int | None = Field(default=None, ge=1)
+
+
+@register
+class Length(MapStage):
+    """Drop rows whose text is too short or too long (whitespace words and characters)."""
+
+    name = "length"
+    Config = LengthConfig
+
+    def process_batch(self, batch: pa.Table) -> pa.Table:
+        c = self.config
+        texts = pa.array(text_column(batch, c.view), pa.string())
+        words = whitespace_tokens(texts).to_pylist()
+        chars = pc.utf8_length(texts).to_pylist()
+        reasons = []
+        for w, n in zip(words, chars):
+            if w < c.min_words:
+                reasons.append("too_few_words")
+            elif c.max_words is not None and w > c.max_words:
+                reasons.append("too_many_words")
+            elif n < c.min_chars:
+                reasons.append("too_few_chars")
+            elif c.max_chars is not None and n > c.max_chars:
+                reasons.append("too_many_chars")
+            else:
+                reasons.append(None)
+        return drop_rows(batch, reasons)
