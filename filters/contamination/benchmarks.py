@@ -231,3 +231,18 @@ def resolve(names_or_paths: Iterable[str | dict], fields: Iterable[str] = ()) ->
     if dup:
         raise BenchmarkNotFound(f"two benchmarks are named {dup[0]}: give custom files distinct names")
     return specs
+
+
+def read_texts(path: str | Path, field: str = "text") -> Iterator[str]:
+    """Plain text from a file or folder: `.txt` whole, JSONL/JSON/CSV/Parquet through `field`."""
+    files = _expand(Path(path)) or ([Path(path)] if Path(path).is_file() else [])
+    if not files and Path(path).is_dir():
+        files = sorted(f for f in Path(path).rglob("*.txt"))
+    if not files:
+        raise BenchmarkNotFound(f"background corpus not found: {path}")
+    for f in files:
+        if f.name.removesuffix(".gz").endswith(".txt"):
+            raw = f.read_bytes()
+            yield (gzip.decompress(raw) if f.name.endswith(".gz") else raw).decode("utf-8", "replace")
+        else:
+            yield from (r[field] for r in _read_files([f]) if isinstance(r.get(field), str))

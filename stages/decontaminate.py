@@ -1,0 +1,164 @@
+"""`decontaminate`: find benchmark items in the rows and flag them, drop the rows, or cut the leaks out.
+
+The n-gram index over every benchmark item is built once, on the driver, in `prepare()`, and
+travels to the workers with the stage. Each row gets a `contamination` column: the items found in
+it, with the share of each item's n-grams that matched and the character spans of the matches in
+the text the stage read (the `view`). See docs/contamination.md for the method.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Literal
+
+import pyarrow as pa
+from pydantic import BaseModel, ConfigDict, Field
+
+from filters.contamination import BenchmarkNotFound, Hit, build_index
+from filters.contamination.actions import cut_spans
+from pipeline.errors import UserError
+from pipeline.records import TEXT_VIEWS, drop_rows, set_column, text_column
+from pipeline.registry import register
+from pipeline.stage import MapStage, Resources, StageConfig
+
+SPAN = pa.struct([("start", pa.int64()), ("end", pa.int64())])
+HIT = pa.struct([
+    ("benchmark", pa.string()),
+    ("item_id", pa.string()),
+    ("matched", pa.int64()),
+    ("coverage", pa.float64()),
+    ("spans", pa.list_(SPAN)),
+])
+HITS = pa.list_(HIT)
+
+
+class CustomBenchmark(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    path: str = Field(description="a JSONL/JSON/CSV/Parquet file (or .gz), a folder or a glob")
+    fields: list[str] = Field(min_length=1, description="fields whose text is checked; dotted paths reach into objects")
+    name: str | None = Field(default=None, description="name in reports; default: the file name")
+    id_field: str | None = Field(default=None, description="field holding the item id; default: the row number")
+
+
+class DecontaminateConfig(StageConfig):
+    benchmarks: list[str | CustomBenchmark] = Field(
+        min_length=1, description="registered names (humaneval, gsm8k, mmlu, ...), files, or {path, fields, name, id_field}")
+    benchmarks_dir: str | None = Field(
+        default=None, description="folder with local copies in the built-in layouts; default $PIPELINE_BENCHMARKS_DIR, else the Hub")
+    ngram: int = Field(default=13, ge=1, le=64, description="words per n-gram")
+    min_words: int = Field(default=8, ge=1, description="benchmark parts shorter than ngram but at least this long are matched whole")
+    max_item_frequency: int = Field(default=10, ge=1, description="ignore n-grams found in more benchmark items than this")
+    background: list[str] = Field(default_factory=list, description="ordinary-text files whose n-grams are ignored")
+    min_coverage: float = Field(default=0.0, ge=0, le=1, description="ignore items with a smaller share of their n-grams found")
+    view: str = Field(default="text", description=f"text to check: one of {', '.join(TEXT_VIEWS)}")
+    action: Literal["flag", "drop", "remove_spans"] = Field(default="drop", description="what to do with a contaminated row")
+    window: int = Field(default=200, ge=0, description="remove_spans: characters cut on each side of a hit")
+    max_cuts: int = Field(default=10, ge=0, description="remove_spans: a row needing more cuts is dropped")
+
+
+@register
+class Decontaminate(MapStage):
+    """Find benchmark items (13-gram overlap) in the rows; flag, drop, or cut them out."""
+
+    name = "decontaminate"
+    Config = DecontaminateConfig
+    resources = Resources(num_cpus=1, batch_size=512)
+
+    def prepare(self) -> None:
+        c = self.config
+        if c.view not in TEXT_VIEWS:
+            raise UserError(f"stage {self.ctx.stage_id}: view '{c.view}' is not one of {', '.join(TEXT_VIEWS)}")
+        if c.min_words > c.ngram:
+            raise UserError(f"stage {self.ctx.stage_id}: min_words ({c.min_words}) must not exceed ngram ({c.ngram})")
+        benchmarks = [b.model_dump() if isinstance(b, CustomBenchmark) else b for b in c.benchmarks]
+        try:
+            self.index, self.sizes = build_index(
+                benchmarks, c.benchmarks_dir or os.environ.get("PIPELINE_BENCHMARKS_DIR"), n=c.ngram,
+                min_words=c.min_words, max_item_frequency=c.max_item_frequency, background=c.background)
+        except BenchmarkNotFound as e:
+            raise UserError(f"stage {self.ctx.stage_id}: {e}") from None
+
+    def process_batch(self, batch: pa.Table) -> pa.Table:
+        c = self.config
+        texts = text_column(batch, c.view)
+        hits = self.index.scan(texts, c.min_coverage)
+        out = set_column(batch, "contamination", pa.array([[h.as_record() for h in row] for row in hits], HITS))
+        if c.action == "drop":
+            return drop_rows(out, [f"contaminated:{row[0].item.benchmark}" if row else None for row in hits])
+        if c.action == "remove_spans":
+            return self._remove_spans(out, hits)
+        return out
+
+    def _remove_spans(self, batch: pa.Table, hits: list[list[Hit]]) -> pa.Table:
+        """Cut leaks out of documents' `text`, or out of each message of instruction rows."""
+        c = self.config
+        if "text" in batch.column_names:
+            texts = batch.column("text").to_pylist()
+            cut = [cut_spans(t, [s for h in row for s in h.spans], c.window, c.max_cuts) if row else t
+                   for t, row in zip(texts, hits)]
+            batch = set_column(batch, "text", pa.array([t if t is not None else old for t, old in zip(cut, texts)], pa.string()))
+            return drop_rows(batch, ["too_contaminated" if t is None else None for t in cut])
+        messages = batch.column("messages").to_pylist()
+        reasons: list[str | None] = [None] * batch.num_rows
+        for r in (i for i, row in enumerate(hits) if row):
+            msgs = messages[r]
+            found = self.index.scan([m["content"] or "" for m in msgs], c.min_coverage)
+            for m, m_hits in zip(msgs, found):
+                if m_hits and m["role"] != "system":
+                    kept = cut_spans(m["content"], [s for h in m_hits for s in h.spans], c.window, c.max_cuts)
+                    if kept is None:
+                        reasons[r] = "too_contaminated"
+                    else:
+                        m["content"] = kept
+        batch = set_column(batch, "messages", pa.array(messages, batch.schema.field("messages").type))
+        return drop_rows(batch, reasons)
+
+    def summarize(self, output) -> dict[str, Any]:
+        counts = _hit_counts(output)
+        benchmarks = {}
+        for name, size in self.sizes.items():
+            rows, items = counts.get(name, (0, 0))
+            benchmarks[name] = {"items": size, "items_found": items, "pct_items_found": _pct(items, size), "rows_with_hits": rows}
+        s = self.index.stats
+        return {
+            "action": self.config.action,
+            "benchmarks": benchmarks,
+            "index": {"ngram": self.config.ngram, "grams": s.grams, "ignored_common": s.ignored_common,
+                      "ignored_background": s.ignored_background, "undetectable_items": s.undetectable_items},
+            "plots": [{"kind": "bar", "title": "benchmark items found in the data (%)", "x": list(benchmarks),
+                       "y": [b["pct_items_found"] for b in benchmarks.values()], "xlabel": "benchmark",
+                       "ylabel": "% of items"}],
+        }
+
+
+def _pct(part: int, whole: int) -> float:
+    return round(100.0 * part / whole, 4) if whole else 0.0
+
+
+def _partial_counts(batch: pa.Table) -> pa.Table:
+    """One block's hits as a small JSON partial: rows with a hit and the item ids found, per benchmark."""
+    rows: dict[str, int] = {}
+    items: dict[str, set[str]] = {}
+    for row in batch.column("contamination").to_pylist():
+        for bench in {h["benchmark"] for h in row or ()}:
+            rows[bench] = rows.get(bench, 0) + 1
+        for h in row or ():
+            items.setdefault(h["benchmark"], set()).add(h["item_id"])
+    partial = {b: [rows[b], sorted(items[b])] for b in rows}
+    return pa.table({"partial": [json.dumps(partial)]})
+
+
+def _hit_counts(output) -> dict[str, tuple[int, int]]:
+    """benchmark -> (rows with a hit, distinct items found): one partial per block, merged here."""
+    if "contamination" not in output.schema().names:
+        return {}
+    partials = output.select_columns(["contamination"]).map_batches(_partial_counts, batch_format="pyarrow", batch_size=None)
+    rows: dict[str, int] = {}
+    items: dict[str, set[str]] = {}
+    for record in partials.iter_rows():
+        for bench, (n, ids) in json.loads(record["partial"]).items():
+            rows[bench] = rows.get(bench, 0) + n
+            items.setdefault(bench, set()).update(ids)
+    return {b: (rows[b], len(items[b])) for b in rows}
