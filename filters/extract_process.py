@@ -1,0 +1,151 @@
+"""Extraction in a child process that is killed when a page takes too long.
+
+trafilatura can spend minutes on a hostile page, inside lxml's C code where no Python signal
+or thread can interrupt it. The only limit that really holds is a process boundary: pages go
+to a long-lived child one batch at a time, results stream back one page at a time, and when
+a page's result does not arrive within the time limit the child is killed, the page is
+reported as timed out, and a fresh child carries on with the rest of the batch. A child that
+crashes (out of memory, a segfault in C code) costs only the page it was working on.
+
+Run as `python -m filters.extract_process ENGINE READ_FD WRITE_FD` by `ExtractorProcess`.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from pathlib import Path
+
+TIMEOUT = "extract_timeout"
+CRASH = "extract_error"
+STARTUP_TIMEOUT_S = 120.0
+# The first call of an engine imports and initialises its lazy parts; doing it before reporting
+# ready keeps that one-time cost out of the first real page's time limit.
+WARMUP_PAGE = "<html><head><title>t</title></head><body><article><p>" + "A warm-up sentence. " * 20 + "</p></article></body></html>"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    text: str = ""
+    title: str = ""
+    error: str | None = None
+
+
+class ExtractorProcess:
+    """A killable child running one engine. Not thread-safe: one per worker, like a model."""
+
+    def __init__(self, engine: str, timeout_s: float):
+        self.engine = engine
+        self.timeout_s = timeout_s
+        self._proc: subprocess.Popen | None = None
+        self._conn: Connection | None = None
+        self.restarts = 0
+
+    def extract_many(self, pages: list[tuple[str, str | None]]) -> list[Outcome]:
+        """One Outcome per (html, url), in order; a page that runs out of time gets `extract_timeout`."""
+        outcomes: list[Outcome] = []
+        while len(outcomes) < len(pages):
+            conn = self._connection()
+            try:
+                conn.send(pages[len(outcomes):])
+            except OSError:  # the child died between batches: no page was in flight, start a new one
+                self._kill()
+                continue
+            while len(outcomes) < len(pages):
+                try:
+                    ready = conn.poll(self.timeout_s)
+                    message = conn.recv() if ready else None
+                except (EOFError, OSError):
+                    outcomes.append(Outcome(error=CRASH))
+                    self._kill()
+                    break
+                if message is None:
+                    outcomes.append(Outcome(error=TIMEOUT))
+                    self._kill()
+                    break
+                outcomes.append(Outcome(*message))
+        return outcomes
+
+    def close(self) -> None:
+        self._kill()
+
+    def __del__(self):
+        self._kill()
+
+    def _connection(self) -> Connection:
+        if self._conn is not None:
+            return self._conn
+        to_child_r, to_child_w = os.pipe()
+        from_child_r, from_child_w = os.pipe()
+        repo_root = str(Path(__file__).resolve().parents[1])
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [repo_root, os.environ.get("PYTHONPATH")])))
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "filters.extract_process", self.engine, str(to_child_r), str(from_child_w)],
+            pass_fds=(to_child_r, from_child_w),
+            env=env,
+            stdin=subprocess.DEVNULL,
+        )
+        os.close(to_child_r)
+        os.close(from_child_w)
+        conn = _Duplex(Connection(from_child_r, writable=False), Connection(to_child_w, readable=False))
+        if not conn.poll(STARTUP_TIMEOUT_S) or conn.recv() != "ready":
+            self._kill()
+            raise RuntimeError(f"the {self.engine} extraction process did not start")
+        self._conn = conn
+        return conn
+
+    def _kill(self) -> None:
+        if self._proc is not None:
+            self._proc.kill()
+            self._proc.wait()
+            self.restarts += 1
+        if self._conn is not None:
+            self._conn.close()
+        self._proc, self._conn = None, None
+
+
+class _Duplex:
+    """Two one-way pipes used as one connection (os.pipe is one-way; a socketpair would do too)."""
+
+    def __init__(self, reader: Connection, writer: Connection):
+        self.reader, self.writer = reader, writer
+
+    def send(self, obj) -> None:
+        self.writer.send(obj)
+
+    def poll(self, timeout: float) -> bool:
+        return self.reader.poll(timeout)
+
+    def recv(self):
+        return self.reader.recv()
+
+    def close(self) -> None:
+        self.reader.close()
+        self.writer.close()
+
+
+def _serve(engine: str, read_fd: int, write_fd: int) -> None:
+    from filters.html_extract import extractor
+
+    extract = extractor(engine)
+    extract(WARMUP_PAGE, None)
+    reader, writer = Connection(read_fd, writable=False), Connection(write_fd, readable=False)
+    writer.send("ready")
+    while True:
+        try:
+            pages = reader.recv()
+        except EOFError:
+            return
+        for html, url in pages:
+            try:
+                text, title = extract(html, url)
+                writer.send((text, title, None))
+            except Exception:
+                writer.send(("", "", CRASH))
+
+
+if __name__ == "__main__":
+    _serve(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]))
