@@ -1,0 +1,58 @@
+"""grounded: instructions written for curated documents (instruction back-translation, Humpback).
+
+Reads document rows (`text`), asks the model for the request each document answers, has a judge
+rate the pair on a 5-point scale and keeps pairs at or above `min_score`. Each output row is an
+instruction whose answer is the human-written document, with the document's id in `parent_id`.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+from pydantic import Field
+
+from generators.grounded import GroundedConfig, backtranslate
+from pipeline.records import stable_id, text_column
+from pipeline.registry import register
+from pipeline.stage import MapStage, Resources, StageConfig
+from stages.llm_support import INSTRUCTION_SCHEMA, instruction_row, make_client, merge_meta, resolve_llm, table, with_prompt_version
+
+
+@register
+class GroundedStage(MapStage):
+    name = "grounded"
+    resources = Resources(num_cpus=0.5, concurrency=1, batch_size=32)
+
+    class Config(StageConfig):
+        llm: str = Field(default="teacher", description="LLM under `llms:` that writes the instruction")
+        judge: str | None = Field(default=None, description="LLM that rates the pair (default: `llm`)")
+        min_score: float = Field(default=4.0, ge=1, le=5, description="keep pairs rated at least this (1-5)")
+        min_words: int = Field(default=50, ge=1, description="documents shorter than this are dropped")
+        max_words: int = Field(default=1500, ge=1, description="documents longer than this are dropped")
+        temperature: float = Field(default=0.7, ge=0)
+        max_tokens: int = Field(default=128, ge=8, description="tokens for the written instruction")
+
+    def prepare(self) -> None:
+        self.llm_config = resolve_llm(self.ctx, self.config.llm)
+        self.judge_config = resolve_llm(self.ctx, self.config.judge) if self.config.judge else self.llm_config
+
+    def setup(self) -> None:
+        self.client = make_client(self.llm_config)
+        self.judge = make_client(self.judge_config) if self.config.judge else self.client
+
+    def process_batch(self, batch: pa.Table) -> pa.Table:
+        cfg = self.config
+        texts = text_column(batch, "text")
+        algo = GroundedConfig(cfg.min_score, cfg.min_words, cfg.max_words, cfg.temperature, cfg.max_tokens, seed=self.ctx.seed)
+        pairs = backtranslate(self.client, self.judge, texts, algo)
+        rows = batch.select([c for c in ("id", "source", "url", "meta") if c in batch.column_names]).to_pylist()
+        out = []
+        for row, text, pair in zip(rows, texts, pairs):
+            versions = {k: v for k, v in pair.meta.items() if k.startswith("prompt_version")}
+            meta = merge_meta(row.get("meta"), {k: v for k, v in pair.meta.items() if k not in versions})
+            meta.update(stage="grounded", score=pair.score, url=row.get("url"))
+            for key, version in versions.items():
+                meta = with_prompt_version(meta, key.removeprefix("prompt_version").lstrip("_") or "backtranslate", version)
+            messages = [{"role": "user", "content": pair.instruction}, {"role": "assistant", "content": text}] if pair.instruction else []
+            out.append(instruction_row(stable_id("grounded", row.get("id"), pair.instruction), messages,
+                                       pair.meta.get("model"), row.get("id"), row.get("source"), meta, pair.reason))  # fmt: skip
+        return table(out, INSTRUCTION_SCHEMA)
