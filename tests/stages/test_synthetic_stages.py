@@ -12,6 +12,8 @@ import json
 
 import pytest
 
+pytestmark = pytest.mark.slow
+
 SEED_ROWS = 12
 
 
