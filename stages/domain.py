@@ -1,0 +1,134 @@
+"""Domain: give every row a `domain_label` and a `domain_score`, for reweighting and reports.
+
+Three labellers, tried in this order, the first that answers wins:
+1. `rules`: host and URL rules from a mapping file (filters/domains.py), score 1;
+2. `field`: the value of a column, such as `source`, score 1;
+3. `model`: a fastText classifier trained with `pipeline train-classifier`, score = its
+   probability; predictions below `min_score` count as no answer.
+Rows nobody labels get `default` with score 0. The `domain` column (the host) is left alone.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from pydantic import Field, model_validator
+
+from filters.domains import RulesError, load_rules
+from pipeline.errors import UserError
+from pipeline.records import DROP_REASON, set_column, text_column
+from pipeline.registry import register
+from pipeline.stage import MapStage, Resources, StageConfig
+
+
+class DomainConfig(StageConfig):
+    rules: str | None = Field(default=None, description="host/URL rules file (.yaml, .json or .csv): see docs/reweighting.md")
+    field: str | None = Field(default=None, description="column whose value is the label, e.g. source")
+    model: str | None = Field(default=None, description="fastText model trained with `pipeline train-classifier`")
+    min_score: float = Field(default=0.0, ge=0, le=1, description="classifier predictions below this score are not used")
+    view: Literal["text", "instruction", "response", "conversation"] = Field(
+        default="text", description="text the classifier reads (instructions: a view of messages)"
+    )
+    default: str = Field(default="other", description="label of rows that no labeller labels")
+
+    @model_validator(mode="after")
+    def _some_labeller(self):
+        if not (self.rules or self.field or self.model):
+            raise ValueError("give at least one of rules, field or model")
+        return self
+
+
+@register
+class Domain(MapStage):
+    """Label rows by rules, then by a field, then by a classifier; fall back to a default label."""
+
+    name = "domain"
+    Config = DomainConfig
+    resources = Resources(num_cpus=1, batch_size=1024)
+
+    _rules = None
+    _classifier = None
+
+    def prepare(self) -> None:
+        for key in ("rules", "model"):
+            path = getattr(self.config, key)
+            if path and not Path(path).is_file():
+                raise UserError(f"stage {self.ctx.stage_id}: {key} file not found: {path}")
+        if self.config.rules:
+            try:
+                self._rules = load_rules(self.config.rules)
+            except RulesError as err:
+                raise UserError(f"stage {self.ctx.stage_id}: {err}") from None
+
+    def setup(self) -> None:
+        if self.config.rules and self._rules is None:
+            self._rules = load_rules(self.config.rules)
+        if self.config.model:
+            from filters.fasttext_classifier import FastTextClassifier
+
+            self._classifier = FastTextClassifier(self.config.model)
+
+    def process_batch(self, batch: pa.Table) -> pa.Table:
+        n = batch.num_rows
+        labels: list[str | None] = [None] * n
+        scores = np.zeros(n, dtype=np.float64)
+
+        if self._rules is not None:
+            urls = _column(batch, "url")
+            hosts = _column(batch, "domain")
+            for i in range(n):
+                labels[i] = self._rules.label(urls[i], hosts[i])
+            scores[[i for i, lab in enumerate(labels) if lab is not None]] = 1.0
+
+        if self.config.field:
+            values = _column(batch, self.config.field)
+            for i in range(n):
+                if labels[i] is None and values[i] not in (None, ""):
+                    labels[i], scores[i] = str(values[i]), 1.0
+
+        todo = [i for i in range(n) if labels[i] is None]
+        if self._classifier is not None and todo:
+            texts = text_column(batch, self.config.view)
+            predicted, probs = self._classifier.predict([texts[i] for i in todo])
+            for i, lab, p in zip(todo, predicted, probs):
+                if p >= self.config.min_score:
+                    labels[i], scores[i] = lab, p
+
+        labels = [lab if lab is not None else self.config.default for lab in labels]
+        batch = set_column(batch, "domain_label", pa.array(labels, pa.string()))
+        return set_column(batch, "domain_score", pa.array(scores, pa.float64()))
+
+    def summarize(self, output) -> dict[str, Any]:
+        from ray.data.aggregate import Count, Mean
+
+        live = output.map_batches(_live_rows, batch_format="pyarrow")
+        rows = live.groupby("domain_label").aggregate(Count(alias_name="rows"), Mean("domain_score", alias_name="score")).take_all()
+        rows = sorted(rows, key=lambda r: -r["rows"])
+        labels = {r["domain_label"]: {"rows": r["rows"], "mean_score": r["score"]} for r in rows}
+        return {
+            "labels": labels,
+            "plots": [
+                {
+                    "kind": "bar",
+                    "title": "Rows per domain label",
+                    "x": list(labels),
+                    "y": [v["rows"] for v in labels.values()],
+                    "xlabel": "domain label",
+                    "ylabel": "rows",
+                }
+            ],
+        }
+
+
+def _live_rows(batch: pa.Table) -> pa.Table:
+    if DROP_REASON not in batch.column_names:
+        return batch
+    return batch.filter(pc.is_null(batch.column(DROP_REASON)))
+
+
+def _column(batch: pa.Table, name: str) -> list:
+    return batch.column(name).to_pylist() if name in batch.column_names else [None] * batch.num_rows
