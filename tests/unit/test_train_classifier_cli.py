@@ -1,0 +1,65 @@
+"""`pipeline train-classifier` on real news text: both input modes, the saved model, the report, user errors."""
+
+import csv
+import json
+
+import pytest
+
+from filters.fasttext_classifier import FastTextClassifier
+from pipeline.cli import main
+
+
+@pytest.fixture(scope="module")
+def news_csv(shared_data):
+    return shared_data / "classification" / "ag_news" / "train80.csv"
+
+
+def test_positives_and_negatives_give_a_binary_report(news_csv, tmp_path, capsys):
+    with open(news_csv, newline="", encoding="utf-8") as f:
+        rows = list(csv.reader(f))
+    pos, neg = tmp_path / "sci.jsonl", tmp_path / "sports.txt"
+    pos.write_text("".join(json.dumps({"text": f"{t} {d}"}) + "\n" for c, t, d in rows if c == "4"))
+    neg.write_text("".join(f"{t} {d}".replace("\n", " ") + "\n" for c, t, d in rows if c == "2"))
+    model = tmp_path / "m" / "quality.bin"
+
+    code = main(["train-classifier", "--positives", str(pos), "--negatives", str(neg), "-o", str(model), "--bucket", "100000"])
+
+    assert code == 0
+    metrics = json.loads((tmp_path / "m" / "quality.bin.metrics.json").read_text())
+    assert metrics["labels"] == ["cc", "hq"] and metrics["positive"] == "hq"
+    assert metrics["auc"] > 0.9 and metrics["precision"] > 0.8 and metrics["recall"] > 0.8
+    assert "AUC" in capsys.readouterr().out
+    assert sorted(FastTextClassifier(model).labels) == ["cc", "hq"]
+
+
+def test_labelled_csv_gives_a_multiclass_model(news_csv, tmp_path):
+    model = tmp_path / "topics.bin"
+    code = main([
+        "train-classifier", "--data", str(news_csv), "--fieldnames", "label,title,description",
+        "--text-field", "title,description", "-o", str(model), "--bucket", "100000", "--test-fraction", "0.2",
+    ])
+    assert code == 0
+    metrics = json.loads(model.with_name("topics.bin.metrics.json").read_text())
+    assert metrics["labels"] == ["1", "2", "3", "4"]
+    assert metrics["accuracy"] > 0.7  # chance is 0.25
+    assert all(stats["recall"] > 0.5 for stats in metrics["per_label"].values())
+    assert "auc" not in metrics
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--data", "missing.csv"],
+        ["--positives", "a.txt"],
+        [],
+    ],
+)
+def test_user_errors_exit_2(tmp_path, argv, capsys):
+    assert main(["train-classifier", *argv, "-o", str(tmp_path / "m.bin")]) == 2
+    assert capsys.readouterr().err.startswith("error:")
+
+
+def test_a_single_label_is_a_user_error(tmp_path):
+    data = tmp_path / "one.jsonl"
+    data.write_text("".join(json.dumps({"label": "a", "text": f"text {i}"}) + "\n" for i in range(20)))
+    assert main(["train-classifier", "--data", str(data), "-o", str(tmp_path / "m.bin")]) == 2
