@@ -1,0 +1,96 @@
+"""URL block lists: blocked domains (with all their subdomains) and blocked URL substrings.
+
+Lists are big (the UT1 adult list that RefinedWeb and FineWeb use has millions of domains), so
+loading is a plain line scan into a set, and a lookup walks the host's suffixes on label
+boundaries: `a.b.example.com` is checked as itself, `b.example.com`, `example.com` and `com`,
+so blocking `example.com` blocks every subdomain and never `notexample.com`. Substrings are
+matched all at once with an Aho-Corasick automaton (`ahocorasick_rs`, Rust), whose scan cost
+does not grow with the number of entries.
+
+Accepted lines: `example.com`, `*.example.com`, `.example.com`, `http://example.com/page`
+(the host is taken), hosts-file lines `0.0.0.0 example.com`; blank lines and `#` comments are
+skipped. Files may be gzipped.
+"""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from filters.domains import host_of, normalize_host
+
+_SIMPLE_HOST_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789.-_")
+
+
+def read_lines(path: str | Path) -> Iterator[str]:
+    """Entries of a list file: stripped, lower-cased, comments and blank lines skipped."""
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8", errors="replace") as f:
+        for line in f:
+            line = line.strip().lower()
+            if line and not line.startswith("#"):
+                yield line
+
+
+def domain_entry(entry: str) -> str:
+    """A list entry as a bare host; the fast path (a plain host) does no parsing."""
+    if _SIMPLE_HOST_CHARS.issuperset(entry) and not entry.startswith(".") and not entry.endswith("."):
+        return entry
+    entry = entry.split()[-1]  # hosts-file format: "0.0.0.0 example.com"
+    if "/" in entry or ":" in entry:
+        entry = host_of(entry)
+    return normalize_host(entry.lstrip("*").lstrip("."))
+
+
+class UrlBlocklist:
+    """Decide whether a URL is blocked and by which list."""
+
+    def __init__(self, domains: Iterable[str] = (), substrings: Iterable[str] = ()):
+        self.domains = {d for d in map(domain_entry, domains) if d}
+        patterns = sorted({s.lower() for s in substrings if s})
+        self._automaton = None
+        if patterns:
+            import ahocorasick_rs
+
+            self._automaton = ahocorasick_rs.AhoCorasick(patterns, store_patterns=False)
+        self.substring_count = len(patterns)
+
+    @classmethod
+    def load(
+        cls,
+        domain_files: Iterable[str | Path] = (),
+        substring_files: Iterable[str | Path] = (),
+        domains: Iterable[str] = (),
+        substrings: Iterable[str] = (),
+    ) -> "UrlBlocklist":
+        """Files and inline entries together; entries are case-insensitive."""
+
+        def chain(files, inline):
+            for f in files:
+                yield from read_lines(f)
+            yield from (e.strip().lower() for e in inline)
+
+        return cls(chain(domain_files, domains), chain(substring_files, substrings))
+
+    def blocked_domain(self, host: str) -> str | None:
+        """The listed domain that covers `host` (itself or a parent), or None."""
+        host = normalize_host(host)
+        while host:
+            if host in self.domains:
+                return host
+            host = host.partition(".")[2]
+        return None
+
+    def blocked_substring(self, url: str) -> bool:
+        return self._automaton is not None and bool(self._automaton.find_matches_as_indexes(url.lower()))
+
+    def reason(self, url: str | None, host: str | None = None) -> str | None:
+        """'domain' or 'url_substring' for a blocked URL, else None. `host` is used when the URL has none."""
+        url = url or ""
+        if self.domains and self.blocked_domain(host_of(url) or host or ""):
+            return "domain"
+        if url and self.blocked_substring(url):
+            return "url_substring"
+        return None
