@@ -46,13 +46,14 @@ def write_model_card(out: Path, cfg: FinetuneConfig, run_dir: Path, provenance: 
         f"- Pipeline run directory: `{run_dir}`",
     ]
     if manifest:
-        keys = ("name", "run_id", "fingerprint", "created", "config")
+        keys = ("name", "created", "pipeline_version", "rows")
         lines += [f"- Run manifest: `{run_dir / 'manifest.json'}`"]
         lines += [f"  - {k}: `{manifest[k]}`" for k in keys if k in manifest and not isinstance(manifest[k], (dict, list))]
     else:
         lines.append("- No run manifest found (shards not produced by `pipeline run`, or moved).")
     if stats:
-        lines.append(f"- Run statistics: `{run_dir / 'stats.json'}`")
+        stages = " -> ".join(s.get("id", "?") for s in stats.get("stages", []))
+        lines.append(f"- Run statistics: `{run_dir / 'stats.json'}`: {stats.get('rows_out', '?')} rows out of stages {stages}")
     for phase, info in provenance.items():
         lines.append(f"- {phase}: {info['rows']} rows from {len(info['files'])} files "
                      f"({info['train']} train, {info['held_out']} held out, {info.get('truncated', 0)} truncated)")

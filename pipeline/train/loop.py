@@ -32,6 +32,14 @@ def unwrap(model):
     return getattr(model, "module", model)
 
 
+def distribute(model):
+    """DDP across the workers Ray Train started; the model itself in a single process."""
+    if rank_and_world()[1] == 1:
+        return model
+    device = next(model.parameters()).device
+    return torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+
 def all_reduce_sum(value: float, device) -> float:
     """Sum a number over workers: the target-token count that normalises the whole accumulated batch."""
     if rank_and_world()[1] == 1:

@@ -25,7 +25,7 @@ from pipeline.train.checks import check_all, check_pad_token
 from pipeline.train.config import FinetuneConfig
 from pipeline.train.data import ChatEncoder, conversations, preference_pairs, read_records, resolve_paths
 from pipeline.train.dpo import encode_pairs, train_dpo
-from pipeline.train.loop import rank_and_world, unwrap
+from pipeline.train.loop import distribute, rank_and_world, unwrap
 from pipeline.train.model import load_model, load_tokenizer
 from pipeline.train.sft import train_sft
 
@@ -45,21 +45,21 @@ def split_held_out(items: list, fraction: float, seed: int) -> tuple[list, list]
 
 
 def read_sources(patterns: list[str], default: list[Path], kind: str) -> tuple[list[dict], list[str]]:
-    """Rows of the given files, or of the run's default shard directories, keeping only rows of `kind`."""
+    """Rows of `kind` from the given files or the run's default shard directories, and the files that had some."""
     if patterns:
         files = resolve_paths(patterns)
     else:
-        dirs = [d for d in default if d.is_dir()]
-        files = resolve_paths([str(d) for d in dirs]) if dirs else []
-    rows = read_records(files)
-    if kind == "instructions":
-        rows = [r for r in rows if r.get("messages")]
-    else:
-        rows = [r for r in rows if r.get("chosen") and r.get("rejected")]
+        files = resolve_paths([str(d) for d in default if d.is_dir()])
+    wanted = ("messages",) if kind == "instructions" else ("chosen", "rejected")
+    rows, used = [], []
+    for f in files:
+        found = [r for r in read_records([f]) if all(r.get(k) for k in wanted)]
+        rows += found
+        used += [str(f)] if found else []
     if not rows:
         where = ", ".join(patterns) if patterns else ", ".join(str(d) for d in default)
-        raise UserError(f"no {kind} rows found in {where}")
-    return rows, [str(f) for f in files]
+        raise UserError(f"no {kind} rows (with {' and '.join(wanted)}) found in {where}")
+    return rows, used
 
 
 def seed_everything(seed: int) -> None:
@@ -101,24 +101,24 @@ def finetune(cfg: FinetuneConfig, run_dir: Path) -> Path:
         provenance["preferences"] = {"rows": len(rows), "files": files, "train": len(train), "held_out": len(held),
                                      "truncated": sum(c.truncated or r.truncated for c, r in train + held)}
 
-    model = load_model(cfg)
+    model = distribute(load_model(cfg))
     results: dict = {}
     if sft_data:
         encoder, chats, train, held, prompts = sft_data
-        check_all(encoder, model, chats, train, out / "tokenizer")
+        check_all(encoder, unwrap(model), chats, train, out / "tokenizer")
         history = train_sft(model, tokenizer, train, held, prompts, cfg, out)
         results.update(_final("sft", history))
         if dpo_data and cfg.method != "full":
             save(model, tokenizer, out / "sft_adapter")
     if dpo_data:
         encoder, chats, train, held = dpo_data
-        check_all(encoder, model, chats, [e for pair in train for e in pair], out / "tokenizer")
+        check_all(encoder, unwrap(model), chats, [e for pair in train for e in pair], out / "tokenizer")
         history = train_dpo(model, tokenizer, train, held, cfg, out, after_sft=sft_data is not None)
         results.update(_final("dpo", history))
 
     save(model, tokenizer, out / "adapter")
     if cfg.merge and cfg.method != "full" and rank_and_world()[0] == 0:
-        save(model.merge_and_unload(), tokenizer, out / "merged")
+        save(unwrap(model).merge_and_unload(), tokenizer, out / "merged")
     if rank_and_world()[0] == 0:
         write_model_card(out / "adapter", cfg, run_dir, provenance, results)
     return out
