@@ -10,8 +10,8 @@ upstream stages):
    (filters/mixture.py: the expected number of copies of each row, capped at `max_copies`);
 3. apply the factors in one `map_batches`: a seeded hash of each row's id decides whether a
    row is down-sampled (dropped, reason `downsampled`) or how many copies it gets. Copy k of a
-   row gets the id `stable_id(origin_id, "copy", k)`; every row carries `origin_id` and
-   `copy_index` (0 for the original), so lineage survives the repetition.
+   row gets the id `<origin_id>~<k>`; every row carries `origin_id` and `copy_index` (0 for
+   the original, which keeps its id), so lineage survives the repetition.
 
 `by: source` mixes several inputs of one run, e.g. `weights: {human: 4, synthetic: 1}`.
 """
@@ -27,13 +27,14 @@ from pydantic import Field, model_validator
 
 from filters.mixture import MixtureError, MixturePlan, copies, plan_mixture, shares, target_shares
 from pipeline.errors import UserError
-from pipeline.records import DROP_REASON, TOKENS, set_column, stable_id, text_column
+from pipeline.records import DROP_REASON, TOKENS, set_column, stable_id, text_column, whitespace_tokens
 from pipeline.stats import measure
 from pipeline.registry import register
 from pipeline.stage import GlobalStage, StageConfig
 
 DOWNSAMPLED = "downsampled"
 TOTALS = ("tokens", "rows", "copies_added", "downsampled")
+COPY_SEPARATOR = "~"
 UNLABELLED = "unlabelled"
 
 
@@ -138,10 +139,12 @@ class Reweight(GlobalStage):
         realised = self._group_totals(output)
         realised_share = shares({g: realised.get(g, {}).get("tokens", 0) for g in plan.natural_tokens})
         natural_share = plan.natural_share()
+        planned_share = shares(plan.expected_tokens())
         groups = {
             g: {
                 "natural_share": natural_share[g],
                 "target_share": plan.target_share[g],
+                "planned_share": planned_share[g],
                 "realised_share": realised_share[g],
                 "factor": plan.factor[g],
                 "capped": g in plan.capped,
@@ -195,36 +198,37 @@ def _plots(groups: dict[str, dict]) -> list[dict]:
     ]
 
 
-def group_values(batch: pa.Table, by: str) -> list[str]:
-    return [UNLABELLED if v is None else str(v) for v in batch.column(by).to_pylist()]
+def group_values(batch: pa.Table, by: str) -> pa.Array:
+    """The group of each row as a string; a missing value is the group `unlabelled`."""
+    return pc.fill_null(pc.cast(batch.column(by), pa.string()), UNLABELLED).combine_chunks()
 
 
-def count_tokens(batch: pa.Table, tokenizer: str | None) -> np.ndarray:
-    """Tokens per row, counted as the run statistics count them (the engine's `_tokens` if measured)."""
-    if TOKENS not in batch.column_names:
-        batch = measure(batch, tokenizer)
-    return pc.fill_null(batch.column(TOKENS), 0).to_numpy(zero_copy_only=False)
+def count_tokens(batch: pa.Table, tokenizer: str | None) -> pa.Array:
+    """Tokens per row, counted exactly as the run statistics count them."""
+    if TOKENS in batch.column_names:
+        tokens = batch.column(TOKENS)
+    elif tokenizer is None and "text" in batch.column_names and "messages" not in batch.column_names:
+        tokens = whitespace_tokens(batch.column("text"))  # what `measure` computes, without a detour through Python
+    else:
+        tokens = measure(batch, tokenizer).column(TOKENS)
+    return pc.cast(pc.fill_null(tokens, 0), pa.int64())
 
 
 def group_totals(batch: pa.Table, by: str, tokenizer: str | None) -> pa.Table:
-    """Partial sums of one batch, one row per group, so the groupby shuffles a handful of rows."""
-    live = _live_mask(batch)
-    groups = group_values(batch, by)
-    tokens = count_tokens(batch, tokenizer)
-    copy_index = batch.column("copy_index").to_numpy(zero_copy_only=False) if "copy_index" in batch.column_names else None
-    reasons = batch.column(DROP_REASON).to_pylist() if DROP_REASON in batch.column_names else [None] * batch.num_rows
-    sums: dict[str, list[int]] = {}
-    for i, g in enumerate(groups):
-        s = sums.setdefault(g, [0, 0, 0, 0])
-        if live[i]:
-            s[0] += int(tokens[i])
-            s[1] += 1
-            s[2] += int(copy_index is not None and (copy_index[i] or 0) > 0)
-        elif reasons[i] == DOWNSAMPLED:
-            s[3] += 1
-    names = list(sums)
-    cols = list(zip(*sums.values())) if sums else [()] * len(TOTALS)
-    return pa.table({"group": pa.array(names, pa.string())} | {f: pa.array(c, pa.int64()) for f, c in zip(TOTALS, cols)})
+    """Partial sums of one batch, one row per group: the driver only adds up a handful of rows."""
+    live = pa.array(_live_mask(batch))
+    zero = pa.scalar(0, pa.int64())
+    copy_index = batch.column("copy_index") if "copy_index" in batch.column_names else pa.nulls(batch.num_rows, pa.int64())
+    reason = batch.column(DROP_REASON) if DROP_REASON in batch.column_names else pa.nulls(batch.num_rows, pa.string())
+    parts = pa.table({
+        "group": group_values(batch, by),
+        "tokens": pc.if_else(live, count_tokens(batch, tokenizer), zero),
+        "rows": pc.cast(live, pa.int64()),
+        "copies_added": pc.cast(pc.and_(live, pc.greater(pc.fill_null(copy_index, 0), 0)), pa.int64()),
+        "downsampled": pc.cast(pc.fill_null(pc.equal(reason, DOWNSAMPLED), False), pa.int64()),
+    })
+    sums = parts.group_by("group").aggregate([(f, "sum") for f in TOTALS])
+    return sums.rename_columns([c.removesuffix("_sum") for c in sums.column_names])
 
 
 def apply_factors(batch: pa.Table, by: str, factors: dict[str, float], seed: int) -> pa.Table:
@@ -232,24 +236,24 @@ def apply_factors(batch: pa.Table, by: str, factors: dict[str, float], seed: int
     live_mask = _live_mask(batch)
     live, dead = batch.filter(pa.array(live_mask)), batch.filter(pa.array(~live_mask))
     ids = _ids(live)
-    origin = (
-        [o or i for o, i in zip(live.column("origin_id").to_pylist(), ids)] if "origin_id" in live.column_names else ids
-    )
-    factor = np.array([factors.get(g, 1.0) for g in group_values(live, by)], dtype=np.float64)
-    n = copies(factor, origin, seed)
+    origin = pc.coalesce(live.column("origin_id"), ids) if "origin_id" in live.column_names else ids
+    groups = pc.dictionary_encode(group_values(live, by))
+    factor = np.array([factors.get(g, 1.0) for g in groups.dictionary.to_pylist()], dtype=np.float64)
+    n = copies(factor[groups.indices.to_numpy(zero_copy_only=False)], origin.to_pylist(), seed)
 
-    take = np.repeat(np.arange(live.num_rows), n)
-    copy_index = np.arange(len(take)) - np.repeat(np.cumsum(n) - n, n)
-    kept = live.take(pa.array(take, pa.int64()))
-    kept_origin = [origin[i] for i in take]
-    kept_ids = [ids[i] if k == 0 else stable_id(o, "copy", int(k)) for i, o, k in zip(take, kept_origin, copy_index)]
-    kept = set_column(kept, "id", pa.array(kept_ids, pa.string()))
-    kept = set_column(kept, "origin_id", pa.array(kept_origin, pa.string()))
-    kept = set_column(kept, "copy_index", pa.array(copy_index, pa.int64()))
+    take = pa.array(np.repeat(np.arange(live.num_rows), n), pa.int64())
+    copy_index = pa.array(np.arange(len(take)) - np.repeat(np.cumsum(n) - n, n), pa.int64())
+    kept_origin = origin.take(take)
+    copy_id = pc.binary_join_element_wise(kept_origin, pc.cast(copy_index, pa.string()), COPY_SEPARATOR)
+    kept = live.take(take)
+    kept = set_column(kept, "id", pc.if_else(pc.equal(copy_index, 0), ids.take(take), copy_id))
+    kept = set_column(kept, "origin_id", kept_origin)
+    kept = set_column(kept, "copy_index", copy_index)
 
-    gone_mask = n == 0
-    gone = set_column(live.filter(pa.array(gone_mask)), "id", pa.array([i for i, z in zip(ids, gone_mask) if z], pa.string()))
-    gone = set_column(gone, "origin_id", pa.array([o for o, z in zip(origin, gone_mask) if z], pa.string()))
+    gone_mask = pa.array(n == 0)
+    gone = live.filter(gone_mask)
+    gone = set_column(gone, "id", ids.filter(gone_mask))
+    gone = set_column(gone, "origin_id", origin.filter(gone_mask))
     gone = set_column(gone, "copy_index", pa.array(np.zeros(gone.num_rows, np.int64)))
     gone = set_column(gone, DROP_REASON, pa.array([DOWNSAMPLED] * gone.num_rows, pa.string()))
     if "id" in dead.column_names and not pa.types.is_string(dead.schema.field("id").type):
@@ -263,10 +267,12 @@ def _live_mask(batch: pa.Table) -> np.ndarray:
     return pc.is_null(batch.column(DROP_REASON)).to_numpy(zero_copy_only=False)
 
 
-def _ids(batch: pa.Table) -> list[str]:
-    """Row ids; a row without one gets a content id, so its sampling decision is still reproducible."""
-    given = batch.column("id").to_pylist() if "id" in batch.column_names else [None] * batch.num_rows
-    if all(i is not None for i in given):
-        return [str(i) for i in given]
+def _ids(batch: pa.Table) -> pa.Array:
+    """Row ids as strings; a row without one gets a content id, so its sampling decision is still reproducible."""
+    if "id" not in batch.column_names:
+        return pa.array([stable_id(t) for t in text_column(batch)], pa.string())
+    ids = pc.cast(batch.column("id"), pa.string()).combine_chunks()
+    if ids.null_count == 0:
+        return ids
     texts = text_column(batch)
-    return [str(i) if i is not None else stable_id(t) for i, t in zip(given, texts)]
+    return pa.array([i if i is not None else stable_id(t) for i, t in zip(ids.to_pylist(), texts)], pa.string())

@@ -65,6 +65,7 @@ def test_realised_token_shares_follow_the_target(ray_session, tmp_path, news_row
     for g, v in groups.items():
         assert v["realised_share"] == pytest.approx(realised[g], abs=0.002)  # Arrow and str.split differ on rare whitespace
         assert v["realised_share"] == pytest.approx(v["target_share"], abs=0.04)
+        assert v["planned_share"] == pytest.approx(v["target_share"])
     # the target moved the mix: the smallest class gained share, the largest lost it
     assert groups["Sci/Tech"]["realised_share"] > groups["Sci/Tech"]["natural_share"]
     assert groups["World"]["realised_share"] < groups["World"]["natural_share"]
@@ -97,6 +98,9 @@ def test_the_cap_wins_over_the_target_and_the_summary_says_so(ray_session, tmp_p
     sci = summary["groups"]["Sci/Tech"]
     assert sci["capped"] and sci["realised_share"] < sci["target_share"] - 0.05
     assert sci["rows_out"] == 2 * sci["rows_in"]
+    # the others share the budget the cap left: realised follows the cap-adjusted plan, not the target
+    assert all(v["realised_share"] == pytest.approx(v["planned_share"], abs=0.04) for v in summary["groups"].values())
+    assert summary["groups"]["World"]["planned_share"] > summary["groups"]["World"]["target_share"]
 
 
 def test_same_seed_same_output_other_seed_other_output(ray_session, tmp_path, news_rows):
