@@ -103,14 +103,16 @@ class ValidatedRun:
         return Path(self.config.output.path)
 
 
-def load_run(path: str | Path, overrides: list[str] = (), base_dir: Path | None = None) -> ValidatedRun:
+def load_run(path: str | Path, overrides: list[str] = ()) -> ValidatedRun:
     located = yaml_source.load(path)
+    if isinstance(located.data.get("output"), str):
+        located.data["output"] = {"path": located.data["output"]}
     for item in overrides:
         apply_override(located, item)
-    return validate(located, base_dir)
+    return validate(located)
 
 
-def validate(located: yaml_source.Located, base_dir: Path | None = None) -> ValidatedRun:
+def validate(located: yaml_source.Located) -> ValidatedRun:
     raw = located.data
     try:
         config = RunConfig.model_validate(raw)
@@ -182,12 +184,11 @@ def apply_override(located: yaml_source.Located, item: str) -> None:
                 node[idx] = yaml_source.scalar(value)
                 break
             node = node[idx]
-            if path[0] == "stages" and len(path) == 2 and isinstance(node, dict) and len(node) == 1:
-                (stage_name, opts), = node.items()
-                if opts is None:
-                    node[stage_name] = opts = {}
-                path.append(stage_name)
-                node = opts
+            if not part.lstrip("-").isdigit():  # `stages.dedup.x`: the stage's name stood for its index
+                path.append(part)
+                if node.get(part) is None:
+                    node[part] = {}
+                node = node[part]
             continue
         if not isinstance(node, dict):
             raise UserError(f"--set {item}: '{'.'.join(map(str, path))}' is a value, not a mapping")
@@ -195,7 +196,9 @@ def apply_override(located: yaml_source.Located, item: str) -> None:
         if last:
             node[part] = yaml_source.scalar(value)
         else:
-            node = node.setdefault(part, {})
+            if node.get(part) is None:
+                node[part] = {}
+            node = node[part]
     located.lines[tuple(path)] = f"--set {item}"
 
 

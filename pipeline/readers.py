@@ -225,6 +225,9 @@ def _warc_parser(record_types: list[str], mime_types: list[str]):
                 except Exception as e:  # a damaged payload (bad chunking, bad encoding) is one bad record
                     yield norm.quarantine("corrupt_warc_record", {**meta, "url": url, "error": str(e)[:200]})
                     continue
+                if getattr(record.raw_stream, "limit", 0) > 0:  # the file ended inside this record
+                    yield norm.quarantine("truncated_warc", {**meta, "url": url, "missing_bytes": record.raw_stream.limit})
+                    return
                 yield norm.row({"html": payload, "url": url, **meta})
         except (ArchiveLoadFailed, EOFError, OSError, zlib.error, ValueError) as e:
             yield norm.quarantine("corrupt_warc", {"path": path, "after_record": n, "error": str(e)[:200]})

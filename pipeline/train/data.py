@@ -110,6 +110,28 @@ def hh_dialogue_to_messages(dialogue: str) -> list[dict]:
     return [{"role": roles[who], "content": text.strip()} for who, text in zip(parts[1::2], parts[2::2])]
 
 
+def seed_task_chats(path: str | Path) -> list[list[dict]]:
+    """Self-Instruct seed tasks as single-turn chats (instruction + input -> output), one per instance."""
+    from generators.self_instruct import load_seed_tasks
+
+    return [
+        [{"role": "user", "content": task.instruction + (f"\n\n{inst['input']}" if inst.get("input") else "")},
+         {"role": "assistant", "content": inst["output"]}]
+        for task in load_seed_tasks(path)
+        for inst in task.instances
+    ]
+
+
+def hh_rlhf_rows(path: str | Path, limit: int | None = None) -> list[dict]:
+    """HH-RLHF's pairs.jsonl(.gz) rows as {chosen, rejected} message lists (preference_pairs splits the prompt)."""
+    rows = []
+    for pair in read_records([Path(path)]):
+        rows.append({k: hh_dialogue_to_messages(pair[k]) for k in ("chosen", "rejected")})
+        if len(rows) == limit:
+            break
+    return rows
+
+
 @dataclass
 class Encoded:
     """One tokenized example. `targets[t]` is the token to predict after position t, or IGNORE.

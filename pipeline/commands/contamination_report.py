@@ -1,0 +1,186 @@
+"""`pipeline contamination-report`: which benchmark items leaked into which data, before anyone evaluates.
+
+No pipeline config needed: give the data (Parquet, JSONL, or a Hugging Face dataset folder) and the
+benchmarks. The n-gram index is built once on the driver; Ray Data reads every source and scans it
+with an actor pool (`map_batches`), and the hits are reduced per (source, item) by a Ray Data
+`groupby`, so only one row per contaminated item ever reaches the driver. Output: report.json
+(byte-identical for the same inputs), report.md and a self-contained report.html.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pipeline.errors import UserError
+
+SPAN_CHARS = 1000  # a longer span is cut in the report (its offsets are exact)
+SOURCE = "_report_source"
+
+
+def register(sub) -> None:
+    p = sub.add_parser("contamination-report", help="which benchmark items appear in the data, where, and how much")
+    p.add_argument("--data", nargs="+", required=True, metavar="PATH",
+                   help="Parquet or JSONL files/folders/globs, or a Hugging Face dataset folder (hf:NAME for the Hub)")
+    p.add_argument("--benchmarks", nargs="+", required=True, metavar="NAME|FILE",
+                   help="registered names (humaneval gsm8k mmlu ...; commas work too) or benchmark files")
+    p.add_argument("--fields", default="", help="for benchmark files: comma-separated fields to check (default: question,answer)")
+    p.add_argument("--benchmarks-dir", default=os.environ.get("PIPELINE_BENCHMARKS_DIR"),
+                   help="local copies of registered benchmarks (default $PIPELINE_BENCHMARKS_DIR, else the Hub)")
+    p.add_argument("--out", default="contamination-report", help="output folder (default: ./contamination-report)")
+    p.add_argument("--format", choices=["auto", "parquet", "jsonl", "hf"], default="auto", help="input format")
+    p.add_argument("--view", default="text", help="text to check in instruction data: text, instruction, response, conversation")
+    p.add_argument("--ngram", type=int, default=13, help="words per n-gram (default 13)")
+    p.add_argument("--min-words", type=int, default=8, help="benchmark parts this long (< ngram) are matched whole")
+    p.add_argument("--max-item-frequency", type=int, default=10, help="ignore n-grams in more benchmark items than this")
+    p.add_argument("--background", nargs="*", default=[], metavar="FILE", help="ordinary text whose n-grams are ignored")
+    p.add_argument("--min-coverage", type=float, default=0.0, help="count an item only if this share of its n-grams is found")
+    p.add_argument("--ray-address", default=None, help="Ray cluster address (default: a local Ray, or RAY_ADDRESS)")
+    p.add_argument("--num-cpus", type=int, default=None, help="CPUs of the local Ray")
+    p.add_argument("--quiet", action="store_true", help="no progress display")
+    p.set_defaults(func=main)
+
+
+def main(args) -> int:
+    from filters.contamination import BenchmarkNotFound, build_index
+    from pipeline import contamination_render
+    from pipeline.config import RayConfig
+    from pipeline.progress import Progress
+    from pipeline.ray_session import ray_session
+    from pipeline.records import TEXT_VIEWS
+
+    if args.view not in TEXT_VIEWS:
+        raise UserError(f"--view '{args.view}' is not one of {', '.join(TEXT_VIEWS)}")
+    if not 1 <= args.min_words <= args.ngram:
+        raise UserError(f"--min-words must be between 1 and --ngram ({args.ngram})")
+    inputs = [_input_config(path, args.format) for path in args.data]
+    names = [n for entry in args.benchmarks for n in entry.split(",") if n]
+    fields = [f for f in args.fields.split(",") if f] or ["question", "answer"]
+    progress = Progress(enabled=not args.quiet)
+    try:
+        index, sizes = build_index(names, args.benchmarks_dir, fields=fields, n=args.ngram, min_words=args.min_words,
+                                   max_item_frequency=args.max_item_frequency, background=args.background)
+    except BenchmarkNotFound as e:
+        raise UserError(str(e)) from None
+    progress.note(f"indexed {index.stats.items:,} items of {', '.join(sizes)}: {index.stats.grams:,} n-grams")
+    with ray_session(RayConfig(address=args.ray_address, num_cpus=args.num_cpus), progress):
+        scanned, items = scan(inputs, index, args.view, args.min_coverage)
+    report = contamination_render.build(
+        sources=[c.name for c in inputs], scanned=scanned, items=items, sizes=sizes, index=index,
+        settings={"ngram": args.ngram, "min_words": args.min_words, "max_item_frequency": args.max_item_frequency,
+                  "min_coverage": args.min_coverage, "view": args.view, "background": list(args.background)})
+    out = Path(args.out)
+    contamination_render.write(out, report)
+    progress.note(f"report: {out / 'report.html'} ({report['totals']['items_contaminated']:,} items contaminated)")
+    return 0
+
+
+def _input_config(path: str, fmt: str):
+    from pipeline.config import InputConfig
+
+    if path.startswith("hf:"):
+        return InputConfig(format="hf", dataset=path[3:], name=path)
+    p = Path(path)
+    matches = [p] if p.exists() else sorted(p.parent.glob(p.name)) if any(c in p.name for c in "*?[") else []
+    if not matches:
+        raise UserError(f"--data {path}: no such file or folder")
+    if fmt == "auto":
+        fmt = _detect_format(matches)
+    if fmt == "hf":
+        return InputConfig(format="hf", dataset=path, name=path)
+    return InputConfig(format=fmt, paths=[path], name=path)
+
+
+def _detect_format(paths: list[Path]) -> str:
+    files = [f for p in paths for f in ([p] if p.is_file() else sorted(p.rglob("*")))]
+    names = [f.name.removesuffix(".gz") for f in files if f.is_file()]
+    if any(n.endswith(".parquet") for n in names) and not any(n.endswith((".jsonl", ".json")) for n in names):
+        return "parquet"
+    if any(n.endswith((".jsonl", ".json")) for n in names) and all(paths[0].is_file() or not n.endswith(".arrow") for n in names):
+        if not any(n in ("dataset_info.json", "dataset_dict.json", "state.json") for n in names):
+            return "jsonl"
+    if paths[0].is_dir():
+        return "hf"
+    raise UserError(f"--data {paths[0]}: cannot tell the format; give --format parquet, jsonl or hf")
+
+
+class _Scanner:
+    """One per Ray worker: scans batches of rows and returns one row per (row, item) hit."""
+
+    def __init__(self, index, view: str, min_coverage: float):
+        self.index = index
+        self.view = view
+        self.min_coverage = min_coverage
+        self.position = {(it.benchmark, it.item_id): i for i, it in enumerate(index.items)}
+
+    def __call__(self, batch):
+        import pyarrow as pa
+
+        from pipeline.records import DROP_REASON, text_column
+
+        source = batch.column(SOURCE)[0].as_py()  # batches never mix sources: each is labelled before the union
+        rows = batch.num_rows
+        if DROP_REASON in batch.column_names:
+            batch = batch.filter(pa.compute.is_null(batch.column(DROP_REASON)))
+        texts = text_column(batch, self.view)
+        ids = batch.column("id").to_pylist()
+        out = {k: [] for k in ("source", "benchmark", "item_id", "item_index", "row_id", "coverage", "matched",
+                               "start", "end", "span", "rows_scanned", "rows_unreadable")}
+
+        def add(**values):
+            for k in out:
+                out[k].append(values.get(k))
+
+        add(source=source, rows_scanned=batch.num_rows, rows_unreadable=rows - batch.num_rows)
+        for text, row_id, hits in zip(texts, ids, self.index.scan(texts, self.min_coverage)):
+            for h in hits:
+                start, end = max(h.spans, key=lambda s: (s[1] - s[0], -s[0]))
+                add(source=source, benchmark=h.item.benchmark, item_id=h.item.item_id,
+                    item_index=self.position[(h.item.benchmark, h.item.item_id)], row_id=row_id,
+                    coverage=round(h.coverage, 6), matched=h.matched, start=start, end=end,
+                    span=text[start:end][:SPAN_CHARS], rows_scanned=0, rows_unreadable=0)
+        schema = pa.schema([("source", pa.string()), ("benchmark", pa.string()), ("item_id", pa.string()),
+                            ("item_index", pa.int64()), ("row_id", pa.string()), ("coverage", pa.float64()),
+                            ("matched", pa.int64()), ("start", pa.int64()), ("end", pa.int64()), ("span", pa.string()),
+                            ("rows_scanned", pa.int64()), ("rows_unreadable", pa.int64())])
+        return pa.Table.from_pydict(out, schema=schema)
+
+
+def _label(batch, source: str):
+    import pyarrow as pa
+
+    return batch.append_column(SOURCE, pa.array([source] * batch.num_rows, pa.string()))
+
+
+def _best_row(group):
+    """The hit with the best coverage (ties: the smallest row id), and how many rows hold the item."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    order = pc.sort_indices(group, [("coverage", "descending"), ("row_id", "ascending"), ("start", "ascending")])
+    best = group.take(order.slice(0, 1))
+    return best.append_column("rows", pa.array([group.num_rows], pa.int64()))
+
+
+def scan(inputs, index, view: str, min_coverage: float) -> tuple[dict[str, dict], list[dict]]:
+    """Per source: rows scanned and unreadable; and one best hit per (source, item), sorted."""
+    import ray
+    import ray.data
+    import pyarrow.compute as pc
+
+    from pipeline.readers import read_input
+
+    cpus = int(ray.cluster_resources().get("CPU", 1))
+    labelled = [read_input(c).map_batches(_label, fn_args=(c.name,), batch_format="pyarrow") for c in inputs]
+    data = labelled[0].union(*labelled[1:]) if len(labelled) > 1 else labelled[0]
+    found = data.map_batches(_Scanner, fn_constructor_args=(index, view, min_coverage), batch_format="pyarrow",
+                             batch_size=512, concurrency=(1, max(1, cpus))).materialize()
+    scanned = {c.name: {"rows_scanned": 0, "rows_unreadable": 0} for c in inputs}
+    for r in found.groupby("source").sum(["rows_scanned", "rows_unreadable"]).take_all():
+        scanned[r["source"]] = {"rows_scanned": int(r["sum(rows_scanned)"]), "rows_unreadable": int(r["sum(rows_unreadable)"])}
+    only_hits = found.map_batches(lambda b: b.filter(pc.is_valid(b.column("benchmark"))), batch_format="pyarrow").materialize()
+    if only_hits.count() == 0:
+        return scanned, []
+    best = only_hits.groupby(["source", "item_index"]).map_groups(_best_row, batch_format="pyarrow")
+    items = sorted(best.take_all(), key=lambda r: (r["source"], r["item_index"]))
+    return scanned, items

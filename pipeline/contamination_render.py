@@ -1,0 +1,129 @@
+"""The contamination report as data (report.json) and as pages (report.md, a self-contained report.html).
+
+The JSON holds no times, paths of the machine or anything else that changes between runs of the
+same inputs, and every list in it is sorted, so two runs give byte-identical files.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+from typing import Any
+
+ALL = "all sources"
+
+
+def build(*, sources: list[str], scanned: dict[str, dict], items: list[dict], sizes: dict[str, int], index,
+          settings: dict) -> dict[str, Any]:
+    undetectable = {name: 0 for name in sizes}
+    for item, grams in zip(index.items, index.item_grams):
+        undetectable[item.benchmark] += int(grams == 0)
+    matrix: dict[str, dict[str, dict]] = {}
+    for source in sources + [ALL]:
+        rows = items if source == ALL else [r for r in items if r["source"] == source]
+        matrix[source] = {}
+        for name, size in sizes.items():
+            found: dict[int, float] = {}  # item -> best coverage
+            for r in rows:
+                if r["benchmark"] == name:
+                    found[r["item_index"]] = max(found.get(r["item_index"], 0.0), r["coverage"])
+            matrix[source][name] = {
+                "items_contaminated": len(found),
+                "pct_of_benchmark": round(100.0 * len(found) / size, 4) if size else 0.0,
+                "items_fully_found": sum(1 for c in found.values() if c >= 1.0),
+            }
+    grams = index.item_grams
+    return {
+        "settings": settings,
+        "benchmarks": {name: {"items": size, "undetectable_items": undetectable[name]} for name, size in sizes.items()},
+        "index": {"grams": index.stats.grams, "ignored_common": index.stats.ignored_common,
+                  "ignored_background": index.stats.ignored_background},
+        "sources": {s: scanned.get(s, {"rows_scanned": 0, "rows_unreadable": 0}) for s in sources},
+        "matrix": matrix,
+        "items": [
+            {
+                "source": r["source"], "benchmark": r["benchmark"], "item_id": r["item_id"],
+                "coverage": r["coverage"], "matched": r["matched"], "item_ngrams": int(grams[r["item_index"]]),
+                "rows": r["rows"], "best_row_id": r["row_id"],
+                "span": {"start": r["start"], "end": r["end"], "text": r["span"]},
+            }
+            for r in items
+        ],
+        "totals": {"items_contaminated": len({(r["benchmark"], r["item_index"]) for r in items}),
+                   "rows_scanned": sum(v["rows_scanned"] for v in scanned.values())},
+    }
+
+
+def write(out: Path, report: dict) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "report.json").write_text(json.dumps(report, indent=1, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
+    (out / "report.md").write_text(markdown(report), encoding="utf-8")
+    (out / "report.html").write_text(page(report), encoding="utf-8")
+
+
+def _cell(m: dict) -> str:
+    return f"{m['items_contaminated']:,} ({m['pct_of_benchmark']:.2f}%)"
+
+
+def _one_line(text: str, limit: int) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def markdown(report: dict) -> str:
+    names = list(report["benchmarks"])
+    lines = ["# Contamination report", "",
+             "Items of each benchmark found in each source (share of the benchmark). "
+             f"{report['totals']['rows_scanned']:,} rows scanned; {report['settings']['ngram']}-gram overlap.", "",
+             "| source | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for source, row in report["matrix"].items():
+        lines.append(f"| {source} | " + " | ".join(_cell(row[n]) for n in names) + " |")
+    lines += ["", "| benchmark | items | undetectable (too short) |", "|---|---|---|"]
+    lines += [f"| {n} | {b['items']:,} | {b['undetectable_items']:,} |" for n, b in report["benchmarks"].items()]
+    lines += ["", "## Contaminated items", "", "| source | benchmark | item | coverage | rows | best row | span |",
+              "|---|---|---|---|---|---|---|"]
+    for it in report["items"]:
+        span = _one_line(it["span"]["text"], 120).replace("|", "\\|")
+        lines.append(f"| {it['source']} | {it['benchmark']} | {it['item_id']} | {it['coverage']:.3f} | {it['rows']} "
+                     f"| {it['best_row_id']} | {span} |")
+    if not report["items"]:
+        lines.append("| (none) | | | | | | |")
+    return "\n".join(lines) + "\n"
+
+
+def _heat(pct: float) -> str:
+    alpha = 0.0 if pct <= 0 else min(1.0, 0.15 + pct / 20)
+    return f"background:rgba(214,69,65,{alpha:.2f})"
+
+
+def page(report: dict) -> str:
+    e = html.escape
+    names = list(report["benchmarks"])
+    head = "".join(f"<th>{e(n)}<br><small>{report['benchmarks'][n]['items']:,} items</small></th>" for n in names)
+    matrix = "".join(
+        f"<tr><td>{e(source)}</td>" + "".join(
+            f"<td style='{_heat(row[n]['pct_of_benchmark'])}'>{_cell(row[n])}</td>" for n in names) + "</tr>"
+        for source, row in report["matrix"].items())
+    items = "".join(
+        f"<tr><td>{e(it['source'])}</td><td>{e(it['benchmark'])}</td><td>{e(it['item_id'])}</td>"
+        f"<td>{it['coverage']:.3f}</td><td>{it['matched']}/{it['item_ngrams']}</td><td>{it['rows']}</td>"
+        f"<td><code>{e(it['best_row_id'])}</code></td><td class='span'>{e(it['span']['text'])}</td></tr>"
+        for it in report["items"]) or "<tr><td colspan='8'>no benchmark item was found</td></tr>"
+    s = report["settings"]
+    style = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}"
+             "table{border-collapse:collapse;font-size:13px;margin-bottom:1.5em}"
+             "td,th{border:1px solid #ccc;padding:3px 7px;vertical-align:top;text-align:left}"
+             ".span{white-space:pre-wrap;font-family:ui-monospace,monospace;font-size:12px;max-width:520px}")
+    return (
+        "<!doctype html><html><head><meta charset='utf-8'><title>Contamination report</title>"
+        f"<style>{style}</style></head><body><h1>Contamination report</h1>"
+        f"<p>{report['totals']['rows_scanned']:,} rows scanned for {s['ngram']}-gram overlap "
+        f"(parts of {s['min_words']}&ndash;{s['ngram'] - 1} words matched whole; n-grams in more than "
+        f"{s['max_item_frequency']} items ignored). {report['totals']['items_contaminated']:,} benchmark items found.</p>"
+        f"<h2>Sources &times; benchmarks</h2><table><tr><th>source</th>{head}</tr>{matrix}</table>"
+        "<h2>Contaminated items</h2><p>Coverage: share of the item's n-grams found in its best-matching row. "
+        "Rows: how many rows of the source hold the item. Span: the longest matching run in the best row.</p>"
+        "<table><tr><th>source</th><th>benchmark</th><th>item</th><th>coverage</th><th>n-grams</th><th>rows</th>"
+        f"<th>best row</th><th>span</th></tr>{items}</table></body></html>\n"
+    )

@@ -1,0 +1,111 @@
+"""The `pipeline` command as a user runs it: exit codes, one-line errors, listing, inspecting, and resume after SIGKILL."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+PIPELINE = [sys.executable, "-m", "pipeline.cli"]
+
+
+def cli(*args, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([*PIPELINE, *args], capture_output=True, text=True, timeout=600, **kw)
+
+
+@pytest.mark.parametrize("config, message", [
+    ("- a\n- b\n", "must be a mapping"),
+    ("input: {format: jsonl, paths: [x]}\noutput: o\nstages:\n  - nosuchstage: {}\n", "unknown stage 'nosuchstage'"),
+    ("input: {format: jsonl, paths: [x]}\noutput: o\nstages:\n  - length: {min_words: lots}\n", "min_words"),
+])
+def test_config_errors_exit_2_with_one_line(tmp_path, config, message):
+    path = tmp_path / "c.yaml"
+    path.write_text(config)
+    for command in ("run", "validate"):
+        proc = cli(command, str(path))
+        assert proc.returncode == 2, proc.stderr
+        assert message in proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+
+
+def test_missing_input_files_exit_2(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text(f"input: {{format: jsonl, paths: ['{tmp_path}/none/*.jsonl']}}\noutput: {tmp_path}/o\n")
+    proc = cli("run", "--quiet", str(path))
+    assert proc.returncode == 2 and "no file matches" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_stages_lists_fields_and_defaults():
+    proc = cli("stages", "--json")
+    assert proc.returncode == 0
+    stages = {s["name"]: s for s in json.loads(proc.stdout)}
+    assert stages["length"]["fields"]["min_words"]["default"] == 1
+    assert "length" in cli("stages").stdout
+
+
+def write_corpus(path: Path, n: int) -> None:
+    with open(path, "w") as f:
+        for i in range(n):
+            words = " ".join(f"w{(i * 7 + j) % 1000}" for j in range(i % 40))
+            f.write(json.dumps({"text": words, "url": f"https://d{i % 13}.example/p/{i}"}) + "\n")
+
+
+RESUME_CONFIG = """
+name: resume
+input: {{format: jsonl, paths: ["{input}"]}}
+output: {{path: "{out}", shard_rows: 50000}}
+stages:
+  - length: {{min_words: 3}}
+  - length: {{max_words: 35, view: text}}
+  - length: {{min_chars: 20}}
+"""
+
+
+def output_ids(out: Path) -> list[str]:
+    return sorted(i for p in (out / "data").glob("*.parquet") for i in pq.read_table(p, columns=["id"]).column("id").to_pylist())
+
+
+@pytest.mark.slow
+def test_sigkill_mid_stage_then_rerun_gives_the_uninterrupted_output(tmp_path):
+    corpus = tmp_path / "corpus.jsonl"
+    write_corpus(corpus, 300_000)
+    killed_cfg, clean_cfg = tmp_path / "killed.yaml", tmp_path / "clean.yaml"
+    killed_cfg.write_text(RESUME_CONFIG.format(input=corpus, out=tmp_path / "killed"))
+    clean_cfg.write_text(RESUME_CONFIG.format(input=corpus, out=tmp_path / "clean"))
+
+    stages_dir = tmp_path / "killed" / ".pipeline" / "stages"
+    proc = subprocess.Popen([*PIPELINE, "run", "--quiet", str(killed_cfg)], start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 600
+    while time.time() < deadline and proc.poll() is None:
+        if (stages_dir / "01-length" / "_SUCCESS.json").exists() and list(stages_dir.glob(".02-length.tmp-*")):
+            os.killpg(proc.pid, signal.SIGKILL)
+            break
+        time.sleep(0.02)
+    proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL, "the run must be killed in the middle of stage 2"
+    assert not (stages_dir / "02-length" / "_SUCCESS.json").exists()
+
+    resumed = cli("run", "--quiet", str(killed_cfg))
+    assert resumed.returncode == 0, resumed.stderr
+    clean = cli("run", "--quiet", str(clean_cfg))
+    assert clean.returncode == 0, clean.stderr
+
+    stats = json.loads((tmp_path / "killed" / "stats.json").read_text())
+    assert [s["resumed"] for s in stats["stages"][1:]] == [True, False, False]
+    killed_ids, clean_ids = output_ids(tmp_path / "killed"), output_ids(tmp_path / "clean")
+    assert len(killed_ids) == len(set(killed_ids)) > 0
+    assert killed_ids == clean_ids
+    clean_stats = json.loads((tmp_path / "clean" / "stats.json").read_text())
+    strip = lambda s: [(x["id"], x["rows_in"], x["kept"], x["dropped_by_reason"]) for x in s["stages"]]  # noqa: E731
+    assert strip(stats) == strip(clean_stats)
+
+    inspect = cli("inspect", str(tmp_path / "killed"))
+    assert inspect.returncode == 0 and f"{len(clean_ids):,} rows" in inspect.stdout

@@ -1,0 +1,121 @@
+"""Record parsing without Ray: every bad record becomes a quarantined row, good ones around it survive."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+
+import pytest
+
+from pipeline.normalize import Normalizer, detect_kind, parse_dialogue
+from pipeline.readers import _parse_html_file, _parse_jsonl, _warc_parser
+from pipeline.records import DROP_REASON
+
+
+def parse_jsonl(data: bytes, kind="document"):
+    return list(_parse_jsonl(io.BytesIO(data), "f.jsonl", Normalizer(kind, "src")))
+
+
+def reasons(rows):
+    return [r.get(DROP_REASON) for r in rows]
+
+
+def test_jsonl_bad_lines_are_quarantined_and_the_rest_kept():
+    data = b'{"text": "a"}\n{broken\n\xff\xfe\x00junk\n[1, 2]\n{"txt": "no text"}\n{"text": "b", "x": 1}\n'
+    rows = parse_jsonl(data)
+    assert reasons(rows) == [None, "bad_json", "invalid_utf8", "not_an_object", "missing_field:text", None]
+    assert rows[-1]["text"] == "b" and json.loads(rows[-1]["meta"]) == {"x": 1}
+    assert json.loads(rows[1]["meta"])["line"] == 2
+
+
+def test_gzip_detected_by_content_and_truncation_quarantined():
+    lines = b"".join(json.dumps({"text": f"doc {i}"}).encode() + b"\n" for i in range(2000))
+    whole = gzip.compress(lines)
+    assert reasons(parse_jsonl(whole)) == [None] * 2000
+    rows = parse_jsonl(whole[: len(whole) // 2])
+    assert reasons(rows)[-1] == "corrupt_gzip"
+    good = [r for r in rows if r.get(DROP_REASON) is None]
+    assert 0 < len(good) < 2000
+    assert [r["text"] for r in good] == [f"doc {i}" for i in range(len(good))]
+
+
+def test_empty_file_is_reported():
+    assert reasons(parse_jsonl(b"")) == ["empty_file"]
+
+
+def test_ids_are_content_derived_and_stable():
+    a = parse_jsonl(b'{"text": "same", "url": "http://x.org/a"}\n')[0]
+    b = parse_jsonl(b'{"url": "http://x.org/a", "text": "same"}\n')[0]
+    c = parse_jsonl(b'{"text": "same", "url": "http://x.org/b"}\n')[0]
+    assert a["id"] == b["id"] != c["id"]
+    assert a["domain"] == "x.org"
+    assert parse_jsonl(b'{"text": "t", "id": 7}\n')[0]["id"] == "7"
+
+
+@pytest.mark.parametrize("record, kind", [
+    ({"text": "x"}, "document"),
+    ({"messages": []}, "instruction"),
+    ({"instruction": "x", "output": "y"}, "instruction"),
+    ({"prompt": "x", "response": "y"}, "instruction"),
+    ({"chosen": "x", "rejected": "y"}, "preference"),
+])
+def test_kind_detection(record, kind):
+    assert detect_kind(record, {}) == kind
+
+
+def test_instruction_formats_map_to_messages():
+    norm = Normalizer("instruction", "seeds")
+    seed = norm.row({"instruction": "Add the numbers.", "instances": [{"input": "2 3", "output": "5"}],
+                     "is_classification": False})
+    assert seed["messages"] == [{"role": "user", "content": "Add the numbers.\n\n2 3"},
+                                {"role": "assistant", "content": "5"}]
+    assert json.loads(seed["meta"])["is_classification"] is False
+    alpaca = norm.row({"instruction": "Say hi", "input": "", "output": "hi"})
+    assert alpaca["messages"][0]["content"] == "Say hi" and alpaca["generated_by"] == "human"
+    assert norm.row({"messages": [{"role": "user"}]})[DROP_REASON] == "missing_field:messages.role/content"
+
+
+def test_field_mapping():
+    row = Normalizer("document", "s", {"text": "body", "id": "key"}).row({"body": "hello", "key": "k1"})
+    assert (row["text"], row["id"]) == ("hello", "k1")
+
+
+def test_hh_dialogues_become_prompt_chosen_rejected():
+    chosen = "\n\nHuman: Hi there\n\nAssistant: Hello!\n\nHuman: How are you?\n\nAssistant: Fine, thanks."
+    rejected = "\n\nHuman: Hi there\n\nAssistant: Hello!\n\nHuman: How are you?\n\nAssistant: Go away."
+    row = Normalizer("preference", "hh").row({"chosen": chosen, "rejected": rejected})
+    assert [m["role"] for m in row["prompt"]] == ["user", "assistant", "user"]
+    assert row["chosen"] == [{"role": "assistant", "content": "Fine, thanks."}]
+    assert row["rejected"] == [{"role": "assistant", "content": "Go away."}]
+    assert parse_dialogue("Human: a\n\nAssistant: b")[1]["content"] == "b"
+
+
+def test_warc_files_from_shared_data(shared_data):
+    parse = _warc_parser(["response"], ["text/html", "application/xhtml+xml"])
+    found = {}
+    for path in sorted((shared_data / "warc").glob("*.*arc*")):
+        with open(path, "rb") as f:
+            found[path.name] = list(parse(f, str(path), Normalizer("html", "warc")))
+    assert any(rows and all(r.get(DROP_REASON) is None for r in rows) for rows in found.values())
+    html_rows = [r for rows in found.values() for r in rows if r.get(DROP_REASON) is None]
+    assert html_rows and all(r["url"].startswith("http") and isinstance(r["html"], bytes) for r in html_rows)
+    arc = [n for n in found if n.endswith(".arc.gz")]
+    assert arc and found[arc[0]], "ARC records are read too"
+
+
+def test_truncated_warc_keeps_earlier_records(shared_data):
+    path = max((shared_data / "warc").glob("*.warc.gz"), key=lambda p: p.stat().st_size)
+    data = path.read_bytes()
+    parse = _warc_parser(["response"], [])
+    whole = list(parse(io.BytesIO(data), "w", Normalizer("html", "warc")))
+    cut = list(parse(io.BytesIO(data[: len(data) * 2 // 3]), "w", Normalizer("html", "warc")))
+    assert reasons(cut)[-1] in ("corrupt_warc", "truncated_warc")
+    assert 0 < len([r for r in cut if r.get(DROP_REASON) is None]) < len(whole)
+
+
+def test_html_file_gzip_and_plain(tmp_path):
+    norm = Normalizer("html", "pages")
+    page = b"<html><body><p>Hello</p></body></html>"
+    assert list(_parse_html_file(io.BytesIO(gzip.compress(page)), str(tmp_path / "a.gz"), norm))[0]["html"] == page
+    assert list(_parse_html_file(io.BytesIO(page), str(tmp_path / "a.html"), norm))[0]["url"].startswith("file://")
