@@ -4,7 +4,8 @@ Web pages lie about their encoding often enough to matter: a page declared ISO-8
 really UTF-8, or declared UTF-8 but saved as Windows-1252. So a declaration is only trusted
 when the bytes decode cleanly under it, UTF-8 is tried first (a non-ASCII byte sequence that
 happens to be valid UTF-8 by accident is vanishingly rare), and when nothing declared fits,
-resiliparse's detector (uchardet) decides. Encoding names go through the WHATWG mapping
+resiliparse's detector (uchardet) decides. A page that is UTF-8 except for a few broken
+sequences stays UTF-8 rather than being read as Windows-1252 mojibake. Encoding names go through the WHATWG mapping
 browsers use, so `latin1` decodes as Windows-1252 just as a browser would render it.
 """
 
@@ -27,6 +28,10 @@ _META_CHARSET = re.compile(rb"<meta[^>]{0,300}?charset\s*=\s*[\"']?\s*([\w.:-]+)
 META_SCAN_BYTES = 8192
 TEXT_MIME_PREFIXES = ("text/", "application/xhtml", "application/xml")
 SNIFF_BYTES = 4096
+# A page whose non-ASCII bytes are almost all valid UTF-8 is UTF-8 with a few broken sequences,
+# whatever it declares: in a single-byte encoding nearly every accented letter breaks UTF-8.
+MAX_BAD_UTF8_SHARE = 0.05
+_ASCII = bytes(range(128))
 MAX_CONTROL_SHARE = 0.05
 TEXT_MIME_PREFIXES_SNIFFED = TEXT_MIME_PREFIXES + ("application/json", "application/octet-stream")
 # C0 controls that never occur in text (tab, newlines, form feed and ESC, used by ISO-2022, do).
@@ -51,7 +56,10 @@ def decode_html(raw: bytes, content_type: str | None = None) -> tuple[str, str]:
     try:
         return raw.decode("utf-8"), "utf-8"
     except UnicodeDecodeError:
-        pass
+        text = raw.decode("utf-8", errors="replace")
+    high_bytes = len(raw) - len(raw.translate(None, _ASCII))
+    if text.count("\ufffd") <= MAX_BAD_UTF8_SHARE * high_bytes:
+        return text, "utf-8"  # UTF-8 with a few broken sequences (a truncated page, a pasted snippet)
     for encoding in declared_charsets(raw, content_type):
         try:
             return raw.decode(encoding), encoding

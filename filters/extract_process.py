@@ -7,7 +7,7 @@ a page's result does not arrive within the time limit the child is killed, the p
 reported as timed out, and a fresh child carries on with the rest of the batch. A child that
 crashes (out of memory, a segfault in C code) costs only the page it was working on.
 
-Run as `python -m filters.extract_process ENGINE READ_FD WRITE_FD` by `ExtractorProcess`.
+Run as `python -m filters.extract_process ENGINE FAVOR_PRECISION READ_FD WRITE_FD` by `ExtractorProcess`.
 """
 
 from __future__ import annotations
@@ -37,9 +37,10 @@ class Outcome:
 class ExtractorProcess:
     """A killable child running one engine. Not thread-safe: one per worker, like a model."""
 
-    def __init__(self, engine: str, timeout_s: float):
+    def __init__(self, engine: str, timeout_s: float, favor_precision: bool = False):
         self.engine = engine
         self.timeout_s = timeout_s
+        self.favor_precision = favor_precision
         self._proc: subprocess.Popen | None = None
         self._conn: Connection | None = None
         self.restarts = 0
@@ -83,7 +84,7 @@ class ExtractorProcess:
         repo_root = str(Path(__file__).resolve().parents[1])
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [repo_root, os.environ.get("PYTHONPATH")])))
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "filters.extract_process", self.engine, str(to_child_r), str(from_child_w)],
+            [sys.executable, "-m", "filters.extract_process", self.engine, str(int(self.favor_precision)), str(to_child_r), str(from_child_w)],
             pass_fds=(to_child_r, from_child_w),
             env=env,
             stdin=subprocess.DEVNULL,
@@ -127,10 +128,10 @@ class _Duplex:
         self.writer.close()
 
 
-def _serve(engine: str, read_fd: int, write_fd: int) -> None:
+def _serve(engine: str, favor_precision: bool, read_fd: int, write_fd: int) -> None:
     from filters.html_extract import extractor
 
-    extract = extractor(engine)
+    extract = extractor(engine, favor_precision)
     extract(WARMUP_PAGE, None)
     reader, writer = Connection(read_fd, writable=False), Connection(write_fd, readable=False)
     writer.send("ready")
@@ -148,4 +149,4 @@ def _serve(engine: str, read_fd: int, write_fd: int) -> None:
 
 
 if __name__ == "__main__":
-    _serve(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]))
+    _serve(sys.argv[1], sys.argv[2] == "1", int(sys.argv[3]), int(sys.argv[4]))

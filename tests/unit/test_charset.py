@@ -83,3 +83,11 @@ def test_html_is_not_binary():
     assert not is_binary(GERMAN.encode("utf-8"), "text/html; charset=utf-8")
     assert not is_binary(GERMAN.encode("utf-16"), None)
     assert not is_binary((RUSSIAN * 3).encode("cp1251"), None)
+
+
+def test_mostly_utf8_page_with_a_broken_sequence_stays_utf8():
+    raw = GERMAN.replace("<html>", '<html><meta charset="iso-8859-1">').encode("utf-8") * 5
+    raw = raw.replace(b"</p>", b"\xff</p>", 1)
+    text, encoding = decode_html(raw)
+    assert encoding == "utf-8"
+    assert text.count("Grüße aus München") == 5 and "Ã" not in text
