@@ -22,14 +22,14 @@ from typing import Iterable
 PII_TYPES = ("email", "credit_card", "ip_address", "phone")
 PLACEHOLDERS = {"email": "<EMAIL>", "credit_card": "<CREDIT_CARD>", "ip_address": "<IP_ADDRESS>", "phone": "<PHONE>"}
 
-EMAIL = re.compile(r"(?<![\w.%+-])[A-Za-z0-9][A-Za-z0-9._%+-]*@(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?\.)+[A-Za-z]{2,24}\b")
-IPV4 = re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?![\w]|\.\d)")
+# Each pattern starts with a character class, so the regex engine can skip ahead to candidates;
+# the look-behind placed after that first character keeps matches off the middle of a longer token.
+EMAIL = re.compile(r"[A-Za-z0-9](?<![\w.%+-][A-Za-z0-9])[A-Za-z0-9._%+-]*@(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?\.)+[A-Za-z]{2,24}\b")
+IPV4 = re.compile(r"\d(?<![\w.]\d)\d{0,2}(?:\.\d{1,3}){3}(?!\w|\.\d)")
 IPV6 = re.compile(r"(?<![\w:.])(?=[0-9A-Fa-f:]*:[0-9A-Fa-f]*:)[0-9A-Fa-f:]{2,39}(?![\w:])")
-CARD = re.compile(r"(?<![\d.-])\d{4}(?:([ -]?)\d{4}\1\d{4}\1\d{1,7}|[ -]\d{6}[ -]\d{5})(?!\d|[.,]\d)")
-PHONE = re.compile(
-    r"(?<![\w+.-])(?:\+\d{1,3}[ .-]?)?(?:\(\d{1,5}\)[ .-]?)?\d{1,5}(?:[ .-]\d{1,8}){1,5}(?![\w-]|[.,]\d)"
-    r"|(?<![\w+])\+\d{7,15}\b"
-)
+CARD = re.compile(r"\d(?<![\d.-]\d)\d{3}(?:([ -]?)\d{4}\1\d{4}\1\d{1,7}|[ -]\d{6}[ -]\d{5})(?!\d|[.,]\d)")
+# digits, parentheses and single separators ( .-) between digits: "+1 (650) 253-0000"
+PHONE = re.compile(r"[+(\d](?<![\w+.-][+(\d])(?:[\d()]|[ .-](?=[\d(])){5,24}\d(?![\w-]|[.,]\d)")
 DATE_LIKE = re.compile(r"(?<!\d)(?:\d{4}[-./]\d{1,2}[-./]\d{1,2}|\d{1,2}[-./]\d{1,2}[-./](?:\d{4}|\d{2}$))(?!\d)")
 VERSION_BEFORE = re.compile(r"(?:version|ver\.|v\.?|release|build)\s*$", re.IGNORECASE)
 

@@ -15,27 +15,54 @@ skipped. Files may be gzipped.
 from __future__ import annotations
 
 import gzip
+import re
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable
 
 from filters.domains import host_of, normalize_host
 
 _SIMPLE_HOST_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789.-_")
+# A line that is not a bare host: a comment, a wildcard or leading dot, a trailing dot,
+# whitespace (hosts-file format, stray spaces), a scheme, a path or a port.
+_IRREGULAR_LINE = re.compile(r"^(?:[#*.].*|.*[ \t/:].*|.*\.)$", re.MULTILINE)
 
 
-def read_lines(path: str | Path) -> Iterator[str]:
-    """Entries of a list file: stripped, lower-cased, comments and blank lines skipped."""
+def read_text(path: str | Path) -> str:
     path = Path(path)
     opener = gzip.open if path.suffix == ".gz" else open
     with opener(path, "rt", encoding="utf-8", errors="replace") as f:
-        for line in f:
-            line = line.strip().lower()
-            if line and not line.startswith("#"):
-                yield line
+        return f.read().lower()
+
+
+def read_domains(path: str | Path) -> set[str]:
+    """The hosts a domain list file blocks.
+
+    Made for lists of millions of lines: the file is split and turned into a set in C, and only
+    the lines one regex finds irregular (comments, wildcards, URLs, hosts-file lines) are parsed
+    one by one.
+    """
+    text = read_text(path).replace("\r", "")
+    irregular = _IRREGULAR_LINE.findall(text) if _may_have_irregular_lines(text) else []
+    hosts = set(text.split("\n"))
+    hosts.difference_update(irregular)
+    hosts.update(domain_entry(line.strip()) for line in irregular if not line.lstrip().startswith("#"))
+    hosts.discard("")
+    return hosts
+
+
+def _may_have_irregular_lines(text: str) -> bool:
+    """Substring tests run at memory speed; the regex only runs on files that need it."""
+    return text.startswith((".", "#", "*")) or any(mark in text for mark in ("\n.", ".\n", "\n#", "\n*", " ", "\t", "/", ":"))
+
+
+def read_lines(path: str | Path) -> list[str]:
+    """Entries of a list file: stripped, lower-cased, comments and blank lines skipped."""
+    return [s for s in (line.strip() for line in read_text(path).splitlines()) if s and not s.startswith("#")]
 
 
 def domain_entry(entry: str) -> str:
     """A list entry as a bare host; the fast path (a plain host) does no parsing."""
+    entry = entry.strip().lower()
     if _SIMPLE_HOST_CHARS.issuperset(entry) and not entry.startswith(".") and not entry.endswith("."):
         return entry
     entry = entry.split()[-1]  # hosts-file format: "0.0.0.0 example.com"
@@ -66,13 +93,10 @@ class UrlBlocklist:
         substrings: Iterable[str] = (),
     ) -> "UrlBlocklist":
         """Files and inline entries together; entries are case-insensitive."""
-
-        def chain(files, inline):
-            for f in files:
-                yield from read_lines(f)
-            yield from (e.strip().lower() for e in inline)
-
-        return cls(chain(domain_files, domains), chain(substring_files, substrings))
+        blocklist = cls(domains, [*substrings, *(e for path in substring_files for e in read_lines(path))])
+        for path in domain_files:
+            blocklist.domains.update(read_domains(path))
+        return blocklist
 
     def blocked_domain(self, host: str) -> str | None:
         """The listed domain that covers `host` (itself or a parent), or None."""

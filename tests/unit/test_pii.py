@@ -79,6 +79,11 @@ def test_several_of_each_in_one_text_and_overlaps_prefer_the_card():
     assert redacted == "<EMAIL>, <EMAIL>; <IP_ADDRESS> and <IP_ADDRESS>; card +1 <CREDIT_CARD>"
 
 
+def test_neighbouring_phone_numbers_stay_apart():
+    text = "Call +1 (650) 253-0000 - or 650 253 0001, 650.253.0002."
+    assert REDACTOR.redact(text) == ("Call <PHONE> - or <PHONE>, <PHONE>.", {"email": 0, "credit_card": 0, "ip_address": 0, "phone": 3})
+
+
 def test_options_types_placeholders_private_ips_and_region():
     only_email = PiiRedactor(types=["email"], placeholders={"email": "[mail]"})
     assert only_email.redact("x@y.com 8.8.8.8") == ("[mail] 8.8.8.8", {"email": 1})

@@ -91,3 +91,11 @@ def test_million_entry_list_loads(tmp_path, capsys):
     assert len(blocklist.domains) == len(set(names))
     assert blocklist.reason(f"https://www.{names[123_456]}/x") == "domain"
     assert blocklist.reason("https://www.not-listed-at-all.com/x") is None
+
+
+def test_irregular_lines_in_a_big_file_are_parsed(tmp_path):
+    path = tmp_path / "hosts.txt"
+    path.write_text("plain.com\r\n# comment line\n*.wild.com\n0.0.0.0 hosts.example\nhttps://www.site.org/page\n.dot.net\ntrail.org.\n  spaced.com  \nport.io:8080\n\n")
+    assert UrlBlocklist.load([path]).domains == {
+        "plain.com", "wild.com", "hosts.example", "www.site.org", "dot.net", "trail.org", "spaced.com", "port.io",
+    }
