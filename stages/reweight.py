@@ -177,24 +177,17 @@ class Reweight(GlobalStage):
 
 
 def _plots(groups: dict[str, dict]) -> list[dict]:
+    """Grouped bars: natural, target and realised token share; then copies added and rows down-sampled."""
     names = list(groups)
+
+    def grouped(title: str, fields: dict[str, str], ylabel: str) -> dict:
+        series = [{"x": names, "y": [groups[g][f] for g in names], "label": label} for f, label in fields.items()]
+        return {"kind": "bar", "title": title, "series": series, "xlabel": "group", "ylabel": ylabel}
+
     return [
-        {
-            "kind": "bar",
-            "title": "Token share per group: natural, target, realised",
-            "x": names,
-            "y": {k: [groups[g][f"{k}_share"] for g in names] for k in ("natural", "target", "realised")},
-            "xlabel": "group",
-            "ylabel": "share of tokens",
-        },
-        {
-            "kind": "bar",
-            "title": "Rows repeated and down-sampled per group",
-            "x": names,
-            "y": {k: [groups[g][k] for g in names] for k in ("copies_added", "downsampled")},
-            "xlabel": "group",
-            "ylabel": "rows",
-        },
+        grouped("Token share per group", {"natural_share": "natural", "target_share": "target", "realised_share": "realised"},
+                "share of tokens"),
+        grouped("Rows repeated and down-sampled", {"copies_added": "copies added", "downsampled": "down-sampled"}, "rows"),
     ]
 
 

@@ -70,7 +70,7 @@ def test_realised_token_shares_follow_the_target(ray_session, tmp_path, news_row
     assert groups["Sci/Tech"]["realised_share"] > groups["Sci/Tech"]["natural_share"]
     assert groups["World"]["realised_share"] < groups["World"]["natural_share"]
     kinds = [p["kind"] for p in summary["plots"]]
-    assert kinds == ["bar", "bar"] and set(summary["plots"][0]["y"]) == {"natural", "target", "realised"}
+    assert kinds == ["bar", "bar"] and [s["label"] for s in summary["plots"][0]["series"]] == ["natural", "target", "realised"]
 
 
 def test_every_input_row_is_accounted_for_and_copies_keep_their_origin(ray_session, tmp_path, news_rows):
