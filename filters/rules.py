@@ -72,10 +72,6 @@ class RuleFamily:
                 return f"{self.name}.{rule.name}", stats
         return None, stats
 
-    def scores(self, stats: TextStats) -> dict[str, float]:
-        """Every active rule's score, for inspecting why documents pass or fail."""
-        return {f"{self.name}.{r.name}": r.score(stats) for r in self.active}
-
 
 def ratio(part: float, whole: float) -> float:
     return part / whole if whole else 0.0
