@@ -1,0 +1,492 @@
+"""Dedup: drop exact or near-duplicate texts, keeping one row per cluster.
+
+Ray Data passes over the materialised input. What reaches the driver is proportional to the
+number of duplicates (candidate edges, cluster verdicts), never to the corpus:
+
+0. (optional) boilerplate: count line hashes by document (hash-partitioned groupby), strip the
+   lines found in more than `max_docs` documents;
+1. keys: every live row gets a node key (hash of its id) and its bucket keys: the hash of its
+   normalised text (`exact`) or its LSH band keys (`minhash`, filters/dedup);
+2. candidates: one row per (bucket, node), grouped by hash partition of the bucket; each
+   partition emits a star of edges per bucket holding several nodes (plus rows of earlier
+   runs' indexes given in `against`);
+3. components of the candidate graph on the driver (scipy), broadcast as (node, component);
+4. resolve: the member rows, with their shingle sets when verifying, grouped by component
+   partition; pairs are verified by exact Jaccard, clusters are connected components of the
+   verified pairs, and the survivor rule picks one row per cluster;
+5. mark: every row gets `dup_cluster` (its survivor's id), `dup_cluster_size` and `dup_of`;
+   non-survivors are dropped with reason `near_duplicate` / `exact_duplicate`;
+6. index: the bucket keys (and signatures) of this run, written as Parquet for later `against:`.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from filters.dedup import boilerplate
+from filters.dedup.clusters import SURVIVOR_RULES, key_components, survivor_order, survivors, verified_clusters
+from filters.dedup.lsh import band_keys, optimal_params, s_curve, star_edges
+from filters.dedup.minhash import Permutations, estimated_jaccard, jaccard
+from filters.dedup.shingles import normalize, shingles
+from pipeline.errors import UserError
+from pipeline.records import DROP_REASON, drop_rows, set_column, text_column
+from pipeline.registry import register
+from pipeline.stage import GlobalStage, StageConfig
+
+NEAR = "near_duplicate"
+EXACT = "exact_duplicate"
+BOILERPLATE = "boilerplate"
+OLD_BIT = np.uint64(1 << 63)  # node keys of rows from an earlier run's index
+INDEX_PARAMS = "params.json"
+_KEY_FIELDS = ("method", "field", "shingle", "ngram", "hash", "scheme", "seed", "bands", "rows")
+
+
+class BoilerplateConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    unit: Literal["line", "paragraph"] = Field(default="line", description="what is counted and removed")
+    max_docs: int = Field(default=100, ge=1, description="a unit found in more documents than this is boilerplate")
+    min_chars: int = Field(default=10, ge=1, description="shorter units (blank lines, bullets) are never counted")
+
+
+class DedupConfig(StageConfig):
+    method: Literal["exact", "minhash"] = Field(default="minhash", description="exact: same normalised text; minhash: LSH")
+    field: Literal["text", "instruction", "instruction+response"] = Field(
+        default="text", description="text compared: documents' text, or the user turn (+ the answer) of instructions"
+    )
+    shingle: Literal["word", "char"] = Field(default="word", description="shingles are word or character n-grams")
+    ngram: int = Field(default=5, ge=1, description="shingle size (FineWeb: 5 words)")
+    bands: int | None = Field(default=14, ge=1, description="LSH bands (FineWeb: 14); null with rows null: from threshold")
+    rows: int | None = Field(default=8, ge=1, description="rows per band (FineWeb: 8)")
+    num_perm: int = Field(default=112, ge=1, description="permutations when bands/rows are chosen from the threshold")
+    threshold: float = Field(default=0.8, gt=0, le=1, description="Jaccard similarity at which two texts are duplicates")
+    verify: bool = Field(default=True, description="keep only candidate pairs whose exact shingle Jaccard >= threshold")
+    hash: Literal["xxh3", "sha1"] = Field(default="xxh3", description="shingle hash; sha1 = datasketch's default, slower")
+    scheme: Literal["affine32", "legacy"] = Field(default="affine32", description="datasketch permutation scheme")
+    seed: int = Field(default=1, description="seed of the MinHash permutations (datasketch's default is 1)")
+    survivor: list[Literal["quality", "longest", "shortest", "smallest_id"]] = Field(
+        default_factory=lambda: ["quality", "longest", "smallest_id"],
+        description="rules, in order, that pick the row a cluster keeps; the id breaks remaining ties",
+    )
+    quality_column: str = Field(default="quality", description="score column used by the `quality` rule, if present")
+    index: bool = Field(default=True, description="write this run's index for later `against:`")
+    index_dir: str | None = Field(default=None, description="where the index goes (default OUTPUT/dedup_index/STAGE_ID)")
+    against: list[str] = Field(default_factory=list, description="indexes of earlier runs; rows matching them are dropped")
+    boilerplate: BoilerplateConfig | None = Field(default=None, description="remove repeated lines before deduplicating")
+    partitions: int | None = Field(default=None, ge=1, description="hash partitions of the shuffles (default: 2 per CPU)")
+    batch_size: int = Field(default=1024, ge=1, description="rows per batch of the signature pass")
+
+    @model_validator(mode="after")
+    def _shape(self):
+        if (self.bands is None) != (self.rows is None):
+            raise ValueError("set both bands and rows, or neither (then they are chosen from threshold and num_perm)")
+        if self.boilerplate is not None and self.field != "text":
+            raise ValueError("boilerplate removal works on documents' text, not on instruction fields")
+        return self
+
+    def lsh_shape(self) -> tuple[int, int]:
+        if self.bands is not None and self.rows is not None:
+            return self.bands, self.rows
+        return optimal_params(self.threshold, self.num_perm)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What the workers of every pass need: the resolved parameters, small and picklable."""
+
+    method: str
+    field: str
+    shingle: str
+    ngram: int
+    hash: str
+    scheme: str
+    seed: int
+    bands: int
+    rows: int
+    verify: bool
+    threshold: float
+    survivor: tuple[str, ...]
+    quality_column: str
+    partitions: int
+
+    def key_params(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in _KEY_FIELDS}
+
+    def texts(self, batch: pa.Table) -> list[str]:
+        if self.field == "instruction+response":
+            ins, res = text_column(batch, "instruction"), text_column(batch, "response")
+            return [f"{a}\n\n{b}" for a, b in zip(ins, res)]
+        return text_column(batch, self.field)
+
+    def shingles(self, texts: list[str]):
+        return shingles(texts, self.ngram, self.shingle, self.hash)
+
+    def signatures(self, texts: list[str]) -> np.ndarray:
+        return Permutations(self.bands * self.rows, self.seed, self.scheme).signatures(self.shingles(texts))
+
+
+@register
+class Dedup(GlobalStage):
+    name = "dedup"
+    Config = DedupConfig
+
+    def __init__(self, config: DedupConfig, ctx):
+        super().__init__(config, ctx)
+        bands, rows = (1, 1) if config.method == "exact" else config.lsh_shape()
+        self.plan = _Plan(
+            config.method, config.field, config.shingle, config.ngram, config.hash, config.scheme, config.seed,
+            bands, rows, config.verify and config.method == "minhash", config.threshold, tuple(config.survivor),
+            config.quality_column, config.partitions or _default_partitions(),
+        )
+
+    @property
+    def index_dir(self) -> Path:
+        return Path(self.config.index_dir) if self.config.index_dir else self.ctx.output_dir / "dedup_index" / self.ctx.stage_id
+
+    def prepare(self) -> None:
+        for path in self.config.against:
+            params_file = Path(path) / INDEX_PARAMS
+            if not params_file.exists():
+                raise UserError(f"dedup against: {path} is not a dedup index (no {INDEX_PARAMS})")
+            theirs = json.loads(params_file.read_text())
+            ours = self.plan.key_params()
+            diff = sorted(k for k in ours if k != "field" and theirs.get(k) != ours[k])
+            if diff:
+                raise UserError(f"dedup against: {path} was built with other parameters ({', '.join(diff)}); rebuild it")
+        if self.config.index and self.index_dir.exists() and any(self.index_dir.iterdir()):
+            if not (self.index_dir / INDEX_PARAMS).exists():
+                raise UserError(f"dedup index_dir {self.index_dir} exists and is not a dedup index; choose another")
+
+    def apply(self, dataset):
+        import ray
+
+        if "id" not in dataset.schema().names:
+            raise UserError("dedup needs an `id` column to tell rows apart")
+        ds = dataset.materialize()
+        if self.config.boilerplate is not None:
+            ds = self._strip_boilerplate(ds)
+        keys = ds.map_batches(
+            _keys_batch, fn_args=(self.plan, self.config.index), batch_format="pyarrow", batch_size=self.config.batch_size
+        ).materialize()
+        bucket_rows = keys.map_batches(_bucket_rows, fn_args=(self.plan.partitions, False), batch_format="pyarrow")
+        for path in self.config.against:
+            old = ray.data.read_parquet(path, columns=["id", "buckets"], file_extensions=["parquet"])
+            bucket_rows = bucket_rows.union(
+                old.map_batches(_bucket_rows, fn_args=(self.plan.partitions, True), batch_format="pyarrow")
+            )
+        edges = _collect(bucket_rows.groupby("part", num_partitions=self.plan.partitions).map_groups(_partition_edges, batch_format="pyarrow"), ("a", "b"))
+        verdicts = self._resolve(ds, *edges) if len(edges[0]) else _empty_verdicts()
+        if self.config.index:
+            self._write_index(keys)
+        return ds.map_batches(_mark_batch, fn_args=(self.plan, ray.put(verdicts)), batch_format="pyarrow")
+
+    def _strip_boilerplate(self, ds):
+        import ray
+
+        bp = self.config.boilerplate
+        counts = ds.map_batches(_unit_hash_rows, fn_args=(bp, self.plan.partitions), batch_format="pyarrow")
+        repeated = _collect(counts.groupby("part", num_partitions=self.plan.partitions).map_groups(
+            _repeated_units, fn_args=(bp.max_docs,), batch_format="pyarrow"), ("h",))[0]
+        self.repeated_units = int(len(repeated))
+        return ds.map_batches(_strip_batch, fn_args=(bp, ray.put(np.sort(repeated))), batch_format="pyarrow").materialize()
+
+    def _resolve(self, ds, a: np.ndarray, b: np.ndarray) -> pa.Table:
+        """Cluster verdicts of every row that has a candidate: (node, cluster, size, dup_of)."""
+        import ray
+
+        nodes, comp = key_components(a, b)
+        members = ray.put((nodes, comp))
+        rows = ds.map_batches(_member_rows, fn_args=(self.plan, members), batch_format="pyarrow")
+        for path in self.config.against:
+            cols = ["id", "signature"] if self.plan.verify else ["id"]
+            old = ray.data.read_parquet(path, columns=cols, file_extensions=["parquet"])
+            rows = rows.union(old.map_batches(_old_member_rows, fn_args=(self.plan, members), batch_format="pyarrow"))
+        out = rows.groupby("part", num_partitions=self.plan.partitions).map_groups(_resolve_partition, fn_args=(self.plan,), batch_format="pyarrow")
+        tables = [t for t in out.iter_batches(batch_format="pyarrow", batch_size=None) if t.num_rows]
+        return pa.concat_tables(tables).sort_by("node") if tables else _empty_verdicts()
+
+    def _write_index(self, keys) -> None:
+        if self.index_dir.exists():
+            shutil.rmtree(self.index_dir)
+        cols = ["id", "buckets"] + (["signature"] if self.plan.method == "minhash" else [])
+        keys.select_columns(cols).write_parquet(str(self.index_dir))
+        (self.index_dir / INDEX_PARAMS).write_text(json.dumps(self.plan.key_params(), indent=1))
+
+    def summarize(self, output) -> dict[str, Any]:
+        sizes = output.groupby("dup_cluster_size").count().take_all()
+        hist = sorted((int(r["dup_cluster_size"]), int(r["count()"]) // int(r["dup_cluster_size"])) for r in sizes if r["dup_cluster_size"])
+        summary: dict[str, Any] = {
+            "method": self.plan.method,
+            "clusters_with_duplicates": sum(c for s, c in hist if s > 1),
+            "cluster_sizes": {str(s): c for s, c in hist},
+            "plots": [
+                {"kind": "bar", "title": "Duplicate cluster sizes", "x": [s for s, _ in hist], "y": [c for _, c in hist],
+                 "xlabel": "rows in cluster", "ylabel": "clusters"},
+            ],
+        }
+        if self.plan.method == "minhash":
+            x, y = s_curve(self.plan.bands, self.plan.rows)
+            summary.update(bands=self.plan.bands, rows=self.plan.rows, threshold=self.plan.threshold, verify=self.plan.verify)
+            summary["plots"].insert(0, {
+                "kind": "line", "title": f"Candidate probability, {self.plan.bands} bands x {self.plan.rows} rows",
+                "x": x, "y": y, "xlabel": "Jaccard similarity", "ylabel": "P(candidate pair)",
+            })
+        if getattr(self, "repeated_units", None) is not None:
+            summary["boilerplate_units"] = self.repeated_units
+        return summary
+
+
+def _default_partitions() -> int:
+    import ray
+
+    return 2 * int(ray.cluster_resources().get("CPU", 1)) if ray.is_initialized() else 4
+
+
+# ---- per-batch functions of the passes (run on Ray workers) ----
+
+def _shared(value):
+    """A broadcast value: Ray Data passes an ObjectRef in fn_args through unresolved."""
+    import ray
+
+    return ray.get(value) if isinstance(value, ray.ObjectRef) else value
+
+
+def _live(batch: pa.Table) -> np.ndarray:
+    if DROP_REASON not in batch.column_names:
+        return np.ones(batch.num_rows, dtype=bool)
+    return pc.is_null(batch.column(DROP_REASON)).to_numpy(zero_copy_only=False)
+
+
+def node_keys(ids: list[str], old: bool = False) -> np.ndarray:
+    """A 63-bit key per id; rows of an earlier run get the top bit, so they never collide with ours."""
+    import xxhash
+
+    keys = np.fromiter((xxhash.xxh3_64_intdigest(str(i).encode("utf-8")) for i in ids), dtype=np.uint64, count=len(ids))
+    keys &= ~OLD_BIT
+    return keys | OLD_BIT if old else keys
+
+
+def _fixed_list(values: np.ndarray, width: int, type_: pa.DataType) -> pa.Array:
+    return pa.FixedSizeListArray.from_arrays(pa.array(values.reshape(-1), type=type_), width)
+
+
+def _keys_batch(batch: pa.Table, plan: _Plan, with_signature: bool) -> pa.Table:
+    """Bucket keys (and signature) of every live row with some text."""
+    live = batch.filter(pa.array(_live(batch)))
+    texts = plan.texts(live)
+    normalized = normalize(texts)
+    nonempty = pc.greater(pc.utf8_length(normalized), 0).to_numpy(zero_copy_only=False)
+    live, texts, normalized = live.filter(pa.array(nonempty)), [t for t, k in zip(texts, nonempty) if k], normalized.filter(pa.array(nonempty))
+    import xxhash
+
+    sig = None
+    if plan.method == "exact":
+        buckets = np.fromiter((xxhash.xxh3_64_intdigest(t.encode("utf-8")) for t in normalized.to_pylist()), dtype=np.uint64, count=len(normalized))[:, None]
+    else:
+        sig = plan.signatures(texts)
+        buckets = band_keys(sig, plan.bands, plan.rows)
+    cols = {"id": live.column("id").cast(pa.string()), "buckets": _fixed_list(buckets, buckets.shape[1], pa.uint64())}
+    if with_signature and sig is not None:
+        cols["signature"] = _fixed_list(sig, sig.shape[1], pa.uint32())
+    return pa.table(cols)
+
+
+def _bucket_rows(batch: pa.Table, partitions: int, old: bool) -> pa.Table:
+    buckets = batch.column("buckets").combine_chunks()
+    width = buckets.type.list_size
+    flat = buckets.flatten().to_numpy()
+    nodes = np.repeat(node_keys(batch.column("id").to_pylist(), old), width)
+    return pa.table({"bucket": flat, "node": nodes, "part": (flat % np.uint64(partitions)).astype(np.int32)})
+
+
+def _partition_edges(group: pa.Table) -> pa.Table:
+    a, b = star_edges(group.column("bucket").to_numpy(), group.column("node").to_numpy())
+    ours = a < OLD_BIT  # a bucket whose smallest node is old holds only rows of earlier runs
+    return pa.table({"a": a[ours], "b": b[ours]})
+
+
+def _collect(ds, columns: tuple[str, ...]) -> tuple[np.ndarray, ...]:
+    """Small results (edges, verdicts) to the driver as numpy arrays."""
+    parts: dict[str, list[np.ndarray]] = {c: [] for c in columns}
+    for t in ds.iter_batches(batch_format="pyarrow", batch_size=None):
+        for c in columns:
+            parts[c].append(t.column(c).to_numpy())
+    return tuple(np.concatenate(parts[c]) if parts[c] else np.zeros(0, np.uint64) for c in columns)
+
+
+def _lookup(sorted_keys: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """Index of each key in `sorted_keys`, or -1."""
+    if not len(sorted_keys):
+        return np.full(len(keys), -1, dtype=np.int64)
+    pos = np.minimum(np.searchsorted(sorted_keys, keys), len(sorted_keys) - 1)
+    return np.where(sorted_keys[pos] == keys, pos, -1)
+
+
+_MEMBER_SCHEMA = pa.schema([
+    ("node", pa.uint64()), ("id", pa.string()), ("comp", pa.int64()), ("part", pa.int32()),
+    ("quality", pa.float64()), ("length", pa.int64()), ("pinned", pa.bool_()),
+    ("shingles", pa.list_(pa.uint32())), ("signature", pa.list_(pa.uint32())),
+])
+
+
+def _member_table(nodes, ids, comp, partitions, quality, length, pinned, shingle_sets, sigs) -> pa.Table:
+    return pa.table({
+        "node": nodes, "id": ids, "comp": comp, "part": (comp % partitions).astype(np.int32),
+        "quality": quality, "length": length, "pinned": pinned,
+        "shingles": pa.array(shingle_sets, type=pa.list_(pa.uint32())),
+        "signature": pa.array(sigs, type=pa.list_(pa.uint32())),
+    }, schema=_MEMBER_SCHEMA)
+
+
+def _member_rows(batch: pa.Table, plan: _Plan, members) -> pa.Table:
+    """Rows of this run that have a candidate, with what resolving their component needs."""
+    nodes_sorted, comp = _shared(members)
+    batch = batch.filter(pa.array(_live(batch)))
+    nodes = node_keys(batch.column("id").to_pylist())
+    pos = _lookup(nodes_sorted, nodes)
+    hit = pos >= 0
+    batch, nodes, pos = batch.filter(pa.array(hit)), nodes[hit], pos[hit]
+    texts = plan.texts(batch)
+    n = len(texts)
+    quality = (
+        pc.cast(batch.column(plan.quality_column), pa.float64()).to_numpy(zero_copy_only=False)
+        if plan.quality_column in batch.column_names and "quality" in plan.survivor
+        else np.full(n, np.nan)
+    )
+    shingle_sets = plan.shingles(texts).unique_sets() if plan.verify else [[]] * n
+    sigs = list(plan.signatures(texts)) if plan.verify else [[]] * n
+    length = np.fromiter((len(t) for t in texts), dtype=np.int64, count=n)
+    return _member_table(nodes, batch.column("id").cast(pa.string()), comp[pos], plan.partitions, quality, length,
+                         np.zeros(n, bool), shingle_sets, sigs)
+
+
+def _old_member_rows(batch: pa.Table, plan: _Plan, members) -> pa.Table:
+    """Rows of an earlier run's index that have a candidate among ours."""
+    nodes_sorted, comp = _shared(members)
+    nodes = node_keys(batch.column("id").to_pylist(), old=True)
+    pos = _lookup(nodes_sorted, nodes)
+    hit = pos >= 0
+    batch, nodes, pos = batch.filter(pa.array(hit)), nodes[hit], pos[hit]
+    n = batch.num_rows
+    sigs = [np.asarray(s, dtype=np.uint32) for s in batch.column("signature").to_pylist()] if plan.verify else [[]] * n
+    return _member_table(nodes, batch.column("id").cast(pa.string()), comp[pos], plan.partitions, np.full(n, np.nan),
+                         np.zeros(n, np.int64), np.ones(n, bool), [[]] * n, sigs)
+
+
+def _resolve_partition(group: pa.Table, plan: _Plan) -> pa.Table:
+    """Verify, cluster and pick survivors for every component of one partition."""
+    group = group.sort_by([("comp", "ascending"), ("node", "ascending")])
+    comp = group.column("comp").to_numpy()
+    ids = np.array(group.column("id").to_pylist(), dtype=object)
+    nodes = group.column("node").to_numpy()
+    quality = group.column("quality").to_numpy(zero_copy_only=False)
+    length = group.column("length").to_numpy()
+    pinned = group.column("pinned").to_numpy(zero_copy_only=False)
+    sets, sigs = _csr(group.column("shingles")), _csr(group.column("signature"))
+    out_node, out_cluster, out_size, out_of = [], [], [], []
+    starts = np.flatnonzero(np.r_[True, comp[1:] != comp[:-1]])
+    for lo, hi in zip(starts, np.r_[starts[1:], len(comp)]):
+        idx = np.arange(lo, hi)
+        order = survivor_order(ids[idx], quality[idx], length[idx], plan.survivor, pinned[idx])
+        similar = _similarity(plan, pinned[idx], sets, sigs, idx) if plan.verify else None
+        labels = verified_clusters(order, similar) if similar else np.zeros(len(idx), dtype=np.int64)
+        best = survivors(order, labels)
+        ours = ~pinned[idx]
+        size = np.bincount(labels, weights=ours, minlength=labels.max() + 1).astype(np.int64)
+        for k in np.flatnonzero(ours):
+            out_node.append(nodes[idx[k]])
+            out_cluster.append(ids[idx[best[k]]])
+            out_size.append(size[labels[k]])
+            out_of.append(None if best[k] == k else ids[idx[best[k]]])
+    return pa.table({
+        "node": pa.array(out_node, type=pa.uint64()), "cluster": pa.array(out_cluster, type=pa.string()),
+        "size": pa.array(out_size, type=pa.int64()), "dup_of": pa.array(out_of, type=pa.string()),
+    })
+
+
+def _csr(column) -> tuple[np.ndarray, np.ndarray]:
+    """A list column as (values, offsets), so a row's list is a numpy slice and not Python ints."""
+    col = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    values = col.values.to_numpy(zero_copy_only=False)
+    offsets = col.offsets.to_numpy()
+    return values, offsets
+
+
+def _similarity(plan: _Plan, pinned: np.ndarray, set_csr, sig_csr, idx: np.ndarray):
+    """similar(i, j) for members of one component: exact Jaccard on shingle sets between rows of
+    this run, the MinHash estimate against an earlier run's row (only its signature is kept)."""
+    def rows(csr):
+        values, offsets = csr
+        return [values[offsets[i] : offsets[i + 1]] for i in idx]
+
+    sets, sigs = rows(set_csr), rows(sig_csr)
+
+    def similar(i: int, j: int) -> bool:
+        if pinned[i] and pinned[j]:
+            return False
+        if pinned[i] or pinned[j]:
+            return estimated_jaccard(sigs[i], sigs[j]) >= plan.threshold
+        return jaccard(sets[i], sets[j]) >= plan.threshold
+
+    return similar
+
+
+def _empty_verdicts() -> pa.Table:
+    return pa.table({"node": pa.array([], pa.uint64()), "cluster": pa.array([], pa.string()),
+                     "size": pa.array([], pa.int64()), "dup_of": pa.array([], pa.string())})
+
+
+def _mark_batch(batch: pa.Table, plan: _Plan, verdicts: pa.Table) -> pa.Table:
+    """Cluster columns on every row and the drop reason on every non-survivor."""
+    verdicts = _shared(verdicts)
+    ids = batch.column("id").cast(pa.string()).to_pylist()
+    live = _live(batch)
+    pos = _lookup(verdicts.column("node").to_numpy(), node_keys(ids))
+    found = pa.array(pos >= 0)
+    take = pa.array(np.maximum(pos, 0))
+
+    def verdict(name: str, default):
+        if not verdicts.num_rows:
+            return default if isinstance(default, pa.Array) else pa.array([default.as_py()] * len(ids), default.type)
+        return pc.if_else(found, verdicts.column(name).take(take), default)
+
+    cluster = verdict("cluster", pa.array(ids, pa.string()))
+    size = verdict("size", pa.scalar(1, pa.int64()))
+    dup_of = verdict("dup_of", pa.scalar(None, pa.string()))
+    dead = pa.array(~live)
+    batch = set_column(batch, "dup_cluster", pc.if_else(dead, pa.scalar(None, pa.string()), cluster))
+    batch = set_column(batch, "dup_cluster_size", pc.if_else(dead, pa.scalar(None, pa.int64()), size))
+    batch = set_column(batch, "dup_of", pc.if_else(dead, pa.scalar(None, pa.string()), dup_of))
+    reason = EXACT if plan.method == "exact" else NEAR
+    is_dup = pc.is_valid(batch.column("dup_of")).to_numpy(zero_copy_only=False)
+    return drop_rows(batch, [reason if d else None for d in is_dup])
+
+
+def _unit_hash_rows(batch: pa.Table, bp: BoilerplateConfig, partitions: int) -> pa.Table:
+    texts = [t if k else "" for t, k in zip(text_column(batch, "text"), _live(batch))]
+    h = boilerplate.unit_hashes(texts, bp.unit, bp.min_chars)
+    return pa.table({"h": h, "part": (h % np.uint64(partitions)).astype(np.int32)})
+
+
+def _repeated_units(group: pa.Table, max_docs: int) -> pa.Table:
+    return pa.table({"h": boilerplate.repeated_hashes(group.column("h").to_numpy(), max_docs)})
+
+
+def _strip_batch(batch: pa.Table, bp: BoilerplateConfig, repeated: np.ndarray) -> pa.Table:
+    repeated = _shared(repeated)
+    live = _live(batch)
+    texts = text_column(batch, "text")
+    cleaned, removed = boilerplate.remove_units(texts, bp.unit, bp.min_chars, repeated)
+    cleaned = [c if k else t for c, t, k in zip(cleaned, texts, live)]
+    batch = set_column(batch, "text", pa.array(cleaned, pa.string()))
+    batch = set_column(batch, "boilerplate_removed", pa.array(np.where(live, removed, 0), pa.int64()))
+    return drop_rows(batch, [BOILERPLATE if k and r and not c.strip() else None for c, r, k in zip(cleaned, removed, live)])
