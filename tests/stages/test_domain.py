@@ -61,12 +61,14 @@ def ag_news_split(shared_data, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def ag_news_model(ag_news_split, tmp_path_factory):
-    from filters.fasttext_train import examples_from_labelled, train
+    """A topic model trained the way a user trains one: `pipeline train-classifier` on labelled JSONL."""
+    from pipeline.cli import main
 
     path, _ = ag_news_split
-    model = train(examples_from_labelled(path, "label", ["text"]), seed=0, threads=2, epoch=10, dim=32)
     out = tmp_path_factory.mktemp("model") / "ag_news.bin"
-    model.save_model(str(out))
+    code = main(["train-classifier", "--data", str(path), "--label-field", "label", "--text-field", "text",
+                 "--output", str(out), "--threads", "2", "--epoch", "10", "--dim", "32"])
+    assert code == 0 and out.is_file()
     return out
 
 
