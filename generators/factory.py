@@ -30,6 +30,12 @@ def server_process(config: LLMConfig) -> VLLMServerProcess:
     )
 
 
+def worker_config(config: dict, server: VLLMServerProcess) -> dict:
+    """The `llms:` entry that workers use to reach a server the driver manages: its URL, and patience
+    for the restarts its watchdog performs (workers cannot see the process, only its /health)."""
+    return {**config, "url": server.url, "wait_for_server_s": server.startup_timeout_s}
+
+
 def make_client(config: dict | LLMConfig) -> LLMClient:
     """Build the client; in managed mode this starts the server and returns once it is healthy.
 

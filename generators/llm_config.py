@@ -40,6 +40,10 @@ class LLMConfig(BaseModel):
     backoff_s: float = Field(default=0.5, gt=0, description="first backoff; doubles each retry, with full jitter")
     backoff_max_s: float = Field(default=20.0, gt=0)
     cache_dir: str | None = Field(default=None, description="on-disk response cache; None disables it")
+    wait_for_server_s: float = Field(
+        default=0.0, ge=0, description="after a failed attempt, wait up to this long for the server's /health "
+        "(workers of a driver-managed server, which may be restarting; see factory.worker_config)"
+    )
 
     # vllm_server, managed mode: the server the pipeline starts and stops
     python: str | None = Field(default=None, description="python that runs vLLM (its own venv); default: `venv`/bin/python")

@@ -108,8 +108,9 @@ class VLLMServerProcess:
     @property
     def gave_up(self) -> bool:
         """True once the server is down for good (stopped, or out of restarts)."""
-        return self._stopping.is_set() or (not self.alive() and self.restarts >= self.max_restarts)
+        return self._stopping.is_set() or (not self.alive and self.restarts >= self.max_restarts)
 
+    @property
     def alive(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
@@ -158,7 +159,7 @@ class VLLMServerProcess:
         while time.monotonic() < deadline:
             if self._stopping.is_set():
                 raise ServerStartError("server stopped while starting")
-            if not self.alive():
+            if not self.alive:
                 raise ServerStartError(f"vLLM server exited with code {self._proc.returncode}:\n{self.log_tail()}")
             if self.healthy():
                 log.info("vLLM server healthy at %s (pid %s)", self.url, self.pid)
@@ -169,11 +170,11 @@ class VLLMServerProcess:
 
     def _watch(self) -> None:
         while not self._stopping.wait(1.0):
-            if self.alive():
+            if self.alive:
                 continue
             self.ready.clear()
             with self._lock:
-                if self._stopping.is_set() or self.alive():
+                if self._stopping.is_set() or self.alive:
                     continue
                 if self.restarts >= self.max_restarts:
                     log.error("vLLM server died and has used its %d restarts", self.max_restarts)
@@ -221,7 +222,7 @@ class VLLMServerProcess:
             return "(no log)"
 
     def __enter__(self) -> "VLLMServerProcess":
-        return self if self.alive() else self.start()
+        return self if self.alive else self.start()
 
     def __exit__(self, *exc) -> None:
         self.stop()

@@ -164,14 +164,30 @@ class VLLMServerClient:
             raise RequestFailed(f"malformed response: {exc!r}: {reply.text[:200]}", retry=True) from exc
 
     async def _wait_for_server(self) -> None:
-        """In managed mode, a request that meets a dead or restarting server waits for the restart."""
+        """A request that meets a dead or restarting server waits for it instead of spending its retries.
+
+        With the server object at hand (managed in this process) its state says when; a worker that only
+        has the URL of a driver-managed server polls /health for up to `wait_for_server_s`.
+        """
         server = self.server
-        if server is None or (server.ready.is_set() and server.alive()):
-            return
-        self.stats["server_waits"] += 1
-        deadline = time.monotonic() + server.startup_timeout_s
-        while not (server.ready.is_set() and server.alive()) and not server.gave_up and time.monotonic() < deadline:
-            await asyncio.sleep(0.5)
+        if server is not None:
+            if server.ready.is_set() and server.alive:
+                return
+            self.stats["server_waits"] += 1
+            deadline = time.monotonic() + server.startup_timeout_s
+            while not (server.ready.is_set() and server.alive) and not server.gave_up and time.monotonic() < deadline:
+                await asyncio.sleep(0.5)
+        elif self.config.wait_for_server_s > 0 and not await self._healthy():
+            self.stats["server_waits"] += 1
+            deadline = time.monotonic() + self.config.wait_for_server_s
+            while time.monotonic() < deadline and not await self._healthy():
+                await asyncio.sleep(1.0)
+
+    async def _healthy(self) -> bool:
+        try:
+            return (await self._http.get("/health", timeout=5)).status_code == 200
+        except httpx.HTTPError:
+            return False
 
     def close(self) -> None:
         if self._loop.is_closed():

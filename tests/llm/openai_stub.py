@@ -16,7 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 class OpenAIStub:
-    def __init__(self, sleep_s: float = 2.0):
+    def __init__(self, sleep_s: float = 2.0, port: int = 0):
         self.sleep_s = sleep_s
         self.plan: dict[str, list[str]] = {}
         self.bodies: list[dict] = []
@@ -47,7 +47,7 @@ class OpenAIStub:
                 except (BrokenPipeError, ConnectionResetError):
                     pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self._server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
 

@@ -106,6 +106,29 @@ def test_unreachable_server_fails_each_request_with_its_error():
     assert all("connection failed" in r.error for r in responses)
 
 
+def test_worker_waits_for_a_restarting_server_instead_of_failing():
+    """A worker of a driver-managed server sees only its URL: it polls /health until the server is back."""
+    import threading
+    import time
+
+    from generators.backends.vllm_process import free_port
+
+    port = free_port()
+    client = client_for(f"http://127.0.0.1:{port}", max_retries=1, wait_for_server_s=30)
+    stubs = []
+
+    def come_back_later():
+        time.sleep(1.5)
+        stubs.append(OpenAIStub(port=port).__enter__())
+
+    threading.Thread(target=come_back_later).start()
+    [response] = client.generate([chat("are you back")])
+    client.close()
+    stubs[0].__exit__()
+    assert response.error is None and response.text == "kcab uoy era #0"
+    assert client.stats["server_waits"] == 1
+
+
 def test_order_kept_and_each_response_reported_once(stub):
     stub.plan = {f"row {i}": ["500"] * (i % 3) for i in range(30)}
     seen: list[int] = []
