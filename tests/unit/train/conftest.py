@@ -2,41 +2,14 @@
 
 from __future__ import annotations
 
-import gzip
-import json
-
 import pytest
-
-
-def seed_conversations(shared_data) -> list[list[dict]]:
-    """The 175 human-written seed tasks as single-turn chats: instruction (+ input) -> output."""
-    chats = []
-    path = shared_data / "seeds" / "self_instruct" / "seed_tasks.jsonl"
-    for line in path.read_text().splitlines():
-        task = json.loads(line)
-        for instance in task["instances"]:
-            prompt = task["instruction"] + (f"\n\n{instance['input']}" if instance["input"] else "")
-            chats.append([{"role": "user", "content": prompt}, {"role": "assistant", "content": instance["output"]}])
-    return chats
-
-
-def hh_pairs(shared_data, limit: int) -> list[dict]:
-    """The first `limit` HH-RLHF harmless pairs as {chosen, rejected} message lists."""
-    from pipeline.train.data import hh_dialogue_to_messages
-
-    rows = []
-    with gzip.open(shared_data / "preferences" / "hh_rlhf_harmless" / "pairs.jsonl.gz", "rt") as f:
-        for line in f:
-            pair = json.loads(line)
-            rows.append({k: hh_dialogue_to_messages(pair[k]) for k in ("chosen", "rejected")})
-            if len(rows) == limit:
-                break
-    return rows
 
 
 @pytest.fixture(scope="session")
 def seed_chats(shared_data):
-    return seed_conversations(shared_data)
+    from pipeline.train.data import seed_task_chats
+
+    return seed_task_chats(shared_data / "seeds" / "self_instruct" / "seed_tasks.jsonl")
 
 
 @pytest.fixture(scope="session")
