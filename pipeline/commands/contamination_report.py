@@ -15,7 +15,6 @@ from pathlib import Path
 from pipeline.errors import UserError
 
 SPAN_CHARS = 1000  # a longer span is cut in the report (its offsets are exact)
-SOURCE = "_report_source"
 
 
 def register(sub) -> None:
@@ -104,52 +103,57 @@ def _detect_format(paths: list[Path]) -> str:
     raise UserError(f"--data {paths[0]}: cannot tell the format; give --format parquet, jsonl or hf")
 
 
-class _Scanner:
-    """One per Ray worker: scans batches of rows and returns one row per (row, item) hit."""
+def _to_text(batch, source: str, view: str):
+    """Any record kind to one schema: (source, row id, the text to check, readable?)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
 
-    def __init__(self, index, view: str, min_coverage: float):
+    from pipeline.records import DROP_REASON, text_column
+
+    n = batch.num_rows
+    readable = pc.is_null(batch.column(DROP_REASON)) if DROP_REASON in batch.column_names else pa.array([True] * n)
+    return pa.table({"source": pa.array([source] * n, pa.string()), "id": batch.column("id").cast(pa.string()),
+                     "text": pa.array(text_column(batch, view), pa.string()), "readable": readable})
+
+
+HIT_FIELDS = [("source", "string"), ("benchmark", "string"), ("item_id", "string"), ("item_index", "int64"),
+              ("row_id", "string"), ("coverage", "double"), ("matched", "int64"), ("start", "int64"),
+              ("end", "int64"), ("span", "string"), ("rows_scanned", "int64"), ("rows_unreadable", "int64")]
+
+
+class _Scanner:
+    """One per Ray worker: one row per (row, item) hit, and per source a row counting what was scanned."""
+
+    def __init__(self, index, min_coverage: float):
         self.index = index
-        self.view = view
         self.min_coverage = min_coverage
         self.position = {(it.benchmark, it.item_id): i for i, it in enumerate(index.items)}
 
     def __call__(self, batch):
         import pyarrow as pa
 
-        from pipeline.records import DROP_REASON, text_column
-
-        source = batch.column(SOURCE)[0].as_py()  # batches never mix sources: each is labelled before the union
-        rows = batch.num_rows
-        if DROP_REASON in batch.column_names:
-            batch = batch.filter(pa.compute.is_null(batch.column(DROP_REASON)))
-        texts = text_column(batch, self.view)
-        ids = batch.column("id").to_pylist()
-        out = {k: [] for k in ("source", "benchmark", "item_id", "item_index", "row_id", "coverage", "matched",
-                               "start", "end", "span", "rows_scanned", "rows_unreadable")}
+        out: dict[str, list] = {name: [] for name, _ in HIT_FIELDS}
 
         def add(**values):
             for k in out:
                 out[k].append(values.get(k))
 
-        add(source=source, rows_scanned=batch.num_rows, rows_unreadable=rows - batch.num_rows)
-        for text, row_id, hits in zip(texts, ids, self.index.scan(texts, self.min_coverage)):
+        sources = batch.column("source").to_pylist()
+        readable = batch.column("readable").to_pylist()
+        for source in sorted(set(sources)):
+            mine = [ok for s, ok in zip(sources, readable) if s == source]
+            add(source=source, rows_scanned=sum(mine), rows_unreadable=len(mine) - sum(mine))
+        texts = [t if ok else "" for t, ok in zip(batch.column("text").to_pylist(), readable)]
+        ids = batch.column("id").to_pylist()
+        for text, row_id, source, hits in zip(texts, ids, sources, self.index.scan(texts, self.min_coverage)):
             for h in hits:
                 start, end = max(h.spans, key=lambda s: (s[1] - s[0], -s[0]))
                 add(source=source, benchmark=h.item.benchmark, item_id=h.item.item_id,
                     item_index=self.position[(h.item.benchmark, h.item.item_id)], row_id=row_id,
                     coverage=round(h.coverage, 6), matched=h.matched, start=start, end=end,
                     span=text[start:end][:SPAN_CHARS], rows_scanned=0, rows_unreadable=0)
-        schema = pa.schema([("source", pa.string()), ("benchmark", pa.string()), ("item_id", pa.string()),
-                            ("item_index", pa.int64()), ("row_id", pa.string()), ("coverage", pa.float64()),
-                            ("matched", pa.int64()), ("start", pa.int64()), ("end", pa.int64()), ("span", pa.string()),
-                            ("rows_scanned", pa.int64()), ("rows_unreadable", pa.int64())])
+        schema = pa.schema([(name, pa.type_for_alias(t)) for name, t in HIT_FIELDS])
         return pa.Table.from_pydict(out, schema=schema)
-
-
-def _label(batch, source: str):
-    import pyarrow as pa
-
-    return batch.append_column(SOURCE, pa.array([source] * batch.num_rows, pa.string()))
 
 
 def _best_row(group):
@@ -171,10 +175,11 @@ def scan(inputs, index, view: str, min_coverage: float) -> tuple[dict[str, dict]
     from pipeline.readers import read_input
 
     cpus = int(ray.cluster_resources().get("CPU", 1))
-    labelled = [read_input(c).map_batches(_label, fn_args=(c.name,), batch_format="pyarrow") for c in inputs]
-    data = labelled[0].union(*labelled[1:]) if len(labelled) > 1 else labelled[0]
-    found = data.map_batches(_Scanner, fn_constructor_args=(index, view, min_coverage), batch_format="pyarrow",
-                             batch_size=512, concurrency=(1, max(1, cpus))).materialize()
+    texts = [read_input(c).map_batches(_to_text, fn_args=(c.name, view), batch_format="pyarrow") for c in inputs]
+    data = texts[0].union(*texts[1:]) if len(texts) > 1 else texts[0]
+    pool = ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, cpus))
+    found = data.map_batches(_Scanner, fn_constructor_args=(index, min_coverage), batch_format="pyarrow",
+                             batch_size=512, compute=pool).materialize()
     scanned = {c.name: {"rows_scanned": 0, "rows_unreadable": 0} for c in inputs}
     for r in found.groupby("source").sum(["rows_scanned", "rows_unreadable"]).take_all():
         scanned[r["source"]] = {"rows_scanned": int(r["sum(rows_scanned)"]), "rows_unreadable": int(r["sum(rows_unreadable)"])}

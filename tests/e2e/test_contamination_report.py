@@ -1,0 +1,86 @@
+"""`pipeline contamination-report` end to end: real GSM8K/HumanEval items planted in JSONL and Parquet data."""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from filters.contamination import REGISTRY, load_items
+from pipeline.cli import main
+
+FILLER = "Notes from the weekend workshop on gardening, with photos and a list of the plants we swapped. "
+
+
+@pytest.fixture(scope="module")
+def case(shared_data, tmp_path_factory):
+    bench = shared_data / "benchmarks"
+    gsm = load_items(REGISTRY["gsm8k"], bench)
+    code = load_items(REGISTRY["humaneval"], bench)
+    root = tmp_path_factory.mktemp("contamination")
+    docs = [{"id": f"d{i:02d}", "text": FILLER * 3} for i in range(40)]
+    docs[3]["text"] = FILLER + gsm[5].parts[0] + " " + FILLER  # question only
+    docs[7]["text"] = FILLER + gsm[5].parts[0] + "\n" + gsm[5].parts[1] + " " + FILLER  # whole item
+    docs[9]["text"] = FILLER + code[2].parts[0] + FILLER
+    with open(root / "web.jsonl", "w") as f:
+        f.writelines(json.dumps(d) + "\n" for d in docs)
+    chats = [
+        {"id": "c1", "messages": [{"role": "user", "content": gsm[40].parts[0]}, {"role": "assistant", "content": "42"}]},
+        {"id": "c2", "messages": [{"role": "user", "content": "Say hi."}, {"role": "assistant", "content": "Hi!"}]},
+    ]
+    pq.write_table(pa.Table.from_pylist(chats), root / "chat.parquet")
+    return {"root": root, "bench": str(bench), "gsm": gsm, "code": code}
+
+
+def report(case, out, *extra):
+    root = case["root"]
+    code = main(["contamination-report", "--data", str(root / "web.jsonl"), str(root / "chat.parquet"),
+                 "--benchmarks", "gsm8k,humaneval", "--benchmarks-dir", case["bench"], "--out", str(out), "--quiet", *extra])
+    return code
+
+
+def test_report_on_a_small_case_field_by_field(ray_session, case, tmp_path):
+    assert report(case, tmp_path / "a") == 0
+    r = json.loads((tmp_path / "a" / "report.json").read_text())
+    web, chat = str(case["root"] / "web.jsonl"), str(case["root"] / "chat.parquet")
+    gsm5, gsm40, he2 = case["gsm"][5], case["gsm"][40], case["code"][2]
+
+    assert r["sources"] == {web: {"rows_scanned": 40, "rows_unreadable": 0}, chat: {"rows_scanned": 2, "rows_unreadable": 0}}
+    assert r["benchmarks"]["gsm8k"]["items"] == len(case["gsm"]) and r["benchmarks"]["humaneval"]["items"] == 164
+    assert r["matrix"][web]["gsm8k"]["items_contaminated"] == 1
+    assert r["matrix"][web]["humaneval"] == {"items_contaminated": 1, "items_fully_found": 1,
+                                             "pct_of_benchmark": round(100 / 164, 4)}
+    assert r["matrix"][chat]["gsm8k"]["items_contaminated"] == 1 and r["matrix"][chat]["humaneval"]["items_contaminated"] == 0
+    assert r["matrix"]["all sources"]["gsm8k"]["items_contaminated"] == 2
+    assert r["totals"]["items_contaminated"] == 3
+
+    items = {(i["source"], i["item_id"]): i for i in r["items"]}
+    assert set(items) == {(web, gsm5.item_id), (web, he2.item_id), (chat, gsm40.item_id)}
+    whole = items[(web, gsm5.item_id)]
+    assert (whole["coverage"], whole["rows"], whole["best_row_id"]) == (1.0, 2, "d07")
+    assert whole["matched"] == whole["item_ngrams"]
+    assert whole["span"]["text"] == gsm5.parts[0] + "\n" + gsm5.parts[1]
+    assert whole["span"]["start"] == len(FILLER)
+    assert items[(web, he2.item_id)]["best_row_id"] == "d09"
+    chat_hit = items[(chat, gsm40.item_id)]
+    assert chat_hit["best_row_id"] == "c1" and 0 < chat_hit["coverage"] < 1  # the question without its answer
+    assert chat_hit["span"]["text"] == gsm40.parts[0]
+
+    md = (tmp_path / "a" / "report.md").read_text()
+    page = (tmp_path / "a" / "report.html").read_text()
+    assert f"| {web} | 1 (0.08%) | 1 (0.61%) |" in md
+    assert "HumanEval/2" in page and "<script" not in page and "http" not in page
+
+    assert report(case, tmp_path / "b") == 0  # same inputs, same bytes
+    assert (tmp_path / "b" / "report.json").read_bytes() == (tmp_path / "a" / "report.json").read_bytes()
+
+
+def test_user_errors_are_one_line_and_exit_2(case, tmp_path, capsys):
+    root = case["root"]
+    code = main(["contamination-report", "--data", str(root / "web.jsonl"), "--benchmarks", "gsm9k", "--out", str(tmp_path)])
+    assert code == 2 and "unknown benchmark 'gsm9k'" in capsys.readouterr().err
+    code = main(["contamination-report", "--data", str(root / "missing.jsonl"), "--benchmarks", "gsm8k", "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2 and "no such file" in err and len(err.strip().splitlines()) == 1
