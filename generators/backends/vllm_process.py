@@ -7,7 +7,8 @@ on a package-name lookup; the module takes the same options).
 
 No orphan survives the run: the server gets its own process group (so a terminal's Ctrl-C reaches
 only us, and we stop it in order), and the group is killed on `stop()`, on leaving the `with` block,
-at interpreter exit, and on SIGTERM/SIGHUP (turned into a normal exit so cleanup runs).
+at interpreter exit, and on SIGTERM/SIGHUP (turned into a normal exit so cleanup runs). Only a
+SIGKILL of the pipeline itself can leave the server running; its pid/pgid is logged at start.
 """
 
 from __future__ import annotations
@@ -21,14 +22,13 @@ import subprocess
 import tempfile
 import threading
 import time
-import weakref
 from pathlib import Path
 
 import httpx
 
 log = logging.getLogger(__name__)
 
-_LIVE: "weakref.WeakSet[VLLMServerProcess]" = weakref.WeakSet()
+_LIVE: "set[VLLMServerProcess]" = set()  # strong references: a forgotten server object must still be stopped
 
 
 class ServerStartError(RuntimeError):
@@ -143,7 +143,6 @@ class VLLMServerProcess:
 
     def _spawn(self) -> None:
         self.ready.clear()
-        log.info("starting vLLM server: %s", " ".join(self.command))
         with open(self.log_path, "ab") as out:
             self._proc = subprocess.Popen(
                 self.command,
@@ -153,6 +152,7 @@ class VLLMServerProcess:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
+        log.info("vLLM server starting (pid/pgid %d, log %s): %s", self._proc.pid, self.log_path, " ".join(self.command))
 
     def _wait_healthy(self) -> None:
         deadline = time.monotonic() + self.startup_timeout_s

@@ -149,7 +149,8 @@ class VLLMServerClient:
                 error = f"timeout after {self.config.timeout_s:g}s ({type(exc).__name__})"
             except CONNECTION_ERRORS as exc:
                 error = f"connection failed: {type(exc).__name__}: {exc}"
-            await self._wait_for_server()
+            if attempt < self.config.max_retries:
+                await self._wait_for_server()
         self.stats["failed"] += 1
         return Response.failed(self.model, error)
 

@@ -149,3 +149,20 @@ def test_managed_server_leaves_no_orphan_after_ctrl_c(vllm_server_config, tmp_pa
     finally:
         if child.poll() is None:
             child.kill()
+
+
+def test_respond_stage_end_to_end_on_the_vllm_server(run_stage, vllm_server, vllm_server_config, shared_data):
+    """A generation stage through the engine (Ray Data actor, batches, accounting) answered by the real server."""
+    import json
+
+    lines = (shared_data / "seeds/self_instruct/seed_tasks.jsonl").read_text().splitlines()[:6]
+    rows = [{"id": t["id"], "messages": [{"role": "user", "content": t["instruction"]}], "generated_by": "human",
+             "parent_id": None, "source": "seeds", "meta": "{}"} for t in map(json.loads, lines)]
+    llms = {"teacher": {**vllm_server_config, "url": vllm_server.url}}
+    kept, dropped = run_stage("respond", {"samples": 2, "max_tokens": 12}, rows, llms=llms, seed=0)
+
+    out = kept + dropped
+    assert sorted(r["id"] for r in out) == sorted(f"{row['id']}.s{k}" for row in rows for k in range(2))
+    assert all(r["generated_by"] == vllm_server_config["model"] for r in out)  # answered by the server, not a fallback
+    assert all(r["messages"][-1]["role"] == "assistant" for r in out)
+    assert not [r for r in dropped if r["_drop_reason"] == "llm_error"]
