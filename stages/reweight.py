@@ -23,14 +23,14 @@ from typing import Any, Literal
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from pydantic import Field, model_validator
+from pydantic import Field, PositiveInt, model_validator
 
 from filters.mixture import MixtureError, MixturePlan, copies, plan_mixture, shares, target_shares
 from pipeline.errors import UserError
 from pipeline.records import DROP_REASON, TOKENS, set_column, stable_id, text_column, whitespace_tokens
-from pipeline.stats import measure
 from pipeline.registry import register
 from pipeline.stage import GlobalStage, StageConfig
+from pipeline.stats import measure
 
 DOWNSAMPLED = "downsampled"
 TOTALS = ("tokens", "rows", "copies_added", "downsampled")
@@ -55,7 +55,7 @@ class ReweightConfig(StageConfig):
     default_weight: float | None = Field(
         default=None, ge=0, description="weight of groups not listed: default 0 for weights (dropped), 1 for multipliers"
     )
-    budget: Literal["natural", "no_repeats"] | int = Field(
+    budget: Literal["natural", "no_repeats"] | PositiveInt = Field(
         default="natural",
         description="output size in tokens: natural (= input), no_repeats (largest with no copies), or a number",
     )

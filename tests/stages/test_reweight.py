@@ -136,9 +136,33 @@ def test_a_missing_group_column_is_a_user_error(ray_session, tmp_path, news_rows
         reweight(tmp_path, {"by": "topic", "temperature": 2.0}, news_rows[:10])
 
 
-@pytest.mark.parametrize("config", [{}, {"weights": {"a": 1}, "temperature": 2.0}, {"temperature": 0}, {"max_copies": 0, "temperature": 1}])
+@pytest.mark.parametrize("config", [{}, {"weights": {"a": 1}, "temperature": 2.0}, {"temperature": 0},
+                                    {"max_copies": 0, "temperature": 1}, {"budget": 0, "temperature": 1}, {"budget": "all", "temperature": 1}])
 def test_bad_configs_are_refused(config, tmp_path):
     from pipeline.config import _StageConfigError
 
     with pytest.raises(_StageConfigError):
         build_stage("reweight", config, index=1, output_dir=tmp_path)
+
+
+@pytest.mark.slow
+def test_shares_are_counted_with_the_run_tokenizer_when_one_is_set(ray_session, tmp_path, news_rows):
+    from transformers import AutoTokenizer
+
+    from pipeline.train.tiny import build_tiny_tokenizer
+
+    rows = news_rows[:400]
+    # trained on one class only: the other classes' words split into more pieces than whitespace says
+    build_tiny_tokenizer([r["text"] for r in rows if r["domain_label"] == "World"], vocab_size=400).save_pretrained(tmp_path / "tok")
+    tok = AutoTokenizer.from_pretrained(tmp_path / "tok")
+    counts = Counter()
+    for r in rows:
+        counts[r["domain_label"]] += len(tok(r["text"], add_special_tokens=False)["input_ids"])
+    stage = build_stage("reweight", {"temperature": 1.0}, index=1, output_dir=tmp_path, tokenizer=str(tmp_path / "tok"))
+    out = execute(stage, ray.data.from_items(rows, override_num_blocks=2)).materialize()
+    summary = stage.summarize(out)
+    assert {g: v["tokens_in"] for g, v in summary["groups"].items()} == dict(counts)
+    words = Counter()
+    for r in rows:
+        words[r["domain_label"]] += len(r["text"].split())
+    assert dict(counts) != dict(words)
