@@ -103,12 +103,13 @@ class Domain(MapStage):
         return set_column(batch, "domain_score", pa.array(scores, pa.float64()))
 
     def summarize(self, output) -> dict[str, Any]:
-        from ray.data.aggregate import Count, Mean
-
-        live = output.map_batches(_live_rows, batch_format="pyarrow")
-        rows = live.groupby("domain_label").aggregate(Count(alias_name="rows"), Mean("domain_score", alias_name="score")).take_all()
-        rows = sorted(rows, key=lambda r: -r["rows"])
-        labels = {r["domain_label"]: {"rows": r["rows"], "mean_score": r["score"]} for r in rows}
+        rows: dict[str, int] = {}
+        score: dict[str, float] = {}
+        for batch in output.map_batches(_label_counts, batch_format="pyarrow").iter_batches(batch_format="pyarrow", batch_size=None):
+            for r in batch.to_pylist():
+                rows[r["domain_label"]] = rows.get(r["domain_label"], 0) + r["rows"]
+                score[r["domain_label"]] = score.get(r["domain_label"], 0.0) + r["score"]
+        labels = {lab: {"rows": n, "mean_score": score[lab] / n} for lab, n in sorted(rows.items(), key=lambda kv: -kv[1])}
         return {
             "labels": labels,
             "plots": [
@@ -124,10 +125,14 @@ class Domain(MapStage):
         }
 
 
-def _live_rows(batch: pa.Table) -> pa.Table:
-    if DROP_REASON not in batch.column_names:
-        return batch
-    return batch.filter(pc.is_null(batch.column(DROP_REASON)))
+def _label_counts(batch: pa.Table) -> pa.Table:
+    """Rows and summed score per label in one batch (live rows only): a handful of rows for the driver."""
+    if DROP_REASON in batch.column_names:
+        batch = batch.filter(pc.is_null(batch.column(DROP_REASON)))
+    counts = pa.table({"domain_label": batch.column("domain_label"), "score": batch.column("domain_score")}).group_by(
+        "domain_label"
+    ).aggregate([("score", "sum"), ("score", "count")])
+    return counts.select(["domain_label", "score_sum", "score_count"]).rename_columns(["domain_label", "score", "rows"])
 
 
 def _column(batch: pa.Table, name: str) -> list:

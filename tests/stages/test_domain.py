@@ -45,6 +45,20 @@ def test_rules_then_field_then_default(run_stage, rules_file):
     assert {r["id"]: r["domain"] for r in kept} == {r["id"]: r["domain"] for r in rows}
 
 
+def test_summary_counts_live_rows_per_label(ray_session, tmp_path, rules_file):
+    import ray.data
+
+    from pipeline.config import build_stage
+    from pipeline.records import DROP_REASON
+
+    stage = build_stage("domain", {"rules": str(rules_file)}, index=1, output_dir=tmp_path)
+    rows = [{"domain_label": lab, "domain_score": sc, DROP_REASON: reason}
+            for lab, sc, reason in [("docs", 1.0, None), ("docs", 1.0, None), ("other", 0.0, None), ("docs", 1.0, "too_short")]]
+    summary = stage.summarize(ray.data.from_items(rows, override_num_blocks=2))
+    assert summary["labels"] == {"docs": {"rows": 2, "mean_score": 1.0}, "other": {"rows": 1, "mean_score": 0.0}}
+    assert summary["plots"][0]["x"] == ["docs", "other"] and summary["plots"][0]["y"] == [2, 1]
+
+
 @pytest.fixture(scope="module")
 def ag_news_split(shared_data, tmp_path_factory):
     """(labelled training JSONL, held-out rows with their gold class) from the shared AG News."""
