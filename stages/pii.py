@@ -82,11 +82,15 @@ class Pii(MapStage):
 
     def summarize(self, output) -> dict:
         types = list(self.config.types)
-        sums = output.map_batches(_count_columns, fn_args=(types,), batch_format="pyarrow").sum([*types, "rows_with_pii"])
-        replaced = {t: int(sums[f"sum({t})"] or 0) for t in types}
+        totals = dict.fromkeys([*types, "rows_with_pii"], 0)
+        per_block = output.map_batches(_count_columns, fn_args=(types,), batch_format="pyarrow", batch_size=None)
+        for row in per_block.iter_rows():
+            for name in totals:
+                totals[name] += row[name]
+        replaced = {t: totals[t] for t in types}
         return {
             "replaced": replaced,
-            "rows_with_pii": int(sums["sum(rows_with_pii)"] or 0),
+            "rows_with_pii": totals["rows_with_pii"],
             "plots": [
                 {"kind": "bar", "title": "PII replaced", "x": types, "y": list(replaced.values()), "xlabel": "type", "ylabel": "replacements"}
             ],
@@ -94,10 +98,10 @@ class Pii(MapStage):
 
 
 def _count_columns(batch: pa.Table, types: list[str]) -> pa.Table:
-    """The `pii` counts as one column per type, plus whether the row had any (rows that skipped the stage count 0)."""
+    """One row: the batch's replacements per type and its rows with any (rows that skipped the stage count 0)."""
     if "pii" not in batch.column_names:
-        return pa.table({t: pa.array([0] * batch.num_rows, pa.int64()) for t in [*types, "rows_with_pii"]})
+        return pa.table({name: [0] for name in [*types, "rows_with_pii"]})
     pii = batch.column("pii")
     counts = {t: pc.fill_null(pc.struct_field(pii, t), 0) for t in types}
-    total = functools.reduce(pc.add, counts.values())
-    return pa.table({**counts, "rows_with_pii": pc.cast(pc.greater(total, 0), pa.int64())})
+    with_pii = pc.greater(functools.reduce(pc.add, counts.values()), 0)
+    return pa.table({**{t: [pc.sum(c).as_py() or 0] for t, c in counts.items()}, "rows_with_pii": [pc.sum(with_pii).as_py() or 0]})
