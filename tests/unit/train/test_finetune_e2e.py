@@ -1,0 +1,83 @@
+"""`pipeline finetune` end to end on a tiny run directory: SFT then DPO, adapter, merge, card, user errors."""
+
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from pipeline.cli import main
+from pipeline.train.data import hh_rlhf_rows
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory, seed_chats, shared_data, tiny_model_dir):
+    """A run directory as `pipeline run` leaves it: shards, manifest with the config, stats, contamination report."""
+    run = tmp_path_factory.mktemp("run")
+    (run / "data").mkdir()
+    (run / "preferences").mkdir()
+    rows = [{"id": str(i), "messages": chat, "source": "seed"} for i, chat in enumerate(seed_chats[:24])]
+    pq.write_table(pa.Table.from_pylist(rows), run / "data" / "part-00000.parquet")
+    prefs = hh_rlhf_rows(shared_data / "preferences" / "hh_rlhf_harmless" / "pairs.jsonl.gz", 12)
+    (run / "preferences" / "pairs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in prefs))
+    finetune = {"model": str(tiny_model_dir), "sft": {"max_steps": 2, "micro_batch_size": 4, "grad_accum": 1,
+                                                      "max_seq_len": 128, "learning_rate": 1e-2, "sample_every": 2},
+                "dpo": {"max_seq_len": 128, "micro_batch_size": 2, "grad_accum": 1}}
+    (run / "manifest.json").write_text(json.dumps({"name": "tiny-run", "created": "2026-11-22T08:00:00", "rows": 24,
+                                                   "config": {"finetune": finetune}}))
+    (run / "stats.json").write_text(json.dumps({"rows_out": 24, "stages": [{"id": "1-heuristics"}]}))
+    (run / "contamination_report.html").write_text("<html>no leaks</html>")
+    return run
+
+
+@pytest.mark.slow
+def test_finetune_sft_then_dpo_end_to_end(run_dir, tiny_model_dir):
+    code = main(["finetune", str(run_dir), "--dpo", "--set", "dpo.max_steps=1", "--merge"])
+    assert code == 0
+    out = run_dir / "finetune"
+    logs = {name: [json.loads(line) for line in (out / "logs" / name).read_text().splitlines()]
+            for name in ("sft.jsonl", "dpo.jsonl", "sft_samples.jsonl")}
+    assert [r["step"] for r in logs["sft.jsonl"]] == [1, 2] and "eval_loss" in logs["sft.jsonl"][-1]
+    assert {"reward_accuracy", "margin", "chosen_logps", "rejected_logps"} <= set(logs["dpo.jsonl"][0])
+    assert logs["sft_samples.jsonl"] and list((out / "logs" / "tensorboard").iterdir())
+
+    # The adapter is plain peft: it loads onto the base with PeftModel, and merging changes no logit.
+    from peft import PeftModel
+
+    adapter = out / "adapter"
+    assert (adapter / "adapter_config.json").exists() and (adapter / "adapter_model.safetensors").exists()
+    tokenizer = AutoTokenizer.from_pretrained(adapter)
+    assert tokenizer.chat_template == AutoTokenizer.from_pretrained(tiny_model_dir).chat_template
+    peft_model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_dir), adapter).eval()
+    merged = AutoModelForCausalLM.from_pretrained(out / "merged").eval()
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
+    ids = torch.tensor([tokenizer.apply_chat_template([{"role": "user", "content": "Name a color."}],
+                                                      add_generation_prompt=True, return_dict=False)])
+    with torch.no_grad():
+        adapted, folded, original = (m(input_ids=ids).logits for m in (peft_model, merged, base))
+    torch.testing.assert_close(folded, adapted, atol=1e-5, rtol=1e-5)
+    assert (adapted - original).abs().max() > 1e-4  # the adapter really changed the model
+
+    card = (adapter / "README.md").read_text()
+    assert "tiny-run" in card and "contamination_report.html" in card and "24 rows" in card
+    assert "preferences: 12 rows" in card
+
+
+def test_finetune_user_errors_exit_2_with_one_line(run_dir, tiny_model_dir, tmp_path, capsys):
+    assert main(["finetune", str(run_dir), "--set", "sft.learnin_rate=1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "learning_rate" in err and len(err.splitlines()) == 1
+
+    broken = tmp_path / "pad_is_eos"
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.save_pretrained(broken)
+    assert main(["finetune", str(run_dir), "--model", str(broken), "--out", str(tmp_path / "o")]) == 2
+    assert "pad token equals EOS" in capsys.readouterr().err
+
+    assert main(["finetune", str(run_dir), "--method", "qlora", "--out", str(tmp_path / "q")]) == 2
+    assert "qlora needs a CUDA GPU" in capsys.readouterr().err
+
+    assert main(["finetune", str(tmp_path / "missing")]) == 2
