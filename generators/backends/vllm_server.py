@@ -34,7 +34,6 @@ OnResponse = Callable[[int, Response], None]
 
 # 408/429 and 5xx are the server's trouble, worth another try; other 4xx are the request's and would fail again.
 RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
-CONNECTION_ERRORS = (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
 
 
 class RequestFailed(Exception):
@@ -147,7 +146,7 @@ class VLLMServerClient:
                     break
             except httpx.TimeoutException as exc:
                 error = f"timeout after {self.config.timeout_s:g}s ({type(exc).__name__})"
-            except CONNECTION_ERRORS as exc:
+            except httpx.HTTPError as exc:  # refused, reset, protocol errors: the transport, not the request
                 error = f"connection failed: {type(exc).__name__}: {exc}"
             if attempt < self.config.max_retries:
                 await self._wait_for_server()
