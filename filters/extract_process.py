@@ -43,7 +43,7 @@ class ExtractorProcess:
         self.favor_precision = favor_precision
         self._proc: subprocess.Popen | None = None
         self._conn: Connection | None = None
-        self.restarts = 0
+        self.restarts = 0  # children killed for a late or crashed page
 
     def extract_many(self, pages: list[tuple[str, str | None]]) -> list[Outcome]:
         """One Outcome per (html, url), in order; a page that runs out of time gets `extract_timeout`."""
@@ -56,19 +56,21 @@ class ExtractorProcess:
                 self._kill()
                 continue
             while len(outcomes) < len(pages):
-                try:
-                    ready = conn.poll(self.timeout_s)
-                    message = conn.recv() if ready else None
-                except (EOFError, OSError):
-                    outcomes.append(Outcome(error=CRASH))
+                result = self._next_result(conn)
+                if isinstance(result, str):  # late or crashed: the page is lost, and so is the child
+                    outcomes.append(Outcome(error=result))
                     self._kill()
+                    self.restarts += 1
                     break
-                if message is None:
-                    outcomes.append(Outcome(error=TIMEOUT))
-                    self._kill()
-                    break
-                outcomes.append(Outcome(*message))
+                outcomes.append(Outcome(*result))
         return outcomes
+
+    def _next_result(self, conn: "_Duplex") -> tuple | str:
+        """The child's (text, title, error) for the next page, or TIMEOUT / CRASH."""
+        try:
+            return conn.recv() if conn.poll(self.timeout_s) else TIMEOUT
+        except (EOFError, OSError):
+            return CRASH
 
     def close(self) -> None:
         self._kill()
@@ -76,7 +78,7 @@ class ExtractorProcess:
     def __del__(self):
         self._kill()
 
-    def _connection(self) -> Connection:
+    def _connection(self) -> "_Duplex":
         if self._conn is not None:
             return self._conn
         to_child_r, to_child_w = os.pipe()
@@ -102,7 +104,6 @@ class ExtractorProcess:
         if self._proc is not None:
             self._proc.kill()
             self._proc.wait()
-            self.restarts += 1
         if self._conn is not None:
             self._conn.close()
         self._proc, self._conn = None, None

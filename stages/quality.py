@@ -69,6 +69,7 @@ class QualityStage(GlobalStage):
 
     name = "quality"
     Config = QualityConfig
+    threshold: float | None = None  # the cut applied, set by apply() and reported by summarize()
 
     def prepare(self) -> None:
         from filters.fasttext_classifier import FastTextClassifier
@@ -82,7 +83,6 @@ class QualityStage(GlobalStage):
             raise UserError(f"stage {self.ctx.stage_id}: {path} is not a fastText model ({e})") from None
         if self.config.label not in labels:
             raise UserError(f"stage {self.ctx.stage_id}: label '{self.config.label}' is not in {path} (labels: {', '.join(labels)})")
-        self.threshold: float | None = None
 
     def apply(self, dataset):
         scored = run_stage(QualityScorer(self.config, self.ctx), dataset)

@@ -1,6 +1,8 @@
 """The time limit holds on a page built to be slow, and the rest of the batch is still extracted."""
 
-from filters.extract_process import TIMEOUT, ExtractorProcess
+import threading
+
+from filters.extract_process import CRASH, TIMEOUT, ExtractorProcess
 
 NORMAL = (
     "<html><head><title>Normal</title></head><body><article><p>"
@@ -38,5 +40,17 @@ def test_a_child_that_died_between_batches_is_replaced():
         outcomes = extractor.extract_many([(NORMAL, None), (NORMAL, None)])
         assert [o.error for o in outcomes] == [None, None]
         assert "ordinary paragraph" in outcomes[0].text
+    finally:
+        extractor.close()
+
+
+def test_a_child_dying_mid_page_costs_that_page_only():
+    extractor = ExtractorProcess("trafilatura", timeout_s=120)
+    try:
+        extractor.extract_many([(NORMAL, None)])
+        threading.Timer(0.5, extractor._proc.kill).start()
+        outcomes = extractor.extract_many([(slow_page(), None), (NORMAL, None)])
+        assert [o.error for o in outcomes] == [CRASH, None]
+        assert extractor.restarts == 1
     finally:
         extractor.close()
