@@ -73,3 +73,14 @@ def test_bad_rules_files_name_the_problem(tmp_path, name, text, needle):
     (tmp_path / name).write_text(text)
     with pytest.raises(RulesError, match=needle):
         load_rules(tmp_path / name)
+
+
+def test_shipped_rules_file_loads_and_labels_by_suffix():
+    from pathlib import Path
+
+    rules = load_rules(Path(__file__).resolve().parents[2] / "configs" / "domain_rules.yaml")
+    assert rules.label("https://www.nasa.gov/mission") == "government"
+    assert rules.label("https://cs.stanford.edu/people") == "education"
+    assert rules.label("https://docs.python.org/3/library/os.html") == "docs"
+    assert rules.label("https://en.wikipedia.org/wiki/Data") == "encyclopedia"
+    assert rules.label("https://example.com/") is None
