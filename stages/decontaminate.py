@@ -48,7 +48,8 @@ class DecontaminateConfig(StageConfig):
     benchmarks_dir: str | None = Field(
         default=None, description="folder with local copies in the built-in layouts; default $PIPELINE_BENCHMARKS_DIR, else the Hub")
     ngram: int = Field(default=13, ge=1, le=64, description="words per n-gram")
-    min_words: int = Field(default=8, ge=1, description="benchmark parts shorter than ngram but at least this long are matched whole")
+    min_words: int = Field(default=6, ge=1, description="a question shorter than ngram but at least this long is matched whole")
+    min_words_answer: int = Field(default=8, ge=1, description="the same for the other parts (choices, answers)")
     max_item_frequency: int = Field(default=10, ge=1, description="ignore n-grams found in more benchmark items than this")
     background: list[str] = Field(default_factory=list, description="ordinary-text files whose n-grams are ignored")
     min_coverage: float = Field(default=0.0, ge=0, le=1, description="ignore items with a smaller share of their n-grams found")
@@ -70,13 +71,13 @@ class Decontaminate(MapStage):
         c = self.config
         if c.view not in TEXT_VIEWS:
             raise UserError(f"stage {self.ctx.stage_id}: view '{c.view}' is not one of {', '.join(TEXT_VIEWS)}")
-        if c.min_words > c.ngram:
-            raise UserError(f"stage {self.ctx.stage_id}: min_words ({c.min_words}) must not exceed ngram ({c.ngram})")
+        if max(c.min_words, c.min_words_answer) > c.ngram:
+            raise UserError(f"stage {self.ctx.stage_id}: min_words and min_words_answer must not exceed ngram ({c.ngram})")
         benchmarks = [b.model_dump() if isinstance(b, CustomBenchmark) else b for b in c.benchmarks]
         try:
             self.index, self.sizes = build_index(
                 benchmarks, c.benchmarks_dir or os.environ.get("PIPELINE_BENCHMARKS_DIR"), n=c.ngram,
-                min_words=c.min_words, max_item_frequency=c.max_item_frequency, background=c.background)
+                min_words=c.min_words, min_words_answer=c.min_words_answer, max_item_frequency=c.max_item_frequency, background=c.background)
         except BenchmarkNotFound as e:
             raise UserError(f"stage {self.ctx.stage_id}: {e}") from None
 

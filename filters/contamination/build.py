@@ -11,7 +11,7 @@ from filters.contamination.index import NgramIndex
 
 
 def build_index(benchmarks: Iterable[str | dict], benchmarks_dir: str | Path | None = None, *, fields: Iterable[str] = (),
-                n: int = 13, min_words: int = 8, max_item_frequency: int = 10,
+                n: int = 13, min_words: int = 6, min_words_answer: int = 8, max_item_frequency: int = 10,
                 background: Iterable[str | Path] = ()) -> tuple[NgramIndex, dict[str, int]]:
     """The index over every item of the benchmarks, and each benchmark's item count.
 
@@ -24,5 +24,6 @@ def build_index(benchmarks: Iterable[str | dict], benchmarks_dir: str | Path | N
         sizes[spec.name] = len(loaded)
         items.extend(loaded)
     texts = chain.from_iterable(read_texts(p) for p in background)
-    index = NgramIndex.build(items, n=n, min_words=min_words, max_item_frequency=max_item_frequency, background=texts)
+    index = NgramIndex.build(items, n=n, min_words=min_words, min_words_answer=min_words_answer,
+                             max_item_frequency=max_item_frequency, background=texts)
     return index, sizes

@@ -7,9 +7,11 @@ with a handful of numpy operations and looked up with one `searchsorted` against
 Only rows that hit go back to Python, to turn word positions into character spans.
 
 Grams are formed inside each part of an item (question, choice, answer...). A part of at least `n`
-words gives its `n`-grams; a part of `min_words` to `n - 1` words is indexed whole, as one shorter
-gram, so short questions are still found; a shorter part is not indexed on its own (too short to
-mean anything), and an item with no indexed part is reported as undetectable.
+words gives its `n`-grams. A shorter part is indexed whole, as one shorter gram, if it has at least
+`min_words` words when it is the item's first part (the question or prompt: sentences written for
+the benchmark) or `min_words_answer` words otherwise (choices and short answers are phrases that
+ordinary text uses too: "the Immigration and Nationality Act of 1965"). Anything shorter is not
+indexed on its own, and an item with no indexed part is reported as undetectable.
 """
 
 from __future__ import annotations
@@ -71,10 +73,10 @@ class NgramIndex:
         self.stats = stats
 
     @classmethod
-    def build(cls, items: Sequence[BenchmarkItem], n: int = 13, min_words: int = 8, max_item_frequency: int = 10,
-              background: Iterable[str] = ()) -> "NgramIndex":
-        if not 1 <= min_words <= n:
-            raise ValueError(f"min_words must be between 1 and n ({n}), got {min_words}")
+    def build(cls, items: Sequence[BenchmarkItem], n: int = 13, min_words: int = 6, min_words_answer: int = 8,
+              max_item_frequency: int = 10, background: Iterable[str] = ()) -> "NgramIndex":
+        if not (1 <= min_words <= n and 1 <= min_words_answer <= n):
+            raise ValueError(f"min_words and min_words_answer must be between 1 and n ({n})")
         items = list(items)
         vocab: dict[str, int] = {}
         gram_keys: list[np.ndarray] = []
@@ -82,9 +84,9 @@ class NgramIndex:
         lengths: set[int] = set()
         for i, item in enumerate(items):
             hashes = []
-            for part in item.parts:
+            for k, part in enumerate(item.parts):
                 ws = words(part)
-                if len(ws) < min_words:
+                if len(ws) < (min_words if k == 0 else min_words_answer):
                     continue
                 ids = np.array([vocab.setdefault(w, len(vocab) + 1) for w in ws], dtype=np.uint64)
                 length = min(n, len(ws))

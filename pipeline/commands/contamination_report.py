@@ -30,7 +30,8 @@ def register(sub) -> None:
     p.add_argument("--format", choices=["auto", "parquet", "jsonl", "hf"], default="auto", help="input format")
     p.add_argument("--view", default="text", help="text to check in instruction data: text, instruction, response, conversation")
     p.add_argument("--ngram", type=int, default=13, help="words per n-gram (default 13)")
-    p.add_argument("--min-words", type=int, default=8, help="benchmark parts this long (< ngram) are matched whole")
+    p.add_argument("--min-words", type=int, default=6, help="questions this long (< ngram) are matched whole")
+    p.add_argument("--min-words-answer", type=int, default=8, help="choices and answers this long are matched whole")
     p.add_argument("--max-item-frequency", type=int, default=10, help="ignore n-grams in more benchmark items than this")
     p.add_argument("--background", nargs="*", default=[], metavar="FILE", help="ordinary text whose n-grams are ignored")
     p.add_argument("--min-coverage", type=float, default=0.0, help="count an item only if this share of its n-grams is found")
@@ -50,15 +51,16 @@ def main(args) -> int:
 
     if args.view not in TEXT_VIEWS:
         raise UserError(f"--view '{args.view}' is not one of {', '.join(TEXT_VIEWS)}")
-    if not 1 <= args.min_words <= args.ngram:
-        raise UserError(f"--min-words must be between 1 and --ngram ({args.ngram})")
+    if not (1 <= args.min_words <= args.ngram and 1 <= args.min_words_answer <= args.ngram):
+        raise UserError(f"--min-words and --min-words-answer must be between 1 and --ngram ({args.ngram})")
     inputs = [_input_config(path, args.format) for path in args.data]
     names = [n for entry in args.benchmarks for n in entry.split(",") if n]
     fields = [f for f in args.fields.split(",") if f] or ["question", "answer"]
     progress = Progress(enabled=not args.quiet)
     try:
         index, sizes = build_index(names, args.benchmarks_dir, fields=fields, n=args.ngram, min_words=args.min_words,
-                                   max_item_frequency=args.max_item_frequency, background=args.background)
+                                   min_words_answer=args.min_words_answer, max_item_frequency=args.max_item_frequency,
+                                   background=args.background)
     except BenchmarkNotFound as e:
         raise UserError(str(e)) from None
     progress.note(f"indexed {index.stats.items:,} items of {', '.join(sizes)}: {index.stats.grams:,} n-grams")
@@ -66,7 +68,8 @@ def main(args) -> int:
         scanned, items = scan(inputs, index, args.view, args.min_coverage)
     report = contamination_render.build(
         sources=[c.name for c in inputs], scanned=scanned, items=items, sizes=sizes, index=index,
-        settings={"ngram": args.ngram, "min_words": args.min_words, "max_item_frequency": args.max_item_frequency,
+        settings={"ngram": args.ngram, "min_words": args.min_words, "min_words_answer": args.min_words_answer,
+                  "max_item_frequency": args.max_item_frequency,
                   "min_coverage": args.min_coverage, "view": args.view, "background": list(args.background)})
     out = Path(args.out)
     contamination_render.write(out, report)
@@ -181,11 +184,12 @@ def scan(inputs, index, view: str, min_coverage: float) -> tuple[dict[str, dict]
     found = data.map_batches(_Scanner, fn_constructor_args=(index, min_coverage), batch_format="pyarrow",
                              batch_size=512, compute=pool).materialize()
     scanned = {c.name: {"rows_scanned": 0, "rows_unreadable": 0} for c in inputs}
-    for r in found.groupby("source").sum(["rows_scanned", "rows_unreadable"]).take_all():
+    parts = max(1, min(cpus, found.num_blocks()))  # the default 200 shuffle partitions swamp small hit sets
+    for r in found.groupby("source", num_partitions=parts).sum(["rows_scanned", "rows_unreadable"]).take_all():
         scanned[r["source"]] = {"rows_scanned": int(r["sum(rows_scanned)"]), "rows_unreadable": int(r["sum(rows_unreadable)"])}
     only_hits = found.map_batches(lambda b: b.filter(pc.is_valid(b.column("benchmark"))), batch_format="pyarrow").materialize()
     if only_hits.count() == 0:
         return scanned, []
-    best = only_hits.groupby(["source", "item_index"]).map_groups(_best_row, batch_format="pyarrow")
+    best = only_hits.groupby(["source", "item_index"], num_partitions=parts).map_groups(_best_row, batch_format="pyarrow")
     items = sorted(best.take_all(), key=lambda r: (r["source"], r["item_index"]))
     return scanned, items

@@ -115,12 +115,20 @@ def test_clean_text_has_no_hit():
 
 
 def test_short_parts_are_indexed_whole_and_tiny_ones_not_at_all():
-    nine = "Name the largest planet in our solar system please"
-    index = _index([_item(nine, item_id="nine"), _item("What is two plus two", item_id="tiny")], min_words=8)
+    six = "Name the largest planet of ours"  # 6 words: a question long enough to match whole
+    choice = "the Immigration and Nationality Act of 1965"  # 7 words: a choice too short to stand alone
+    long_choice = "the Immigration and Nationality Act signed in the year 1965"  # 10 words
+    index = _index([
+        _item(six, item_id="question"),
+        _item("What is two plus two", choice, item_id="tiny"),
+        _item("Which law?", long_choice, item_id="choice"),
+    ], min_words=6, min_words_answer=8)
     assert index.stats.undetectable_items == 1
-    [hit] = index.scan([FILLER + nine.upper() + ". " + FILLER])[0]
-    assert hit.item.item_id == "nine" and hit.coverage == 1.0
-    assert index.scan([FILLER + "Name the largest planet in our solar system " + FILLER]) == [[]]
+    [hit] = index.scan([FILLER + six.upper() + ". " + FILLER])[0]
+    assert hit.item.item_id == "question" and hit.coverage == 1.0
+    assert index.scan([FILLER + "Name the largest planet " + FILLER]) == [[]]
+    assert index.scan([FILLER + choice + ". " + FILLER]) == [[]]
+    assert [h.item.item_id for h in index.scan([FILLER + long_choice + ". " + FILLER])[0]] == ["choice"]
 
 
 def test_grams_common_to_many_items_are_ignored():
