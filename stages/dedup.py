@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import dataclass
+from collections import defaultdict
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -36,7 +37,7 @@ from filters.dedup import boilerplate
 from filters.dedup.clusters import SURVIVOR_RULES, key_components, survivor_order, survivors, verified_clusters
 from filters.dedup.lsh import band_keys, optimal_params, s_curve, star_edges
 from filters.dedup.minhash import Permutations, estimated_jaccard, jaccard
-from filters.dedup.shingles import normalize, shingles
+from filters.dedup.shingles import normalize, normalized_shingles
 from pipeline.errors import UserError
 from pipeline.records import DROP_REASON, drop_rows, set_column, text_column
 from pipeline.registry import register
@@ -127,11 +128,11 @@ class _Plan:
             return [f"{a}\n\n{b}" for a, b in zip(ins, res)]
         return text_column(batch, self.field)
 
-    def shingles(self, texts: list[str]):
-        return shingles(texts, self.ngram, self.shingle, self.hash)
+    def shingles(self, normalized: pa.Array):
+        return normalized_shingles(normalized, self.ngram, self.shingle, self.hash)
 
-    def signatures(self, texts: list[str]) -> np.ndarray:
-        return Permutations(self.bands * self.rows, self.seed, self.scheme).signatures(self.shingles(texts))
+    def signatures(self, normalized: pa.Array) -> np.ndarray:
+        return Permutations(self.bands * self.rows, self.seed, self.scheme).signatures(self.shingles(normalized))
 
 
 @register
@@ -145,8 +146,9 @@ class Dedup(GlobalStage):
         self.plan = _Plan(
             config.method, config.field, config.shingle, config.ngram, config.hash, config.scheme, config.seed,
             bands, rows, config.verify and config.method == "minhash", config.threshold, tuple(config.survivor),
-            config.quality_column, config.partitions or _default_partitions(),
+            config.quality_column, config.partitions or 0,
         )
+        self.repeated_units: int | None = None
 
     @property
     def index_dir(self) -> Path:
@@ -171,6 +173,8 @@ class Dedup(GlobalStage):
 
         if "id" not in dataset.schema().names:
             raise UserError("dedup needs an `id` column to tell rows apart")
+        if not self.plan.partitions:
+            self.plan = replace(self.plan, partitions=2 * int(ray.cluster_resources().get("CPU", 1)))
         ds = dataset.materialize()
         if self.config.boilerplate is not None:
             ds = self._strip_boilerplate(ds)
@@ -183,7 +187,8 @@ class Dedup(GlobalStage):
             bucket_rows = bucket_rows.union(
                 old.map_batches(_bucket_rows, fn_args=(self.plan.partitions, True), batch_format="pyarrow")
             )
-        edges = _collect(bucket_rows.groupby("part", num_partitions=self.plan.partitions).map_groups(_partition_edges, batch_format="pyarrow"), ("a", "b"))
+        by_part = bucket_rows.groupby("part", num_partitions=self.plan.partitions)
+        edges = _collect(by_part.map_groups(_partition_edges, batch_format="pyarrow"), ("a", "b"))
         verdicts = self._resolve(ds, *edges) if len(edges[0]) else _empty_verdicts()
         if self.config.index:
             self._write_index(keys)
@@ -210,7 +215,8 @@ class Dedup(GlobalStage):
             cols = ["id", "signature"] if self.plan.verify else ["id"]
             old = ray.data.read_parquet(path, columns=cols, file_extensions=["parquet"])
             rows = rows.union(old.map_batches(_old_member_rows, fn_args=(self.plan, members), batch_format="pyarrow"))
-        out = rows.groupby("part", num_partitions=self.plan.partitions).map_groups(_resolve_partition, fn_args=(self.plan,), batch_format="pyarrow")
+        by_part = rows.groupby("part", num_partitions=self.plan.partitions)
+        out = by_part.map_groups(_resolve_partition, fn_args=(self.plan,), batch_format="pyarrow")
         tables = [t for t in out.iter_batches(batch_format="pyarrow", batch_size=None) if t.num_rows]
         return pa.concat_tables(tables).sort_by("node") if tables else _empty_verdicts()
 
@@ -222,8 +228,12 @@ class Dedup(GlobalStage):
         (self.index_dir / INDEX_PARAMS).write_text(json.dumps(self.plan.key_params(), indent=1))
 
     def summarize(self, output) -> dict[str, Any]:
-        sizes = output.groupby("dup_cluster_size").count().take_all()
-        hist = sorted((int(r["dup_cluster_size"]), int(r["count()"]) // int(r["dup_cluster_size"])) for r in sizes if r["dup_cluster_size"])
+        rows_by_size: dict[int, int] = defaultdict(int)
+        counts = output.select_columns(["dup_cluster_size"]).map_batches(_size_counts, batch_format="pyarrow")
+        for t in counts.iter_batches(batch_format="pyarrow", batch_size=None):
+            for size, n in zip(t.column("size").to_pylist(), t.column("rows").to_pylist()):
+                rows_by_size[size] += n
+        hist = sorted((size, n // size) for size, n in rows_by_size.items())
         summary: dict[str, Any] = {
             "method": self.plan.method,
             "clusters_with_duplicates": sum(c for s, c in hist if s > 1),
@@ -240,15 +250,9 @@ class Dedup(GlobalStage):
                 "kind": "line", "title": f"Candidate probability, {self.plan.bands} bands x {self.plan.rows} rows",
                 "x": x, "y": y, "xlabel": "Jaccard similarity", "ylabel": "P(candidate pair)",
             })
-        if getattr(self, "repeated_units", None) is not None:
+        if self.repeated_units is not None:
             summary["boilerplate_units"] = self.repeated_units
         return summary
-
-
-def _default_partitions() -> int:
-    import ray
-
-    return 2 * int(ray.cluster_resources().get("CPU", 1)) if ray.is_initialized() else 4
 
 
 # ---- per-batch functions of the passes (run on Ray workers) ----
@@ -258,6 +262,12 @@ def _shared(value):
     import ray
 
     return ray.get(value) if isinstance(value, ray.ObjectRef) else value
+
+
+def _size_counts(batch: pa.Table) -> pa.Table:
+    sizes = batch.column("dup_cluster_size").drop_null().to_numpy()
+    values, counts = np.unique(sizes, return_counts=True)
+    return pa.table({"size": values.astype(np.int64), "rows": counts.astype(np.int64)})
 
 
 def _live(batch: pa.Table) -> np.ndarray:
@@ -281,18 +291,19 @@ def _fixed_list(values: np.ndarray, width: int, type_: pa.DataType) -> pa.Array:
 
 def _keys_batch(batch: pa.Table, plan: _Plan, with_signature: bool) -> pa.Table:
     """Bucket keys (and signature) of every live row with some text."""
-    live = batch.filter(pa.array(_live(batch)))
-    texts = plan.texts(live)
-    normalized = normalize(texts)
-    nonempty = pc.greater(pc.utf8_length(normalized), 0).to_numpy(zero_copy_only=False)
-    live, texts, normalized = live.filter(pa.array(nonempty)), [t for t, k in zip(texts, nonempty) if k], normalized.filter(pa.array(nonempty))
     import xxhash
 
+    live = batch.filter(pa.array(_live(batch)))
+    normalized = normalize(plan.texts(live))
+    nonempty = pc.greater(pc.utf8_length(normalized), 0)
+    live, normalized = live.filter(nonempty), normalized.filter(nonempty)
     sig = None
     if plan.method == "exact":
-        buckets = np.fromiter((xxhash.xxh3_64_intdigest(t.encode("utf-8")) for t in normalized.to_pylist()), dtype=np.uint64, count=len(normalized))[:, None]
+        texts = normalized.to_pylist()
+        hashes = (xxhash.xxh3_64_intdigest(t.encode("utf-8")) for t in texts)
+        buckets = np.fromiter(hashes, dtype=np.uint64, count=len(texts))[:, None]
     else:
-        sig = plan.signatures(texts)
+        sig = plan.signatures(normalized)
         buckets = band_keys(sig, plan.bands, plan.rows)
     cols = {"id": live.column("id").cast(pa.string()), "buckets": _fixed_list(buckets, buckets.shape[1], pa.uint64())}
     if with_signature and sig is not None:
@@ -362,8 +373,9 @@ def _member_rows(batch: pa.Table, plan: _Plan, members) -> pa.Table:
         if plan.quality_column in batch.column_names and "quality" in plan.survivor
         else np.full(n, np.nan)
     )
-    shingle_sets = plan.shingles(texts).unique_sets() if plan.verify else [[]] * n
-    sigs = list(plan.signatures(texts)) if plan.verify else [[]] * n
+    normalized = normalize(texts)
+    shingle_sets = plan.shingles(normalized).unique_sets() if plan.verify else [[]] * n
+    sigs = list(plan.signatures(normalized)) if plan.verify else [[]] * n
     length = np.fromiter((len(t) for t in texts), dtype=np.int64, count=n)
     return _member_table(nodes, batch.column("id").cast(pa.string()), comp[pos], plan.partitions, quality, length,
                          np.zeros(n, bool), shingle_sets, sigs)

@@ -77,7 +77,9 @@ def word_tokens(normalized: pa.Array, keep_words: bool = False) -> Tokens:
     flat = pc.filter(flat, nonempty)
     parents = parents[nonempty.to_numpy(zero_copy_only=False)]
     offsets = _offsets_from_parents(parents, len(normalized))
-    encoded = pc.dictionary_encode(flat).combine_chunks() if isinstance(flat, pa.ChunkedArray) else pc.dictionary_encode(flat)
+    encoded = pc.dictionary_encode(flat)
+    if isinstance(encoded, pa.ChunkedArray):
+        encoded = encoded.combine_chunks()
     vocab = encoded.dictionary.to_pylist()
     vocab_hashes = np.fromiter((xxhash.xxh3_64_intdigest(w.encode("utf-8")) for w in vocab), dtype=_U64, count=len(vocab))
     values = vocab_hashes[encoded.indices.to_numpy(zero_copy_only=False)] if len(vocab) else np.zeros(0, _U64)
@@ -160,7 +162,11 @@ def shingles(texts: pa.Array | Sequence[str | None], n: int = 5, unit: str = "wo
     A text shorter than n tokens gives one shingle of all its tokens, so short texts still dedup;
     an empty text gives none.
     """
-    normalized = normalize(texts)
+    return normalized_shingles(normalize(texts), n, unit, hash)
+
+
+def normalized_shingles(normalized: pa.Array, n: int = 5, unit: str = "word", hash: str = "xxh3") -> Shingles:
+    """`shingles` of texts that `normalize` has already seen."""
     if unit == "word":
         tokens = word_tokens(normalized, keep_words=hash == "sha1")
         sep = " "

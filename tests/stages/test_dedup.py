@@ -92,6 +92,17 @@ def test_survivor_prefers_quality_then_length(run_stage, shared_data):
     assert {r["id"]: r["dup_of"] for r in dropped} == {"a": "b", "c": "b", "d": "b", "e": "b"}
     assert all(r["dup_cluster_size"] == 5 and r["dup_cluster"] == "b" for r in kept + dropped)
 
+    import ray.data
+
+    from pipeline.config import build_stage
+
+    stage = build_stage("dedup", {}, index=1, output_dir=".")
+    summary = stage.summarize(ray.data.from_items(kept + dropped + [{"id": "z", "dup_cluster_size": 1}]))
+    assert summary["cluster_sizes"] == {"1": 1, "5": 1} and summary["clusters_with_duplicates"] == 1
+    curve, hist = summary["plots"]
+    assert curve["kind"] == "line" and curve["y"][-1] == 1.0 and curve["y"][0] == 0.0
+    assert hist["kind"] == "bar" and hist["x"] == [1, 5] and hist["y"] == [1, 1]
+
 
 @pytest.mark.shared_data
 def test_exact_method(run_stage, shared_data):
