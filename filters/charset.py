@@ -57,7 +57,7 @@ def decode_html(raw: bytes, content_type: str | None = None) -> tuple[str, str]:
         return raw.decode("utf-8"), "utf-8"
     except UnicodeDecodeError:
         text = raw.decode("utf-8", errors="replace")
-    high_bytes = len(raw) - len(raw.translate(None, _ASCII))
+    high_bytes = len(raw.translate(None, _ASCII))
     if text.count("\ufffd") <= MAX_BAD_UTF8_SHARE * high_bytes:
         return text, "utf-8"  # UTF-8 with a few broken sequences (a truncated page, a pasted snippet)
     for encoding in declared_charsets(raw, content_type):

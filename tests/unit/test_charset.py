@@ -91,3 +91,9 @@ def test_mostly_utf8_page_with_a_broken_sequence_stays_utf8():
     text, encoding = decode_html(raw)
     assert encoding == "utf-8"
     assert text.count("Grüße aus München") == 5 and "Ã" not in text
+
+
+def test_single_byte_page_is_not_taken_for_broken_utf8():
+    raw = ("<html><body>" + "Die Straße in München ist schön, sagt der Bürgermeister. " * 12 + "</body></html>").encode("cp1252")
+    text, encoding = decode_html(raw, "text/html; charset=utf-8")
+    assert encoding == "cp1252" and "Die Straße in München ist schön" in text
