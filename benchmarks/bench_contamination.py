@@ -214,7 +214,8 @@ def main() -> None:
     pages = web_pages()
     clean = documents(pages)
     print(f"index: {len(items):,} items, {index.stats.grams:,} n-grams, {index.stats.ignored_common} common ignored, "
-          f"{index.stats.undetectable_items} items undetectable (too short); built in {build_s:.1f}s")
+          f"{index.stats.undetectable_items} items undetectable (too short), {index.stats.confirmed_items} short items "
+          f"confirmed by their choices; built in {build_s:.1f}s")
     print(f"corpus: {len(pages):,} web pages -> {len(clean):,} clean documents of {DOC_WORDS} words")
 
     peer = None

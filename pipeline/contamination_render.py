@@ -38,7 +38,7 @@ def build(*, sources: list[str], scanned: dict[str, dict], items: list[dict], si
         "settings": settings,
         "benchmarks": {name: {"items": size, "undetectable_items": undetectable[name]} for name, size in sizes.items()},
         "index": {"grams": index.stats.grams, "ignored_common": index.stats.ignored_common,
-                  "ignored_background": index.stats.ignored_background},
+                  "ignored_background": index.stats.ignored_background, "confirmed_items": index.stats.confirmed_items},
         "sources": {s: scanned.get(s, {"rows_scanned": 0, "rows_unreadable": 0}) for s in sources},
         "matrix": matrix,
         "items": [

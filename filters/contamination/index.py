@@ -11,7 +11,10 @@ words gives its `n`-grams. A shorter part is indexed whole, as one shorter gram,
 `min_words` words when it is the item's first part (the question or prompt: sentences written for
 the benchmark) or `min_words_answer` words otherwise (choices and short answers are phrases that
 ordinary text uses too: "the Immigration and Nationality Act of 1965"). Anything shorter is not
-indexed on its own, and an item with no indexed part is reported as undetectable.
+indexed on its own. A multiple-choice item left with nothing indexed ("What are histones?" with
+one-word choices) has its question indexed whole from `CONFIRM_MIN_WORDS` words, and counts as found
+only where at least two of its choices stand within `CONFIRM_WINDOW` words of it. An item with no
+indexed gram at all is reported as undetectable.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ from filters.contamination.benchmarks import BenchmarkItem
 from filters.contamination.normalize import words, words_with_offsets
 
 _SEED = 0x5EED_C0DE
+CONFIRM_MIN_WORDS = 3
+CONFIRM_WINDOW = 64
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,6 +59,7 @@ class IndexStats:
     ignored_common: int  # grams in more than max_item_frequency items
     ignored_background: int  # grams found in the background corpus
     undetectable_items: int  # items with no gram left (all parts too short, or all grams ignored)
+    confirmed_items: int = 0  # short multiple-choice items found only with their choices nearby
 
 
 class NgramIndex:
@@ -61,7 +67,7 @@ class NgramIndex:
 
     def __init__(self, n: int, items: list[BenchmarkItem], vocab: dict[str, int], lengths: list[int],
                  keys: np.ndarray, offsets: np.ndarray, postings: np.ndarray, item_grams: np.ndarray,
-                 stats: IndexStats):
+                 stats: IndexStats, confirm: dict[int, tuple[str, ...]]):
         self.n = n
         self.items = items
         self.vocab = vocab
@@ -71,6 +77,7 @@ class NgramIndex:
         self.postings = postings
         self.item_grams = item_grams
         self.stats = stats
+        self.confirm = confirm  # item -> its normalised choices, for items found only with them
 
     @classmethod
     def build(cls, items: Sequence[BenchmarkItem], n: int = 13, min_words: int = 6, min_words_answer: int = 8,
@@ -82,12 +89,15 @@ class NgramIndex:
         gram_keys: list[np.ndarray] = []
         gram_items: list[np.ndarray] = []
         lengths: set[int] = set()
+        confirm: dict[int, tuple[str, ...]] = {}
         for i, item in enumerate(items):
+            parts = [words(p) for p in item.parts]
+            indexed = [ws for k, ws in enumerate(parts) if len(ws) >= (min_words if k == 0 else min_words_answer)]
+            if not indexed and len(parts) >= 3 and len(parts[0]) >= CONFIRM_MIN_WORDS:
+                indexed = [parts[0]]
+                confirm[i] = tuple(" ".join(ws) for ws in parts[1:] if ws)
             hashes = []
-            for k, part in enumerate(item.parts):
-                ws = words(part)
-                if len(ws) < (min_words if k == 0 else min_words_answer):
-                    continue
+            for ws in indexed:
                 ids = np.array([vocab.setdefault(w, len(vocab) + 1) for w in ws], dtype=np.uint64)
                 length = min(n, len(ws))
                 lengths.add(length)
@@ -122,9 +132,10 @@ class NgramIndex:
             ignored_common=int(common.sum()),
             ignored_background=int((in_background & ~common).sum()),
             undetectable_items=int((item_grams == 0).sum()),
+            confirmed_items=sum(1 for i in confirm if item_grams[i]),
         )
         offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-        return cls(n, items, vocab, lengths_list, keys, offsets, all_items, item_grams, stats)
+        return cls(n, items, vocab, lengths_list, keys, offsets, all_items, item_grams, stats, confirm)
 
     def scan(self, texts: Sequence[str], min_coverage: float = 0.0) -> list[list[Hit]]:
         """The benchmark items found in each text, best coverage first."""
@@ -149,7 +160,7 @@ class NgramIndex:
         hits = []
         for item, keys in keys_of.items():
             coverage = len(keys) / self.item_grams[item]
-            if coverage < min_coverage:
+            if coverage < min_coverage or (item in self.confirm and not _choices_near(ws, windows_of[item], self.confirm[item])):
                 continue
             spans = tuple((char_spans[a][0], char_spans[b - 1][1]) for a, b in _merge(windows_of[item]))
             hits.append(Hit(self.items[item], len(keys), float(coverage), spans))
@@ -185,6 +196,16 @@ def _locate(tokens: list[list[str]], vocab: dict[str, int], keys: np.ndarray, le
     pos, key, length = (np.concatenate(a) for a in zip(*found))
     docs = np.searchsorted(starts, pos, side="right") - 1
     return docs, pos - starts[docs], key, length
+
+
+def _choices_near(ws: list[str], windows: list[tuple[int, int]], choices: tuple[str, ...]) -> bool:
+    """At least two of the choices (all, if fewer) stand within CONFIRM_WINDOW words of a match."""
+    need = min(2, len(choices))
+    for a, b in windows:
+        region = " " + " ".join(ws[max(0, a - CONFIRM_WINDOW):b + CONFIRM_WINDOW]) + " "
+        if sum(f" {c} " in region for c in choices) >= need:
+            return True
+    return False
 
 
 def _merge(windows: list[tuple[int, int]]) -> list[tuple[int, int]]:

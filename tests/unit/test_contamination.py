@@ -251,3 +251,13 @@ def test_real_gsm8k_items_found_verbatim_and_partial(shared_data):
     found = index.scan(texts)
     for it, hits in zip(picked + picked, found):
         assert it.item_id in {h.item.item_id for h in hits}
+
+
+def test_short_multiple_choice_items_need_their_choices_nearby():
+    item = _item("What are histones?", "Lipids", "Carbohydrates", "Nucleotides", "Proteins", item_id="h")
+    index = _index([item])
+    assert index.stats.undetectable_items == 0 and index.stats.confirmed_items == 1
+    printed = "What are histones?\nA. Lipids\nB. Carbohydrates\nC. Nucleotides\nD. Proteins\nAnswer: D"
+    [hit] = index.scan([FILLER + printed + " " + FILLER])[0]
+    assert hit.item.item_id == "h" and hit.spans == ((len(FILLER), len(FILLER) + len("What are histones?")),)
+    assert index.scan([FILLER + "What are histones? They are proteins that package DNA. " + FILLER]) == [[]]
