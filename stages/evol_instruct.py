@@ -16,6 +16,7 @@ import pyarrow as pa
 from pydantic import Field
 
 from generators.evol_instruct import OPERATIONS, EvolConfig, EvolInstruct
+from pipeline.errors import UserError
 from pipeline.records import DROP_REASON, drop_rows
 from pipeline.registry import register
 from pipeline.stage import MapStage, Resources, StageConfig
@@ -44,8 +45,6 @@ class EvolInstructStage(MapStage):
     def prepare(self) -> None:
         unknown = set(self.config.operations) - set(OPERATIONS)
         if unknown or not self.config.operations:
-            from pipeline.errors import UserError
-
             raise UserError(f"stage {self.ctx.stage_id}: operations must be a non-empty subset of {list(OPERATIONS)}, got {sorted(unknown)}")
         self.llm_config = resolve_llm(self.ctx, self.config.llm)
         self.responder_config = resolve_llm(self.ctx, self.config.responder) if self.config.responder else None

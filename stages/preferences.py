@@ -17,6 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from generators.client import SamplingParams
 from generators.preferences import Candidate, PreferenceConfig, PreferenceJudge
+from generators.respond import prompt_messages
+from pipeline.errors import UserError
 from pipeline.records import DROP_REASON, dumps_meta, stable_id
 from pipeline.registry import register
 from pipeline.stage import MapStage, Resources, StageConfig
@@ -49,8 +51,6 @@ class PreferencesStage(MapStage):
 
     def prepare(self) -> None:
         if sum(c.samples for c in self.config.candidates) < 2:
-            from pipeline.errors import UserError
-
             raise UserError(f"stage {self.ctx.stage_id}: candidates must give at least two answers per instruction")
         names = {c.llm for c in self.config.candidates} | {self.config.judge}
         self.llm_configs = {n: resolve_llm(self.ctx, n) for n in sorted(names)}
@@ -71,9 +71,7 @@ class PreferencesStage(MapStage):
         results = self.judge.run([r["messages"] for r in rows])
         out = []
         for r, res in zip(rows, results):
-            prompt = list(r["messages"])
-            while prompt and prompt[-1]["role"] == "assistant":
-                prompt.pop()
+            prompt = list(prompt_messages(r["messages"]))
             lengths = [len(t.split()) for t in res.responses]
             meta = merge_meta(r.get("meta"), {
                 **{k: v for k, v in res.meta.items() if k != "prompt_version_judge"},

@@ -11,7 +11,7 @@ from __future__ import annotations
 import pyarrow as pa
 from pydantic import Field
 
-from generators.respond import PROMPT_VERSION, RespondConfig, respond
+from generators.respond import PROMPT_VERSION, RespondConfig, prompt_messages, respond
 from pipeline.registry import register
 from pipeline.stage import MapStage, Resources, StageConfig
 from stages.llm_support import INSTRUCTION_SCHEMA, instruction_row, make_client, merge_meta, resolve_llm, table, user_text, with_prompt_version
@@ -54,9 +54,7 @@ class RespondStage(MapStage):
             if resp is None:
                 out.append(instruction_row(**base, meta=merge_meta(r.get("meta"), {})))
                 continue
-            prompt = list(r["messages"])
-            while prompt and prompt[-1]["role"] == "assistant":
-                prompt.pop()
+            prompt = list(prompt_messages(r["messages"]))
             if resp.error:
                 out.append(instruction_row(**base, meta=merge_meta(r.get("meta"), {"error": resp.error, "responder": resp.model}), reason="llm_error"))
                 continue
