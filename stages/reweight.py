@@ -10,8 +10,9 @@ upstream stages):
    (filters/mixture.py: the expected number of copies of each row, capped at `max_copies`);
 3. apply the factors in one `map_batches`: a seeded hash of each row's id decides whether a
    row is down-sampled (dropped, reason `downsampled`) or how many copies it gets. Copy k of a
-   row gets the id `<origin_id>~<k>`; every row carries `origin_id` and `copy_index` (0 for
-   the original, which keeps its id), so lineage survives the repetition.
+   row gets the id `<id>~<stage id>~<k>` (naming the stage keeps ids distinct when a second
+   reweight stage copies copies); every row carries `origin_id` and `copy_index` (0 for the
+   original, which keeps its id), so lineage survives the repetition.
 
 `by: source` mixes several inputs of one run, e.g. `weights: {human: 4, synthetic: 1}`.
 """
@@ -111,7 +112,7 @@ class Reweight(GlobalStage):
             raise UserError(f"stage {self.ctx.stage_id}: {err}") from None
         return dataset.map_batches(
             apply_factors,
-            fn_kwargs={"by": cfg.by, "factors": self.plan.factor, "seed": self.ctx.seed},
+            fn_kwargs={"by": cfg.by, "factors": self.plan.factor, "seed": self.ctx.seed, "stage_id": self.ctx.stage_id},
             batch_format="pyarrow",
         )
 
@@ -224,7 +225,7 @@ def group_totals(batch: pa.Table, by: str, tokenizer: str | None) -> pa.Table:
     return sums.rename_columns([c.removesuffix("_sum") for c in sums.column_names])
 
 
-def apply_factors(batch: pa.Table, by: str, factors: dict[str, float], seed: int) -> pa.Table:
+def apply_factors(batch: pa.Table, by: str, factors: dict[str, float], seed: int, stage_id: str) -> pa.Table:
     """Down-sample or repeat each live row by its group's factor; rows dropped earlier pass through."""
     live_mask = _live_mask(batch)
     live, dead = batch.filter(pa.array(live_mask)), batch.filter(pa.array(~live_mask))
@@ -232,15 +233,15 @@ def apply_factors(batch: pa.Table, by: str, factors: dict[str, float], seed: int
     origin = pc.coalesce(live.column("origin_id"), ids) if "origin_id" in live.column_names else ids
     groups = pc.dictionary_encode(group_values(live, by))
     factor = np.array([factors.get(g, 1.0) for g in groups.dictionary.to_pylist()], dtype=np.float64)
-    n = copies(factor[groups.indices.to_numpy(zero_copy_only=False)], origin.to_pylist(), seed)
+    n = copies(factor[groups.indices.to_numpy(zero_copy_only=False)], ids.to_pylist(), seed)
 
     take = pa.array(np.repeat(np.arange(live.num_rows), n), pa.int64())
     copy_index = pa.array(np.arange(len(take)) - np.repeat(np.cumsum(n) - n, n), pa.int64())
-    kept_origin = origin.take(take)
-    copy_id = pc.binary_join_element_wise(kept_origin, pc.cast(copy_index, pa.string()), COPY_SEPARATOR)
+    kept_ids = ids.take(take)
+    copy_id = pc.binary_join_element_wise(kept_ids, pa.scalar(stage_id), pc.cast(copy_index, pa.string()), COPY_SEPARATOR)
     kept = live.take(take)
-    kept = set_column(kept, "id", pc.if_else(pc.equal(copy_index, 0), ids.take(take), copy_id))
-    kept = set_column(kept, "origin_id", kept_origin)
+    kept = set_column(kept, "id", pc.if_else(pc.equal(copy_index, 0), kept_ids, copy_id))
+    kept = set_column(kept, "origin_id", origin.take(take))
     kept = set_column(kept, "copy_index", copy_index)
 
     gone_mask = pa.array(n == 0)

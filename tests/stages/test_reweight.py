@@ -29,9 +29,9 @@ def news_rows(shared_data):
     return rows
 
 
-def reweight(tmp_path, config, rows, seed=0):
+def reweight(tmp_path, config, rows, seed=0, index=1):
     """(output rows, summary) of one reweight run through the engine's path."""
-    stage = build_stage("reweight", config, index=1, output_dir=tmp_path, seed=seed)
+    stage = build_stage("reweight", config, index=index, output_dir=tmp_path, seed=seed)
     stage.prepare()
     out = execute(stage, ray.data.from_items(rows, override_num_blocks=4)).materialize()
     return out.take_all(), stage.summarize(out)
@@ -166,3 +166,16 @@ def test_shares_are_counted_with_the_run_tokenizer_when_one_is_set(ray_session, 
     for r in rows:
         words[r["domain_label"]] += len(r["text"].split())
     assert dict(counts) != dict(words)
+
+
+def test_chained_reweights_keep_ids_distinct_and_origin_first(ray_session, tmp_path, news_rows):
+    config = {"weights": {"World": 1, "Sports": 1, "Business": 1, "Sci/Tech": 1}, "max_copies": 10}
+    first, _ = reweight(tmp_path, config, news_rows)
+    live = [{k: v for k, v in r.items() if not k.startswith("_")} for r in first if r[DROP_REASON] is None]
+    second, _ = reweight(tmp_path, {"weights": {"World": 1, "Sports": 1, "Business": 1, "Sci/Tech": 3}, "max_copies": 10},
+                         live, index=2)
+    kept = [r for r in second if r[DROP_REASON] is None]
+    assert len({r["id"] for r in kept}) == len(kept)
+    originals = {r["id"] for r in news_rows}
+    assert {r["origin_id"] for r in kept} <= originals
+    assert any(r["id"].count("~") == 4 for r in kept)  # a copy of a copy
