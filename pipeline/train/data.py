@@ -232,9 +232,9 @@ class Batch:
         return int((self.targets != IGNORE).sum())
 
     def to(self, device) -> Batch:
-        move = lambda t: None if t is None else t.to(device)  # noqa: E731
-        return Batch(move(self.input_ids), move(self.position_ids), move(self.attention_mask),
-                     move(self.targets), move(self.example_index), self.n_examples)
+        mask = None if self.attention_mask is None else self.attention_mask.to(device)
+        return Batch(self.input_ids.to(device), self.position_ids.to(device), mask,
+                     self.targets.to(device), self.example_index.to(device), self.n_examples)
 
 
 def collate(examples: list[Encoded], packing: bool, pad_id: int) -> Batch:

@@ -77,3 +77,22 @@ def test_resume_continues_the_identical_loss_curve(make_config, seed_chats, tmp_
     assert [h["loss"] for h in resumed] == [h["loss"] for h in straight[2:]]
     logged = [json.loads(line) for line in (tmp_path / "b" / "logs" / "sft.jsonl").read_text().splitlines()]
     assert [r["loss"] for r in logged] == [h["loss"] for h in straight]
+
+
+def test_gradient_checkpointing_changes_no_gradient(make_config, seed_chats):
+    def gradients(checkpointing):
+        cfg = make_config(gradient_checkpointing=checkpointing, lora={"dropout": 0.0})
+        tokenizer, examples = encoded(cfg, seed_chats[:4])
+        seed_everything(0)
+        model = load_model(cfg)
+        with torch.no_grad():  # a non-zero adapter, so every LoRA matrix gets a gradient
+            for name, p in model.named_parameters():
+                if "lora_B" in name:
+                    p.normal_(0, 0.02)
+        accumulate_gradients(model, [collate(examples, True, tokenizer.pad_token_id)], cfg, CPU)
+        return {name: p.grad for name, p in model.named_parameters() if p.requires_grad}
+
+    plain, recomputed = gradients(False), gradients(True)
+    assert all(g.abs().sum() > 0 for g in plain.values())
+    for name in plain:
+        torch.testing.assert_close(recomputed[name], plain[name], atol=1e-6, rtol=1e-5)
