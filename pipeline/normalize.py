@@ -90,10 +90,11 @@ class Normalizer:
         }
 
     def _html(self, r: dict) -> dict:
+        """Raw pages; a WARC record's own id makes two captures of the same page two rows."""
         html = r.pop("html")
         url = r.pop("url", None)
         return {
-            "id": r.pop("id", None) or stable_id(url, html),
+            "id": r.pop("id", None) or stable_id(r.get("warc_record_id") or url, html),
             "html": html,
             "url": url,
             "domain": domain_of(url),

@@ -1,0 +1,62 @@
+"""Every input format through Ray Data, as `pipeline run` reads it."""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipeline.config import InputConfig
+from pipeline.readers import read_input
+from pipeline.records import DROP_REASON
+
+
+def rows(config: dict) -> list[dict]:
+    return read_input(InputConfig(**config)).take_all()
+
+
+def test_parquet_with_field_mapping(ray_session, tmp_path):
+    pq.write_table(pa.table({"body": ["first text", "second text"], "key": ["a", "b"], "lang": ["en", "de"]}),
+                   tmp_path / "p.parquet")
+    out = rows({"format": "parquet", "paths": [str(tmp_path / "p.parquet")], "fields": {"text": "body", "id": "key"}})
+    assert sorted((r["id"], r["text"]) for r in out) == [("a", "first text"), ("b", "second text")]
+    assert json.loads(out[0]["meta"])["lang"] in ("en", "de")
+
+
+def test_html_directory(ray_session, tmp_path):
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "a.html").write_text("<html><body><p>A page</p></body></html>")
+    (tmp_path / "site" / "b.html.gz").write_bytes(gzip.compress(b"<html><body><p>B page</p></body></html>"))
+    out = rows({"format": "html", "paths": [str(tmp_path / "site")]})
+    assert sorted(r["html"][:6] for r in out) == [b"<html>", b"<html>"]
+    assert all(r["url"].startswith("file://") for r in out)
+
+
+def test_warc_directory_of_shared_files(ray_session, shared_data):
+    out = rows({"format": "warc", "paths": [str(shared_data / "warc" / "sample-000*.warc.gz")]})
+    good = [r for r in out if r.get(DROP_REASON) is None]
+    assert len(good) >= 20 and all(r["domain"] and r["html"] for r in good)
+    assert len({r["id"] for r in good}) == len(good)
+
+
+def test_instruction_jsonl_from_shared_seeds(ray_session, shared_data):
+    out = rows({"format": "jsonl", "paths": [str(shared_data / "seeds" / "self_instruct" / "seed_tasks.jsonl")]})
+    assert len(out) == 175
+    assert all(r["messages"][0]["role"] == "user" and r["generated_by"] == "human" for r in out)
+
+
+def test_hugging_face_datasets_from_local_files(ray_session, tmp_path):
+    path = tmp_path / "hf.jsonl"
+    path.write_text("".join(json.dumps({"text": f"row {i}", "label": i % 2}) + "\n" for i in range(10)))
+    out = rows({"format": "hf", "dataset": "json", "data_files": [str(path)], "split": "train"})
+    assert sorted(r["text"] for r in out) == sorted(f"row {i}" for i in range(10))
+
+
+def test_preference_pairs_from_shared_hh(ray_session, shared_data):
+    out = rows({"format": "jsonl", "paths": [str(shared_data / "preferences" / "hh_rlhf_harmless" / "pairs.jsonl.gz")],
+                "limit": 50})
+    assert len(out) == 50
+    good = [r for r in out if r.get(DROP_REASON) is None]
+    assert good and all(r["chosen"][0]["role"] == "assistant" and r["prompt"][-1]["role"] == "user" for r in good)
