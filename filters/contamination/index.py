@@ -1,7 +1,7 @@
 """An index of benchmark n-grams and the scanner that finds them in training text.
 
-Every word of the benchmarks gets an integer id; a text's words are mapped to ids with one dict
-lookup each (words no benchmark uses map to 0, and a window holding a 0 cannot match). An n-gram is
+Every word of the benchmarks gets an integer id; a batch of texts is normalised and mapped to ids by
+Arrow kernels (words no benchmark uses map to 0, and a window holding a 0 cannot match). An n-gram is
 hashed to 64 bits as a random linear combination of its word ids, so a whole batch of texts is hashed
 with a handful of numpy operations and looked up with one `searchsorted` against the sorted keys.
 Only rows that hit go back to Python, to turn word positions into character spans.
@@ -24,9 +24,11 @@ from collections import defaultdict
 from typing import Iterable, Sequence
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from filters.contamination.benchmarks import BenchmarkItem
-from filters.contamination.normalize import words, words_with_offsets
+from filters.contamination.normalize import arrow_words, words, words_with_offsets
 
 _SEED = 0x5EED_C0DE
 CONFIRM_MIN_WORDS = 3
@@ -78,6 +80,7 @@ class NgramIndex:
         self.item_grams = item_grams
         self.stats = stats
         self.confirm = confirm  # item -> its normalised choices, for items found only with them
+        self.vocab_array = pa.array(list(vocab), pa.large_string())  # position + 1 = word id
 
     @classmethod
     def build(cls, items: Sequence[BenchmarkItem], n: int = 13, min_words: int = 6, min_words_answer: int = 8,
@@ -117,9 +120,10 @@ class NgramIndex:
         common = counts > max_item_frequency
         in_background = np.zeros(len(keys), dtype=bool)
         background = list(background)
+        vocab_array = pa.array(list(vocab), pa.large_string())
         for start in range(0, len(background), 1024):
-            chunk = [words(t) for t in background[start:start + 1024]]
-            in_background[_locate(chunk, vocab, keys, lengths_list)[2]] = True
+            ids, starts, _ = _word_ids(background[start:start + 1024], vocab_array)
+            in_background[_match(ids, starts, keys, lengths_list)[2]] = True
         keep = ~common & ~in_background
         keep_pairs = np.repeat(keep, counts)
         all_items = all_items[keep_pairs]
@@ -139,18 +143,22 @@ class NgramIndex:
 
     def scan(self, texts: Sequence[str], min_coverage: float = 0.0) -> list[list[Hit]]:
         """The benchmark items found in each text, best coverage first."""
-        tokens = [words(t) for t in texts]
+        ids, starts, counts = _word_ids(list(texts), self.vocab_array)
         per_doc: dict[int, list[tuple[int, int, int]]] = defaultdict(list)
-        for doc, pos, key, length in zip(*_locate(tokens, self.vocab, self.keys, self.lengths)):
+        for doc, pos, key, length in zip(*_match(ids, starts, self.keys, self.lengths)):
             per_doc[int(doc)].append((int(pos), int(length), int(key)))
         out: list[list[Hit]] = [[] for _ in texts]
         for doc, found in per_doc.items():
-            out[doc] = self._hits(texts[doc], len(tokens[doc]), found, min_coverage)
+            ws, char_spans = words_with_offsets(texts[doc])
+            if len(ws) != counts[doc]:  # the vectorised and the Python rule disagree: trust Python
+                python_ids = np.array([self.vocab.get(w, 0) for w in ws] + [0], dtype=np.uint64)
+                _, pos, key, length = _match(python_ids, np.zeros(1, np.int64), self.keys, self.lengths)
+                found = list(zip(pos.tolist(), length.tolist(), key.tolist()))
+            out[doc] = self._hits(ws, char_spans, found, min_coverage)
         return out
 
-    def _hits(self, text: str, n_words: int, found: list[tuple[int, int, int]], min_coverage: float) -> list[Hit]:
-        ws, char_spans = words_with_offsets(text)
-        assert len(ws) == n_words, "normalisation must not depend on how the text is split"
+    def _hits(self, ws: list[str], char_spans: list[tuple[int, int]], found: list[tuple[int, int, int]],
+              min_coverage: float) -> list[Hit]:
         keys_of: dict[int, set[int]] = defaultdict(set)
         windows_of: dict[int, list[tuple[int, int]]] = defaultdict(list)
         for pos, length, key in found:
@@ -168,16 +176,22 @@ class NgramIndex:
         return hits
 
 
-def _locate(tokens: list[list[str]], vocab: dict[str, int], keys: np.ndarray, lengths: list[int]):
-    """(doc, word position in doc, key index, gram length) of every indexed gram in tokenised texts."""
-    get = vocab.get
-    flat: list[int] = []
-    starts = np.empty(len(tokens), dtype=np.int64)
-    for d, ws in enumerate(tokens):
-        starts[d] = len(flat)
-        flat.extend([get(w, 0) for w in ws])
-        flat.append(0)  # a separator: no gram spans two texts
-    ids = np.array(flat, dtype=np.uint64)
+def _word_ids(texts: list[str], vocab_array: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Word ids of all texts in one array, a 0 after each text so no gram spans two; each text's start and word count."""
+    try:
+        flat, counts = arrow_words(texts)
+    except (pa.ArrowException, UnicodeEncodeError):  # e.g. a lone surrogate: Arrow wants valid UTF-8
+        tokens = [words(t) for t in texts]
+        flat, counts = pa.array([w for ws in tokens for w in ws], pa.large_string()), np.array([len(ws) for ws in tokens], np.int64)
+    ids = pc.fill_null(pc.add(pc.index_in(flat, value_set=vocab_array), 1), 0).to_numpy(zero_copy_only=False)
+    starts = (np.cumsum(counts + 1) - (counts + 1)).astype(np.int64)
+    out = np.zeros(len(ids) + len(texts), dtype=np.uint64)
+    out[np.arange(len(ids)) + np.repeat(np.arange(len(texts)), counts)] = ids
+    return out, starts, counts
+
+
+def _match(ids: np.ndarray, starts: np.ndarray, keys: np.ndarray, lengths: list[int]):
+    """(text, word position in text, key index, gram length) of every indexed gram in `ids`."""
     zeros = np.concatenate([[0], np.cumsum(ids == 0)])
     found = []
     for length in lengths if len(keys) else ():

@@ -261,3 +261,24 @@ def test_short_multiple_choice_items_need_their_choices_nearby():
     [hit] = index.scan([FILLER + printed + " " + FILLER])[0]
     assert hit.item.item_id == "h" and hit.spans == ((len(FILLER), len(FILLER) + len("What are histones?")),)
     assert index.scan([FILLER + "What are histones? They are proteins that package DNA. " + FILLER]) == [[]]
+
+
+def test_vectorised_words_equal_the_python_rule_on_random_unicode():
+    from filters.contamination.normalize import arrow_words
+
+    rng = random.Random(3)
+    chars = [chr(c) for c in [*range(0, 0x250), *range(0x370, 0x400), *range(0x2000, 0x2070),
+                              0x3000, 0xA0, 0x1680, 0x200B, 0xFEFF, 0x130, 0x3A3, 0x301, 0x4E00, 0xFF10, 0x2160, 0xBD]]
+    texts = ["".join(rng.choice(chars) for _ in range(rng.randint(0, 40))) for _ in range(2000)]
+    flat, counts = arrow_words(texts)
+    flat = flat.to_pylist()
+    at = 0
+    for text, n in zip(texts, counts):
+        assert flat[at:at + n] == words(text), repr(text)
+        at += n
+
+
+def test_text_arrow_cannot_take_is_scanned_by_the_python_rule():
+    index = _index([_item(QUESTION, ANSWER)])
+    [hit] = index.scan([FILLER + "\ud800 " + QUESTION])[0]
+    assert hit.coverage < 1 and hit.matched == len(words(QUESTION)) - 12
