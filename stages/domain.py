@@ -90,10 +90,11 @@ class Domain(MapStage):
                 if labels[i] is None and values[i] not in (None, ""):
                     labels[i], scores[i] = str(values[i]), 1.0
 
-        todo = [i for i in range(n) if labels[i] is None]
-        if self._classifier is not None and todo:
+        if self._classifier is not None:
             texts = text_column(batch, self.config.view)
-            predicted, probs = self._classifier.predict([texts[i] for i in todo])
+            # fastText gives empty text a confident label: such rows are left to the default
+            todo = [i for i in range(n) if labels[i] is None and texts[i].strip()]
+            predicted, probs = self._classifier.predict([texts[i] for i in todo]) if todo else ([], [])
             for i, lab, p in zip(todo, predicted, probs):
                 if p >= self.config.min_score:
                     labels[i], scores[i] = lab, p

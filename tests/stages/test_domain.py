@@ -101,10 +101,11 @@ def test_classifier_labels_held_out_news_far_above_chance(run_stage, ag_news_mod
 @pytest.mark.slow
 def test_low_confidence_predictions_fall_back_to_the_default(run_stage, ag_news_model, ag_news_split):
     _, held_out = ag_news_split
-    rows = [{"id": str(i), "text": r["text"]} for i, r in enumerate(held_out[:300])]
+    rows = [{"id": str(i), "text": r["text"]} for i, r in enumerate(held_out[:300])] + [{"id": "empty", "text": "  "}]
     kept, _ = run_stage("domain", {"model": str(ag_news_model), "min_score": 0.9, "default": "unsure"}, rows)
     unsure = [r for r in kept if r["domain_label"] == "unsure"]
     assert 0 < len(unsure) < len(kept)
+    assert "empty" in {r["id"] for r in unsure}
     assert all(r["domain_score"] == 0.0 for r in unsure)
     assert all(r["domain_score"] >= 0.9 for r in kept if r["domain_label"] != "unsure")
 
