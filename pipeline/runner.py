@@ -13,18 +13,24 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import platform
 import shutil
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
-from pipeline import __version__, checkpoint, report, stats, writers
+from ray.data.expressions import col
+
+from pipeline import __version__, checkpoint, report, sinks, stats, writers
 from pipeline.config import ValidatedRun
 from pipeline.errors import InvariantViolation
 from pipeline.execute import run_stage
 from pipeline.normalize import READ_STAGE
 from pipeline.progress import Progress
+from pipeline.records import DROP_REASON
+from pipeline.sinks import RoutingSink
 from pipeline.readers import fingerprint_inputs, read_input
 from pipeline.stage import Stage
 from pipeline.yaml_source import redact
@@ -90,15 +96,16 @@ def _run(run_config: ValidatedRun, progress: Progress, started: float, t_ray: fl
         progress.stage_done(record)
         rows_in, tokens_in = record["kept"], record["tokens_kept"]
         current = writers.kept(output)
-    if output is None:  # no stages: the run converts and accounts for the input
-        output = current.map_batches(stats.measure, fn_args=(cfg.tokenizer,), batch_format="pyarrow").materialize()
-        summary = stats.from_dataset(output, READ_STAGE)
+    progress.writing(run_config.output_dir)
+    if output is None:  # no stages: the run converts the input, and the write pass counts it
+        final = current.map_batches(stats.measure, fn_args=(cfg.tokenizer,), batch_format="pyarrow")
+        written, summary = _write_outputs(run_config, final, READ_STAGE)
         kept, tokens = summary.kept()
         read = stats.stage_record(summary, "read", kept + sum(summary.drops_by(READ_STAGE).values()), 0, False,
                                   time.time() - started, {})
         records.append({**read, "tokens_in": None, "tokens_kept": tokens})
-    progress.writing(run_config.output_dir)
-    written = _write_outputs(run_config, output)
+    else:
+        written, _ = _write_outputs(run_config, _final_rows(run_config, output), records[-1]["id"])
     return _finish(run_config, records, written, started, t_ray if t_first_stage is None else t_first_stage)
 
 
@@ -142,28 +149,40 @@ def _read_record(first: dict) -> dict:
     }
 
 
-def _write_outputs(run_config: ValidatedRun, last_output) -> dict[str, list[Path]]:
-    cfg = run_config.config.output
-    out = run_config.output_dir
-    final = writers.kept(last_output)
-    written: dict[str, list[Path]] = {}
-    for fmt in cfg.formats:
-        target = out / "data" if fmt == cfg.formats[0] else out / f"data_{fmt}"
-        written[fmt] = writers.write_shards(final, target, fmt, cfg)
-    shutil.rmtree(out / "rejects", ignore_errors=True)
-    if cfg.rejects:
-        written["rejects"] = writers.write_rejects(_all_outputs(run_config, last_output), out / "rejects", cfg)
-    return written
-
-
-def _all_outputs(run_config: ValidatedRun, last_output):
-    """Every row any stage produced, kept or dropped: the checkpoints, or the final output without them."""
-    import ray.data
-
-    if not run_config.config.output.checkpoint or not run_config.stages:
+def _final_rows(run_config: ValidatedRun, last_output):
+    """The last stage's output plus, when rejects are kept, the rows every earlier stage dropped."""
+    if not run_config.config.output.rejects:
         return last_output
     ckpts = checkpoint.Checkpoints(run_config.output_dir)
-    return ray.data.read_parquet([str(ckpts.dir(s.ctx.stage_id)) for s in run_config.stages])
+    earlier = [str(ckpts.dir(s.ctx.stage_id)) for s in run_config.stages[:-1]]
+    if not earlier:
+        return last_output
+    import ray.data
+
+    return last_output.union(ray.data.read_parquet(earlier).filter(expr=col(DROP_REASON).is_not_null()))
+
+
+def _write_outputs(run_config: ValidatedRun, rows, stage_id: str) -> tuple[dict[str, list[Path]], stats.Summary]:
+    """Shards and rejects in one pass (see `sinks.RoutingSink`), each directory swapped in when complete."""
+    cfg = run_config.config.output
+    out = run_config.output_dir
+    tmp = out / ".pipeline" / f"write-{uuid.uuid4().hex[:8]}"
+    dirs = {fmt: tmp / ("data" if i == 0 else f"data_{fmt}") for i, fmt in enumerate(cfg.formats)}
+    sink = RoutingSink(dirs, tmp / "rejects" if cfg.rejects else None, stage_id,
+                       min_rows=None if cfg.shard_bytes else cfg.shard_rows, min_bytes=cfg.shard_bytes)
+    rows.write_datasink(sink)
+    written: dict[str, list[Path]] = {}
+    for fmt, directory in dirs.items():
+        written[fmt] = [out / directory.name / p.name for p in sinks.name_shards(directory)]
+    rejects = sorted((tmp / "rejects").glob("*")) if cfg.rejects and (tmp / "rejects").exists() else []
+    for stage_dir in rejects:
+        written.setdefault("rejects", []).extend(out / "rejects" / stage_dir.name / p.name for p in sinks.name_shards(stage_dir))
+    for name in [d.name for d in dirs.values()] + ["rejects"]:
+        shutil.rmtree(out / name, ignore_errors=True)
+        if (tmp / name).exists():
+            os.replace(tmp / name, out / name)
+    shutil.rmtree(tmp, ignore_errors=True)
+    return written, sink.summary
 
 
 def _finish(run_config: ValidatedRun, records: list[dict], written: dict, started: float, t_first: float) -> dict:

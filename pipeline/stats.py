@@ -42,15 +42,18 @@ def _texts(batch: pa.Table) -> list[str] | None:
 
 def measure(batch: pa.Table, tokenizer: str | None) -> pa.Table:
     """Add `_tokens` and `_chars` of each row's text (null where a row has no text yet, e.g. raw HTML)."""
-    texts = _texts(batch)
-    if texts is None:
-        return set_column(set_column(batch, TOKENS, pa.nulls(batch.num_rows, pa.int64())), CHARS,
-                          pa.nulls(batch.num_rows, pa.int64()))
-    arr = pa.array(texts, pa.string())
+    if "text" in batch.column_names and "messages" not in batch.column_names:
+        arr = pc.fill_null(batch.column("text"), "")  # documents: vectorised, no Python per row
+    else:
+        texts = _texts(batch)
+        if texts is None:
+            nulls = pa.nulls(batch.num_rows, pa.int64())
+            return set_column(set_column(batch, TOKENS, nulls), CHARS, nulls)
+        arr = pa.array(texts, pa.string())
     if tokenizer is None:
         tokens = pc.cast(whitespace_tokens(arr), pa.int64())
     else:
-        ids = _tokenizer(tokenizer)(texts, add_special_tokens=False)["input_ids"]
+        ids = _tokenizer(tokenizer)(arr.to_pylist(), add_special_tokens=False)["input_ids"]
         tokens = pa.array([len(i) for i in ids], pa.int64())
     return set_column(set_column(batch, TOKENS, tokens), CHARS, pc.cast(pc.utf8_length(arr), pa.int64()))
 
@@ -83,6 +86,24 @@ class Summary:
         own = pc.fill_null(pc.equal(batch.column(DROP_STAGE), self.stage_id), False).to_numpy(zero_copy_only=False)
         self.hist_kept += np.histogram(lengths[kept], LENGTH_BINS)[0]
         self.hist_in += np.histogram(lengths[kept | own], LENGTH_BINS)[0]
+
+    def to_dict(self) -> dict:
+        """A picklable, mergeable form, for summaries made in write tasks."""
+        return {"rows": [[*(k or (None, None)), n] for k, n in self.rows.items()],
+                "tokens": [[*(k or (None, None)), n] for k, n in self.tokens.items()],
+                "hist_in": self.hist_in.tolist(), "hist_kept": self.hist_kept.tolist(), "has_text": self.has_text}
+
+    @classmethod
+    def merged(cls, stage_id: str, parts: Iterable[dict]) -> "Summary":
+        summary = cls(stage_id)
+        for part in parts:
+            for field, counter in (("rows", summary.rows), ("tokens", summary.tokens)):
+                for stage, reason, n in part[field]:
+                    counter[None if reason is None else (stage, reason)] += n
+            summary.hist_in += part["hist_in"]
+            summary.hist_kept += part["hist_kept"]
+            summary.has_text |= part["has_text"]
+        return summary
 
     def kept(self) -> tuple[int, int]:
         return self.rows.get(None, 0), self.tokens.get(None, 0)
