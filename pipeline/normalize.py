@@ -13,6 +13,7 @@ from typing import Any, Iterable
 from urllib.parse import urlsplit
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from pipeline.records import DROP_REASON, DROP_STAGE, MESSAGE_TYPE, dumps_meta, stable_id
 
@@ -137,6 +138,38 @@ class Normalizer:
             "meta": _meta(self._get(r, "meta"), r),
         }
 
+    def from_arrow(self, table: pa.Table | None) -> pa.Table | None:
+        """Documents parsed by Arrow, normalised column by column; None where the rows need a look one by one
+        (another kind, a missing or non-string text, nested ids)."""
+        if table is None or self.kind != "document":
+            return None
+        name = lambda key: self.fields.get(key, key)  # noqa: E731
+        text_col = name("text")
+        if text_col not in table.column_names or not pa.types.is_string(table.schema.field(text_col).type) \
+                or table.column(text_col).null_count:
+            return None
+        n = table.num_rows
+        text = table.column(text_col)
+        url = _string_column(table, name("url"), n)
+        given_id = _string_column(table, name("id"), n)
+        ids = given_id.to_pylist()
+        if given_id.null_count:
+            ids = [i if i is not None else stable_id(u, t)
+                   for i, u, t in zip(ids, url.to_pylist(), text.to_pylist())]
+        domain = _string_column(table, name("domain"), n)
+        if domain.null_count == n:
+            domain = _hosts(url)
+        source = _string_column(table, name("source"), n)
+        if source.null_count == n:
+            source = pa.array([self.source] * n, pa.string())
+        used = {text_col, name("url"), name("id"), name("domain"), name("source")}
+        rest = [c for c in table.column_names if c not in used]
+        meta = ([_meta(r.pop("meta", None), r) for r in table.select(rest).to_pylist()] if rest else ["{}"] * n)
+        columns = {"id": pa.array(ids, pa.string()), "text": text, "url": url, "domain": domain, "source": source,
+                   "meta": pa.array(meta, pa.string()), DROP_REASON: pa.nulls(n, pa.string()),
+                   DROP_STAGE: pa.nulls(n, pa.string())}
+        return pa.table(columns, schema=self.schema)
+
     def quarantine(self, reason: str, where: dict) -> dict:
         row = {name: None for name in self.schema.names}
         row.update(
@@ -154,6 +187,23 @@ class Normalizer:
 
 class _Missing(Exception):
     pass
+
+
+def _string_column(table: pa.Table, name: str, n: int) -> pa.ChunkedArray | pa.Array:
+    if name not in table.column_names:
+        return pa.nulls(n, pa.string())
+    column = table.column(name)
+    return column if pa.types.is_string(column.type) else pc.cast(column, pa.string())
+
+
+_HOST = r"^[A-Za-z][A-Za-z0-9+.\-]*://(?:[^/?#@]*@)?(?P<host>\[[^\]]*\]|[^/?#:]*)"
+
+
+def _hosts(url) -> pa.Array:
+    """`domain_of` for a whole column: the lower-cased host of each URL, null where there is none."""
+    host = pc.struct_field(pc.extract_regex(pc.fill_null(url, ""), _HOST), "host")
+    host = pc.utf8_lower(pc.replace_substring_regex(host, r"[\[\]]", ""))
+    return pc.if_else(pc.equal(host, ""), pa.scalar(None, pa.string()), host)
 
 
 def _str_or_none(value: Any) -> str | None:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 import pyarrow as pa
+import pyarrow.json as pajson
 import ray.data
 from ray.data.datasource import FileBasedDatasource
 
@@ -125,7 +126,7 @@ def _read_files(files: list[str], parse: Callable, normalizer: Normalizer) -> "r
 
 
 class RecordFiles(FileBasedDatasource):
-    """Streams records out of each file with `parse(stream, path, normalizer) -> Iterator[dict]`."""
+    """Streams each file through `parse(stream, path, normalizer)`, which yields schema rows or whole tables."""
 
     def __init__(self, files: list[str], parse: Callable, normalizer: Normalizer):
         super().__init__(files)
@@ -137,9 +138,15 @@ class RecordFiles(FileBasedDatasource):
         return None
 
     def _read_stream(self, f, path: str) -> Iterator[pa.Table]:
-        rows = []
-        for record in self._parse(f, path, self._normalizer):
-            rows.append(record)
+        rows: list[dict] = []
+        for item in self._parse(f, path, self._normalizer):
+            if isinstance(item, pa.Table):
+                if rows:
+                    yield self._normalizer.table(rows)
+                    rows = []
+                yield item
+                continue
+            rows.append(item)
             if len(rows) >= BATCH_ROWS:
                 yield self._normalizer.table(rows)
                 rows = []
@@ -154,30 +161,80 @@ def _maybe_gunzip(f, path: str):
     return gzip.GzipFile(fileobj=raw) if head == GZIP_MAGIC else raw
 
 
-def _parse_jsonl(f, path: str, norm: Normalizer) -> Iterator[dict]:
+def _parse_jsonl(f, path: str, norm: Normalizer) -> Iterator[dict | pa.Table]:
+    """Chunks of lines go through Arrow's C++ JSON reader; a chunk it refuses is parsed line by line,
+    so one bad line costs the speed of its own chunk, not the whole file, and only itself is lost."""
     stream = _maybe_gunzip(f, path)
-    line_no = 0
-    try:
-        for line_no, raw in enumerate(stream, 1):
-            if not raw.strip():
-                continue
-            where = {"path": path, "line": line_no}
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                yield norm.quarantine("invalid_utf8", {**where, "error": str(e)[:200]})
-                continue
-            try:
-                record = json.loads(text)
-            except ValueError as e:
-                yield norm.quarantine("bad_json", {**where, "error": str(e)[:200], "line_start": text[:200]})
-                continue
-            yield norm.row(record)
-    except (EOFError, OSError, zlib.error) as e:
-        yield norm.quarantine("corrupt_gzip", {"path": path, "after_line": line_no, "error": str(e)[:200]})
-        return
-    if line_no == 0:
+    first_line = 1
+    seen = False
+    chunks = _line_chunks(stream)
+    while True:
+        try:
+            chunk = next(chunks)
+        except StopIteration:
+            break
+        except (EOFError, OSError, zlib.error) as e:
+            yield norm.quarantine("corrupt_gzip", {"path": path, "after_line": first_line - 1, "error": str(e)[:200]})
+            return
+        seen = True
+        fast = norm.from_arrow(_arrow_json(chunk)) if norm.kind == "document" else None
+        if fast is not None:
+            yield fast
+        else:
+            yield from _parse_lines(chunk.split(b"\n"), first_line, path, norm)
+        first_line += chunk.count(b"\n")
+    if not seen:
         yield norm.quarantine("empty_file", {"path": path})
+
+
+def _line_chunks(stream, size: int = 1 << 22) -> Iterator[bytes]:
+    """Whole lines, about `size` bytes at a time. A read error is raised after the complete lines before it."""
+    buf = bytearray()
+    read = getattr(stream, "read1", stream.read)
+    while True:
+        try:
+            block = read(1 << 16)
+        except (EOFError, OSError, zlib.error):
+            end = buf.rfind(b"\n")
+            if end >= 0:
+                yield bytes(buf[: end + 1])
+            raise
+        if not block:
+            break
+        buf += block
+        if len(buf) >= size:
+            end = buf.rfind(b"\n")
+            if end >= 0:
+                yield bytes(buf[: end + 1])
+                del buf[: end + 1]
+    if buf:
+        yield bytes(buf if buf.endswith(b"\n") else buf + b"\n")
+
+
+def _arrow_json(chunk: bytes) -> pa.Table | None:
+    try:
+        return pajson.read_json(io.BytesIO(chunk), read_options=pajson.ReadOptions(
+            use_threads=False, block_size=max(len(chunk) + 1, 1 << 20)))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+        return None
+
+
+def _parse_lines(lines: list[bytes], first_line: int, path: str, norm: Normalizer) -> Iterator[dict]:
+    for line_no, raw in enumerate(lines, first_line):
+        if not raw.strip():
+            continue
+        where = {"path": path, "line": line_no}
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            yield norm.quarantine("invalid_utf8", {**where, "error": str(e)[:200]})
+            continue
+        try:
+            record = json.loads(text)
+        except ValueError as e:
+            yield norm.quarantine("bad_json", {**where, "error": str(e)[:200], "line_start": text[:200]})
+            continue
+        yield norm.row(record)
 
 
 def _first_json_record(files: list[str]) -> list[dict]:

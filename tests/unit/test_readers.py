@@ -6,6 +6,7 @@ import gzip
 import io
 import json
 
+import pyarrow as pa
 import pytest
 
 from pipeline.normalize import Normalizer, detect_kind, parse_dialogue
@@ -14,7 +15,9 @@ from pipeline.records import DROP_REASON
 
 
 def parse_jsonl(data: bytes, kind="document"):
-    return list(_parse_jsonl(io.BytesIO(data), "f.jsonl", Normalizer(kind, "src")))
+    """Rows as the reader yields them: whole Arrow tables on the fast path, single rows where it fell back."""
+    items = _parse_jsonl(io.BytesIO(data), "f.jsonl", Normalizer(kind, "src"))
+    return [r for item in items for r in (item.to_pylist() if isinstance(item, pa.Table) else [item])]
 
 
 def reasons(rows):
@@ -38,6 +41,14 @@ def test_gzip_detected_by_content_and_truncation_quarantined():
     good = [r for r in rows if r.get(DROP_REASON) is None]
     assert 0 < len(good) < 2000
     assert [r["text"] for r in good] == [f"doc {i}" for i in range(len(good))]
+
+
+def test_fast_and_line_paths_agree():
+    good = b"".join(json.dumps({"text": f"t{i}", "url": f"http://h{i}.org/", "extra": i}).encode() + b"\n" for i in range(50))
+    fast = parse_jsonl(good)
+    slow = parse_jsonl(good + b"{broken\n")[:-1]
+    assert [{k: v for k, v in r.items() if v is not None} for r in fast] == slow
+    assert json.loads(fast[3]["meta"]) == {"extra": 3} and fast[3]["domain"] == "h3.org"
 
 
 def test_empty_file_is_reported():
