@@ -15,11 +15,10 @@ import json
 import sqlite3
 import threading
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
-from generators.client import Choice, LLMClient, Request, Response, Usage
+from generators.client import Choice, LLMClient, OnResponse, Request, Response, Usage
 
-OnResponse = Callable[[int, Response], None]
 
 
 def request_key(model: str, request: Request) -> str:

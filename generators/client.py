@@ -8,7 +8,7 @@ Algorithms (Self-Instruct, Evol-Instruct, responses, judging) build `Request`s a
 from __future__ import annotations
 
 import dataclasses
-from typing import Protocol, Sequence
+from typing import Callable, Protocol, Sequence
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,6 +73,11 @@ class Response:
     @classmethod
     def failed(cls, model: str, error: str) -> "Response":
         return cls(choices=[], model=model, error=error)
+
+
+OnResponse = Callable[[int, "Response"], None]
+"""Called with (index, response) as each response is ready: the cache stores it at once, so a run
+killed mid-batch keeps what it already paid for."""
 
 
 class LLMClient(Protocol):

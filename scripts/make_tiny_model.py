@@ -9,7 +9,6 @@ sensible pieces; the weights are random (generation is noise, but every code pat
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
@@ -17,18 +16,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from generators.self_instruct import load_seed_tasks  # noqa: E402
 from pipeline.train.tiny import build_tiny_model  # noqa: E402
 
 DEFAULT_SEEDS = Path(os.environ.get("PIPELINE_SHARED_DATA", ROOT.parent / "shared" / "data")) / "seeds/self_instruct/seed_tasks.jsonl"
 
 
 def seed_texts(path: Path) -> list[str]:
-    texts = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        task = json.loads(line)
-        texts.append(task["instruction"])
-        texts += [part for inst in task["instances"] for part in (inst["input"], inst["output"]) if part]
-    return texts
+    return [text for task in load_seed_tasks(path)
+            for text in (task.instruction, *(part for inst in task.instances for part in (inst.get("input"), inst.get("output")) if part))]
 
 
 def main(argv: list[str] | None = None) -> int:

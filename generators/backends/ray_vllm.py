@@ -16,10 +16,9 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any, Callable, Sequence
 
-from generators.client import Choice, Request, Response, SamplingParams, Usage
+from generators.client import Choice, OnResponse, Request, Response, SamplingParams, Usage
 from generators.llm_config import LLMConfig
 
-OnResponse = Callable[[int, Response], None]
 ERROR_COLUMN = "__inference_error__"
 OUTPUT_COLUMNS = ("request_index", "sample_index", "generated_text", "generated_tokens", "num_generated_tokens",
                   "num_input_tokens", "logprobs", ERROR_COLUMN)

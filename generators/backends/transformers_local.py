@@ -13,12 +13,11 @@ the same requests is reproducible, but a text need not match what vLLM gives for
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Sequence
+from typing import Sequence
 
-from generators.client import Choice, Request, Response, SamplingParams, Usage
+from generators.client import Choice, OnResponse, Request, Response, SamplingParams, Usage
 from generators.llm_config import LLMConfig
 
-OnResponse = Callable[[int, Response], None]
 
 
 def cut_at_stop(text: str, stops: Sequence[str]) -> tuple[str, bool]:

@@ -20,17 +20,16 @@ import logging
 import random
 import threading
 import time
-from typing import Callable, Sequence
+from typing import Sequence
 
 import httpx
 
 from generators.backends.vllm_process import VLLMServerProcess
-from generators.client import Choice, Request, Response, Usage
+from generators.client import Choice, OnResponse, Request, Response, Usage
 from generators.llm_config import LLMConfig
 
 log = logging.getLogger(__name__)
 
-OnResponse = Callable[[int, Response], None]
 
 # 408/429 and 5xx are the server's trouble, worth another try; other 4xx are the request's and would fail again.
 RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}

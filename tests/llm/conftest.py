@@ -8,7 +8,6 @@ PIPELINE_REQUIRE_VLLM=1 (CI), where a missing vLLM is a failure.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -25,13 +24,11 @@ def vllm_python() -> Path:
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory, shared_data) -> Path:
     """A random-weight Llama (head_dim 64) with a BPE tokenizer trained on the Self-Instruct seed tasks."""
+    from generators.self_instruct import load_seed_tasks
     from pipeline.train.tiny import build_tiny_model
 
-    texts = []
-    for line in (shared_data / "seeds/self_instruct/seed_tasks.jsonl").read_text().splitlines():
-        task = json.loads(line)
-        texts.append(task["instruction"])
-        texts += [i["output"] for i in task["instances"] if i["output"]]
+    tasks = load_seed_tasks(shared_data / "seeds/self_instruct/seed_tasks.jsonl")
+    texts = [t.instruction for t in tasks] + [i["output"] for t in tasks for i in t.instances if i.get("output")]
     return build_tiny_model(tmp_path_factory.mktemp("tiny_llama"), texts)
 
 
