@@ -104,3 +104,36 @@ def test_watchdog_gives_up_after_max_restarts(fake_vllm):
         server.kill_for_test()
         assert wait_until(lambda: server.gave_up)
         assert server.restarts == 0 and not server.alive
+
+
+OWNER = textwrap.dedent("""
+    import sys, time
+    from generators.backends.vllm_process import VLLMServerProcess
+    server = VLLMServerProcess(sys.executable, [], startup_timeout_s=30).start()
+    print("READY", server.pid, flush=True)
+    time.sleep(600)
+""")
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM", "SIGHUP"])
+def test_owner_killed_by_signal_leaves_no_server_behind(fake_vllm, tmp_path, sig):
+    import signal
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    script = tmp_path / "owner.py"
+    script.write_text(OWNER)
+    env = {**os.environ, "PYTHONPATH": f"{root}{os.pathsep}{os.environ['PYTHONPATH']}"}
+    owner = subprocess.Popen([sys.executable, str(script)], env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        line = owner.stdout.readline()
+        assert line.startswith("READY"), line
+        pgid = int(line.split()[1])
+        owner.send_signal(getattr(signal, sig))
+        assert owner.wait(timeout=30) != 0
+        engine = int(fake_vllm.read_text().split()[0])
+        assert wait_until(lambda: not pid_alive(pgid) and not pid_alive(engine), 10)
+    finally:
+        if owner.poll() is None:
+            owner.kill()
