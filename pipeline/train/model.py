@@ -7,7 +7,6 @@ from contextlib import nullcontext
 import torch
 
 from pipeline.errors import UserError
-from pipeline.train import attention
 from pipeline.train.config import FinetuneConfig
 
 
@@ -49,8 +48,6 @@ def load_model(cfg: FinetuneConfig, adapter: str | None = None):
         raise UserError(f"cannot load a model from {cfg.model!r}: {str(e).splitlines()[0]}") from None
     if cfg.method != "qlora":
         model.to(device)
-    if model.config._attn_implementation == "sdpa" and attention.supports(model.config):
-        model.set_attn_implementation(attention.register())
     if cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if cfg.method == "full":
