@@ -47,6 +47,14 @@ def test_managed_server_command_follows_config(monkeypatch, tmp_path):
     assert not LLMConfig(backend="vllm_server", model="m", url="http://h:1").managed
 
 
+def test_workers_of_a_driver_managed_server_get_its_url_and_wait_out_restarts():
+    from generators.factory import parse_llm_config, server_process, worker_config
+
+    entry = {"backend": "vllm_server", "model": "m", "cpu": True, "startup_timeout_s": 90, "port": 8123}
+    worker = parse_llm_config(worker_config(entry, server_process(parse_llm_config(entry))))
+    assert worker.url == "http://127.0.0.1:8123" and not worker.managed and worker.wait_for_server_s == 90
+
+
 def test_request_key_covers_everything_that_changes_the_answer():
     base = Request(messages=({"role": "user", "content": "hi"},), params=SamplingParams(seed=1))
     variants = [
