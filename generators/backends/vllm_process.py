@@ -85,7 +85,7 @@ class VLLMServerProcess:
         self.port = port or free_port(host)
         self.startup_timeout_s = startup_timeout_s
         self.max_restarts = max_restarts
-        self.log_path = Path(log_file) if log_file else Path(tempfile.mkstemp(prefix="vllm-server-", suffix=".log")[1])
+        self.log_path = Path(log_file) if log_file else None  # a temporary file, made at the first start
         self.restarts = 0
         self._proc: subprocess.Popen | None = None
         self._lock = threading.RLock()
@@ -143,6 +143,10 @@ class VLLMServerProcess:
 
     def _spawn(self) -> None:
         self.ready.clear()
+        if self.log_path is None:
+            fd, name = tempfile.mkstemp(prefix="vllm-server-", suffix=".log")
+            os.close(fd)
+            self.log_path = Path(name)
         with open(self.log_path, "ab") as out:
             self._proc = subprocess.Popen(
                 self.command,
