@@ -60,7 +60,7 @@ def register(sub) -> None:
     p.add_argument("--batch-size", type=int, help="SFT examples per micro batch")
     p.add_argument("--grad-accum", type=int)
     p.add_argument("--lr", type=float, help="SFT learning rate")
-    p.add_argument("--max-seq-len", type=int)
+    p.add_argument("--max-seq-len", type=int, help="SFT sequence limit (DPO: --set dpo.max_seq_len=N)")
     p.add_argument("--no-packing", action="store_true")
     p.add_argument("--dpo-loss", choices=["sigmoid", "ipo", "hinge"])
     p.add_argument("--beta", type=float)

@@ -152,6 +152,7 @@ def train_dpo(model, tokenizer, train: list[tuple[Encoded, Encoded]], held_out: 
         if done % d.checkpoint_every == 0 or done == steps:
             save_checkpoint(out_dir / "checkpoints", "dpo", done, model, optimizer, schedule,
                             {"reference": reference, "held_out_reference": held_out_reference})
+        speed.restart()
     log.close()
     return history
 

@@ -182,16 +182,16 @@ def load_checkpoint(path: Path, model, optimizer, schedule) -> dict:
 
 
 class Throughput:
-    """Tokens per second over the steps since the last report."""
+    """Tokens per second of training alone: `restart()` after evals, samples and checkpoints."""
 
     def __init__(self):
+        self.restart()
+
+    def restart(self) -> None:
         self.start, self.tokens = time.perf_counter(), 0
 
     def add(self, tokens: int) -> None:
         self.tokens += tokens
 
     def rate(self) -> float:
-        now = time.perf_counter()
-        rate = self.tokens / max(now - self.start, 1e-9)
-        self.start, self.tokens = now, 0
-        return rate
+        return self.tokens / max(time.perf_counter() - self.start, 1e-9)

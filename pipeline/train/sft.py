@@ -79,6 +79,7 @@ def train_sft(model, tokenizer, train: list[Encoded], held_out: list[Encoded], p
                 log.write("sft_samples.jsonl", {"step": done, **sample})
         if done % s.checkpoint_every == 0 or done == steps:
             save_checkpoint(out_dir / "checkpoints", "sft", done, model, optimizer, schedule)
+        speed.restart()
     log.close()
     return history
 
