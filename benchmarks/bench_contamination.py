@@ -269,7 +269,7 @@ def main() -> None:
         peer_wall, peer_cpu = timed(lambda: [peer.contaminated(d) for d in subset], max(1, args.repeats // 2))
         print(f"janitor (python mode): {len(subset) / peer_cpu:,.0f} docs per CPU-second "
               f"-> ours / janitor = {(len(clean) / cpu) / (len(subset) / peer_cpu):.1f}x")
-    docs_ray = (clean * max(1, 20_000 // len(clean)))[:20_000]
+    docs_ray = (clean * max(1, 10_000 // len(clean) + 1))[:10_000]
     wall_rate, cpu_rate = ray_throughput(index, docs_ray, args.ray_cpus, max(1, args.repeats // 2))
     print(f"through Ray Data, {args.ray_cpus} actors, {len(docs_ray):,} docs: {cpu_rate:,.0f} docs per worker "
           f"CPU-second; {wall_rate:,.0f} docs/s wall")

@@ -15,6 +15,7 @@ from pathlib import Path
 from pipeline.errors import UserError
 
 SPAN_CHARS = 1000  # a longer span is cut in the report (its offsets are exact)
+COUNTS = -1  # the item_index of the rows that count what was scanned, reduced in the same groupby as the hits
 
 
 def register(sub) -> None:
@@ -125,7 +126,7 @@ HIT_FIELDS = [("source", "string"), ("benchmark", "string"), ("item_id", "string
 
 
 class _Scanner:
-    """One per Ray worker: one row per (row, item) hit, and per source a row counting what was scanned."""
+    """One per Ray worker: one row per (row, item) hit, and per source a COUNTS row of what was scanned."""
 
     def __init__(self, index, min_coverage: float):
         self.index = index
@@ -145,7 +146,7 @@ class _Scanner:
         readable = batch.column("readable").to_pylist()
         for source in sorted(set(sources)):
             mine = [ok for s, ok in zip(sources, readable) if s == source]
-            add(source=source, rows_scanned=sum(mine), rows_unreadable=len(mine) - sum(mine))
+            add(source=source, item_index=COUNTS, rows_scanned=sum(mine), rows_unreadable=len(mine) - sum(mine))
         texts = [t if ok else "" for t, ok in zip(batch.column("text").to_pylist(), readable)]
         ids = batch.column("id").to_pylist()
         for text, row_id, source, hits in zip(texts, ids, sources, self.index.scan(texts, self.min_coverage)):
@@ -159,37 +160,44 @@ class _Scanner:
         return pa.Table.from_pydict(out, schema=schema)
 
 
-def _best_row(group):
-    """The hit with the best coverage (ties: the smallest row id), and how many rows hold the item."""
+def _reduce(group):
+    """A (source, item) group to its best hit (best coverage, then smallest row id) and how many rows
+    hold the item; a (source, COUNTS) group to the rows scanned and unreadable."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    if group.column("item_index")[0].as_py() == COUNTS:
+        first = group.slice(0, 1)
+        for name in ("rows_scanned", "rows_unreadable"):
+            first = first.set_column(first.schema.get_field_index(name), name, pa.array([pc.sum(group[name]).as_py()], pa.int64()))
+        return first.append_column("rows", pa.array([0], pa.int64()))
     order = pc.sort_indices(group, [("coverage", "descending"), ("row_id", "ascending"), ("start", "ascending")])
-    best = group.take(order.slice(0, 1))
-    return best.append_column("rows", pa.array([group.num_rows], pa.int64()))
+    return group.take(order.slice(0, 1)).append_column("rows", pa.array([group.num_rows], pa.int64()))
 
 
 def scan(inputs, index, view: str, min_coverage: float) -> tuple[dict[str, dict], list[dict]]:
-    """Per source: rows scanned and unreadable; and one best hit per (source, item), sorted."""
+    """Per source: rows scanned and unreadable; and one best hit per (source, item), sorted.
+
+    One Ray Data pass: read, scan on an actor pool, and one groupby that reduces both the hits and the
+    scan counts, so the driver only receives a row per contaminated item and per source.
+    """
     import ray
     import ray.data
-    import pyarrow.compute as pc
 
     from pipeline.readers import read_input
 
     cpus = int(ray.cluster_resources().get("CPU", 1))
     texts = [read_input(c).map_batches(_to_text, fn_args=(c.name, view), batch_format="pyarrow") for c in inputs]
     data = texts[0].union(*texts[1:]) if len(texts) > 1 else texts[0]
-    pool = ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, cpus))
     found = data.map_batches(_Scanner, fn_constructor_args=(index, min_coverage), batch_format="pyarrow",
-                             batch_size=512, compute=pool).materialize()
+                             batch_size=512, compute=ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, cpus)))
+    # the default 200 shuffle partitions cost far more than the few rows a scan yields
+    reduced = found.groupby(["source", "item_index"], num_partitions=max(1, cpus)).map_groups(_reduce, batch_format="pyarrow")
     scanned = {c.name: {"rows_scanned": 0, "rows_unreadable": 0} for c in inputs}
-    parts = max(1, min(cpus, found.num_blocks()))  # the default 200 shuffle partitions swamp small hit sets
-    for r in found.groupby("source", num_partitions=parts).sum(["rows_scanned", "rows_unreadable"]).take_all():
-        scanned[r["source"]] = {"rows_scanned": int(r["sum(rows_scanned)"]), "rows_unreadable": int(r["sum(rows_unreadable)"])}
-    only_hits = found.map_batches(lambda b: b.filter(pc.is_valid(b.column("benchmark"))), batch_format="pyarrow").materialize()
-    if only_hits.count() == 0:
-        return scanned, []
-    best = only_hits.groupby(["source", "item_index"], num_partitions=parts).map_groups(_best_row, batch_format="pyarrow")
-    items = sorted(best.take_all(), key=lambda r: (r["source"], r["item_index"]))
-    return scanned, items
+    items = []
+    for r in reduced.take_all():
+        if r["item_index"] == COUNTS:
+            scanned[r["source"]] = {"rows_scanned": r["rows_scanned"], "rows_unreadable": r["rows_unreadable"]}
+        else:
+            items.append(r)
+    return scanned, sorted(items, key=lambda r: (r["source"], r["item_index"]))
