@@ -8,8 +8,8 @@
   (FineWeb's choice) goes further at a real cost in recall: on trafilatura's own evaluation
   set it buys 1.7 points of snippet precision for 2.6 points of recall (docs/benchmarks.md),
   so it is an option, not the default.
-- `resiliparse`: a C++ DOM and main-content heuristic, an order of magnitude faster, for
-  throughput-bound runs.
+- `resiliparse`: a C++ DOM and main-content heuristic, about 10x the pages per CPU-second of
+  trafilatura, for throughput-bound runs; it lets more boilerplate through.
 
 Both engines take the page title from resiliparse's DOM, so `title` means the same thing
 whichever engine is used. These functions can run for a long time on hostile pages; the
