@@ -1,4 +1,4 @@
-"""report.html: one self-contained page (inline SVG plots, no scripts, no network) about a run.
+"""report.html: one self-contained page (inline SVG charts, no scripts, no network) about a run.
 
 Stages contribute plots without knowing about HTML: a `plots` list in their metrics holds specs
 ({"kind": "line"|"bar"|"hist", "title", "x", "y", "xlabel", "ylabel", "series"}), drawn here.
@@ -7,107 +7,52 @@ Stages contribute plots without knowing about HTML: a `plots` list in their metr
 from __future__ import annotations
 
 import html
-import io
 import json
 from pathlib import Path
 from typing import Any
 
+from pipeline import svg
 from pipeline.stats import LENGTH_BINS
 
 
-def _figure():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7.5, 3.4), dpi=100)
-    return plt, fig, ax
-
-
-def _svg(plt, fig) -> str:
-    buf = io.StringIO()
-    fig.tight_layout()
-    fig.savefig(buf, format="svg")
-    plt.close(fig)
-    svg = buf.getvalue()
-    return svg[svg.index("<svg"):]
-
-
 def funnel(stages: list[dict]) -> str:
-    plt, fig, ax = _figure()
     names = [s["id"] for s in stages]
-    ax.bar(names, [s["kept"] for s in stages], color="#4C78A8", label="rows kept")
-    ax.set_ylabel("rows kept")
-    ax2 = ax.twinx()
-    ax2.plot(names, [s["tokens_kept"] for s in stages], color="#F58518", marker="o", label="tokens kept")
-    ax2.set_ylabel("tokens kept")
-    ax.set_title("Funnel: rows and tokens kept after each stage")
-    ax.tick_params(axis="x", rotation=30)
-    fig.legend(loc="upper right", fontsize=8)
-    return _svg(plt, fig)
+    rows = svg.bars(names, [{"y": [s["kept"] for s in stages], "label": "rows kept"}],
+                    "Funnel: rows kept after each stage", "", "rows")
+    tokens = svg.bars(names, [{"y": [s["tokens_kept"] for s in stages], "label": "tokens kept"}],
+                      "Funnel: tokens kept after each stage", "", "tokens")
+    return rows + tokens
 
 
 def drop_reasons(stages: list[dict]) -> str | None:
-    labels, counts = [], []
-    for s in stages:
-        for reason, n in s["dropped_by_reason"].items():
-            labels.append(f"{s['id']}: {reason}")
-            counts.append(n)
-    if not labels:
+    pairs = [(f"{s['id']}: {reason}", n) for s in stages for reason, n in s["dropped_by_reason"].items()]
+    if not pairs:
         return None
-    plt, fig, ax = _figure()
-    fig.set_size_inches(7.5, max(2.0, 0.28 * len(labels) + 1))
-    ax.barh(labels[::-1], counts[::-1], color="#E45756")
-    ax.set_xlabel("rows dropped")
-    ax.set_title("Drop reasons")
-    return _svg(plt, fig)
+    return svg.hbars([p[0] for p in pairs], [p[1] for p in pairs], "Drop reasons", "rows dropped")
 
 
 def length_histograms(stages: list[dict]) -> str | None:
     with_text = [s for s in stages if s.get("hist_kept")]
     if not with_text:
         return None
-    before, after = with_text[0]["hist_in"], with_text[-1]["hist_kept"]
-    plt, fig, ax = _figure()
     labels = [f"<{_short(b)}" for b in LENGTH_BINS[1:]]
-    x = range(len(labels))
-    ax.bar([i - 0.2 for i in x], before, width=0.4, label=f"before ({with_text[0]['id']} input)", color="#9D9DA0")
-    ax.bar([i + 0.2 for i in x], after, width=0.4, label="after (output)", color="#54A24B")
-    ax.set_xticks(list(x), labels, rotation=30, fontsize=8)
-    ax.set_xlabel("text length (characters)")
-    ax.set_ylabel("rows")
-    ax.set_title("Text length before and after")
-    ax.legend(fontsize=8)
-    return _svg(plt, fig)
+    return svg.bars(labels, [{"y": with_text[0]["hist_in"], "label": f"before ({with_text[0]['id']} input)"},
+                             {"y": with_text[-1]["hist_kept"], "label": "after (output)"}],
+                    "Text length before and after", "text length (characters)", "rows")
 
 
 def _short(n: int) -> str:
-    return f"{n // 1_000_000}M" if n >= 1_000_000 and n < 10**9 else ("inf" if n >= 10**9 else (f"{n // 1000}k" if n >= 1000 else str(n)))
+    if n >= 10**9:
+        return "inf"
+    return f"{n // 1_000_000}M" if n >= 1_000_000 else (f"{n // 1000}k" if n >= 1000 else str(n))
 
 
 def plot_spec(spec: dict) -> str:
-    plt, fig, ax = _figure()
-    kind = spec.get("kind", "line")
     series = spec.get("series") or [{"x": spec.get("x"), "y": spec.get("y"), "label": None}]
-    for k, s in enumerate(series):
-        if kind == "bar":
-            n = len(series)
-            xs = list(range(len(s["x"])))
-            ax.bar([i + (k - (n - 1) / 2) * 0.8 / n for i in xs], s["y"], width=0.8 / n, label=s.get("label"))
-            ax.set_xticks(xs, [str(v) for v in s["x"]], rotation=30, fontsize=8)
-        elif kind == "hist":
-            ax.bar([str(v) for v in s["x"]], s["y"], label=s.get("label"))
-        else:
-            ax.plot(s["x"], s["y"], label=s.get("label"))
-    if any(s.get("label") for s in series):
-        ax.legend(fontsize=8)
-    ax.set_title(spec.get("title", ""))
-    ax.set_xlabel(spec.get("xlabel", ""))
-    ax.set_ylabel(spec.get("ylabel", ""))
-    if spec.get("logy"):
-        ax.set_yscale("log")
-    return _svg(plt, fig)
+    title, xlabel, ylabel = spec.get("title", ""), spec.get("xlabel", ""), spec.get("ylabel", "")
+    if spec.get("kind", "line") in ("bar", "hist"):
+        return svg.bars(list(series[0]["x"]), series, title, xlabel, ylabel)
+    return svg.lines(series, title, xlabel, ylabel)
 
 
 def _table(stages: list[dict]) -> str:

@@ -1,0 +1,105 @@
+"""Small SVG charts for the run report: grouped bars, horizontal bars and lines.
+
+The report draws a handful of simple charts on every run. Drawing them with matplotlib cost
+seconds per run (import and rendering), more than the whole of a small run's data pass, so
+the report writes these few shapes itself: plain SVG elements, no scripts, no fonts to embed.
+"""
+
+from __future__ import annotations
+
+from html import escape
+
+PALETTE = ["#4C78A8", "#F58518", "#54A24B", "#E45756", "#72B7B2", "#B279A2", "#9D755D", "#BAB0AC"]
+W, H = 760, 300
+LEFT, RIGHT, TOP, BOTTOM = 70, 20, 34, 80
+
+
+def _fmt(v: float) -> str:
+    if abs(v) >= 1e6:
+        return f"{v / 1e6:.1f}M"
+    if abs(v) >= 1e3:
+        return f"{v / 1e3:.1f}k"
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def _frame(title: str, xlabel: str, ylabel: str, ymax: float, height: int = H) -> list[str]:
+    plot_h = height - TOP - BOTTOM
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {W} {height}" width="{W}" height="{height}" '
+             f'font-family="sans-serif" font-size="11">',
+             f'<text x="{W / 2}" y="18" text-anchor="middle" font-size="14">{escape(title)}</text>',
+             f'<text x="{W / 2}" y="{height - 6}" text-anchor="middle">{escape(xlabel)}</text>',
+             f'<text x="14" y="{TOP + plot_h / 2}" text-anchor="middle" transform="rotate(-90 14 {TOP + plot_h / 2})">'
+             f'{escape(ylabel)}</text>']
+    for i in range(5):
+        value = ymax * i / 4
+        y = TOP + plot_h - plot_h * i / 4
+        parts.append(f'<line x1="{LEFT}" x2="{W - RIGHT}" y1="{y:.1f}" y2="{y:.1f}" stroke="#e5e5e5"/>'
+                     f'<text x="{LEFT - 6}" y="{y + 4:.1f}" text-anchor="end">{_fmt(value)}</text>')
+    return parts
+
+
+def _legend(names: list[str | None]) -> list[str]:
+    parts = []
+    for i, name in enumerate(n for n in names if n):
+        x = LEFT + 10 + i * 150
+        parts.append(f'<rect x="{x}" y="24" width="10" height="10" fill="{PALETTE[i % len(PALETTE)]}"/>'
+                     f'<text x="{x + 14}" y="33">{escape(str(name))}</text>')
+    return parts
+
+
+def bars(labels: list, series: list[dict], title: str = "", xlabel: str = "", ylabel: str = "") -> str:
+    """Vertical bars, one group per label, one bar per series ({"y": [...], "label": ...})."""
+    ymax = max([max(s["y"], default=0) for s in series] + [1])
+    parts = _frame(title, xlabel, ylabel, ymax)
+    plot_w, plot_h = W - LEFT - RIGHT, H - TOP - BOTTOM
+    group = plot_w / max(len(labels), 1)
+    width = group * 0.8 / max(len(series), 1)
+    for k, s in enumerate(series):
+        for i, v in enumerate(s["y"]):
+            h = plot_h * (v or 0) / ymax
+            x = LEFT + i * group + group * 0.1 + k * width
+            parts.append(f'<rect x="{x:.1f}" y="{TOP + plot_h - h:.1f}" width="{width:.1f}" height="{h:.1f}" '
+                         f'fill="{PALETTE[k % len(PALETTE)]}"><title>{escape(str(labels[i]))}: {v}</title></rect>')
+    for i, label in enumerate(labels):
+        x, y = LEFT + (i + 0.5) * group, TOP + plot_h + 12
+        parts.append(f'<text x="{x:.1f}" y="{y}" text-anchor="end" transform="rotate(-30 {x:.1f} {y})">'
+                     f'{escape(str(label))}</text>')
+    parts += _legend([s.get("label") for s in series]) + ["</svg>"]
+    return "".join(parts)
+
+
+def lines(series: list[dict], title: str = "", xlabel: str = "", ylabel: str = "") -> str:
+    """Lines through points ({"x": [...], "y": [...], "label": ...}) on shared linear axes."""
+    xs = [x for s in series for x in s["x"]] or [0, 1]
+    xmin, xmax = min(xs), max(xs)
+    ymax = max([max(s["y"], default=0) for s in series] + [1e-12])
+    parts = _frame(title, xlabel, ylabel, ymax)
+    plot_w, plot_h = W - LEFT - RIGHT, H - TOP - BOTTOM
+    sx = lambda x: LEFT + plot_w * (x - xmin) / ((xmax - xmin) or 1)  # noqa: E731
+    for k, s in enumerate(series):
+        points = " ".join(f"{sx(x):.1f},{TOP + plot_h - plot_h * y / ymax:.1f}" for x, y in zip(s["x"], s["y"]))
+        parts.append(f'<polyline points="{points}" fill="none" stroke="{PALETTE[k % len(PALETTE)]}" stroke-width="2"/>')
+    for i in range(5):
+        x = xmin + (xmax - xmin) * i / 4
+        parts.append(f'<text x="{sx(x):.1f}" y="{TOP + plot_h + 14}" text-anchor="middle">{_fmt(round(x, 3))}</text>')
+    parts += _legend([s.get("label") for s in series]) + ["</svg>"]
+    return "".join(parts)
+
+
+def hbars(labels: list[str], values: list[float], title: str = "", xlabel: str = "") -> str:
+    """Horizontal bars, for long category names such as `stage: reason`."""
+    row = 18
+    height = TOP + row * len(labels) + 40
+    left = 300
+    vmax = max(values + [1])
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {W} {height}" width="{W}" height="{height}" '
+             f'font-family="sans-serif" font-size="11">',
+             f'<text x="{W / 2}" y="18" text-anchor="middle" font-size="14">{escape(title)}</text>']
+    for i, (label, v) in enumerate(zip(labels, values)):
+        y = TOP + i * row
+        w = (W - left - 60) * v / vmax
+        parts.append(f'<text x="{left - 6}" y="{y + 12}" text-anchor="end">{escape(label)}</text>'
+                     f'<rect x="{left}" y="{y + 2}" width="{w:.1f}" height="{row - 5}" fill="{PALETTE[3]}"/>'
+                     f'<text x="{left + w + 4:.1f}" y="{y + 12}">{v:,}</text>')
+    parts.append(f'<text x="{left + (W - left) / 2}" y="{height - 8}" text-anchor="middle">{escape(xlabel)}</text></svg>')
+    return "".join(parts)
