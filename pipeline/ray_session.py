@@ -35,7 +35,8 @@ def ray_session(config: RayConfig, progress):
     else:
         progress.note("starting a local Ray")
         ray.init(num_cpus=config.num_cpus, object_store_memory=config.object_store_memory,
-                 include_dashboard=False, logging_level=logging.WARNING, configure_logging=True)
+                 include_dashboard=False, logging_level=logging.WARNING, configure_logging=True,
+                 log_to_driver=progress.enabled)
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = progress.enabled and sys.stderr.isatty()
     if not ctx.enable_progress_bars:
