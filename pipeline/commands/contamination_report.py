@@ -95,13 +95,12 @@ def _input_config(path: str, fmt: str):
 
 
 def _detect_format(paths: list[Path]) -> str:
-    files = [f for p in paths for f in ([p] if p.is_file() else sorted(p.rglob("*")))]
-    names = [f.name.removesuffix(".gz") for f in files if f.is_file()]
-    if any(n.endswith(".parquet") for n in names) and not any(n.endswith((".jsonl", ".json")) for n in names):
-        return "parquet"
-    if any(n.endswith((".jsonl", ".json")) for n in names) and all(paths[0].is_file() or not n.endswith(".arrow") for n in names):
-        if not any(n in ("dataset_info.json", "dataset_dict.json", "state.json") for n in names):
-            return "jsonl"
+    """Parquet or JSONL when every data file is one of them; another folder goes to `datasets`."""
+    files = [f for p in paths for f in ([p] if p.is_file() else sorted(p.rglob("*"))) if f.is_file()]
+    names = [f.name.removesuffix(".gz") for f in files]
+    kinds = {"parquet" if n.endswith(".parquet") else "jsonl" for n in names if n.endswith((".parquet", ".jsonl", ".json"))}
+    if len(kinds) == 1 and not any(n.endswith(".arrow") for n in names):
+        return kinds.pop()
     if paths[0].is_dir():
         return "hf"
     raise UserError(f"--data {paths[0]}: cannot tell the format; give --format parquet, jsonl or hf")
