@@ -40,14 +40,11 @@ from filters.heuristics import Heuristics  # noqa: E402
 from filters.html_extract import triage  # noqa: E402
 from filters.language import LanguageIdentifier  # noqa: E402
 
+from bench_extract import child_cpu_seconds  # noqa: E402  (same folder)
+
 SHARED = Path(os.environ.get("PIPELINE_SHARED_DATA", ROOT.parent / "shared" / "data"))
 PAGES = SHARED / "extraction" / "trafilatura_eval" / "html"
 BATCH = 256
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def quality_model(tmp: Path) -> Path:
@@ -69,10 +66,10 @@ def filters_chain(raw_pages: list[bytes], model: Path, repeats: int) -> tuple[fl
         spent = dict.fromkeys(step_cpu, 0.0)
         for start in range(0, len(raw_pages), BATCH):
             chunk = raw_pages[start : start + BATCH]
-            c0, cc0 = time.process_time(), cpu_seconds(pid)
+            c0, cc0 = time.process_time(), child_cpu_seconds(pid)
             htmls = [triage(raw, None, 2_000_000)[0] or "" for raw in chunk]
             texts = [o.text for o in extractor.extract_many([(h, None) for h in htmls])]
-            c1, cc1 = time.process_time(), cpu_seconds(pid)
+            c1, cc1 = time.process_time(), child_cpu_seconds(pid)
             spent["extract"] += c1 - c0 + cc1 - cc0
             lid.predict(texts)
             c2 = time.process_time()

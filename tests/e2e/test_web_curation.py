@@ -95,3 +95,7 @@ def test_warc_to_scored_documents(shared_data, tmp_path):
     rejects = [r for p in (out / "rejects").rglob("*.parquet") for r in pq.read_table(p).to_pylist()]
     seen = mislabelled + [r for r in rejects if r.get("url") == "http://ok.example/mislabelled"]
     assert seen and "committee published its annual report" in (seen[0].get("text") or "")
+    rejected = {r.get("url"): r.get("reason") for r in rejects}
+    for url, reason in expected.items():
+        if reason is not None:
+            assert rejected.get(url) == reason, url
