@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Literal
+from typing import Any
 
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
 from filters.contamination import BenchmarkNotFound, Hit, build_index
-from filters.contamination.actions import cut_spans
+from filters.contamination.actions import Action, cut_spans
 from pipeline.errors import UserError
 from pipeline.records import TEXT_VIEWS, drop_rows, set_column, text_column
 from pipeline.registry import register
@@ -54,7 +54,7 @@ class DecontaminateConfig(StageConfig):
     background: list[str] = Field(default_factory=list, description="ordinary-text files whose n-grams are ignored")
     min_coverage: float = Field(default=0.0, ge=0, le=1, description="ignore items with a smaller share of their n-grams found")
     view: str = Field(default="text", description=f"text to check: one of {', '.join(TEXT_VIEWS)}")
-    action: Literal["flag", "drop", "remove_spans"] = Field(default="drop", description="what to do with a contaminated row")
+    action: Action = Field(default="drop", description="what to do with a contaminated row")
     window: int = Field(default=200, ge=0, description="remove_spans: characters cut on each side of a hit")
     max_cuts: int = Field(default=10, ge=0, description="remove_spans: a row needing more cuts is dropped")
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Iterable, Literal
 
 Action = Literal["flag", "drop", "remove_spans"]
-ACTIONS: tuple[str, ...] = ("flag", "drop", "remove_spans")
 
 
 def cut_windows(spans: Iterable[tuple[int, int]], length: int, window: int) -> list[tuple[int, int]]:

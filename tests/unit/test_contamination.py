@@ -282,3 +282,19 @@ def test_text_arrow_cannot_take_is_scanned_by_the_python_rule():
     index = _index([_item(QUESTION, ANSWER)])
     [hit] = index.scan([FILLER + "\ud800 " + QUESTION])[0]
     assert hit.coverage < 1 and hit.matched == len(words(QUESTION)) - 12
+
+
+def test_build_index_reads_background_files_and_names_missing_ones(tmp_path):
+    from filters.contamination import build_index
+
+    everyday = "the quick brown fox jumps over the lazy dog while the farmer watches from the porch"
+    bench = tmp_path / "b.jsonl"
+    bench.write_text(json.dumps({"q": everyday + " and then counts the sheep in the field"}) + "\n")
+    (tmp_path / "bg.txt").write_text(FILLER + everyday + ". " + FILLER)
+    (tmp_path / "bg.jsonl").write_text(json.dumps({"text": FILLER}) + "\n")
+    custom = [{"path": str(bench), "fields": ["q"]}]
+    index, sizes = build_index(custom, background=[tmp_path / "bg.txt", tmp_path / "bg.jsonl"])
+    assert sizes == {"b": 1} and index.stats.ignored_background > 0
+    assert index.scan([everyday]) == [[]]
+    with pytest.raises(BenchmarkNotFound, match="background corpus not found"):
+        build_index(custom, background=[tmp_path / "nope.txt"])
