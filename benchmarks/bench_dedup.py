@@ -285,15 +285,16 @@ def cmd_quality(args):
     print(f"corpus: {len(docs)} docs, {len(truth)} true pairs at J>={THRESHOLD} (exact search {time.perf_counter()-t0:.1f}s)")
     table = pa.table({"id": [d["id"] for d in docs], "text": [d["text"] for d in docs]})
     results = defaultdict(list)
+
+    def record(name, elapsed, found=None):
+        results[name].append((elapsed, score(docs, *found, truth) if found else None))
+        print(f"  run: {name}: {elapsed:.2f} s {results[name][-1][1] or ''}", flush=True)
+
     with tempfile.TemporaryDirectory() as tmp:
         for rep in range(args.repeats):
-            runs = [("ours (verify)", {})] + ([("ours (no verify)", {"verify": False})] if rep == 0 else [])
-            for name, cfg in runs:  # without verification only the quality differs: one run
-                el, cl, do = run_ours(table, {**cfg, "index": False}, Path(tmp) / f"o{rep}{name}")
-                results[name].append((el, score(docs, cl, do, truth)))
             el, cl, do = run_datasketch(docs)
-            results["datasketch MinHashLSH"].append((el, score(docs, cl, do, truth)))
-            results["ours, core in-process (no verify)"].append((run_core(docs), None))
+            record("datasketch MinHashLSH", el, (cl, do))
+            record("ours, core in-process (no verify)", run_core(docs))
             if not args.no_datatrove:
                 try:
                     el, cl, do = run_datatrove(docs, Path(tmp) / f"dt{rep}")
@@ -301,14 +302,19 @@ def cmd_quality(args):
                     print(f"datatrove failed: {type(e).__name__}: {e}", flush=True)
                     args.no_datatrove = True
                 else:
-                    results["datatrove minhash"].append((el, score(docs, cl, do, truth)))
+                    record("datatrove minhash", el, (cl, do))
+        configs = [("ours, Ray stage (verify)", {})] + ([] if args.no_unverified else [("ours, Ray stage (no verify)", {"verify": False})])
+        for name, cfg in configs:
+            for rep in range(args.stage_repeats):
+                el, cl, do = run_ours(table, {**cfg, "index": False}, Path(tmp) / f"o{rep}{name}")
+                record(name, el, (cl, do))
     base = statistics.median(e for e, _ in results["datasketch MinHashLSH"])
-    print(f"{'system':34} {'median s':>9} {'docs/s':>9} {'vs datasketch':>13} {'precision':>9} {'recall':>7} {'F1':>6} {'removed':>8}")
+    print(f"{'system':34} {'runs':>4} {'median s':>9} {'docs/s':>9} {'vs datasketch':>13} {'precision':>9} {'recall':>7} {'F1':>6} {'removed':>8}")
     for name, runs in results.items():
         med = statistics.median(e for e, _ in runs)
         s = runs[0][1]
         quality = f"{s['precision']:9.4f} {s['recall']:7.4f} {s['f1']:6.4f} {s['removed']:8d}" if s else f"{'-':>9} {'-':>7} {'-':>6} {'-':>8}"
-        print(f"{name:34} {med:9.2f} {len(docs)/med:9.0f} {base/med:12.1f}x {quality}", flush=True)
+        print(f"{name:34} {len(runs):4d} {med:9.2f} {len(docs)/med:9.0f} {base/med:12.1f}x {quality}", flush=True)
 
 
 def scale_corpus(n: int, seed: int = 0):
@@ -381,6 +387,8 @@ def main():
     q.add_argument("--base", type=int, default=20000)
     q.add_argument("--planted", type=int, default=4000)
     q.add_argument("--repeats", type=int, default=3)
+    q.add_argument("--stage-repeats", type=int, default=3, help="runs of our Ray stage (slow to start on a busy machine)")
+    q.add_argument("--no-unverified", action="store_true", help="skip the run of our stage without verification")
     q.add_argument("--no-datatrove", action="store_true")
     s = sub.add_parser("scale")
     s.add_argument("--docs", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
