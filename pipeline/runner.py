@@ -57,7 +57,7 @@ def _run(run_config: ValidatedRun, progress: Progress, started: float, t_ray: fl
                                 [fingerprint_inputs(i) for i in cfg.input])
     current = _read_all(cfg.input)  # what flows into the next stage: kept rows (plus read quarantines at first)
     records: list[dict] = []
-    output = None
+    outputs = []  # every stage's output: kept and dropped rows
     rows_in = tokens_in = None
     t_first_stage = None
     for i, stage in enumerate(run_config.stages, 1):
@@ -95,9 +95,10 @@ def _run(run_config: ValidatedRun, progress: Progress, started: float, t_ray: fl
         records.append(record)
         progress.stage_done(record)
         rows_in, tokens_in = record["kept"], record["tokens_kept"]
+        outputs.append(output)
         current = writers.kept(output)
     progress.writing(run_config.output_dir)
-    if output is None:  # no stages: the run converts the input, and the write pass counts it
+    if not outputs:  # no stages: the run converts the input, and the write pass counts it
         final = current.map_batches(stats.measure, fn_args=(cfg.tokenizer,), batch_format="pyarrow")
         written, summary = _write_outputs(run_config, final, READ_STAGE)
         kept, tokens = summary.kept()
@@ -105,7 +106,7 @@ def _run(run_config: ValidatedRun, progress: Progress, started: float, t_ray: fl
                                   time.time() - started, {})
         records.append({**read, "tokens_in": None, "tokens_kept": tokens})
     else:
-        written, _ = _write_outputs(run_config, _final_rows(run_config, output), records[-1]["id"])
+        written, _ = _write_outputs(run_config, _final_rows(run_config, outputs), records[-1]["id"])
     return _finish(run_config, records, written, started, t_ray if t_first_stage is None else t_first_stage)
 
 
@@ -149,17 +150,12 @@ def _read_record(first: dict) -> dict:
     }
 
 
-def _final_rows(run_config: ValidatedRun, last_output):
+def _final_rows(run_config: ValidatedRun, outputs: list):
     """The last stage's output plus, when rejects are kept, the rows every earlier stage dropped."""
-    if not run_config.config.output.rejects:
-        return last_output
-    ckpts = checkpoint.Checkpoints(run_config.output_dir)
-    earlier = [str(ckpts.dir(s.ctx.stage_id)) for s in run_config.stages[:-1]]
-    if not earlier:
-        return last_output
-    import ray.data
-
-    return last_output.union(ray.data.read_parquet(earlier).filter(expr=col(DROP_REASON).is_not_null()))
+    last = outputs[-1]
+    if not run_config.config.output.rejects or len(outputs) == 1:
+        return last
+    return last.union(*(o.filter(expr=col(DROP_REASON).is_not_null()) for o in outputs[:-1]))
 
 
 def _write_outputs(run_config: ValidatedRun, rows, stage_id: str) -> tuple[dict[str, list[Path]], stats.Summary]:
