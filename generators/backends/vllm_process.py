@@ -7,8 +7,9 @@ on a package-name lookup; the module takes the same options).
 
 No orphan survives the run: the server gets its own process group (so a terminal's Ctrl-C reaches
 only us, and we stop it in order), and the group is killed on `stop()`, on leaving the `with` block,
-at interpreter exit, and on SIGTERM/SIGHUP (turned into a normal exit so cleanup runs). Only a
-SIGKILL of the pipeline itself can leave the server running; its pid/pgid is logged at start.
+at interpreter exit, and on SIGTERM/SIGHUP (turned into a normal exit so cleanup runs). Even a
+SIGKILL of the pipeline, where none of that can run, leaves nothing behind: the group's leader is a
+small reaper (`_REAPER`) that starts the server and, once its owner is gone, stops the group itself.
 """
 
 from __future__ import annotations
@@ -27,6 +28,26 @@ from pathlib import Path
 import httpx
 
 log = logging.getLogger(__name__)
+
+# The process-group leader: runs the server, and stops the whole group once the process that started
+# it has died (its parent pid changes). It ignores the SIGTERM that `stop()` sends to the group and
+# exits with the server's own exit code, so the owner sees the server's status.
+_REAPER = """
+import os, signal, subprocess, sys, time
+owner = os.getppid()
+server = subprocess.Popen(sys.argv[1:])
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+while server.poll() is None:
+    if os.getppid() != owner:
+        os.killpg(0, signal.SIGTERM)
+        try:
+            server.wait(15)
+        except subprocess.TimeoutExpired:
+            pass
+        os.killpg(0, signal.SIGKILL)
+    time.sleep(0.5)
+sys.exit(server.returncode if server.returncode >= 0 else 128 - server.returncode)
+"""
 
 _LIVE: "set[VLLMServerProcess]" = set()  # strong references: a forgotten server object must still be stopped
 
@@ -149,7 +170,7 @@ class VLLMServerProcess:
             self.log_path = Path(name)
         with open(self.log_path, "ab") as out:
             self._proc = subprocess.Popen(
-                self.command,
+                [self.python, "-c", _REAPER, *self.command],
                 env={**os.environ, **self.env},
                 stdin=subprocess.DEVNULL,
                 stdout=out,

@@ -115,7 +115,7 @@ OWNER = textwrap.dedent("""
 """)
 
 
-@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM", "SIGHUP"])
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM", "SIGHUP", "SIGKILL"])
 def test_owner_killed_by_signal_leaves_no_server_behind(fake_vllm, tmp_path, sig):
     import signal
     import subprocess
