@@ -53,6 +53,15 @@ class Checkpoints:
         os.replace(tmp, final)
         return final
 
+    def read(self, stage_id: str):
+        """A stage's checkpoint as a dataset; a stage that kept and dropped nothing wrote no file."""
+        import ray.data
+
+        directory = self.dir(stage_id)
+        if not any(directory.glob("*.parquet")):
+            return ray.data.from_items([])
+        return ray.data.read_parquet(str(directory))
+
     def mark(self, stage_id: str, fp: str, record: dict) -> None:
         marker = self.dir(stage_id) / MARKER
         tmp = marker.with_suffix(".tmp")

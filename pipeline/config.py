@@ -118,6 +118,7 @@ def validate(located: yaml_source.Located) -> ValidatedRun:
         config = RunConfig.model_validate(raw)
     except ValidationError as e:
         raise UserError(_describe(e, located, (), RunConfig)) from None
+    _validate_llms(config, located)
     stage_entries = raw.get("stages") or []
     stages = []
     for i, entry in enumerate(stage_entries):
@@ -135,6 +136,17 @@ def validate(located: yaml_source.Located) -> ValidatedRun:
         except UserError as e:
             raise UserError(f"{located.where(('stages', i))}: {e}") from None
     return ValidatedRun(config, stages, located.source, raw)
+
+
+def _validate_llms(config: RunConfig, located: yaml_source.Located) -> None:
+    """Each `llms:` entry against the backends' schema now, not when a stage first calls the model."""
+    from generators.llm_config import LLMConfig
+
+    for name, entry in config.llms.items():
+        try:
+            LLMConfig.model_validate(entry)
+        except ValidationError as e:
+            raise UserError(_describe(e, located, ("llms", name), LLMConfig)) from None
 
 
 class _StageConfigError(Exception):

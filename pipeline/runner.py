@@ -48,7 +48,6 @@ def run(run_config: ValidatedRun, progress: Progress | None = None) -> dict[str,
 
 
 def _run(run_config: ValidatedRun, progress: Progress, started: float, t_ray: float) -> dict[str, Any]:
-    import ray.data
 
     cfg = run_config.config
     ckpts = checkpoint.Checkpoints(run_config.output_dir)
@@ -68,14 +67,15 @@ def _run(run_config: ValidatedRun, progress: Progress, started: float, t_ray: fl
         done = ckpts.done(sid, fp) if cfg.output.checkpoint else None
         if done:
             record = {**done["stats"], "resumed": True}
-            output = ray.data.read_parquet(str(ckpts.dir(sid)))
+            output = ckpts.read(sid)
         else:
             t0 = time.time()
             stage.prepare()
             if rows_in is None and stage.produces_rows:
                 rows_in, tokens_in = _measure_input(current, stage)
             if cfg.output.checkpoint:
-                output = ray.data.read_parquet(str(ckpts.write(sid, run_stage(stage, current))))
+                ckpts.write(sid, run_stage(stage, current))
+                output = ckpts.read(sid)
                 summary = stats.from_parquet_dir(ckpts.dir(sid), sid)
             else:
                 output = run_stage(stage, current).materialize()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 from collections import Counter
+from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
@@ -127,6 +128,8 @@ def summarize(batches: Iterable[pa.Table], stage_id: str) -> Summary:
 def from_parquet_dir(path, stage_id: str) -> Summary:
     import pyarrow.dataset as pads
 
+    if not any(Path(path).glob("*.parquet")):
+        return Summary(stage_id)
     dataset = pads.dataset(str(path), format="parquet")
     return summarize((pa.Table.from_batches([b]) for b in dataset.to_batches(columns=COLUMNS)), stage_id)
 

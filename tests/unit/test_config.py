@@ -132,3 +132,9 @@ def test_bad_set_override_is_reported_as_such(tmp_path):
     assert "--set stages.length.min_words=x" in error_of(path, ["stages.length.min_words=x"])
     assert "no stage named 'dedup'" in error_of(path, ["stages.dedup.bands=3"])
     assert "expected KEY.PATH=VALUE" in error_of(path, ["seed"])
+
+
+def test_llm_entries_are_validated_at_load(tmp_path):
+    path = write(tmp_path, BASE + "llms:\n  teacher: {backend: vllm_server, model: m, concurency: 4}\n")
+    msg = error_of(path)
+    assert f"{path}:7: llms.teacher.concurency: unknown key" in msg and "did you mean 'concurrency'" in msg
