@@ -50,13 +50,13 @@ def resolve_llm(ctx: StageContext, name: str) -> dict:
     config = dict(ctx.llm(name))
     if config.get("backend") != "vllm_server" or config.get("url"):
         return config
-    from generators.factory import parse_llm_config, server_process
+    from generators.factory import parse_llm_config, server_process, worker_config
 
     key = json.dumps(config, sort_keys=True, default=str)
     server = _SERVERS.get(key)
-    if server is None or not server.alive:
+    if server is None or server.gave_up:  # a server that is restarting is still the run's server
         server = _SERVERS[key] = server_process(parse_llm_config(config)).start()
-    return {**config, "url": server.url}
+    return worker_config(config, server)
 
 
 def make_client(config: dict):
