@@ -48,9 +48,11 @@ def test_planted_problems_are_caught(quickstart):
     language = by_url(rejects(quickstart, "02-language"))
     assert {"https://blog-de.example/de-brot", "https://blog-fr.example/fr-velo"} <= set(language)
     dedup = rejects(quickstart, "05-dedup")
-    assert {r["url"] for r in dedup} >= {"https://cycling-weekly.example/repost/bicycles",
-                                         "https://green-living.example/repost/compost"}
     assert all(r["reason"] == "near_duplicate" and r["dup_of"] for r in dedup)
+    for slug, repost in (("bicycles", "https://cycling-weekly.example/repost/bicycles"),
+                         ("compost", "https://green-living.example/repost/compost")):
+        pair = {f"https://www.everyday-science.example/{slug}", repost}
+        assert len(pair & {r["url"] for r in dedup}) == 1, f"one of {pair} survives, the other is its duplicate"
     contaminated = rejects(quickstart, "06-decontaminate")
     assert [r["url"] for r in contaminated] == ["https://study-group.example/week-12"]
     spam_urls = {"https://deals-and-more.example/cheap-pills", "https://deals-and-more.example/lorem"}
