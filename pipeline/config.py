@@ -119,6 +119,7 @@ def validate(located: yaml_source.Located) -> ValidatedRun:
     except ValidationError as e:
         raise UserError(_describe(e, located, (), RunConfig)) from None
     _validate_llms(config, located)
+    _validate_finetune(config, located)
     stage_entries = raw.get("stages") or []
     stages = []
     for i, entry in enumerate(stage_entries):
@@ -147,6 +148,16 @@ def _validate_llms(config: RunConfig, located: yaml_source.Located) -> None:
             LLMConfig.model_validate(entry)
         except ValidationError as e:
             raise UserError(_describe(e, located, ("llms", name), LLMConfig)) from None
+
+
+def _validate_finetune(config: RunConfig, located: yaml_source.Located) -> None:
+    from pipeline.train.config import FinetuneConfig
+
+    if config.finetune is not None:
+        try:  # the base model may also be given later, to `pipeline finetune --model`
+            FinetuneConfig.model_validate({"model": "(--model)", **config.finetune})
+        except ValidationError as e:
+            raise UserError(_describe(e, located, ("finetune",), FinetuneConfig)) from None
 
 
 class _StageConfigError(Exception):
