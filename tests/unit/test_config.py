@@ -143,4 +143,4 @@ def test_llm_entries_are_validated_at_load(tmp_path):
 def test_finetune_section_is_validated_at_load(tmp_path):
     path = write(tmp_path, BASE + "finetune:\n  modle: x\n")
     msg = error_of(path)
-    assert f"{path}:8: finetune.modle: unknown key" in msg and "did you mean 'model'" in msg
+    assert f"{path}:7: finetune.modle: unknown key" in msg and "did you mean 'model'" in msg
