@@ -63,7 +63,7 @@ def test_planted_problems_are_caught(quickstart):
 def test_output_is_clean_and_loadable(quickstart):
     import datasets
 
-    rows = datasets.load_dataset(str(quickstart), split="train")
+    rows = datasets.load_dataset(str(quickstart), split="train", cache_dir=str(quickstart.parent / "hf_cache"))
     texts = " ".join(rows["text"])
     assert "garden.coordinator@" not in texts and "<EMAIL>" in texts
     assert "We use cookies" not in texts and "All rights reserved" not in texts

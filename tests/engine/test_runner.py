@@ -69,7 +69,7 @@ def test_run_accounts_for_every_row_and_writes_outputs(ray_session, tmp_path):
 
     import datasets
 
-    loaded = datasets.load_dataset(str(out), split="train")
+    loaded = datasets.load_dataset(str(out), split="train", cache_dir=str(tmp_path / "hf_cache"))
     assert len(loaded) == result["rows_out"]
 
 
