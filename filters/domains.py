@@ -50,11 +50,9 @@ class DomainRules:
                 return label
             if kind == "url_regex" and pattern.search(url):
                 return label
-        host = normalize_host(host or host_of(url))
-        while host:
-            if host in self.hosts:
-                return self.hosts[host]
-            host = host.partition(".")[2]
+        for suffix in host_suffixes(host or host_of(url)):
+            if suffix in self.hosts:
+                return self.hosts[suffix]
         return None
 
     def __len__(self) -> int:
@@ -63,6 +61,14 @@ class DomainRules:
 
 def normalize_host(host: str | None) -> str:
     return (host or "").strip().lower().rstrip(".").split(":", 1)[0]
+
+
+def host_suffixes(host: str | None):
+    """`a.b.example.com`, `b.example.com`, `example.com`, `com`: the host, then each parent domain."""
+    host = normalize_host(host)
+    while host:
+        yield host
+        host = host.partition(".")[2]
 
 
 def host_of(url: str) -> str:

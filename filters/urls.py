@@ -19,7 +19,7 @@ import re
 from pathlib import Path
 from typing import Iterable
 
-from filters.domains import host_of, normalize_host
+from filters.domains import host_of, host_suffixes, normalize_host
 
 _SIMPLE_HOST_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789.-_")
 # A line that is not a bare host: a comment, a wildcard or leading dot, a trailing dot,
@@ -100,12 +100,7 @@ class UrlBlocklist:
 
     def blocked_domain(self, host: str) -> str | None:
         """The listed domain that covers `host` (itself or a parent), or None."""
-        host = normalize_host(host)
-        while host:
-            if host in self.domains:
-                return host
-            host = host.partition(".")[2]
-        return None
+        return next((suffix for suffix in host_suffixes(host) if suffix in self.domains), None)
 
     def blocked_substring(self, url: str) -> bool:
         return self._automaton is not None and bool(self._automaton.find_matches_as_indexes(url.lower()))

@@ -20,7 +20,8 @@ from pipeline.errors import UserError
 from pipeline.records import DROP_REASON, drop_rows
 from pipeline.registry import register
 from pipeline.stage import MapStage, Resources, StageConfig
-from stages.llm_support import INSTRUCTION_SCHEMA, instruction_row, make_client, resolve_llm, table, user_text
+from generators.factory import make_client
+from stages.llm_support import INSTRUCTION_SCHEMA, instruction_row, resolve_llm, table, user_text
 
 
 @register

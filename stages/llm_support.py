@@ -59,12 +59,6 @@ def resolve_llm(ctx: StageContext, name: str) -> dict:
     return worker_config(config, server)
 
 
-def make_client(config: dict):
-    from generators.factory import make_client as build
-
-    return build(config)
-
-
 def user_text(messages: Sequence[dict] | None) -> str:
     """The request of an instruction row: its user turns."""
     return "\n\n".join(m["content"] for m in messages or () if m["role"] == "user")

@@ -22,7 +22,8 @@ from pipeline.errors import UserError
 from pipeline.records import DROP_REASON, dumps_meta, stable_id
 from pipeline.registry import register
 from pipeline.stage import MapStage, Resources, StageConfig
-from stages.llm_support import PREFERENCE_SCHEMA, make_client, merge_meta, resolve_llm, table, user_text, with_prompt_version
+from generators.factory import make_client
+from stages.llm_support import PREFERENCE_SCHEMA, merge_meta, resolve_llm, table, user_text, with_prompt_version
 
 
 class CandidateConfig(BaseModel):

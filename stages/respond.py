@@ -14,7 +14,8 @@ from pydantic import Field
 from generators.respond import PROMPT_VERSION, RespondConfig, prompt_messages, respond
 from pipeline.registry import register
 from pipeline.stage import MapStage, Resources, StageConfig
-from stages.llm_support import INSTRUCTION_SCHEMA, instruction_row, make_client, merge_meta, resolve_llm, table, user_text, with_prompt_version
+from generators.factory import make_client
+from stages.llm_support import INSTRUCTION_SCHEMA, instruction_row, merge_meta, resolve_llm, table, user_text, with_prompt_version
 
 
 @register

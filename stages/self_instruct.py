@@ -22,7 +22,8 @@ from pipeline.errors import UserError
 from pipeline.records import DROP_REASON, stable_id
 from pipeline.registry import register
 from pipeline.stage import GlobalStage, StageConfig
-from stages.llm_support import INSTRUCTION_SCHEMA, instruction_row, make_client, resolve_llm, table, user_text
+from generators.factory import make_client
+from stages.llm_support import INSTRUCTION_SCHEMA, instruction_row, resolve_llm, table, user_text
 
 SOURCE = "self_instruct"
 
