@@ -1,9 +1,11 @@
-"""Stage checkpoints: Parquet output, a completion marker, and a fingerprint of what produced it.
+"""Pass checkpoints: Parquet output, a completion marker, and a fingerprint of what produced it.
 
-A stage's fingerprint chains the fingerprint of its input, so changing one stage's config
-invalidates exactly that stage and the ones after it. Output is written to a temporary
+A pass (one stage, or consecutive map stages fused into one Ray pass) is checkpointed under its
+id; its marker holds the statistics of each of its stages. A stage's fingerprint chains the
+fingerprint of its input, so changing one stage's config invalidates exactly the pass it is in
+and the ones after it. Output is written to a temporary
 directory and renamed into place before the marker is written: a killed run leaves either a
-complete checkpoint or none, and a re-run redoes the unfinished stage from its (checkpointed)
+complete checkpoint or none, and a re-run redoes the unfinished pass from its (checkpointed)
 input, so no row is lost or written twice.
 """
 
@@ -18,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 MARKER = "_SUCCESS.json"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 def fingerprint(*parts: Any) -> str:

@@ -76,6 +76,8 @@ class RunConfig(_Strict):
     llms: dict[str, dict[str, Any]] = Field(default_factory=dict, description="named LLMs that stages refer to")
     seed: int = 0
     tokenizer: str | None = Field(default=None, description="tokenizer for token counts; null counts whitespace words")
+    fuse: bool = Field(default=True, description="run consecutive CPU map stages in one Ray pass with one checkpoint; "
+                                                "false gives every stage a pass and a checkpoint of its own")
     finetune: dict[str, Any] | None = None
 
     @field_validator("input", mode="before")

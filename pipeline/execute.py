@@ -80,7 +80,7 @@ def run_stage(stage: Stage, dataset):
         if type(stage).setup is MapStage.setup:
             return dataset.map_batches(_map_task, fn_args=(stage,), **common,
                                        compute=ray.data.TaskPoolStrategy(size=res.concurrency) if res.concurrency else None)
-        return dataset.map_batches(_MapWorker, fn_constructor_args=(stage,), compute=_actor_pool(res), **common)
+        return dataset.map_batches(_MapWorker, fn_constructor_args=(stage,), compute=actor_pool(res), **common)
     if isinstance(stage, GlobalStage):
         out = stage.apply(dataset)
         return out.map_batches(_finish_global, fn_args=(stage.ctx.stage_id, stage.ctx.tokenizer),
@@ -92,7 +92,7 @@ def _map_task(batch: pa.Table, stage: MapStage) -> pa.Table:
     return measure(apply_map_stage(stage, batch), stage.ctx.tokenizer)
 
 
-def _actor_pool(res):
+def actor_pool(res):
     """A fixed pool if the stage asks for one, else autoscaling from 1 up to what the cluster's CPUs hold."""
     if res.concurrency:
         return ray.data.ActorPoolStrategy(size=res.concurrency)

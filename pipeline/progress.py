@@ -19,8 +19,12 @@ class Progress:
     def note(self, text: str):
         self._print(f"[dim]{text}[/dim]")
 
-    def stage_start(self, i: int, n: int, stage_id: str):
-        self._print(f"[bold]stage {i}/{n}[/bold] {stage_id}")
+    def stage_start(self, first: int, n: int, stage_ids: list[str]):
+        if len(stage_ids) == 1:
+            self._print(f"[bold]stage {first}/{n}[/bold] {stage_ids[0]}")
+        else:
+            last = first + len(stage_ids) - 1
+            self._print(f"[bold]stages {first}-{last}/{n}[/bold] {', '.join(stage_ids)} [dim](one pass)[/dim]")
 
     def stage_done(self, r: dict):
         reasons = ", ".join(f"{k}: {v:,}" for k, v in list(r["dropped_by_reason"].items())[:4])

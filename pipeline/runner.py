@@ -1,12 +1,13 @@
-"""`pipeline run`: read, run each stage with checkpoints and accounting, write, report.
+"""`pipeline run`: read, run the stages pass by pass with checkpoints and accounting, write, report.
 
-    source -> stage 1 -> checkpoint -> stage 2 -> checkpoint -> ... -> shards + rejects
-                            |                       |
-                          stats                   stats        -> stats.json, report.html
+    source -> pass 1 (extract, language, heuristics) -> checkpoint -> pass 2 (dedup) -> checkpoint -> ... -> shards + rejects
+                           |                                              |
+                   stats per stage                                  stats per stage  -> stats.json, report.html
 
-Each stage's output (kept rows and dropped rows with their reason) is checkpointed as Parquet;
-the next stage reads only the kept rows. Statistics come from the checkpoints, so a resumed
-run reports the same numbers as one that never stopped.
+Consecutive CPU map stages share one Ray pass (`pipeline.passes`); every other stage is a pass
+of its own. Each pass's output (kept rows, and dropped rows with the stage and reason) is
+checkpointed as Parquet; the next pass reads only the kept rows. Statistics come from the
+checkpoints, stage by stage, so a resumed run reports the same numbers as one that never stopped.
 """
 
 from __future__ import annotations
@@ -23,10 +24,9 @@ from typing import Any
 
 from ray.data.expressions import col
 
-from pipeline import __version__, checkpoint, report, sinks, stats, writers
+from pipeline import __version__, checkpoint, passes, report, sinks, stats, writers
 from pipeline.config import ValidatedRun
 from pipeline.errors import InvariantViolation
-from pipeline.execute import run_stage
 from pipeline.normalize import READ_STAGE
 from pipeline.progress import Progress
 from pipeline.records import DROP_REASON
@@ -51,7 +51,8 @@ def _run(run_config: ValidatedRun, progress: Progress, started: float, t_ray: fl
 
     cfg = run_config.config
     ckpts = checkpoint.Checkpoints(run_config.output_dir)
-    ckpts.clean_stale({s.ctx.stage_id for s in run_config.stages})
+    plan = passes.plan(run_config.stages, cfg.fuse)
+    ckpts.clean_stale({p.id for p in plan})
     fp = checkpoint.fingerprint("input", [i.model_dump(mode="json") for i in cfg.input],
                                 [fingerprint_inputs(i) for i in cfg.input])
     current = _read_all(cfg.input)  # what flows into the next stage: kept rows (plus read quarantines at first)
@@ -59,42 +60,29 @@ def _run(run_config: ValidatedRun, progress: Progress, started: float, t_ray: fl
     outputs = []  # every stage's output: kept and dropped rows
     rows_in = tokens_in = None
     t_first_stage = None
-    for i, stage in enumerate(run_config.stages, 1):
-        sid = stage.ctx.stage_id
-        fp = checkpoint.fingerprint(fp, stage.name, stage.config.model_dump(mode="json"), _llms_used(stage), cfg.seed)
-        progress.stage_start(i, len(run_config.stages), sid)
+    n_stages = len(run_config.stages)
+    for p in plan:
+        stage_fps = []
+        for stage in p.stages:
+            fp = checkpoint.fingerprint(fp, stage.name, stage.config.model_dump(mode="json"), _llms_used(stage), cfg.seed)
+            stage_fps.append(fp)
+        first = len(records) if records else 1  # the 1-based index of the pass's first stage (records holds `read` too)
+        progress.stage_start(first, n_stages, p.stage_ids)
         t_first_stage = t_first_stage if t_first_stage is not None else time.time() - started
-        done = ckpts.done(sid, fp) if cfg.output.checkpoint else None
+        done = ckpts.done(p.id, fp) if cfg.output.checkpoint else None
         if done:
-            record = {**done["stats"], "resumed": True}
-            output = ckpts.read(sid)
+            pass_records = [{**r, "resumed": True} for r in done["stats"]]
+            output = passes.without_measures(ckpts.read(p.id), p)
         else:
-            t0 = time.time()
-            stage.prepare()
-            if rows_in is None and stage.produces_rows:
-                rows_in, tokens_in = _measure_input(current, stage)
+            pass_records, output = _run_pass(p, current, cfg, ckpts, rows_in, tokens_in, first == 1)
             if cfg.output.checkpoint:
-                ckpts.write(sid, run_stage(stage, current))
-                output = ckpts.read(sid)
-                summary = stats.from_parquet_dir(ckpts.dir(sid), sid)
-            else:
-                output = run_stage(stage, current).materialize()
-                summary = stats.from_dataset(output, sid)
-            if rows_in is None:
-                rows_in, tokens_in = summary.input_of_first_stage()
-            record = stats.stage_record(summary, stage.name, rows_in, tokens_in, stage.produces_rows,
-                                        time.time() - t0, stage.summarize(output))
-            record["read_drops"] = summary.drops_by(READ_STAGE) if i == 1 else {}
-            problem = stats.check_invariant(record, stage.produces_rows)
-            if problem:
-                raise InvariantViolation(problem)
-            if cfg.output.checkpoint:
-                ckpts.mark(sid, fp, record)
-        if i == 1:
-            records.append(_read_record(record))
-        records.append(record)
-        progress.stage_done(record)
-        rows_in, tokens_in = record["kept"], record["tokens_kept"]
+                ckpts.mark(p.id, fp, pass_records)
+        if first == 1:
+            records.append(_read_record(pass_records[0]))
+        for record in pass_records:
+            records.append(record)
+            progress.stage_done(record)
+        rows_in, tokens_in = records[-1]["kept"], records[-1]["tokens_kept"]
         outputs.append(output)
         current = writers.kept(output)
     progress.writing(run_config.output_dir)
@@ -108,6 +96,44 @@ def _run(run_config: ValidatedRun, progress: Progress, started: float, t_ray: fl
     else:
         written, _ = _write_outputs(run_config, _final_rows(run_config, outputs), records[-1]["id"])
     return _finish(run_config, records, written, started, t_ray if t_first_stage is None else t_first_stage)
+
+
+def _run_pass(p: passes.Pass, current, cfg, ckpts: checkpoint.Checkpoints, rows_in, tokens_in,
+              first_pass: bool) -> tuple[list[dict], Any]:
+    """Run one pass and account for each of its stages: the records, and its output without measure columns."""
+    t0 = time.time()
+    for stage in p.stages:
+        stage.prepare()
+    if rows_in is None and p.stages[0].produces_rows:
+        rows_in, tokens_in = _measure_input(current, p.stages[0])
+    if cfg.output.checkpoint:
+        ckpts.write(p.id, passes.run_pass(p, current))
+        output = ckpts.read(p.id)
+        source = ckpts.dir(p.id)
+    else:
+        output = source = passes.run_pass(p, current).materialize()
+    if p.fused:
+        summaries, seconds = stats.pass_summaries(stats.scan(source, stats.COLUMNS[:2] + p.measure_columns()), p.stage_ids)
+    else:
+        summaries, seconds = [stats.summarize(stats.scan(source, stats.COLUMNS), p.id)], [1.0]
+    output = passes.without_measures(output, p)
+    wall = time.time() - t0
+    pass_records = []
+    for j, (stage, summary) in enumerate(zip(p.stages, summaries)):
+        if rows_in is None:
+            rows_in, tokens_in = summary.input_of_first_stage()
+        share = seconds[j] / sum(seconds) if sum(seconds) > 0 else 1 / len(seconds)
+        record = stats.stage_record(summary, stage.name, rows_in, tokens_in, stage.produces_rows, wall * share,
+                                    stage.summarize(passes.as_left_by(output, p, j)))
+        record["read_drops"] = summary.drops_by(READ_STAGE) if first_pass and j == 0 else {}
+        if p.fused:
+            record["pass"] = p.id
+        problem = stats.check_invariant(record, stage.produces_rows)
+        if problem:
+            raise InvariantViolation(problem)
+        pass_records.append(record)
+        rows_in, tokens_in = record["kept"], record["tokens_kept"]
+    return pass_records, output
 
 
 def _read_all(inputs):
@@ -136,7 +162,7 @@ def _llms_used(stage: Stage) -> dict:
 def _measure_input(dataset, stage: Stage) -> tuple[int, int]:
     """Rows and tokens entering a first stage that creates rows (its output cannot tell them apart)."""
     measured = dataset.map_batches(stats.measure, fn_args=(stage.ctx.tokenizer,), batch_format="pyarrow")
-    return stats.from_dataset(measured, stage.ctx.stage_id).kept()
+    return stats.summarize(stats.scan(measured, stats.COLUMNS), stage.ctx.stage_id).kept()
 
 
 def _read_record(first: dict) -> dict:

@@ -106,3 +106,8 @@ class GlobalStage(Stage):
 
     def apply(self, dataset: "ray.data.Dataset") -> "ray.data.Dataset":
         raise NotImplementedError
+
+    def map_stage(self) -> MapStage | None:
+        """The map stage that does this stage's work when its config needs only one pass over rows
+        (a quality cut at a fixed score, not at a fraction), so the engine can fuse it with neighbours."""
+        return None

@@ -8,6 +8,7 @@ files (a columnar scan, no Ray job), or streamed from the object store when chec
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections import Counter
 from pathlib import Path
@@ -125,17 +126,63 @@ def summarize(batches: Iterable[pa.Table], stage_id: str) -> Summary:
     return summary
 
 
-def from_parquet_dir(path, stage_id: str) -> Summary:
-    import pyarrow.dataset as pads
+@dataclasses.dataclass(frozen=True)
+class MeasureColumns:
+    """Where a fused pass (pipeline.passes) leaves, on every row, what it measured of one of its stages:
+    the row's size as it left the stage and its share of the seconds the stage spent on its batch."""
 
-    if not any(Path(path).glob("*.parquet")):
-        return Summary(stage_id)
-    dataset = pads.dataset(str(path), format="parquet")
-    return summarize((pa.Table.from_batches([b]) for b in dataset.to_batches(columns=COLUMNS)), stage_id)
+    tokens: str
+    chars: str
+    seconds: str
+
+    @classmethod
+    def of(cls, stage_id: str) -> "MeasureColumns":
+        return cls(f"_pass:{stage_id}:tokens", f"_pass:{stage_id}:chars", f"_pass:{stage_id}:seconds")
+
+    def names(self) -> list[str]:
+        return list(dataclasses.astuple(self))
 
 
-def from_dataset(dataset, stage_id: str) -> Summary:
-    return summarize(dataset.select_columns(COLUMNS).iter_batches(batch_format="pyarrow", batch_size=None), stage_id)
+def undo_drops(batch: pa.Table, stage_ids: list[str]) -> pa.Table:
+    """The batch as if the given stages had dropped nothing."""
+    if DROP_STAGE not in batch.column_names or not stage_ids:
+        return batch
+    by_them = pc.fill_null(pc.is_in(batch.column(DROP_STAGE), value_set=pa.array(stage_ids, pa.string())), False)
+    for name in (DROP_STAGE, DROP_REASON):
+        column = batch.column(name)
+        batch = set_column(batch, name, pc.if_else(by_them, pa.scalar(None, column.type), column))
+    return batch
+
+
+def pass_summaries(batches: Iterable[pa.Table], stage_ids: list[str]) -> tuple[list[Summary], list[float]]:
+    """Each stage of a fused pass summarised as if it had run alone, and the seconds it spent.
+
+    Stage j's view of a row: dropped if a stage up to j dropped it, kept if only a later stage
+    did, and sized as it left stage j.
+    """
+    summaries = [Summary(sid) for sid in stage_ids]
+    seconds = [0.0] * len(stage_ids)
+    for batch in batches:
+        for j, sid in enumerate(stage_ids):
+            measured = MeasureColumns.of(sid)
+            view = undo_drops(batch.select([DROP_STAGE, DROP_REASON]), stage_ids[j + 1:])
+            summaries[j].add(view.append_column(TOKENS, batch.column(measured.tokens))
+                             .append_column(CHARS, batch.column(measured.chars)))
+            seconds[j] += pc.sum(batch.column(measured.seconds)).as_py() or 0.0
+    return summaries, seconds
+
+
+def scan(source, columns: list[str]) -> Iterable[pa.Table]:
+    """Batches of a few columns of a stage's output: a checkpoint directory (a columnar file scan,
+    no Ray job), or a materialized dataset (streamed from the object store)."""
+    if isinstance(source, (str, Path)):
+        import pyarrow.dataset as pads
+
+        if not any(Path(source).glob("*.parquet")):
+            return iter(())
+        dataset = pads.dataset(str(source), format="parquet")
+        return (pa.Table.from_batches([b]) for b in dataset.to_batches(columns=columns))
+    return source.select_columns(columns).iter_batches(batch_format="pyarrow", batch_size=None)
 
 
 def stage_record(summary: Summary, name: str, rows_in: int, tokens_in: int, produces_rows: bool,

@@ -1,9 +1,10 @@
 """`quality`: score rows with a fastText classifier and keep those above a score or the top fraction.
 
 The score (probability of `label`) is stored in `quality`. With `min_score` the stage is one
-map pass. With `top_fraction` it needs every score before it can cut: it scores once,
-materializes, sums per-batch score histograms into the cut (to 1e-4), then marks rows below
-it, so the threshold is global without sorting or collecting the data.
+map pass, which the engine fuses with neighbouring map stages. With `top_fraction` it needs
+every score before it can cut: it scores once, materializes, sums per-batch score histograms
+into the cut (to 1e-4), then marks rows below it, so the threshold is global without sorting
+or collecting the data.
 """
 
 from __future__ import annotations
@@ -42,6 +43,10 @@ class QualityConfig(StageConfig):
             raise ValueError("give min_score or top_fraction, not both")
         return self
 
+    @property
+    def floor(self) -> float:
+        return self.min_score if self.min_score is not None else DEFAULT_MIN_SCORE
+
 
 class QualityScorer(MapStage):
     """The map pass: score every row, and apply `min_score` when that is the mode."""
@@ -59,8 +64,7 @@ class QualityScorer(MapStage):
         batch = set_column(batch, "quality", pa.array(scores, pa.float32()))
         if self.config.top_fraction is not None:
             return batch
-        floor = self.config.min_score if self.config.min_score is not None else DEFAULT_MIN_SCORE
-        return drop_rows(batch, [None if s >= floor else BELOW_MIN_SCORE for s in scores])
+        return drop_rows(batch, [None if s >= self.config.floor else BELOW_MIN_SCORE for s in scores])
 
 
 @register
@@ -69,7 +73,7 @@ class QualityStage(GlobalStage):
 
     name = "quality"
     Config = QualityConfig
-    threshold: float | None = None  # the cut applied, set by apply() and reported by summarize()
+    threshold: float | None = None  # a top_fraction cut, found by apply() and reported by summarize()
 
     def prepare(self) -> None:
         from filters.fasttext_classifier import FastTextClassifier
@@ -84,10 +88,12 @@ class QualityStage(GlobalStage):
         if self.config.label not in labels:
             raise UserError(f"stage {self.ctx.stage_id}: label '{self.config.label}' is not in {path} (labels: {', '.join(labels)})")
 
+    def map_stage(self) -> MapStage | None:
+        return QualityScorer(self.config, self.ctx) if self.config.top_fraction is None else None
+
     def apply(self, dataset):
         scored = run_stage(QualityScorer(self.config, self.ctx), dataset)
         if self.config.top_fraction is None:
-            self.threshold = self.config.min_score if self.config.min_score is not None else DEFAULT_MIN_SCORE
             return scored
         from filters.fasttext_classifier import HISTOGRAM_BINS, top_fraction_threshold
 
@@ -99,7 +105,9 @@ class QualityStage(GlobalStage):
         return scored.map_batches(_cut, fn_args=(self.threshold,), batch_format="pyarrow", batch_size=4096)
 
     def summarize(self, output) -> dict[str, Any]:
-        return {"threshold": self.threshold, "mode": "top_fraction" if self.config.top_fraction else "min_score"}
+        if self.config.top_fraction is not None:
+            return {"threshold": self.threshold, "mode": "top_fraction"}
+        return {"threshold": self.config.floor, "mode": "min_score"}
 
 
 def _live_scores(batch: pa.Table) -> np.ndarray:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 def register(sub) -> None:
-    p = sub.add_parser("validate", help="check a config and print the stages it would run")
+    p = sub.add_parser("validate", help="check a config and print the stages it would run, pass by pass")
     p.add_argument("config")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE")
     p.set_defaults(func=main)
@@ -12,10 +12,11 @@ def register(sub) -> None:
 
 def main(args) -> int:
     from pipeline.config import load_run
+    from pipeline.passes import plan
 
     validated = load_run(args.config, args.overrides)
     print(f"{args.config}: ok ({len(validated.config.input)} input(s), {len(validated.stages)} stage(s) -> "
           f"{validated.config.output.path})")
-    for stage in validated.stages:
-        print(f"  {stage.ctx.stage_id}")
+    for i, p in enumerate(plan(validated.stages, validated.config.fuse), 1):
+        print(f"  pass {i}: {', '.join(p.stage_ids)}")
     return 0

@@ -13,11 +13,15 @@ from pipeline.config import load_run
 from pipeline.runner import run
 
 
-def make_input(tmp_path: Path, n: int = 600) -> Path:
+def make_input(tmp_path: Path, n: int = 600, emails: bool = False) -> Path:
+    """Rows of i % 25 words; with `emails`, every tenth also ends with a 300-character address."""
     path = tmp_path / "in.jsonl.gz"
     with gzip.open(path, "wt") as f:
         for i in range(n):
-            f.write(json.dumps({"text": " ".join(f"w{j}" for j in range(i % 25)), "url": f"https://s{i % 5}.example/{i}"}) + "\n")
+            text = " ".join(f"w{j}" for j in range(i % 25))
+            if emails and i % 10 == 0:
+                text += f" mail {'x' * 300}{i}@example.org"
+            f.write(json.dumps({"text": text, "url": f"https://s{i % 5}.example/{i}"}) + "\n")
         f.write("not json\n")
     return path
 
@@ -75,15 +79,41 @@ def test_run_accounts_for_every_row_and_writes_outputs(ray_session, tmp_path):
 
 def test_rerun_skips_finished_stages_and_reruns_changed_ones(ray_session, tmp_path):
     make_input(tmp_path)
-    first = run(load_run(config(tmp_path, TWO_STAGES)))
-    again = run(load_run(config(tmp_path, TWO_STAGES)))
+    unfused = ["fuse=false"]
+    first = run(load_run(config(tmp_path, TWO_STAGES), unfused))
+    again = run(load_run(config(tmp_path, TWO_STAGES), unfused))
     assert [s["resumed"] for s in again["stages"][1:]] == [True, True]
     assert again["rows_out"] == first["rows_out"]
-    changed = run(load_run(config(tmp_path, TWO_STAGES.replace("max_words: 20", "max_words: 10"))))
+    changed = run(load_run(config(tmp_path, TWO_STAGES.replace("max_words: 20", "max_words: 10")), unfused))
     assert [s["resumed"] for s in changed["stages"][1:]] == [True, False]
     assert changed["rows_out"] < first["rows_out"]
-    upstream = run(load_run(config(tmp_path, TWO_STAGES.replace("min_words: 5", "min_words: 6"))))
+    upstream = run(load_run(config(tmp_path, TWO_STAGES.replace("min_words: 5", "min_words: 6")), unfused))
     assert [s["resumed"] for s in upstream["stages"][1:]] == [False, False]
+
+
+def test_fused_stages_report_what_separate_passes_report(ray_session, tmp_path):
+    """Map stages share one pass and one checkpoint; each still reports its own rows, sizes and reasons,
+    measured as the row left that stage (pii shortens rows after the length filters saw them)."""
+    make_input(tmp_path, emails=True)
+    stages = TWO_STAGES + "  - pii: {}\n"
+    separate = run(load_run(config(tmp_path, stages, out="separate"), ["fuse=false"]))
+    fused = run(load_run(config(tmp_path, stages, out="fused")))
+    assert [s.get("pass") for s in fused["stages"][1:]] == ["01-length+02-length+03-pii"] * 3
+    assert [p.name for p in (tmp_path / "fused" / ".pipeline" / "stages").iterdir()] == ["01-length+02-length+03-pii"]
+    fields = ["id", "rows_in", "kept", "dropped_by_reason", "tokens_in", "tokens_kept", "tokens_dropped_by_reason",
+              "hist_in", "hist_kept", "metrics"]
+    assert [{f: s[f] for f in fields} for s in fused["stages"]] == [{f: s[f] for f in fields} for s in separate["stages"]]
+    assert fused["stages"][2]["hist_kept"] != fused["stages"][3]["hist_kept"]
+    assert fused["stages"][3]["metrics"]["replaced"]["email"] > 0
+    assert all(s["wall_s"] >= 0 for s in fused["stages"][1:])
+    shards = sorted((tmp_path / "fused" / "data").glob("*.parquet"))
+    columns = pq.read_schema(shards[0]).names
+    assert not [c for c in columns if c.startswith("_")], columns
+    again = run(load_run(config(tmp_path, stages, out="fused")))
+    assert [s["resumed"] for s in again["stages"][1:]] == [True] * 3
+    assert [s["kept"] for s in again["stages"]] == [s["kept"] for s in fused["stages"]]
+    changed = run(load_run(config(tmp_path, stages.replace("max_words: 20", "max_words: 10"), out="fused")))
+    assert [s["resumed"] for s in changed["stages"][1:]] == [False] * 3
 
 
 def test_secrets_never_reach_outputs(ray_session, tmp_path, monkeypatch):
