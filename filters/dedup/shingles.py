@@ -41,13 +41,15 @@ def normalize(texts: pa.Array | Sequence[str | None]) -> pa.Array:
     """Lower case, NFKC, every run of digits -> "0", every run of non-alphanumerics -> one space.
 
     As FineWeb's dedup does, so that casing, punctuation and numbers (dates, counters) do not hide
-    a copy. Runs in Arrow's C++ kernels over the whole batch.
+    a copy. Runs in Arrow's C++ kernels over the whole batch. Only the runs that hold something
+    other than ASCII whitespace go through the regex; splitting on whitespace and joining with one
+    space does the rest, which avoids one regex replacement per word gap (a third of the time).
     """
     arr = texts if isinstance(texts, (pa.Array, pa.ChunkedArray)) else pa.array(list(texts), type=pa.string())
     t = pc.utf8_normalize(pc.utf8_lower(pc.fill_null(arr, "")), "NFKC")
     t = pc.replace_substring_regex(t, r"\p{Nd}+", "0")
-    t = pc.replace_substring_regex(t, r"[^\p{L}\p{N}\p{M}]+", " ")
-    return pc.utf8_trim_whitespace(t)
+    t = pc.replace_substring_regex(t, r"[^\p{L}\p{N}\p{M}\t\n\v\f\r ]+", " ")
+    return pc.binary_join(pc.utf8_split_whitespace(pc.utf8_trim_whitespace(t)), " ")
 
 
 @dataclass
