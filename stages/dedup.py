@@ -34,9 +34,9 @@ import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from filters.dedup import boilerplate
-from filters.dedup.clusters import SURVIVOR_RULES, key_components, survivor_order, survivors, verified_clusters
+from filters.dedup.clusters import key_components, survivor_order, survivors, verified_clusters
 from filters.dedup.lsh import band_keys, optimal_params, s_curve, star_edges
-from filters.dedup.minhash import Permutations, estimated_jaccard, jaccard
+from filters.dedup.minhash import Permutations, estimated_jaccard, pairwise_jaccard
 from filters.dedup.shingles import normalize, normalized_shingles
 from pipeline.errors import UserError
 from pipeline.records import DROP_REASON, drop_rows, set_column, text_column
@@ -118,6 +118,7 @@ class _Plan:
     survivor: tuple[str, ...]
     quality_column: str
     partitions: int
+    against: bool
 
     def key_params(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in _KEY_FIELDS}
@@ -146,7 +147,7 @@ class Dedup(GlobalStage):
         self.plan = _Plan(
             config.method, config.field, config.shingle, config.ngram, config.hash, config.scheme, config.seed,
             bands, rows, config.verify and config.method == "minhash", config.threshold, tuple(config.survivor),
-            config.quality_column, config.partitions or 0,
+            config.quality_column, config.partitions or 0, bool(config.against),
         )
         self.repeated_units: int | None = None
 
@@ -370,14 +371,27 @@ _MEMBER_SCHEMA = pa.schema([
 def _member_table(nodes, ids, comp, partitions, quality, length, pinned, shingle_sets, sigs) -> pa.Table:
     return pa.table({
         "node": nodes, "id": ids, "comp": comp, "part": (comp % partitions).astype(np.int32),
-        "quality": quality, "length": length, "pinned": pinned,
-        "shingles": pa.array(shingle_sets, type=pa.list_(pa.uint32())),
-        "signature": pa.array(sigs, type=pa.list_(pa.uint32())),
+        "quality": quality, "length": length, "pinned": pinned, "shingles": shingle_sets, "signature": sigs,
     }, schema=_MEMBER_SCHEMA)
 
 
+def _list_column(values: np.ndarray, offsets: np.ndarray) -> pa.Array:
+    """A list<uint32> column straight from CSR arrays, without a Python object per row."""
+    return pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)), pa.array(values, type=pa.uint32()))
+
+
+def _empty_lists(n: int) -> pa.Array:
+    return _list_column(np.zeros(0, np.uint32), np.zeros(n + 1, np.int64))
+
+
+def _signature_lists(signatures: np.ndarray) -> pa.Array:
+    n, width = signatures.shape
+    return _list_column(signatures.reshape(-1), np.arange(n + 1, dtype=np.int64) * width)
+
+
 def _member_rows(batch: pa.Table, plan: _Plan, members) -> pa.Table:
-    """Rows of this run that have a candidate, with what resolving their component needs."""
+    """Rows of this run that have a candidate, with what resolving their component needs: the
+    shingle sets when verifying, and the signatures too when rows of earlier runs take part."""
     nodes_sorted, comp = _shared(members)
     batch = batch.filter(pa.array(_live(batch)))
     nodes = node_keys(batch.column("id").to_pylist())
@@ -391,9 +405,13 @@ def _member_rows(batch: pa.Table, plan: _Plan, members) -> pa.Table:
         if plan.quality_column in batch.column_names and "quality" in plan.survivor
         else np.full(n, np.nan)
     )
-    normalized = normalize(texts)
-    shingle_sets = plan.shingles(normalized).unique_sets() if plan.verify else [[]] * n
-    sigs = list(plan.signatures(normalized)) if plan.verify else [[]] * n
+    shingle_sets = sigs = _empty_lists(n)
+    if plan.verify:
+        normalized = normalize(texts)
+        sets = plan.shingles(normalized).unique()
+        shingle_sets = _list_column(sets.hashes, sets.offsets)
+        if plan.against:
+            sigs = _signature_lists(plan.signatures(normalized))
     length = np.fromiter((len(t) for t in texts), dtype=np.int64, count=n)
     return _member_table(nodes, batch.column("id").cast(pa.string()), comp[pos], plan.partitions, quality, length,
                          np.zeros(n, bool), shingle_sets, sigs)
@@ -407,39 +425,40 @@ def _old_member_rows(batch: pa.Table, plan: _Plan, members) -> pa.Table:
     hit = pos >= 0
     batch, nodes, pos = batch.filter(pa.array(hit)), nodes[hit], pos[hit]
     n = batch.num_rows
-    sigs = [np.asarray(s, dtype=np.uint32) for s in batch.column("signature").to_pylist()] if plan.verify else [[]] * n
+    sigs = _empty_lists(n)
+    if plan.verify:
+        flat = batch.column("signature").combine_chunks().flatten().to_numpy()
+        sigs = _signature_lists(flat.reshape(n, -1) if n else np.zeros((0, 0), np.uint32))
     return _member_table(nodes, batch.column("id").cast(pa.string()), comp[pos], plan.partitions, np.full(n, np.nan),
-                         np.zeros(n, np.int64), np.ones(n, bool), [[]] * n, sigs)
+                         np.zeros(n, np.int64), np.ones(n, bool), _empty_lists(n), sigs)
 
 
 def _resolve_partition(group: pa.Table, plan: _Plan) -> pa.Table:
-    """Verify, cluster and pick survivors for every component of one partition."""
+    """Verify, cluster and pick survivors for every component of one partition, all at once."""
     group = group.sort_by([("comp", "ascending"), ("node", "ascending")])
+    order = survivor_order(
+        group.column("id").to_pylist(), group.column("quality").to_numpy(zero_copy_only=False),
+        group.column("length").to_numpy(), plan.survivor, group.column("pinned").to_numpy(zero_copy_only=False),
+        groups=group.column("comp").to_numpy(),
+    )
+    group = group.take(order)  # by component, each in survivor order
     comp = group.column("comp").to_numpy()
-    ids = np.array(group.column("id").to_pylist(), dtype=object)
-    nodes = group.column("node").to_numpy()
-    quality = group.column("quality").to_numpy(zero_copy_only=False)
-    length = group.column("length").to_numpy()
     pinned = group.column("pinned").to_numpy(zero_copy_only=False)
-    sets, sigs = _csr(group.column("shingles")), _csr(group.column("signature"))
-    out_node, out_cluster, out_size, out_of = [], [], [], []
-    starts = np.flatnonzero(np.r_[True, comp[1:] != comp[:-1]])
-    for lo, hi in zip(starts, np.r_[starts[1:], len(comp)]):
-        idx = np.arange(lo, hi)
-        order = survivor_order(ids[idx], quality[idx], length[idx], plan.survivor, pinned[idx])
-        similar = _similarity(plan, pinned[idx], sets, sigs, idx) if plan.verify else None
-        labels = verified_clusters(order, similar) if similar else np.zeros(len(idx), dtype=np.int64)
-        best = survivors(order, labels)
-        ours = ~pinned[idx]
-        size = np.bincount(labels, weights=ours, minlength=labels.max() + 1).astype(np.int64)
-        for k in np.flatnonzero(ours):
-            out_node.append(nodes[idx[k]])
-            out_cluster.append(ids[idx[best[k]]])
-            out_size.append(size[labels[k]])
-            out_of.append(None if best[k] == k else ids[idx[best[k]]])
+    if plan.verify:
+        similar = _similarity(plan, pinned, _csr(group.column("shingles")), _csr(group.column("signature")))
+        labels = verified_clusters(comp, similar)
+    else:
+        labels = np.unique(comp, return_inverse=True)[1]
+    best = survivors(labels)
+    ours = ~pinned
+    size = np.bincount(labels, weights=ours)[labels].astype(np.int64)
+    ids = group.column("id").combine_chunks()
+    cluster = ids.take(pa.array(best))
+    dup_of = pc.if_else(pa.array(best == np.arange(len(best))), pa.scalar(None, pa.string()), cluster)
+    keep = pa.array(ours)
     return pa.table({
-        "node": pa.array(out_node, type=pa.uint64()), "cluster": pa.array(out_cluster, type=pa.string()),
-        "size": pa.array(out_size, type=pa.int64()), "dup_of": pa.array(out_of, type=pa.string()),
+        "node": group.column("node").combine_chunks().filter(keep), "cluster": cluster.filter(keep),
+        "size": pa.array(size[ours], type=pa.int64()), "dup_of": dup_of.filter(keep),
     })
 
 
@@ -447,25 +466,24 @@ def _csr(column) -> tuple[np.ndarray, np.ndarray]:
     """A list column as (values, offsets), so a row's list is a numpy slice and not Python ints."""
     col = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
     values = col.values.to_numpy(zero_copy_only=False)
-    offsets = col.offsets.to_numpy()
+    offsets = col.offsets.to_numpy().astype(np.int64)
     return values, offsets
 
 
-def _similarity(plan: _Plan, pinned: np.ndarray, set_csr, sig_csr, idx: np.ndarray):
-    """similar(i, j) for members of one component: exact Jaccard on shingle sets between rows of
-    this run, the MinHash estimate against an earlier run's row (only its signature is kept)."""
-    def rows(csr):
-        values, offsets = csr
-        return [values[offsets[i] : offsets[i + 1]] for i in idx]
-
-    sets, sigs = rows(set_csr), rows(sig_csr)
-
-    def similar(i: int, j: int) -> bool:
-        if pinned[i] and pinned[j]:
-            return False
-        if pinned[i] or pinned[j]:
-            return estimated_jaccard(sigs[i], sigs[j]) >= plan.threshold
-        return jaccard(sets[i], sets[j]) >= plan.threshold
+def _similarity(plan: _Plan, pinned: np.ndarray, set_csr, sig_csr):
+    """similar(i, j) over arrays of row pairs: exact Jaccard on shingle sets between rows of this
+    run, the MinHash estimate against an earlier run's row (only its signature is kept)."""
+    def similar(i: np.ndarray, j: np.ndarray) -> np.ndarray:
+        out = np.zeros(len(i), dtype=bool)
+        ours = ~pinned[i] & ~pinned[j]
+        out[ours] = pairwise_jaccard(*set_csr, i[ours], j[ours]) >= plan.threshold
+        mixed = pinned[i] != pinned[j]
+        if mixed.any():
+            values, offsets = sig_csr
+            slots = np.arange(plan.bands * plan.rows)
+            sig_i, sig_j = values[offsets[i[mixed], None] + slots], values[offsets[j[mixed], None] + slots]
+            out[mixed] = estimated_jaccard(sig_i, sig_j) >= plan.threshold
+        return out
 
     return similar
 

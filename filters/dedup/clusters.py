@@ -30,12 +30,18 @@ def key_components(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray
 
 
 def survivor_order(
-    ids: Sequence[str], quality: np.ndarray, length: np.ndarray, rules: Sequence[str], pinned: np.ndarray | None = None
+    ids: Sequence[str],
+    quality: np.ndarray,
+    length: np.ndarray,
+    rules: Sequence[str],
+    pinned: np.ndarray | None = None,
+    groups: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Indices sorted from most to least deserving to survive.
+    """Indices sorted from most to least deserving to survive (within each of `groups`, if given).
 
     `pinned` rows (kept by an earlier run) always come first; then each rule in turn; the id breaks
     any remaining tie, so the order is total and deterministic. Missing quality (NaN) ranks last.
+    With `groups`, rows are sorted by group first, so every group is one run in survivor order.
     """
     keys: list[np.ndarray] = [np.asarray(ids, dtype=object).astype(str)]
     for rule in reversed(list(rules)):
@@ -50,44 +56,69 @@ def survivor_order(
             raise ValueError(f"unknown survivor rule {rule!r} (one of {', '.join(SURVIVOR_RULES)})")
     if pinned is not None:
         keys.append(~np.asarray(pinned, dtype=bool))
+    if groups is not None:
+        keys.append(np.asarray(groups))
     return np.lexsort(keys)
 
 
 def verified_clusters(
-    order: np.ndarray, similar, all_pairs_limit: int = 200, max_leaders: int = 64
+    groups: np.ndarray, similar, all_pairs_limit: int = 200, max_leaders: int = 64
 ) -> np.ndarray:
-    """Cluster label per member of one candidate component, keeping only verified similarities.
+    """Cluster label per row of candidate components, keeping only verified similarities.
 
-    `order` is the survivor order of the members; `similar(i, j)` says whether members i and j
-    really are duplicates. Up to `all_pairs_limit` members every pair is checked and clusters are
-    the connected components of the verified pairs. Beyond that (a template shared by thousands
-    of pages) each member is compared, in survivor order, with the first `max_leaders` cluster
-    leaders only, which keeps the work linear.
+    Rows come sorted by candidate component (`groups`), each component in survivor order.
+    `similar(i, j)` takes two arrays of row indices and says which pairs really are duplicates.
+    In components of up to `all_pairs_limit` rows every pair is checked, all components in one
+    call, and clusters are the connected components of the verified pairs. Beyond that (a
+    template shared by thousands of pages) each row is compared, in survivor order, with the
+    first `max_leaders` cluster leaders only, which keeps the work linear.
     """
-    m = len(order)
+    n = len(groups)
+    starts = np.flatnonzero(np.r_[True, groups[1:] != groups[:-1]]) if n else np.zeros(0, np.int64)
+    sizes = np.diff(np.r_[starts, n])
+    small = sizes <= all_pairs_limit
+    a, b = _all_pairs(starts[small], sizes[small])
+    verified = similar(a, b) if len(a) else np.zeros(0, dtype=bool)
+    edges_a, edges_b = [a[verified]], [b[verified]]
+    for lo, m in zip(starts[~small].tolist(), sizes[~small].tolist()):
+        la, lb = _leader_edges(lo, m, similar, max_leaders)
+        edges_a.append(la)
+        edges_b.append(lb)
+    return components(n, np.concatenate(edges_a), np.concatenate(edges_b))
+
+
+def _all_pairs(starts: np.ndarray, sizes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every pair (i < j) of rows inside each run [start, start + size), one numpy step per size."""
+    a, b = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
+    for m in np.unique(sizes[sizes > 1]).tolist():
+        x, y = np.triu_indices(m, 1)
+        first = starts[sizes == m][:, None]
+        a.append((first + x).reshape(-1))
+        b.append((first + y).reshape(-1))
+    return np.concatenate(a), np.concatenate(b)
+
+
+def _leader_edges(lo: int, m: int, similar, max_leaders: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows lo..lo+m-1 in order: joined to the first similar leader among the first `max_leaders`,
+    or a new leader."""
+    leaders: list[int] = []
     a: list[int] = []
     b: list[int] = []
-    if m <= all_pairs_limit:
-        for x in range(m):
-            for y in range(x + 1, m):
-                if similar(x, y):
-                    a.append(x)
-                    b.append(y)
-    else:
-        leaders: list[int] = []
-        for i in order.tolist():
-            match = next((lead for lead in leaders[:max_leaders] if similar(lead, i)), None)
-            if match is None:
-                leaders.append(i)
-            else:
-                a.append(match)
-                b.append(i)
-    return components(m, np.array(a, dtype=np.int64), np.array(b, dtype=np.int64))
+    for i in range(lo, lo + m):
+        candidates = np.array(leaders[:max_leaders], dtype=np.int64)
+        hits = np.flatnonzero(similar(candidates, np.full(len(candidates), i))) if leaders else []
+        if len(hits):
+            a.append(int(candidates[hits[0]]))
+            b.append(i)
+        else:
+            leaders.append(i)
+    return np.array(a, dtype=np.int64), np.array(b, dtype=np.int64)
 
 
-def survivors(order: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """For every member, the member that survives for its cluster: the first of the cluster in `order`."""
-    best: dict[int, int] = {}
-    for i in order.tolist():
-        best.setdefault(int(labels[i]), i)
-    return np.array([best[int(label)] for label in labels], dtype=np.int64)
+def survivors(labels: np.ndarray) -> np.ndarray:
+    """For every row, the row that survives for its cluster: the cluster's first row (rows are in
+    survivor order within their component)."""
+    if not len(labels):
+        return np.zeros(0, dtype=np.int64)
+    values, first = np.unique(labels, return_index=True)
+    return first[np.searchsorted(values, labels)]

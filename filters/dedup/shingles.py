@@ -109,9 +109,20 @@ class Shingles:
     def of(self, i: int) -> np.ndarray:
         return self.hashes[self.offsets[i] : self.offsets[i + 1]]
 
+    def unique(self) -> "Shingles":
+        """The shingle set of every text as a sorted run without repeats, the input of exact
+        Jaccard: one sort of (text, hash) keys for the whole batch."""
+        n = len(self.offsets) - 1
+        text = np.repeat(np.arange(n, dtype=np.uint64), np.diff(self.offsets))
+        keys = np.unique((text << _U64(32)) | self.hashes.astype(_U64))
+        offsets = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(np.bincount((keys >> _U64(32)).astype(np.int64), minlength=n), out=offsets[1:])
+        return Shingles((keys & _U64(0xFFFFFFFF)).astype(np.uint32), offsets)
+
     def unique_sets(self) -> list[np.ndarray]:
-        """The shingle set of every text as a sorted array, the input of exact Jaccard."""
-        return [np.unique(self.of(i)) for i in range(len(self.offsets) - 1)]
+        """The shingle set of every text as a sorted array."""
+        sets = self.unique()
+        return [sets.of(i) for i in range(len(sets.offsets) - 1)]
 
 
 def _shingle_starts(offsets: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
