@@ -21,6 +21,7 @@ from pipeline.train.loop import (
     Logbook,
     Throughput,
     all_reduce_sum,
+    data_layout,
     latest_checkpoint,
     load_checkpoint,
     make_optimizer,
@@ -107,11 +108,12 @@ def train_dpo(model, tokenizer, train: list[tuple[Encoded, Encoded]], held_out: 
     steps = total_steps(len(train), d.micro_batch_size, d.grad_accum, d.epochs, d.max_steps)
     schedule = make_schedule(optimizer, steps, d.warmup_ratio, d.schedule)
     order = MicroBatchOrder(len(train), d.micro_batch_size, cfg.seed)
+    layout = data_layout(d.micro_batch_size, d.grad_accum)
 
     start, reference, held_out_reference = 0, None, None
     checkpoint = latest_checkpoint(out_dir / "checkpoints", "dpo") if cfg.resume else None
     if checkpoint:
-        state = load_checkpoint(checkpoint, model, optimizer, schedule)
+        state = load_checkpoint(checkpoint, model, optimizer, schedule, layout)
         start, reference, held_out_reference = state["step"], state["reference"], state["held_out_reference"]
     elif precomputed:  # the policy as DPO starts, i.e. the SFT model when SFT ran first
         reference = reference_logps(model, train, cfg, pad, device, adapter_disabled=False)
@@ -122,11 +124,12 @@ def train_dpo(model, tokenizer, train: list[tuple[Encoded, Encoded]], held_out: 
 
     model.train()
     for step in range(start, steps):
+        # This worker's share of the step's global micro batches, as in SFT.
         indices = [order((step * d.grad_accum + k) * world + rank) for k in range(d.grad_accum)]
-        n_pairs = all_reduce_sum(sum(len(ix) for ix in indices), device)
+        (n_pairs,) = all_reduce_sum([sum(len(ix) for ix in indices)], device)
         lr = schedule.get_last_lr()[0]
         sums = {"loss": 0.0, "reward_accuracy": 0.0, "margin": 0.0, "chosen_reward": 0.0, "rejected_reward": 0.0,
-                "chosen_logps": 0.0, "rejected_logps": 0.0}
+                "chosen_logps": 0.0, "rejected_logps": 0.0, "tokens": 0.0}
         for k, ix in enumerate(indices):
             batch = pair_batch([train[i] for i in ix], pad).to(device)
             ref = reference[ix].to(device) if precomputed else None
@@ -136,13 +139,15 @@ def train_dpo(model, tokenizer, train: list[tuple[Encoded, Encoded]], held_out: 
                 (losses.sum() * (world / n_pairs)).backward()
             for name, value in stats.items():
                 sums[name] += value
-            speed.add(batch.input_ids.numel() * world)
+            sums["tokens"] += batch.input_ids.numel()
         grad_norm = torch.nn.utils.clip_grad_norm_(params, d.max_grad_norm).item() if d.max_grad_norm else None
         optimizer.step()
         schedule.step()
         optimizer.zero_grad(set_to_none=True)
 
-        metrics = {name: all_reduce_sum(value, device) / n_pairs for name, value in sums.items()}
+        totals = dict(zip(sums, all_reduce_sum(list(sums.values()), device)))
+        speed.add(totals.pop("tokens"))
+        metrics = {name: value / n_pairs for name, value in totals.items()}
         metrics.update(lr=lr, grad_norm=grad_norm, tokens_per_s=speed.rate())
         done = step + 1
         if held_out and (done % d.eval_every == 0 or done == steps):
@@ -150,7 +155,7 @@ def train_dpo(model, tokenizer, train: list[tuple[Encoded, Encoded]], held_out: 
         log.log(done, **metrics)
         history.append({"step": done, **metrics})
         if done % d.checkpoint_every == 0 or done == steps:
-            save_checkpoint(out_dir / "checkpoints", "dpo", done, model, optimizer, schedule,
+            save_checkpoint(out_dir / "checkpoints", "dpo", done, model, optimizer, schedule, layout,
                             {"reference": reference, "held_out_reference": held_out_reference})
         speed.restart()
     log.close()

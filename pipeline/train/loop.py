@@ -17,6 +17,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from pipeline.errors import UserError
+
 KEEP_CHECKPOINTS = 2
 
 
@@ -40,13 +42,24 @@ def distribute(model):
     return torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
 
-def all_reduce_sum(value: float, device) -> float:
-    """Sum a number over workers: the target-token count that normalises the whole accumulated batch."""
+def all_reduce_sum(values: list[float], device) -> list[float]:
+    """Sum numbers over workers in one collective: target-token counts, tokens, summed losses and metrics."""
     if rank_and_world()[1] == 1:
-        return value
-    t = torch.tensor([value], dtype=torch.float64, device=device)
+        return list(values)
+    t = torch.tensor(values, dtype=torch.float64, device=device)
     dist.all_reduce(t)
-    return float(t.item())
+    return t.tolist()
+
+
+def barrier() -> None:
+    """Wait for every worker: after rank 0 writes a file that all of them read."""
+    if rank_and_world()[1] > 1:
+        dist.barrier()
+
+
+def data_layout(micro_batch_size: int, grad_accum: int) -> dict:
+    """What decides which examples each optimizer step reads; a checkpoint resumes only under the same layout."""
+    return {"workers": rank_and_world()[1], "grad_accum": grad_accum, "micro_batch_size": micro_batch_size}
 
 
 def make_optimizer(params, lr: float, weight_decay: float = 0.0) -> torch.optim.Optimizer:
@@ -120,11 +133,17 @@ class Logbook:
             self._tb.close()
 
 
-def _rng_state() -> dict:
+def _rng_states() -> list[dict]:
+    """Every worker's RNG streams, in rank order: dropout draws differ per worker, so each resumes its own."""
     state = {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
+    world = rank_and_world()[1]
+    if world == 1:
+        return [state]
+    states: list = [None] * world
+    dist.all_gather_object(states, state)
+    return states
 
 
 def _set_rng_state(state: dict) -> None:
@@ -136,11 +155,17 @@ def _set_rng_state(state: dict) -> None:
 
 
 def trainable_state(model) -> dict[str, torch.Tensor]:
-    return {name: p.detach().cpu().clone() for name, p in model.named_parameters() if p.requires_grad}
+    """Named by the model under any DDP wrapper, so a state is the same whatever the number of workers."""
+    return {name: p.detach().cpu().clone() for name, p in unwrap(model).named_parameters() if p.requires_grad}
 
 
-def save_checkpoint(directory: Path, phase: str, step: int, model, optimizer, schedule, extra: dict | None = None) -> Path:
-    """Everything exact resume needs: trainable weights, optimizer, schedule, RNG streams, data position."""
+def save_checkpoint(directory: Path, phase: str, step: int, model, optimizer, schedule, layout: dict,
+                    extra: dict | None = None) -> Path:
+    """Everything exact resume needs: trainable weights, optimizer, schedule, RNG streams, data position.
+
+    Every worker must call it (their RNG states are gathered); rank 0 alone writes.
+    """
+    rng = _rng_states()
     if rank_and_world()[0] != 0:
         return directory
     target = directory / f"{phase}-{step:08d}"
@@ -148,10 +173,11 @@ def save_checkpoint(directory: Path, phase: str, step: int, model, optimizer, sc
     tmp.mkdir(parents=True, exist_ok=True)
     state = {
         "step": step,
+        "layout": layout,
         "model": trainable_state(model),
         "optimizer": optimizer.state_dict(),
         "schedule": schedule.state_dict(),
-        "rng": _rng_state(),
+        "rng": rng,
         **(extra or {}),
     }
     torch.save(state, tmp / "state.pt")
@@ -168,17 +194,30 @@ def latest_checkpoint(directory: Path, phase: str) -> Path | None:
     return found[-1] if found else None
 
 
-def load_checkpoint(path: Path, model, optimizer, schedule) -> dict:
-    """Restore a checkpoint in place; returns the whole state (step and any extra the loop saved)."""
+def load_checkpoint(path: Path, model, optimizer, schedule, layout: dict) -> dict:
+    """Restore a checkpoint in place; returns the whole state (step and any extra the loop saved).
+
+    The step says where the data stands only under the layout that wrote it (workers, accumulation,
+    micro batch size), so another layout is refused rather than resumed on different examples.
+    """
     state = torch.load(path, map_location="cpu", weights_only=False)
-    params = dict(model.named_parameters())
+    if state["layout"] != layout:
+        raise UserError(
+            f"{path.parent} was written with {_describe_layout(state['layout'])}, this run has "
+            f"{_describe_layout(layout)}; resume with the same settings, or start over with --no-resume"
+        )
+    params = dict(unwrap(model).named_parameters())
     with torch.no_grad():
         for name, value in state["model"].items():
             params[name].copy_(value)
     optimizer.load_state_dict(state["optimizer"])
     schedule.load_state_dict(state["schedule"])
-    _set_rng_state(state["rng"])
+    _set_rng_state(state["rng"][rank_and_world()[0]])
     return state
+
+
+def _describe_layout(layout: dict) -> str:
+    return ", ".join(f"{key} {value}" for key, value in layout.items())
 
 
 class Throughput:

@@ -83,7 +83,8 @@ def _qlora_kwargs() -> dict:
         bnb_4bit_use_double_quant=True,
         bnb_4bit_compute_dtype=torch.bfloat16,
     )
-    return {"quantization_config": quant, "dtype": torch.bfloat16, "device_map": {"": 0}}
+    # Each Ray Train worker loads onto its own GPU (Ray Train made it the current device).
+    return {"quantization_config": quant, "dtype": torch.bfloat16, "device_map": {"": torch.cuda.current_device()}}
 
 
 def trainable_parameters(model) -> list[torch.nn.Parameter]:

@@ -25,7 +25,7 @@ from pipeline.train.checks import check_all, check_pad_token
 from pipeline.train.config import FinetuneConfig
 from pipeline.train.data import ChatEncoder, conversations, preference_pairs, read_records, resolve_paths
 from pipeline.train.dpo import encode_pairs, train_dpo
-from pipeline.train.loop import distribute, rank_and_world, unwrap
+from pipeline.train.loop import barrier, distribute, rank_and_world, unwrap
 from pipeline.train.model import load_model, load_tokenizer
 from pipeline.train.sft import train_sft
 
@@ -76,7 +76,9 @@ def finetune(cfg: FinetuneConfig, run_dir: Path) -> Path:
     seed_everything(cfg.seed)
     tokenizer = load_tokenizer(cfg)
     check_pad_token(tokenizer)
-    tokenizer.save_pretrained(out / "tokenizer")
+    if rank_and_world()[0] == 0:  # one writer; every worker's serving-template check reads it back
+        tokenizer.save_pretrained(out / "tokenizer")
+    barrier()
     defaults = [run_dir / "data", run_dir / "preferences"]
 
     # Read and check all the data before spending time on training.

@@ -19,6 +19,7 @@ from pipeline.train.loop import (
     Logbook,
     Throughput,
     all_reduce_sum,
+    data_layout,
     latest_checkpoint,
     load_checkpoint,
     make_optimizer,
@@ -44,50 +45,55 @@ def train_sft(model, tokenizer, train: list[Encoded], held_out: list[Encoded], p
     steps = total_steps(len(train), s.micro_batch_size, s.grad_accum, s.epochs, s.max_steps)
     schedule = make_schedule(optimizer, steps, s.warmup_ratio, s.schedule)
     order = MicroBatchOrder(len(train), s.micro_batch_size, cfg.seed)
+    layout = data_layout(s.micro_batch_size, s.grad_accum)
 
     start = 0
     checkpoint = latest_checkpoint(out_dir / "checkpoints", "sft") if cfg.resume else None
     if checkpoint:
-        start = load_checkpoint(checkpoint, model, optimizer, schedule)["step"]
+        start = load_checkpoint(checkpoint, model, optimizer, schedule, layout)["step"]
     log = Logbook(out_dir / "logs", "sft", start)
     speed = Throughput()
     history = []
 
     model.train()
     for step in range(start, steps):
-        # The data for this step: micro batches step*accum .. step*accum+accum-1 of this worker's stream.
+        # The data for this step: this worker's share of global micro batches step*accum*world ..
+        # (step+1)*accum*world-1, every world-th from its rank on. So N workers x accumulation A read the
+        # same examples per step as one worker x accumulation N*A: only the order of the sum differs.
         micro = [
             collate([train[i] for i in order((step * s.grad_accum + k) * world + rank)], s.packing, tokenizer.pad_token_id)
             for k in range(s.grad_accum)
         ]
         lr = schedule.get_last_lr()[0]
-        loss, n_targets = accumulate_gradients(model, micro, cfg, device)
+        loss, n_targets, n_tokens = accumulate_gradients(model, micro, cfg, device)
         grad_norm = torch.nn.utils.clip_grad_norm_(params, s.max_grad_norm).item() if s.max_grad_norm else None
         optimizer.step()
         schedule.step()
         optimizer.zero_grad(set_to_none=True)
 
-        speed.add(sum(b.input_ids.numel() for b in micro) * world)
+        speed.add(n_tokens)
         metrics = {"loss": loss, "lr": lr, "grad_norm": grad_norm, "target_tokens": n_targets, "tokens_per_s": speed.rate()}
         done = step + 1
         if held_out and (done % s.eval_every == 0 or done == steps):
             metrics["eval_loss"] = eval_loss(model, held_out, cfg, tokenizer.pad_token_id, device)
         log.log(done, **metrics)
         history.append({"step": done, **metrics})
-        if prompts and s.sample_prompts and (done % s.sample_every == 0 or done == steps):
+        if rank == 0 and prompts and s.sample_prompts and (done % s.sample_every == 0 or done == steps):
             for sample in generate_samples(model, tokenizer, prompts[: s.sample_prompts], device):
                 log.write("sft_samples.jsonl", {"step": done, **sample})
         if done % s.checkpoint_every == 0 or done == steps:
-            save_checkpoint(out_dir / "checkpoints", "sft", done, model, optimizer, schedule)
+            save_checkpoint(out_dir / "checkpoints", "sft", done, model, optimizer, schedule, layout)
         speed.restart()
     log.close()
     return history
 
 
-def accumulate_gradients(model, micro: list[Batch], cfg: FinetuneConfig, device) -> tuple[float, int]:
-    """Backward over one step's micro batches; returns (mean loss per target token, target tokens) of the step."""
+def accumulate_gradients(model, micro: list[Batch], cfg: FinetuneConfig, device) -> tuple[float, int, int]:
+    """Backward over one step's micro batches; returns the step's mean loss per target token, its target
+    tokens and its input tokens, all summed over workers."""
     _, world = rank_and_world()
-    n_targets = all_reduce_sum(sum(b.n_targets for b in micro), device)
+    n_targets, n_tokens = all_reduce_sum([sum(b.n_targets for b in micro), sum(b.input_ids.numel() for b in micro)],
+                                         device)
     total = 0.0
     for k, batch in enumerate(micro):
         # DDP averages gradients over workers; multiplying by world turns that back into a global sum.
@@ -96,7 +102,8 @@ def accumulate_gradients(model, micro: list[Batch], cfg: FinetuneConfig, device)
             loss_sum = -token_logps(model, batch.to(device)).sum()
         (loss_sum * (world / n_targets)).backward()
         total += loss_sum.item()
-    return all_reduce_sum(total, device) / n_targets, int(n_targets)
+    (total,) = all_reduce_sum([total], device)
+    return total / n_targets, int(n_targets), int(n_tokens)
 
 
 @torch.no_grad()

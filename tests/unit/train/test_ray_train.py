@@ -1,4 +1,4 @@
-"""Ray Train wrapper, at the config level (starting a Ray cluster of trainers is too heavy for the CPU suite)."""
+"""Ray Train wrapper, at the config level; tests/e2e/test_finetune_workers.py runs it with two CPU workers."""
 
 from pipeline.train.config import FinetuneConfig
 from pipeline.train.ray_train import _worker, trainer

@@ -1,0 +1,123 @@
+"""`pipeline finetune --workers 2`: Ray Train runs the same SFT and DPO as one process, on CPU with gloo.
+
+Two workers with accumulation A read, per optimizer step, the same examples as one worker with
+accumulation 2A; the loss is normalised by the target tokens of the whole step summed over both
+workers, so the per-step losses, the metrics and the final adapter must match the single-process run
+up to float summation order. A per-worker normalisation would change every step after the first.
+"""
+
+import json
+import shutil
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from pipeline.cli import main
+from pipeline.errors import UserError
+from pipeline.train.config import FinetuneConfig
+from pipeline.train.data import hh_rlhf_rows, seed_task_chats
+from pipeline.train.run import finetune
+from pipeline.train.tiny import build_tiny_model
+
+SFT = {"max_steps": 3, "micro_batch_size": 2, "max_seq_len": 128, "learning_rate": 1e-2, "warmup_ratio": 0.0,
+       "eval_fraction": 0.1, "sample_every": 2, "sample_prompts": 1, "checkpoint_every": 1}
+DPO = {"enabled": True, "max_steps": 2, "micro_batch_size": 1, "max_seq_len": 128, "learning_rate": 1e-2,
+       "warmup_ratio": 0.0, "eval_fraction": 0.1, "checkpoint_every": 1}
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory, shared_data):
+    """A run directory with instruction and preference shards, and a tiny model built from the same texts."""
+    chats = seed_task_chats(shared_data / "seeds" / "self_instruct" / "seed_tasks.jsonl")
+    root = tmp_path_factory.mktemp("workers")
+    model = build_tiny_model(root / "model", [m["content"] for chat in chats for m in chat], vocab_size=2000)
+    run = root / "run"
+    (run / "data").mkdir(parents=True)
+    (run / "preferences").mkdir()
+    pq.write_table(pa.Table.from_pylist([{"id": str(i), "messages": c} for i, c in enumerate(chats[:24])]),
+                   run / "data" / "part-00000.parquet")
+    prefs = hh_rlhf_rows(shared_data / "preferences" / "hh_rlhf_harmless" / "pairs.jsonl.gz", 12)
+    (run / "preferences" / "pairs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in prefs))
+    (run / "manifest.json").write_text(json.dumps({"name": "workers-run", "rows": 24, "config": {"finetune": {
+        "model": str(model), "sft": SFT, "dpo": DPO}}}))
+    return run
+
+
+def logs(out, name):
+    return [json.loads(line) for line in (out / "logs" / name).read_text().splitlines()]
+
+
+def files(out):
+    """Every file the run wrote, by relative path; TensorBoard event files by count (their names hold pid and time)."""
+    paths = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file() and "ray" not in p.relative_to(out).parts)
+    return [p for p in paths if "tensorboard" not in p], sum("tensorboard" in p for p in paths)
+
+
+@pytest.mark.slow
+def test_two_workers_train_exactly_like_one_with_the_same_global_batch(run_dir, ray_session):
+    manifest = json.loads((run_dir / "manifest.json").read_text())["config"]["finetune"]
+    single = FinetuneConfig.model_validate({**manifest, "sft": {**SFT, "grad_accum": 2},
+                                            "dpo": {**DPO, "grad_accum": 2}, "output": str(run_dir / "one")})
+    one = finetune(single, run_dir)
+
+    assert main(["finetune", str(run_dir), "--workers", "2", "--grad-accum", "1", "--set", "dpo.grad_accum=1",
+                 "--out", str(run_dir / "two")]) == 0
+    two = run_dir / "two"
+
+    for name, keys in (("sft.jsonl", ["loss", "eval_loss"]), ("dpo.jsonl", ["loss", "margin", "chosen_logps", "eval_loss"])):
+        a, b = logs(one, name), logs(two, name)
+        assert [r["step"] for r in b] == [r["step"] for r in a] == list(range(1, len(a) + 1))
+        for ra, rb in zip(a, b):
+            for key in keys:
+                if key in ra:
+                    assert rb[key] == pytest.approx(ra[key], rel=1e-5, abs=1e-6), (name, ra["step"], key)
+    # Every worker's targets count: the step's target tokens are those of the whole global batch.
+    assert [r["target_tokens"] for r in logs(two, "sft.jsonl")] == [r["target_tokens"] for r in logs(one, "sft.jsonl")]
+    assert logs(one, "sft.jsonl")[1]["loss"] != logs(one, "sft.jsonl")[0]["loss"]  # training moved the model
+
+    weights_one = load_file(one / "adapter" / "adapter_model.safetensors")
+    weights_two = load_file(two / "adapter" / "adapter_model.safetensors")
+    assert weights_two.keys() == weights_one.keys()
+    for name in weights_one:
+        torch.testing.assert_close(weights_two[name], weights_one[name], atol=1e-5, rtol=1e-4)
+
+    # Rank 0 alone writes: the same files as the single process, each once, and one log line per step.
+    assert files(two) == files(one)
+    assert [r["step"] for r in logs(two, "sft_samples.jsonl")] == [r["step"] for r in logs(one, "sft_samples.jsonl")]
+    card = (two / "adapter" / "README.md").read_text()
+    assert "workers-run" in card and '"num_workers": 2' in card
+
+
+def curve(out, name):
+    """The logged metrics of every step, without the wall-clock speed."""
+    return [{k: v for k, v in r.items() if k != "tokens_per_s"} for r in logs(out, name)]
+
+
+@pytest.mark.slow
+def test_two_workers_resume_the_identical_curve(run_dir, ray_session, capsys):
+    out = run_dir / "resumed"
+    command = ["finetune", str(run_dir), "--workers", "2", "--grad-accum", "1", "--set", "dpo.grad_accum=1",
+               "--out", str(out)]
+    assert main(command) == 0
+    straight = {name: curve(out, name) for name in ("sft.jsonl", "dpo.jsonl")}
+    adapter = load_file(out / "adapter" / "adapter_model.safetensors")
+
+    # As if the job died after SFT step 2: the later SFT checkpoint and all of DPO's are gone.
+    for checkpoint in [out / "checkpoints" / "sft-00000003", *(out / "checkpoints").glob("dpo-*")]:
+        shutil.rmtree(checkpoint)
+    assert main(command) == 0
+    assert {name: curve(out, name) for name in straight} == straight
+    resumed = load_file(out / "adapter" / "adapter_model.safetensors")
+    assert all(torch.equal(resumed[name], adapter[name]) for name in adapter)
+
+    # Another layout would read other examples at the same step: the checkpoint is refused, not resumed,
+    # with the workers' one-line error, whether the run has one worker or two.
+    manifest = json.loads((run_dir / "manifest.json").read_text())["config"]["finetune"]
+    with pytest.raises(UserError, match="workers 2, grad_accum 1, micro_batch_size 2, this run has workers 1"):
+        finetune(FinetuneConfig.model_validate({**manifest, "output": str(out)}), run_dir)
+    capsys.readouterr()
+    assert main([*command[:4], "--grad-accum", "2", *command[6:]]) == 2
+    assert "this run has workers 2, grad_accum 2" in capsys.readouterr().err
