@@ -85,6 +85,10 @@ class DedupConfig(StageConfig):
     boilerplate: BoilerplateConfig | None = Field(default=None, description="remove repeated lines before deduplicating")
     partitions: int | None = Field(default=None, ge=1, description="hash partitions of the shuffles (default: 2 per CPU)")
     batch_size: int = Field(default=1024, ge=1, description="rows per batch of the signature pass")
+    single_task_bytes: int = Field(
+        default=16 << 20, ge=0,
+        description="inputs up to this many bytes run every pass in one Ray task (no shuffles); 0: always distributed",
+    )
 
     @model_validator(mode="after")
     def _shape(self):
@@ -179,10 +183,14 @@ class Dedup(GlobalStage):
         ds = dataset.materialize()
         if self.config.boilerplate is not None:
             ds = self._strip_boilerplate(ds)
+        if not self.config.against and ds.size_bytes() <= self.config.single_task_bytes:
+            return self._apply_in_one_task(ds)
         work = _task_shuffles(ds)
         keys = work.map_batches(
             _keys_batch, fn_args=(self.plan, self.config.index), batch_format="pyarrow", batch_size=self.config.batch_size
-        ).materialize()
+        )
+        if self.config.index:  # read twice (edges, index); otherwise one streaming pass into the shuffle
+            keys = keys.materialize()
         bucket_rows = keys.map_batches(_bucket_rows, fn_args=(self.plan.partitions, False), batch_format="pyarrow")
         for path in self.config.against:
             old = ray.data.read_parquet(path, columns=["id", "buckets"], file_extensions=["parquet"])
@@ -195,6 +203,22 @@ class Dedup(GlobalStage):
         if self.config.index:
             self._write_index(keys)
         return ds.map_batches(_mark_batch, fn_args=(self.plan, ray.put(verdicts)), batch_format="pyarrow")
+
+    def _apply_in_one_task(self, ds):
+        """A small input as one block, and every pass of `apply` in one Ray task over it.
+
+        With one partition the shuffles are the identity, so what remains is the per-batch work,
+        done by the same functions; the distributed path's fixed cost (three Ray Data executions,
+        two shuffles, a few dozen tasks: about a second on 2 cores) would be most of the time.
+        """
+        index_file = None
+        if self.config.index:
+            self._clear_index()
+            self.index_dir.mkdir(parents=True)
+            index_file = str(self.index_dir / "part-0.parquet")
+            self._write_index_params()
+        return ds.repartition(1).map_batches(_dedup_block, fn_args=(self.plan, index_file), batch_format="pyarrow",
+                                             batch_size=None)
 
     def _strip_boilerplate(self, ds):
         import ray
@@ -223,10 +247,15 @@ class Dedup(GlobalStage):
         return pa.concat_tables(tables).sort_by("node") if tables else _empty_verdicts()
 
     def _write_index(self, keys) -> None:
+        self._clear_index()
+        keys.select_columns(_index_columns(self.plan)).write_parquet(str(self.index_dir))
+        self._write_index_params()
+
+    def _clear_index(self) -> None:
         if self.index_dir.exists():
             shutil.rmtree(self.index_dir)
-        cols = ["id", "buckets"] + (["signature"] if self.plan.method == "minhash" else [])
-        keys.select_columns(cols).write_parquet(str(self.index_dir))
+
+    def _write_index_params(self) -> None:
         (self.index_dir / INDEX_PARAMS).write_text(json.dumps(self.plan.key_params(), indent=1))
 
     def summarize(self, output) -> dict[str, Any]:
@@ -517,6 +546,25 @@ def _mark_batch(batch: pa.Table, plan: _Plan, verdicts: pa.Table) -> pa.Table:
     reason = EXACT if plan.method == "exact" else NEAR
     is_dup = pc.is_valid(batch.column("dup_of")).to_numpy(zero_copy_only=False)
     return drop_rows(batch, [reason if d else None for d in is_dup])
+
+
+def _index_columns(plan: _Plan) -> list[str]:
+    return ["id", "buckets"] + (["signature"] if plan.method == "minhash" else [])
+
+
+def _dedup_block(batch: pa.Table, plan: _Plan, index_file: str | None) -> pa.Table:
+    """The whole stage on one block: keys, star edges, components, resolve and mark, in one partition."""
+    import pyarrow.parquet as pq
+
+    keys = _keys_batch(batch, plan, index_file is not None)
+    if index_file is not None:
+        pq.write_table(keys.select(_index_columns(plan)), index_file)
+    edges = _partition_edges(_bucket_rows(keys, plan.partitions, False))
+    verdicts = _empty_verdicts()
+    if edges.num_rows:
+        members = key_components(edges.column("a").to_numpy(), edges.column("b").to_numpy())
+        verdicts = _resolve_partition(_member_rows(batch, plan, members), plan).sort_by("node")
+    return _mark_batch(batch, plan, verdicts)
 
 
 def _unit_hash_rows(batch: pa.Table, bp: BoilerplateConfig, partitions: int) -> pa.Table:
