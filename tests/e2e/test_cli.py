@@ -59,6 +59,7 @@ def write_corpus(path: Path, n: int) -> None:
 
 RESUME_CONFIG = """
 name: resume
+fuse: false  # a checkpoint per stage, so the run can be killed between two of them
 input: {{format: jsonl, paths: ["{input}"]}}
 output: {{path: "{out}", shard_rows: 50000}}
 stages:
