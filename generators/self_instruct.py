@@ -172,12 +172,32 @@ def parse_instances(text: str, output_first: bool) -> list[dict]:
     return out
 
 
-def _one_line(text: str) -> str:
+def numbered_list(tasks: Sequence[str], start: int = 1) -> str:
+    """Tasks as the propose prompt lists them, one line each: `N. task`."""
+    return "\n".join(f"{i}. {one_line(t)}" for i, t in enumerate(tasks, start))
+
+
+def one_line(text: str) -> str:
     return re.sub(r"\s+", " ", text).strip().rstrip(":")
 
 
 def _none_to_empty(text: str) -> str:
     return "" if text.strip().lower() in ("<none>", "none", "") else text
+
+
+def instances_template(output_first: bool) -> Prompt:
+    return INSTANCES_OUTPUT_FIRST if output_first else INSTANCES_INPUT_FIRST
+
+
+def format_instances(instances: Sequence[dict], output_first: bool) -> str:
+    """A task's instances as the instance prompts show them (and `parse_instances` reads them back)."""
+    lines = []
+    for i, inst in enumerate(instances, 1):
+        if output_first:
+            lines += [f"Label: {inst['output']}", f"Input: {inst['input'] or '<none>'}"]
+        else:
+            lines += [f"Example {i}", f"Input: {inst['input'] or '<none>'}", f"Output: {inst['output']}"]
+    return "\n".join(lines)
 
 
 def valid_instances(instances: Sequence[dict], limit: int) -> list[dict]:
@@ -212,9 +232,8 @@ class SelfInstruct:
         shown = self.rng.sample(self.pool, min(cfg.pool_tasks, len(self.pool)))
         shown += [s.instruction for s in self.rng.sample(self.seeds, cfg.prompt_tasks - len(shown))]
         self.rng.shuffle(shown)
-        lines = [f"{i}. {_one_line(t)}" for i, t in enumerate(shown, 1)]
         template = SELF_INSTRUCT_PROPOSE_CLASSIFICATION if cfg.classification_only else SELF_INSTRUCT_PROPOSE
-        return template.render(tasks="\n".join(lines + [f"{len(shown) + 1}."]))
+        return template.render(tasks=numbered_list(shown) + f"\n{len(shown) + 1}.")
 
     def propose(self, round_no: int) -> tuple[list[Proposal], list[Proposal]]:
         """One round: prompts out, proposals filtered and checked for novelty one by one."""
@@ -262,12 +281,8 @@ class SelfInstruct:
 
     def classify(self, proposals: list[Proposal]) -> None:
         """The model labels each task classification or not (the paper's check, few-shot from the seeds)."""
-        examples = "".join(
-            f"Task: {s.instruction}\nClassification: {'Yes' if s.is_classification else 'No'}\n\n"
-            for s in self._few_shot(lambda s: s.is_classification is not None, 12)
-        )
         params = SamplingParams(temperature=0.0, max_tokens=3, stop=("\n",))
-        requests = [Request(prompt=IS_CLASSIFICATION.render(examples=examples, instruction=p.instruction), params=params) for p in proposals]
+        requests = [Request(prompt=self.classification_prompt(p.instruction), params=params) for p in proposals]
         for p, r in zip(proposals, self._generate(requests)):
             p.meta["prompt_version_classification"] = IS_CLASSIFICATION.id
             if r.error:
@@ -284,9 +299,8 @@ class SelfInstruct:
         todo = [p for p in proposals if p.reason is None]
         requests = []
         for p in todo:
-            template = INSTANCES_OUTPUT_FIRST if p.is_classification else INSTANCES_INPUT_FIRST
-            requests.append(Request(prompt=template.render(examples=self._instance_examples(p.is_classification), instruction=p.instruction), params=params))
-            p.meta["prompt_version_instances"] = template.id
+            requests.append(Request(prompt=self.instances_prompt(p.instruction, bool(p.is_classification)), params=params))
+            p.meta["prompt_version_instances"] = instances_template(bool(p.is_classification)).id
         for p, r in zip(todo, self._generate(requests)):
             if r.error:
                 p.reason, p.meta["error"] = "llm_error", r.error
@@ -296,21 +310,21 @@ class SelfInstruct:
                 p.reason = "no_valid_instance"
                 p.meta["raw_instances"] = r.text[:2000]
 
+    def classification_prompt(self, instruction: str) -> str:
+        examples = "".join(
+            f"Task: {s.instruction}\nClassification: {'Yes' if s.is_classification else 'No'}\n\n"
+            for s in self._few_shot(lambda s: s.is_classification is not None, 12)
+        )
+        return IS_CLASSIFICATION.render(examples=examples, instruction=instruction)
+
+    def instances_prompt(self, instruction: str, output_first: bool) -> str:
+        shots = self._few_shot(lambda s: bool(s.instances) and bool(s.is_classification) == output_first, 3)
+        examples = "".join(f"Task: {s.instruction}\n{format_instances(s.instances, output_first)}\n\n" for s in shots)
+        return instances_template(output_first).render(examples=examples, instruction=instruction)
+
     def _few_shot(self, keep: Callable[[SeedTask], bool], k: int) -> list[SeedTask]:
         pool = [s for s in self.all_seeds if keep(s)]
         return random.Random(self.config.seed).sample(pool, min(k, len(pool)))
-
-    def _instance_examples(self, output_first: bool) -> str:
-        out = []
-        for s in self._few_shot(lambda s: bool(s.instances) and bool(s.is_classification) == output_first, 3):
-            lines = [f"Task: {s.instruction}"]
-            for i, inst in enumerate(s.instances, 1):
-                if output_first:
-                    lines += [f"Label: {inst['output']}", f"Input: {inst['input'] or '<none>'}"]
-                else:
-                    lines += [f"Example {i}", f"Input: {inst['input'] or '<none>'}", f"Output: {inst['output']}"]
-            out.append("\n".join(lines) + "\n\n")
-        return "".join(out)
 
     def _generate(self, requests: list[Request]) -> list[Response]:
         self.requests += len(requests)
