@@ -336,27 +336,38 @@ def scale_corpus(n: int, seed: int = 0):
     return pa.table({"id": [f"s{i:08d}" for i in range(n)], "text": texts})
 
 
-class PeakRSS:
-    """Peak resident memory of this process and every process it started (Ray's workers)."""
+class ProcessTree:
+    """Peak resident memory and CPU seconds of this process and every process it started (Ray's
+    workers), and the machine's load average: on a shared machine the wall time alone says little."""
 
     def __init__(self):
         import psutil
 
         self.proc, self.peak, self._stop = psutil.Process(), 0, threading.Event()
+        self._cpu: dict[int, float] = {}
 
-    def _total(self):
+    def _sample(self):
         total = 0
         for p in [self.proc, *self.proc.children(recursive=True)]:
             try:
                 total += p.memory_info().rss
+                t = p.cpu_times()
+                self._cpu[p.pid] = t.user + t.system
             except Exception:
                 pass
-        return total
+        self.peak = max(self.peak, total)
+
+    def cpu_seconds(self) -> float:
+        return sum(self._cpu.values()) - sum(self._cpu0.values())
 
     def __enter__(self):
+        self._sample()
+        self._cpu0 = dict(self._cpu)
+        self.load = os.getloadavg()[0]
+
         def loop():
             while not self._stop.is_set():
-                self.peak = max(self.peak, self._total())
+                self._sample()
                 time.sleep(0.5)
 
         self.thread = threading.Thread(target=loop, daemon=True)
@@ -366,18 +377,24 @@ class PeakRSS:
     def __exit__(self, *exc):
         self._stop.set()
         self.thread.join()
+        self._sample()
+        self.load = max(self.load, os.getloadavg()[0])
 
 
 def cmd_scale(args):
     init_ray()
-    rows = []
+    if args.warmup:
+        # Ray's workers start and import our modules (scipy, pyarrow.parquet, ...) once per session,
+        # not once per corpus; the distributed path puts every worker to work
+        with tempfile.TemporaryDirectory() as tmp:
+            run_ours(scale_corpus(args.warmup, seed=1), {"index": False, "single_task_bytes": 0}, Path(tmp))
     for n in args.docs:
         table = scale_corpus(n)
-        with tempfile.TemporaryDirectory() as tmp, PeakRSS() as mem:
+        with tempfile.TemporaryDirectory() as tmp, ProcessTree() as tree:
             el, _, dup_of = run_ours(table, {"index": False}, Path(tmp))
-        rows.append((n, el, len(dup_of), mem.peak))
         print(f"{n:>9} docs  {el:8.1f} s  {el / n * 1e6:8.1f} us/doc  {n / el:8.0f} docs/s  removed {len(dup_of):>7}  "
-              f"peak RSS (driver + Ray) {mem.peak / 2**30:.2f} GiB", flush=True)
+              f"peak RSS (driver + Ray) {tree.peak / 2**30:.2f} GiB  CPU {tree.cpu_seconds():.1f} s "
+              f"({tree.cpu_seconds() / n * 1e6:.1f} us/doc)  load avg {tree.load:.1f}", flush=True)
 
 
 def main():
@@ -392,6 +409,7 @@ def main():
     q.add_argument("--no-datatrove", action="store_true")
     s = sub.add_parser("scale")
     s.add_argument("--docs", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
+    s.add_argument("--warmup", type=int, default=2000, help="documents of an untimed first run (0: none)")
     args = p.parse_args()
     {"quality": cmd_quality, "scale": cmd_scale}[args.cmd](args)
 
