@@ -3,7 +3,7 @@
 Two workers with accumulation A read, per optimizer step, the same examples as one worker with
 accumulation 2A; the loss is normalised by the target tokens of the whole step summed over both
 workers, so the per-step losses, the metrics and the final adapter must match the single-process run
-up to float summation order. A per-worker normalisation would change every step after the first.
+up to float summation order. A per-worker normalisation, or workers reading the same examples, changes the curve.
 """
 
 import json
