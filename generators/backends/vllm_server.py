@@ -11,18 +11,24 @@ a dead server wait for it to be healthy again instead of burning their retries o
 The client is synchronous to its callers (stages call it from Ray workers) and asynchronous inside:
 one event loop runs in a background thread for the client's lifetime, which also keeps the HTTP
 connection pool warm between batches.
+
+The transport is aiohttp, not httpx: with dozens of requests in flight, httpx's async connection pool
+spends milliseconds of CPU per request (20 ms each at 128 in flight; encode/httpx#3215), time this
+client steals from a vLLM server sharing the machine's cores, and its requests reach the server late,
+so vLLM batches fewer of them (docs/benchmarks.md, issue 7).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import random
 import threading
 import time
 from typing import Sequence
 
-import httpx
+import aiohttp
 
 from generators.backends.vllm_process import VLLMServerProcess
 from generators.client import Choice, OnResponse, Request, Response, Usage
@@ -105,12 +111,15 @@ class VLLMServerClient:
         self._thread.start()
         self._http = self._run(self._make_http())
 
-    async def _make_http(self) -> httpx.AsyncClient:
+    async def _make_http(self) -> aiohttp.ClientSession:
         headers = {}
         if self.config.api_key is not None:
             headers["Authorization"] = f"Bearer {self.config.api_key.get_secret_value()}"
-        limits = httpx.Limits(max_connections=self.config.concurrency, max_keepalive_connections=self.config.concurrency)
-        return httpx.AsyncClient(base_url=self.base_url, headers=headers, limits=limits, timeout=self.config.timeout_s)
+        return aiohttp.ClientSession(
+            headers=headers,
+            connector=aiohttp.TCPConnector(limit=self.config.concurrency),
+            timeout=aiohttp.ClientTimeout(total=self.config.timeout_s),
+        )
 
     def _run(self, coro):
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
@@ -143,9 +152,9 @@ class VLLMServerClient:
                 error = str(exc)
                 if not exc.retry:
                     break
-            except httpx.TimeoutException as exc:
+            except TimeoutError as exc:  # aiohttp's own timeout errors are TimeoutErrors too
                 error = f"timeout after {self.config.timeout_s:g}s ({type(exc).__name__})"
-            except httpx.HTTPError as exc:  # refused, reset, protocol errors: the transport, not the request
+            except aiohttp.ClientError as exc:  # refused, reset, protocol errors: the transport, not the request
                 error = f"connection failed: {type(exc).__name__}: {exc}"
             if attempt < self.config.max_retries:
                 await self._wait_for_server()
@@ -154,13 +163,14 @@ class VLLMServerClient:
 
     async def _send(self, request: Request) -> Response:
         path = "/v1/chat/completions" if request.endpoint == "chat" else "/v1/completions"
-        reply = await self._http.post(path, json=request_body(self.model, request))
-        if reply.status_code != 200:
-            raise RequestFailed(f"HTTP {reply.status_code}: {reply.text[:300]}", retry=reply.status_code in RETRY_STATUS)
+        async with self._http.post(self.base_url + path, json=request_body(self.model, request)) as reply:
+            status, text = reply.status, await reply.text(errors="replace")
+        if status != 200:
+            raise RequestFailed(f"HTTP {status}: {text[:300]}", retry=status in RETRY_STATUS)
         try:
-            return parse_response(request.endpoint, reply.json())
+            return parse_response(request.endpoint, json.loads(text))
         except (ValueError, KeyError, TypeError) as exc:
-            raise RequestFailed(f"malformed response: {exc!r}: {reply.text[:200]}", retry=True) from exc
+            raise RequestFailed(f"malformed response: {exc!r}: {text[:200]}", retry=True) from exc
 
     async def _wait_for_server(self) -> None:
         """A request that meets a dead or restarting server waits for it instead of spending its retries.
@@ -184,14 +194,15 @@ class VLLMServerClient:
 
     async def _healthy(self) -> bool:
         try:
-            return (await self._http.get("/health", timeout=5)).status_code == 200
-        except httpx.HTTPError:
+            async with self._http.get(self.base_url + "/health", timeout=aiohttp.ClientTimeout(total=5)) as reply:
+                return reply.status == 200
+        except (aiohttp.ClientError, TimeoutError):
             return False
 
     def close(self) -> None:
         if self._loop.is_closed():
             return
-        self._run(self._http.aclose())
+        self._run(self._http.close())
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=10)
         self._loop.close()
