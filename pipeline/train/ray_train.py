@@ -9,6 +9,7 @@ a fresh local one.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from pipeline.errors import UserError
@@ -39,6 +40,7 @@ def trainer(cfg: FinetuneConfig, run_dir: Path):
 
     from pipeline.train.run import output_dir
 
+    cfg = with_absolute_paths(cfg)
     out = output_dir(cfg, Path(run_dir))
     return TorchTrainer(
         _worker,
@@ -46,6 +48,16 @@ def trainer(cfg: FinetuneConfig, run_dir: Path):
         scaling_config=ScalingConfig(num_workers=cfg.num_workers, use_gpu=cfg.use_gpu),
         run_config=RunConfig(name="finetune", storage_path=str(out.resolve() / "ray")),
     )
+
+
+def with_absolute_paths(cfg: FinetuneConfig) -> FinetuneConfig:
+    """Ray Train starts every worker in a working directory of its own: paths relative to ours must not reach it."""
+    local = {"data": [os.path.abspath(p) for p in cfg.data], "preferences": [os.path.abspath(p) for p in cfg.preferences]}
+    if cfg.output:
+        local["output"] = os.path.abspath(cfg.output)
+    if Path(cfg.model).exists():  # else a Hugging Face id
+        local["model"] = os.path.abspath(cfg.model)
+    return cfg.model_copy(update=local)
 
 
 def _worker(config: dict) -> None:

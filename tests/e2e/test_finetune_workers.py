@@ -57,14 +57,15 @@ def files(out):
 
 
 @pytest.mark.slow
-def test_two_workers_train_exactly_like_one_with_the_same_global_batch(run_dir, ray_session):
+def test_two_workers_train_exactly_like_one_with_the_same_global_batch(run_dir, ray_session, monkeypatch):
     manifest = json.loads((run_dir / "manifest.json").read_text())["config"]["finetune"]
     single = FinetuneConfig.model_validate({**manifest, "sft": {**SFT, "grad_accum": 2},
                                             "dpo": {**DPO, "grad_accum": 2}, "output": str(run_dir / "one")})
     one = finetune(single, run_dir)
 
-    assert main(["finetune", str(run_dir), "--workers", "2", "--grad-accum", "1", "--set", "dpo.grad_accum=1",
-                 "--out", str(run_dir / "two")]) == 0
+    monkeypatch.chdir(run_dir)  # relative paths, as typed: Ray Train runs the workers in another directory
+    assert main(["finetune", ".", "--workers", "2", "--grad-accum", "1", "--set", "dpo.grad_accum=1",
+                 "--out", "two"]) == 0
     two = run_dir / "two"
 
     for name, keys in (("sft.jsonl", ["loss", "eval_loss"]), ("dpo.jsonl", ["loss", "margin", "chosen_logps", "eval_loss"])):
