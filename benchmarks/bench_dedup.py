@@ -303,6 +303,7 @@ def cmd_quality(args):
                     args.no_datatrove = True
                 else:
                     record("datatrove minhash", el, (cl, do))
+        warm_up(args.warmup)
         configs = [("ours, Ray stage (verify)", {})] + ([] if args.no_unverified else [("ours, Ray stage (no verify)", {"verify": False})])
         for name, cfg in configs:
             for rep in range(args.stage_repeats):
@@ -381,13 +382,18 @@ class ProcessTree:
         self.load = max(self.load, os.getloadavg()[0])
 
 
+def warm_up(n: int) -> None:
+    """An untimed run of our stage: Ray's workers start and import our modules (scipy,
+    pyarrow.parquet, ...) once per session, not once per corpus; the distributed path puts every
+    worker to work."""
+    if n:
+        with tempfile.TemporaryDirectory() as tmp:
+            run_ours(scale_corpus(n, seed=1), {"index": False, "single_task_bytes": 0}, Path(tmp))
+
+
 def cmd_scale(args):
     init_ray()
-    if args.warmup:
-        # Ray's workers start and import our modules (scipy, pyarrow.parquet, ...) once per session,
-        # not once per corpus; the distributed path puts every worker to work
-        with tempfile.TemporaryDirectory() as tmp:
-            run_ours(scale_corpus(args.warmup, seed=1), {"index": False, "single_task_bytes": 0}, Path(tmp))
+    warm_up(args.warmup)
     for n in args.docs:
         table = scale_corpus(n)
         with tempfile.TemporaryDirectory() as tmp, ProcessTree() as tree:
@@ -407,6 +413,7 @@ def main():
     q.add_argument("--stage-repeats", type=int, default=3, help="runs of our Ray stage (slow to start on a busy machine)")
     q.add_argument("--no-unverified", action="store_true", help="skip the run of our stage without verification")
     q.add_argument("--no-datatrove", action="store_true")
+    q.add_argument("--warmup", type=int, default=2000, help="documents of an untimed first run of our stage (0: none)")
     s = sub.add_parser("scale")
     s.add_argument("--docs", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     s.add_argument("--warmup", type=int, default=2000, help="documents of an untimed first run (0: none)")

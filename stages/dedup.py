@@ -17,6 +17,9 @@ number of duplicates (candidate edges, cluster verdicts), never to the corpus:
 5. mark: every row gets `dup_cluster` (its survivor's id), `dup_cluster_size` and `dup_of`;
    non-survivors are dropped with reason `near_duplicate` / `exact_duplicate`;
 6. index: the bucket keys (and signatures) of this run, written as Parquet for later `against:`.
+
+An input of at most `single_task_bytes` runs steps 1-6 in one Ray task over one block (one
+partition, so no shuffle), where the distributed path's fixed cost would dominate.
 """
 
 from __future__ import annotations
