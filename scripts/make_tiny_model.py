@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=Path, default=DEFAULT_SEEDS, help="seed_tasks.jsonl whose text trains the tokenizer (and the model)")
     parser.add_argument("--train-on-seeds", action="store_true", help="fine-tune on our prompts answered from the seed tasks")
     parser.add_argument("--steps", type=int, default=1200, help="optimizer steps of 4 packed examples (--train-on-seeds)")
-    parser.add_argument("--copies", type=int, default=2, help="passes over the seeds when building examples (--train-on-seeds)")
+    parser.add_argument("--copies", type=int, default=3, help="passes over the seeds when building examples (--train-on-seeds)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     if not args.seeds.exists():

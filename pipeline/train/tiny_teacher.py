@@ -9,15 +9,17 @@ instruction, Equal/Different, a seed's answer. Each completion ends with the mod
 The model's text is then word-like and in the right shape, and the real rules decide what
 survives (a proposal that copies a seed is still dropped as `rouge_similar`).
 
-Raw-completion prompts (Self-Instruct) are tokenized apart from their completion, as a server
-tokenizes a prompt and then generates; chat prompts go through `ChatEncoder` and the saved template.
+Raw-completion prompts (Self-Instruct's) are few-shot text in the very format the model must
+write, so their whole text is learned, as in pretraining: each prompt shows the format several
+times over, and the completion and EOS once more. The prompt is tokenized apart from its
+completion, as a server tokenizes a prompt and then generates. Chats go through `ChatEncoder` and
+the saved template, and only the assistant turn is learned.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import random
-import shutil
 import tempfile
 from collections import Counter
 from pathlib import Path
@@ -55,6 +57,10 @@ EVOLVED_ADDITIONS = {
 
 # Instances longer than this are left out: they cost the most to learn and teach no format.
 MAX_INSTANCES_CHARS = 600
+# The final loss reported is the mean over this many last steps (one step's loss is too noisy).
+LOSS_WINDOW = 100
+# Few-shot examples for the classification and instance prompts come from this many random seeds.
+FEW_SHOT_POOL = 24
 
 
 @dataclasses.dataclass
@@ -78,7 +84,7 @@ def evolve(task: SeedTask, operation: str, others: Sequence[SeedTask], rng: rand
     return f"{task.instruction} {rng.choice(EVOLVED_ADDITIONS[operation])}"
 
 
-def teaching_examples(seeds: Sequence[SeedTask], copies: int = 2, seed: int = 0) -> list[Example]:
+def teaching_examples(seeds: Sequence[SeedTask], copies: int = 3, seed: int = 0) -> list[Example]:
     """`copies` passes over the seeds, each with its own draws of shown tasks, few-shot examples and operations."""
     rng = random.Random(seed)
     out: list[Example] = []
@@ -91,11 +97,14 @@ def teaching_examples(seeds: Sequence[SeedTask], copies: int = 2, seed: int = 0)
             more = rng.sample(unseen, rng.choice((1, 2, 2, 3, 4)))
             next_number = prompt.rsplit("\n", 1)[1]  # the prompt ends with the next item's "N."
             out.append(Example("propose", prompt, numbered_list(more, int(next_number[:-1]))[len(next_number):]))
+            # Few-shot examples as a run with any seed set and seed would pick them, so the model reads
+            # the format rather than learning one fixed prefix.
+            shots = SelfInstruct(None, rng.sample(seeds, FEW_SHOT_POOL), SelfInstructConfig(seed=rng.randrange(2**31)))
             if task.is_classification is not None and rng.random() < 0.3:  # long prompts, one-token answers
-                out.append(Example("classify", algo.classification_prompt(task.instruction), " Yes" if task.is_classification else " No"))
+                out.append(Example("classify", shots.classification_prompt(task.instruction), " Yes" if task.is_classification else " No"))
             instances = format_instances(task.instances[:2], bool(task.is_classification))
             if task.instances and len(instances) <= MAX_INSTANCES_CHARS:
-                out.append(Example("instances", algo.instances_prompt(task.instruction, bool(task.is_classification)), instances))
+                out.append(Example("instances", shots.instances_prompt(task.instruction, bool(task.is_classification)), instances))
             # Evol-Instruct: a rewrite, the equality verdict on it (sometimes on an unchanged copy), an answer.
             op = OPERATIONS[(n + copy) % len(OPERATIONS)]
             evolved = evolve(task, op, seeds, rng)
@@ -117,21 +126,20 @@ def _chat(kind: str, user: str, assistant: str) -> Example:
 
 
 def encode(examples: Sequence[Example], tokenizer, max_seq_len: int) -> list[Encoded]:
-    """Chats through the chat template; raw prompts tokenized alone, their completion and EOS learned."""
+    """Chats through the chat template (the assistant turn learned); raw prompt + completion + EOS learned whole."""
     chat = ChatEncoder(tokenizer, max_seq_len)
     out = []
     for ex in examples:
         if ex.messages is not None:
             out.append(chat.encode(ex.messages))
             continue
-        prompt = tokenizer.encode(ex.prompt, add_special_tokens=False)
-        completion = tokenizer.encode(ex.completion, add_special_tokens=False) + [tokenizer.eos_token_id]
-        ids, labels = prompt + completion, [IGNORE] * len(prompt) + completion
-        out.append(Encoded(ids[:max_seq_len], (labels[1:] + [IGNORE])[:max_seq_len], len(ids) > max_seq_len))
+        ids = tokenizer.encode(ex.prompt, add_special_tokens=False) + tokenizer.encode(ex.completion, add_special_tokens=False)
+        ids.append(tokenizer.eos_token_id)
+        out.append(Encoded(ids[:max_seq_len], (ids[1:] + [IGNORE])[:max_seq_len], len(ids) > max_seq_len))
     return out
 
 
-def teach(model_dir: Path, seeds: Sequence[SeedTask], steps: int = 300, seed: int = 0, copies: int = 2,
+def teach(model_dir: Path, seeds: Sequence[SeedTask], steps: int = 1200, seed: int = 0, copies: int = 3,
           learning_rate: float = 2e-3, micro_batch_size: int = 4, max_seq_len: int = 1024) -> dict:
     """Fully fine-tune the model saved in `model_dir` in place on the teaching examples; returns a summary."""
     import torch
@@ -157,9 +165,9 @@ def teach(model_dir: Path, seeds: Sequence[SeedTask], steps: int = 300, seed: in
     with tempfile.TemporaryDirectory(prefix="tiny-teacher-") as work:
         history = train_sft(model, tokenizer, train, [], [], cfg, Path(work))
     model.save_pretrained(model_dir, safe_serialization=True)  # the tokenizer and its template stay as built
-    shutil.rmtree(model_dir / "checkpoints", ignore_errors=True)
     return {
         "steps": steps, "seed": seed, "copies": copies, "learning_rate": learning_rate,
         "examples": dict(Counter(e.kind for e in examples)), "truncated": sum(e.truncated for e in train),
-        "first_loss": round(history[0]["loss"], 4), "final_loss": round(history[-1]["loss"], 4),
+        "first_loss": round(history[0]["loss"], 4),
+        "final_loss": round(sum(h["loss"] for h in history[-LOSS_WINDOW:]) / len(history[-LOSS_WINDOW:]), 4),
     }  # fmt: skip

@@ -56,17 +56,16 @@ def test_answers_parse_as_the_algorithms_read_them(examples, seeds):
     assert all(e.messages[-1]["content"].strip() for e in by_kind["respond"])
 
 
-def test_only_completions_and_their_stop_token_are_learned(examples, tiny_model_dir):
+def test_raw_prompts_are_learned_whole_and_chats_only_in_the_assistant_turn(examples, tiny_model_dir):
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
     raw = next(e for e in examples if e.kind == "propose")
     chat = next(e for e in examples if e.kind == "equality")
     enc_raw, enc_chat = encode([raw, chat], tokenizer, 2048)
-    prompt_len = len(tokenizer.encode(raw.prompt, add_special_tokens=False))
-    learned = [t for t in enc_raw.targets if t != IGNORE]
-    assert enc_raw.input_ids[:prompt_len] == tokenizer.encode(raw.prompt, add_special_tokens=False)
-    assert tokenizer.decode(learned[:-1]) == raw.completion and learned[-1] == tokenizer.eos_token_id
-    assert enc_raw.targets[: prompt_len - 1] == [IGNORE] * (prompt_len - 1)
+    prompt = tokenizer.encode(raw.prompt, add_special_tokens=False)
+    assert enc_raw.input_ids[: len(prompt)] == prompt  # tokenized as a server tokenizes the prompt alone
+    assert enc_raw.targets == enc_raw.input_ids[1:] + [IGNORE] and enc_raw.input_ids[-1] == tokenizer.eos_token_id
+    assert tokenizer.decode(enc_raw.input_ids[len(prompt) : -1]) == raw.completion
     chat_learned = tokenizer.decode([t for t in enc_chat.targets if t != IGNORE])
-    assert chat_learned.startswith(chat.messages[-1]["content"]) and chat_learned.endswith("<|im_end|>")
+    assert chat_learned == chat.messages[-1]["content"] + "<|im_end|>"
