@@ -72,8 +72,8 @@ def register(sub) -> None:
     p.add_argument("--gradient-checkpointing", action="store_true")
     p.add_argument("--out", help="where to write (default OUTPUT_DIR/finetune)")
     p.add_argument("--no-resume", action="store_true", help="start over even if checkpoints exist")
-    p.add_argument("--workers", type=int, help="Ray Train workers (one per GPU)")
-    p.add_argument("--gpu", action="store_true")
+    p.add_argument("--workers", type=int, help="Ray Train workers: one per GPU with --gpu, else one per CPU")
+    p.add_argument("--gpu", action="store_true", help="train on CUDA GPUs")
     p.add_argument("--seed", type=int)
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
                    help="set any finetune option, e.g. --set sft.warmup_ratio=0.1 (repeatable)")

@@ -88,8 +88,8 @@ class FinetuneConfig(_Section):
     )
     output: str | None = Field(None, description="Where the adapter, logs and card go; default: OUTPUT_DIR/finetune.")
     resume: bool = Field(True, description="Continue from the latest checkpoint in the output directory if there is one.")
-    num_workers: int = Field(1, ge=1, description="Ray Train workers (one per GPU); 1 runs in this process.")
-    use_gpu: bool = False
+    num_workers: int = Field(1, ge=1, description="Ray Train workers (DDP); 1 runs in this process.")
+    use_gpu: bool = Field(False, description="Train on CUDA: one GPU per worker (NCCL); else one CPU per worker (gloo).")
 
     @model_validator(mode="after")
     def _consistent(self) -> FinetuneConfig:
