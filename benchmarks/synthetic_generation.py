@@ -3,8 +3,10 @@
 Both sides run the same algorithm code against the same server in the same run; the only
 difference is that the sequential side sends one request at a time (what a plain loop over the
 `openai` client does), while ours sends each round's requests concurrently. The model is the
-tiny local random-weight Llama (scripts/make_tiny_model.py), so generations run to `max_tokens`:
-the numbers measure serving throughput, not text quality. Medians over repeats.
+tiny local Llama taught our prompts' formats from the seed tasks (scripts/make_tiny_model.py
+--train-on-seeds, cached in models/), so generations end with EOS at their natural length and the
+rules accept some of them: the script also prints what happened to every proposal and evolution
+(accepted, or the rule that dropped it), summed over our side's repeats. Medians over repeats.
 
     PIPELINE_VLLM_VENV=.venv-vllm python benchmarks/synthetic_generation.py [--model DIR] [--repeats 3]
 """
@@ -12,18 +14,18 @@ the numbers measure serving throughput, not text quality. Medians over repeats.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
+import subprocess
 import sys
-import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from generators.evol_instruct import EvolConfig, EvolInstruct  # noqa: E402
+from generators.evol_instruct import EvolConfig, EvolInstruct, elimination_counts  # noqa: E402
 from generators.factory import make_client, parse_llm_config, server_process  # noqa: E402
 from generators.self_instruct import SelfInstruct, SelfInstructConfig, load_seed_tasks  # noqa: E402
 
@@ -62,41 +64,51 @@ class Counting:
 
 
 def run_self_instruct(client, seeds, rounds, per_round, max_tokens):
+    """(rows, outcomes): a row is one proposal prompt; outcomes count proposals pooled or dropped by reason."""
     cfg = SelfInstructConfig(target=10_000, requests_per_round=per_round, max_stale_rounds=rounds, max_tokens=max_tokens,
                              instance_max_tokens=max_tokens)  # fmt: skip
     algo = SelfInstruct(client, seeds, cfg)
-    rounds_run = 0
-    while rounds_run < rounds:
-        rounds_run += 1
-        accepted, dropped = algo.propose(rounds_run)
+    outcomes = Counter()
+    for round_no in range(1, rounds + 1):
+        accepted, dropped = algo.propose(round_no)
         if accepted:
             algo.classify(accepted)
             algo.make_instances(accepted)
-    return rounds_run * per_round
+        outcomes.update(p.reason or "pooled" for p in accepted + dropped)
+    return rounds * per_round, outcomes
 
 
 def run_evol(client, instructions, max_tokens):
+    """(rows, outcomes): a row is one evolution attempt; outcomes count successes and eliminations by rule."""
     attempts = EvolInstruct(client, EvolConfig(rounds=1, max_tokens=max_tokens, response_max_tokens=max_tokens)).run(instructions)
-    return len(attempts)
+    return len(attempts), elimination_counts(attempts)
 
 
 def measure(fn, client, repeats):
-    """(rows/s, requests/s, tokens/s), medians over repeats."""
-    rows_s, req_s, tok_s = [], [], []
+    """(rows/s, requests/s, tokens/s) medians over repeats, and the outcomes summed over them."""
+    rows_s, req_s, tok_s, outcomes = [], [], [], Counter()
     for _ in range(repeats):
         counting = Counting(client)
         t = time.perf_counter()
-        rows = fn(counting)
+        rows, seen = fn(counting)
         dt = time.perf_counter() - t
         rows_s.append(rows / dt)
         req_s.append(counting.requests / dt)
         tok_s.append(counting.tokens / dt)
-    return statistics.median(rows_s), statistics.median(req_s), statistics.median(tok_s)
+        outcomes += seen
+    return (statistics.median(rows_s), statistics.median(req_s), statistics.median(tok_s)), outcomes
+
+
+def trained_tiny_model() -> Path:
+    """The seed-trained tiny model in models/ (trained on first use, then cached)."""
+    out = ROOT / "models" / "tiny-llama-seeds"
+    subprocess.run([sys.executable, str(ROOT / "scripts/make_tiny_model.py"), str(out), "--train-on-seeds"], check=True)
+    return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--model", type=Path, help="model dir (default: build the tiny model in a temp dir)")
+    parser.add_argument("--model", type=Path, help="model dir (default: the seed-trained tiny model in models/)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=2, help="Self-Instruct rounds per repeat")
     parser.add_argument("--per-round", type=int, default=16, help="Self-Instruct requests per round")
@@ -105,12 +117,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=32)
     args = parser.parse_args()
 
-    model = args.model
-    if model is None:
-        from pipeline.train.tiny import build_tiny_model
-
-        texts = [json.loads(l)["instruction"] for l in open(DATA / "seeds/self_instruct/seed_tasks.jsonl")]
-        model = build_tiny_model(Path(tempfile.mkdtemp(prefix="tiny-llama-bench-")), texts)
+    model = args.model or trained_tiny_model()
     venv = os.environ.get("PIPELINE_VLLM_VENV", str(ROOT / ".venv-vllm"))
     config = {"backend": "vllm_server", "model": str(model), "venv": venv, "cpu": True, "dtype": "float32",
               "max_model_len": 2048, "concurrency": args.concurrency, "timeout_s": 300}  # fmt: skip
@@ -126,10 +133,11 @@ def main() -> None:
             ("self_instruct", lambda c: run_self_instruct(c, seeds, args.rounds, args.per_round, args.max_tokens)),
             ("evol_instruct", lambda c: run_evol(c, instructions, args.max_tokens)),
         ]:
-            ours = measure(fn, client, args.repeats)
-            seq = measure(fn, Sequential(client), args.repeats)
+            ours, outcomes = measure(fn, client, args.repeats)
+            seq, _ = measure(fn, Sequential(client), args.repeats)
             print(f"{name}: ours {ours[0]:.2f} rows/s ({ours[1]:.2f} req/s, {ours[2]:.0f} tok/s) | "
                   f"sequential {seq[0]:.2f} rows/s ({seq[1]:.2f} req/s, {seq[2]:.0f} tok/s) | x{ours[0] / seq[0]:.1f}")  # fmt: skip
+            print(f"  {name} outcomes over our {args.repeats} repeats ({sum(outcomes.values())} in all): {dict(outcomes.most_common())}")
         client.close()
 
 
