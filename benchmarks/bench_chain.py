@@ -8,8 +8,10 @@ Two measurements in one run:
   pages per CPU-second of the parent plus the extraction child is pages/s per core;
   median over --repeats.
 - runner (--runner): `pipeline run` on the same pages (format html) with the same four stages,
-  pages / (sum of the stages' wall seconds x cores). It includes Ray scheduling and
-  checkpointing, and on a shared machine it measures the machine's load as much as our code.
+  pages / (sum of the stages' wall seconds x cores), with the stages fused into one Ray pass
+  (the default) and with a pass per stage (`fuse: false`), alternating, median over --repeats.
+  It includes Ray scheduling and checkpointing, and on a shared machine it measures the
+  machine's load as much as our code.
 The quality model is a bigram fastText model trained here on AG News (Sci/Tech vs the rest):
 its speed, not its judgement, is what the chain needs.
 
@@ -23,6 +25,7 @@ import csv
 import gzip
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -86,11 +89,13 @@ def filters_chain(raw_pages: list[bytes], model: Path, repeats: int) -> tuple[fl
     return statistics.median(totals), {k: statistics.median(v) for k, v in step_cpu.items()}
 
 
-def runner_chain(model: Path, tmp: Path) -> tuple[float, int, dict]:
+def runner_chain(model: Path, tmp: Path, fuse: bool) -> tuple[float, int, dict]:
     config = tmp / "chain.yaml"
-    out = tmp / "out"
+    out = tmp / f"out-{fuse}"
+    shutil.rmtree(out, ignore_errors=True)
     config.write_text(json.dumps({
         "name": "bench-chain",
+        "fuse": fuse,
         "input": {"format": "html", "paths": [str(PAGES / "*.html.gz")]},
         "output": {"path": str(out)},
         "stages": [
@@ -125,10 +130,18 @@ def main() -> None:
         for step, seconds in steps.items():
             print(f"| {step} alone | {len(raw_pages) / seconds:.1f} |")
         if args.runner:
-            wall, n, per_stage = runner_chain(model, tmp)
             cores = os.cpu_count() or 1
-            print(f"| whole chain through `pipeline run` ({cores} cores, wall) | {n / (wall * cores):.1f} |")
-            print(f"\nrunner stage wall seconds: {per_stage}")
+            walls: dict[bool, list[float]] = {True: [], False: []}
+            for _ in range(args.repeats):
+                for fuse in (True, False):
+                    wall, n, per_stage = runner_chain(model, tmp, fuse)
+                    walls[fuse].append(wall)
+                    print(f"runner ({'one pass' if fuse else 'a pass per stage'}): stage wall seconds {per_stage}", file=sys.stderr)
+            for fuse, label in ((True, "stages fused into one pass (default)"), (False, "a pass per stage (`fuse: false`)")):
+                print(f"| whole chain through `pipeline run`, {label}, {cores} cores, wall | "
+                      f"{n / (statistics.median(walls[fuse]) * cores):.1f} |")
+            ratios = [b / a for a, b in zip(walls[True], walls[False])]
+            print(f"\nfused vs a pass per stage: {statistics.median(ratios):.2f}x (median of paired ratios {[round(r, 2) for r in ratios]})")
 
 
 if __name__ == "__main__":
