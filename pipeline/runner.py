@@ -29,7 +29,7 @@ from pipeline.config import ValidatedRun
 from pipeline.errors import InvariantViolation
 from pipeline.normalize import READ_STAGE
 from pipeline.progress import Progress
-from pipeline.records import DROP_REASON
+from pipeline.records import DROP_REASON, DROP_STAGE
 from pipeline.sinks import RoutingSink
 from pipeline.readers import fingerprint_inputs, read_input
 from pipeline.stage import Stage
@@ -57,15 +57,13 @@ def _run(run_config: ValidatedRun, progress: Progress, started: float, t_ray: fl
                                 [fingerprint_inputs(i) for i in cfg.input])
     current = _read_all(cfg.input)  # what flows into the next stage: kept rows (plus read quarantines at first)
     records: list[dict] = []
-    outputs = []  # every stage's output: kept and dropped rows
+    outputs = []  # every pass's output: kept and dropped rows
     rows_in = tokens_in = None
     t_first_stage = None
     n_stages = len(run_config.stages)
     for p in plan:
-        stage_fps = []
         for stage in p.stages:
             fp = checkpoint.fingerprint(fp, stage.name, stage.config.model_dump(mode="json"), _llms_used(stage), cfg.seed)
-            stage_fps.append(fp)
         first = len(records) if records else 1  # the 1-based index of the pass's first stage (records holds `read` too)
         progress.stage_start(first, n_stages, p.stage_ids)
         t_first_stage = t_first_stage if t_first_stage is not None else time.time() - started
@@ -113,7 +111,7 @@ def _run_pass(p: passes.Pass, current, cfg, ckpts: checkpoint.Checkpoints, rows_
     else:
         output = source = passes.run_pass(p, current).materialize()
     if p.fused:
-        summaries, seconds = stats.pass_summaries(stats.scan(source, stats.COLUMNS[:2] + p.measure_columns()), p.stage_ids)
+        summaries, seconds = stats.pass_summaries(stats.scan(source, [DROP_STAGE, DROP_REASON, *p.measure_columns()]), p.stage_ids)
     else:
         summaries, seconds = [stats.summarize(stats.scan(source, stats.COLUMNS), p.id)], [1.0]
     output = passes.without_measures(output, p)
