@@ -89,9 +89,9 @@ def render(result: dict[str, Any]) -> str:
                 f"in {result['wall_s']:.1f}s; started {html.escape(result['started'])}; config "
                 f"<code>{html.escape(result['config'])}</code>.</p>",
                 _table(stages), "<h2>Funnel</h2>", funnel(stages)]
-    for title, svg in (("Drop reasons", drop_reasons(stages)), ("Text length", length_histograms(stages))):
-        if svg:
-            sections += [f"<h2>{title}</h2>", svg]
+    for title, figure in (("Drop reasons", drop_reasons(stages)), ("Text length", length_histograms(stages))):
+        if figure:
+            sections += [f"<h2>{title}</h2>", figure]
     stage_sections = "".join(_metrics(s) for s in stages)
     if stage_sections:
         sections += ["<h2>Stage details</h2>", stage_sections]
