@@ -37,6 +37,11 @@ TRAFILATURA_SETTINGS = {
     "include_tables": True,
     "deduplicate": False,
 }
+# trafilatura compares its main extraction with its fallbacks (readability, jusText) when the
+# text found is shorter than this many characters (its default: 250). With comments excluded,
+# 300 recovers the recall that comments gave on trafilatura's evaluation set and keeps the
+# precision gain; 250, 500 and 600 do not (docs/benchmarks.md, "extraction settings").
+MIN_EXTRACTED_SIZE = 300
 RESILIPARSE_SETTINGS = {
     "main_content": True,
     "preserve_formatting": True,
@@ -83,8 +88,19 @@ def extract_trafilatura(html: str, url: str | None = None, favor_precision: bool
     from resiliparse.parse.html import HTMLTree
 
     settings = {**TRAFILATURA_SETTINGS, "favor_precision": favor_precision}
-    text = trafilatura.extract(html, url=url or None, **settings) or ""
+    text = trafilatura.extract(html, url=url or None, config=_trafilatura_config(), **settings) or ""
     return text, _title(HTMLTree.parse(html))
+
+
+@functools.cache
+def _trafilatura_config():
+    from copy import deepcopy
+
+    from trafilatura.settings import DEFAULT_CONFIG
+
+    config = deepcopy(DEFAULT_CONFIG)
+    config["DEFAULT"]["min_extracted_size"] = str(MIN_EXTRACTED_SIZE)
+    return config
 
 
 def extract_resiliparse(html: str, url: str | None = None) -> tuple[str, str]:
