@@ -1,25 +1,23 @@
 """Dedup: drop exact or near-duplicate texts, keeping one row per cluster.
 
-Ray Data passes over the materialised input. What reaches the driver is proportional to the
-number of duplicates (candidate edges, cluster verdicts), never to the corpus:
+Rounds of Ray tasks over the materialised input's blocks (pipeline/blocks.py). What reaches the
+driver is proportional to the number of duplicates (candidate edges, cluster verdicts), never to
+the corpus:
 
-0. (optional) boilerplate: count line hashes by document (hash-partitioned groupby), strip the
-   lines found in more than `max_docs` documents;
+0. (optional) boilerplate: count line hashes by document (hash-partitioned), strip the lines
+   found in more than `max_docs` documents;
 1. keys: every live row gets a node key (hash of its id) and its bucket keys: the hash of its
-   normalised text (`exact`) or its LSH band keys (`minhash`, filters/dedup);
-2. candidates: one row per (bucket, node), grouped by hash partition of the bucket; each
-   partition emits a star of edges per bucket holding several nodes (plus rows of earlier
-   runs' indexes given in `against`);
+   normalised text (`exact`) or its LSH band keys (`minhash`, filters/dedup); the same task
+   writes its slice of this run's index (bucket keys and signatures, for later `against:`);
+2. candidates: one row per (bucket, node), hash-partitioned by bucket; each partition emits a
+   star of edges per bucket holding several nodes (plus rows of earlier runs' indexes given in
+   `against`);
 3. components of the candidate graph on the driver (scipy), broadcast as (node, component);
-4. resolve: the member rows, with their shingle sets when verifying, grouped by component
-   partition; pairs are verified by exact Jaccard, clusters are connected components of the
+4. resolve: the member rows, with their shingle sets when verifying, hash-partitioned by
+   component; pairs are verified by exact Jaccard, clusters are connected components of the
    verified pairs, and the survivor rule picks one row per cluster;
 5. mark: every row gets `dup_cluster` (its survivor's id), `dup_cluster_size` and `dup_of`;
-   non-survivors are dropped with reason `near_duplicate` / `exact_duplicate`;
-6. index: the bucket keys (and signatures) of this run, written as Parquet for later `against:`.
-
-An input of at most `single_task_bytes` runs steps 1-6 in one Ray task over one block (one
-partition, so no shuffle), where the distributed path's fixed cost would dominate.
+   non-survivors are dropped with reason `near_duplicate` / `exact_duplicate`.
 """
 
 from __future__ import annotations
@@ -41,6 +39,7 @@ from filters.dedup.clusters import key_components, survivor_order, survivors, ve
 from filters.dedup.lsh import band_keys, optimal_params, s_curve, star_edges
 from filters.dedup.minhash import Permutations, estimated_jaccard, pairwise_jaccard
 from filters.dedup.shingles import normalize, normalized_shingles
+from pipeline import blocks
 from pipeline.errors import UserError
 from pipeline.records import DROP_REASON, drop_rows, set_column, text_column
 from pipeline.registry import register
@@ -88,11 +87,6 @@ class DedupConfig(StageConfig):
     boilerplate: BoilerplateConfig | None = Field(default=None, description="remove repeated lines before deduplicating")
     partitions: int | None = Field(default=None, ge=1, description="hash partitions of the shuffles (default: 2 per CPU)")
     batch_size: int = Field(default=1024, ge=1, description="rows per batch of the signature pass")
-    single_task_bytes: int = Field(
-        default=16 << 20, ge=0,
-        description="inputs up to this many bytes run every pass in one Ray task (no shuffles); 0: always distributed",
-    )
-
     @model_validator(mode="after")
     def _shape(self):
         if (self.bands is None) != (self.rows is None):
@@ -126,6 +120,7 @@ class _Plan:
     quality_column: str
     partitions: int
     against: bool
+    batch_size: int
 
     def key_params(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in _KEY_FIELDS}
@@ -154,7 +149,7 @@ class Dedup(GlobalStage):
         self.plan = _Plan(
             config.method, config.field, config.shingle, config.ngram, config.hash, config.scheme, config.seed,
             bands, rows, config.verify and config.method == "minhash", config.threshold, tuple(config.survivor),
-            config.quality_column, config.partitions or 0, bool(config.against),
+            config.quality_column, config.partitions or 0, bool(config.against), config.batch_size,
         )
         self.repeated_units: int | None = None
 
@@ -181,78 +176,64 @@ class Dedup(GlobalStage):
 
         if "id" not in dataset.schema().names:
             raise UserError("dedup needs an `id` column to tell rows apart")
+        cpus = int(ray.cluster_resources().get("CPU", 1))
         if not self.plan.partitions:
-            self.plan = replace(self.plan, partitions=2 * int(ray.cluster_resources().get("CPU", 1)))
-        ds = dataset.materialize()
+            self.plan = replace(self.plan, partitions=2 * cpus)
+        parts = self.plan.partitions
+        dataset = dataset.materialize()
+        rows = blocks.slices(dataset, pieces=cpus)
+        if not rows:
+            return dataset
         if self.config.boilerplate is not None:
-            ds = self._strip_boilerplate(ds)
-        if not self.config.against and ds.size_bytes() <= self.config.single_task_bytes:
-            return self._apply_in_one_task(ds)
-        work = _task_shuffles(ds)
-        keys = work.map_batches(
-            _keys_batch, fn_args=(self.plan, self.config.index), batch_format="pyarrow", batch_size=self.config.batch_size
+            rows = self._strip_boilerplate(rows)
+        earlier = self._earlier_rows()  # read before this run's index replaces one of them
+        index_dir = self._start_index() if self.config.index else None
+        candidates = blocks.map_partitioned(_candidate_rows, rows, parts, self.plan, index_dir)
+        candidates += blocks.map_partitioned(_earlier_candidate_rows, earlier, parts, self.plan)
+        edges = blocks.gather(blocks.reduce_partitions(_partition_edges, candidates))
+        verdicts = (
+            self._resolve(rows, earlier, *_columns(edges, ("a", "b"))) if any(e.num_rows for e in edges)
+            else _empty_verdicts()
         )
-        if self.config.index:  # read twice (edges, index); otherwise one streaming pass into the shuffle
-            keys = keys.materialize()
-        bucket_rows = keys.map_batches(_bucket_rows, fn_args=(self.plan.partitions, False), batch_format="pyarrow")
-        for path in self.config.against:
-            old = ray.data.read_parquet(path, columns=["id", "buckets"], file_extensions=["parquet"])
-            bucket_rows = bucket_rows.union(
-                old.map_batches(_bucket_rows, fn_args=(self.plan.partitions, True), batch_format="pyarrow")
-            )
-        by_part = bucket_rows.groupby("part", num_partitions=self.plan.partitions)
-        edges = _collect(by_part.map_groups(_partition_edges, batch_format="pyarrow"), ("a", "b"))
-        verdicts = self._resolve(work, *edges) if len(edges[0]) else _empty_verdicts()
-        if self.config.index:
-            self._write_index(keys)
-        return ds.map_batches(_mark_batch, fn_args=(self.plan, ray.put(verdicts)), batch_format="pyarrow")
+        return blocks.dataset(blocks.map_slices(_mark_batch, rows, self.plan, ray.put(verdicts)))
 
-    def _apply_in_one_task(self, ds):
-        """A small input as one block, and every pass of `apply` in one Ray task over it.
+    def _earlier_rows(self) -> list[blocks.Slice]:
+        """The rows of the indexes in `against`: id, bucket keys and, to verify, signature."""
+        if not self.config.against:
+            return []
+        import ray.data
 
-        With one partition the shuffles are the identity, so what remains is the per-batch work,
-        done by the same functions; the distributed path's fixed cost (three Ray Data executions,
-        two shuffles, a few dozen tasks: about a second on 2 cores) would be most of the time.
-        """
-        index_file = None
-        if self.config.index:
-            self._clear_index()
-            self.index_dir.mkdir(parents=True)
-            index_file = str(self.index_dir / "part-0.parquet")
-            self._write_index_params()
-        return ds.repartition(1).map_batches(_dedup_block, fn_args=(self.plan, index_file), batch_format="pyarrow",
-                                             batch_size=None)
+        columns = ["id", "buckets"] + (["signature"] if self.plan.verify else [])
+        old = ray.data.read_parquet(self.config.against, columns=columns, file_extensions=["parquet"])
+        return blocks.slices(old.materialize(), pieces=1)
 
-    def _strip_boilerplate(self, ds):
+    def _strip_boilerplate(self, rows: list[blocks.Slice]) -> list[blocks.Slice]:
         import ray
 
         bp = self.config.boilerplate
-        counts = _task_shuffles(ds).map_batches(_unit_hash_rows, fn_args=(bp, self.plan.partitions), batch_format="pyarrow")
-        repeated = _collect(counts.groupby("part", num_partitions=self.plan.partitions).map_groups(
-            _repeated_units, fn_args=(bp.max_docs,), batch_format="pyarrow"), ("h",))[0]
+        counts = blocks.map_partitioned(_unit_hash_rows, rows, self.plan.partitions, bp, self.plan.partitions)
+        found = blocks.gather(blocks.reduce_partitions(_repeated_units, counts, bp.max_docs))
+        repeated = np.sort(_columns(found, ("h",))[0])
         self.repeated_units = int(len(repeated))
-        return ds.map_batches(_strip_batch, fn_args=(bp, ray.put(np.sort(repeated))), batch_format="pyarrow").materialize()
+        return blocks.whole(blocks.map_slices(_strip_batch, rows, bp, ray.put(repeated)))
 
-    def _resolve(self, ds, a: np.ndarray, b: np.ndarray) -> pa.Table:
+    def _resolve(self, rows: list[blocks.Slice], earlier: list[blocks.Slice], a: np.ndarray, b: np.ndarray) -> pa.Table:
         """Cluster verdicts of every row that has a candidate: (node, cluster, size, dup_of)."""
         import ray
 
-        nodes, comp = key_components(a, b)
-        members = ray.put((nodes, comp))
-        rows = ds.map_batches(_member_rows, fn_args=(self.plan, members), batch_format="pyarrow")
-        for path in self.config.against:
-            cols = ["id", "signature"] if self.plan.verify else ["id"]
-            old = ray.data.read_parquet(path, columns=cols, file_extensions=["parquet"])
-            rows = rows.union(old.map_batches(_old_member_rows, fn_args=(self.plan, members), batch_format="pyarrow"))
-        by_part = rows.groupby("part", num_partitions=self.plan.partitions)
-        out = by_part.map_groups(_resolve_partition, fn_args=(self.plan,), batch_format="pyarrow")
-        tables = [t for t in out.iter_batches(batch_format="pyarrow", batch_size=None) if t.num_rows]
+        members = ray.put(key_components(a, b))
+        parts = self.plan.partitions
+        member_rows = blocks.map_partitioned(_member_rows, rows, parts, self.plan, members)
+        member_rows += blocks.map_partitioned(_earlier_member_rows, earlier, parts, self.plan, members)
+        tables = [t for t in blocks.gather(blocks.reduce_partitions(_resolve_partition, member_rows, self.plan)) if t.num_rows]
         return pa.concat_tables(tables).sort_by("node") if tables else _empty_verdicts()
 
-    def _write_index(self, keys) -> None:
+    def _start_index(self) -> str:
+        """A fresh index directory with its parameters; the key pass writes one part per slice."""
         self._clear_index()
-        keys.select_columns(_index_columns(self.plan)).write_parquet(str(self.index_dir))
+        self.index_dir.mkdir(parents=True)
         self._write_index_params()
+        return str(self.index_dir)
 
     def _clear_index(self) -> None:
         if self.index_dir.exists():
@@ -290,30 +271,6 @@ class Dedup(GlobalStage):
 
 
 # ---- per-batch functions of the passes (run on Ray workers) ----
-
-def _task_shuffles(ds):
-    """The same materialised blocks, in a dataset whose groupbys shuffle with plain Ray tasks.
-
-    Ray Data's default shuffle runs its reducers in workers with their own runtime environment:
-    every shuffle starts fresh worker processes, and the task workers it displaces start again
-    after it (about 2-5 s per shuffle on 2 cores, most of the stage's time below 100k rows).
-    The sort-based pull shuffle runs in the ordinary worker pool. `materialize()` of a
-    materialised dataset copies its context and reuses its blocks, so the engine's own datasets
-    keep their settings.
-    """
-    from ray.data.context import ShuffleStrategy
-
-    view = ds.materialize()
-    view.context.shuffle_strategy = ShuffleStrategy.SORT_SHUFFLE_PULL_BASED
-    return view
-
-
-def _shared(value):
-    """A broadcast value: Ray Data passes an ObjectRef in fn_args through unresolved."""
-    import ray
-
-    return ray.get(value) if isinstance(value, ray.ObjectRef) else value
-
 
 def _size_counts(batch: pa.Table) -> pa.Table:
     sizes = batch.column("dup_cluster_size").drop_null().to_numpy()
@@ -370,19 +327,37 @@ def _bucket_rows(batch: pa.Table, partitions: int, old: bool) -> pa.Table:
     return pa.table({"bucket": flat, "node": nodes, "part": (flat % np.uint64(partitions)).astype(np.int32)})
 
 
+def _candidate_rows(batch: pa.Table, number: int, plan: _Plan, index_dir: str | None) -> pa.Table:
+    """A slice's (bucket, node) rows, partitioned by bucket; its part of the index on the way."""
+    import pyarrow.parquet as pq
+
+    with_signature = index_dir is not None
+    keys = pa.concat_tables([_keys_batch(part, plan, with_signature) for part in _batches(batch, plan.batch_size)])
+    if index_dir is not None:
+        pq.write_table(keys.select(_index_columns(plan)), f"{index_dir}/part-{number:05d}.parquet")
+    return _bucket_rows(keys, plan.partitions, old=False)
+
+
+def _batches(table: pa.Table, size: int) -> list[pa.Table]:
+    """A slice in batches: signatures of a few thousand texts at a time stay in the CPU cache."""
+    return [table.slice(lo, size) for lo in range(0, max(table.num_rows, 1), size)]
+
+
+def _earlier_candidate_rows(batch: pa.Table, number: int, plan: _Plan) -> pa.Table:
+    return _bucket_rows(batch, plan.partitions, old=True)
+
+
 def _partition_edges(group: pa.Table) -> pa.Table:
     a, b = star_edges(group.column("bucket").to_numpy(), group.column("node").to_numpy())
     ours = a < OLD_BIT  # a bucket whose smallest node is old holds only rows of earlier runs
     return pa.table({"a": a[ours], "b": b[ours]})
 
 
-def _collect(ds, columns: tuple[str, ...]) -> tuple[np.ndarray, ...]:
-    """Small results (edges, verdicts) to the driver as numpy arrays."""
-    parts: dict[str, list[np.ndarray]] = {c: [] for c in columns}
-    for t in ds.iter_batches(batch_format="pyarrow", batch_size=None):
-        for c in columns:
-            parts[c].append(t.column(c).to_numpy())
-    return tuple(np.concatenate(parts[c]) if parts[c] else np.zeros(0, np.uint64) for c in columns)
+def _columns(tables: list[pa.Table], columns: tuple[str, ...]) -> tuple[np.ndarray, ...]:
+    """Small gathered results (edges, repeated units) as one numpy array per column."""
+    return tuple(
+        np.concatenate([t.column(c).to_numpy() for t in tables]) if tables else np.zeros(0, np.uint64) for c in columns
+    )
 
 
 def _lookup(sorted_keys: np.ndarray, keys: np.ndarray) -> np.ndarray:
@@ -421,10 +396,10 @@ def _signature_lists(signatures: np.ndarray) -> pa.Array:
     return _list_column(signatures.reshape(-1), np.arange(n + 1, dtype=np.int64) * width)
 
 
-def _member_rows(batch: pa.Table, plan: _Plan, members) -> pa.Table:
+def _member_rows(batch: pa.Table, number: int, plan: _Plan, members) -> pa.Table:
     """Rows of this run that have a candidate, with what resolving their component needs: the
     shingle sets when verifying, and the signatures too when rows of earlier runs take part."""
-    nodes_sorted, comp = _shared(members)
+    nodes_sorted, comp = members
     batch = batch.filter(pa.array(_live(batch)))
     nodes = node_keys(batch.column("id").to_pylist())
     pos = _lookup(nodes_sorted, nodes)
@@ -449,9 +424,9 @@ def _member_rows(batch: pa.Table, plan: _Plan, members) -> pa.Table:
                          np.zeros(n, bool), shingle_sets, sigs)
 
 
-def _old_member_rows(batch: pa.Table, plan: _Plan, members) -> pa.Table:
+def _earlier_member_rows(batch: pa.Table, number: int, plan: _Plan, members) -> pa.Table:
     """Rows of an earlier run's index that have a candidate among ours."""
-    nodes_sorted, comp = _shared(members)
+    nodes_sorted, comp = members
     nodes = node_keys(batch.column("id").to_pylist(), old=True)
     pos = _lookup(nodes_sorted, nodes)
     hit = pos >= 0
@@ -525,9 +500,8 @@ def _empty_verdicts() -> pa.Table:
                      "size": pa.array([], pa.int64()), "dup_of": pa.array([], pa.string())})
 
 
-def _mark_batch(batch: pa.Table, plan: _Plan, verdicts: pa.Table) -> pa.Table:
+def _mark_batch(batch: pa.Table, number: int, plan: _Plan, verdicts: pa.Table) -> pa.Table:
     """Cluster columns on every row and the drop reason on every non-survivor."""
-    verdicts = _shared(verdicts)
     ids = batch.column("id").cast(pa.string()).to_pylist()
     live = _live(batch)
     pos = _lookup(verdicts.column("node").to_numpy(), node_keys(ids))
@@ -555,22 +529,7 @@ def _index_columns(plan: _Plan) -> list[str]:
     return ["id", "buckets"] + (["signature"] if plan.method == "minhash" else [])
 
 
-def _dedup_block(batch: pa.Table, plan: _Plan, index_file: str | None) -> pa.Table:
-    """The whole stage on one block: keys, star edges, components, resolve and mark, in one partition."""
-    import pyarrow.parquet as pq
-
-    keys = _keys_batch(batch, plan, index_file is not None)
-    if index_file is not None:
-        pq.write_table(keys.select(_index_columns(plan)), index_file)
-    edges = _partition_edges(_bucket_rows(keys, plan.partitions, False))
-    verdicts = _empty_verdicts()
-    if edges.num_rows:
-        members = key_components(edges.column("a").to_numpy(), edges.column("b").to_numpy())
-        verdicts = _resolve_partition(_member_rows(batch, plan, members), plan).sort_by("node")
-    return _mark_batch(batch, plan, verdicts)
-
-
-def _unit_hash_rows(batch: pa.Table, bp: BoilerplateConfig, partitions: int) -> pa.Table:
+def _unit_hash_rows(batch: pa.Table, number: int, bp: BoilerplateConfig, partitions: int) -> pa.Table:
     texts = [t if k else "" for t, k in zip(text_column(batch, "text"), _live(batch))]
     h = boilerplate.unit_hashes(texts, bp.unit, bp.min_chars)
     return pa.table({"h": h, "part": (h % np.uint64(partitions)).astype(np.int32)})
@@ -580,8 +539,7 @@ def _repeated_units(group: pa.Table, max_docs: int) -> pa.Table:
     return pa.table({"h": boilerplate.repeated_hashes(group.column("h").to_numpy(), max_docs)})
 
 
-def _strip_batch(batch: pa.Table, bp: BoilerplateConfig, repeated: np.ndarray) -> pa.Table:
-    repeated = _shared(repeated)
+def _strip_batch(batch: pa.Table, number: int, bp: BoilerplateConfig, repeated: np.ndarray) -> pa.Table:
     live = _live(batch)
     texts = text_column(batch, "text")
     cleaned, removed = boilerplate.remove_units(texts, bp.unit, bp.min_chars, repeated)
