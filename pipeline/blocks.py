@@ -34,7 +34,7 @@ class Slice:
     bounds: tuple[tuple[int, int | None], ...]
 
 
-def slices(ds, pieces: int, max_bytes: int = 256 << 20) -> list[Slice]:
+def slices(ds, pieces: int, max_bytes: int = 64 << 20) -> list[Slice]:
     """The rows of a dataset as `pieces` slices of about the same number of rows (more if a slice
     would exceed `max_bytes`), in order.
 
