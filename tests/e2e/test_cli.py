@@ -59,7 +59,7 @@ def write_corpus(path: Path, n: int) -> None:
 
 RESUME_CONFIG = """
 name: resume
-fuse: false  # a checkpoint per stage, so the run can be killed between two of them
+fuse: {fuse}
 input: {{format: jsonl, paths: ["{input}"]}}
 output: {{path: "{out}", shard_rows: 50000}}
 stages:
@@ -74,33 +74,40 @@ def output_ids(out: Path) -> list[str]:
 
 
 @pytest.mark.slow
-def test_sigkill_mid_stage_then_rerun_gives_the_uninterrupted_output(tmp_path):
+@pytest.mark.parametrize("fuse", [False, True], ids=["a-pass-per-stage", "fused-pass"])
+def test_sigkill_mid_stage_then_rerun_gives_the_uninterrupted_output(tmp_path, fuse):
+    """Killed while a pass is being written: with a checkpoint per stage (after stage 1 finished)
+    or inside the one fused pass of all three stages; the re-run must equal an uninterrupted run."""
     corpus = tmp_path / "corpus.jsonl"
     write_corpus(corpus, 300_000)
     killed_cfg, clean_cfg = tmp_path / "killed.yaml", tmp_path / "clean.yaml"
-    killed_cfg.write_text(RESUME_CONFIG.format(input=corpus, out=tmp_path / "killed"))
-    clean_cfg.write_text(RESUME_CONFIG.format(input=corpus, out=tmp_path / "clean"))
+    killed_cfg.write_text(RESUME_CONFIG.format(fuse=str(fuse).lower(), input=corpus, out=tmp_path / "killed"))
+    clean_cfg.write_text(RESUME_CONFIG.format(fuse=str(fuse).lower(), input=corpus, out=tmp_path / "clean"))
 
     stages_dir = tmp_path / "killed" / ".pipeline" / "stages"
+    done_before, killed_pass = ([], "01-length+02-length+03-length") if fuse else (["01-length"], "02-length")
     proc = subprocess.Popen([*PIPELINE, "run", "--quiet", str(killed_cfg)], start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 600
     while time.time() < deadline and proc.poll() is None:
-        if (stages_dir / "01-length" / "_SUCCESS.json").exists() and list(stages_dir.glob(".02-length.tmp-*")):
+        finished = all((stages_dir / d / "_SUCCESS.json").exists() for d in done_before)
+        if finished and list(stages_dir.glob(f".{killed_pass}.tmp-*")):
             os.killpg(proc.pid, signal.SIGKILL)
             break
         time.sleep(0.02)
     proc.wait(timeout=60)
-    assert proc.returncode == -signal.SIGKILL, "the run must be killed in the middle of stage 2"
-    assert not (stages_dir / "02-length" / "_SUCCESS.json").exists()
+    assert proc.returncode == -signal.SIGKILL, f"the run must be killed while writing {killed_pass}"
+    assert not (stages_dir / killed_pass / "_SUCCESS.json").exists()
 
     resumed = cli("run", "--quiet", str(killed_cfg))
     assert resumed.returncode == 0, resumed.stderr
+    assert not list(stages_dir.glob(".*")), "the killed run's temporary checkpoint is cleaned up"
     clean = cli("run", "--quiet", str(clean_cfg))
     assert clean.returncode == 0, clean.stderr
 
     stats = json.loads((tmp_path / "killed" / "stats.json").read_text())
-    assert [s["resumed"] for s in stats["stages"][1:]] == [True, False, False]
+    if not fuse:
+        assert [s["resumed"] for s in stats["stages"][1:]] == [True, False, False]
     killed_ids, clean_ids = output_ids(tmp_path / "killed"), output_ids(tmp_path / "clean")
     assert len(killed_ids) == len(set(killed_ids)) > 0
     assert killed_ids == clean_ids
