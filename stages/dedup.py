@@ -182,12 +182,12 @@ class Dedup(GlobalStage):
         parts = self.plan.partitions
         dataset = dataset.materialize()
         rows = blocks.slices(dataset, pieces=cpus)
-        if not rows:
+        earlier = self._earlier_rows()  # read before this run's index replaces one of them
+        index_dir = self._start_index() if self.config.index else None
+        if not rows:  # a dataset without blocks: nothing to mark, an empty index
             return dataset
         if self.config.boilerplate is not None:
             rows = self._strip_boilerplate(rows)
-        earlier = self._earlier_rows()  # read before this run's index replaces one of them
-        index_dir = self._start_index() if self.config.index else None
         candidates = blocks.map_partitioned(_candidate_rows, rows, parts, self.plan, index_dir)
         candidates += blocks.map_partitioned(_earlier_candidate_rows, earlier, parts, self.plan)
         edges = blocks.gather(blocks.reduce_partitions(_partition_edges, candidates))
