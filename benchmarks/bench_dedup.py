@@ -397,8 +397,7 @@ def warm_up(n: int) -> None:
     pyarrow.parquet, ...) once per session, not once per corpus; the distributed path puts every
     worker to work."""
     if n:
-        with tempfile.TemporaryDirectory() as tmp:
-            run_ours(scale_corpus(n, seed=1), {"index": False}, Path(tmp))
+        _timed_run(scale_corpus(n, seed=1))
 
 
 def cmd_scale(args):

@@ -40,7 +40,8 @@ TRAFILATURA_SETTINGS = {
 # trafilatura compares its main extraction with its fallbacks (readability, jusText) when the
 # text found is shorter than this many characters (its default: 250). With comments excluded,
 # 300 recovers the recall that comments gave on trafilatura's evaluation set and keeps the
-# precision gain; 250, 500 and 600 do not (docs/benchmarks.md, "extraction settings").
+# precision gain; 250, 500 and 600 do not (the sweep in docs/benchmarks.md, under "Extraction on
+# trafilatura's evaluation set").
 MIN_EXTRACTED_SIZE = 300
 RESILIPARSE_SETTINGS = {
     "main_content": True,

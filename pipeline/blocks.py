@@ -69,7 +69,7 @@ def whole(refs: list[ray.ObjectRef]) -> list[Slice]:
 
 def map_slices(fn: Callable[..., pa.Table], rows: list[Slice], *args: Any) -> list[ray.ObjectRef]:
     """`fn(table, number, *args)` on every slice; one table per slice."""
-    return [_map.remote(fn, 1, i, s.bounds, len(args), *args, *s.blocks) for i, s in enumerate(rows)]
+    return [_map.remote(fn, None, i, s.bounds, len(args), *args, *s.blocks) for i, s in enumerate(rows)]
 
 
 def map_partitioned(fn: Callable[..., pa.Table], rows: list[Slice], parts: int, *args: Any) -> list[list[ray.ObjectRef]]:
@@ -116,10 +116,11 @@ def _rows(bounds, blocks) -> pa.Table:
 
 
 @ray.remote
-def _map(fn, parts: int, number: int, bounds, num_args: int, *args_and_blocks):
+def _map(fn, parts: int | None, number: int, bounds, num_args: int, *args_and_blocks):
+    """fn on a slice's rows: its table as is (parts None), or split into `parts` objects."""
     args, blocks = args_and_blocks[:num_args], args_and_blocks[num_args:]
     out = fn(_rows(bounds, blocks), number, *args)
-    if parts == 1 and PART not in out.column_names:
+    if parts is None:
         return out
     pieces = split_by_part(out, parts)
     return tuple(pieces) if parts > 1 else pieces[0]

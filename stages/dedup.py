@@ -87,6 +87,7 @@ class DedupConfig(StageConfig):
     boilerplate: BoilerplateConfig | None = Field(default=None, description="remove repeated lines before deduplicating")
     partitions: int | None = Field(default=None, ge=1, description="hash partitions of the shuffles (default: 2 per CPU)")
     batch_size: int = Field(default=1024, ge=1, description="rows per batch of the signature pass")
+
     @model_validator(mode="after")
     def _shape(self):
         if (self.bands is None) != (self.rows is None):
