@@ -8,14 +8,28 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import pkgutil
 import sys
 
 from pipeline import __version__, commands
-from pipeline.errors import UserError
+from pipeline.errors import RunFailed, UserError
 from pipeline.yaml_source import redact
 
+EXIT_RUN_FAILED = 1
 EXIT_USER_ERROR = 2
+EXIT_BROKEN_PIPE = 141  # what a shell reports for a command that SIGPIPE ended
+
+
+def _one_line(e: BaseException) -> str:
+    """A UserError as written (a config with three mistakes gives three lines); anything else its first line."""
+    if isinstance(e, UserError):
+        return str(e)
+    if isinstance(e, OSError) and e.strerror:
+        names = [str(n) for n in (e.filename, e.filename2) if n is not None]
+        return f"{e.strerror}: {' -> '.join(names)}" if names else e.strerror
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
 
 
 def parser() -> argparse.ArgumentParser:
@@ -35,26 +49,27 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USER_ERROR
     try:
         return int(args.func(args) or 0)
-    except UserError as e:
-        print(f"error: {redact(str(e))}", file=sys.stderr)
-        return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `pipeline inspect out | head`: the reader left, which is not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     except Exception as e:
-        cause = _user_error_cause(e)
+        cause = _known_cause(e)
         if cause is None:
             raise
-        print(f"error: {redact(str(cause))}", file=sys.stderr)
-        return EXIT_USER_ERROR
+        print(f"error: {redact(_one_line(cause))}", file=sys.stderr)
+        return EXIT_RUN_FAILED if isinstance(cause, RunFailed) else EXIT_USER_ERROR
 
 
-def _user_error_cause(e: BaseException) -> UserError | None:
-    """A UserError raised inside a Ray worker arrives wrapped; find it."""
+def _known_cause(e: BaseException) -> UserError | RunFailed | OSError | None:
+    """What the user can act on behind an exception: our own errors, and the operating system's
+    (a path that cannot be written, a full disk). One raised inside a Ray worker arrives wrapped."""
     seen = set()
     while e is not None and id(e) not in seen:
         seen.add(id(e))
-        if isinstance(e, UserError):
+        if isinstance(e, (UserError, RunFailed, OSError)):
             return e
         inner = getattr(e, "cause", None)
         e = inner if isinstance(inner, BaseException) else (e.__cause__ or e.__context__)

@@ -5,5 +5,10 @@ class UserError(Exception):
     """A mistake in the user's config, command line or input that they can fix."""
 
 
+class RunFailed(Exception):
+    """The run cannot produce what it was asked for (an LLM endpoint whose requests keep failing,
+    input of which nothing was readable). Not the user's typo and not a bug: one line, exit code 1."""
+
+
 class InvariantViolation(RuntimeError):
     """A stage lost or invented rows (rows in != kept + dropped): a bug, so the run fails loudly."""
