@@ -65,15 +65,24 @@ class Normalizer:
     def _get(self, record: dict, key: str, default: Any = None) -> Any:
         return record.pop(self.fields.get(key, key), default)
 
-    def row(self, record: dict) -> dict:
-        """One schema row, or a quarantined row if the record lacks what its kind needs."""
+    def row(self, record: dict, where: dict | None = None) -> dict:
+        """One schema row, or a quarantined row if the record lacks what its kind needs.
+
+        `where` (path, line or record number) goes into a quarantined row's `meta` together with
+        the record's own id and keys, taken before any field is mapped: that is what lets a user
+        find the record in the input and see what it had instead.
+        """
+        where = where or {}
         if not isinstance(record, dict):
-            return self.quarantine("not_an_object", {"value": repr(record)[:200]})
-        record = dict(record)
+            return self.quarantine("not_an_object", {**where, "value": repr(record)[:200]}, record)
         try:
-            return getattr(self, f"_{self.kind}")(record)
+            return getattr(self, f"_{self.kind}")(dict(record))
         except _Missing as e:
-            return self.quarantine(f"missing_field:{e}", {"keys": sorted(map(str, record))[:20]})
+            given = record.get(self.fields.get("id", "id"))
+            origin = {**where, "keys": sorted(map(str, record))[:50]}
+            if given is not None:
+                origin["id"] = str(given)
+            return self.quarantine(f"missing_field:{e}", origin, record)
 
     def _document(self, r: dict) -> dict:
         text = self._get(r, "text")
@@ -170,10 +179,12 @@ class Normalizer:
                    DROP_STAGE: pa.nulls(n, pa.string())}
         return pa.table(columns, schema=self.schema)
 
-    def quarantine(self, reason: str, where: dict) -> dict:
+    def quarantine(self, reason: str, where: dict, record: Any = None) -> dict:
+        """A row that only says why the input could not be read, and where; its id covers the record
+        itself, so two different bad records never share one."""
         row = {name: None for name in self.schema.names}
         row.update(
-            id=stable_id(self.source, reason, dumps_meta(where)),
+            id=stable_id(self.source, reason, dumps_meta(where), dumps_meta({"record": record})),
             source=self.source,
             meta=dumps_meta(where),
         )

@@ -236,7 +236,7 @@ def _parse_lines(lines: list[bytes], first_line: int, path: str, norm: Normalize
         except ValueError as e:
             yield norm.quarantine("bad_json", {**where, "error": str(e)[:200], "line_start": text[:200]})
             continue
-        yield norm.row(record)
+        yield norm.row(record, where)
 
 
 def _first_json_record(files: list[str]) -> list[dict]:

@@ -130,3 +130,26 @@ def test_html_file_gzip_and_plain(tmp_path):
     page = b"<html><body><p>Hello</p></body></html>"
     assert list(_parse_html_file(io.BytesIO(gzip.compress(page)), str(tmp_path / "a.gz"), norm))[0]["html"] == page
     assert list(_parse_html_file(io.BytesIO(page), str(tmp_path / "a.html"), norm))[0]["url"].startswith("file://")
+
+
+def test_quarantined_records_keep_their_origin():
+    """Where a bad record was (path, line), its own id and every key it had, `text` included:
+    enough to find it in the input and see what it held instead of what we needed."""
+    data = b'{"text": "fine"}\n{"text": null, "id": "doc-7", "title": "T"}\n{"text": 3, "body": "x"}\n'
+    rows = parse_jsonl(data)
+    assert reasons(rows) == [None, "missing_field:text", "missing_field:text"]
+    first, second = (json.loads(r["meta"]) for r in rows[1:])
+    assert first == {"path": "f.jsonl", "line": 2, "id": "doc-7", "keys": ["id", "text", "title"]}
+    assert second == {"path": "f.jsonl", "line": 3, "keys": ["body", "text"]}
+
+
+def test_different_bad_records_never_share_an_id():
+    norm = Normalizer("document", "src")
+    a = norm.row({"body": "one"})
+    b = norm.row({"body": "two"})
+    c = norm.row({"body": "one"}, {"path": "f.jsonl", "line": 9})
+    assert a[DROP_REASON] == b[DROP_REASON] == c[DROP_REASON] == "missing_field:text"
+    assert len({a["id"], b["id"], c["id"]}) == 3
+    lines = parse_jsonl(b'[1]\n[1]\n')
+    assert reasons(lines) == ["not_an_object"] * 2 and lines[0]["id"] != lines[1]["id"]
+
