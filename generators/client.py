@@ -2,12 +2,15 @@
 
 Algorithms (Self-Instruct, Evol-Instruct, responses, judging) build `Request`s and get back one
 `Response` per request, in order. A request that fails for good is not an exception: its
-`Response.error` says why, so a run records the failure on the row and goes on.
+`Response.error` says why, so a run records the failure on the row and goes on. An endpoint whose
+requests keep failing is another matter: turning a whole data set into rejects helps nobody, so
+every backend keeps a `FailureWindow` and raises `EndpointFailing` once most recent requests failed.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections import deque
 from typing import Callable, Protocol, Sequence
 
 
@@ -73,6 +76,32 @@ class Response:
     @classmethod
     def failed(cls, model: str, error: str) -> "Response":
         return cls(choices=[], model=model, error=error)
+
+
+class EndpointFailing(Exception):
+    """The model's endpoint, not a request, is at fault: the run should stop rather than go on dropping rows."""
+
+
+class FailureWindow:
+    """Judges an endpoint by its client's last `size` requests (each counted once, after its retries).
+
+    More than `max_rate * size` failures among them raise `EndpointFailing`, naming the oldest error
+    still in the window: the first symptom, usually the cause. The count is against the full window
+    size, also before `size` requests were sent, so a few early failures (a prompt too long for the
+    model) never stop a run. One window per client: each Ray worker judges the requests it sent.
+    """
+
+    def __init__(self, size: int, max_rate: float, endpoint: str):
+        self.errors: deque[str | None] = deque(maxlen=size)
+        self.limit = max_rate * size
+        self.endpoint = endpoint
+
+    def record(self, response: "Response") -> None:
+        self.errors.append(response.error)
+        failed = sum(e is not None for e in self.errors)
+        if response.error is not None and failed > self.limit:
+            first = " ".join(next(e for e in self.errors if e is not None).split())
+            raise EndpointFailing(f"{failed} of the last {len(self.errors)} requests to {self.endpoint} failed; the first: {first}")
 
 
 OnResponse = Callable[[int, "Response"], None]

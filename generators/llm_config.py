@@ -32,7 +32,9 @@ class LLMConfig(BaseModel):
     model: str = Field(description="model id or local path; for a remote server, the name it serves")
 
     # vllm_server, remote or managed
-    url: str | None = Field(default=None, description="base URL of a running server; None starts one (managed mode)")
+    url: str | None = Field(
+        default=None, description="a running server, as http://host:port or http://host:port/v1; None starts one (managed mode)"
+    )
     api_key: SecretStr | None = Field(default=None, description="bearer token; '${VAR}' reads it from the environment")
     concurrency: int = Field(default=32, ge=1, description="requests in flight at once")
     timeout_s: float = Field(default=120.0, gt=0, description="per-request timeout")
@@ -40,6 +42,13 @@ class LLMConfig(BaseModel):
     backoff_s: float = Field(default=0.5, gt=0, description="first backoff; doubles each retry, with full jitter")
     backoff_max_s: float = Field(default=20.0, gt=0)
     cache_dir: str | None = Field(default=None, description="on-disk response cache; None disables it")
+    failure_window: int = Field(
+        default=50, ge=1, description="requests (after retries) over which a client judges whether its endpoint is failing"
+    )
+    max_failure_rate: float = Field(
+        default=0.5, ge=0, le=1, description="a client stops the run when more than this share of its last "
+        "`failure_window` requests failed; 1 never stops it"
+    )
     wait_for_server_s: float = Field(
         default=0.0, ge=0, description="after a failed attempt, wait up to this long for the server's /health "
         "(workers of a driver-managed server, which may be restarting; see factory.worker_config)"
@@ -77,6 +86,17 @@ class LLMConfig(BaseModel):
                 raise ValueError(f"api_key refers to ${{{m.group(1)}}}, which is not set")
             return os.environ[m.group(1)]
         return value
+
+    @field_validator("url")
+    @classmethod
+    def _server_root(cls, value: str | None) -> str | None:
+        """The server's root: users write the OpenAI base URL (`.../v1`), the client adds `/v1/...` itself."""
+        if value is None:
+            return None
+        root = value.strip().rstrip("/").removesuffix("/v1").rstrip("/")
+        if not root.startswith(("http://", "https://")):
+            raise ValueError(f"url must be http(s)://host:port (or .../v1), not {value!r}")
+        return root
 
     @model_validator(mode="after")
     def _check_backend_fields(self):

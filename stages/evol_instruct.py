@@ -21,11 +21,13 @@ from pipeline.records import DROP_REASON, drop_rows
 from pipeline.registry import register
 from pipeline.stage import MapStage, Resources, StageConfig
 from generators.factory import make_client
-from stages.llm_support import INSTRUCTION_SCHEMA, instruction_row, resolve_llm, table, user_text
+from stages.llm_support import INSTRUCTION_SCHEMA, endpoint_failures_stop_run, instruction_row, resolve_llm, table, user_text
 
 
 @register
 class EvolInstructStage(MapStage):
+    """Rewrite each instruction into harder or broader ones over several rounds (Evol-Instruct), with answers."""
+
     name = "evol_instruct"
     produces_rows = True
     # One worker drives the server with many concurrent requests; more workers only add more clients.
@@ -65,7 +67,8 @@ class EvolInstructStage(MapStage):
         rows = batch.to_pylist()
         items = [(r["id"], user_text(r["messages"])) for r in rows]
         evolvable = [(i, t) for i, t in items if t.strip()]
-        attempts = self.evol.run(evolvable)
+        with endpoint_failures_stop_run(self.ctx):
+            attempts = self.evol.run(evolvable)
         source = {r["id"]: r.get("source") for r in rows}
         out = [self._row(e, source.get(e.root_id)) for e in attempts]
         reasons = [None if t.strip() else "no_instruction" for _, t in items]

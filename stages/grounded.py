@@ -15,11 +15,13 @@ from pipeline.records import stable_id, text_column
 from pipeline.registry import register
 from pipeline.stage import MapStage, Resources, StageConfig
 from generators.factory import make_client
-from stages.llm_support import INSTRUCTION_SCHEMA, instruction_row, merge_meta, resolve_llm, table, with_prompt_version
+from stages.llm_support import INSTRUCTION_SCHEMA, endpoint_failures_stop_run, instruction_row, merge_meta, resolve_llm, table, with_prompt_version
 
 
 @register
 class GroundedStage(MapStage):
+    """Write, with an LLM, the instruction each document answers; the document becomes the answer (back-translation)."""
+
     name = "grounded"
     resources = Resources(num_cpus=0.5, concurrency=1, batch_size=32)
 
@@ -44,7 +46,8 @@ class GroundedStage(MapStage):
         cfg = self.config
         texts = text_column(batch, "text")
         algo = GroundedConfig(cfg.min_score, cfg.min_words, cfg.max_words, cfg.temperature, cfg.max_tokens, seed=self.ctx.seed)
-        pairs = backtranslate(self.client, self.judge, texts, algo)
+        with endpoint_failures_stop_run(self.ctx):
+            pairs = backtranslate(self.client, self.judge, texts, algo)
         rows = batch.select([c for c in ("id", "source", "url", "meta") if c in batch.column_names]).to_pylist()
         out = []
         for row, text, pair in zip(rows, texts, pairs):

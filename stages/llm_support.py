@@ -3,16 +3,21 @@
 A managed `vllm_server` (one the pipeline starts itself) is started once on the driver, in the
 stage's `prepare()`, and shared by every stage of the run that names the same LLM; workers get
 its URL, so an actor pool of N workers never starts N servers. The server stops when the driver
-exits (the backend's process guard).
+exits (the backend's process guard). A remote server (`url:`) is asked once per run, on the
+driver, whether it serves the model, so a wrong URL or model name fails before any work is sent;
+during the run, a client whose endpoint keeps failing stops the run (`endpoint_failures_stop_run`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import pyarrow as pa
 
+from generators.client import EndpointFailing
+from pipeline.errors import RunFailed, UserError
 from pipeline.records import DROP_REASON, MESSAGE_TYPE, dumps_meta
 from pipeline.stage import StageContext
 
@@ -43,20 +48,44 @@ PREFERENCE_SCHEMA = pa.schema(
 )
 
 _SERVERS: dict[str, Any] = {}
+_CHECKED: set[str] = set()  # remote servers found serving their model, so each is asked once per run
 
 
 def resolve_llm(ctx: StageContext, name: str) -> dict:
-    """The `llms:` entry `name`, with a managed server started (once per driver) and given as its URL."""
+    """The `llms:` entry `name`: a remote server checked, a managed one started (each once per driver)."""
     config = dict(ctx.llm(name))
-    if config.get("backend") != "vllm_server" or config.get("url"):
+    if config.get("backend") != "vllm_server":
         return config
     from generators.factory import parse_llm_config, server_process, worker_config
 
     key = json.dumps(config, sort_keys=True, default=str)
+    if config.get("url"):
+        if key not in _CHECKED:
+            _check_remote(ctx, name, parse_llm_config(config))
+            _CHECKED.add(key)
+        return config
     server = _SERVERS.get(key)
     if server is None or server.gave_up:  # a server that is restarting is still the run's server
         server = _SERVERS[key] = server_process(parse_llm_config(config)).start()
     return worker_config(config, server)
+
+
+def _check_remote(ctx: StageContext, name: str, config) -> None:
+    from generators.backends.vllm_server import ServerUnusable, check_server
+
+    try:
+        check_server(config)
+    except ServerUnusable as e:
+        raise UserError(f"stage {ctx.stage_id}: llm '{name}': {e}") from None
+
+
+@contextlib.contextmanager
+def endpoint_failures_stop_run(ctx: StageContext) -> Iterator[None]:
+    """Inside it, a client whose requests keep failing ends the run (exit 1) instead of dropping every row."""
+    try:
+        yield
+    except EndpointFailing as e:
+        raise RunFailed(f"stage {ctx.stage_id}: {e}") from None
 
 
 def user_text(messages: Sequence[dict] | None) -> str:

@@ -23,7 +23,7 @@ from pipeline.records import DROP_REASON, dumps_meta, stable_id
 from pipeline.registry import register
 from pipeline.stage import MapStage, Resources, StageConfig
 from generators.factory import make_client
-from stages.llm_support import PREFERENCE_SCHEMA, merge_meta, resolve_llm, table, user_text, with_prompt_version
+from stages.llm_support import PREFERENCE_SCHEMA, endpoint_failures_stop_run, merge_meta, resolve_llm, table, user_text, with_prompt_version
 
 
 class CandidateConfig(BaseModel):
@@ -37,6 +37,8 @@ class CandidateConfig(BaseModel):
 
 @register
 class PreferencesStage(MapStage):
+    """Preference pairs for DPO: several answers per instruction, judged by an LLM, best against worst."""
+
     name = "preferences"
     resources = Resources(num_cpus=0.5, concurrency=1, batch_size=32)
 
@@ -69,7 +71,8 @@ class PreferencesStage(MapStage):
 
     def process_batch(self, batch: pa.Table) -> pa.Table:
         rows = batch.to_pylist()
-        results = self.judge.run([r["messages"] for r in rows])
+        with endpoint_failures_stop_run(self.ctx):
+            results = self.judge.run([r["messages"] for r in rows])
         out = []
         for r, res in zip(rows, results):
             prompt = list(prompt_messages(r["messages"]))

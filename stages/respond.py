@@ -15,11 +15,14 @@ from generators.respond import PROMPT_VERSION, RespondConfig, prompt_messages, r
 from pipeline.registry import register
 from pipeline.stage import MapStage, Resources, StageConfig
 from generators.factory import make_client
-from stages.llm_support import INSTRUCTION_SCHEMA, instruction_row, merge_meta, resolve_llm, table, user_text, with_prompt_version
+from stages.llm_support import (INSTRUCTION_SCHEMA, endpoint_failures_stop_run, instruction_row, merge_meta, resolve_llm, table,
+                                user_text, with_prompt_version)  # fmt: skip
 
 
 @register
 class RespondStage(MapStage):
+    """Answer each instruction with an LLM, one or several samples per instruction."""
+
     name = "respond"
     produces_rows = True
     resources = Resources(num_cpus=0.5, concurrency=1, batch_size=64)
@@ -44,7 +47,8 @@ class RespondStage(MapStage):
         rows = batch.to_pylist()
         todo = [r for r in rows if user_text(r["messages"]).strip() and (cfg.overwrite or r["messages"][-1]["role"] != "assistant")]
         params = RespondConfig(cfg.samples, cfg.temperature, cfg.top_p, cfg.max_tokens, cfg.system_prompt, self.ctx.seed)
-        answers = {id(r): resp for r, resp in zip(todo, respond(self.client, [r["messages"] for r in todo], params))}
+        with endpoint_failures_stop_run(self.ctx):
+            answers = {id(r): resp for r, resp in zip(todo, respond(self.client, [r["messages"] for r in todo], params))}
         out = []
         for r in rows:
             base = {k: r.get(k) for k in ("id", "messages", "generated_by", "parent_id", "source")}

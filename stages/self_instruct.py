@@ -23,13 +23,15 @@ from pipeline.records import DROP_REASON, stable_id
 from pipeline.registry import register
 from pipeline.stage import GlobalStage, StageConfig
 from generators.factory import make_client
-from stages.llm_support import INSTRUCTION_SCHEMA, instruction_row, resolve_llm, table, user_text
+from stages.llm_support import INSTRUCTION_SCHEMA, endpoint_failures_stop_run, instruction_row, resolve_llm, table, user_text
 
 SOURCE = "self_instruct"
 
 
 @register
 class SelfInstructStage(GlobalStage):
+    """Generate new tasks from seed tasks with an LLM (Self-Instruct); the seed rows pass through."""
+
     name = "self_instruct"
     produces_rows = True
 
@@ -71,7 +73,8 @@ class SelfInstructStage(GlobalStage):
         client = make_client(self.llm_config)
         growth: list[int] = []
         try:
-            result = SelfInstruct(client, seeds, algo_config).run(on_round=lambda r, n: growth.append(n))
+            with endpoint_failures_stop_run(self.ctx):
+                result = SelfInstruct(client, seeds, algo_config).run(on_round=lambda r, n: growth.append(n))
         finally:
             client.close()
         rows = [row for p in result.pooled for row in self._rows(p, result.model)]

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any, Callable, Sequence
 
-from generators.client import Choice, OnResponse, Request, Response, SamplingParams, Usage
+from generators.client import Choice, FailureWindow, OnResponse, Request, Response, SamplingParams, Usage
 from generators.llm_config import LLMConfig
 
 ERROR_COLUMN = "__inference_error__"
@@ -113,6 +113,7 @@ class RayVLLMClient:
         self.config = config
         self.model = config.model
         self._processors: dict[bool, Any] = {}
+        self.failures = FailureWindow(config.failure_window, config.max_failure_rate, f"{config.model} (ray_vllm)")
 
     def _processor(self, chat: bool):
         if chat not in self._processors:
@@ -137,6 +138,7 @@ class RayVLLMClient:
                               else Response.failed(self.model, "no output row from the vLLM engine"))
                 if on_response:
                     on_response(i, results[i])
+                self.failures.record(results[i])
         return results  # type: ignore[return-value]
 
     def close(self) -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Sequence
 
-from generators.client import Choice, OnResponse, Request, Response, SamplingParams, Usage
+from generators.client import Choice, FailureWindow, OnResponse, Request, Response, SamplingParams, Usage
 from generators.llm_config import LLMConfig
 
 
@@ -42,6 +42,7 @@ class TransformersClient:
         eos = self.lm.generation_config.eos_token_id
         self.eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
         self.eos_ids.add(self.tokenizer.eos_token_id)
+        self.failures = FailureWindow(config.failure_window, config.max_failure_rate, f"{config.model} (transformers)")
 
     def generate(self, requests: Sequence[Request], *, on_response: OnResponse | None = None) -> list[Response]:
         results: list[Response | None] = [None] * len(requests)
@@ -59,6 +60,7 @@ class TransformersClient:
                     results[i] = response
                     if on_response:
                         on_response(i, response)
+                    self.failures.record(response)
         return results  # type: ignore[return-value]
 
     def _prompt_text(self, request: Request) -> str:

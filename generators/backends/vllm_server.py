@@ -3,7 +3,9 @@
 Throughput comes from keeping `concurrency` requests in flight so vLLM's continuous batching has
 work to batch; robustness from per-request timeouts and retries with exponential backoff and full
 jitter (so a crowd of failed requests does not return in lockstep). A request that still fails
-becomes a `Response` with `error` set: one bad row never stops a run.
+becomes a `Response` with `error` set: one bad row never stops a run, but an endpoint that fails
+most requests does (`client.FailureWindow`), and `check_server` asks a remote server which models it
+serves before any work is sent, so a wrong URL or model name is one clear error, not a run of rejects.
 
 When the server is ours (managed mode) and it dies, its watchdog restarts it; requests that meet
 a dead server wait for it to be healthy again instead of burning their retries on a restart.
@@ -21,24 +23,34 @@ so vLLM batches fewer of them (docs/benchmarks.md, issue 7).
 from __future__ import annotations
 
 import asyncio
+import http.client
 import json
 import logging
 import random
 import threading
 import time
+import urllib.error
+import urllib.request
 from typing import Sequence
 
 import aiohttp
 
 from generators.backends.vllm_process import VLLMServerProcess
-from generators.client import Choice, OnResponse, Request, Response, Usage
+from generators.client import Choice, FailureWindow, OnResponse, Request, Response, Usage
 from generators.llm_config import LLMConfig
 
 log = logging.getLogger(__name__)
 
 
+# The server check is a single look before a run, not a wait for a server that is still starting.
+CHECK_TIMEOUT_S = 5.0
+
 # 408/429 and 5xx are the server's trouble, worth another try; other 4xx are the request's and would fail again.
 RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
+
+
+class ServerUnusable(Exception):
+    """A remote server cannot serve the configured model: unreachable, not an OpenAI API, or other models."""
 
 
 class RequestFailed(Exception):
@@ -86,6 +98,35 @@ def parse_response(endpoint: str, data: dict) -> Response:
     )
 
 
+def served_models(config: LLMConfig) -> list[str]:
+    """The model names the server at `config.url` serves (`GET /v1/models`); `ServerUnusable` if it cannot say."""
+    url = f"{config.url}/v1/models"
+    request = urllib.request.Request(url)
+    if config.api_key is not None:
+        request.add_header("Authorization", f"Bearer {config.api_key.get_secret_value()}")
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # as aiohttp: no proxy from the environment
+    try:
+        with opener.open(request, timeout=CHECK_TIMEOUT_S) as reply:
+            data = json.loads(reply.read())
+        return [m["id"] for m in data["data"]]
+    except urllib.error.HTTPError as exc:
+        hint = "the api_key was refused" if exc.code in (401, 403) else "url must be the root of an OpenAI-compatible server"
+        raise ServerUnusable(f"{url} answered HTTP {exc.code} ({hint})") from None
+    except urllib.error.URLError as exc:
+        raise ServerUnusable(f"cannot reach {url}: {getattr(exc.reason, 'strerror', None) or exc.reason}") from None
+    except (OSError, http.client.HTTPException) as exc:  # timeouts, resets, a port that does not speak HTTP
+        raise ServerUnusable(f"cannot reach {url}: {type(exc).__name__}: {exc}") from None
+    except (ValueError, KeyError, TypeError):
+        raise ServerUnusable(f"{url} is not an OpenAI-compatible model list; url must be the server's root") from None
+
+
+def check_server(config: LLMConfig) -> None:
+    """Raise `ServerUnusable` unless the server at `config.url` answers and serves `config.model`."""
+    names = served_models(config)
+    if config.model not in names:
+        raise ServerUnusable(f"{config.url} does not serve model '{config.model}'; it serves: {', '.join(names) or 'nothing'}")
+
+
 def backoff_delay(attempt: int, base_s: float, max_s: float) -> float:
     """Full jitter: uniform in [0, min(max, base * 2^attempt)] (AWS architecture blog's recommendation)."""
     return random.uniform(0, min(max_s, base_s * 2**attempt))
@@ -104,8 +145,9 @@ class VLLMServerClient:
         self.server = server
         self.owns_server = owns_server
         self.model = config.model
-        self.base_url = (config.url or server.url).rstrip("/")
+        self.base_url = config.url or server.url
         self.stats = {"requests": 0, "retries": 0, "failed": 0, "server_waits": 0}
+        self.failures = FailureWindow(config.failure_window, config.max_failure_rate, self.base_url)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="llm-client-loop", daemon=True)
         self._thread.start()
@@ -135,9 +177,17 @@ class VLLMServerClient:
                 response = await self._with_retries(request)
             if on_response:
                 on_response(i, response)
+            self.failures.record(response)
             return response
 
-        return list(await asyncio.gather(*(one(i, r) for i, r in enumerate(requests))))
+        tasks = [asyncio.ensure_future(one(i, r)) for i, r in enumerate(requests)]
+        try:
+            return list(await asyncio.gather(*tasks))
+        except BaseException:  # a failing endpoint (or a caller's callback) ends the batch: send nothing more
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
 
     async def _with_retries(self, request: Request) -> Response:
         self.stats["requests"] += 1

@@ -1,8 +1,9 @@
 """A reverse proxy on localhost that makes a healthy vLLM server look unreliable, on purpose.
 
-Each proxied request is, by a seeded draw, answered 500 without reaching the server, held for
-`delay_s` (past the client's timeout) before being forwarded, or forwarded untouched. Health checks
-pass through untouched so the client's view of the server's liveness stays truthful.
+Each proxied generation request (a POST under /v1/) after the first `healthy_requests` is, by a seeded
+draw, answered 500 without reaching the server, held for `delay_s` (past the client's timeout) before
+being forwarded, or forwarded untouched. Health checks and the model list pass through untouched so the
+client's view of the server's liveness stays truthful; `healthy_requests` makes faults start mid-run.
 """
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ from aiohttp import web
 
 
 class FaultProxy:
-    def __init__(self, upstream: str, error_rate: float = 0.05, delay_rate: float = 0.05, delay_s: float = 5.0, seed: int = 0):
+    def __init__(self, upstream: str, error_rate: float = 0.05, delay_rate: float = 0.05, delay_s: float = 5.0, seed: int = 0,
+                 healthy_requests: int = 0):  # fmt: skip
         self.upstream = upstream.rstrip("/")
+        self.healthy_requests = healthy_requests
         self.error_rate = error_rate
         self.delay_rate = delay_rate
         self.delay_s = delay_s
@@ -66,7 +69,7 @@ class FaultProxy:
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
-        if request.path.startswith("/v1/"):
+        if request.method == "POST" and request.path.startswith("/v1/") and self._past_healthy_start():
             draw = self._rng.random()
             if draw < self.error_rate:
                 self.counts["error_500"] += 1
@@ -82,3 +85,7 @@ class FaultProxy:
         except aiohttp.ClientError as exc:
             self.counts["upstream_down"] += 1
             return web.Response(status=502, text=f"upstream unreachable: {exc}")
+
+    def _past_healthy_start(self) -> bool:
+        self.counts["generation_requests"] += 1
+        return self.counts["generation_requests"] > self.healthy_requests

@@ -3,7 +3,8 @@
 Each request's behaviour is scripted by its prompt (or last user message): a list of actions consumed
 one per attempt ("ok", "500", "400", "sleep", "garbage"); unscripted requests get "ok". An "ok" answer
 echoes the prompt reversed in every choice, and lists choices in reverse index order (the client must
-sort them). Every received body is recorded.
+sort them). Every received body is recorded. `GET /v1/models` lists `models`, as vLLM lists the
+names it serves.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ class OpenAIStub:
     def __init__(self, sleep_s: float = 2.0, port: int = 0):
         self.sleep_s = sleep_s
         self.plan: dict[str, list[str]] = {}
+        self.models = ["stub-model"]
+        self.gets: list[str] = []
         self.bodies: list[dict] = []
         self.headers: list[dict] = []
         self.attempts: dict[str, int] = defaultdict(int)
@@ -30,7 +33,11 @@ class OpenAIStub:
                 pass
 
             def do_GET(self):
-                self._reply(200, b"{}")
+                stub.gets.append(self.path)
+                if self.path == "/v1/models":
+                    self._reply(200, json.dumps({"object": "list", "data": [{"id": m, "object": "model"} for m in stub.models]}).encode())
+                else:
+                    self._reply(200, b"{}")
 
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
