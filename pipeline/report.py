@@ -1,25 +1,31 @@
 """report.html: one self-contained page (inline SVG charts, no scripts, no network) about a run.
 
 Stages contribute plots without knowing about HTML: a `plots` list in their metrics holds specs
-({"kind": "line"|"bar"|"hist", "title", "x", "y", "xlabel", "ylabel", "series"}), drawn here.
+({"kind": "line"|"bar"|"hist", "title", "x", "y", "xlabel", "ylabel", "series"}), drawn here;
+the rest of their metrics become tables. Under each stage, examples of the rows it dropped, per
+reason (`examples` in its stats record, see pipeline.examples): a user opens a report to learn
+why rows were dropped, and counts alone do not say.
 """
 
 from __future__ import annotations
 
 import html
-import json
 from pathlib import Path
 from typing import Any
 
 from pipeline import svg
 from pipeline.stats import LENGTH_BINS
 
+LIST_LIMIT = 20  # items of a list shown in a table cell
+
 
 def funnel(stages: list[dict]) -> str:
+    """Rows from the records read (before the reader's quarantine) down to the output; tokens per stage."""
     names = [s["id"] for s in stages]
-    rows = svg.bars(names, [{"y": [s["kept"] for s in stages], "label": "rows kept"}],
-                    "Funnel: rows kept after each stage", "", "rows")
-    tokens = svg.bars(names, [{"y": [s["tokens_kept"] for s in stages], "label": "tokens kept"}],
+    rows = svg.bars(["rows read"] + names, [{"y": [stages[0]["rows_in"]] + [s["kept"] for s in stages],
+                                             "label": "rows"}],
+                    "Funnel: rows read, then rows kept after each stage", "", "rows")
+    tokens = svg.bars(names, [{"y": [s["tokens_kept"] or 0 for s in stages], "label": "tokens kept"}],
                       "Funnel: tokens kept after each stage", "", "tokens")
     return rows + tokens
 
@@ -62,24 +68,89 @@ def _table(stages: list[dict]) -> str:
         wall = f"{s['wall_s']:.2f}" if s.get("wall_s") is not None else "&ndash;"
         resumed = " (resumed)" if s.get("resumed") else ""
         rows.append(
-            f"<tr><td>{html.escape(s['id'])}</td><td>{s['rows_in']:,}</td><td>{s['kept']:,}</td>"
-            f"<td>{s['dropped']:,}</td><td>{s.get('added', 0):,}</td><td>{s['tokens_kept']:,}</td>"
-            f"<td>{reasons}</td><td>{wall}{resumed}</td></tr>"
+            f"<tr><td><a href='#{_anchor(s)}'>{html.escape(s['id'])}</a></td><td>{s['rows_in']:,}</td>"
+            f"<td>{s['kept']:,}</td><td>{s['dropped']:,}</td><td>{s.get('added', 0):,}</td>"
+            f"<td>{svg.number(s['tokens_kept'] or 0)}</td><td class='l'>{reasons}</td><td>{wall}{resumed}</td></tr>"
         )
     return ("<table><tr><th>stage</th><th>rows in</th><th>kept</th><th>dropped</th><th>created</th>"
-            "<th>tokens kept</th><th>drop reasons</th><th>wall s</th></tr>" + "".join(rows) + "</table>")
+            "<th>tokens kept</th><th class='l'>drop reasons</th><th>wall s</th></tr>" + "".join(rows) + "</table>")
 
 
-def _metrics(stage: dict) -> str:
-    metrics = {k: v for k, v in (stage.get("metrics") or {}).items() if k != "plots"}
-    parts = []
-    if metrics:
-        parts.append(f"<pre>{html.escape(json.dumps(metrics, indent=1, default=str))}</pre>")
-    for spec in (stage.get("metrics") or {}).get("plots", []):
-        parts.append(plot_spec(spec))
-    if not parts:
+def _anchor(stage: dict) -> str:
+    return "stage-" + html.escape(stage["id"], quote=True)
+
+
+def _stage(stage: dict) -> str:
+    """One stage's details: examples of the rows it dropped, per reason, then its metrics and plots."""
+    metrics = stage.get("metrics") or {}
+    parts = [_dropped(stage), _metrics(metrics)] + [plot_spec(spec) for spec in metrics.get("plots", [])]
+    if not any(parts):
         return ""
-    return f"<h3>{html.escape(stage['id'])}</h3>" + "".join(parts)
+    return (f"<h3 id='{_anchor(stage)}'>{html.escape(stage['id'])}</h3>"
+            f"<p>{stage['rows_in']:,} rows in, {stage['kept']:,} kept, {stage['dropped']:,} dropped.</p>" + "".join(parts))
+
+
+def _dropped(stage: dict) -> str:
+    examples = stage.get("examples") or {}
+    parts = []
+    for reason, n in stage["dropped_by_reason"].items():
+        rows = examples.get(reason)
+        if rows:
+            shown = f"{len(rows)} of {n:,} rows" if n > len(rows) else f"{n:,} row{'s' if n != 1 else ''}"
+            parts.append(f"<h4>dropped: {html.escape(reason)} <span class='n'>({shown})</span></h4>"
+                         + _records(rows, "examples"))
+    return "".join(parts)
+
+
+def _metrics(metrics: dict) -> str:
+    """Scalars and flat values in one key/value table; each nested collection of records in a table of its own."""
+    flat = {k: v for k, v in metrics.items() if k != "plots" and not _is_records(v)}
+    parts = [_key_values(flat)] if flat else []
+    for key, value in metrics.items():
+        if key != "plots" and _is_records(value):
+            parts.append(f"<h4>{html.escape(str(key))}</h4>" + _records(value))
+    return "".join(parts)
+
+
+def _is_records(value: Any) -> bool:
+    """A dict of dicts ({group: {field: value}}) or a list of dicts: rows of a table."""
+    items = list(value.values()) if isinstance(value, dict) else value if isinstance(value, list) else []
+    return bool(items) and all(isinstance(v, dict) for v in items)
+
+
+def _key_values(mapping: dict) -> str:
+    rows = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{_value(v)}</td></tr>" for k, v in mapping.items())
+    return f"<table class='kv'>{rows}</table>"
+
+
+def _records(value: dict | list, css: str = "records") -> str:
+    """Rows of dicts as one table, a column per key; a dict's own keys become the first column."""
+    keyed = isinstance(value, dict)
+    items = list(value.items()) if keyed else [(None, v) for v in value]
+    columns = list(dict.fromkeys(c for _, row in items for c in row))
+    head = ("<th></th>" if keyed else "") + "".join(f"<th>{html.escape(str(c))}</th>" for c in columns)
+    body = "".join(
+        "<tr>" + (f"<th>{html.escape(str(key))}</th>" if keyed else "")
+        + "".join(f"<td>{_value(row.get(c))}</td>" for c in columns) + "</tr>"
+        for key, row in items)
+    return f"<table class='{css}'><tr>{head}</tr>{body}</table>"
+
+
+def _value(value: Any) -> str:
+    if value is None or value == [] or value == {}:
+        return "&ndash;"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (int, float)):
+        return svg.number(value)
+    if _is_records(value):
+        return _records(value)
+    if isinstance(value, dict):
+        return _key_values(value)
+    if isinstance(value, list):
+        shown = ", ".join(_value(v) for v in value[:LIST_LIMIT])
+        return shown + (f", &hellip; (+{len(value) - LIST_LIMIT:,} more)" if len(value) > LIST_LIMIT else "")
+    return html.escape(str(value))
 
 
 def render(result: dict[str, Any]) -> str:
@@ -92,13 +163,17 @@ def render(result: dict[str, Any]) -> str:
     for title, figure in (("Drop reasons", drop_reasons(stages)), ("Text length", length_histograms(stages))):
         if figure:
             sections += [f"<h2>{title}</h2>", figure]
-    stage_sections = "".join(_metrics(s) for s in stages)
+    stage_sections = "".join(_stage(s) for s in stages)
     if stage_sections:
         sections += ["<h2>Stage details</h2>", stage_sections]
     style = ("body{font-family:system-ui,sans-serif;max-width:980px;margin:2em auto;color:#222}"
-             "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 7px;text-align:right}"
-             "td:first-child,th:first-child,td:nth-child(7){text-align:left}svg{max-width:100%;height:auto}"
-             "pre{background:#f6f6f6;padding:8px;font-size:12px;overflow:auto}")
+             "table{border-collapse:collapse;font-size:13px;margin:6px 0}"
+             "td,th{border:1px solid #ccc;padding:3px 7px;text-align:right;vertical-align:top}"
+             "th{background:#f4f4f4;font-weight:600}td:first-child,th:first-child,.l{text-align:left}"
+             "table.kv td,table.kv th{text-align:left}table table{margin:0;font-size:12px}"
+             "table.examples{font-size:12px;width:100%}table.examples td{text-align:left;white-space:pre-wrap;"
+             "overflow-wrap:anywhere;max-width:420px}h3{margin-top:2em;border-bottom:1px solid #ddd}"
+             "h4{margin:1em 0 .2em;font-size:14px}.n{font-weight:normal;color:#666}svg{max-width:100%;height:auto}")
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(result['name'])}</title>"
             f"<style>{style}</style></head><body>{''.join(sections)}</body></html>")
 

@@ -1,8 +1,9 @@
 """The output sink: one pass writes kept rows to the shards, dropped rows to rejects, and counts both.
 
-Writing shards, writing rejects and counting would otherwise be three passes over the data.
-Each write task routes its rows itself and returns a small statistics summary, which Ray hands
-back to the driver in `on_write_complete`.
+Writing shards, writing rejects, counting and picking examples of dropped rows would otherwise
+be passes of their own over the data. Each write task routes its rows itself and returns a small
+statistics summary and a few dropped rows per reason, which Ray hands back to the driver in
+`on_write_complete`.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import pyarrow.parquet as pq
 from ray.data.block import BlockAccessor
 from ray.data.datasource import Datasink
 
+from pipeline import examples
 from pipeline.records import CHARS, DROP_REASON, DROP_STAGE, INTERNAL_COLUMNS, TOKENS
 from pipeline.stats import Summary
 
@@ -31,6 +33,7 @@ class RoutingSink(Datasink):
         self._min_rows = min_rows
         self._min_bytes = min_bytes
         self.summary: Summary | None = None
+        self.examples: dict[str, dict[str, list[dict]]] = {}  # {stage: {reason: [row, ...]}}, see pipeline.examples
 
     @property
     def min_rows_per_write(self) -> int | None:
@@ -58,23 +61,24 @@ class RoutingSink(Datasink):
         name = f"{ctx.task_idx:06d}"
         for fmt, directory in self.data_dirs.items():
             _write(kept, directory / f"{name}.{EXTENSIONS[fmt]}", fmt)
+        dropped = table.filter(pc.invert(kept_mask))
+        stages = dropped.column(DROP_STAGE) if DROP_STAGE in dropped.column_names else pa.nulls(dropped.num_rows, pa.string())
+        stages = pc.fill_null(stages, self.stage_id)
         if self.rejects_dir is not None:
-            dropped = table.filter(pc.invert(kept_mask))
-            if dropped.num_rows:
-                stages = dropped.column(DROP_STAGE) if DROP_STAGE in dropped.column_names else pa.nulls(dropped.num_rows, pa.string())
-                stages = pc.fill_null(stages, self.stage_id)
-                for stage in pc.unique(stages).to_pylist():
-                    part = dropped.filter(pc.equal(stages, stage))
-                    part = part.drop_columns([c for c in (TOKENS, CHARS, DROP_STAGE) if c in part.column_names])
-                    part = part.rename_columns(["reason" if c == DROP_REASON else c for c in part.column_names])
-                    part = part.append_column("stage", pa.array([stage] * part.num_rows, pa.string()))
-                    target = self.rejects_dir / stage
-                    target.mkdir(parents=True, exist_ok=True)
-                    _write(part, target / f"{name}.parquet", "parquet")
-        return summary.to_dict()
+            for stage in pc.unique(stages).to_pylist():
+                part = dropped.filter(pc.equal(stages, stage))
+                part = part.drop_columns([c for c in (TOKENS, CHARS, DROP_STAGE) if c in part.column_names])
+                part = part.rename_columns(["reason" if c == DROP_REASON else c for c in part.column_names])
+                part = part.append_column("stage", pa.array([stage] * part.num_rows, pa.string()))
+                target = self.rejects_dir / stage
+                target.mkdir(parents=True, exist_ok=True)
+                _write(part, target / f"{name}.parquet", "parquet")
+        columns = [c for c in dropped.column_names if c not in INTERNAL_COLUMNS]
+        return {**summary.to_dict(), "examples": examples.pick(dropped, stages, dropped.column(DROP_REASON), columns)}
 
     def on_write_complete(self, write_result) -> None:
         self.summary = Summary.merged(self.stage_id, write_result.write_returns)
+        self.examples = examples.merge(part["examples"] for part in write_result.write_returns)
 
 
 def _write(table: pa.Table, path: Path, fmt: str) -> None:

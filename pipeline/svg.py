@@ -7,6 +7,7 @@ the report writes these few shapes itself: plain SVG elements, no scripts, no fo
 
 from __future__ import annotations
 
+import math
 from html import escape
 
 PALETTE = ["#4C78A8", "#F58518", "#54A24B", "#E45756", "#72B7B2", "#B279A2", "#9D755D", "#BAB0AC"]
@@ -14,15 +15,48 @@ W, H = 760, 300
 LEFT, RIGHT, TOP, BOTTOM = 70, 20, 34, 80
 
 
+def number(v) -> str:
+    """A number as the report writes it everywhere: thousands separated, floats to 4 significant digits.
+
+    Stage metrics hold raw floats (`0.11566265060240964`); nobody reads the last twelve digits.
+    """
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return str(v)
+    if isinstance(v, int) or (abs(v) >= 1000 and v == int(v)):
+        return f"{int(v):,}"
+    if abs(v) >= 1000:
+        return f"{v:,.0f}"
+    return f"{v:.4g}"
+
+
 def _fmt(v: float) -> str:
+    """A tick label: short (`1.5k`), and exact for the round values of `_ticks`."""
     if abs(v) >= 1e6:
-        return f"{v / 1e6:.1f}M"
+        return f"{v / 1e6:.3g}M"
     if abs(v) >= 1e3:
-        return f"{v / 1e3:.1f}k"
-    return f"{v:g}" if isinstance(v, float) else str(v)
+        return f"{v / 1e3:.3g}k"
+    return f"{v:.3g}"
 
 
-def _frame(title: str, xlabel: str, ylabel: str, ymax: float, height: int = H) -> list[str]:
+def _ticks(vmax: float, integer: bool) -> list[float]:
+    """Round tick values from 0 to at least `vmax`: about five steps of 1, 2 or 5 times a power of ten.
+
+    A chart of counts gets whole steps only: 0, 1, 2 rows, never 0.5.
+    """
+    raw = max(vmax, 1 if integer else 1e-12) / 5
+    power = 10 ** math.floor(math.log10(raw))
+    step = next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
+    if integer:
+        step = max(1, round(step))
+    n = math.ceil(vmax / step - 1e-9) or 1
+    return [round(step * i, 12) for i in range(n + 1)]
+
+
+def _is_integer(values) -> bool:
+    return all(isinstance(v, int) or (isinstance(v, float) and v.is_integer()) for v in values if v is not None)
+
+
+def _frame(title: str, xlabel: str, ylabel: str, ticks: list[float], height: int = H) -> list[str]:
     plot_h = height - TOP - BOTTOM
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {W} {height}" width="{W}" height="{height}" '
              f'font-family="sans-serif" font-size="11">',
@@ -30,9 +64,8 @@ def _frame(title: str, xlabel: str, ylabel: str, ymax: float, height: int = H) -
              f'<text x="{W / 2}" y="{height - 6}" text-anchor="middle">{escape(xlabel)}</text>',
              f'<text x="14" y="{TOP + plot_h / 2}" text-anchor="middle" transform="rotate(-90 14 {TOP + plot_h / 2})">'
              f'{escape(ylabel)}</text>']
-    for i in range(5):
-        value = ymax * i / 4
-        y = TOP + plot_h - plot_h * i / 4
+    for value in ticks:
+        y = TOP + plot_h - plot_h * value / ticks[-1]
         parts.append(f'<line x1="{LEFT}" x2="{W - RIGHT}" y1="{y:.1f}" y2="{y:.1f}" stroke="#e5e5e5"/>'
                      f'<text x="{LEFT - 6}" y="{y + 4:.1f}" text-anchor="end">{_fmt(value)}</text>')
     return parts
@@ -49,8 +82,10 @@ def _legend(names: list[str | None]) -> list[str]:
 
 def bars(labels: list, series: list[dict], title: str = "", xlabel: str = "", ylabel: str = "") -> str:
     """Vertical bars, one group per label, one bar per series ({"y": [...], "label": ...})."""
-    ymax = max([max(s["y"], default=0) for s in series] + [1])
-    parts = _frame(title, xlabel, ylabel, ymax)
+    values = [v for s in series for v in s["y"]]
+    ticks = _ticks(max([v or 0 for v in values] + [0]), _is_integer(values))
+    ymax = ticks[-1]
+    parts = _frame(title, xlabel, ylabel, ticks)
     plot_w, plot_h = W - LEFT - RIGHT, H - TOP - BOTTOM
     group = plot_w / max(len(labels), 1)
     width = group * 0.8 / max(len(series), 1)
@@ -59,7 +94,7 @@ def bars(labels: list, series: list[dict], title: str = "", xlabel: str = "", yl
             h = plot_h * (v or 0) / ymax
             x = LEFT + i * group + group * 0.1 + k * width
             parts.append(f'<rect x="{x:.1f}" y="{TOP + plot_h - h:.1f}" width="{width:.1f}" height="{h:.1f}" '
-                         f'fill="{PALETTE[k % len(PALETTE)]}"><title>{escape(str(labels[i]))}: {v}</title></rect>')
+                         f'fill="{PALETTE[k % len(PALETTE)]}"><title>{escape(str(labels[i]))}: {number(v)}</title></rect>')
     for i, label in enumerate(labels):
         x, y = LEFT + (i + 0.5) * group, TOP + plot_h + 12
         parts.append(f'<text x="{x:.1f}" y="{y}" text-anchor="end" transform="rotate(-30 {x:.1f} {y})">'
@@ -72,8 +107,10 @@ def lines(series: list[dict], title: str = "", xlabel: str = "", ylabel: str = "
     """Lines through points ({"x": [...], "y": [...], "label": ...}) on shared linear axes."""
     xs = [x for s in series for x in s["x"]] or [0, 1]
     xmin, xmax = min(xs), max(xs)
-    ymax = max([max(s["y"], default=0) for s in series] + [1e-12])
-    parts = _frame(title, xlabel, ylabel, ymax)
+    values = [y for s in series for y in s["y"]]
+    ticks = _ticks(max(values + [0]), _is_integer(values))
+    ymax = ticks[-1]
+    parts = _frame(title, xlabel, ylabel, ticks)
     plot_w, plot_h = W - LEFT - RIGHT, H - TOP - BOTTOM
     sx = lambda x: LEFT + plot_w * (x - xmin) / ((xmax - xmin) or 1)  # noqa: E731
     for k, s in enumerate(series):
@@ -100,6 +137,6 @@ def hbars(labels: list[str], values: list[float], title: str = "", xlabel: str =
         w = (W - left - 60) * v / vmax
         parts.append(f'<text x="{left - 6}" y="{y + 12}" text-anchor="end">{escape(label)}</text>'
                      f'<rect x="{left}" y="{y + 2}" width="{w:.1f}" height="{row - 5}" fill="{PALETTE[3]}"/>'
-                     f'<text x="{left + w + 4:.1f}" y="{y + 12}">{v:,}</text>')
+                     f'<text x="{left + w + 4:.1f}" y="{y + 12}">{number(v)}</text>')
     parts.append(f'<text x="{left + (W - left) / 2}" y="{height - 8}" text-anchor="middle">{escape(xlabel)}</text></svg>')
     return "".join(parts)

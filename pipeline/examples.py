@@ -1,0 +1,66 @@
+"""Examples of dropped rows, a few per (stage, reason): what a user opens a report for.
+
+Counts say how many rows a rule dropped; only a row says why. The write pass already sees
+every dropped row, so each write task keeps a few per reason (`pick`) and the driver merges
+them (`merge`). Both keep the rows with the smallest ids, so the examples do not depend on how
+Ray happened to split the rows between write tasks: the same run gives the same examples.
+Values are shortened (`short`): an example is for reading, the full row is in `rejects/`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+PER_REASON = 3
+TEXT_LIMIT = 300
+META_LIMIT = 1000  # `meta` says where a quarantined row came from (path, line, error): keep more of it
+
+
+def short(value: Any, limit: int = TEXT_LIMIT) -> Any:
+    """A value cut to a readable size: long text truncated with its length, bytes (raw HTML) as a size."""
+    if isinstance(value, str) and len(value) > limit:
+        return value[:limit] + f"... ({len(value):,} chars)"
+    if isinstance(value, bytes):
+        return f"<{len(value):,} bytes>"
+    if isinstance(value, list):
+        return [short(v, limit) for v in value]
+    if isinstance(value, dict):
+        return {k: short(v, limit) for k, v in value.items()}
+    return value
+
+
+def pick(dropped: pa.Table, stages: pa.ChunkedArray | pa.Array, reasons: pa.ChunkedArray | pa.Array,
+         columns: list[str]) -> list[list]:
+    """[[stage, reason, [example, ...]], ...]: the rows with the smallest ids of each (stage, reason),
+    shortened, only the given columns and without nulls."""
+    out = []
+    keys = pa.table({"stage": stages, "reason": reasons}).group_by(["stage", "reason"], use_threads=False).aggregate([])
+    for stage, reason in zip(keys.column("stage").to_pylist(), keys.column("reason").to_pylist()):
+        group = dropped.filter(pc.and_(pc.equal(stages, stage), pc.equal(reasons, reason))).select(columns)
+        if "id" in columns and group.num_rows > PER_REASON:
+            group = pc.take(group, pc.select_k_unstable(group, PER_REASON, [("id", "ascending")]))
+        rows = sorted((_shorten(r) for r in group.slice(0, PER_REASON).to_pylist()), key=_order)
+        out.append([stage, reason, rows])
+    return out
+
+
+def merge(parts: Iterable[list[list]]) -> dict[str, dict[str, list[dict]]]:
+    """{stage: {reason: [example, ...]}} from every write task's `pick`, the smallest ids overall."""
+    merged: dict[str, dict[str, list[dict]]] = {}
+    for part in parts:
+        for stage, reason, rows in part:
+            merged.setdefault(stage, {}).setdefault(reason, []).extend(rows)
+    return {stage: {reason: sorted(rows, key=_order)[:PER_REASON] for reason, rows in sorted(by_reason.items())}
+            for stage, by_reason in sorted(merged.items())}
+
+
+def _shorten(row: dict) -> dict:
+    return {k: short(v, META_LIMIT if k == "meta" else TEXT_LIMIT) for k, v in row.items() if v is not None}
+
+
+def _order(row: dict) -> tuple[str, str]:
+    """By id; the whole row breaks ties (copies of a row share its id), so the order never depends on arrival."""
+    return str(row.get("id", "")), repr(sorted(row.items()))
