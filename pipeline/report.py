@@ -10,6 +10,7 @@ why rows were dropped, and counts alone do not say.
 from __future__ import annotations
 
 import html
+import json
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from pipeline import svg
 from pipeline.stats import LENGTH_BINS
 
 LIST_LIMIT = 20  # items of a list shown in a table cell
+CONTENT = ("text", "messages", "prompt", "chosen", "rejected", "html")  # what a row is, as opposed to about it
 
 
 def funnel(stages: list[dict]) -> str:
@@ -98,8 +100,28 @@ def _dropped(stage: dict) -> str:
         if rows:
             shown = f"{len(rows)} of {n:,} rows" if n > len(rows) else f"{n:,} row{'s' if n != 1 else ''}"
             parts.append(f"<h4>dropped: {html.escape(reason)} <span class='n'>({shown})</span></h4>"
-                         + _records(rows, "examples"))
+                         + _examples(rows))
     return "".join(parts)
+
+
+def _examples(rows: list[dict]) -> str:
+    """A row per example: its content beside everything else about it (id, url, scores, and `meta`,
+    which says where a quarantined record came from), so rows of any width stay readable."""
+    body = []
+    for row in rows:
+        present = [k for k in CONTENT if k in row]
+        content = "".join((f"<b>{k}</b>" if len(present) > 1 else "") + f"<div>{_value(row[k])}</div>" for k in present)
+        fields = {k: _parsed(v) if k == "meta" else v for k, v in row.items() if k not in CONTENT}
+        body.append(f"<tr><td>{content or '&ndash;'}</td><td>{_key_values(fields)}</td></tr>")
+    return f"<table class='examples'><tr><th class='content'>content</th><th>fields</th></tr>{''.join(body)}</table>"
+
+
+def _parsed(meta: str) -> Any:
+    """`meta` travels as a JSON string; shown as its fields, or as it is where it was cut short."""
+    try:
+        return json.loads(meta)
+    except (TypeError, ValueError):
+        return meta
 
 
 def _metrics(metrics: dict) -> str:
@@ -123,22 +145,31 @@ def _key_values(mapping: dict) -> str:
     return f"<table class='kv'>{rows}</table>"
 
 
-def _records(value: dict | list, css: str = "records") -> str:
-    """Rows of dicts as one table, a column per key; a dict's own keys become the first column."""
+def _records(value: dict | list) -> str:
+    """Rows of dicts as one table, a column per key (a dict's own keys name the rows); fewer rows than
+    fields are turned on their side, a column per row, so that no table is wider than it is long and
+    tables nested in a narrow cell still fit."""
     keyed = isinstance(value, dict)
     items = list(value.items()) if keyed else [(None, v) for v in value]
     columns = list(dict.fromkeys(c for _, row in items for c in row))
+    if len(items) < len(columns):
+        head = "<th></th>" + "".join(f"<th>{html.escape(str(k)) if keyed else i + 1}</th>" for i, (k, _) in enumerate(items))
+        body = "".join(f"<tr><th>{html.escape(str(c))}</th>" + "".join(f"<td>{_value(row.get(c))}</td>" for _, row in items)
+                       + "</tr>" for c in columns)
+        return f"<table class='records'><tr>{head}</tr>{body}</table>"
     head = ("<th></th>" if keyed else "") + "".join(f"<th>{html.escape(str(c))}</th>" for c in columns)
     body = "".join(
         "<tr>" + (f"<th>{html.escape(str(key))}</th>" if keyed else "")
         + "".join(f"<td>{_value(row.get(c))}</td>" for c in columns) + "</tr>"
         for key, row in items)
-    return f"<table class='{css}'><tr>{head}</tr>{body}</table>"
+    return f"<table class='records'><tr>{head}</tr>{body}</table>"
 
 
 def _value(value: Any) -> str:
     if value is None or value == [] or value == {}:
         return "&ndash;"
+    if value == "":
+        return "<i>(empty)</i>"
     if isinstance(value, bool):
         return str(value).lower()
     if isinstance(value, (int, float)):
@@ -171,8 +202,10 @@ def render(result: dict[str, Any]) -> str:
              "td,th{border:1px solid #ccc;padding:3px 7px;text-align:right;vertical-align:top}"
              "th{background:#f4f4f4;font-weight:600}td:first-child,th:first-child,.l{text-align:left}"
              "table.kv td,table.kv th{text-align:left}table table{margin:0;font-size:12px}"
-             "table.examples{font-size:12px;width:100%}table.examples td{text-align:left;white-space:pre-wrap;"
-             "overflow-wrap:anywhere;max-width:420px}h3{margin-top:2em;border-bottom:1px solid #ddd}"
+             "table.examples{font-size:12px;width:100%;table-layout:fixed}table.examples td,table.examples th"
+             "{text-align:left}table.examples td{overflow-wrap:anywhere}table.examples table{width:100%}"
+             "table.examples table.kv th{width:1%;white-space:nowrap}th.content{width:58%}"
+             "table.examples div{white-space:pre-wrap}h3{margin-top:2em;border-bottom:1px solid #ddd}"
              "h4{margin:1em 0 .2em;font-size:14px}.n{font-weight:normal;color:#666}svg{max-width:100%;height:auto}")
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(result['name'])}</title>"
             f"<style>{style}</style></head><body>{''.join(sections)}</body></html>")

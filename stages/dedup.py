@@ -43,7 +43,7 @@ from pipeline import blocks
 from pipeline.errors import UserError
 from pipeline.records import DROP_REASON, drop_rows, set_column, text_column
 from pipeline.registry import register
-from pipeline.stage import GlobalStage, StageConfig
+from pipeline.stage import GlobalStage, Problem, StageConfig
 
 NEAR = "near_duplicate"
 EXACT = "exact_duplicate"
@@ -158,19 +158,26 @@ class Dedup(GlobalStage):
     def index_dir(self) -> Path:
         return Path(self.config.index_dir) if self.config.index_dir else self.ctx.output_dir / "dedup_index" / self.ctx.stage_id
 
-    def prepare(self) -> None:
-        for path in self.config.against:
+    def check(self) -> list[Problem]:
+        """Each `against:` index exists and was built with this stage's parameters (its small params
+        file says so), and `index_dir` is free or an index: no index is read."""
+        problems = []
+        for i, path in enumerate(self.config.against):
             params_file = Path(path) / INDEX_PARAMS
             if not params_file.exists():
-                raise UserError(f"dedup against: {path} is not a dedup index (no {INDEX_PARAMS})")
+                problems.append(Problem(f"dedup against: {path} is not a dedup index (no {INDEX_PARAMS})", ("against", i)))
+                continue
             theirs = json.loads(params_file.read_text())
             ours = self.plan.key_params()
             diff = sorted(k for k in ours if k != "field" and theirs.get(k) != ours[k])
             if diff:
-                raise UserError(f"dedup against: {path} was built with other parameters ({', '.join(diff)}); rebuild it")
+                problems.append(Problem(f"dedup against: {path} was built with other parameters ({', '.join(diff)}); "
+                                        "rebuild it", ("against", i)))
         if self.config.index and self.index_dir.exists() and any(self.index_dir.iterdir()):
             if not (self.index_dir / INDEX_PARAMS).exists():
-                raise UserError(f"dedup index_dir {self.index_dir} exists and is not a dedup index; choose another")
+                problems.append(Problem(f"dedup index_dir {self.index_dir} exists and is not a dedup index; choose another",
+                                        ("index_dir",)))
+        return problems
 
     def apply(self, dataset):
         import ray

@@ -51,8 +51,9 @@ def test_stage_metrics_are_tables_with_rounded_numbers():
     assert not re.findall(r"\d\.\d{6,}", page), "no float with more digits than anyone reads"
     groups = details[details.index("<h4>groups</h4>"):]
     header = re.search(r"<tr>(.*?)</tr>", groups).group(1)
-    assert re.findall(r"<th>([^<]*)</th>", header) == ["", "natural_share", "factor", "rows_in", "capped"]
-    assert "<th>finance</th><td>0.1157</td><td>1.771</td><td>1</td><td>false</td>" in groups
+    assert re.findall(r"<th>([^<]*)</th>", header) == ["", "finance", "science"]  # 2 groups of 4 fields: on its side
+    assert "<th>natural_share</th><td>0.1157</td><td>0.334</td>" in groups
+    assert "<th>capped</th><td>false</td><td>false</td>" in groups
     assert "<th>budget_tokens</th><td>2,075</td>" in details
     assert "<th>1</th><td>6</td>" in details  # a flat dict inside the key/value table is a small table too
     assert details.count("<svg") == 1  # the stage's plot is kept
@@ -89,7 +90,7 @@ def test_dropped_rows_are_shown_per_reason_under_their_stage():
     assert section.index("dropped: too_many_words") < section.index("dropped: too_few_words")
     assert "(1 of 7 rows)" in section and "(2 rows)" in section
     assert "&lt;b&gt;hi&lt;/b&gt;" in section and "<b>hi</b>" not in section
-    assert "{&quot;path&quot;: &quot;in.jsonl&quot;}" in section
+    assert "<th>path</th><td>in.jsonl</td>" in section  # meta, where the row came from, as fields
     assert "href='#stage-01-length'" in page
 
 
