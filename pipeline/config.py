@@ -3,7 +3,8 @@
 Validation happens in two steps because stage configs are open-ended: the top level is checked
 against `RunConfig`, then each entry of `stages:` against the `Config` of the stage it names.
 Every error becomes one line: `file:line: key.path: what was expected` plus the nearest valid
-name when a key or stage name is unknown.
+name when a key or stage name is unknown. All of a config's errors are reported at once, in the
+order of its lines, so a user fixes them in one go rather than one run at a time.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from pipeline import registry, yaml_source
 from pipeline.errors import UserError
-from pipeline.stage import Stage, StageContext
+from pipeline.stage import Stage, StageContext, names_in
 
 
 class _Strict(BaseModel):
@@ -72,7 +73,8 @@ class RunConfig(_Strict):
     input: list[InputConfig] = Field(description="one source, or a list of sources")
     output: OutputConfig
     ray: RayConfig = Field(default_factory=RayConfig)
-    stages: list[dict[str, Any]] = Field(default_factory=list)
+    stages: list[Any] = Field(default_factory=list, description="`stage_name: {options}` entries, each checked "
+                                                                 "against its stage's Config by `validate`")
     llms: dict[str, dict[str, Any]] = Field(default_factory=dict, description="named LLMs that stages refer to")
     seed: int = 0
     tokenizer: str | None = Field(default=None, description="tokenizer for token counts; null counts whitespace words")
@@ -94,11 +96,13 @@ class RunConfig(_Strict):
 class ValidatedRun:
     """A validated config: the top level plus the stage instances it names, in order."""
 
-    def __init__(self, config: RunConfig, stages: list[Stage], source: str, raw: dict):
+    def __init__(self, config: RunConfig, stages: list[Stage], source: str, raw: dict,
+                 located: yaml_source.Located | None = None):
         self.config = config
         self.stages = stages
         self.source = source
         self.raw = raw
+        self.located = located or yaml_source.Located(raw, {}, source)
 
     @property
     def output_dir(self) -> Path:
@@ -109,57 +113,142 @@ def load_run(path: str | Path, overrides: list[str] = ()) -> ValidatedRun:
     located = yaml_source.load(path)
     if isinstance(located.data.get("output"), str):
         located.data["output"] = {"path": located.data["output"]}
+        if ("output",) in located.unset:
+            located.unset[("output", "path")] = located.unset.pop(("output",))
     for item in overrides:
         apply_override(located, item)
     return validate(located)
 
 
 def validate(located: yaml_source.Located) -> ValidatedRun:
+    """The run, or one UserError listing every mistake of the config, a line each, in file order."""
     raw = located.data
+    problems: list[tuple[tuple, str]] = []  # (key path, message)
+    config = None
     try:
         config = RunConfig.model_validate(raw)
     except ValidationError as e:
-        raise UserError(_describe(e, located, (), RunConfig)) from None
-    _validate_llms(config, located)
-    _validate_finetune(config, located)
-    stage_entries = raw.get("stages") or []
+        problems += _problems(e, located, (), RunConfig)
+    llms = raw.get("llms") if isinstance(raw.get("llms"), dict) else {}
+    problems += _llm_problems(llms, located)
+    problems += _finetune_problems(raw.get("finetune"), located)
+    stage_entries = raw.get("stages") if isinstance(raw.get("stages"), list) else []
+    ctx = {"output_dir": Path(config.output.path) if config else Path("."), "seed": config.seed if config else 0,
+           "llms": llms, "tokenizer": config.tokenizer if config else None}
     stages = []
+    used_llms: set[str] = set()
     for i, entry in enumerate(stage_entries):
         if not isinstance(entry, dict) or len(entry) != 1:
-            raise UserError(
-                f"{located.where(('stages', i))}: stages[{i}]: expected one `stage_name: {{config}}` entry, "
-                f"got {entry!r}"
-            )
+            problems.append((("stages", i), f"{located.where(('stages', i))}: stages[{i}]: expected one "
+                                            f"`stage_name: {{config}}` entry, got {entry!r}"))
+            continue
         (name, options), = entry.items()
         try:
-            stages.append(build_stage(name, options, index=i + 1, output_dir=Path(config.output.path),
-                                      seed=config.seed, llms=config.llms, tokenizer=config.tokenizer))
+            stage = build_stage(name, options, index=i + 1, **ctx)
         except _StageConfigError as e:
-            raise UserError(_describe(e.error, located, ("stages", i, name), e.model)) from None
+            problems += _problems(e.error, located, ("stages", i, name), e.model)
+            used_llms |= names_in(options, llms)  # what the stage would use, as far as its options tell
+            continue
         except UserError as e:
-            raise UserError(f"{located.where(('stages', i))}: {e}") from None
-    return ValidatedRun(config, stages, located.source, raw)
+            problems.append((("stages", i), f"{located.where(('stages', i))}: stages[{i}].{name}: {e}"))
+            continue
+        stages.append(stage)
+        used_llms |= stage.llm_names()
+    problems = [(path, msg) for path, msg in problems if not _about_unset(path, located)]
+    problems += [(path, located.unset_problem(path)) for path in located.unset
+                 if not (path[0] == "llms" and len(path) > 2 and path[1] not in used_llms)]  # a value in an unused LLM
+    if problems:
+        raise UserError(in_file_order(problems, located))
+    return ValidatedRun(config, stages, located.source, raw, located)
 
 
-def _validate_llms(config: RunConfig, located: yaml_source.Located) -> None:
+def _problems(error: ValidationError, located: yaml_source.Located, prefix: tuple,
+              model: type[BaseModel]) -> list[tuple[tuple, str]]:
+    errors = _without_misspelt_missing(_without_union_noise(error.errors(), _at(located.data, prefix)))
+    return [(prefix + tuple(e["loc"]), _describe_one(e, located, prefix, model)) for e in errors]
+
+
+_SCALAR_TAGS = {"str", "int", "float", "bool", "none"}
+
+
+def _without_union_noise(errors: list[dict], data: Any) -> list[dict]:
+    """Pydantic reports a value that fits no member of a union (`str | CustomBenchmark`) once per
+    member, with the member's name in the key path. A user reads the key path of their file: drop
+    the member names, and drop "not a string" where they wrote a mapping or a list."""
+    out = []
+    for e in errors:
+        loc, node, scalar_tag = [], data, False
+        for j, part in enumerate(e["loc"]):
+            last = j == len(e["loc"]) - 1
+            if isinstance(part, str) and isinstance(node, (dict, list)) and not _has(node, part) \
+                    and not (last and e["type"] == "missing"):
+                scalar_tag = scalar_tag or part in _SCALAR_TAGS  # a union member's name, not a key
+                continue
+            loc.append(part)
+            if not (isinstance(part, int) and isinstance(node, dict)):  # a single input stands for a list of one
+                node = node[part] if isinstance(node, (dict, list)) and _has(node, part) else None
+        if not scalar_tag:
+            out.append({**e, "loc": tuple(loc)})
+    return out or errors
+
+
+def _without_misspelt_missing(errors: list[dict]) -> list[dict]:
+    """`inputs:` for `input:` is one mistake: its unknown-key error suggests 'input', so the missing
+    'input' goes without saying."""
+    suggested = {(e["loc"][:-1], m) for e in errors if e["type"] == "extra_forbidden"
+                 for m in difflib.get_close_matches(str(e["loc"][-1]), [str(x["loc"][-1]) for x in errors
+                                                                        if x["type"] == "missing"], n=1, cutoff=0.6)}
+    return [e for e in errors if not (e["type"] == "missing" and (e["loc"][:-1], str(e["loc"][-1])) in suggested)]
+
+
+def _has(node, part) -> bool:
+    return part in node if isinstance(node, dict) else isinstance(part, int) and -len(node) <= part < len(node)
+
+
+def _at(data: Any, path: tuple) -> Any:
+    for part in path:
+        data = data[part] if isinstance(data, (dict, list)) and _has(data, part) else None
+    return data
+
+
+def _about_unset(path: tuple, located: yaml_source.Located) -> bool:
+    """An error about a value that is an unset `${VAR}`: the variable's own error says it better."""
+    return any(path[:len(p)] == p for p in located.unset)
+
+
+def in_file_order(problems: list[tuple[tuple, str]], located: yaml_source.Located) -> str:
+    """Messages (each with the key path it is about) as one text, a line each, in the order of the file's lines."""
+    def line(item) -> tuple:
+        where = located.where(item[0])
+        number = where.rsplit(":", 1)[-1] if where.startswith(located.source + ":") else ""
+        return (0, int(number)) if number.isdigit() else (1, 0)
+
+    return "\n".join(dict.fromkeys(msg for _, msg in sorted(problems, key=line)))
+
+
+def _llm_problems(llms: dict, located: yaml_source.Located) -> list[tuple[tuple, str]]:
     """Each `llms:` entry against the backends' schema now, not when a stage first calls the model."""
     from generators.llm_config import LLMConfig
 
-    for name, entry in config.llms.items():
+    problems = []
+    for name, entry in llms.items():
         try:
             LLMConfig.model_validate(entry)
         except ValidationError as e:
-            raise UserError(_describe(e, located, ("llms", name), LLMConfig)) from None
+            problems += _problems(e, located, ("llms", name), LLMConfig)
+    return problems
 
 
-def _validate_finetune(config: RunConfig, located: yaml_source.Located) -> None:
+def _finetune_problems(section: Any, located: yaml_source.Located) -> list[tuple[tuple, str]]:
     from pipeline.train.config import FinetuneConfig
 
-    if config.finetune is not None:
-        try:  # the base model may also be given later, to `pipeline finetune --model`
-            FinetuneConfig.model_validate({"model": "(--model)", **config.finetune})
-        except ValidationError as e:
-            raise UserError(_describe(e, located, ("finetune",), FinetuneConfig)) from None
+    if not isinstance(section, dict):
+        return []  # absent, or not a mapping, which the top level reports
+    try:  # the base model may also be given later, to `pipeline finetune --model`
+        FinetuneConfig.model_validate({"model": "(--model)", **section})
+    except ValidationError as e:
+        return _problems(e, located, ("finetune",), FinetuneConfig)
+    return []
 
 
 class _StageConfigError(Exception):
@@ -225,6 +314,7 @@ def apply_override(located: yaml_source.Located, item: str) -> None:
                 node[part] = {}
             node = node[part]
     located.lines[tuple(path)] = f"--set {item}"
+    located.forget(tuple(path))
 
 
 def _list_index(node: list, part: str, item: str) -> int:
@@ -242,37 +332,30 @@ def _list_index(node: list, part: str, item: str) -> int:
 
 
 def _describe(error: ValidationError, located: yaml_source.Located, prefix: tuple, model: type[BaseModel]) -> str:
-    errors = error.errors()
-    first = errors[0]
-    loc = prefix + tuple(first["loc"])
-    dotted = _dotted(loc)
-    where = located.where(loc)
-    kind = first["type"]
+    """Every error of a validation, a line each: `file:line: key.path: what was expected`."""
+    return "\n".join(_describe_one(e, located, prefix, model) for e in error.errors())
+
+
+def _describe_one(error: dict, located: yaml_source.Located, prefix: tuple, model: type[BaseModel]) -> str:
+    loc = prefix + tuple(error["loc"])
+    kind = error["type"]
     if kind == "extra_forbidden":
-        valid = _fields_at(model, tuple(first["loc"])[:-1])
+        valid = _fields_at(model, tuple(error["loc"])[:-1])
         msg = f"unknown key '{loc[-1]}'{_nearest(str(loc[-1]), valid)}"
         if valid:
             msg += f" (valid keys: {', '.join(valid)})"
     elif kind == "missing":
         msg = "required key is missing"
     elif kind in ("literal_error", "enum"):
-        expected = first.get("ctx", {}).get("expected", "")
-        msg = f"got {first['input']!r}, expected one of {expected}"
+        expected = error.get("ctx", {}).get("expected", "")
+        msg = f"got {error['input']!r}, expected one of {expected}"
         options = [o.strip(" '") for o in expected.replace(" or ", ",").split(",") if o.strip()]
-        msg += _nearest(str(first["input"]), options)
+        msg += _nearest(str(error["input"]), options)
     else:
-        msg = first["msg"]
-        if "input" in first and not isinstance(first["input"], (dict, list)):
-            msg += f" (got {first['input']!r})"
-    more = f" [and {len(errors) - 1} more error(s)]" if len(errors) > 1 else ""
-    return f"{where}: {dotted}: {msg}{more}"
-
-
-def _dotted(loc: tuple) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "(top level)"
+        msg = error["msg"]
+        if "input" in error and not isinstance(error["input"], (dict, list)):
+            msg += f" (got {error['input']!r})"
+    return f"{located.where(loc)}: {yaml_source.dotted(loc)}: {msg}"
 
 
 def _fields_at(model: type[BaseModel], loc: tuple) -> list[str]:

@@ -8,6 +8,10 @@ reweighting, Self-Instruct's pool) and gets the `ray.data.Dataset` itself.
 Either shape drops a row by giving it a reason (`records.drop_rows`), never by removing it:
 the engine routes dropped rows to rejects and checks `rows in = kept + dropped` for every stage.
 Stages whose job is to create rows (generation, up-sampling) set `produces_rows = True`.
+
+Before any work, `check()` names what would stop a stage (a missing model file, a benchmark that
+cannot be reached) cheaply and on the driver, so `pipeline validate` and `pipeline run` can list
+every stage's problems at once before Ray starts; `prepare()` then does the heavy preparation.
 """
 
 from __future__ import annotations
@@ -45,6 +49,14 @@ class StageConfig(BaseModel):
 
 
 @dataclasses.dataclass(frozen=True)
+class Problem:
+    """What stops a stage from running, and the option that causes it, so the error names its line."""
+
+    message: str
+    option: tuple = ()  # a key path in the stage's options, e.g. ("benchmarks", 2)
+
+
+@dataclasses.dataclass(frozen=True)
 class StageContext:
     """What the engine tells a stage about the run. Picklable: it travels to workers with the stage."""
 
@@ -74,8 +86,30 @@ class Stage:
         self.config = config
         self.ctx = ctx
 
+    def check(self) -> list[Problem]:
+        """Problems found without running anything: no Ray, no server, no large file read. Run for
+        every stage before Ray starts, so a missing model file is reported in a second, with all the others."""
+        return []
+
     def prepare(self) -> None:
-        """Driver-side checks and preparation before any data moves (missing model file -> UserError)."""
+        """Driver-side preparation before any data moves (building an index, reading a model's labels).
+
+        Raises `check()`'s problems first, for callers that did not run the checks before; a stage
+        that overrides this calls `super().prepare()` first.
+        """
+        problems = self.check()
+        if problems:
+            raise UserError("\n".join(f"stage {self.ctx.stage_id}: {p.message}" for p in problems))
+
+    def llm_names(self) -> set[str]:
+        """The names under `llms:` that this stage's options (defaults included) refer to."""
+        return names_in(self.config.model_dump(mode="json"), self.ctx.llms)
+
+    def outputs(self) -> list[Path]:
+        """Files or folders the stage writes beside the shards (an index for later runs). The engine
+        removes them when a later config no longer makes them, so an output holds only what its
+        config explains."""
+        return []
 
     def summarize(self, output: "ray.data.Dataset") -> dict[str, Any]:
         """Stage-specific metrics for stats.json and the report, computed from the stage's output.
@@ -111,3 +145,14 @@ class GlobalStage(Stage):
         """The map stage that does this stage's work when its config needs only one pass over rows
         (a quality cut at a fixed score, not at a fraction), so the engine can fuse it with neighbours."""
         return None
+
+
+def names_in(value: Any, names) -> set[str]:
+    """The strings in a nested config value that are among `names` (how stages refer to `llms:` entries)."""
+    if isinstance(value, str):
+        return {value} if value in names else set()
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, list):
+        return set().union(*(names_in(v, names) for v in value))
+    return set()

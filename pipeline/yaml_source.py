@@ -2,7 +2,10 @@
 
 Config errors must name the line, so the loader keeps a map from key path to line number.
 Values taken from the environment are remembered as secrets, so that everything the run
-writes (logs, stats, report, manifest) can redact them.
+writes (logs, stats, report, manifest) can redact them. A variable that is not set is an error
+only where its value is used: the value keeps its `${NAME}` text and its key path is remembered
+in `Located.unset`, so that an `llms:` entry no stage names can hold `${OPENAI_API_KEY}` on a
+machine without one.
 """
 
 from __future__ import annotations
@@ -37,10 +40,20 @@ def redact(text: str) -> str:
 class Located:
     """Parsed YAML data plus the source line of every key path."""
 
-    def __init__(self, data: Any, lines: dict[Path_, int | str], source: str):
+    def __init__(self, data: Any, lines: dict[Path_, int | str], source: str, unset: dict[Path_, str] | None = None):
         self.data = data
         self.lines = lines
         self.source = source
+        self.unset = unset if unset is not None else {}  # key path -> the variable that is not set
+
+    def unset_problem(self, path: Path_) -> str:
+        """The error for the value at `path` when it is used: `file:line: key.path: ... not set`."""
+        name = self.unset[path]
+        return f"{self.where(path)}: {dotted(path)}: environment variable {name} is not set (use ${{{name}:-default}} for a default)"
+
+    def forget(self, prefix: Path_) -> None:
+        """A value replaced (by `--set`) no longer needs its variables."""
+        self.unset = {p: n for p, n in self.unset.items() if p[:len(prefix)] != tuple(prefix)}
 
     def where(self, path: Path_) -> str:
         """`file:line` of the deepest part of `path` that has a position."""
@@ -77,42 +90,50 @@ def parse(text: str, source: str) -> Located:
     if not isinstance(node, yaml.MappingNode):
         raise UserError(f"{source}:{node.start_mark.line + 1}: the config must be a mapping (key: value), not a {_kind(node)}")
     lines: dict[Path_, int] = {}
-    data = _build(node, (), lines, source)
-    return Located(data, lines, source)
+    unset: dict[Path_, str] = {}
+    data = _build(node, (), lines, unset)
+    return Located(data, lines, source, unset)
 
 
 def _kind(node: yaml.Node) -> str:
     return {yaml.SequenceNode: "list", yaml.ScalarNode: "single value"}.get(type(node), "mapping")
 
 
-def _build(node: yaml.Node, path: Path_, lines: dict[Path_, int], source: str) -> Any:
+def _build(node: yaml.Node, path: Path_, lines: dict[Path_, int], unset: dict[Path_, str]) -> Any:
     lines.setdefault(path, node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
         out = {}
         for key_node, value_node in node.value:
             key = yaml.SafeLoader(" ").construct_object(key_node)  # plain scalars only
             lines[path + (key,)] = key_node.start_mark.line + 1
-            out[key] = _build(value_node, path + (key,), lines, source)
+            out[key] = _build(value_node, path + (key,), lines, unset)
         return out
     if isinstance(node, yaml.SequenceNode):
-        return [_build(item, path + (i,), lines, source) for i, item in enumerate(node.value)]
+        return [_build(item, path + (i,), lines, unset) for i, item in enumerate(node.value)]
     value = yaml.SafeLoader(" ").construct_object(node)
     if isinstance(value, str) and "${" in value:
-        value = interpolate(value, f"{source}:{node.start_mark.line + 1}")
+        missing = [m.group(1) for m in _ENV.finditer(value) if m.group(1) not in os.environ and m.group(2) is None]
+        if missing:
+            unset[path] = missing[0]
+        else:
+            value = _ENV.sub(_substitute, value)
     return value
 
 
-def interpolate(value: str, where: str) -> str:
-    def sub(m: re.Match) -> str:
-        name, default = m.group(1), m.group(2)
-        if name in os.environ:
-            _secrets.add(os.environ[name])
-            return os.environ[name]
-        if default is not None:
-            return default
-        raise UserError(f"{where}: environment variable {name} is not set (use ${{{name}:-default}} for a default)")
+def _substitute(m: re.Match) -> str:
+    name, default = m.group(1), m.group(2)
+    if name in os.environ:
+        _secrets.add(os.environ[name])
+        return os.environ[name]
+    return default
 
-    return _ENV.sub(sub, value)
+
+def dotted(path: Path_) -> str:
+    """("stages", 2, "dedup", "bands") -> "stages[2].dedup.bands", as error messages write key paths."""
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
 
 
 def scalar(text: str) -> Any:

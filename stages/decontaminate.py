@@ -13,14 +13,16 @@ import os
 from typing import Any
 
 import pyarrow as pa
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from filters.contamination import BenchmarkNotFound, Hit, build_index
 from filters.contamination.actions import Action, cut_spans
+from filters.contamination.benchmarks import names_files, resolve, unreachable
+from pipeline import hub
 from pipeline.errors import UserError
 from pipeline.records import TEXT_VIEWS, drop_rows, set_column, text_column
 from pipeline.registry import register
-from pipeline.stage import MapStage, Resources, StageConfig
+from pipeline.stage import MapStage, Problem, Resources, StageConfig
 
 SPAN = pa.struct([("start", pa.int64()), ("end", pa.int64())])
 HIT = pa.struct([
@@ -58,6 +60,25 @@ class DecontaminateConfig(StageConfig):
     window: int = Field(default=200, ge=0, description="remove_spans: characters cut on each side of a hit")
     max_cuts: int = Field(default=10, ge=0, description="remove_spans: a row needing more cuts is dropped")
 
+    @field_validator("view")
+    @classmethod
+    def _known_view(cls, view: str) -> str:
+        if view not in TEXT_VIEWS:
+            raise ValueError(f"view '{view}' is not one of {', '.join(TEXT_VIEWS)}")
+        return view
+
+    @model_validator(mode="after")
+    def _whole_matches_fit_an_ngram(self):
+        if max(self.min_words, self.min_words_answer) > self.ngram:
+            raise ValueError(f"min_words and min_words_answer must not exceed ngram ({self.ngram})")
+        return self
+
+    def benchmark_entries(self) -> list[str | dict]:
+        return [b.model_dump() if isinstance(b, CustomBenchmark) else b for b in self.benchmarks]
+
+    def local_copies(self) -> str | None:
+        return self.benchmarks_dir or os.environ.get("PIPELINE_BENCHMARKS_DIR")
+
 
 @register
 class Decontaminate(MapStage):
@@ -67,17 +88,29 @@ class Decontaminate(MapStage):
     Config = DecontaminateConfig
     resources = Resources(num_cpus=1, batch_size=512)
 
-    def prepare(self) -> None:
+    def check(self) -> list[Problem]:
+        """Every benchmark resolves to a file, a local copy or a Hub dataset that can be reached,
+        and every background corpus exists; nothing is read."""
         c = self.config
-        if c.view not in TEXT_VIEWS:
-            raise UserError(f"stage {self.ctx.stage_id}: view '{c.view}' is not one of {', '.join(TEXT_VIEWS)}")
-        if max(c.min_words, c.min_words_answer) > c.ngram:
-            raise UserError(f"stage {self.ctx.stage_id}: min_words and min_words_answer must not exceed ngram ({c.ngram})")
-        benchmarks = [b.model_dump() if isinstance(b, CustomBenchmark) else b for b in c.benchmarks]
+        problems = [Problem(f"background corpus not found: {path}", ("background", i))
+                    for i, path in enumerate(c.background) if not names_files(path)]
+        try:
+            specs = resolve(c.benchmark_entries())
+        except BenchmarkNotFound as e:
+            return [Problem(str(e), ("benchmarks",)), *problems]
+        for i, spec in enumerate(specs):
+            why = unreachable(spec, c.local_copies(), hub.dataset_unavailable, "benchmarks_dir (or PIPELINE_BENCHMARKS_DIR)")
+            if why:
+                problems.append(Problem(why, ("benchmarks", i)))
+        return problems
+
+    def prepare(self) -> None:
+        super().prepare()
+        c = self.config
         try:
             self.index, self.sizes = build_index(
-                benchmarks, c.benchmarks_dir or os.environ.get("PIPELINE_BENCHMARKS_DIR"), n=c.ngram,
-                min_words=c.min_words, min_words_answer=c.min_words_answer, max_item_frequency=c.max_item_frequency, background=c.background)
+                c.benchmark_entries(), c.local_copies(), n=c.ngram, min_words=c.min_words,
+                min_words_answer=c.min_words_answer, max_item_frequency=c.max_item_frequency, background=c.background)
         except BenchmarkNotFound as e:
             raise UserError(f"stage {self.ctx.stage_id}: {e}") from None
 

@@ -19,10 +19,9 @@ import pyarrow.compute as pc
 from pydantic import Field, model_validator
 
 from filters.domains import RulesError, load_rules
-from pipeline.errors import UserError
 from pipeline.records import DROP_REASON, set_column, text_column
 from pipeline.registry import register
-from pipeline.stage import MapStage, Resources, StageConfig
+from pipeline.stage import MapStage, Problem, Resources, StageConfig
 
 
 class DomainConfig(StageConfig):
@@ -53,16 +52,22 @@ class Domain(MapStage):
     _rules = None
     _classifier = None
 
+    def check(self) -> list[Problem]:
+        missing = [Problem(f"{key} file not found: {path}", (key,))
+                   for key, path in (("rules", self.config.rules), ("model", self.config.model))
+                   if path and not Path(path).is_file()]
+        if missing or not self.config.rules:
+            return missing
+        try:  # a rules file is small: reading it now finds its mistakes before the run
+            load_rules(self.config.rules)
+        except RulesError as err:
+            return [Problem(str(err), ("rules",))]
+        return []
+
     def prepare(self) -> None:
-        for key in ("rules", "model"):
-            path = getattr(self.config, key)
-            if path and not Path(path).is_file():
-                raise UserError(f"stage {self.ctx.stage_id}: {key} file not found: {path}")
+        super().prepare()
         if self.config.rules:
-            try:
-                self._rules = load_rules(self.config.rules)
-            except RulesError as err:
-                raise UserError(f"stage {self.ctx.stage_id}: {err}") from None
+            self._rules = load_rules(self.config.rules)
 
     def setup(self) -> None:
         if self.config.rules and self._rules is None:

@@ -10,10 +10,9 @@ from typing import Literal
 import pyarrow as pa
 from pydantic import Field
 
-from pipeline.errors import UserError
 from pipeline.records import drop_rows, set_column, text_column
 from pipeline.registry import register
-from pipeline.stage import MapStage, Resources, StageConfig
+from pipeline.stage import MapStage, Problem, Resources, StageConfig
 
 
 class LanguageConfig(StageConfig):
@@ -33,7 +32,7 @@ class LanguageStage(MapStage):
     Config = LanguageConfig
     resources = Resources(num_cpus=1, batch_size=1024)
 
-    def prepare(self) -> None:
+    def check(self) -> list[Problem]:
         from pathlib import Path
 
         from filters.language import bundled_model_path
@@ -41,9 +40,8 @@ class LanguageStage(MapStage):
         try:
             path = Path(self.config.model) if self.config.model else bundled_model_path()
         except FileNotFoundError as e:
-            raise UserError(f"stage {self.ctx.stage_id}: {e}") from None
-        if not path.is_file():
-            raise UserError(f"stage {self.ctx.stage_id}: language model not found: {path}")
+            return [Problem(str(e), ("model",))]
+        return [] if path.is_file() else [Problem(f"language model not found: {path}", ("model",))]
 
     def setup(self) -> None:
         from filters.language import LanguageFilter, LanguageIdentifier

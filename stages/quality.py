@@ -21,7 +21,7 @@ from pipeline.errors import UserError
 from pipeline.execute import run_stage
 from pipeline.records import DROP_REASON, drop_rows, set_column, text_column
 from pipeline.registry import register
-from pipeline.stage import GlobalStage, MapStage, Resources, StageConfig
+from pipeline.stage import GlobalStage, MapStage, Problem, Resources, StageConfig
 
 BELOW_MIN_SCORE = "quality_below_min_score"
 BELOW_TOP_FRACTION = "quality_below_top_fraction"
@@ -75,12 +75,15 @@ class QualityStage(GlobalStage):
     Config = QualityConfig
     threshold: float | None = None  # a top_fraction cut, found by apply() and reported by summarize()
 
+    def check(self) -> list[Problem]:
+        path = Path(self.config.model)
+        return [] if path.is_file() else [Problem(f"quality model not found: {path}", ("model",))]
+
     def prepare(self) -> None:
         from filters.fasttext_classifier import FastTextClassifier
 
+        super().prepare()
         path = Path(self.config.model)
-        if not path.is_file():
-            raise UserError(f"stage {self.ctx.stage_id}: quality model not found: {path}")
         try:
             labels = FastTextClassifier(path).labels
         except ValueError as e:

@@ -13,10 +13,9 @@ import pyarrow as pa
 from pydantic import Field
 
 from filters.urls import UrlBlocklist
-from pipeline.errors import UserError
 from pipeline.records import drop_rows
 from pipeline.registry import register
-from pipeline.stage import MapStage, StageConfig
+from pipeline.stage import MapStage, Problem, StageConfig
 
 
 class UrlFilterConfig(StageConfig):
@@ -33,13 +32,14 @@ class UrlFilter(MapStage):
     name = "url_filter"
     Config = UrlFilterConfig
 
-    def prepare(self) -> None:
+    def check(self) -> list[Problem]:
         c = self.config
-        for path in [*c.domain_files, *c.url_substring_files]:
-            if not Path(path).is_file():
-                raise UserError(f"stage {self.ctx.stage_id}: block list file not found: {path}")
+        problems = [Problem(f"block list file not found: {path}", (key, i))
+                    for key in ("domain_files", "url_substring_files")
+                    for i, path in enumerate(getattr(c, key)) if not Path(path).is_file()]
         if not (c.domains or c.domain_files or c.url_substrings or c.url_substring_files):
-            raise UserError(f"stage {self.ctx.stage_id}: give at least one of domains, domain_files, url_substrings, url_substring_files")
+            problems.append(Problem("give at least one of domains, domain_files, url_substrings, url_substring_files"))
+        return problems
 
     def setup(self) -> None:
         c = self.config

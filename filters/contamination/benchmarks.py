@@ -17,7 +17,7 @@ import gzip
 import io
 import json
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,13 +116,32 @@ def load_items(spec: BenchmarkSpec, benchmarks_dir: str | Path | None = None) ->
         if not files:
             raise BenchmarkNotFound(f"benchmark '{spec.name}': no file at {spec.path}")
         return items_from_rows(spec, _read_files(files), spec.fields)
-    if benchmarks_dir and spec.local:
-        files = sorted(Path(benchmarks_dir).glob(spec.local))
-        if files:
-            return items_from_rows(spec, _read_files(files), spec.local_fields or spec.fields)
+    files = local_files(spec, benchmarks_dir)
+    if files:
+        return items_from_rows(spec, _read_files(files), spec.local_fields or spec.fields)
     if not spec.hub_id:
         raise BenchmarkNotFound(f"benchmark '{spec.name}': no local copy and no Hub id")
     return items_from_rows(spec, _hub_rows(spec), spec.fields)
+
+
+def local_files(spec: BenchmarkSpec, benchmarks_dir: str | Path | None) -> list[Path]:
+    """The files of a registered benchmark's local copy in the built-in layout, if there is one."""
+    return sorted(Path(benchmarks_dir).glob(spec.local)) if benchmarks_dir and spec.local else []
+
+
+def unreachable(spec: BenchmarkSpec, benchmarks_dir: str | Path | None, hub_problem: Callable[[str], str | None],
+                how: str) -> str | None:
+    """Why a registered benchmark cannot load, found without loading it: it has no local copy, and the
+    Hub cannot serve it (`hub_problem(hub_id)` says why, or None when it can). `how` names the setting
+    that points at local copies."""
+    if spec.path or local_files(spec, benchmarks_dir) or not spec.hub_id:
+        return None  # a custom file was found by `resolve`; without a Hub id, `load_items` says so
+    why = hub_problem(spec.hub_id)
+    if why is None:
+        return None
+    found = f"nothing matches {Path(benchmarks_dir) / spec.local}" if benchmarks_dir else f"{how} is not set"
+    return (f"benchmark '{spec.name}': no local copy ({found}) and {why}; to use a local copy, put the files "
+            f"of {spec.hub_id} as {spec.local} in a folder and name it with {how}")
 
 
 def items_from_rows(spec: BenchmarkSpec, rows: Iterable[dict], fields: tuple[str, ...]) -> list[BenchmarkItem]:
@@ -231,6 +250,11 @@ def resolve(names_or_paths: Iterable[str | dict], fields: Iterable[str] = ()) ->
     if dup:
         raise BenchmarkNotFound(f"two benchmarks are named {dup[0]}: give custom files distinct names")
     return specs
+
+
+def names_files(path: str | Path) -> bool:
+    """Whether a path (a file, a folder or a glob) names something to read."""
+    return Path(path).exists() or bool(_expand(Path(path)))
 
 
 def read_texts(path: str | Path, field: str = "text") -> Iterator[str]:

@@ -44,7 +44,8 @@ def register(sub) -> None:
 
 def main(args) -> int:
     from filters.contamination import BenchmarkNotFound, build_index
-    from pipeline import contamination_render
+    from filters.contamination.benchmarks import resolve, unreachable
+    from pipeline import contamination_render, hub
     from pipeline.config import RayConfig
     from pipeline.progress import Progress
     from pipeline.ray_session import ray_session
@@ -58,7 +59,11 @@ def main(args) -> int:
     names = [n for entry in args.benchmarks for n in entry.split(",") if n]
     fields = [f for f in args.fields.split(",") if f] or ["question", "answer"]
     progress = Progress(enabled=not args.quiet)
-    try:
+    try:  # before any download: offline, a benchmark with no local copy is one quick line, not a minute of retries
+        missing = [why for spec in resolve(names, fields) if (why := unreachable(
+            spec, args.benchmarks_dir, hub.dataset_unavailable, "--benchmarks-dir (or PIPELINE_BENCHMARKS_DIR)"))]
+        if missing:
+            raise UserError("\n".join(missing))
         index, sizes = build_index(names, args.benchmarks_dir, fields=fields, n=args.ngram, min_words=args.min_words,
                                    min_words_answer=args.min_words_answer, max_item_frequency=args.max_item_frequency,
                                    background=args.background)

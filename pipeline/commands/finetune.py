@@ -81,6 +81,7 @@ def register(sub) -> None:
 
 
 def main(args) -> int:
+    from pipeline import hub
     from pipeline.errors import UserError
     from pipeline.train.ray_train import finetune_anywhere
 
@@ -88,6 +89,9 @@ def main(args) -> int:
     if not run_dir.is_dir():
         raise UserError(f"output directory not found: {run_dir}")
     cfg = build_config(args, run_dir)
+    why = hub.local_or_hub_problem(cfg.model, "model")
+    if why:  # offline, one quick line instead of a minute of retries inside transformers
+        raise UserError(f"model {cfg.model}: {why}; give the path of a local copy of the model (--model)")
     out = finetune_anywhere(cfg, run_dir)
     print(f"finetune: adapter and model card in {out / 'adapter'}; logs in {out / 'logs'}")
     return 0
@@ -112,10 +116,12 @@ def build_config(args, run_dir: Path):
         if value is not None:
             _set(section, path, value)
             located.lines[("finetune", *path)] = f"--{flag.replace('_', '-')}"
+            located.forget(("finetune", *path))
     for flag, (path, value) in SWITCHES.items():
         if getattr(args, flag):
             _set(section, path, value)
             located.lines[("finetune", *path)] = f"--{flag.replace('_', '-')}"
+            located.forget(("finetune", *path))
     if args.chat_template:
         try:
             section["chat_template"] = Path(args.chat_template).read_text()
@@ -123,6 +129,9 @@ def build_config(args, run_dir: Path):
             raise UserError(f"--chat-template: cannot read {args.chat_template}: {e.strerror}") from None
     for item in args.overrides:
         apply_override(located, item if item.startswith("finetune.") else f"finetune.{item}")
+    unset = [located.unset_problem(path) for path in located.unset if path[0] == "finetune"]
+    if unset:
+        raise UserError("\n".join(unset))
     try:
         return FinetuneConfig.model_validate(located.data["finetune"])
     except ValidationError as e:

@@ -9,14 +9,18 @@ def register(sub) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
                    help="override a config value, e.g. --set stages.dedup.bands=20 (repeatable)")
     p.add_argument("--quiet", action="store_true", help="no progress display")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an output folder that holds files this pipeline did not write")
     p.set_defaults(func=main)
 
 
 def main(args) -> int:
+    from pipeline import preflight
     from pipeline.config import load_run
     from pipeline.progress import Progress
     from pipeline.runner import run
 
     validated = load_run(args.config, args.overrides)
-    run(validated, Progress(enabled=not args.quiet))
+    preflight.check(validated)  # before Ray starts: a missing file is reported in a second, with all the others
+    run(validated, Progress(enabled=not args.quiet), overwrite=args.overwrite)
     return 0

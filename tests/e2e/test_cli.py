@@ -42,6 +42,77 @@ def test_missing_input_files_exit_2(tmp_path):
     assert proc.returncode == 2 and "no file matches" in proc.stderr and "Traceback" not in proc.stderr
 
 
+def test_every_config_error_is_listed_at_once_with_its_suggestion(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("inputs: {format: jsonl, paths: [x.jsonl]}\noutput: o\nstages:\n  - dedup: {bnds: 3}\n")
+    for command in ("validate", "run"):
+        proc = cli(command, str(path))
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr
+        assert proc.stderr.splitlines() == [
+            f"error: {path}:1: inputs: unknown key 'inputs'; did you mean 'input'? (valid keys: name, input, output, "
+            "ray, stages, llms, seed, tokenizer, fuse, finetune)",
+            f"{path}:4: stages[0].dedup.bnds: unknown key 'bnds'; did you mean 'bands'? (valid keys: "
+            + ", ".join(["resources", "method", "field", "shingle", "ngram", "bands", "rows", "num_perm", "threshold",
+                         "verify", "hash", "scheme", "seed", "survivor", "quality_column", "index", "index_dir",
+                         "against", "boilerplate", "partitions", "batch_size"]) + ")",
+        ]
+
+
+def test_missing_files_are_reported_together_before_ray_starts(tmp_path):
+    """A glob that matches nothing and a missing quality model: both, with their lines, and no Ray."""
+    (tmp_path / "a.jsonl").write_text('{"text": "one two three"}\n')
+    path = tmp_path / "c.yaml"
+    path.write_text(f"input:\n  - {{format: jsonl, paths: ['{tmp_path}/a.jsonl']}}\n"
+                    f"  - {{format: jsonl, paths: ['{tmp_path}/crawl/*.jsonl']}}\n"
+                    f"output: {tmp_path}/out\nstages:\n  - quality: {{model: {tmp_path}/models/quality.bin}}\n")
+    for command in ("validate", "run"):
+        proc = cli(command, str(path))  # not --quiet: a Ray start would say so
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+        assert proc.stderr.splitlines() == [
+            f"error: {path}:3: input[1].paths[0]: no file matches '{tmp_path}/crawl/*.jsonl'",
+            f"{path}:6: stages[0].quality.model: quality model not found: {tmp_path}/models/quality.bin",
+        ]
+        assert "Ray" not in proc.stdout + proc.stderr
+        assert not (tmp_path / "out").exists()
+
+
+@pytest.fixture
+def unreachable_hub(tmp_path):
+    """The environment of a machine whose Hub endpoint does not answer (a local port nobody listens
+    on) and whose Hub cache is empty, whatever this machine's network."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE", "PIPELINE_BENCHMARKS_DIR")}
+    return {**env, "HF_ENDPOINT": f"http://127.0.0.1:{port}", "HF_HOME": str(tmp_path / "hf-home")}
+
+
+def test_a_benchmark_with_no_local_copy_and_no_hub_is_one_line(tmp_path, unreachable_hub):
+    """Offline, a registered benchmark without a local copy is reported by one probe of the Hub,
+    naming what is missing and how to give a local copy (it used to be a minute of retries)."""
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"text": "one two three"}\n')
+    endpoint = unreachable_hub["HF_ENDPOINT"]
+    report = cli("contamination-report", "--data", str(data), "--benchmarks", "arc", "--out", str(tmp_path / "r"),
+                 env=unreachable_hub)
+    assert report.returncode == 2 and len(report.stderr.splitlines()) == 1, report.stderr
+    assert report.stderr.startswith("error: benchmark 'arc': no local copy (--benchmarks-dir (or PIPELINE_BENCHMARKS_DIR) "
+                                    f"is not set) and the Hugging Face Hub ({endpoint}) did not answer")
+    assert "put the files of allenai/ai2_arc as arc/*.jsonl* in a folder" in report.stderr
+    assert not (tmp_path / "r").exists()
+
+    config = tmp_path / "c.yaml"
+    config.write_text(f"input: {{format: jsonl, paths: ['{data}']}}\noutput: {tmp_path}/out\n"
+                      "stages:\n  - decontaminate: {benchmarks: [gsm8k, arc]}\n")
+    proc = cli("validate", str(config), env={**unreachable_hub, "PIPELINE_BENCHMARKS_DIR": str(tmp_path / "mine")})
+    assert proc.returncode == 2 and len(proc.stderr.splitlines()) == 2, proc.stderr
+    assert [line.split(": benchmark ")[1].split(":")[0] for line in proc.stderr.splitlines()] == ["'gsm8k'", "'arc'"]
+    assert f"nothing matches {tmp_path}/mine/gsm8k/test.jsonl*" in proc.stderr
+
+
 def test_stages_lists_fields_and_defaults():
     proc = cli("stages", "--json")
     assert proc.returncode == 0

@@ -144,3 +144,166 @@ def test_finetune_section_is_validated_at_load(tmp_path):
     path = write(tmp_path, BASE + "finetune:\n  modle: x\n")
     msg = error_of(path)
     assert f"{path}:7: finetune.modle: unknown key" in msg and "did you mean 'model'" in msg
+
+
+def errors_of(path, overrides=()) -> list[str]:
+    """Every line of the one UserError a config with several mistakes gives."""
+    with pytest.raises(UserError) as e:
+        load_run(path, list(overrides))
+    return str(e.value).splitlines()
+
+
+def test_every_config_error_is_listed_at_once_in_file_order(tmp_path):
+    path = write(tmp_path, """
+        name: t
+        inputs: {format: jsonl, paths: [data.jsonl]}
+        output: out
+        stages:
+          - length: {min_wrds: 2}
+          - dedup: {bnds: 3}
+          - lenght: {}
+        llms:
+          judge: {backend: vllm_server, model: m, concurency: 3}
+        """)
+    lines = errors_of(path)
+    assert len(lines) == 5, lines
+    assert lines[0].startswith(f"{path}:2: inputs: unknown key 'inputs'; did you mean 'input'?")
+    assert lines[1].startswith(f"{path}:5: stages[0].length.min_wrds: unknown key 'min_wrds'; did you mean 'min_words'?")
+    assert lines[2].startswith(f"{path}:6: stages[1].dedup.bnds: unknown key 'bnds'; did you mean 'bands'?")
+    assert lines[3].startswith(f"{path}:7: stages[2].lenght: unknown stage 'lenght'; did you mean 'length'?")
+    assert lines[4].startswith(f"{path}:9: llms.judge.concurency: unknown key 'concurency'; did you mean 'concurrency'?")
+    assert not any("more error" in line for line in lines)
+
+
+def test_an_entry_that_fits_no_member_of_a_union_names_the_users_key_path(tmp_path):
+    """`benchmarks` takes names or {path, fields}: a mapping without `fields` is one error about
+    `fields`, not also "not a string", and the key path has no type names in it."""
+    path = write(tmp_path, BASE + "  - decontaminate: {benchmarks: [gsm8k, {path: b.jsonl}]}\n")
+    assert errors_of(path) == [f"{path}:6: stages[1].decontaminate.benchmarks[1].fields: required key is missing"]
+
+
+README_LLMS = "llms:\n  teacher: {backend: vllm_server, model: m, api_key: '${QS_UNSET_KEY}'}\n"
+
+
+def test_unset_env_var_in_an_llm_no_stage_uses_is_not_an_error(tmp_path, monkeypatch):
+    """The README's config names a teacher with ${OPENAI_API_KEY} and no stage that uses it."""
+    monkeypatch.delenv("QS_UNSET_KEY", raising=False)
+    run = load_run(write(tmp_path, BASE + README_LLMS))
+    assert [s.name for s in run.stages] == ["length"]
+
+
+def test_unset_env_var_in_an_llm_a_stage_uses_is_an_error_at_its_line(tmp_path, monkeypatch):
+    monkeypatch.delenv("QS_UNSET_KEY", raising=False)
+    # respond's `llm` defaults to 'teacher': a stage that names it by default uses it too
+    path = write(tmp_path, BASE + "  - respond: {}\n" + README_LLMS)
+    assert errors_of(path) == [f"{path}:8: llms.teacher.api_key: environment variable QS_UNSET_KEY is not set "
+                               "(use ${QS_UNSET_KEY:-default} for a default)"]
+    monkeypatch.setenv("QS_UNSET_KEY", "sk-set-now-123")
+    assert load_run(path).config.llms["teacher"]["api_key"] == "sk-set-now-123"
+
+
+def test_unset_env_var_replaced_by_set_is_not_an_error(tmp_path, monkeypatch):
+    monkeypatch.delenv("QS_NOT_SET", raising=False)
+    path = write(tmp_path, BASE.replace("min_words: 2", "min_words: '${QS_NOT_SET}'"))
+    assert errors_of(path) == [f"{path}:5: stages[0].length.min_words: environment variable QS_NOT_SET is not set "
+                               "(use ${QS_NOT_SET:-default} for a default)"]
+    assert load_run(path, ["stages.length.min_words=3"]).stages[0].config.min_words == 3
+
+
+# --- checks before work (pipeline/preflight.py): what the config names, looked at without running --------------
+
+
+def preflight_errors(path) -> list[str]:
+    from pipeline import preflight
+
+    run = load_run(path)
+    with pytest.raises(UserError) as e:
+        preflight.check(run)
+    return str(e.value).splitlines()
+
+
+def test_preflight_lists_a_glob_matching_nothing_and_a_missing_model_file(tmp_path):
+    (tmp_path / "a.jsonl").write_text('{"text": "x"}\n')
+    path = write(tmp_path, f"""
+        input:
+          - {{format: jsonl, paths: ["{tmp_path}/a.jsonl", "{tmp_path}/none/*.jsonl"]}}
+        output: {tmp_path}/out
+        stages:
+          - length: {{min_words: 2}}
+          - quality: {{model: {tmp_path}/quality.bin}}
+          - url_filter: {{domain_files: [{tmp_path}/blocked.txt]}}
+        """)
+    assert preflight_errors(path) == [
+        f"{path}:2: input[0].paths[1]: no file matches '{tmp_path}/none/*.jsonl'",
+        f"{path}:6: stages[1].quality.model: quality model not found: {tmp_path}/quality.bin",
+        f"{path}:7: stages[2].url_filter.domain_files[0]: block list file not found: {tmp_path}/blocked.txt",
+    ]
+    assert not (tmp_path / "out").exists()
+
+
+def test_preflight_passes_what_exists(tmp_path):
+    from pipeline import preflight
+
+    (tmp_path / "a.jsonl").write_text('{"text": "x"}\n')
+    run = load_run(write(tmp_path, f"""
+        input: {{format: jsonl, paths: ["{tmp_path}/*.jsonl"]}}
+        output: {tmp_path}/out
+        stages:
+          - language: {{keep: [en]}}
+        """))
+    preflight.check(run)
+
+
+@pytest.fixture
+def closed_hub(tmp_path, monkeypatch):
+    """A Hub endpoint on a local port nobody listens on, an empty Hub cache, and a fresh probe:
+    whatever the machine's network, the Hub is deterministically unreachable."""
+    import socket
+
+    import huggingface_hub.constants
+
+    from pipeline import hub
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
+    for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        monkeypatch.setenv(name, "0")  # restored (or removed) after the test, after the probe sets it
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "datasets-cache"))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub-cache"))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", huggingface_hub.constants.HF_HUB_OFFLINE)
+    monkeypatch.setattr(hub, "_unreachable", None)
+    monkeypatch.delenv("PIPELINE_BENCHMARKS_DIR", raising=False)
+    return f"http://127.0.0.1:{port}"
+
+
+def test_a_registered_benchmark_without_a_local_copy_fails_at_once_when_the_hub_is_unreachable(tmp_path, closed_hub):
+    import os
+
+    (tmp_path / "a.jsonl").write_text('{"text": "x"}\n')
+    path = write(tmp_path, f"""
+        input: {{format: jsonl, paths: ["{tmp_path}/a.jsonl"]}}
+        output: {tmp_path}/out
+        stages:
+          - decontaminate: {{benchmarks: [arc]}}
+        """)
+    [line] = preflight_errors(path)
+    assert line.startswith(f"{path}:4: stages[0].decontaminate.benchmarks[0]: benchmark 'arc': no local copy")
+    assert f"the Hugging Face Hub ({closed_hub}) did not answer" in line
+    assert "arc/*.jsonl*" in line and "benchmarks_dir" in line  # how to give a local copy
+    assert os.environ["HF_DATASETS_OFFLINE"] == "1"  # the libraries, and Ray's workers, will not retry for a minute
+
+
+def test_an_unreachable_hub_is_no_problem_for_a_cached_or_local_benchmark(tmp_path, closed_hub, shared_data):
+    from pipeline import preflight
+
+    (tmp_path / "hub-cache" / "datasets--allenai--ai2_arc").mkdir(parents=True)
+    path = write(tmp_path, f"""
+        input: {{format: jsonl, paths: ["{tmp_path}/a.jsonl"]}}
+        output: {tmp_path}/out
+        stages:
+          - decontaminate: {{benchmarks: [arc, gsm8k], benchmarks_dir: {shared_data / 'benchmarks'}}}
+        """)
+    (tmp_path / "a.jsonl").write_text('{"text": "x"}\n')
+    preflight.check(load_run(path))
