@@ -38,7 +38,8 @@ def pick(dropped: pa.Table, stages: pa.ChunkedArray | pa.Array, reasons: pa.Chun
     shortened, only the given columns and without nulls. Chosen on a narrow table of keys, so a
     write task copies only the few rows it keeps, not every dropped row's text or HTML."""
     ids = dropped.column("id") if "id" in dropped.column_names else pa.nulls(dropped.num_rows, pa.string())
-    keys = pa.table({"stage": stages, "reason": reasons, "id": ids, "row": pa.array(range(dropped.num_rows), pa.int64())})
+    keys = pa.table({"stage": stages, "reason": reasons, "id": ids,
+                     "row": pa.array(range(dropped.num_rows), pa.int64())})
     groups = keys.group_by(["stage", "reason"], use_threads=False).aggregate([])
     out = []
     for stage, reason in zip(groups.column("stage").to_pylist(), groups.column("reason").to_pylist()):

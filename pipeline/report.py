@@ -89,7 +89,8 @@ def _stage(stage: dict) -> str:
     if not any(parts):
         return ""
     return (f"<h3 id='{_anchor(stage)}'>{html.escape(stage['id'])}</h3>"
-            f"<p>{stage['rows_in']:,} rows in, {stage['kept']:,} kept, {stage['dropped']:,} dropped.</p>" + "".join(parts))
+            f"<p>{stage['rows_in']:,} rows in, {stage['kept']:,} kept, {stage['dropped']:,} dropped.</p>"
+            + "".join(parts))
 
 
 def _dropped(stage: dict) -> str:
@@ -149,19 +150,20 @@ def _records(value: dict | list) -> str:
     """Rows of dicts as one table, a column per key (a dict's own keys name the rows); fewer rows than
     fields are turned on their side, a column per row, so that no table is wider than it is long and
     tables nested in a narrow cell still fit."""
-    keyed = isinstance(value, dict)
-    items = list(value.items()) if keyed else [(None, v) for v in value]
+    items = list(value.items()) if isinstance(value, dict) else [(None, v) for v in value]
     columns = list(dict.fromkeys(c for _, row in items for c in row))
     if len(items) < len(columns):
-        head = "<th></th>" + "".join(f"<th>{html.escape(str(k)) if keyed else i + 1}</th>" for i, (k, _) in enumerate(items))
-        body = "".join(f"<tr><th>{html.escape(str(c))}</th>" + "".join(f"<td>{_value(row.get(c))}</td>" for _, row in items)
-                       + "</tr>" for c in columns)
-        return f"<table class='records'><tr>{head}</tr>{body}</table>"
-    head = ("<th></th>" if keyed else "") + "".join(f"<th>{html.escape(str(c))}</th>" for c in columns)
-    body = "".join(
-        "<tr>" + (f"<th>{html.escape(str(key))}</th>" if keyed else "")
-        + "".join(f"<td>{_value(row.get(c))}</td>" for c in columns) + "</tr>"
-        for key, row in items)
+        names = [i + 1 if key is None else key for i, (key, _) in enumerate(items)]
+        return _grid(names, [(c, [row.get(c) for _, row in items]) for c in columns])
+    return _grid(columns, [(key, [row.get(c) for c in columns]) for key, row in items])
+
+
+def _grid(header: list, rows: list[tuple[Any, list]]) -> str:
+    """A table from a header and (row name or None, values) pairs."""
+    named = any(name is not None for name, _ in rows)
+    head = ("<th></th>" if named else "") + "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
+    body = "".join("<tr>" + (f"<th>{html.escape(str(name))}</th>" if named else "")
+                   + "".join(f"<td>{_value(v)}</td>" for v in values) + "</tr>" for name, values in rows)
     return f"<table class='records'><tr>{head}</tr>{body}</table>"
 
 

@@ -62,8 +62,8 @@ class RoutingSink(Datasink):
         for fmt, directory in self.data_dirs.items():
             _write(kept, directory / f"{name}.{EXTENSIONS[fmt]}", fmt)
         dropped = table.filter(pc.invert(kept_mask))
-        stages = dropped.column(DROP_STAGE) if DROP_STAGE in dropped.column_names else pa.nulls(dropped.num_rows, pa.string())
-        stages = pc.fill_null(stages, self.stage_id)
+        stages = pc.fill_null(dropped.column(DROP_STAGE) if DROP_STAGE in dropped.column_names
+                              else pa.nulls(dropped.num_rows, pa.string()), self.stage_id)
         if self.rejects_dir is not None:
             for stage in pc.unique(stages).to_pylist():
                 part = dropped.filter(pc.equal(stages, stage))

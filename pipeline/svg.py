@@ -94,7 +94,8 @@ def bars(labels: list, series: list[dict], title: str = "", xlabel: str = "", yl
             h = plot_h * (v or 0) / ymax
             x = LEFT + i * group + group * 0.1 + k * width
             parts.append(f'<rect x="{x:.1f}" y="{TOP + plot_h - h:.1f}" width="{width:.1f}" height="{h:.1f}" '
-                         f'fill="{PALETTE[k % len(PALETTE)]}"><title>{escape(str(labels[i]))}: {number(v)}</title></rect>')
+                         f'fill="{PALETTE[k % len(PALETTE)]}">'
+                         f'<title>{escape(str(labels[i]))}: {number(v)}</title></rect>')
     for i, label in enumerate(labels):
         x, y = LEFT + (i + 0.5) * group, TOP + plot_h + 12
         parts.append(f'<text x="{x:.1f}" y="{y}" text-anchor="end" transform="rotate(-30 {x:.1f} {y})">'

@@ -134,7 +134,8 @@ def test_inspect_rejects_prints_examples_per_reason(tmp_path, capsys):
     (tmp_path / "manifest.json").write_text(json.dumps({"rows": 3}))
     read = stage("00-read", 5, 4, {"bad_json": 1},
                  examples={"bad_json": [{"id": "q1", "meta": '{"line": 4, "path": "in.jsonl"}'}]})
-    length = stage("01-length", 4, 3, {"too_few_words": 1}, examples={"too_few_words": [{"id": "d2", "text": "x " * 500}]})
+    length = stage("01-length", 4, 3, {"too_few_words": 1},
+                   examples={"too_few_words": [{"id": "d2", "text": "x " * 500}]})
     (tmp_path / "stats.json").write_text(json.dumps(result([read, length])))
     assert inspect.main(SimpleNamespace(output=str(tmp_path), samples=3, rejects=True)) == 0
     out = capsys.readouterr().out
