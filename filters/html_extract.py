@@ -27,6 +27,7 @@ from filters.charset import decode_html, is_binary
 ENGINES = ("trafilatura", "resiliparse")
 
 EMPTY_HTML = "empty_html"
+NO_HTML = "no_html"
 HTML_TOO_LARGE = "html_too_large"
 BINARY_PAYLOAD = "binary_payload"
 EMPTY_EXTRACTION = "empty_extraction"

@@ -31,6 +31,7 @@ def fingerprint(*parts: Any) -> str:
 class Checkpoints:
     def __init__(self, output_dir: Path):
         self.root = Path(output_dir) / ".pipeline" / "stages"
+        self._rows_seen: dict[Path, int] = {}
 
     def dir(self, stage_id: str) -> Path:
         return self.root / stage_id
@@ -54,6 +55,21 @@ class Checkpoints:
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
         return final
+
+    def rows_written(self, stage_id: str) -> int:
+        """Rows in the files a running pass has finished so far, read from their Parquet footers: the
+        live count a terminal shows. A file still being written is counted at the next look."""
+        import pyarrow.parquet as pq
+
+        total = 0
+        for path in self.root.glob(f".{stage_id}.tmp-*/*.parquet"):
+            if path not in self._rows_seen:
+                try:
+                    self._rows_seen[path] = pq.read_metadata(path).num_rows
+                except (OSError, ValueError):
+                    continue
+            total += self._rows_seen[path]
+        return total
 
     def read(self, stage_id: str):
         """A stage's checkpoint as a dataset; a stage that kept and dropped nothing wrote no file."""

@@ -9,13 +9,16 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import sys
+import shutil
+from pathlib import Path
 
 from pipeline.config import RayConfig
 
 
 @contextlib.contextmanager
-def ray_session(config: RayConfig, progress):
+def ray_session(config: RayConfig, progress, log_dir: Path | None = None):
+    """Ray for the length of the block. A local Ray we start leaves its full logs in `log_dir`
+    when it stops: the console shows only what a user needs, the logs keep the rest."""
     import ray
     import ray.data
 
@@ -23,9 +26,6 @@ def ray_session(config: RayConfig, progress):
         yield
         return
     address = config.address or os.environ.get("RAY_ADDRESS")
-    for name in ("ray", "ray.data"):
-        for handler in logging.getLogger(name).handlers:
-            handler.addFilter(_notices_about_our_choices)
     level = logging.WARNING if progress.enabled else logging.ERROR  # --quiet: errors only
     if address:
         import filters
@@ -40,21 +40,24 @@ def ray_session(config: RayConfig, progress):
         progress.note("starting a local Ray")
         ray.init(num_cpus=config.num_cpus, object_store_memory=config.object_store_memory,
                  include_dashboard=False, logging_level=level, configure_logging=True,
-                 log_to_driver=progress.enabled)
+                 log_to_driver=False)  # what workers print stays in their logs, copied to `log_dir`
     ctx = ray.data.DataContext.get_current()
-    ctx.enable_progress_bars = progress.enabled and sys.stderr.isatty()
-    if not ctx.enable_progress_bars:
-        logging.getLogger("ray.data").setLevel(level)
+    ctx.enable_progress_bars = False  # our own live line (pipeline.progress) says what a pass is doing
+    logging.getLogger("ray.data").setLevel(level)
     ctx.execution_options.preserve_order = True
     ctx.print_on_execution_start = False
+    session_logs = _session_logs() if not address else None
     try:
         yield
     finally:
         ray.shutdown()
+        if session_logs and log_dir:
+            shutil.copytree(session_logs, log_dir / "ray", dirs_exist_ok=True, ignore_dangling_symlinks=True)
 
 
-def _notices_about_our_choices(record: logging.LogRecord) -> bool:
-    """Drop Ray's notices about settings this command chose for the user: progress bars off when
-    stderr is not a terminal (our own progress lines stay), and token authentication, which Ray
-    enables on the local Ray it starts for us."""
-    return not record.getMessage().startswith(("Progress bars disabled", "Token authentication is enabled"))
+def _session_logs() -> Path | None:
+    """The log folder of the local Ray this process started (its raylet, GCS and every worker)."""
+    import ray
+
+    node = getattr(ray._private.worker, "_global_node", None)
+    return Path(node.get_session_dir_path()) / "logs" if node is not None else None

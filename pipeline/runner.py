@@ -24,46 +24,85 @@ from typing import Any
 
 from ray.data.expressions import col
 
-from pipeline import __version__, checkpoint, passes, report, sinks, stats, writers
+from pipeline import __version__, checkpoint, output_dir, passes, report, sinks, stats, writers
 from pipeline.config import ValidatedRun
-from pipeline.errors import InvariantViolation
+from pipeline.console_filter import filtered_console
+from pipeline.errors import InvariantViolation, RunFailed
 from pipeline.normalize import READ_STAGE
-from pipeline.progress import Progress
+from pipeline.progress import Progress, drop_reasons
+from pipeline.readers import fingerprint_inputs, read_input
 from pipeline.records import DROP_REASON, DROP_STAGE
 from pipeline.sinks import RoutingSink
-from pipeline.readers import fingerprint_inputs, read_input
 from pipeline.stage import Stage
 from pipeline.yaml_source import redact
 
 
-def run(run_config: ValidatedRun, progress: Progress | None = None) -> dict[str, Any]:
+def run(run_config: ValidatedRun, progress: Progress | None = None, overwrite: bool = False) -> dict[str, Any]:
+    """Run a validated config and return its statistics. A run that leaves no row raises RunFailed
+    once its outputs (rejects, report) are written, so the user can see why."""
     from pipeline.ray_session import ray_session
 
     progress = progress or Progress(enabled=False)
     started = time.time()
-    with ray_session(run_config.config.ray, progress):
-        result = _run(run_config, progress, started, time.time() - started)
-    progress.finished(result, run_config.output_dir)
+    cfg, out = run_config.config, run_config.output_dir
+    log_dir = output_dir.claim(out, cfg.output.formats, [o for s in run_config.stages for o in s.outputs()], overwrite)
+    plan = passes.plan(run_config.stages, cfg.fuse)
+    fps = _fingerprints(run_config, plan)
+    with filtered_console(log_dir / "console.log") as console, progress.writing_to(console):
+        result = _complete(out, fps[-1])
+        complete = result is not None
+        if complete:  # the same inputs and config made this output: nothing to do, no Ray to start
+            result["stages"] = [{**record, "resumed": True} for record in result["stages"]]
+            for record in result["stages"]:
+                progress.stage_done(record)
+        else:
+            with ray_session(cfg.ray, progress, log_dir):
+                result = _run(run_config, plan, fps, progress, started)
+        _check_useful(result, out)
+        progress.finished(result, out, already_complete=complete)
     return result
 
 
-def _run(run_config: ValidatedRun, progress: Progress, started: float, t_ray: float) -> dict[str, Any]:
-
+def _fingerprints(run_config: ValidatedRun, plan: list[passes.Pass]) -> list[str]:
+    """The input's fingerprint, each pass's (chained through the configs of the stages before it), and
+    the output's, which adds how it is written: equal fingerprints mean equal results."""
     cfg = run_config.config
-    ckpts = checkpoint.Checkpoints(run_config.output_dir)
-    plan = passes.plan(run_config.stages, cfg.fuse)
-    ckpts.clean_stale({p.id for p in plan})
     fp = checkpoint.fingerprint("input", [i.model_dump(mode="json") for i in cfg.input],
                                 [fingerprint_inputs(i) for i in cfg.input])
+    fps = [fp]
+    for p in plan:
+        for stage in p.stages:
+            fp = checkpoint.fingerprint(fp, stage.name, stage.config.model_dump(mode="json"), _llms_used(stage), cfg.seed)
+        fps.append(fp)
+    fps.append(checkpoint.fingerprint(fp, "output", cfg.output.model_dump(mode="json"), cfg.tokenizer))
+    return fps
+
+
+def _complete(out: Path, fingerprint: str) -> dict | None:
+    """The statistics of a finished output with this fingerprint whose files are all there, or None."""
+    try:
+        manifest = json.loads((out / "manifest.json").read_text())
+        result = json.loads((out / "stats.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if manifest.get("fingerprint") != fingerprint:
+        return None
+    return result if all((out / f["path"]).is_file() for f in manifest.get("files", [])) else None
+
+
+def _run(run_config: ValidatedRun, plan: list[passes.Pass], fps: list[str], progress: Progress,
+         started: float) -> dict[str, Any]:
+    t_ray = time.time() - started
+    cfg = run_config.config
+    ckpts = checkpoint.Checkpoints(run_config.output_dir)
+    ckpts.clean_stale({p.id for p in plan})
     current = _read_all(cfg.input)  # what flows into the next stage: kept rows (plus read quarantines at first)
     records: list[dict] = []
     outputs = []  # every pass's output: kept and dropped rows
     rows_in = tokens_in = None
     t_first_stage = None
     n_stages = len(run_config.stages)
-    for p in plan:
-        for stage in p.stages:
-            fp = checkpoint.fingerprint(fp, stage.name, stage.config.model_dump(mode="json"), _llms_used(stage), cfg.seed)
+    for k, (p, fp) in enumerate(zip(plan, fps[1:])):
         first = len(records) if records else 1  # the 1-based index of the pass's first stage (records holds `read` too)
         progress.stage_start(first, n_stages, p.stage_ids)
         t_first_stage = t_first_stage if t_first_stage is not None else time.time() - started
@@ -72,28 +111,52 @@ def _run(run_config: ValidatedRun, progress: Progress, started: float, t_ray: fl
             pass_records = [{**r, "resumed": True} for r in done["stats"]]
             output = passes.without_measures(ckpts.read(p.id), p)
         else:
-            pass_records, output = _run_pass(p, current, cfg, ckpts, rows_in, tokens_in, first == 1)
+            with progress.working(", ".join(p.stage_ids), lambda: ckpts.rows_written(p.id)):
+                pass_records, output = _run_pass(p, current, cfg, ckpts, rows_in, tokens_in, first == 1)
             if cfg.output.checkpoint:
                 ckpts.mark(p.id, fp, pass_records)
         if first == 1:
             records.append(_read_record(pass_records[0]))
+            progress.stage_done(records[-1])
         for record in pass_records:
             records.append(record)
             progress.stage_done(record)
         rows_in, tokens_in = records[-1]["kept"], records[-1]["tokens_kept"]
         outputs.append(output)
         current = writers.kept(output)
+        if rows_in == 0 and k + 1 < len(plan):  # what is left would run on nothing (and start its servers)
+            progress.skipped([sid for q in plan[k + 1:] for sid in q.stage_ids], "no rows left")
+            break
     progress.writing(run_config.output_dir)
     if not outputs:  # no stages: the run converts the input, and the write pass counts it
         final = current.map_batches(stats.measure, fn_args=(cfg.tokenizer,), batch_format="pyarrow")
-        written, summary = _write_outputs(run_config, final, READ_STAGE)
+        with progress.working("writing"):
+            written, summary = _write_outputs(run_config, final, READ_STAGE)
         kept, tokens = summary.kept()
         read = stats.stage_record(summary, "read", kept + sum(summary.drops_by(READ_STAGE).values()), 0, False,
                                   time.time() - started, {})
         records.append({**read, "tokens_in": None, "tokens_kept": tokens})
+        progress.stage_done(records[-1])
     else:
-        written, _ = _write_outputs(run_config, _final_rows(run_config, outputs), records[-1]["id"])
-    return _finish(run_config, records, written, started, t_ray if t_first_stage is None else t_first_stage)
+        with progress.working("writing"):
+            written, _ = _write_outputs(run_config, _final_rows(run_config, outputs), records[-1]["id"])
+    return _finish(run_config, records, written, started, t_ray if t_first_stage is None else t_first_stage, fps[-1])
+
+
+def _check_useful(result: dict, out: Path) -> None:
+    """A run that leaves no row has failed, whatever the reason: say where the rows went."""
+    if result["rows_out"]:
+        return
+    read = result["stages"][0]
+    if not read["rows_in"]:
+        raise RunFailed("the input holds no records")
+    if not read["kept"]:
+        raise RunFailed(f"nothing in the input could be read: all {read['rows_in']:,} records were quarantined "
+                        f"({drop_reasons(read['dropped_by_reason'])}); is the input's format right? They are in "
+                        f"{out}/rejects/{READ_STAGE}")
+    last = next((s for s in result["stages"] if s["kept"] == 0 and s["rows_in"]), result["stages"][-1])
+    raise RunFailed(f"no rows left: {last['id']} dropped the last {last['rows_in']:,} "
+                    f"({drop_reasons(last['dropped_by_reason'])}); see {out}/report.html and {out}/rejects")
 
 
 def _run_pass(p: passes.Pass, current, cfg, ckpts: checkpoint.Checkpoints, rows_in, tokens_in,
@@ -187,7 +250,7 @@ def _write_outputs(run_config: ValidatedRun, rows, stage_id: str) -> tuple[dict[
     cfg = run_config.config.output
     out = run_config.output_dir
     tmp = out / ".pipeline" / f"write-{uuid.uuid4().hex[:8]}"
-    dirs = {fmt: tmp / ("data" if i == 0 else f"data_{fmt}") for i, fmt in enumerate(cfg.formats)}
+    dirs = {fmt: tmp / name for fmt, name in output_dir.data_dirs(cfg.formats).items()}
     sink = RoutingSink(dirs, tmp / "rejects" if cfg.rejects else None, stage_id,
                        min_rows=None if cfg.shard_bytes else cfg.shard_rows, min_bytes=cfg.shard_bytes)
     rows.write_datasink(sink)
@@ -205,7 +268,8 @@ def _write_outputs(run_config: ValidatedRun, rows, stage_id: str) -> tuple[dict[
     return written, sink.summary
 
 
-def _finish(run_config: ValidatedRun, records: list[dict], written: dict, started: float, t_first: float) -> dict:
+def _finish(run_config: ValidatedRun, records: list[dict], written: dict, started: float, t_first: float,
+            fingerprint: str) -> dict:
     out = run_config.output_dir
     for r in records:
         r.pop("read_drops", None)
@@ -230,6 +294,7 @@ def _finish(run_config: ValidatedRun, records: list[dict], written: dict, starte
         "name": run_config.config.name,
         "created": result["started"],
         "pipeline_version": __version__,
+        "fingerprint": fingerprint,
         "python": platform.python_version(),
         "config": json.loads(redact(json.dumps(run_config.raw, default=str))),
         "schema": data_schema,

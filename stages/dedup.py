@@ -158,6 +158,9 @@ class Dedup(GlobalStage):
     def index_dir(self) -> Path:
         return Path(self.config.index_dir) if self.config.index_dir else self.ctx.output_dir / "dedup_index" / self.ctx.stage_id
 
+    def outputs(self) -> list[Path]:
+        return [self.index_dir] if self.config.index else []
+
     def check(self) -> list[Problem]:
         """Each `against:` index exists and was built with this stage's parameters (its small params
         file says so), and `index_dir` is free or an index: no index is read."""

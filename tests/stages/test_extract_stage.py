@@ -83,3 +83,20 @@ def test_warc_responses(run_stage, shared_data):
     assert all(r["text"].strip() and r["html"] for r in kept)
     assert {r[DROP_REASON] for r in dropped} <= {"empty_extraction", "binary_payload", "empty_html"}
 
+
+
+DOCUMENT = {"id": "doc-1", "html": None, "text": "A document read from JSONL beside the crawl.", "url": "https://d.example/1",
+            "domain": "d.example", "source": "notes.jsonl", "meta": "{}"}
+
+
+@pytest.mark.parametrize("html_only", [False, True])
+def test_rows_with_text_and_no_html_pass_unchanged_or_are_dropped_with_their_text(run_stage, html_only):
+    page = html_row(f"<html><body><article>{ARTICLE}</article></body></html>".encode(), "http://ok.example/p")
+    empty = {**html_row(b"", "http://bad.example/empty"), "text": None}
+    kept, dropped = run_stage("extract", {"html_only": html_only}, [{**page, "text": None}, DOCUMENT, empty])
+
+    by_id = {r["id"]: r for r in kept + dropped}
+    assert "Die Straße in München" in by_id[page["id"]]["text"]
+    assert by_id["doc-1"]["text"] == DOCUMENT["text"], "a document's text survives, kept or dropped"
+    assert by_id["doc-1"].get(DROP_REASON) == ("no_html" if html_only else None)
+    assert by_id[empty["id"]][DROP_REASON] == "empty_html"
