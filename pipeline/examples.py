@@ -17,6 +17,7 @@ import pyarrow.compute as pc
 PER_REASON = 3
 TEXT_LIMIT = 300
 META_LIMIT = 1000  # `meta` says where a quarantined row came from (path, line, error): keep more of it
+CONTENT = ("text", "messages", "prompt", "chosen", "rejected", "html")  # what a row is, as opposed to about it
 
 
 def short(value: Any, limit: int = TEXT_LIMIT) -> Any:
@@ -62,7 +63,10 @@ def merge(parts: Iterable[list[list]]) -> dict[str, dict[str, list[dict]]]:
 
 
 def _shorten(row: dict) -> dict:
-    return {k: short(v, META_LIMIT if k == "meta" else TEXT_LIMIT) for k, v in row.items() if v is not None}
+    """Shortened values without nulls, the id and the content first: what a reader looks for."""
+    first = [k for k in ("id", *CONTENT) if k in row]
+    return {k: short(row[k], META_LIMIT if k == "meta" else TEXT_LIMIT)
+            for k in first + [k for k in row if k not in first] if row[k] is not None}
 
 
 def _order(row: dict) -> tuple[str, str]:

@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import svg
+from pipeline.examples import CONTENT
 from pipeline.stats import LENGTH_BINS
 
 LIST_LIMIT = 20  # items of a list shown in a table cell
-CONTENT = ("text", "messages", "prompt", "chosen", "rejected", "html")  # what a row is, as opposed to about it
 
 
 def funnel(stages: list[dict]) -> str:
