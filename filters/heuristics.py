@@ -5,17 +5,21 @@ Two profiles set the defaults. `document` is the published thresholds, for web p
 rules that would drop nearly every good record are relaxed or off (see PROFILES and
 docs/curation.md for the reasoning); the repetition rules stay, because degenerate loops are
 the typical failure of generated text.
+
+Each document is judged in its language (`check(text, lang)`): rules that do not know it are
+skipped and named in the verdict. English is the default, the language the published rules
+were written for, so text of unknown language is judged as before.
 """
 
 from __future__ import annotations
 
-from typing import Iterable, Literal, Mapping
+from typing import Iterable, Literal, Mapping, NamedTuple
 
 from filters.c4 import C4
 from filters.fineweb import FineWeb
 from filters.gopher import GopherQuality, GopherRepetition
 from filters.rules import RuleFamily
-from filters.textstats import TextStats
+from filters.textstats import DEFAULT_LANGUAGE, TextStats, language_code
 
 FAMILIES: dict[str, type[RuleFamily]] = {f.name: f for f in (GopherQuality, GopherRepetition, C4, FineWeb)}
 DEFAULT_ORDER = ("gopher_repetition", "gopher_quality", "c4", "fineweb")
@@ -47,6 +51,12 @@ PROFILES: dict[str, dict] = {
         ),
     },
 }
+
+
+class Verdict(NamedTuple):
+    reason: str | None  # the first rule that drops the text, or None
+    text: str  # the text after any rewriting
+    skipped: list[str]  # rules reached but skipped because they do not know the text's language
 
 
 class Heuristics:
@@ -92,13 +102,15 @@ class Heuristics:
             families.append(family(config, disabled))
         return cls(families)
 
-    def check(self, text: str) -> tuple[str | None, str]:
-        """(reason of the first rule that drops the text or None, the text after any rewriting)."""
+    def check(self, text: str, lang: str = DEFAULT_LANGUAGE) -> Verdict:
+        """The verdict on a text in language `lang` (a language tag; only its primary subtag counts)."""
         if not text or not text.strip():
-            return EMPTY, text
-        stats = TextStats(text)
+            return Verdict(EMPTY, text, [])
+        stats = TextStats(text, language_code(lang))
+        skipped: list[str] = []
         for family in self.families:
-            reason, stats = family.apply(stats)
+            reason, stats, skips = family.apply(stats)
+            skipped += skips
             if reason:
-                return reason, stats.text
-        return None, stats.text
+                return Verdict(reason, stats.text, skipped)
+        return Verdict(None, stats.text, skipped)

@@ -3,6 +3,11 @@
 A rule's full name is `family.rule` (`gopher_quality.word_count`); that name is the reason a
 dropped document carries, and the name a config uses to switch the rule off. A family may
 rewrite the text before its rules run (C4 removes lines), and later families see the new text.
+
+A rule whose score only means something in some languages (English stop words, whitespace
+words) says which in `knows`; on a text in another language it is skipped, not failed, and
+the skip is reported, so a German page is never dropped for lacking English words and the
+run's statistics say which rules did not judge which languages.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ class Rule:
     name: str
     score: Callable[[TextStats], float]
     keep: Callable[[float], bool]
+    knows: Callable[[str], bool] | None = None  # language code -> whether the rule applies; None: every language
 
 
 def at_most(limit: float) -> Callable[[float], bool]:
@@ -65,12 +71,16 @@ class RuleFamily:
     def enabled(self, rule_name: str) -> bool:
         return rule_name not in self.disabled
 
-    def apply(self, stats: TextStats) -> tuple[str | None, TextStats]:
-        """(name of the first rule that drops the document or None, stats of the possibly rewritten text)."""
+    def apply(self, stats: TextStats) -> tuple[str | None, TextStats, list[str]]:
+        """(name of the first rule that drops the document or None, stats of the possibly rewritten text,
+        names of the rules reached but skipped because they do not know the text's language)."""
+        skipped = []
         for rule in self.active:
-            if not rule.keep(rule.score(stats)):
-                return f"{self.name}.{rule.name}", stats
-        return None, stats
+            if rule.knows is not None and not rule.knows(stats.lang):
+                skipped.append(f"{self.name}.{rule.name}")
+            elif not rule.keep(rule.score(stats)):
+                return f"{self.name}.{rule.name}", stats, skipped
+        return None, stats, skipped
 
 
 def ratio(part: float, whole: float) -> float:

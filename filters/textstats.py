@@ -9,6 +9,12 @@ tokens made only of punctuation ("-", "|", "...") are not words. Whitespace toke
 the Gopher paper counts, and stripping punctuation keeps "the," a stop word and "end." four
 characters long, the way a word tokenizer (DataTrove uses NLTK's) would see them, at the speed
 of `str.split`.
+
+Both notions belong to some writing systems only, which is why a text carries its language:
+Chinese, Japanese, Thai, Lao, Khmer, Burmese and Tibetan put no spaces between words (Unicode
+UAX #29, "Word Boundaries"), so a whitespace token there is a phrase or a paragraph; Thai and
+Lao mark no sentence ends (a space separates sentences), so line-ending punctuation says
+nothing. Rules built on either notion ask `spaced` / `punctuated` whether they apply.
 """
 
 from __future__ import annotations
@@ -20,18 +26,46 @@ from functools import cached_property
 import numpy as np
 
 PUNCTUATION = string.punctuation + "…«»“”„‘’‚–—•·¡¿§¶†‡°′″‹›、。，；：！？（）【】《》「」『』"
-TERMINAL_PUNCTUATION = (".", "!", "?", '"', "'", "…", "。", "！", "？", "”", "’", "»")
+# Sentence-final marks of the scripts lid.176 covers: Latin, Greek and Cyrillic, CJK (full width),
+# Devanagari and Bengali (danda), Arabic and Urdu, Armenian, Ethiopic, Burmese, Khmer, Tibetan.
+SENTENCE_ENDS = (".", "!", "?", "。", "！", "？", "．", "।", "॥", "؟", "۔", "։", "።", "။", "។", "།", "‼", "⁉", "⁇", "⁈", "‽")
+# What may close a sentence after its mark: English, German („…“ ‚…‘), French and Swiss («…»),
+# German book (»…«) and CJK (「…」) quotes.
+CLOSING_QUOTES = ('"', "'", "”", "“", "’", "‘", "»", "«", "›", "‹", "」", "』")
+DEFAULT_LANGUAGE = "en"  # the language the published rules were written for, and of text nobody identified
+UNSPACED_LANGUAGES = frozenset({"zh", "wuu", "yue", "ja", "th", "lo", "km", "my", "bo"})
+UNPUNCTUATED_LANGUAGES = frozenset({"th", "lo"})
 
 _HASH_BASE = np.uint64(1_000_003)
 _PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
-_SENTENCE_END = re.compile(r"[.!?…。！？]+[\"'”’»)\]]*(?=\s|$)")
+_CJK_ENDS = "。！？"
+_SPACED_ENDS = re.escape("".join(c for c in SENTENCE_ENDS if c not in _CJK_ENDS) + "…")
+_CLOSERS = re.escape("".join(CLOSING_QUOTES) + ")]")
+# CJK full-width marks end a sentence with no space after them; the others need a space or the end.
+_SENTENCE_END = re.compile(rf"[{_SPACED_ENDS}]+[{_CLOSERS}]*(?=\s|$)|[{_CJK_ENDS}]+[{_CLOSERS}]*")
+
+
+def language_code(lang: str) -> str:
+    """The primary subtag of a language tag, lower case: `pt-BR` and `PT` are both `pt`."""
+    return lang.replace("_", "-").partition("-")[0].lower()
+
+
+def spaced(lang: str) -> bool:
+    """Whether the language separates words with spaces, so whitespace tokens are words."""
+    return lang not in UNSPACED_LANGUAGES
+
+
+def punctuated(lang: str) -> bool:
+    """Whether the language ends sentences with a mark, so a line's last character says if it ends one."""
+    return lang not in UNPUNCTUATED_LANGUAGES
 
 
 class TextStats:
-    """Lazily computed splits and counts of one text."""
+    """Lazily computed splits and counts of one text in one language (a `language_code`)."""
 
-    def __init__(self, text: str):
+    def __init__(self, text: str, lang: str = DEFAULT_LANGUAGE):
         self.text = text
+        self.lang = lang
 
     @cached_property
     def lines(self) -> list[str]:
@@ -139,6 +173,9 @@ def duplicate_share(items: list[str]) -> tuple[float, float]:
 
 
 def count_sentences(text: str) -> int:
-    """Sentences as runs of terminal punctuation followed by a space or the end (a tokenizer-free count)."""
+    """Sentences as runs of terminal punctuation followed by a space or the end (a tokenizer-free count).
+
+    A closing quote may follow the mark (`„Ja.“ Dann`); CJK full-width marks need no space after them.
+    """
     n = len(_SENTENCE_END.findall(text))
     return n if n or not text.strip() else 1

@@ -1,12 +1,18 @@
-"""The heuristics stage through the engine: documents, instruction records, accounting, config errors."""
+"""The heuristics stage through the engine: documents, instruction records, languages, accounting,
+config errors."""
 
 from __future__ import annotations
+
+import gzip
+import json
 
 import pytest
 from pydantic import ValidationError
 
+from filters.html_extract import extract_trafilatura, triage
+from pipeline.config import build_stage
 from pipeline.records import DROP_REASON
-from stages.heuristics import HeuristicsConfig
+from stages.heuristics import SKIPPED, HeuristicsConfig
 from text_samples import extracted_pages, sentence_lines, unique_words
 
 GOOD = "\n".join(sentence_lines(12))
@@ -84,8 +90,85 @@ def test_instruction_records_use_the_instruction_profile(run_stage):
         ({"disable": ["c4.lorem"]}, "c4 has no rule 'lorem'"),
         ({"profile": "chat"}, "profile"),
         ({"colour": "red"}, "colour"),
+        ({"lang": "German"}, "lang"),
+        ({"gopher_quality": {"stop_words": ["der", "und"]}}, "stop words per language"),
     ],
 )
 def test_config_errors_name_the_key(options, message):
     with pytest.raises(ValidationError, match=message):
         HeuristicsConfig.model_validate(options)
+
+
+# Pages of trafilatura's evaluation set, with the language lid.176 finds in them. Judged with
+# English stop words, the German ones were dropped; the Japanese and Chinese ones, a few
+# whitespace "words" each, failed the word count.
+MIXED_PAGES = {
+    "threatpost.com.android.html": "en",
+    "vice.com.amazon.html": "en",
+    "theverge.com.ios13.html": "en",
+    "bmjv.de.konsum.html": "de",
+    "kulinariaathome.com.mandelplätzchen.html": "de",
+    "demokratiewebstatt.at.luft.html": "de",
+    "toralin.de.schmierfett.html": "de",
+    "nhk.or.jp.k100.html": "ja",
+    "xinhuanet.com.c_1125597921.html": "zh",
+    "banyuetan.org.1000200033136171577956287380194268_1.html": "zh",
+}
+# What a language written without spaces skips: every rule built on whitespace words.
+UNSPACED_SKIPS = {
+    *(f"gopher_repetition.{r}" for r in ("top_2gram", "top_3gram", "top_4gram", *(f"dup_{n}gram" for n in range(5, 11)))),
+    *(f"gopher_quality.{r}" for r in ("word_count", "mean_word_length", "symbol_word_ratio", "alpha_words", "stop_words")),
+    "c4.line_long_word",
+    "c4.line_min_words",
+    "fineweb.short_lines",
+    "fineweb.newline_word_ratio",
+}
+
+
+@pytest.fixture(scope="module")
+def mixed_pages(shared_data) -> list[dict]:
+    """The MIXED_PAGES extracted as the extract stage does, as document rows with ids p<i>."""
+    folder = shared_data / "extraction" / "trafilatura_eval"
+    url_of = {entry["file"]: url for url, entry in json.loads((folder / "evaldata.json").read_text()).items()}
+    rows = []
+    for i, name in enumerate(MIXED_PAGES):
+        raw = gzip.decompress((folder / "html" / (name + ".gz")).read_bytes())
+        html, _ = triage(raw, None, len(raw))
+        rows.append({**doc(i, extract_trafilatura(html, url_of[name])[0]), "id": f"p{i}"})
+    return rows
+
+
+def test_rows_are_judged_in_the_language_the_language_stage_found(run_stage, mixed_pages, tmp_path):
+    identified, _ = run_stage("language", {"keep": ["en", "de", "ja", "zh"]}, mixed_pages)
+    assert {r["id"]: r["lang"] for r in identified} == {f"p{i}": lang for i, lang in enumerate(MIXED_PAGES.values())}
+
+    kept, dropped = run_stage("heuristics", {}, identified)
+    assert dropped == [] and len(kept) == len(MIXED_PAGES)
+    for row in kept:
+        expected = UNSPACED_SKIPS if row["lang"] in ("ja", "zh") else None
+        assert (set(row[SKIPPED]) if row[SKIPPED] else None) == expected, row["lang"]
+
+    stage = build_stage("heuristics", {}, index=1, output_dir=tmp_path)
+    metrics = stage.summarize(ray_dataset(kept + dropped))
+    assert metrics["skipped_rules"] == {rule: {"ja": 1, "zh": 2} for rule in sorted(UNSPACED_SKIPS)}
+
+
+def test_rows_without_a_language_are_judged_as_english_or_in_the_stage_lang(run_stage, mixed_pages, tmp_path):
+    german = [r for r, lang in zip(mixed_pages, MIXED_PAGES.values()) if lang == "de"]
+    kept, dropped = run_stage("heuristics", {}, german)
+    assert kept == [] and [r[DROP_REASON] for r in dropped] == ["gopher_quality.stop_words"] * len(german)
+
+    kept, dropped = run_stage("heuristics", {"lang": "de"}, german)
+    assert dropped == [] and sorted(r["id"] for r in kept) == sorted(r["id"] for r in german)
+    # a row's own language wins over the option; a row without one takes it
+    rows = [{**german[0], "lang": "en"}, {**german[1], "lang": None}]
+    kept, dropped = run_stage("heuristics", {"lang": "de"}, rows)
+    assert [r["id"] for r in kept] == [german[1]["id"]] and dropped[0][DROP_REASON] == "gopher_quality.stop_words"
+    stage = build_stage("heuristics", {"lang": "de"}, index=1, output_dir=tmp_path)
+    assert stage.summarize(ray_dataset(kept + dropped)) == {"skipped_rules": {}}
+
+
+def ray_dataset(rows: list[dict]):
+    import ray.data
+
+    return ray.data.from_items(rows)

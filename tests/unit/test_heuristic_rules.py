@@ -127,7 +127,7 @@ def test_overlapping_repeats_never_count_a_word_twice():
 
 
 def c4_apply(text: str, **disabled_or_thresholds) -> tuple[str | None, str]:
-    reason, stats = C4(C4.Config(**disabled_or_thresholds)).apply(TextStats(text))
+    reason, stats, _ = C4(C4.Config(**disabled_or_thresholds)).apply(TextStats(text))
     return reason, stats.text
 
 
@@ -231,7 +231,7 @@ def test_fineweb_newline_word_ratio():
 
 def test_crafted_base_text_passes_everything():
     text = "\n".join(sentence_lines(12))
-    assert Heuristics.build().check(text) == (None, text)
+    assert Heuristics.build().check(text) == (None, text, [])
 
 
 def test_first_failing_rule_names_the_reason():
@@ -247,7 +247,7 @@ def test_c4_rewrite_is_what_later_families_see():
     nav = ["Home", "Products", "Login"] * 3
     text = "\n".join(nav + sentence_lines(12))
     assert Heuristics.build(["fineweb"]).check(text)[0] == "fineweb.dup_line_chars"
-    reason, cleaned = Heuristics.build(["c4", "fineweb"]).check(text)
+    reason, cleaned, _ = Heuristics.build(["c4", "fineweb"]).check(text)
     assert reason is None and cleaned == "\n".join(sentence_lines(12))
 
 
@@ -289,7 +289,7 @@ INSTRUCTIONS = [
 @pytest.mark.parametrize("text", INSTRUCTIONS)
 def test_instruction_profile_keeps_short_good_records(text):
     assert Heuristics.build().check(text)[0] is not None  # web-page thresholds would drop them
-    assert Heuristics.build(profile="instruction").check(text) == (None, text)
+    assert Heuristics.build(profile="instruction").check(text) == (None, text, [])
 
 
 def test_instruction_profile_still_drops_degenerate_loops():
