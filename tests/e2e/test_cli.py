@@ -113,6 +113,14 @@ def test_a_benchmark_with_no_local_copy_and_no_hub_is_one_line(tmp_path, unreach
     assert f"nothing matches {tmp_path}/mine/gsm8k/test.jsonl*" in proc.stderr
 
 
+def test_finetune_with_a_hub_model_and_no_hub_is_one_line(tmp_path, unreachable_hub):
+    proc = cli("finetune", str(tmp_path), "--model", "some-org/some-model", env=unreachable_hub)
+    assert proc.returncode == 2 and len(proc.stderr.splitlines()) == 1, proc.stderr
+    assert proc.stderr.startswith(f"error: model some-org/some-model: the Hugging Face Hub ({unreachable_hub['HF_ENDPOINT']}) "
+                                  "did not answer")
+    assert "model 'some-org/some-model' is not in the local cache; give the path of a local copy" in proc.stderr
+
+
 def test_stages_lists_fields_and_defaults():
     proc = cli("stages", "--json")
     assert proc.returncode == 0

@@ -307,3 +307,15 @@ def test_an_unreachable_hub_is_no_problem_for_a_cached_or_local_benchmark(tmp_pa
         """)
     (tmp_path / "a.jsonl").write_text('{"text": "x"}\n')
     preflight.check(load_run(path))
+
+
+def test_a_hub_tokenizer_that_cannot_be_reached_is_a_preflight_error(tmp_path, closed_hub):
+    (tmp_path / "a.jsonl").write_text('{"text": "x"}\n')
+    path = write(tmp_path, f"""
+        input: {{format: jsonl, paths: ["{tmp_path}/a.jsonl"]}}
+        output: {tmp_path}/out
+        tokenizer: some-org/some-tokenizer
+        """)
+    assert preflight_errors(path) == [
+        f"{path}:3: tokenizer: the Hugging Face Hub ({closed_hub}) did not answer within 3 s and model "
+        "'some-org/some-tokenizer' is not in the local cache; give the path of a local tokenizer folder"]
