@@ -64,7 +64,8 @@ stages:
     assert "00-read: bad_json (1 row)" in inspect.stdout and f'\\"line\\": {BAD_LINE}' in inspect.stdout
     assert "01-length: too_few_words (4 rows)" in inspect.stdout and '"id": "short-0"' in inspect.stdout
 
-    again = cli("run", "--quiet", str(config))
+    # Another output format: every pass resumes from its checkpoint, only the write pass runs again.
+    again = cli("run", "--quiet", str(config), "--set", "output.formats=[parquet, jsonl]")
     assert again.returncode == 0, again.stderr
     resumed = json.loads((tmp_path / "out" / "stats.json").read_text())
     assert resumed["stages"][1]["resumed"] is True
