@@ -12,7 +12,7 @@ import os
 import pkgutil
 import sys
 
-from pipeline import __version__, commands
+from pipeline import __version__, commands, interrupts
 from pipeline.errors import RunFailed, UserError
 from pipeline.yaml_source import redact
 
@@ -47,20 +47,29 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         p.print_help()
         return EXIT_USER_ERROR
+    interrupts.install()
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+        return _interrupted()
     except BrokenPipeError:  # `pipeline inspect out | head`: the reader left, which is not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_BROKEN_PIPE
     except Exception as e:
+        if interrupts.interrupted():  # a worker that Ctrl-C stopped first reports that as its error
+            return _interrupted()
         cause = _known_cause(e)
         if cause is None:
             raise
         print(f"error: {redact(_one_line(cause))}", file=sys.stderr)
         return EXIT_RUN_FAILED if isinstance(cause, RunFailed) else EXIT_USER_ERROR
+    return _interrupted() if interrupts.interrupted() else code
+
+
+def _interrupted() -> int:
+    interrupts.caught()
+    print("interrupted", file=sys.stderr)
+    return interrupts.EXIT_CODE
 
 
 def _known_cause(e: BaseException) -> UserError | RunFailed | OSError | None:

@@ -24,7 +24,7 @@ from typing import Any
 
 from ray.data.expressions import col
 
-from pipeline import __version__, checkpoint, output_dir, passes, report, sinks, stats, writers
+from pipeline import __version__, checkpoint, output_dir, passes, preflight, report, sinks, stats, writers
 from pipeline.config import ValidatedRun
 from pipeline.console_filter import filtered_console
 from pipeline.errors import InvariantViolation, RunFailed
@@ -44,6 +44,7 @@ def run(run_config: ValidatedRun, progress: Progress | None = None, overwrite: b
 
     progress = progress or Progress(enabled=False)
     started = time.time()
+    preflight.check(run_config)  # before Ray starts: a missing file is reported in a second, with all the others
     cfg, out = run_config.config, run_config.output_dir
     log_dir = output_dir.claim(out, cfg.output.formats, [o for s in run_config.stages for o in s.outputs()], overwrite)
     plan = passes.plan(run_config.stages, cfg.fuse)
@@ -131,7 +132,7 @@ def _run(run_config: ValidatedRun, plan: list[passes.Pass], fps: list[str], prog
     if not outputs:  # no stages: the run converts the input, and the write pass counts it
         final = current.map_batches(stats.measure, fn_args=(cfg.tokenizer,), batch_format="pyarrow")
         with progress.working("writing"):
-            written, summary = _write_outputs(run_config, final, READ_STAGE)
+            written, summary, dropped = _write_outputs(run_config, final, READ_STAGE)
         kept, tokens = summary.kept()
         read = stats.stage_record(summary, "read", kept + sum(summary.drops_by(READ_STAGE).values()), 0, False,
                                   time.time() - started, {})
@@ -139,7 +140,9 @@ def _run(run_config: ValidatedRun, plan: list[passes.Pass], fps: list[str], prog
         progress.stage_done(records[-1])
     else:
         with progress.working("writing"):
-            written, _ = _write_outputs(run_config, _final_rows(run_config, outputs), records[-1]["id"])
+            written, _, dropped = _write_outputs(run_config, _final_rows(run_config, outputs), records[-1]["id"])
+    for record in records:  # examples of the rows each stage dropped, per reason (pipeline.examples)
+        record["examples"] = dropped.get(record["id"], {})
     return _finish(run_config, records, written, started, t_ray if t_first_stage is None else t_first_stage, fps[-1])
 
 
@@ -204,20 +207,7 @@ def _read_all(inputs):
 
 def _llms_used(stage: Stage) -> dict:
     """Configs of the LLMs a stage names, so that changing a model re-runs the stages that use it."""
-    names = set()
-
-    def walk(value):
-        if isinstance(value, str) and value in stage.ctx.llms:
-            names.add(value)
-        elif isinstance(value, dict):
-            for v in value.values():
-                walk(v)
-        elif isinstance(value, list):
-            for v in value:
-                walk(v)
-
-    walk(stage.config.model_dump(mode="json"))
-    return {n: stage.ctx.llms[n] for n in sorted(names)}
+    return {n: stage.ctx.llms[n] for n in sorted(stage.llm_names())}
 
 
 def _measure_input(dataset, stage: Stage) -> tuple[int, int]:
@@ -245,7 +235,7 @@ def _final_rows(run_config: ValidatedRun, outputs: list):
     return last.union(*(o.filter(expr=col(DROP_REASON).is_not_null()) for o in outputs[:-1]))
 
 
-def _write_outputs(run_config: ValidatedRun, rows, stage_id: str) -> tuple[dict[str, list[Path]], stats.Summary]:
+def _write_outputs(run_config: ValidatedRun, rows, stage_id: str) -> tuple[dict[str, list[Path]], stats.Summary, dict]:
     """Shards and rejects in one pass (see `sinks.RoutingSink`), each directory swapped in when complete."""
     cfg = run_config.config.output
     out = run_config.output_dir
@@ -265,7 +255,7 @@ def _write_outputs(run_config: ValidatedRun, rows, stage_id: str) -> tuple[dict[
         if (tmp / name).exists():
             os.replace(tmp / name, out / name)
     shutil.rmtree(tmp, ignore_errors=True)
-    return written, sink.summary
+    return written, sink.summary, sink.examples
 
 
 def _finish(run_config: ValidatedRun, records: list[dict], written: dict, started: float, t_first: float,

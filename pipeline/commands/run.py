@@ -15,12 +15,10 @@ def register(sub) -> None:
 
 
 def main(args) -> int:
-    from pipeline import preflight
     from pipeline.config import load_run
     from pipeline.progress import Progress
     from pipeline.runner import run
 
     validated = load_run(args.config, args.overrides)
-    preflight.check(validated)  # before Ray starts: a missing file is reported in a second, with all the others
     run(validated, Progress(enabled=not args.quiet), overwrite=args.overwrite)
     return 0

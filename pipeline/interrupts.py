@@ -1,0 +1,73 @@
+"""Ctrl-C stops a run, every time.
+
+Python turns SIGINT into a KeyboardInterrupt in the main thread, wherever it happens to be. When
+that is a `__del__`, a weakref callback or a library's broad `except`, the exception is printed as
+"Exception ignored" or swallowed, and the run goes on as if nothing had happened. So the first
+Ctrl-C also starts a watchdog: whenever the main thread is not unwinding the interrupt, the
+watchdog delivers it again, once a second, until the command has caught it. If stopping takes
+longer than `GRACE_S` (cleaning up is stuck), or the user presses Ctrl-C a second time, the
+process exits at once with code 130.
+"""
+
+from __future__ import annotations
+
+import _thread
+import os
+import signal
+import sys
+import threading
+import time
+
+EXIT_CODE = 130
+GRACE_S = 30.0
+
+
+class _State:
+    interrupted = False  # a Ctrl-C came
+    redelivering = False  # the watchdog, not the user, is raising it again
+    caught = False  # the command caught it and is on its way out
+
+
+def install() -> None:
+    """Take over SIGINT for this process (from the main thread, before any work)."""
+    signal.signal(signal.SIGINT, _on_sigint)
+
+
+def interrupted() -> bool:
+    return _State.interrupted
+
+
+def caught() -> None:
+    """The command caught the interrupt: the watchdog can rest, and exit handlers run in peace."""
+    _State.caught = True
+
+
+def _on_sigint(signum, frame):
+    if _State.interrupted and not _State.redelivering:
+        os.write(2, b"interrupted again: exiting now\n")
+        os._exit(EXIT_CODE)
+    _State.redelivering = False
+    if not _State.interrupted:
+        _State.interrupted = True
+        threading.Thread(target=_watchdog, name="interrupt-watchdog", daemon=True).start()
+    raise KeyboardInterrupt
+
+
+def _watchdog() -> None:
+    deadline = time.monotonic() + GRACE_S
+    while time.monotonic() < deadline:
+        time.sleep(1.0)
+        if _State.caught:
+            return
+        if not _unwinding_interrupt():
+            _State.redelivering = True
+            _thread.interrupt_main()
+    os.write(2, f"interrupted: stopping took more than {GRACE_S:.0f}s, exiting now\n".encode())
+    os._exit(EXIT_CODE)
+
+
+def _unwinding_interrupt() -> bool:
+    """Whether the main thread is on its way out with the interrupt (in an `except` or `finally` it set off)."""
+    current = sys._current_exceptions().get(threading.main_thread().ident)
+    value = current[1] if isinstance(current, tuple) else current  # an exc_info tuple before Python 3.12
+    return isinstance(value, KeyboardInterrupt)
