@@ -96,7 +96,7 @@ class FailureWindow:
         self.limit = max_rate * size
         self.endpoint = endpoint
 
-    def record(self, response: "Response") -> None:
+    def record(self, response: Response) -> None:
         self.errors.append(response.error)
         failed = sum(e is not None for e in self.errors)
         if response.error is not None and failed > self.limit:
