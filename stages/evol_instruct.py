@@ -16,10 +16,9 @@ import pyarrow as pa
 from pydantic import Field
 
 from generators.evol_instruct import OPERATIONS, EvolConfig, EvolInstruct
-from pipeline.errors import UserError
 from pipeline.records import DROP_REASON, drop_rows
 from pipeline.registry import register
-from pipeline.stage import MapStage, Resources, StageConfig
+from pipeline.stage import MapStage, Problem, Resources, StageConfig
 from generators.factory import make_client
 from stages.llm_support import INSTRUCTION_SCHEMA, endpoint_failures_stop_run, instruction_row, resolve_llm, table, user_text
 
@@ -45,10 +44,14 @@ class EvolInstructStage(MapStage):
         sorry_max_words: int = Field(default=80, ge=1, description="an answer with 'sorry' shorter than this eliminates")
         keep_input: bool = Field(default=True, description="keep the input instructions next to their evolutions")
 
-    def prepare(self) -> None:
+    def check(self) -> list[Problem]:
         unknown = set(self.config.operations) - set(OPERATIONS)
         if unknown or not self.config.operations:
-            raise UserError(f"stage {self.ctx.stage_id}: operations must be a non-empty subset of {list(OPERATIONS)}, got {sorted(unknown)}")
+            return [Problem(f"operations must be a non-empty subset of {list(OPERATIONS)}, got {sorted(unknown)}", ("operations",))]
+        return []
+
+    def prepare(self) -> None:
+        super().prepare()
         self.llm_config = resolve_llm(self.ctx, self.config.llm)
         self.responder_config = resolve_llm(self.ctx, self.config.responder) if self.config.responder else None
 

@@ -35,6 +35,7 @@ class GroundedStage(MapStage):
         max_tokens: int = Field(default=128, ge=8, description="tokens for the written instruction")
 
     def prepare(self) -> None:
+        super().prepare()
         self.llm_config = resolve_llm(self.ctx, self.config.llm)
         self.judge_config = resolve_llm(self.ctx, self.config.judge) if self.config.judge else self.llm_config
 

@@ -18,10 +18,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from generators.client import SamplingParams
 from generators.preferences import Candidate, PreferenceConfig, PreferenceJudge
 from generators.respond import prompt_messages
-from pipeline.errors import UserError
 from pipeline.records import DROP_REASON, dumps_meta, stable_id
 from pipeline.registry import register
-from pipeline.stage import MapStage, Resources, StageConfig
+from pipeline.stage import MapStage, Problem, Resources, StageConfig
 from generators.factory import make_client
 from stages.llm_support import PREFERENCE_SCHEMA, endpoint_failures_stop_run, merge_meta, resolve_llm, table, user_text, with_prompt_version
 
@@ -52,9 +51,13 @@ class PreferencesStage(MapStage):
         min_margin: float | None = Field(default=None, ge=0, description="score gap chosen - rejected; default 1 (rubric) or 0.5 (pairwise)")
         judge_max_tokens: int = Field(default=256, ge=8)
 
-    def prepare(self) -> None:
+    def check(self) -> list[Problem]:
         if sum(c.samples for c in self.config.candidates) < 2:
-            raise UserError(f"stage {self.ctx.stage_id}: candidates must give at least two answers per instruction")
+            return [Problem("candidates must give at least two answers per instruction", ("candidates",))]
+        return []
+
+    def prepare(self) -> None:
+        super().prepare()
         names = {c.llm for c in self.config.candidates} | {self.config.judge}
         self.llm_configs = {n: resolve_llm(self.ctx, n) for n in sorted(names)}
 

@@ -37,6 +37,7 @@ class RespondStage(MapStage):
         overwrite: bool = Field(default=False, description="answer again rows that already end with an answer")
 
     def prepare(self) -> None:
+        super().prepare()
         self.llm_config = resolve_llm(self.ctx, self.config.llm)
 
     def setup(self) -> None:

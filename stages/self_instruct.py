@@ -21,7 +21,7 @@ from generators.self_instruct import SeedTask, SelfInstruct, SelfInstructConfig,
 from pipeline.errors import UserError
 from pipeline.records import DROP_REASON, stable_id
 from pipeline.registry import register
-from pipeline.stage import GlobalStage, StageConfig
+from pipeline.stage import GlobalStage, Problem, StageConfig
 from generators.factory import make_client
 from stages.llm_support import INSTRUCTION_SCHEMA, endpoint_failures_stop_run, instruction_row, resolve_llm, table, user_text
 
@@ -54,13 +54,18 @@ class SelfInstructStage(GlobalStage):
         max_stale_rounds: int = Field(default=5, ge=1, description="stop after this many rounds without a new task")
         max_seed_rows: int = Field(default=10_000, ge=1, description="largest seed set read from the input rows")
 
-    def prepare(self) -> None:
+    def check(self) -> list[Problem]:
         cfg = self.config
+        problems = []
         if cfg.pool_tasks >= cfg.prompt_tasks:
-            raise UserError(f"stage {self.ctx.stage_id}: pool_tasks ({cfg.pool_tasks}) must be below prompt_tasks ({cfg.prompt_tasks})")
+            problems.append(Problem(f"pool_tasks ({cfg.pool_tasks}) must be below prompt_tasks ({cfg.prompt_tasks})", ("pool_tasks",)))
         if cfg.seeds and not Path(cfg.seeds).is_file():
-            raise UserError(f"stage {self.ctx.stage_id}: seeds file not found: {cfg.seeds}")
-        self.llm_config = resolve_llm(self.ctx, cfg.llm)
+            problems.append(Problem(f"seeds file not found: {cfg.seeds}", ("seeds",)))
+        return problems
+
+    def prepare(self) -> None:
+        super().prepare()
+        self.llm_config = resolve_llm(self.ctx, self.config.llm)
 
     def apply(self, dataset):
         import ray.data

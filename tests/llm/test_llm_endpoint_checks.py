@@ -1,11 +1,15 @@
 """An LLM endpoint that cannot work fails loudly: the URL forms users write, the server check before
-a stage sends work, and the failure window that stops a client whose requests keep failing.
+a stage sends work, and the failure window that stops a client whose requests keep failing; and the
+LLM stages' option problems are listed by `pipeline validate` before anything runs.
 
 Against OpenAIStub (a real HTTP server scripted to fail), so each rule is pinned exactly and quickly;
 the same paths through `pipeline run` against the real vLLM server are in test_llm_endpoint_runs.py.
 """
 
 from __future__ import annotations
+
+import subprocess
+import sys
 
 import pytest
 from openai_stub import OpenAIStub
@@ -131,3 +135,26 @@ def test_stage_names_an_unreachable_server():
 def test_stage_names_a_url_that_is_not_an_openai_server(stub):
     with pytest.raises(UserError, match=rf"{stub.url}/api/v1/models is not an OpenAI-compatible model list"):
         _respond_stage({"backend": "vllm_server", "model": "m", "url": stub.url + "/api"}).prepare()
+
+
+def test_validate_lists_the_llm_stages_option_problems_at_once(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text(f"""\
+input: {{format: jsonl, paths: ["{config}"]}}
+output: {tmp_path / "out"}
+llms:
+  teacher: {{backend: vllm_server, model: m, url: "http://127.0.0.1:9/v1"}}
+stages:
+  - self_instruct: {{seeds: {tmp_path / "none.jsonl"}, pool_tasks: 8}}
+  - evol_instruct: {{operations: [deepen, widen]}}
+  - preferences: {{candidates: [{{llm: teacher}}]}}
+""")
+    proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "validate", str(config)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.splitlines() == [
+        f"error: {config}:6: stages[0].self_instruct.pool_tasks: pool_tasks (8) must be below prompt_tasks (8)",
+        f"{config}:6: stages[0].self_instruct.seeds: seeds file not found: {tmp_path / 'none.jsonl'}",
+        f"{config}:7: stages[1].evol_instruct.operations: operations must be a non-empty subset of ['add_constraints', "
+        "'deepen', 'concretize', 'increase_reasoning', 'complicate_input', 'breadth'], got ['widen']",
+        f"{config}:8: stages[2].preferences.candidates: candidates must give at least two answers per instruction",
+    ]
