@@ -78,9 +78,9 @@ def _known_cause(e: BaseException) -> UserError | RunFailed | OSError | None:
     seen = set()
     while e is not None and id(e) not in seen:
         seen.add(id(e))
-        if isinstance(e, (UserError, RunFailed, OSError)):
+        inner = getattr(e, "cause", None)  # a Ray task error: the exception raised in the worker
+        if isinstance(e, (UserError, RunFailed, OSError)) and not isinstance(inner, BaseException):
             return e
-        inner = getattr(e, "cause", None)
         e = inner if isinstance(inner, BaseException) else (e.__cause__ or e.__context__)
     return None
 

@@ -12,6 +12,7 @@ only what its config explains.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
 import shutil
 from pathlib import Path
@@ -39,7 +40,7 @@ def claim(out: Path, formats: list[str], stage_outputs: list[Path], overwrite: b
     make, and open a log folder for the run. A path that cannot be written fails here, in one line."""
     foreign = _foreign(out, formats)
     if foreign and not overwrite:
-        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        shown = ", ".join(foreign[:3]) + (" and more" if len(foreign) > 3 else "")
         raise UserError(f"{out} holds files this pipeline did not write ({shown}); pass --overwrite to replace "
                         "them, or choose another output path")
     current = {_relative(p, out) for p in stage_outputs} - {None}
@@ -60,8 +61,9 @@ def _foreign(out: Path, formats: list[str]) -> list[str]:
     entries = sorted(p.name for p in out.iterdir())
     if not entries:
         return []
-    if not (out / MANIFEST).exists() and not (out / WORK).exists():
-        return entries  # a folder of someone else's that happens to be named as our output
+    if not (out / MANIFEST).exists() and not (out / WORK).exists():  # someone else's folder: name a few of its files
+        return list(itertools.islice((p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()), 4)) \
+            or entries
     listed = set(_manifest_files(out))
     folders = set(shard_dirs(formats)) | {f.split("/")[0] for f in listed}
     return [rel for folder in sorted(folders) if (out / folder).is_dir()

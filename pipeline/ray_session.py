@@ -26,6 +26,24 @@ def ray_session(config: RayConfig, progress, log_dir: Path | None = None):
         yield
         return
     address = config.address or os.environ.get("RAY_ADDRESS")
+    try:
+        _connect(config, address, progress)
+    except BaseException:  # a Ctrl-C inside ray.init leaves a half-started Ray that crashes the exit unless shut down
+        ray.shutdown()
+        raise
+    session_logs = _session_logs() if not address else None
+    try:
+        yield
+    finally:
+        ray.shutdown()
+        if session_logs and log_dir:
+            shutil.copytree(session_logs, log_dir / "ray", dirs_exist_ok=True, ignore_dangling_symlinks=True)
+
+
+def _connect(config: RayConfig, address: str | None, progress) -> None:
+    import ray
+    import ray.data
+
     level = logging.WARNING if progress.enabled else logging.ERROR  # --quiet: errors only
     if address:
         import filters
@@ -46,13 +64,13 @@ def ray_session(config: RayConfig, progress, log_dir: Path | None = None):
     logging.getLogger("ray.data").setLevel(level)
     ctx.execution_options.preserve_order = True
     ctx.print_on_execution_start = False
-    session_logs = _session_logs() if not address else None
-    try:
-        yield
-    finally:
-        ray.shutdown()
-        if session_logs and log_dir:
-            shutil.copytree(session_logs, log_dir / "ray", dirs_exist_ok=True, ignore_dangling_symlinks=True)
+    # Our errors (RunFailed, UserError) raised in a map stage reach the driver as themselves: wrapped
+    # in a UserCodeException they are lost (its cause does not survive pickling). Ray Data's console
+    # copies of such an error and its traceback go: the CLI prints it in one line, or re-raises with
+    # its traceback what is not ours.
+    ctx.raise_original_map_exception = True
+    for name in ("ray.data.exceptions", "ray.data._internal.execution.streaming_executor_state"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
 def _session_logs() -> Path | None:

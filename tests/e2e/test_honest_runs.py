@@ -1,0 +1,234 @@
+"""Runs that fail say so, and say it in one line; nothing the user owns is lost; Ctrl-C always stops.
+
+Each case was a "done ... exit 0", a traceback or a silent deletion before (issue 15).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pyarrow.parquet as pq
+import pytest
+
+PIPELINE = [sys.executable, "-m", "pipeline.cli"]
+RAY_NOISE = ("core_worker.cc", "will hang", "PYTHON worker processes", "Failed to kill actor", "Traceback")
+
+
+def cli(*args, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([*PIPELINE, *args], capture_output=True, text=True, timeout=600, **kw)
+
+
+def write_config(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def documents(path: Path, n: int, words: int = 30) -> Path:
+    rng = random.Random(n)
+    vocab = ["".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(6)) for _ in range(4000)]
+    with open(path, "w") as f:
+        for i in range(n):
+            text = " ".join(rng.choice(vocab) for _ in range(words))
+            f.write(json.dumps({"id": f"doc-{i}", "text": text, "url": f"https://site{i % 7}.example/{i}"}) + "\n")
+    return path
+
+
+def shard_rows(out: Path, folder: str = "data") -> list[dict]:
+    return [r for p in sorted((out / folder).rglob("*.parquet")) for r in pq.read_table(p).to_pylist()]
+
+
+def test_a_run_with_nothing_readable_fails_naming_the_reasons(tmp_path, shared_data):
+    warc = shared_data / "warc" / "sample-0000.warc.gz"
+    config = write_config(tmp_path / "c.yaml", f"""
+input: {{format: jsonl, paths: ["{warc}"]}}
+output: "{tmp_path / 'out'}"
+stages:
+  - length: {{min_words: 3}}
+""")
+    proc = cli("run", str(config))
+    assert proc.returncode == 1, proc.stderr
+    error = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(error) == 1 and "nothing in the input could be read" in error[0] and "bad_json" in error[0]
+    assert "done" not in proc.stderr and "Traceback" not in proc.stderr
+    read_line = next(line for line in proc.stderr.splitlines() if "00-read:" in line)
+    assert "kept 0" in read_line and "bad_json" in read_line, "the read step is on the console like any stage"
+    quarantined = shard_rows(tmp_path / "out", "rejects/00-read")
+    assert quarantined and all(json.loads(r["meta"])["path"] == str(warc) for r in quarantined)
+
+
+def test_documents_read_beside_a_crawl_pass_extract_with_their_text(tmp_path, shared_data):
+    notes = tmp_path / "notes.jsonl"
+    notes.write_text("".join(json.dumps({"id": f"note-{i}", "text": f"A note of ours, number {i}, kept as it is."}) + "\n"
+                             for i in range(5)))
+    config = write_config(tmp_path / "c.yaml", f"""
+input:
+  - {{format: warc, paths: ["{shared_data / 'warc' / 'sample-0000.warc.gz'}"]}}
+  - {{format: jsonl, paths: ["{notes}"]}}
+output: "{tmp_path / 'out'}"
+stages:
+  - extract: {{engine: resiliparse}}
+""")
+    proc = cli("run", "--quiet", str(config))
+    assert proc.returncode == 0, proc.stderr
+    kept = {r["id"]: r for r in shard_rows(tmp_path / "out")}
+    assert all(kept[f"note-{i}"]["text"] == f"A note of ours, number {i}, kept as it is." for i in range(5))
+    assert any(r["url"] and r["url"].startswith("http") and r["text"] for r in kept.values()), "pages are extracted"
+    rejected = shard_rows(tmp_path / "out", "rejects")
+    assert not any(r["id"].startswith("note-") for r in rejected)
+
+
+def test_an_output_folder_with_files_we_did_not_write_is_refused(tmp_path):
+    corpus = documents(tmp_path / "docs.jsonl", 50)
+    out = tmp_path / "out"
+    config = write_config(tmp_path / "c.yaml", f"""
+input: {{format: jsonl, paths: ["{corpus}"]}}
+output: "{out}"
+stages:
+  - length: {{min_words: 3}}
+  - dedup: {{method: exact}}
+""")
+    mine = out / "data" / "mine.parquet"
+    mine.parent.mkdir(parents=True)
+    mine.write_bytes(b"the user's own data")
+    refused = cli("run", "--quiet", str(config))
+    assert refused.returncode == 2 and "--overwrite" in refused.stderr and "data/mine.parquet" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1 and mine.read_bytes() == b"the user's own data"
+
+    assert cli("run", "--quiet", "--overwrite", str(config)).returncode == 0
+    assert not mine.exists() and len(shard_rows(out)) == 50
+    assert (out / "dedup_index" / "02-dedup").is_dir()
+
+    moved = write_config(tmp_path / "moved.yaml", config.read_text().replace("  - length: {min_words: 3}\n", ""))
+    proc = cli("run", "--quiet", str(moved))
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in (out / "dedup_index").iterdir()) == ["01-dedup"], "the old stage's index is gone"
+
+
+def test_a_finished_output_answers_at_once_and_the_console_reads_well(tmp_path):
+    corpus = documents(tmp_path / "docs.jsonl", 200)
+    with open(corpus, "a") as f:
+        f.write("{not json\n")
+    config = write_config(tmp_path / "c.yaml", f"""
+input: {{format: jsonl, paths: ["{corpus}"]}}
+output: "{tmp_path / 'out'}"
+stages:
+  - length: {{min_words: 3, max_words: 1000}}
+  - length: {{min_chars: 10}}
+""")
+    first = cli("run", str(config))
+    assert first.returncode == 0, first.stderr
+    assert not [line for line in first.stderr.splitlines() if any(n in line for n in RAY_NOISE)]
+    read = next(line for line in first.stderr.splitlines() if "00-read:" in line)
+    assert read.startswith("  00-read: in 201 -> kept 200, dropped 1 (bad_json: 1)"), "one record per line, never wrapped"
+    logs = list((tmp_path / "out" / "logs").glob("run-*"))
+    assert len(logs) == 1 and (logs[0] / "console.log").is_file() and (logs[0] / "ray").is_dir()
+
+    again = cli("run", str(config))
+    assert again.returncode == 0, again.stderr
+    assert "starting a local Ray" not in again.stderr and "nothing to do" in again.stderr
+    assert "02-length: in 200 -> kept 200, dropped 0  [resumed from checkpoint]" in again.stderr
+
+
+def test_operating_system_errors_are_one_line(tmp_path):
+    corpus = documents(tmp_path / "docs.jsonl", 5)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    config = write_config(tmp_path / "c.yaml", f"""
+input: {{format: jsonl, paths: ["{corpus}"]}}
+output: "{blocker / 'out'}"
+""")
+    proc = cli("run", "--quiet", str(config))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.startswith("error: ") and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_inspect_into_a_closed_pipe_is_quiet(tmp_path):
+    corpus = documents(tmp_path / "docs.jsonl", 3000)
+    config = write_config(tmp_path / "c.yaml", f'input: {{format: jsonl, paths: ["{corpus}"]}}\noutput: "{tmp_path / "out"}"\n')
+    assert cli("run", "--quiet", str(config)).returncode == 0
+    proc = subprocess.run(f"{' '.join(PIPELINE)} inspect {tmp_path / 'out'} -n 3000 | head -1", shell=True,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.stdout.count("\n") == 1 and "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_the_run_at_any_moment(tmp_path):
+    """20 interrupts at random moments of a run with a dedup stage (Ray starting, reading, passes,
+    the dedup shuffle, writing): each stops the run with exit 130, never a "done", a traceback or a
+    crash, and leaves none of the processes it started. Even trials press Ctrl-C in a terminal (the
+    whole process group gets SIGINT), odd ones send SIGINT to the command alone."""
+    corpus = documents(tmp_path / "docs.jsonl", 40_000, words=50)
+    rng = random.Random(15)
+    interrupted = 0
+    for trial in range(20):
+        out = tmp_path / f"out{trial}"
+        config = write_config(tmp_path / f"c{trial}.yaml", f"""
+input: {{format: jsonl, paths: ["{corpus}"]}}
+output: "{out}"
+fuse: false
+stages:
+  - length: {{min_words: 3}}
+  - dedup: {{method: minhash}}
+  - length: {{max_words: 1000}}
+""")
+        proc = subprocess.Popen([*PIPELINE, "run", str(config)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                start_new_session=True, text=True)
+        time.sleep(rng.uniform(0.3, 12.0))
+        started = {c.pid for c in _children(proc.pid)}
+        sent = proc.poll() is None
+        if sent:
+            (os.killpg if trial % 2 == 0 else os.kill)(proc.pid, signal.SIGINT)
+        try:
+            output, _ = proc.communicate(timeout=90)
+            left = _still_alive(started)
+        finally:
+            _kill(started | {proc.pid})
+        if not sent:  # the run was over before its moment came
+            continue
+        interrupted += 1
+        assert proc.returncode == 130, f"trial {trial}: exit {proc.returncode}\n{output[-3000:]}"
+        assert "interrupted" in output and "done in" not in output
+        assert "Exception ignored" not in output and "Traceback" not in output, output[-3000:]
+        assert not left, f"trial {trial}: processes left behind: {left}"
+    assert interrupted >= 15, "most interrupts must land while the run works"
+
+
+def _children(pid: int) -> list[psutil.Process]:
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+
+
+def _still_alive(pids: set[int], wait_s: float = 30) -> list[int]:
+    deadline = time.time() + wait_s
+    while True:
+        alive = [p for p in pids if not _gone(p)]
+        if not alive or time.time() > deadline:
+            return alive
+        time.sleep(0.5)
+
+
+def _gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def _kill(pids: set[int]) -> None:
+    """What a trial started and is still there, by PID, so the next trial runs on a quiet machine."""
+    for pid in pids:
+        if not _gone(pid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
