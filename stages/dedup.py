@@ -141,6 +141,8 @@ class _Plan:
 
 @register
 class Dedup(GlobalStage):
+    """Drop exact and near-duplicate rows (MinHash LSH), keeping the best of each cluster; index them for later runs."""
+
     name = "dedup"
     Config = DedupConfig
 

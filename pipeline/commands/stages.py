@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import json
 
+from types import UnionType
+from typing import Literal, Union, get_args, get_origin
+
+from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
 
@@ -21,11 +25,10 @@ def describe(cls) -> dict:
     for name, f in cls.Config.model_fields.items():
         if name == "resources":
             continue
-        default = None if f.default is PydanticUndefined and f.default_factory is None else (
-            f.default_factory() if f.default_factory else f.default)
+        required = f.default is PydanticUndefined and f.default_factory is None
         fields[name] = {
             "type": _type_name(f.annotation),
-            "default": default if f.default is not PydanticUndefined or f.default_factory else "(required)",
+            "default": "(required)" if required else _plain(f.default_factory() if f.default_factory else f.default),
             "help": f.description or "",
         }
     doc = (cls.__doc__ or "").strip().splitlines()
@@ -34,8 +37,27 @@ def describe(cls) -> dict:
 
 
 def _type_name(annotation) -> str:
-    text = getattr(annotation, "__name__", None) if not getattr(annotation, "__args__", None) else None
-    return text or str(annotation).replace("typing.", "")
+    """A type as a user writes it in YAML: a nested options model is `{its, keys}`, never a class name."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return "{" + ", ".join(annotation.model_fields) + "}"
+    args = get_args(annotation)
+    origin = get_origin(annotation)
+    if origin is Literal:
+        return " | ".join(repr(a) for a in args)
+    if origin in (Union, UnionType):
+        return " | ".join(_type_name(a) for a in args)
+    if args:
+        return f"{getattr(origin, '__name__', str(origin))}[{', '.join(_type_name(a) for a in args)}]"
+    return "null" if annotation is type(None) else getattr(annotation, "__name__", str(annotation))
+
+
+def _plain(value):
+    """A default as YAML would hold it (nested options as mappings)."""
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
 
 
 def main(args) -> int:
