@@ -7,6 +7,9 @@ twice, once in each order, so a judge that favours the first (or second) positio
 a response wins a comparison only if it wins in both orders, and a split verdict is a tie.
 The highest-scored response is chosen, the lowest rejected, and a pair whose score margin is below
 `min_margin` (ties included) is dropped: a pair the judge cannot tell apart teaches nothing.
+A prompt any of whose requests failed for good, an answer's or a verdict's, is dropped as
+`llm_error` with every error in `meta.errors`: a pair picked without some verdicts may not be the
+best against the worst, and counting it as the judge's failure to parse would hide a failing endpoint.
 """
 
 from __future__ import annotations
@@ -132,8 +135,7 @@ class PreferenceJudge:
     @staticmethod
     def _collect(result: PreferenceResult, cand: Candidate, response: Response) -> None:
         if response.error:
-            result.reason = "llm_error"
-            result.meta.setdefault("errors", []).append(f"{cand.label}: {response.error}")
+            _failed(result, cand.label, response.error)
             return
         for choice in response.choices:
             if choice.finish_reason == "length" or not choice.text.strip():
@@ -159,7 +161,7 @@ class PreferenceJudge:
             r.meta["prompt_version_judge"] = JUDGE_RUBRIC.id
         for (r, i), verdict in zip(jobs, self._judge(requests)):
             if verdict.error:
-                r.meta.setdefault("judge_errors", []).append(verdict.error)
+                _failed(r, "judge", verdict.error)
                 continue
             r.scores[i] = parse_rating(verdict.text, low, high)
 
@@ -175,6 +177,8 @@ class PreferenceJudge:
                 requests.append(Request(messages=({"role": "user", "content": text},), params=params))
         verdicts: dict[int, dict[tuple[int, int], str | None]] = {}
         for (r, i, j), v in zip(jobs, self._judge(requests)):
+            if v.error:
+                _failed(r, "judge", v.error)
             verdicts.setdefault(id(r), {})[(i, j)] = None if v.error else parse_winner(v.text)
         for _, r in items:
             got = verdicts.get(id(r), {})
@@ -193,6 +197,11 @@ class PreferenceJudge:
                 points[j] += 1 - share
             r.scores = [pt / (n - 1) for pt in points] if parsed else [None] * n
             r.meta["verdicts"] = {f"{i}>{j}": w for (i, j), w in got.items()}
+
+
+def _failed(result: PreferenceResult, who: str, error: str) -> None:
+    result.reason = "llm_error"
+    result.meta.setdefault("errors", []).append(f"{who}: {error}")
 
 
 def _instruction(prompt: Sequence[dict]) -> str:

@@ -1,5 +1,9 @@
 """Responses, preference judging (rubric and both-order pairwise, ties, margins) and back-translation."""
 
+import json
+from pathlib import Path
+
+import pyarrow as pa
 import pytest
 from synthetic_fakes import FakeClient, prompt_text
 
@@ -7,6 +11,8 @@ from generators.client import SamplingParams
 from generators.grounded import GroundedConfig, backtranslate, clean_instruction
 from generators.preferences import Candidate, PreferenceConfig, PreferenceJudge, parse_rating, parse_winner, select_pair
 from generators.respond import RespondConfig, prompt_messages, respond
+from pipeline.config import build_stage
+from pipeline.records import DROP_REASON
 
 CONV = [{"role": "user", "content": "Name a prime number."}, {"role": "assistant", "content": "4"}]
 
@@ -100,6 +106,43 @@ def test_failed_and_cut_responses():
     cands = _candidates(["Two."]) + [Candidate(FakeClient(lambda r: ("Thr", "length")), SamplingParams(), "cut")]
     [res] = PreferenceJudge(cands, FakeClient(lambda r: "Rating: 5"), PreferenceConfig()).run([CONV])
     assert res.reason == "too_few_responses" and res.meta["unusable_responses"] == 1
+
+
+def _failing_judge(fails):
+    """Rates every answer 9 (or 2 if it has 'Four') and fails the verdicts of requests where `fails(text)` holds."""
+    return FakeClient(lambda r: RuntimeError("HTTP 503: overloaded") if fails(prompt_text(r)) else
+                      "Rating: 2" if "Four" in prompt_text(r) else "Rating: 9")  # fmt: skip
+
+
+def test_rubric_judge_failures_drop_the_prompt_as_llm_error_with_the_error():
+    """One failed verdict of three: the other two could make a pair, but not the one the judge would have
+    chosen; the row is an `llm_error`, not `judge_unparsed`, and the prompt judged in full is kept."""
+    other = [{"role": "user", "content": "Name an even number."}]
+    judge = _failing_judge(lambda text: "prime" in text and "[Answer]\nSeven." in text)
+    failed, kept = PreferenceJudge(_candidates(["Two.", "Seven.", "Four."]), judge, PreferenceConfig()).run([CONV, other])
+    assert failed.reason == "llm_error" and failed.chosen is None
+    assert failed.meta["errors"] == ["judge: HTTP 503: overloaded"] and failed.scores == [9, None, 2]
+    assert kept.reason is None and kept.responses[kept.chosen] == "Two." and kept.responses[kept.rejected] == "Four."
+
+
+def test_pairwise_judge_failures_drop_the_prompt_as_llm_error_with_the_error():
+    judge = FakeClient(lambda r: RuntimeError("timeout after 120 s") if prompt_text(r).index("Four.") < prompt_text(r).index("Two.")
+                       else "Winner: A")  # fmt: skip
+    [res] = PreferenceJudge(_candidates(["Two.", "Four."]), judge, PreferenceConfig(mode="pairwise")).run([CONV])
+    assert res.reason == "llm_error" and res.meta["errors"] == ["judge: timeout after 120 s"]
+    assert res.meta["verdicts"] == {"0>1": "A", "1>0": None} and len(judge.requests) == 2
+
+
+def test_preferences_stage_rejects_a_failed_judgement_as_llm_error_with_the_errors_in_meta():
+    """What the console and rejects/ show: the row's reason and its meta, as the stage writes them."""
+    stage = build_stage("preferences", {}, index=4, output_dir=Path("/nonexistent"), llms={"teacher": {"backend": "transformers", "model": "m"}})
+    stage.judge = PreferenceJudge(_candidates(["Two.", "Four."]), _failing_judge(lambda text: "Two." in text), PreferenceConfig())
+    stage.judge_model = "judge-model"
+    rows = [{"id": "q1", "messages": CONV, "source": "seed", "meta": '{"origin": "seeds"}'}]
+    [row] = stage.process_batch(pa.Table.from_pylist(rows)).to_pylist()
+    assert row[DROP_REASON] == "llm_error" and row["chosen"] is None
+    meta = json.loads(row["meta"])
+    assert meta["errors"] == ["judge: HTTP 503: overloaded"] and meta["origin"] == "seeds" and meta["all_scores"] == [None, 2]
 
 
 DOC = "The Nile is the longest river in Africa. " * 10
