@@ -20,7 +20,7 @@ from pipeline.records import DROP_REASON, drop_rows
 from pipeline.registry import register
 from pipeline.stage import MapStage, Problem, Resources, StageConfig
 from generators.factory import make_client
-from stages.llm_support import INSTRUCTION_SCHEMA, endpoint_failures_stop_run, instruction_row, resolve_llm, table, user_text
+from stages.llm_support import INSTRUCTION_SCHEMA, endpoint_failures_stop_run, instruction_row, llm_problems, resolve_llm, table, user_text
 
 
 @register
@@ -45,10 +45,12 @@ class EvolInstructStage(MapStage):
         keep_input: bool = Field(default=True, description="keep the input instructions next to their evolutions")
 
     def check(self) -> list[Problem]:
-        unknown = set(self.config.operations) - set(OPERATIONS)
-        if unknown or not self.config.operations:
-            return [Problem(f"operations must be a non-empty subset of {list(OPERATIONS)}, got {sorted(unknown)}", ("operations",))]
-        return []
+        cfg = self.config
+        problems = llm_problems(self.ctx, [(cfg.llm, ("llm",)), (cfg.responder, ("responder",))])
+        unknown = set(cfg.operations) - set(OPERATIONS)
+        if unknown or not cfg.operations:
+            problems.append(Problem(f"operations must be a non-empty subset of {list(OPERATIONS)}, got {sorted(unknown)}", ("operations",)))
+        return problems
 
     def prepare(self) -> None:
         super().prepare()

@@ -13,9 +13,10 @@ from pydantic import Field
 from generators.grounded import GroundedConfig, backtranslate
 from pipeline.records import stable_id, text_column
 from pipeline.registry import register
-from pipeline.stage import MapStage, Resources, StageConfig
+from pipeline.stage import MapStage, Problem, Resources, StageConfig
 from generators.factory import make_client
-from stages.llm_support import INSTRUCTION_SCHEMA, endpoint_failures_stop_run, instruction_row, merge_meta, resolve_llm, table, with_prompt_version
+from stages.llm_support import (INSTRUCTION_SCHEMA, endpoint_failures_stop_run, instruction_row, llm_problems, merge_meta, resolve_llm, table,
+                                with_prompt_version)  # fmt: skip
 
 
 @register
@@ -33,6 +34,9 @@ class GroundedStage(MapStage):
         max_words: int = Field(default=1500, ge=1, description="documents longer than this are dropped")
         temperature: float = Field(default=0.7, ge=0)
         max_tokens: int = Field(default=128, ge=8, description="tokens for the written instruction")
+
+    def check(self) -> list[Problem]:
+        return llm_problems(self.ctx, [(self.config.llm, ("llm",)), (self.config.judge, ("judge",))])
 
     def prepare(self) -> None:
         super().prepare()

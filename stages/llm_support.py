@@ -3,23 +3,24 @@
 A managed `vllm_server` (one the pipeline starts itself) is started once on the driver, in the
 stage's `prepare()`, and shared by every stage of the run that names the same LLM; workers get
 its URL, so an actor pool of N workers never starts N servers. The server stops when the driver
-exits (the backend's process guard). A remote server (`url:`) is asked once per run, on the
-driver, whether it serves the model, so a wrong URL or model name fails before any work is sent;
-during the run, a client whose endpoint keeps failing stops the run (`endpoint_failures_stop_run`).
+exits (the backend's process guard). A remote server (`url:`) is asked in the stages' `check()`,
+whether it serves the model: `pipeline validate` sees a wrong URL or model name, and `pipeline run`
+reports it before Ray starts rather than after Ray's start-up. During the run, a client whose
+endpoint keeps failing stops the run (`endpoint_failures_stop_run`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import pyarrow as pa
 
 from generators.client import EndpointFailing
-from pipeline.errors import RunFailed, UserError
+from pipeline.errors import RunFailed
 from pipeline.records import DROP_REASON, MESSAGE_TYPE, dumps_meta
-from pipeline.stage import StageContext
+from pipeline.stage import Problem, StageContext
 
 INSTRUCTION_SCHEMA = pa.schema(
     [
@@ -48,35 +49,62 @@ PREFERENCE_SCHEMA = pa.schema(
 )
 
 _SERVERS: dict[str, Any] = {}
-_CHECKED: set[str] = set()  # remote servers found serving their model, so each is asked once per run
+# Each remote server's answer (None: it serves the model), so an `llms:` entry is asked once per
+# process: validate and run's checks, and every stage naming it, share one request.
+_SERVER_PROBLEMS: dict[str, str | None] = {}
+
+
+def llm_problems(ctx: StageContext, uses: Iterable[tuple[str | None, tuple]]) -> list[Problem]:
+    """A stage's `check()` of the LLMs it names, given as (name, the option naming it) pairs, None
+    for an option left unset: a name missing from `llms:`, or a remote server that cannot serve the
+    model. Each name is reported once, at its first option."""
+    problems, seen = [], set()
+    for name, option in uses:
+        if name is None or name in seen:
+            continue
+        seen.add(name)
+        if name not in ctx.llms:
+            known = ", ".join(sorted(ctx.llms)) or "none defined"
+            problems.append(Problem(f"llm '{name}' is not defined under 'llms:' ({known})", option))
+        elif why := _server_problem(ctx.llms[name]):
+            problems.append(Problem(f"llm '{name}': {why}", option))
+    return problems
+
+
+def _server_problem(config: dict) -> str | None:
+    """Why the remote server of an `llms:` entry cannot serve its model (one quick request, no
+    retries), or None; a managed server is started serving the configured name, so it is not asked."""
+    if config.get("backend") != "vllm_server" or not config.get("url"):
+        return None
+    key = _entry_key(config)
+    if key not in _SERVER_PROBLEMS:
+        from generators.backends.vllm_server import ServerUnusable, check_server
+        from generators.factory import parse_llm_config
+
+        try:
+            check_server(parse_llm_config(config))
+            _SERVER_PROBLEMS[key] = None
+        except ServerUnusable as e:
+            _SERVER_PROBLEMS[key] = str(e)
+    return _SERVER_PROBLEMS[key]
 
 
 def resolve_llm(ctx: StageContext, name: str) -> dict:
-    """The `llms:` entry `name`: a remote server checked, a managed one started (each once per driver)."""
+    """The `llms:` entry `name`, with a managed server started (once per driver) and given as its URL."""
     config = dict(ctx.llm(name))
-    if config.get("backend") != "vllm_server":
+    if config.get("backend") != "vllm_server" or config.get("url"):
         return config
     from generators.factory import parse_llm_config, server_process, worker_config
 
-    key = json.dumps(config, sort_keys=True, default=str)
-    if config.get("url"):
-        if key not in _CHECKED:
-            _check_remote(ctx, name, parse_llm_config(config))
-            _CHECKED.add(key)
-        return config
+    key = _entry_key(config)
     server = _SERVERS.get(key)
     if server is None or server.gave_up:  # a server that is restarting is still the run's server
         server = _SERVERS[key] = server_process(parse_llm_config(config)).start()
     return worker_config(config, server)
 
 
-def _check_remote(ctx: StageContext, name: str, config) -> None:
-    from generators.backends.vllm_server import ServerUnusable, check_server
-
-    try:
-        check_server(config)
-    except ServerUnusable as e:
-        raise UserError(f"stage {ctx.stage_id}: llm '{name}': {e}") from None
+def _entry_key(config: dict) -> str:
+    return json.dumps(config, sort_keys=True, default=str)
 
 
 @contextlib.contextmanager

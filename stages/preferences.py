@@ -22,7 +22,8 @@ from pipeline.records import DROP_REASON, dumps_meta, stable_id
 from pipeline.registry import register
 from pipeline.stage import MapStage, Problem, Resources, StageConfig
 from generators.factory import make_client
-from stages.llm_support import PREFERENCE_SCHEMA, endpoint_failures_stop_run, merge_meta, resolve_llm, table, user_text, with_prompt_version
+from stages.llm_support import (PREFERENCE_SCHEMA, endpoint_failures_stop_run, llm_problems, merge_meta, resolve_llm, table, user_text,
+                                with_prompt_version)  # fmt: skip
 
 
 class CandidateConfig(BaseModel):
@@ -52,9 +53,12 @@ class PreferencesStage(MapStage):
         judge_max_tokens: int = Field(default=256, ge=8)
 
     def check(self) -> list[Problem]:
-        if sum(c.samples for c in self.config.candidates) < 2:
-            return [Problem("candidates must give at least two answers per instruction", ("candidates",))]
-        return []
+        cfg = self.config
+        uses = [(c.llm, ("candidates", i, "llm")) for i, c in enumerate(cfg.candidates)] + [(cfg.judge, ("judge",))]
+        problems = llm_problems(self.ctx, uses)
+        if sum(c.samples for c in cfg.candidates) < 2:
+            problems.append(Problem("candidates must give at least two answers per instruction", ("candidates",)))
+        return problems
 
     def prepare(self) -> None:
         super().prepare()

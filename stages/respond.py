@@ -13,10 +13,10 @@ from pydantic import Field
 
 from generators.respond import PROMPT_VERSION, RespondConfig, prompt_messages, respond
 from pipeline.registry import register
-from pipeline.stage import MapStage, Resources, StageConfig
+from pipeline.stage import MapStage, Problem, Resources, StageConfig
 from generators.factory import make_client
-from stages.llm_support import (INSTRUCTION_SCHEMA, endpoint_failures_stop_run, instruction_row, merge_meta, resolve_llm, table,
-                                user_text, with_prompt_version)  # fmt: skip
+from stages.llm_support import (INSTRUCTION_SCHEMA, endpoint_failures_stop_run, instruction_row, llm_problems, merge_meta, resolve_llm,
+                                table, user_text, with_prompt_version)  # fmt: skip
 
 
 @register
@@ -35,6 +35,9 @@ class RespondStage(MapStage):
         max_tokens: int = Field(default=1024, ge=1)
         system_prompt: str | None = Field(default=None, description="system turn added to conversations that have none")
         overwrite: bool = Field(default=False, description="answer again rows that already end with an answer")
+
+    def check(self) -> list[Problem]:
+        return llm_problems(self.ctx, [(self.config.llm, ("llm",))])
 
     def prepare(self) -> None:
         super().prepare()

@@ -23,7 +23,7 @@ from pipeline.records import DROP_REASON, stable_id
 from pipeline.registry import register
 from pipeline.stage import GlobalStage, Problem, StageConfig
 from generators.factory import make_client
-from stages.llm_support import INSTRUCTION_SCHEMA, endpoint_failures_stop_run, instruction_row, resolve_llm, table, user_text
+from stages.llm_support import INSTRUCTION_SCHEMA, endpoint_failures_stop_run, instruction_row, llm_problems, resolve_llm, table, user_text
 
 SOURCE = "self_instruct"
 
@@ -56,7 +56,7 @@ class SelfInstructStage(GlobalStage):
 
     def check(self) -> list[Problem]:
         cfg = self.config
-        problems = []
+        problems = llm_problems(self.ctx, [(cfg.llm, ("llm",))])
         if cfg.pool_tasks >= cfg.prompt_tasks:
             problems.append(Problem(f"pool_tasks ({cfg.pool_tasks}) must be below prompt_tasks ({cfg.prompt_tasks})", ("pool_tasks",)))
         if cfg.seeds and not Path(cfg.seeds).is_file():

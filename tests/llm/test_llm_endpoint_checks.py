@@ -1,6 +1,7 @@
-"""An LLM endpoint that cannot work fails loudly: the URL forms users write, the server check before
-a stage sends work, and the failure window that stops a client whose requests keep failing; and the
-LLM stages' option problems are listed by `pipeline validate` before anything runs.
+"""An LLM endpoint that cannot work fails loudly: the URL forms users write, the server check in the
+stages' check() (so `validate` reports it, and `run` before Ray starts), and the failure window that
+stops a client whose requests keep failing; and the LLM stages' option problems are listed by
+`pipeline validate` before anything runs.
 
 Against OpenAIStub (a real HTTP server scripted to fail), so each rule is pinned exactly and quickly;
 the same paths through `pipeline run` against the real vLLM server are in test_llm_endpoint_runs.py.
@@ -21,6 +22,7 @@ from generators.factory import make_client
 from generators.llm_config import LLMConfig
 from pipeline.config import build_stage
 from pipeline.errors import UserError
+from pipeline.stage import Problem
 
 
 @pytest.mark.parametrize("url", ["http://gpu-box:8000", "http://gpu-box:8000/", "http://gpu-box:8000/v1",
@@ -112,44 +114,57 @@ def _respond_stage(llm: dict):
     return build_stage("respond", {}, index=1, output_dir="/nonexistent", llms={"teacher": llm})
 
 
-def test_stage_checks_the_server_serves_the_model_before_any_work(stub):
+def test_stage_check_asks_the_server_whether_it_serves_the_model_once_per_entry(stub):
     stub.models = ["stub-model", "other-model"]
-    with pytest.raises(UserError) as wrong:
-        _respond_stage({"backend": "vllm_server", "model": "gpt-4", "url": stub.url + "/v1/"}).prepare()
-    assert str(wrong.value) == (f"stage 01-respond: llm 'teacher': {stub.url} does not serve model 'gpt-4'; "
-                                "it serves: stub-model, other-model")  # fmt: skip
+    wrong = _respond_stage({"backend": "vllm_server", "model": "gpt-4", "url": stub.url + "/v1/"})
+    assert wrong.check() == [Problem(f"llm 'teacher': {stub.url} does not serve model 'gpt-4'; it serves: stub-model, other-model", ("llm",))]
+    with pytest.raises(UserError) as refused:  # prepare() raises what check() found, for callers that skipped the checks
+        wrong.prepare()
+    assert str(refused.value) == f"stage 01-respond: llm 'teacher': {stub.url} does not serve model 'gpt-4'; it serves: stub-model, other-model"
 
     right = {"backend": "vllm_server", "model": "other-model", "url": stub.url + "/v1"}
+    assert _respond_stage(right).check() == []
+    _respond_stage(right).prepare()  # the run's prepare() after the checks, and a second stage on the same LLM
     _respond_stage(right).prepare()
-    _respond_stage(right).prepare()  # a second stage on the same LLM: the server is not asked again
-    assert stub.gets == ["/v1/models", "/v1/models"] and stub.bodies == []
+    assert stub.gets == ["/v1/models", "/v1/models"] and stub.bodies == []  # one request per entry, none with work
 
 
-def test_stage_names_an_unreachable_server():
+def test_stage_check_names_an_unreachable_server():
     url = f"http://127.0.0.1:{free_port()}"
-    with pytest.raises(UserError) as unreachable:
-        _respond_stage({"backend": "vllm_server", "model": "m", "url": url}).prepare()
-    assert str(unreachable.value) == f"stage 01-respond: llm 'teacher': cannot reach {url}/v1/models: Connection refused"
+    [problem] = _respond_stage({"backend": "vllm_server", "model": "m", "url": url}).check()
+    assert problem.message == f"llm 'teacher': cannot reach {url}/v1/models: Connection refused"
 
 
-def test_stage_names_a_url_that_is_not_an_openai_server(stub):
-    with pytest.raises(UserError, match=rf"{stub.url}/api/v1/models is not an OpenAI-compatible model list"):
-        _respond_stage({"backend": "vllm_server", "model": "m", "url": stub.url + "/api"}).prepare()
+def test_stage_check_names_a_url_that_is_not_an_openai_server(stub):
+    [problem] = _respond_stage({"backend": "vllm_server", "model": "m", "url": stub.url + "/api"}).check()
+    assert problem.message == f"llm 'teacher': {stub.url}/api/v1/models is not an OpenAI-compatible model list; url must be the server's root"
 
 
-def test_validate_lists_the_llm_stages_option_problems_at_once(tmp_path):
+def _write_config(tmp_path, llms: str, stages: str):
     config = tmp_path / "c.yaml"
     config.write_text(f"""\
 input: {{format: jsonl, paths: ["{config}"]}}
 output: {tmp_path / "out"}
 llms:
-  teacher: {{backend: vllm_server, model: m, url: "http://127.0.0.1:9/v1"}}
+{llms}
 stages:
+{stages}
+""")
+    return config
+
+
+def _cli(*args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pipeline.cli", *map(str, args)], capture_output=True, text=True, timeout=120)
+
+
+def test_validate_lists_the_llm_stages_option_problems_at_once(tmp_path):
+    """The teacher is a managed server (no url): the pipeline starts it serving its name, so nothing is asked."""
+    config = _write_config(tmp_path, '  teacher: {backend: vllm_server, model: m}', f"""\
   - self_instruct: {{seeds: {tmp_path / "none.jsonl"}, pool_tasks: 8}}
   - evol_instruct: {{operations: [deepen, widen]}}
   - preferences: {{candidates: [{{llm: teacher}}]}}
-""")
-    proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "validate", str(config)], capture_output=True, text=True, timeout=120)
+  - grounded: {{judge: critic}}""")
+    proc = _cli("validate", config)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.splitlines() == [
         f"error: {config}:6: stages[0].self_instruct.pool_tasks: pool_tasks (8) must be below prompt_tasks (8)",
@@ -157,4 +172,28 @@ stages:
         f"{config}:7: stages[1].evol_instruct.operations: operations must be a non-empty subset of ['add_constraints', "
         "'deepen', 'concretize', 'increase_reasoning', 'complicate_input', 'breadth'], got ['widen']",
         f"{config}:8: stages[2].preferences.candidates: candidates must give at least two answers per instruction",
+        f"{config}:9: stages[3].grounded.judge: llm 'critic' is not defined under 'llms:' (teacher)",
     ]
+
+
+def test_validate_and_run_refuse_servers_that_cannot_serve_their_model_before_ray_starts(stub, tmp_path):
+    """Each stage names the LLM it cannot use, at its own line; `run` says so before starting Ray."""
+    closed = f"http://127.0.0.1:{free_port()}"
+    config = _write_config(tmp_path, f"""\
+  teacher: {{backend: vllm_server, model: gpt-4, url: "{stub.url}/v1"}}
+  critic: {{backend: vllm_server, model: m, url: "{closed}/v1"}}""", """\
+  - respond: {max_tokens: 8}
+  - grounded: {judge: critic}""")
+    expected = [
+        f"error: {config}:7: stages[0].respond.llm: llm 'teacher': {stub.url} does not serve model 'gpt-4'; it serves: stub-model",
+        f"{config}:8: stages[1].grounded.llm: llm 'teacher': {stub.url} does not serve model 'gpt-4'; it serves: stub-model",
+        f"{config}:8: stages[1].grounded.judge: llm 'critic': cannot reach {closed}/v1/models: Connection refused",
+    ]
+    validate = _cli("validate", config)
+    assert validate.returncode == 2 and validate.stderr.splitlines() == expected
+
+    run = _cli("run", config)
+    assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr[-3000:]
+    assert [line for line in run.stderr.splitlines() if line.strip()] == expected  # nothing else: Ray never started
+    assert stub.gets == ["/v1/models", "/v1/models"] and stub.bodies == []  # once per process, no work sent
+    assert not (tmp_path / "out").exists()

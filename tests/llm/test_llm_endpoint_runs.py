@@ -1,6 +1,7 @@
 """`pipeline run` against a remote vLLM server (the real CPU server of conftest, tiny random model):
-the OpenAI `/v1` URL works, a wrong model or a closed port is refused before any work (exit 2), and a
-server that starts failing most requests mid-run stops the run (exit 1) instead of ending "done".
+the OpenAI `/v1` URL works, a wrong model or a closed port is refused by `validate` and by `run` before
+Ray starts (exit 2), and a server that starts failing most requests mid-run stops the run (exit 1)
+instead of ending "done".
 """
 
 from __future__ import annotations
@@ -30,8 +31,8 @@ def seed_records(shared_data: Path, n: int, answered: bool) -> list[dict]:
             for t in tasks]  # fmt: skip
 
 
-def run_respond(tmp_path: Path, llm: dict, records: list[dict]) -> tuple[subprocess.CompletedProcess, Path]:
-    """`pipeline run` of one respond stage (which answers the records without an answer)."""
+def run_respond(tmp_path: Path, llm: dict, records: list[dict], command: str = "run") -> tuple[subprocess.CompletedProcess, Path]:
+    """`pipeline run` (or another command) of one respond stage (which answers the records without an answer)."""
     out = tmp_path / "out"
     data = tmp_path / "instructions.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in records))
@@ -44,7 +45,7 @@ def run_respond(tmp_path: Path, llm: dict, records: list[dict]) -> tuple[subproc
     }
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config))
-    proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "run", str(path)], cwd=ROOT,
+    proc = subprocess.run([sys.executable, "-m", "pipeline.cli", command, str(path)], cwd=ROOT,
                           capture_output=True, text=True, timeout=600)  # fmt: skip
     return proc, out
 
@@ -81,17 +82,24 @@ def test_openai_v1_url_answers_the_rows(tmp_path, shared_data, vllm_server, vllm
 
 
 @pytest.mark.parametrize("case", ["wrong model", "closed port"])
-def test_server_that_cannot_serve_the_model_is_refused_before_any_work(case, tmp_path, shared_data, vllm_server, vllm_server_config):
+def test_server_that_cannot_serve_the_model_is_refused_before_ray_starts(case, tmp_path, shared_data, vllm_server, vllm_server_config):
     model = vllm_server_config["model"]
     url = vllm_server.url if case == "wrong model" else f"http://127.0.0.1:{free_port()}"
     llm = {"model": "Qwen/Qwen2.5-7B-Instruct" if case == "wrong model" else model, "url": url + "/v1"}
-    proc, out = run_respond(tmp_path, llm, seed_records(shared_data, 6, answered=False))
-
-    assert proc.returncode == 2, proc.stderr[-3000:]
+    records = seed_records(shared_data, 6, answered=False)
     expected = (f"{url} does not serve model 'Qwen/Qwen2.5-7B-Instruct'; it serves: {model}" if case == "wrong model"
                 else f"cannot reach {url}/v1/models: Connection refused")  # fmt: skip
-    assert error_lines(proc) == [f"error: stage {STAGE}: llm 'teacher': {expected}"]
-    assert not (out / "data").exists()
+
+    validate, _ = run_respond(tmp_path, llm, records, command="validate")
+    assert validate.returncode == 2, validate.stderr[-3000:]
+    [line] = error_lines(validate)
+    assert line.startswith(f"error: {tmp_path / 'config.yaml'}:") and line.endswith(f": stages[0].respond.llm: llm 'teacher': {expected}")
+
+    proc, out = run_respond(tmp_path, llm, records)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert error_lines(proc) == [line]
+    assert "starting a local Ray" not in proc.stderr  # refused before Ray's start-up, not after it
+    assert not out.exists()
 
 
 def test_server_failing_most_requests_mid_run_stops_the_run(tmp_path, shared_data, vllm_server, vllm_server_config):
