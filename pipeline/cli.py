@@ -85,5 +85,13 @@ def _known_cause(e: BaseException) -> UserError | RunFailed | OSError | None:
     return None
 
 
+def entry() -> None:
+    """The `pipeline` command: an interrupted run leaves without the interpreter's teardown (`interrupts.leave`)."""
+    code = main()
+    if interrupts.interrupted():
+        interrupts.leave(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

@@ -12,6 +12,7 @@ process exits at once with code 130.
 from __future__ import annotations
 
 import _thread
+import atexit
 import os
 import signal
 import sys
@@ -40,6 +41,16 @@ def interrupted() -> bool:
 def caught() -> None:
     """The command caught the interrupt: the watchdog can rest, and exit handlers run in peace."""
     _State.caught = True
+
+
+def leave(code: int) -> None:
+    """End an interrupted process: exit handlers run (they stop servers we started), then the process
+    ends without the interpreter's teardown, where Ray's C++ core, cut short in its start-up,
+    can crash (exit -11 instead of 130)."""
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _on_sigint(signum, frame):

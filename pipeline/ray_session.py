@@ -12,32 +12,40 @@ import os
 import shutil
 from pathlib import Path
 
+import psutil
+
 from pipeline.config import RayConfig
+from pipeline.console_filter import filtered_console
 
 
 @contextlib.contextmanager
 def ray_session(config: RayConfig, progress, log_dir: Path | None = None):
-    """Ray for the length of the block. A local Ray we start leaves its full logs in `log_dir`
-    when it stops: the console shows only what a user needs, the logs keep the rest."""
+    """Ray for the length of the block. With `log_dir`, Ray's noise is kept off the console
+    (`console_filter`) and a local Ray we start leaves its full logs there when it stops: the
+    console shows only what a user needs, the logs keep the rest."""
     import ray
-    import ray.data
 
     if ray.is_initialized():
         yield
         return
-    address = config.address or os.environ.get("RAY_ADDRESS")
-    try:
-        _connect(config, address, progress)
-    except BaseException:  # a Ctrl-C inside ray.init leaves a half-started Ray that crashes the exit unless shut down
-        ray.shutdown()
-        raise
-    session_logs = _session_logs() if not address else None
-    try:
-        yield
-    finally:
-        ray.shutdown()
-        if session_logs and log_dir:
-            shutil.copytree(session_logs, log_dir / "ray", dirs_exist_ok=True, ignore_dangling_symlinks=True)
+    with contextlib.ExitStack() as stack:
+        if log_dir is not None:
+            stack.enter_context(progress.writing_to(stack.enter_context(filtered_console(log_dir / "console.log"))))
+        address = config.address or os.environ.get("RAY_ADDRESS")
+        before = _descendants()
+        try:
+            _connect(config, address, progress)
+        except BaseException:  # a Ctrl-C inside ray.init: a half-started Ray that ray.shutdown may not know all of
+            ray.shutdown()
+            _stop([p for p in psutil.Process().children(recursive=True) if p.pid not in before])
+            raise
+        session_logs = _session_logs() if not address else None
+        try:
+            yield
+        finally:
+            ray.shutdown()
+            if session_logs and log_dir:
+                shutil.copytree(session_logs, log_dir / "ray", dirs_exist_ok=True, ignore_dangling_symlinks=True)
 
 
 def _connect(config: RayConfig, address: str | None, progress) -> None:
@@ -71,6 +79,21 @@ def _connect(config: RayConfig, address: str | None, progress) -> None:
     ctx.raise_original_map_exception = True
     for name in ("ray.data.exceptions", "ray.data._internal.execution.streaming_executor_state"):
         logging.getLogger(name).setLevel(logging.CRITICAL)
+
+
+def _descendants() -> set[int]:
+    return {p.pid for p in psutil.Process().children(recursive=True)}
+
+
+def _stop(processes: list[psutil.Process]) -> None:
+    """Processes this one started (by PID): asked to stop, then killed if they do not within seconds."""
+    for p in processes:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            p.terminate()
+    _, alive = psutil.wait_procs(processes, timeout=3)
+    for p in alive:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            p.kill()
 
 
 def _session_logs() -> Path | None:

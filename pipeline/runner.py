@@ -26,8 +26,7 @@ from ray.data.expressions import col
 
 from pipeline import __version__, checkpoint, output_dir, passes, preflight, report, sinks, stats, writers
 from pipeline.config import ValidatedRun
-from pipeline.console_filter import filtered_console
-from pipeline.errors import InvariantViolation, RunFailed
+from pipeline.errors import InvariantViolation, RunFailed, UserError
 from pipeline.normalize import READ_STAGE
 from pipeline.progress import Progress, drop_reasons
 from pipeline.readers import fingerprint_inputs, read_input
@@ -44,23 +43,27 @@ def run(run_config: ValidatedRun, progress: Progress | None = None, overwrite: b
 
     progress = progress or Progress(enabled=False)
     started = time.time()
-    preflight.check(run_config)  # before Ray starts: a missing file is reported in a second, with all the others
     cfg, out = run_config.config, run_config.output_dir
-    log_dir = output_dir.claim(out, cfg.output.formats, [o for s in run_config.stages for o in s.outputs()], overwrite)
     plan = passes.plan(run_config.stages, cfg.fuse)
-    fps = _fingerprints(run_config, plan)
-    with filtered_console(log_dir / "console.log") as console, progress.writing_to(console):
-        result = _complete(out, fps[-1])
-        complete = result is not None
-        if complete:  # the same inputs and config made this output: nothing to do, no Ray to start
-            result["stages"] = [{**record, "resumed": True} for record in result["stages"]]
-            for record in result["stages"]:
-                progress.stage_done(record)
-        else:
-            with ray_session(cfg.ray, progress, log_dir):
-                result = _run(run_config, plan, fps, progress, started)
-        _check_useful(result, out)
-        progress.finished(result, out, already_complete=complete)
+    try:
+        fps = _fingerprints(run_config, plan)
+    except UserError:  # an input that is not there: the checks below name it, with every other problem
+        fps = None
+    result = _complete(out, fps[-1]) if fps else None
+    complete = result is not None
+    if complete:  # the same inputs and config made this output: nothing to do, no Ray to start
+        result["stages"] = [{**record, "resumed": True} for record in result["stages"]]
+        for record in result["stages"]:
+            progress.stage_done(record)
+    else:
+        preflight.check(run_config)  # before Ray starts: a missing file is reported in a second, with all the others
+        fps = fps or _fingerprints(run_config, plan)
+        log_dir = output_dir.claim(out, cfg.output.formats, [o for s in run_config.stages for o in s.outputs()],
+                                   overwrite)
+        with ray_session(cfg.ray, progress, log_dir):
+            result = _run(run_config, plan, fps, progress, started)
+    _check_useful(result, out)
+    progress.finished(result, out, already_complete=complete)
     return result
 
 

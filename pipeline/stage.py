@@ -87,8 +87,9 @@ class Stage:
         self.ctx = ctx
 
     def check(self) -> list[Problem]:
-        """Problems found without running anything: no Ray, no server, no large file read. Run for
-        every stage before Ray starts, so a missing model file is reported in a second, with all the others."""
+        """Problems found without running anything: no Ray, no server started, no large file read, at most
+        one quick request (an LLM server's model list). Run for every stage before Ray starts, so a
+        missing model file is reported in a second, with all the others."""
         return []
 
     def prepare(self) -> None:

@@ -70,14 +70,14 @@ def main(args) -> int:
     except BenchmarkNotFound as e:
         raise UserError(str(e)) from None
     progress.note(f"indexed {index.stats.items:,} items of {', '.join(sizes)}: {index.stats.grams:,} n-grams")
-    with ray_session(RayConfig(address=args.ray_address, num_cpus=args.num_cpus), progress):
+    out = Path(args.out)
+    with ray_session(RayConfig(address=args.ray_address, num_cpus=args.num_cpus), progress, out / "logs"):
         scanned, items = scan(inputs, index, args.view, args.min_coverage)
     report = contamination_render.build(
         sources=[c.name for c in inputs], scanned=scanned, items=items, sizes=sizes, index=index,
         settings={"ngram": args.ngram, "min_words": args.min_words, "min_words_answer": args.min_words_answer,
                   "max_item_frequency": args.max_item_frequency,
                   "min_coverage": args.min_coverage, "view": args.view, "background": list(args.background)})
-    out = Path(args.out)
     contamination_render.write(out, report)
     progress.note(f"report: {out / 'report.html'} ({report['totals']['items_contaminated']:,} items contaminated)")
     return 0
