@@ -351,6 +351,8 @@ def _describe_one(error: dict, located: yaml_source.Located, prefix: tuple, mode
         msg = f"got {error['input']!r}, expected one of {expected}"
         options = [o.strip(" '") for o in expected.replace(" or ", ",").split(",") if o.strip()]
         msg += _nearest(str(error["input"]), options)
+    elif kind == "value_error":  # our own validators' words, without pydantic's "Value error, " in front
+        msg = str(error.get("ctx", {}).get("error") or error["msg"])
     else:
         msg = error["msg"]
         if "input" in error and not isinstance(error["input"], (dict, list)):

@@ -67,6 +67,12 @@ def test_wrong_type_says_what_was_expected(tmp_path):
     assert "integer" in msg and "'many'" in msg
 
 
+def test_a_validators_message_is_given_in_its_own_words(tmp_path):
+    msg = error_of(write(tmp_path, BASE.replace("length: {min_words: 2}", "heuristics: {lang: German}")))
+    assert msg.startswith(f"{tmp_path / 'c.yaml'}:5: stages[0].heuristics.lang: 'German' is not a language code")
+    assert "Value error" not in msg
+
+
 def test_wrong_literal_lists_choices(tmp_path):
     path = write(tmp_path, BASE.replace("format: jsonl", "format: jsnl"))
     msg = error_of(path)
