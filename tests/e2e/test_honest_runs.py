@@ -165,7 +165,7 @@ def test_ctrl_c_stops_the_run_at_any_moment(tmp_path):
     the dedup shuffle, writing): each stops the run with exit 130, never a "done", a traceback or a
     crash, and leaves none of the processes it started. Even trials press Ctrl-C in a terminal (the
     whole process group gets SIGINT), odd ones send SIGINT to the command alone."""
-    corpus = documents(tmp_path / "docs.jsonl", 40_000, words=50)
+    corpus = documents(tmp_path / "docs.jsonl", 20_000, words=50)
     rng = random.Random(15)
     interrupted = 0
     for trial in range(20):
@@ -183,7 +183,7 @@ stages:
         with open(log, "w") as console:  # a file, not a pipe: a process left behind cannot hold the test up
             proc = subprocess.Popen([*PIPELINE, "run", str(config)], stdout=console, stderr=subprocess.STDOUT,
                                     start_new_session=True)
-        time.sleep(rng.uniform(0.3, 12.0))
+        time.sleep(rng.uniform(0.3, 8.0))
         started = {c.pid for c in _children(proc.pid)}
         sent = proc.poll() is None
         if sent:
