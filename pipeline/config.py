@@ -68,11 +68,25 @@ class RayConfig(_Strict):
     object_store_memory: int | None = Field(default=None, description="bytes for the embedded Ray's object store")
 
 
+class StorageConfig(_Strict):
+    s3_endpoint_url: str | None = Field(
+        default=None, description="S3 endpoint of an on-premise store (MinIO, Ceph, SeaweedFS), e.g. http://minio:9000; "
+        "default: AWS_ENDPOINT_URL, else AWS. Credentials come from the environment or ~/.aws, never from here")
+
+    @field_validator("s3_endpoint_url")
+    @classmethod
+    def _a_url(cls, v):
+        if v is not None and not v.startswith(("http://", "https://")):
+            raise ValueError(f"'{v}' is not an http:// or https:// URL")
+        return v
+
+
 class RunConfig(_Strict):
     name: str = "run"
     input: list[InputConfig] = Field(description="one source, or a list of sources")
     output: OutputConfig
     ray: RayConfig = Field(default_factory=RayConfig)
+    storage: StorageConfig = Field(default_factory=StorageConfig, description="where s3:// paths live")
     stages: list[Any] = Field(default_factory=list, description="`stage_name: {options}` entries, each checked "
                                                                  "against its stage's Config by `validate`")
     llms: dict[str, dict[str, Any]] = Field(default_factory=dict, description="named LLMs that stages refer to")
@@ -107,6 +121,12 @@ class ValidatedRun:
     @property
     def output_dir(self) -> Path:
         return Path(self.config.output.path)
+
+    def worker_env(self) -> dict[str, str]:
+        """The storage settings, applied to this process; the same environment goes to Ray's workers."""
+        from pipeline import storage
+
+        return storage.configure(self.config.storage.s3_endpoint_url)
 
 
 def load_run(path: str | Path, overrides: list[str] = ()) -> ValidatedRun:

@@ -18,6 +18,7 @@ from pipeline.yaml_source import dotted
 
 def check(run: ValidatedRun) -> None:
     """Raise one UserError listing every problem of the inputs, the tokenizer and the stages."""
+    run.worker_env()  # the storage settings, before any path is looked at
     problems = _input_problems(run) + _tokenizer_problems(run)
     for i, stage in enumerate(run.stages):  # a validated run has a stage for every entry of `stages:`
         for problem in stage.check():

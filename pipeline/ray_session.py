@@ -19,10 +19,11 @@ from pipeline.console_filter import filtered_console
 
 
 @contextlib.contextmanager
-def ray_session(config: RayConfig, progress, log_dir: Path | None = None):
+def ray_session(config: RayConfig, progress, log_dir: Path | None = None, env: dict[str, str] | None = None):
     """Ray for the length of the block. With `log_dir`, Ray's noise is kept off the console
     (`console_filter`) and a local Ray we start leaves its full logs there when it stops: the
-    console shows only what a user needs, the logs keep the rest."""
+    console shows only what a user needs, the logs keep the rest. `env` goes to every worker
+    (an S3 endpoint, say: what the driver needs to reach the data, the workers need too)."""
     import ray
 
     if ray.is_initialized():
@@ -34,7 +35,7 @@ def ray_session(config: RayConfig, progress, log_dir: Path | None = None):
         address = config.address or os.environ.get("RAY_ADDRESS")
         before = _descendants()
         try:
-            _connect(config, address, progress)
+            _connect(config, address, progress, env or {})
         except BaseException:  # a Ctrl-C inside ray.init: a half-started Ray that ray.shutdown may not know all of
             ray.shutdown()
             _stop([p for p in psutil.Process().children(recursive=True) if p.pid not in before])
@@ -48,7 +49,7 @@ def ray_session(config: RayConfig, progress, log_dir: Path | None = None):
                 shutil.copytree(session_logs, log_dir / "ray", dirs_exist_ok=True, ignore_dangling_symlinks=True)
 
 
-def _connect(config: RayConfig, address: str | None, progress) -> None:
+def _connect(config: RayConfig, address: str | None, progress, env: dict[str, str]) -> None:
     import ray
     import ray.data
 
@@ -60,13 +61,14 @@ def _connect(config: RayConfig, address: str | None, progress) -> None:
         import stages
 
         progress.note(f"connecting to Ray at {address}")
-        ray.init(address=address, runtime_env={"py_modules": [pipeline, stages, filters, generators]},
+        ray.init(address=address, runtime_env={"py_modules": [pipeline, stages, filters, generators], "env_vars": env},
                  logging_level=level)
     else:
         progress.note("starting a local Ray")
         ray.init(num_cpus=config.num_cpus, object_store_memory=config.object_store_memory,
                  include_dashboard=False, logging_level=level, configure_logging=True,
-                 log_to_driver=False)  # what workers print stays in their logs, copied to `log_dir`
+                 log_to_driver=False,  # what workers print stays in their logs, copied to `log_dir`
+                 runtime_env={"env_vars": env} if env else None)
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False  # our own live line (pipeline.progress) says what a pass is doing
     logging.getLogger("ray.data").setLevel(level)

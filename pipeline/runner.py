@@ -44,6 +44,7 @@ def run(run_config: ValidatedRun, progress: Progress | None = None, overwrite: b
     progress = progress or Progress(enabled=False)
     started = time.time()
     cfg, out = run_config.config, run_config.output_dir
+    env = run_config.worker_env()  # before anything looks at a path: where s3:// lives
     plan = passes.plan(run_config.stages, cfg.fuse)
     try:
         fps = _fingerprints(run_config, plan)
@@ -60,7 +61,7 @@ def run(run_config: ValidatedRun, progress: Progress | None = None, overwrite: b
         fps = fps or _fingerprints(run_config, plan)
         log_dir = output_dir.claim(out, cfg.output.formats, [o for s in run_config.stages for o in s.outputs()],
                                    overwrite)
-        with ray_session(cfg.ray, progress, log_dir):
+        with ray_session(cfg.ray, progress, log_dir, env):
             result = _run(run_config, plan, fps, progress, started)
     _check_useful(result, out)
     progress.finished(result, out, already_complete=complete)

@@ -5,6 +5,8 @@
   absence is a failure.
 - `ray_session`: one local Ray for every stage test of the session (Ray takes seconds to start).
 - `run_stage`: runs one registered stage on a list of rows through the engine's own code path.
+- `object_store`: one real S3 server (SeaweedFS) for the session; `s3_bucket`: a fresh bucket on it,
+  with this process's environment pointing at the server, as a user's would.
 """
 
 from __future__ import annotations
@@ -72,3 +74,24 @@ def run_stage(ray_session, tmp_path):
         return kept, dropped
 
     return run
+
+
+@pytest.fixture(scope="session")
+def object_store(tmp_path_factory):
+    from tests.object_store import SeaweedS3
+
+    store = SeaweedS3(tmp_path_factory.mktemp("seaweedfs")).start()
+    yield store
+    store.stop()
+
+
+@pytest.fixture
+def s3_bucket(object_store, monkeypatch, request) -> str:
+    """`s3://<a new bucket>`, with AWS_ENDPOINT_URL and a key pair set for this test."""
+    import re
+    import uuid
+
+    for key, value in object_store.env().items():
+        monkeypatch.setenv(key, value)
+    name = re.sub(r"[^a-z0-9-]", "-", request.node.name.lower())[:40].strip("-") + "-" + uuid.uuid4().hex[:6]
+    return f"s3://{object_store.make_bucket(name)}"

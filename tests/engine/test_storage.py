@@ -1,0 +1,80 @@
+"""The storage layer on local disk and on a real S3 server: the same calls, the same answers."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipeline import storage
+from pipeline.errors import UserError
+
+
+@pytest.fixture(params=["local", "s3"])
+def root(request, tmp_path):
+    if request.param == "local":
+        return storage.locate(tmp_path / "root")
+    return storage.locate(request.getfixturevalue("s3_bucket") + "/root")
+
+
+def test_write_read_list_and_remove(root):
+    (root / "a.txt").write_text("alpha")
+    (root / "sub" / "b.jsonl").write_bytes(b'{"x": 1}\n')
+    (root / "sub" / "deeper" / "c.jsonl").write_text("{}\n")
+    (root / "sub" / "_SUCCESS").write_text("")
+    (root / ".hidden" / "d.txt").write_text("no")
+    assert (root / "a.txt").read_text() == "alpha" and (root / "a.txt").size() == 5
+    assert [f.relative_to(root) for f in root.files()] == ["a.txt", "sub/b.jsonl", "sub/deeper/c.jsonl"]
+    assert len(root.files(hidden=True)) == 5
+    assert [c.name for c in (root / "sub").children()] == ["_SUCCESS", "b.jsonl", "deeper"]
+    assert (root / "sub").is_dir() and (root / "a.txt").is_file() and not (root / "none").exists()
+    (root / "sub").remove()
+    assert not (root / "sub").exists() and [f.name for f in root.files()] == ["a.txt"]
+    (root / "none").remove()  # nothing there is nothing to do
+
+
+def test_globs_folders_and_misses(root):
+    for name in ("x/1.jsonl", "x/2.jsonl", "x/y/3.jsonl", "x/4.txt", "x/.5.jsonl"):
+        (root / name).write_text("{}\n")
+    names = lambda locs: [loc.relative_to(root) for loc in locs]  # noqa: E731
+    assert names(storage.expand([f"{root.uri}/x/*.jsonl"], "input")) == ["x/1.jsonl", "x/2.jsonl"]
+    assert names(storage.expand([f"{root.uri}/x/**/*.jsonl"], "input")) == ["x/1.jsonl", "x/2.jsonl", "x/y/3.jsonl"]
+    assert names(storage.expand([f"{root.uri}/x"], "input")) == ["x/1.jsonl", "x/2.jsonl", "x/4.txt", "x/y/3.jsonl"]
+    with pytest.raises(UserError, match=r"input: no file matches '.*/x/\*\.parquet'"):
+        storage.expand([f"{root.uri}/x/*.parquet"], "input")
+
+
+def test_move_copy_and_a_local_copy(root, tmp_path):
+    (root / "m" / "f.bin").write_bytes(b"\x00\x01")
+    (root / "m" / "f.bin").move_to(root / "n" / "g.bin")
+    assert not (root / "m" / "f.bin").exists() and (root / "n" / "g.bin").read_bytes() == b"\x00\x01"
+    local = storage.locate(tmp_path / "model")
+    (local / "w.txt").write_text("weights")
+    local.copy_to(root / "uploaded")
+    assert (root / "uploaded" / "w.txt").read_text() == "weights"
+    with storage.local_copy(root / "uploaded" / "w.txt") as path:
+        assert path.read_text() == "weights"
+
+
+def test_a_missing_bucket_and_an_unwritable_place_are_named(s3_bucket, tmp_path, monkeypatch):
+    from tests.object_store import READ_ONLY_KEY, READ_ONLY_SECRET
+
+    assert storage.probe_writable(storage.locate(s3_bucket + "/out")) is None
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", READ_ONLY_KEY)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", READ_ONLY_SECRET)
+    why = storage.probe_writable(storage.locate(s3_bucket + "/out"))
+    assert why and "\n" not in why and "denied" in why.lower()
+    with pytest.raises(UserError, match="no-such-bucket-here"):
+        storage.expand(["s3://no-such-bucket-here/x/*.jsonl"], "input.paths")
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    assert storage.probe_writable(storage.locate(blocker / "out"))
+
+
+def test_locations_name_what_the_user_wrote(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    rel = storage.locate("out/run1")
+    assert rel.uri == "out/run1" and rel.path == str(tmp_path / "out" / "run1") and rel.is_local
+    assert (rel / "data").uri == "out/run1/data" and rel.parent.uri == "out" and (rel / "x.parquet").suffix == ".parquet"
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")  # no request to find the bucket's region
+    remote = storage.locate("s3://bucket/prefix/")
+    assert remote.uri == "s3://bucket/prefix" and remote.path == "bucket/prefix" and not remote.is_local
+    assert storage.locate("file://" + str(tmp_path)).is_local
