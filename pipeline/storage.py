@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import functools
+import io
 import os
 import posixpath
 import shutil
@@ -340,3 +341,14 @@ def configure(s3_endpoint_url: str | None) -> dict[str, str]:
         env["AWS_ENDPOINT_URL"] = s3_endpoint_url
     os.environ.update(env)
     return env
+
+
+def open_text(location: Location | str, errors: str = "strict", newline: str | None = None):
+    """A file's text as a stream of lines, gunzipped when its name ends in `.gz`, on any filesystem.
+
+    The compression is named, never left to pyarrow's detection, so what a file holds does not depend
+    on which of pyarrow's calls opened it."""
+    location = locate(location)
+    compression = "gzip" if location.name.endswith(".gz") else None
+    stream = location.fs.open_input_stream(location.path, compression=compression)
+    return io.TextIOWrapper(stream, encoding="utf-8", errors=errors, newline=newline)

@@ -78,3 +78,18 @@ def test_locations_name_what_the_user_wrote(tmp_path, monkeypatch):
     remote = storage.locate("s3://bucket/prefix/")
     assert remote.uri == "s3://bucket/prefix" and remote.path == "bucket/prefix" and not remote.is_local
     assert storage.locate("file://" + str(tmp_path)).is_local
+
+
+def test_text_is_read_as_lines_and_gzip_by_name(root):
+    import gzip
+
+    text = 'a,b\r\n1,"two\nlines"\n'
+    for name, data in (("t.csv", text.encode()), ("t.csv.gz", gzip.compress(text.encode()))):
+        target = root / name
+        target.parent.make_dir()
+        with root.fs.open_output_stream(target.path, compression=None) as f:  # the bytes as given, on any store
+            f.write(data)
+        with storage.open_text(target, newline="") as f:
+            assert f.read() == text
+        with storage.open_text(target) as f:
+            assert list(f) == ["a,b\n", '1,"two\n', 'lines"\n']
