@@ -141,7 +141,9 @@ class Location:
         return self.fs.open_input_file(self.path)
 
     def read_bytes(self) -> bytes:
-        with self.fs.open_input_stream(self.path) as f:
+        """The bytes stored, as stored: pyarrow's streams would gunzip a `.gz` name (and gzip it on an
+        S3 write but not a local one), so every stream here names no compression."""
+        with self.fs.open_input_stream(self.path, compression=None) as f:
             return f.read()
 
     def read_text(self, encoding: str = "utf-8") -> str:
@@ -151,7 +153,7 @@ class Location:
     def open_write(self) -> Iterator:
         """A stream whose whole content appears at once when the block ends, and not at all if it fails."""
         if not self.is_local:
-            with self.fs.open_output_stream(self.path) as f:  # an object appears when its upload completes
+            with self.fs.open_output_stream(self.path, compression=None) as f:  # an object appears when its upload completes
                 yield f
             return
         target = self.local_path()
@@ -197,7 +199,7 @@ class Location:
         else:
             if target.is_local:
                 target.parent.make_dir()
-            with self.fs.open_input_stream(self.path) as src, target.open_write() as dst:
+            with self.fs.open_input_stream(self.path, compression=None) as src, target.open_write() as dst:
                 shutil.copyfileobj(src, dst, 1 << 20)
 
 

@@ -93,3 +93,16 @@ def test_text_is_read_as_lines_and_gzip_by_name(root):
             assert f.read() == text
         with storage.open_text(target) as f:
             assert list(f) == ["a,b\n", '1,"two\n', 'lines"\n']
+
+
+def test_gzip_files_are_stored_read_and_copied_byte_for_byte(root, tmp_path):
+    """A .gz name changes nothing: a gzipped WARC's members, a gzipped block list, come back as written."""
+    import gzip
+
+    data = gzip.compress(b"first member") + gzip.compress(b"second member")
+    (root / "x.warc.gz").write_bytes(data)
+    assert (root / "x.warc.gz").read_bytes() == data and (root / "x.warc.gz").size() == len(data)
+    (root / "x.warc.gz").copy_to(storage.locate(tmp_path / "down" / "x.warc.gz"))
+    assert (tmp_path / "down" / "x.warc.gz").read_bytes() == data
+    with storage.local_copy(root / "x.warc.gz") as path:
+        assert path.read_bytes() == data
