@@ -7,7 +7,6 @@ pieces separately would train on token boundaries that serving never produces.
 
 from __future__ import annotations
 
-import glob
 import gzip
 import json
 import re
@@ -16,24 +15,27 @@ from pathlib import Path
 
 import torch
 
+from pipeline import storage
 from pipeline.errors import UserError
 
 IGNORE = -100
 
 
-def resolve_paths(patterns: list[str]) -> list[Path]:
-    """Expand files, directories (their *.parquet, *.jsonl, *.jsonl.gz) and globs, sorted for a stable order."""
-    paths: list[Path] = []
+DATA_FILES = (".parquet", ".jsonl", ".jsonl.gz")
+
+
+def resolve_paths(patterns: list[str]) -> list[storage.Location]:
+    """Files as named, and the Parquet and JSONL files of folders and globs (a run's shard folders hold
+    other files too, such as a dataset card), on any storage, in a stable order."""
+    files = []
     for pattern in patterns:
-        path = Path(pattern)
-        if path.is_dir():
-            found = [p for ext in ("*.parquet", "*.jsonl", "*.jsonl.gz") for p in path.glob(ext)]
-        else:
-            found = [Path(p) for p in glob.glob(pattern)]
+        found = storage.expand([pattern], "data")
+        if found != [storage.locate(pattern)]:
+            found = [f for f in found if f.name.endswith(DATA_FILES)]
         if not found:
-            raise UserError(f"no data files match {pattern!r}")
-        paths.extend(sorted(found))
-    return paths
+            raise UserError(f"data: no Parquet or JSONL file in '{pattern}'")
+        files.extend(found)
+    return files
 
 
 def read_records(paths: list[Path]) -> list[dict]:
