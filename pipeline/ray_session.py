@@ -1,14 +1,19 @@
 """Connecting to Ray: an embedded local Ray by default, a cluster with `ray.address` or RAY_ADDRESS.
 
 On a cluster the workers may not have this project installed, so our packages travel with the
-job as `py_modules`.
+job as `py_modules`. Third-party libraries do not: a node whose Python lacks one that a stage
+imports fails that stage's tasks, and the session turns that failure into one line naming the
+module and the nodes that lack it (docs/cluster.md says how to ship dependencies).
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata
+import json
 import logging
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -16,6 +21,12 @@ import psutil
 
 from pipeline.config import RayConfig
 from pipeline.console_filter import filtered_console
+from pipeline.errors import UserError
+
+OUR_PACKAGES = ("pipeline", "stages", "filters", "generators")  # shipped as py_modules
+NO_MODULE = re.compile(r"No module named '([\w.]+)'")  # how Python says it, in any wrapper's text
+NODE_CHECK_TIMEOUT_S = 60
+JOB_CONFIG_VAR = "RAY_JOB_CONFIG_JSON_ENV_VAR"  # what Ray's job supervisor gives a job's entrypoint
 
 
 @contextlib.contextmanager
@@ -43,6 +54,11 @@ def ray_session(config: RayConfig, progress, log_dir: Path | None = None, env: d
         session_logs = _session_logs() if not address else None
         try:
             yield
+        except Exception as e:
+            missing = _missing_dependency(e)
+            if missing is None:
+                raise
+            raise UserError(missing) from e
         finally:
             ray.shutdown()
             if session_logs and log_dir:
@@ -61,8 +77,9 @@ def _connect(config: RayConfig, address: str | None, progress, env: dict[str, st
         import stages
 
         progress.note(f"connecting to Ray at {address}")
-        ray.init(address=address, runtime_env={"py_modules": [pipeline, stages, filters, generators], "env_vars": env},
-                 logging_level=level)
+        ray.init(address=address, logging_level=level,
+                 log_to_driver=False,  # what workers print stays in the cluster's logs (docs/cluster.md)
+                 runtime_env=_beside_job({"py_modules": [pipeline, stages, filters, generators], "env_vars": env}))
     else:
         progress.note("starting a local Ray")
         ray.init(num_cpus=config.num_cpus, object_store_memory=config.object_store_memory,
@@ -79,7 +96,8 @@ def _connect(config: RayConfig, address: str | None, progress, env: dict[str, st
     # copies of such an error and its traceback go: the CLI prints it in one line, or re-raises with
     # its traceback what is not ours.
     ctx.raise_original_map_exception = True
-    for name in ("ray.data.exceptions", "ray.data._internal.execution.streaming_executor_state"):
+    for name in ("ray.data.exceptions", "ray.data._internal.execution.streaming_executor_state",
+                 "ray.data._internal.execution.operators.actor_pool_map_operator"):  # an actor's failed setup()
         logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
@@ -104,3 +122,79 @@ def _session_logs() -> Path | None:
 
     node = getattr(ray._private.worker, "_global_node", None)
     return Path(node.get_session_dir_path()) / "logs" if node is not None else None
+
+
+def _beside_job(runtime_env: dict) -> dict:
+    """What of our runtime_env a Ray Job's own leaves to set. Submitted with `ray job submit
+    --runtime-env-json`, a job's settings reach ray.init, which refuses a key set twice; the user's
+    choice for the job wins (their env_vars, their py_modules or image)."""
+    job = json.loads(os.environ.get(JOB_CONFIG_VAR) or "{}").get("runtime_env") or {}
+    ours = {k: v for k, v in runtime_env.items() if k != "env_vars" and k not in job}
+    env_vars = {k: v for k, v in runtime_env.get("env_vars", {}).items() if k not in job.get("env_vars", {})}
+    return {**ours, "env_vars": env_vars} if env_vars else ours
+
+
+def _missing_dependency(error: BaseException) -> str | None:
+    """One line naming a third-party module a stage could not import and the nodes that lack it, or
+    None. Ray wraps a worker's ModuleNotFoundError differently for tasks, actors and deserialisation
+    (sometimes only as text), so the module name is looked for in all of them and then confirmed on
+    the nodes themselves: an error that merely mentions a module never becomes this message."""
+    module = _module_not_found(error)
+    if module is None or module.split(".")[0] in OUR_PACKAGES:
+        return None
+    nodes = _nodes_without(module)
+    if not nodes:
+        return None
+    where = ", ".join(nodes)
+    dists = importlib.metadata.packages_distributions().get(module.split(".")[0])
+    pip = f" (pip install {' '.join(sorted(set(dists)))})" if dists else ""
+    return (f"the Ray node{'s' if len(nodes) > 1 else ''} {where} {'have' if len(nodes) > 1 else 'has'} no Python "
+            f"module '{module}'{pip}, which a stage needs: install it there, or ship it with the job "
+            f"(a runtime_env with pip, uv or conda, or a container image; see docs/cluster.md)")
+
+
+def _module_not_found(error: BaseException) -> str | None:
+    seen: set[int] = set()
+    e: BaseException | None = error
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, ModuleNotFoundError) and e.name:
+            return e.name
+        found = NO_MODULE.search(str(e))
+        if found:
+            return found.group(1)
+        inner = getattr(e, "cause", None)  # a Ray task error: the exception raised in the worker
+        e = inner if isinstance(inner, BaseException) else (e.__cause__ or e.__context__)
+    return None
+
+
+def _nodes_without(module: str) -> list[str]:
+    """The live nodes whose workers (in this job's runtime_env) cannot find `module`, by name and id;
+    a node that does not answer in time is left out rather than blamed."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    nodes = [n for n in ray.nodes() if n["Alive"]]
+    probe = ray.remote(num_cpus=0, max_retries=0)(_has_module)
+    refs = {probe.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)).remote(module):
+            n for n in nodes}
+    ready, _ = ray.wait(list(refs), num_returns=len(refs), timeout=NODE_CHECK_TIMEOUT_S)
+    lacking = []
+    for ref in ready:
+        try:
+            found = ray.get(ref)
+        except ray.exceptions.RayError:  # the node went away meanwhile
+            continue
+        if not found:
+            node = refs[ref]
+            lacking.append(f"{node.get('NodeName') or node['NodeManagerAddress']} (id {node['NodeID'][:8]})")
+    return sorted(lacking)
+
+
+def _has_module(name: str) -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):  # a parent package that is missing, or a broken one
+        return False
