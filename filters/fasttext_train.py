@@ -15,15 +15,12 @@ raise `bucket` and lower `epoch`.
 from __future__ import annotations
 
 import csv
-import gzip
-import io
 import json
 import os
 import random
 import tempfile
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Iterator
+from typing import Iterator, TextIO
 
 import numpy as np
 
@@ -54,60 +51,53 @@ class Report:
         return {k: v for k, v in self.__dict__.items() if v is not None}
 
 
-def _open_text(path: Path) -> io.TextIOBase:
-    if path.suffix == ".gz":
-        return io.TextIOWrapper(gzip.open(path), encoding="utf-8", errors="replace")
-    return open(path, encoding="utf-8", errors="replace", newline="")
-
-
 def clean_label(label: object) -> str:
     """fastText labels cannot contain whitespace."""
     return "_".join(str(label).split())
 
 
-def read_texts(path: Path, text_fields: list[str]) -> Iterator[str]:
+def read_texts(lines: TextIO, name: str, text_fields: list[str]) -> Iterator[str]:
     """Texts from a plain-text file (one per line), JSONL (`text_fields` joined) or CSV with a header."""
-    for row in read_rows(path):
+    for row in read_rows(lines, name):
         if isinstance(row, str):
             yield row
         else:
             yield " ".join(str(row.get(f) or "") for f in text_fields)
 
 
-def read_rows(path: Path, fieldnames: list[str] | None = None) -> Iterator[dict | str]:
-    name = path.name.removesuffix(".gz")
-    with _open_text(path) as f:
-        if name.endswith((".jsonl", ".json")):
-            for line in f:
-                if line.strip():
-                    yield json.loads(line)
-        elif name.endswith((".csv", ".tsv")):
-            yield from csv.DictReader(f, fieldnames=fieldnames, delimiter="\t" if name.endswith(".tsv") else ",")
-        else:
-            for line in f:
-                if line.strip():
-                    yield line.rstrip("\n")
+def read_rows(lines: TextIO, name: str, fieldnames: list[str] | None = None) -> Iterator[dict | str]:
+    """Rows of an open text file whose format its `name` gives (.jsonl, .csv, .tsv, else one text per
+    line, each maybe .gz): the caller opens it, from local disk or object storage, with universal
+    newlines off so that CSV fields keep their own line breaks."""
+    name = name.removesuffix(".gz")
+    if name.endswith((".jsonl", ".json")):
+        for line in lines:
+            if line.strip():
+                yield json.loads(line)
+    elif name.endswith((".csv", ".tsv")):
+        yield from csv.DictReader(lines, fieldnames=fieldnames, delimiter="\t" if name.endswith(".tsv") else ",")
+    else:
+        for line in lines:
+            if line.strip():
+                yield line.rstrip("\r\n")
 
 
 def examples_from_labelled(
-    path: Path, label_field: str, text_fields: list[str], fieldnames: list[str] | None = None
+    lines: TextIO, name: str, label_field: str, text_fields: list[str], fieldnames: list[str] | None = None
 ) -> list[Example]:
     out = []
-    for row in read_rows(path, fieldnames):
+    for row in read_rows(lines, name, fieldnames):
         if isinstance(row, str):
-            raise ValueError(f"{path}: a labelled file must be CSV or JSONL, not plain text")
+            raise ValueError(f"{name}: a labelled file must be CSV or JSONL, not plain text")
         if label_field not in row:
-            raise ValueError(f"{path}: no field '{label_field}' (fields: {', '.join(row)})")
+            raise ValueError(f"{name}: no field '{label_field}' (fields: {', '.join(row)})")
         out.append(Example(clean_label(row[label_field]), " ".join(str(row.get(f) or "") for f in text_fields)))
     return out
 
 
-def examples_from_pair(
-    positives: Path, negatives: Path, text_fields: list[str], positive_label: str, negative_label: str
-) -> list[Example]:
-    return [Example(positive_label, t) for t in read_texts(positives, text_fields)] + [
-        Example(negative_label, t) for t in read_texts(negatives, text_fields)
-    ]
+def examples_from_texts(lines: TextIO, name: str, label: str, text_fields: list[str]) -> list[Example]:
+    """Every text of one file with one label: a positives or a negatives file."""
+    return [Example(label, t) for t in read_texts(lines, name, text_fields)]
 
 
 def split(examples: list[Example], test_fraction: float, seed: int) -> tuple[list[Example], list[Example]]:

@@ -2,12 +2,14 @@
 
 Settings come from, in order of precedence: flags and `--set finetune.KEY=VALUE`, the `finetune:` section
 of `--config`, and the `finetune:` section of the config that produced OUTPUT_DIR (its manifest).
+
+OUTPUT_DIR, `--out`, `--model`, `--data` and `--preferences` may be local paths or object-storage URIs;
+each is checked (the run there, the model there, the output writable) before any model is loaded.
 """
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 # flag -> key path in the finetune section
 FLAGS = {
@@ -45,8 +47,8 @@ SWITCHES = {  # store_true flag -> (key path, value)
 
 def register(sub) -> None:
     p = sub.add_parser("finetune", help="LoRA SFT (then DPO) on a run's instruction and preference shards")
-    p.add_argument("output_dir", help="the run's output directory (shards in data/, preferences in preferences/)")
-    p.add_argument("--model", help="base model: local path or Hugging Face id")
+    p.add_argument("output_dir", help="the run's output directory (shards in data/, preferences in preferences/): a path or URI")
+    p.add_argument("--model", help="base model: local path, URI (s3://...) or Hugging Face id")
     p.add_argument("--config", help="a YAML file whose finetune: section to use")
     p.add_argument("--dpo", action="store_true", help="run DPO on the preference shards after SFT")
     p.add_argument("--skip-sft", action="store_true", help="DPO only (the base is already instruction-tuned)")
@@ -81,32 +83,55 @@ def register(sub) -> None:
 
 
 def main(args) -> int:
-    from pipeline import hub
+    from pipeline import storage
     from pipeline.errors import UserError
     from pipeline.train.ray_train import finetune_anywhere
+    from pipeline.train.run import output_dir
 
-    run_dir = Path(args.output_dir)
-    if not run_dir.is_dir():
+    run_dir = storage.locate(args.output_dir)
+    try:
+        found = run_dir.is_dir()
+    except OSError as e:  # a missing bucket, no credentials, an unreachable store
+        raise UserError(f"output directory {run_dir}: {storage.first_line(e)}") from None
+    if not found:
         raise UserError(f"output directory not found: {run_dir}")
     cfg = build_config(args, run_dir)
-    why = hub.local_or_hub_problem(cfg.model, "model")
-    if why:  # offline, one quick line instead of a minute of retries inside transformers
+    why = _model_problem(cfg.model)
+    if why:
         raise UserError(f"model {cfg.model}: {why}; give the path of a local copy of the model (--model)")
+    out = output_dir(cfg, run_dir)
+    why = storage.probe_writable(out)
+    if why:
+        raise UserError(f"cannot write the fine-tune's output to {out}: {why}")
     out = finetune_anywhere(cfg, run_dir)
     print(f"finetune: adapter and model card in {out / 'adapter'}; logs in {out / 'logs'}")
     return 0
 
 
-def build_config(args, run_dir: Path):
+def _model_problem(model: str) -> str | None:
+    """Why the base model cannot be used, or None; offline, one quick line instead of a minute of retries
+    inside transformers."""
+    from pipeline import hub, storage
+    from pipeline.train.model import is_uri
+
+    if not is_uri(model):
+        return hub.local_or_hub_problem(model, "model")
+    try:
+        return None if storage.locate(model).is_dir() else "not found (a model is a folder of its files)"
+    except OSError as e:
+        return storage.first_line(e)
+
+
+def build_config(args, run_dir):
     """The validated FinetuneConfig from the run's config, --config, flags and --set, in rising precedence."""
     from pydantic import ValidationError
 
-    from pipeline import yaml_source
+    from pipeline import storage, yaml_source
     from pipeline.config import _describe, apply_override
     from pipeline.errors import UserError
     from pipeline.train.config import FinetuneConfig
 
-    located = yaml_source.Located({"finetune": _run_section(run_dir)}, {}, f"{run_dir}/manifest.json")
+    located = yaml_source.Located({"finetune": _run_section(run_dir)}, {}, str(run_dir / "manifest.json"))
     if args.config:
         located = yaml_source.load(args.config)
         located.data = {"finetune": located.data.get("finetune") or {}}
@@ -124,9 +149,9 @@ def build_config(args, run_dir: Path):
             located.forget(("finetune", *path))
     if args.chat_template:
         try:
-            section["chat_template"] = Path(args.chat_template).read_text()
+            section["chat_template"] = storage.locate(args.chat_template).read_text()
         except OSError as e:
-            raise UserError(f"--chat-template: cannot read {args.chat_template}: {e.strerror}") from None
+            raise UserError(f"--chat-template: cannot read {args.chat_template}: {storage.first_line(e)}") from None
     for item in args.overrides:
         apply_override(located, item if item.startswith("finetune.") else f"finetune.{item}")
     unset = [located.unset_problem(path) for path in located.unset if path[0] == "finetune"]
@@ -138,7 +163,7 @@ def build_config(args, run_dir: Path):
         raise UserError(_describe(e, located, ("finetune",), FinetuneConfig)) from None
 
 
-def _run_section(run_dir: Path) -> dict:
+def _run_section(run_dir) -> dict:
     """The finetune: section of the config that produced the run, if its manifest kept one."""
     try:
         manifest = json.loads((run_dir / "manifest.json").read_text())

@@ -6,29 +6,35 @@ labels make a multi-class model, e.g. topics). A seeded share is held out and th
 measured on it before it is saved: precision, recall and AUC of the positive label for two
 labels, accuracy and per-label precision/recall always. The figures are also written next to
 the model as JSON.
+
+Inputs and the model may be local paths or object-storage URIs: the output is checked to be
+writable before training, and fastText, which saves only to a local file, saves into a temporary
+folder from which the model is copied to its place (atomically, as every storage write).
 """
 
 from __future__ import annotations
 
 import json
+import tempfile
 import time
 from pathlib import Path
 
+from pipeline import storage
 from pipeline.errors import UserError
 
 
 def register(sub) -> None:
     p = sub.add_parser("train-classifier", help="train a fastText classifier and report held-out metrics")
     src = p.add_argument_group("labelled text (positives + negatives, or --data)")
-    src.add_argument("--positives", type=Path, help="text to score high: .txt (one per line), .jsonl or .csv (.gz ok)")
-    src.add_argument("--negatives", type=Path, help="text to score low, same formats")
-    src.add_argument("--data", type=Path, help="one CSV/JSONL file with a label field and text field(s)")
+    src.add_argument("--positives", help="text to score high: .txt (one per line), .jsonl or .csv (.gz ok); a path or URI")
+    src.add_argument("--negatives", help="text to score low, same formats")
+    src.add_argument("--data", help="one CSV/JSONL file with a label field and text field(s)")
     src.add_argument("--label-field", default="label", help="label field of --data (default: label)")
     src.add_argument("--text-field", default="text", help="text field(s), comma-separated fields are joined (default: text)")
     src.add_argument("--fieldnames", help="column names of a CSV without a header, comma-separated")
     src.add_argument("--positive-label", default="hq", help="label of --positives, and the label scored in binary reports (default: hq)")
     src.add_argument("--negative-label", default="cc", help="label of --negatives (default: cc, as DCLM)")
-    p.add_argument("--output", "-o", type=Path, required=True, help="where to save the model (.bin)")
+    p.add_argument("--output", "-o", required=True, help="where to save the model (.bin): a path or URI")
     p.add_argument("--test-fraction", type=float, default=0.1, help="share held out for the report (default: 0.1)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None, help="training threads (default: all cores)")
@@ -42,6 +48,10 @@ def main(args) -> int:
     from filters import fasttext_train as ft
 
     examples = _examples(args, ft)
+    output = storage.locate(args.output)
+    why = storage.probe_writable(output.parent)
+    if why:
+        raise UserError(f"--output: cannot write {output.uri}: {why}")
     labels = sorted({e.label for e in examples})
     if len(labels) < 2:
         raise UserError(f"need at least two labels to train a classifier, found {labels or 'none'}")
@@ -56,12 +66,13 @@ def main(args) -> int:
     positive = args.positive_label if args.positive_label in labels else None
     report = ft.evaluate(model, test, len(train), positive=positive)
 
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    model.save_model(str(args.output))
+    with tempfile.TemporaryDirectory(prefix="pipeline-classifier-") as tmp:
+        model.save_model(str(Path(tmp) / output.name))
+        storage.locate(Path(tmp) / output.name).copy_to(output)
     metrics = {**report.as_dict(), "train_seconds": round(seconds, 2), "params": {**ft.TRAIN_DEFAULTS, **params}}
-    metrics_path = args.output.with_name(args.output.name + ".metrics.json")
+    metrics_path = output.parent / f"{output.name}.metrics.json"
     metrics_path.write_text(json.dumps(metrics, indent=2) + "\n")
-    _print_report(report, args.output, metrics_path, seconds)
+    _print_report(report, output, metrics_path, seconds)
     return 0
 
 
@@ -71,25 +82,38 @@ def _examples(args, ft) -> list:
         raise UserError("give either --positives and --negatives, or --data")
     if pair and (args.positives is None or args.negatives is None):
         raise UserError("--positives and --negatives go together")
-    for path in (args.positives, args.negatives, args.data):
-        if path is not None and not path.is_file():
-            raise UserError(f"file not found: {path}")
     text_fields = [f.strip() for f in args.text_field.split(",") if f.strip()]
     fieldnames = [f.strip() for f in args.fieldnames.split(",")] if args.fieldnames else None
     try:
         if pair:
-            examples = ft.examples_from_pair(args.positives, args.negatives, text_fields, args.positive_label, args.negative_label)
+            with _open(args.positives) as pos, _open(args.negatives) as neg:
+                examples = (ft.examples_from_texts(pos, args.positives, args.positive_label, text_fields)
+                            + ft.examples_from_texts(neg, args.negatives, args.negative_label, text_fields))
         else:
-            examples = ft.examples_from_labelled(args.data, args.label_field, text_fields, fieldnames)
+            with _open(args.data) as f:
+                examples = ft.examples_from_labelled(f, args.data, args.label_field, text_fields, fieldnames)
     except (ValueError, UnicodeDecodeError) as e:
         raise UserError(str(e)) from None
+    except OSError as e:  # the store failing mid-read
+        raise UserError(f"reading labelled text: {storage.first_line(e)}") from None
     examples = [e for e in examples if e.text.strip()]
     if len(examples) < 10:
         raise UserError(f"only {len(examples)} non-empty labelled texts: too few to train and hold out")
     return examples
 
 
-def _print_report(report, model_path: Path, metrics_path: Path, seconds: float) -> None:
+def _open(uri: str):
+    """A labelled file's text, from disk or object storage; its absence or the store's refusal is the user's."""
+    location = storage.locate(uri)
+    try:
+        if not location.is_file():
+            raise UserError(f"file not found: {uri}")
+        return storage.open_text(location, errors="replace", newline="")
+    except OSError as e:
+        raise UserError(f"{uri}: {storage.first_line(e)}") from None
+
+
+def _print_report(report, model_path, metrics_path, seconds: float) -> None:
     print(f"trained on {report.n_train} texts in {seconds:.1f}s, held out {report.n_test}; labels: {', '.join(report.labels)}")
     if report.auc is not None:
         print(f"positive label '{report.positive}': precision {report.precision:.3f}  recall {report.recall:.3f}  AUC {report.auc:.3f}")

@@ -8,24 +8,24 @@ run wrote one. A card without provenance is how benchmark leaks go unnoticed.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
+from pipeline.storage import Location
 from pipeline.train.config import FinetuneConfig
 
 
-def _load_json(path: Path) -> dict | None:
+def _load_json(location: Location) -> dict | None:
     try:
-        return json.loads(path.read_text())
+        return json.loads(location.read_text())
     except (OSError, ValueError):
         return None
 
 
-def contamination_reports(run_dir: Path) -> list[Path]:
-    return sorted(p for p in run_dir.glob("**/contamination*") if p.is_file() and p.suffix in {".html", ".json", ".md"})
+def contamination_reports(run_dir: Location) -> list[Location]:
+    return [f for f in run_dir.files() if f.name.startswith("contamination") and f.suffix in {".html", ".json", ".md"}]
 
 
-def write_model_card(out: Path, cfg: FinetuneConfig, run_dir: Path, provenance: dict, results: dict) -> Path:
-    """README.md next to the adapter, with a YAML header the Hub and peft understand."""
+def write_model_card(out: Location, cfg: FinetuneConfig, run_dir: Location, provenance: dict, results: dict) -> Location:
+    """README.md next to the adapter, with a YAML header the Hub and peft understand; on any storage."""
     manifest = _load_json(run_dir / "manifest.json")
     stats = _load_json(run_dir / "stats.json")
     reports = contamination_reports(run_dir)
@@ -65,6 +65,6 @@ def write_model_card(out: Path, cfg: FinetuneConfig, run_dir: Path, provenance: 
     lines += ["", "## Training", "", "```json", json.dumps(cfg.model_dump(), indent=2), "```", "", "## Results", ""]
     lines += [f"- {name}: {value}" for name, value in results.items()]
     lines += ["", "The chat template used in training is saved with the tokenizer in this directory; serve with it."]
-    path = out / "README.md"
-    path.write_text("\n".join(lines) + "\n")
-    return path
+    card = out / "README.md"
+    card.write_text("\n".join(lines) + "\n")
+    return card

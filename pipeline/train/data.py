@@ -7,7 +7,6 @@ pieces separately would train on token boundaries that serving never produces.
 
 from __future__ import annotations
 
-import gzip
 import json
 import re
 from dataclasses import dataclass
@@ -38,20 +37,22 @@ def resolve_paths(patterns: list[str]) -> list[storage.Location]:
     return files
 
 
-def read_records(paths: list[Path]) -> list[dict]:
-    """Rows of Parquet or JSONL(.gz) files as dicts."""
+def read_records(paths: list[storage.Location | str | Path]) -> list[dict]:
+    """Rows of Parquet or JSONL(.gz) files as dicts, from local disk or object storage."""
     rows: list[dict] = []
-    for path in paths:
-        if path.suffix == ".parquet":
-            import pyarrow.parquet as pq
+    for location in map(storage.locate, paths):
+        try:
+            if location.suffix == ".parquet":
+                import pyarrow.parquet as pq
 
-            rows.extend(pq.read_table(path).to_pylist())
-        elif path.name.endswith((".jsonl", ".jsonl.gz", ".json")):
-            opener = gzip.open if path.suffix == ".gz" else open
-            with opener(path, "rt", encoding="utf-8") as f:
-                rows.extend(json.loads(line) for line in f if line.strip())
-        else:
-            raise UserError(f"{path}: unsupported data file (expected .parquet, .jsonl or .jsonl.gz)")
+                rows.extend(pq.read_table(location.path, filesystem=location.fs).to_pylist())
+            elif location.name.endswith((".jsonl", ".jsonl.gz", ".json")):
+                with storage.open_text(location) as f:
+                    rows.extend(json.loads(line) for line in f if line.strip())
+            else:
+                raise UserError(f"{location}: unsupported data file (expected .parquet, .jsonl or .jsonl.gz)")
+        except OSError as e:
+            raise UserError(f"{location}: {storage.first_line(e)}") from None
     return rows
 
 

@@ -9,7 +9,6 @@ before training (after SFT, where the reference must be the SFT model, and for f
 from __future__ import annotations
 
 from contextlib import nullcontext
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -32,6 +31,7 @@ from pipeline.train.loop import (
     unwrap,
 )
 from pipeline.train.model import autocast, trainable_parameters
+from pipeline.train.output import Output
 
 
 def dpo_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta: float, kind: str = "sigmoid"):
@@ -94,8 +94,8 @@ def reference_logps(model, pairs: list[tuple[Encoded, Encoded]], cfg: FinetuneCo
 
 
 def train_dpo(model, tokenizer, train: list[tuple[Encoded, Encoded]], held_out: list[tuple[Encoded, Encoded]],
-              cfg: FinetuneConfig, out_dir: Path, after_sft: bool) -> list[dict]:
-    """Train in place; returns per-step metrics. Resumes from out_dir/checkpoints when asked."""
+              cfg: FinetuneConfig, out: Output, after_sft: bool) -> list[dict]:
+    """Train in place; returns per-step metrics. Resumes from the output's checkpoints when asked."""
     d = cfg.dpo
     rank, world = rank_and_world()
     device = next(model.parameters()).device
@@ -111,14 +111,14 @@ def train_dpo(model, tokenizer, train: list[tuple[Encoded, Encoded]], held_out: 
     layout = data_layout(d.micro_batch_size, d.grad_accum)
 
     start, reference, held_out_reference = 0, None, None
-    checkpoint = latest_checkpoint(out_dir / "checkpoints", "dpo") if cfg.resume else None
+    checkpoint = latest_checkpoint(out.checkpoints, "dpo") if cfg.resume else None
     if checkpoint:
         state = load_checkpoint(checkpoint, model, optimizer, schedule, layout)
         start, reference, held_out_reference = state["step"], state["reference"], state["held_out_reference"]
     elif precomputed:  # the policy as DPO starts, i.e. the SFT model when SFT ran first
         reference = reference_logps(model, train, cfg, pad, device, adapter_disabled=False)
         held_out_reference = reference_logps(model, held_out, cfg, pad, device, adapter_disabled=False) if held_out else None
-    log = Logbook(out_dir / "logs", "dpo", start)
+    log = Logbook(out, "dpo", start)
     speed = Throughput()
     history = []
 
@@ -155,7 +155,8 @@ def train_dpo(model, tokenizer, train: list[tuple[Encoded, Encoded]], held_out: 
         log.log(done, **metrics)
         history.append({"step": done, **metrics})
         if done % d.checkpoint_every == 0 or done == steps:
-            save_checkpoint(out_dir / "checkpoints", "dpo", done, model, optimizer, schedule, layout,
+            log.publish()
+            save_checkpoint(out.checkpoints, "dpo", done, model, optimizer, schedule, layout,
                             {"reference": reference, "held_out_reference": held_out_reference})
         speed.restart()
     log.close()

@@ -7,17 +7,16 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import random
-import shutil
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.distributed as dist
 
 from pipeline.errors import UserError
+from pipeline.storage import Location
+from pipeline.train.output import Output
 
 KEEP_CHECKPOINTS = 2
 
@@ -92,15 +91,23 @@ def total_steps(n_examples: int, micro_batch_size: int, grad_accum: int, epochs:
 
 
 class Logbook:
-    """Metrics as JSONL (one object per line, `step` first) and TensorBoard scalars, written by rank 0 only."""
+    """Metrics as JSONL (one object per line, `step` first), sample generations, and TensorBoard scalars,
+    written by rank 0 only into the output's local folder. The JSONL files continue those in the output
+    (fetched first, when it is in object storage) and are uploaded by `publish`, before each checkpoint,
+    so a resumed run finds every line up to its checkpoint wherever it runs, and by `close`."""
 
-    def __init__(self, directory: Path, phase: str, resume_step: int = 0):
+    def __init__(self, output: Output, phase: str, resume_step: int = 0):
         self.phase = phase
+        self.output = output
         self.enabled = rank_and_world()[0] == 0
+        directory = output.local / "logs"
         self.path = directory / f"{phase}.jsonl"
+        self.samples = directory / f"{phase}_samples.jsonl"
         self._tb = None
         if not self.enabled:
             return
+        for path in (self.path, self.samples):
+            output.fetch(f"logs/{path.name}")
         directory.mkdir(parents=True, exist_ok=True)
         if self.path.exists():  # a resumed run continues the curve: forget what came after the checkpoint
             kept = [line for line in self.path.read_text().splitlines() if json.loads(line)["step"] <= resume_step]
@@ -122,15 +129,24 @@ class Logbook:
                 if isinstance(value, (int, float)):
                     self._tb.add_scalar(f"{self.phase}/{name}", value, step)
 
-    def write(self, name: str, record: dict) -> None:
-        """A non-scalar record (sample generations) in its own JSONL file."""
+    def sample(self, record: dict) -> None:
+        """A sample generation, in the phase's samples file."""
         if self.enabled:
-            with (self.path.parent / name).open("a") as f:
+            with self.samples.open("a") as f:
                 f.write(json.dumps(record) + "\n")
+
+    def publish(self) -> None:
+        if not self.enabled:
+            return
+        if self._tb is not None:
+            self._tb.flush()
+        self.output.publish("logs")
 
     def close(self) -> None:
         if self._tb is not None:
             self._tb.close()
+        if self.enabled:
+            self.output.publish("logs")
 
 
 def _rng_states() -> list[dict]:
@@ -159,18 +175,17 @@ def trainable_state(model) -> dict[str, torch.Tensor]:
     return {name: p.detach().cpu().clone() for name, p in unwrap(model).named_parameters() if p.requires_grad}
 
 
-def save_checkpoint(directory: Path, phase: str, step: int, model, optimizer, schedule, layout: dict,
-                    extra: dict | None = None) -> Path:
+def save_checkpoint(directory: Location, phase: str, step: int, model, optimizer, schedule, layout: dict,
+                    extra: dict | None = None) -> Location:
     """Everything exact resume needs: trainable weights, optimizer, schedule, RNG streams, data position.
 
-    Every worker must call it (their RNG states are gathered); rank 0 alone writes.
+    Every worker must call it (their RNG states are gathered); rank 0 alone writes. `state.pt` appears
+    whole or not at all, on disk and in object storage, so a checkpoint folder without it is unfinished.
     """
     rng = _rng_states()
     if rank_and_world()[0] != 0:
         return directory
     target = directory / f"{phase}-{step:08d}"
-    tmp = directory / f".{phase}-{step:08d}.tmp"
-    tmp.mkdir(parents=True, exist_ok=True)
     state = {
         "step": step,
         "layout": layout,
@@ -180,27 +195,26 @@ def save_checkpoint(directory: Path, phase: str, step: int, model, optimizer, sc
         "rng": rng,
         **(extra or {}),
     }
-    torch.save(state, tmp / "state.pt")
-    if target.exists():
-        shutil.rmtree(target)
-    os.replace(tmp, target)
-    for old in sorted(directory.glob(f"{phase}-*"))[:-KEEP_CHECKPOINTS]:
-        shutil.rmtree(old)
+    with (target / "state.pt").open_write() as f:
+        torch.save(state, f)
+    for old in [c for c in directory.children() if c.name.startswith(f"{phase}-")][:-KEEP_CHECKPOINTS]:
+        old.remove()
     return target
 
 
-def latest_checkpoint(directory: Path, phase: str) -> Path | None:
-    found = sorted(directory.glob(f"{phase}-*/state.pt"))
+def latest_checkpoint(directory: Location, phase: str) -> Location | None:
+    found = [f for f in directory.files() if f.name == "state.pt" and f.parent.name.startswith(f"{phase}-")]
     return found[-1] if found else None
 
 
-def load_checkpoint(path: Path, model, optimizer, schedule, layout: dict) -> dict:
+def load_checkpoint(path: Location, model, optimizer, schedule, layout: dict) -> dict:
     """Restore a checkpoint in place; returns the whole state (step and any extra the loop saved).
 
     The step says where the data stands only under the layout that wrote it (workers, accumulation,
     micro batch size), so another layout is refused rather than resumed on different examples.
     """
-    state = torch.load(path, map_location="cpu", weights_only=False)
+    with path.open_read() as f:
+        state = torch.load(f, map_location="cpu", weights_only=False)
     if state["layout"] != layout:
         raise UserError(
             f"{path.parent} was written with {_describe_layout(state['layout'])}, this run has "

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from contextlib import nullcontext
+import contextlib
+from typing import Iterator
 
 import torch
 
+from pipeline import storage
 from pipeline.errors import UserError
 from pipeline.train.config import FinetuneConfig
 
@@ -19,14 +21,35 @@ def autocast(cfg: FinetuneConfig, device: torch.device):
     want = cfg.precision == "bf16" or (
         cfg.precision == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported()
     )
-    return torch.autocast(device.type, dtype=torch.bfloat16) if want else nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16) if want else contextlib.nullcontext()
 
 
-def load_tokenizer(cfg: FinetuneConfig):
+def is_uri(model: str) -> bool:
+    """A model in object storage (`s3://...`), as opposed to a local path or a Hugging Face id."""
+    return "://" in model
+
+
+@contextlib.contextmanager
+def local_model(model: str) -> Iterator[str]:
+    """What transformers can load: a local path or Hub id as it is; a model in object storage
+    downloaded once, into a temporary folder that lasts as long as the block."""
+    if not is_uri(model):
+        yield model
+        return
+    with contextlib.ExitStack() as stack:
+        try:
+            path = stack.enter_context(storage.local_copy(model))
+        except OSError as e:
+            raise UserError(f"cannot download the model {model}: {storage.first_line(e)}") from None
+        yield str(path)
+
+
+def load_tokenizer(cfg: FinetuneConfig, source: str | None = None):
+    """The tokenizer of `cfg.model`, read from `source` when the model was copied there."""
     from transformers import AutoTokenizer
 
     try:
-        tokenizer = AutoTokenizer.from_pretrained(cfg.model)
+        tokenizer = AutoTokenizer.from_pretrained(source or cfg.model)
     except OSError as e:
         raise UserError(f"cannot load a tokenizer from {cfg.model!r}: {str(e).splitlines()[0]}") from None
     if cfg.chat_template:
@@ -34,8 +57,9 @@ def load_tokenizer(cfg: FinetuneConfig):
     return tokenizer
 
 
-def load_model(cfg: FinetuneConfig, adapter: str | None = None):
-    """The base model ready to train: frozen with a fresh (or given) LoRA adapter, or fully trainable."""
+def load_model(cfg: FinetuneConfig, adapter: str | None = None, source: str | None = None):
+    """The base model ready to train: frozen with a fresh (or given) LoRA adapter, or fully trainable;
+    read from `source` when the model was copied there."""
     from transformers import AutoModelForCausalLM
 
     device = device_for(cfg)
@@ -43,7 +67,7 @@ def load_model(cfg: FinetuneConfig, adapter: str | None = None):
     if cfg.method == "qlora":
         kwargs = _qlora_kwargs()
     try:
-        model = AutoModelForCausalLM.from_pretrained(cfg.model, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(source or cfg.model, **kwargs)
     except OSError as e:
         raise UserError(f"cannot load a model from {cfg.model!r}: {str(e).splitlines()[0]}") from None
     if cfg.method != "qlora":

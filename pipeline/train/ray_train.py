@@ -3,20 +3,22 @@
 Ray Train sets up the process group (gloo on CPU, NCCL on GPU); the loops notice it (`rank_and_world`),
 wrap the model in DDP, read their share of micro batches and normalise the loss by the target tokens of
 all workers. Rank 0 writes logs, checkpoints and the adapter, so the output directory must be on storage
-all workers see. Ray itself is found the usual way: RAY_ADDRESS, a cluster this node has joined, or
-a fresh local one.
+all workers see: object storage, or a shared filesystem. Ray itself is found the usual way: RAY_ADDRESS,
+a cluster this node has joined, or a fresh local one.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
+from pipeline import storage
 from pipeline.errors import UserError
+from pipeline.storage import Location
 from pipeline.train.config import FinetuneConfig
+from pipeline.train.model import is_uri
 
 
-def finetune_anywhere(cfg: FinetuneConfig, run_dir: Path) -> Path:
+def finetune_anywhere(cfg: FinetuneConfig, run_dir: Location | str | Path) -> Location:
     """In this process for one CPU/GPU; through Ray Train for several workers."""
     from pipeline.train.run import finetune, output_dir
 
@@ -31,36 +33,45 @@ def finetune_anywhere(cfg: FinetuneConfig, run_dir: Path) -> Path:
         if user_error is None:
             raise
         raise UserError(str(user_error)) from None
-    return output_dir(cfg, Path(run_dir))
+    return output_dir(cfg, run_dir)
 
 
-def trainer(cfg: FinetuneConfig, run_dir: Path):
+def trainer(cfg: FinetuneConfig, run_dir: Location | str | Path):
     from ray.train import RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
     from pipeline.train.run import output_dir
 
     cfg = with_absolute_paths(cfg)
-    out = output_dir(cfg, Path(run_dir))
+    ray_dir = output_dir(cfg, run_dir) / "ray"
     return TorchTrainer(
         _worker,
-        train_loop_config={"cfg": cfg.model_dump(), "run_dir": str(Path(run_dir).resolve())},
+        train_loop_config={"cfg": cfg.model_dump(), "run_dir": _absolute(run_dir)},
         scaling_config=ScalingConfig(num_workers=cfg.num_workers, use_gpu=cfg.use_gpu),
-        run_config=RunConfig(name="finetune", storage_path=str(out.resolve() / "ray")),
+        run_config=RunConfig(name="finetune", storage_path=ray_dir.path, storage_filesystem=ray_dir.fs),
     )
 
 
 def with_absolute_paths(cfg: FinetuneConfig) -> FinetuneConfig:
-    """Ray Train starts every worker in a working directory of its own: paths relative to ours must not reach it."""
-    local = {"data": [os.path.abspath(p) for p in cfg.data], "preferences": [os.path.abspath(p) for p in cfg.preferences]}
+    """Ray Train starts every worker in a working directory of its own: paths relative to ours must not reach it.
+    URIs mean the same everywhere and stay as they are."""
+    local = {"data": [_absolute(p) for p in cfg.data], "preferences": [_absolute(p) for p in cfg.preferences]}
     if cfg.output:
-        local["output"] = os.path.abspath(cfg.output)
-    if Path(cfg.model).exists():  # else a Hugging Face id
-        local["model"] = os.path.abspath(cfg.model)
+        local["output"] = _absolute(cfg.output)
+    if not is_uri(cfg.model) and storage.locate(cfg.model).exists():  # else a Hugging Face id, or a URI
+        local["model"] = _absolute(cfg.model)
     return cfg.model_copy(update=local)
+
+
+def _absolute(where: Location | str | Path) -> str:
+    """A local path made absolute; a URI as written (no request to a store just to name it)."""
+    if not isinstance(where, Location) and is_uri(str(where)):
+        return str(where)
+    where = storage.locate(where)
+    return where.path if where.is_local else where.uri
 
 
 def _worker(config: dict) -> None:
     from pipeline.train.run import finetune
 
-    finetune(FinetuneConfig.model_validate(config["cfg"]), Path(config["run_dir"]))
+    finetune(FinetuneConfig.model_validate(config["cfg"]), config["run_dir"])

@@ -9,6 +9,9 @@ Layout of the output directory (default RUN_DIR/finetune):
     logs/           sft.jsonl, dpo.jsonl, sft_samples.jsonl, tensorboard/
     checkpoints/    resumable state; the latest two per phase
     README.md       the model card with data provenance
+
+The run directory, the output and the base model may each be on local disk or in object storage
+(`output.Output` says how the libraries that write only local files get there).
 """
 
 from __future__ import annotations
@@ -19,19 +22,22 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from pipeline import storage
 from pipeline.errors import UserError
+from pipeline.storage import Location
 from pipeline.train.card import write_model_card
 from pipeline.train.checks import check_all, check_pad_token
 from pipeline.train.config import FinetuneConfig
 from pipeline.train.data import ChatEncoder, conversations, preference_pairs, read_records, resolve_paths
 from pipeline.train.dpo import encode_pairs, train_dpo
 from pipeline.train.loop import barrier, distribute, rank_and_world, unwrap
-from pipeline.train.model import load_model, load_tokenizer
+from pipeline.train.model import load_model, load_tokenizer, local_model
+from pipeline.train.output import Output
 from pipeline.train.sft import train_sft
 
 
-def output_dir(cfg: FinetuneConfig, run_dir: Path) -> Path:
-    return Path(cfg.output) if cfg.output else run_dir / "finetune"
+def output_dir(cfg: FinetuneConfig, run_dir: Location | str | Path) -> Location:
+    return storage.locate(cfg.output) if cfg.output else storage.locate(run_dir) / "finetune"
 
 
 def split_held_out(items: list, fraction: float, seed: int) -> tuple[list, list]:
@@ -44,12 +50,12 @@ def split_held_out(items: list, fraction: float, seed: int) -> tuple[list, list]
     return [items[i] for i in perm[n:]], [items[i] for i in perm[:n]]
 
 
-def read_sources(patterns: list[str], default: list[Path], kind: str) -> tuple[list[dict], list[str]]:
+def read_sources(patterns: list[str], default: list[Location], kind: str) -> tuple[list[dict], list[str]]:
     """Rows of `kind` from the given files or the run's default shard directories, and the files that had some."""
     if patterns:
         files = resolve_paths(patterns)
     else:
-        files = resolve_paths([str(d) for d in default if d.is_dir()])
+        files = resolve_paths([d.uri for d in default if d.is_dir()])
     wanted = ("messages",) if kind == "instructions" else ("chosen", "rejected")
     rows, used = [], []
     for f in files:
@@ -68,16 +74,22 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def finetune(cfg: FinetuneConfig, run_dir: Path) -> Path:
+def finetune(cfg: FinetuneConfig, run_dir: Location | str | Path) -> Location:
     """Run SFT then (optionally) DPO as configured; returns the output directory."""
-    run_dir = Path(run_dir)
-    out = output_dir(cfg, run_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    run_dir = storage.locate(run_dir)
+    with Output(output_dir(cfg, run_dir)) as out, local_model(cfg.model) as model:
+        _finetune(cfg, model, run_dir, out)
+    return out.location
+
+
+def _finetune(cfg: FinetuneConfig, model_path: str, run_dir: Location, out: Output) -> None:
+    """The run, with the base model readable at `model_path` (cfg.model itself unless it was downloaded)."""
     seed_everything(cfg.seed)
-    tokenizer = load_tokenizer(cfg)
+    tokenizer = load_tokenizer(cfg, model_path)
     check_pad_token(tokenizer)
     if rank_and_world()[0] == 0:  # one writer; every worker's serving-template check reads it back
-        tokenizer.save_pretrained(out / "tokenizer")
+        tokenizer.save_pretrained(out.local / "tokenizer")
+        out.publish("tokenizer")
     barrier()
     defaults = [run_dir / "data", run_dir / "preferences"]
 
@@ -103,35 +115,41 @@ def finetune(cfg: FinetuneConfig, run_dir: Path) -> Path:
         provenance["preferences"] = {"rows": len(rows), "files": files, "train": len(train), "held_out": len(held),
                                      "truncated": sum(c.truncated or r.truncated for c, r in train + held)}
 
-    model = distribute(load_model(cfg))
+    model = distribute(load_model(cfg, source=model_path))
     results: dict = {}
     if sft_data:
         encoder, chats, train, held, prompts = sft_data
-        check_all(encoder, unwrap(model), chats, train, out / "tokenizer")
+        _check(encoder, model, chats, train, out)
         history = train_sft(model, tokenizer, train, held, prompts, cfg, out)
         results.update(_final("sft", history))
         if dpo_data and cfg.method != "full":
-            save(model, tokenizer, out / "sft_adapter")
+            save(model, tokenizer, out, "sft_adapter")
     if dpo_data:
         encoder, chats, train, held = dpo_data
-        check_all(encoder, unwrap(model), chats, [e for pair in train for e in pair], out / "tokenizer")
+        _check(encoder, model, chats, [e for pair in train for e in pair], out)
         history = train_dpo(model, tokenizer, train, held, cfg, out, after_sft=sft_data is not None)
         results.update(_final("dpo", history))
 
-    save(model, tokenizer, out / "adapter")
+    save(model, tokenizer, out, "adapter")
     if cfg.merge and cfg.method != "full" and rank_and_world()[0] == 0:
-        save(unwrap(model).merge_and_unload(), tokenizer, out / "merged")
+        save(unwrap(model).merge_and_unload(), tokenizer, out, "merged")
     if rank_and_world()[0] == 0:
-        write_model_card(out / "adapter", cfg, run_dir, provenance, results)
-    return out
+        write_model_card(out.location / "adapter", cfg, run_dir, provenance, results)
 
 
-def save(model, tokenizer, directory: Path) -> None:
+def _check(encoder: ChatEncoder, model, chats: list, examples: list, out: Output) -> None:
+    """The checks before training, with the tokenizer as saved in the output, as a server would load it."""
+    with storage.local_copy(out.location / "tokenizer") as saved_tokenizer:
+        check_all(encoder, unwrap(model), chats, examples, saved_tokenizer)
+
+
+def save(model, tokenizer, out: Output, name: str) -> None:
     """Adapter (or full model) as safetensors, with the tokenizer and its chat template beside it."""
     if rank_and_world()[0] != 0:
         return
-    unwrap(model).save_pretrained(directory, safe_serialization=True)
-    tokenizer.save_pretrained(directory)
+    unwrap(model).save_pretrained(out.local / name, safe_serialization=True)
+    tokenizer.save_pretrained(out.local / name)
+    out.publish(name)
 
 
 def _final(phase: str, history: list[dict]) -> dict:

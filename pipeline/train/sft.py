@@ -9,7 +9,6 @@ or how long each is. (Averaging per-micro-batch means instead over-weights token
 from __future__ import annotations
 
 from contextlib import nullcontext
-from pathlib import Path
 
 import torch
 
@@ -30,13 +29,14 @@ from pipeline.train.loop import (
     unwrap,
 )
 from pipeline.train.model import autocast, trainable_parameters
+from pipeline.train.output import Output
 
 SAMPLE_TOKENS = 64
 
 
 def train_sft(model, tokenizer, train: list[Encoded], held_out: list[Encoded], prompts: list[list[dict]],
-              cfg: FinetuneConfig, out_dir: Path) -> list[dict]:
-    """Train in place; returns the per-step metrics. Resumes from out_dir/checkpoints when asked."""
+              cfg: FinetuneConfig, out: Output) -> list[dict]:
+    """Train in place; returns the per-step metrics. Resumes from the output's checkpoints when asked."""
     s = cfg.sft
     rank, world = rank_and_world()
     device = next(model.parameters()).device
@@ -48,10 +48,10 @@ def train_sft(model, tokenizer, train: list[Encoded], held_out: list[Encoded], p
     layout = data_layout(s.micro_batch_size, s.grad_accum)
 
     start = 0
-    checkpoint = latest_checkpoint(out_dir / "checkpoints", "sft") if cfg.resume else None
+    checkpoint = latest_checkpoint(out.checkpoints, "sft") if cfg.resume else None
     if checkpoint:
         start = load_checkpoint(checkpoint, model, optimizer, schedule, layout)["step"]
-    log = Logbook(out_dir / "logs", "sft", start)
+    log = Logbook(out, "sft", start)
     speed = Throughput()
     history = []
 
@@ -80,9 +80,10 @@ def train_sft(model, tokenizer, train: list[Encoded], held_out: list[Encoded], p
         history.append({"step": done, **metrics})
         if rank == 0 and prompts and s.sample_prompts and (done % s.sample_every == 0 or done == steps):
             for sample in generate_samples(model, tokenizer, prompts[: s.sample_prompts], device):
-                log.write("sft_samples.jsonl", {"step": done, **sample})
+                log.sample({"step": done, **sample})
         if done % s.checkpoint_every == 0 or done == steps:
-            save_checkpoint(out_dir / "checkpoints", "sft", done, model, optimizer, schedule, layout)
+            log.publish()
+            save_checkpoint(out.checkpoints, "sft", done, model, optimizer, schedule, layout)
         speed.restart()
     log.close()
     return history

@@ -63,3 +63,24 @@ def test_a_single_label_is_a_user_error(tmp_path):
     data = tmp_path / "one.jsonl"
     data.write_text("".join(json.dumps({"label": "a", "text": f"text {i}"}) + "\n" for i in range(20)))
     assert main(["train-classifier", "--data", str(data), "-o", str(tmp_path / "m.bin")]) == 2
+
+
+def test_object_storage_problems_exit_2_with_one_line_before_training(tmp_path, s3_bucket, monkeypatch, capsys):
+    from pipeline import storage
+    from tests.object_store import READ_ONLY_KEY, READ_ONLY_SECRET
+
+    data = storage.locate(f"{s3_bucket}/in/labelled.jsonl")
+    data.write_text("".join(json.dumps({"label": "ab"[i % 2], "text": f"text {i}"}) + "\n" for i in range(20)))
+
+    def error(*argv) -> str:
+        assert main(["train-classifier", *argv]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "Traceback" not in err
+        return err
+
+    assert "file not found: s3://no-such-bucket-h8/in.jsonl" in error("--data", "s3://no-such-bucket-h8/in.jsonl",
+                                                                      "-o", str(tmp_path / "m.bin"))
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", READ_ONLY_KEY)  # may read the data, may not write the model
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", READ_ONLY_SECRET)
+    err = error("--data", data.uri, "-o", f"{s3_bucket}/models/m.bin")
+    assert f"--output: cannot write {s3_bucket}/models/m.bin" in err and "denied" in err.lower()

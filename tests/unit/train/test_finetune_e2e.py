@@ -81,3 +81,26 @@ def test_finetune_user_errors_exit_2_with_one_line(run_dir, tiny_model_dir, tmp_
     assert "qlora needs a CUDA GPU" in capsys.readouterr().err
 
     assert main(["finetune", str(tmp_path / "missing")]) == 2
+
+
+def test_object_storage_problems_exit_2_with_one_line_before_training(run_dir, tiny_model_dir, s3_bucket, monkeypatch,
+                                                                       capsys):
+    from pipeline import storage
+    from tests.object_store import READ_ONLY_KEY, READ_ONLY_SECRET
+
+    for name in ("manifest.json", "data/part-00000.parquet"):
+        storage.locate(run_dir / name).copy_to(storage.locate(f"{s3_bucket}/run/{name}"))
+
+    def error(*argv) -> str:
+        assert main(["finetune", *argv]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "Traceback" not in err
+        return err
+
+    assert "output directory not found: s3://no-such-bucket-h8/run" in error("s3://no-such-bucket-h8/run")
+    assert f"model {s3_bucket}/models/none: not found" in error(f"{s3_bucket}/run", "--model", f"{s3_bucket}/models/none")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", READ_ONLY_KEY)  # may read the run, may not write
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", READ_ONLY_SECRET)
+    err = error(f"{s3_bucket}/run", "--model", str(tiny_model_dir))
+    assert f"cannot write the fine-tune's output to {s3_bucket}/run/finetune" in err and "denied" in err.lower()
+    assert not storage.locate(f"{s3_bucket}/run/finetune").exists()

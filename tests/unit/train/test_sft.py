@@ -8,6 +8,7 @@ import torch
 
 from pipeline.train.data import ChatEncoder, MicroBatchOrder, collate, token_logps
 from pipeline.train.model import load_model, load_tokenizer
+from pipeline.train.output import Output
 from pipeline.train.run import seed_everything
 from pipeline.train.sft import accumulate_gradients, eval_loss, train_sft
 
@@ -27,7 +28,7 @@ def test_loss_falls_on_real_instruction_data(make_config, seed_chats, tmp_path):
     seed_everything(0)
     model = load_model(cfg)
     before = eval_loss(model, examples, cfg, tokenizer.pad_token_id, CPU)
-    history = train_sft(model, tokenizer, examples, [], [], cfg, tmp_path)
+    history = train_sft(model, tokenizer, examples, [], [], cfg, Output(tmp_path))
     after = eval_loss(model, examples, cfg, tokenizer.pad_token_id, CPU)
     assert after < before - 0.15, (before, after)
     assert [h["step"] for h in history] == list(range(1, 9))
@@ -67,7 +68,7 @@ def test_resume_continues_the_identical_loss_curve(make_config, seed_chats, tmp_
 
     def run(out):
         seed_everything(0)
-        return train_sft(load_model(cfg), tokenizer, examples, [], [], cfg, out)
+        return train_sft(load_model(cfg), tokenizer, examples, [], [], cfg, Output(out))
 
     straight = run(tmp_path / "a")
     run(tmp_path / "b")
