@@ -1,10 +1,15 @@
-"""An on-disk cache of finished responses, keyed by the request content, so a resumed run never pays twice.
+"""A cache of finished responses, keyed by the request content, so a resumed run never pays twice.
 
-SQLite in WAL mode: many processes (Ray workers, a resumed run next to a stale one) can read and write
-one cache file at once, each write is atomic, and a crash never leaves a half-written entry. The key
-is a hash of everything that determines the answer (model, endpoint, messages or prompt, and every
-sampling parameter, seed included); only successful responses are stored, so failures are retried
-on the next run.
+The key is a hash of everything that determines the answer (model, endpoint, messages or prompt,
+and every sampling parameter, seed included); only successful responses are stored, so failures
+are retried on the next run. Many processes (Ray workers, a resumed run next to a stale one) read
+and write one cache at once, each write is atomic, and a crash never leaves a half-written entry:
+
+- on local disk, one SQLite file in WAL mode;
+- in object storage (`cache_dir: s3://...`, which every node of a cluster reaches), one object
+  per response, named by its key: a write is one whole object, and a lookup fetches only the
+  responses asked for, however large the cache grows. Objects are written in the background
+  as responses arrive, so the client never waits on the store.
 """
 
 from __future__ import annotations
@@ -14,10 +19,13 @@ import hashlib
 import json
 import sqlite3
 import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Sequence
 
 from generators.client import Choice, LLMClient, OnResponse, Request, Response, Usage
+from pipeline import storage
+from pipeline.storage import Location
 
 
 
@@ -44,10 +52,16 @@ def _decode(blob: str) -> Response:
 
 
 class ResponseCache:
-    """`get_many` before generating, `put` as each response arrives. Thread-safe; one file per cache_dir."""
+    """`get_many` before generating, `put` as each response arrives. Thread-safe; `cache_dir` is a path or a URI."""
 
-    def __init__(self, cache_dir: str | Path):
-        path = Path(cache_dir)
+    def __new__(cls, cache_dir: str | Path | Location):
+        """The cache for where `cache_dir` is: SQLite on local disk, objects in object storage."""
+        if cls is ResponseCache and not storage.locate(cache_dir).is_local:
+            cls = ObjectResponseCache
+        return super().__new__(cls)
+
+    def __init__(self, cache_dir: str | Path | Location):
+        path = storage.locate(cache_dir).local_path()
         path.mkdir(parents=True, exist_ok=True)
         self.path = path / "responses.sqlite"
         self._lock = threading.Lock()
@@ -80,6 +94,54 @@ class ResponseCache:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+class ObjectResponseCache(ResponseCache):
+    """The cache in object storage: `<cache_dir>/responses/<key>.json`, one object per response."""
+
+    THREADS = 16  # requests in flight to the store: lookups and writes are each one small object
+
+    def __init__(self, cache_dir: str | Path | Location):
+        self.root = storage.locate(cache_dir) / "responses"
+        self._pool = ThreadPoolExecutor(self.THREADS, thread_name_prefix="response-cache")
+        self._writes: list[Future] = []
+        self._lock = threading.Lock()
+
+    def get_many(self, keys: Sequence[str]) -> dict[str, Response]:
+        found = self._pool.map(self._get, list(dict.fromkeys(keys)))
+        return {key: response for key, response in found if response is not None}
+
+    def _get(self, key: str) -> tuple[str, Response | None]:
+        try:
+            return key, _decode((self.root / f"{key}.json").read_text())
+        except FileNotFoundError:
+            return key, None
+
+    def put(self, key: str, response: Response) -> None:
+        if response.error is not None:
+            return
+        write = self._pool.submit((self.root / f"{key}.json").write_text, _encode(response))
+        with self._lock:
+            self._writes = [w for w in self._writes if not w.done() or w.exception()] + [write]
+
+    def __len__(self) -> int:
+        self._flush()
+        return sum(1 for f in self.root.files() if f.suffix == ".json")
+
+    def _flush(self) -> None:
+        """Wait for the writes in flight; the first that failed is raised, naming the cache."""
+        with self._lock:
+            writes, self._writes = self._writes, []
+        for write in writes:
+            error = write.exception()
+            if error is not None:
+                raise OSError(f"response cache {self.root.parent}: {storage.first_line(error)}") from error
+
+    def close(self) -> None:
+        try:
+            self._flush()
+        finally:
+            self._pool.shutdown(wait=True)
 
 
 class CachedClient:

@@ -10,12 +10,13 @@ order of its lines, so a user fixes them in one go rather than one run at a time
 from __future__ import annotations
 
 import difflib
+import os
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from pipeline import registry, yaml_source
+from pipeline import registry, storage, yaml_source
 from pipeline.errors import UserError
 from pipeline.stage import Stage, StageContext, names_in
 
@@ -119,13 +120,11 @@ class ValidatedRun:
         self.located = located or yaml_source.Located(raw, {}, source)
 
     @property
-    def output_dir(self) -> Path:
-        return Path(self.config.output.path)
+    def output_dir(self) -> storage.Location:
+        return storage.locate(self.config.output.path)
 
     def worker_env(self) -> dict[str, str]:
         """The storage settings, applied to this process; the same environment goes to Ray's workers."""
-        from pipeline import storage
-
         return storage.configure(self.config.storage.s3_endpoint_url)
 
 
@@ -153,7 +152,7 @@ def validate(located: yaml_source.Located) -> ValidatedRun:
     problems += _llm_problems(llms, located)
     problems += _finetune_problems(raw.get("finetune"), located)
     stage_entries = raw.get("stages") if isinstance(raw.get("stages"), list) else []
-    ctx = {"output_dir": Path(config.output.path) if config else Path("."), "seed": config.seed if config else 0,
+    ctx = {"output_dir": config.output.path if config else ".", "seed": config.seed if config else 0,
            "llms": llms, "tokenizer": config.tokenizer if config else None}
     stages = []
     used_llms: set[str] = set()
@@ -276,7 +275,7 @@ class _StageConfigError(Exception):
         self.error, self.model = error, model
 
 
-def build_stage(name: str, options: dict | None, *, index: int, output_dir: Path, **ctx_fields) -> Stage:
+def build_stage(name: str, options: dict | None, *, index: int, output_dir: str | os.PathLike, **ctx_fields) -> Stage:
     """Validate one stage's options and build the stage with its context."""
     cls = registry.get(name)
     if cls is None:
@@ -290,10 +289,11 @@ def build_stage(name: str, options: dict | None, *, index: int, output_dir: Path
     except ValidationError as e:
         raise _StageConfigError(e, cls.Config) from None
     stage_id = f"{index:02d}-{name}"
+    out = os.fspath(output_dir).rstrip("/") or "/"
     ctx = StageContext(
         stage_id=stage_id,
-        output_dir=Path(output_dir),
-        work_dir=Path(output_dir) / ".pipeline" / "work" / stage_id,
+        output_dir=out,
+        work_dir=f"{out}/.pipeline/work/{stage_id}",
         **ctx_fields,
     )
     return cls(config, ctx)

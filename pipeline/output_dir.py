@@ -1,4 +1,5 @@
-"""The output folder: what a run may replace, and a refusal to replace what it did not write.
+"""The output folder: what a run may replace, a refusal to replace what it did not write, and the swap
+of a run's new shards into place.
 
 A run replaces its shard folders (`data/`, `data_<format>/`, `rejects/`) wholesale and
 overwrites the files it writes beside them. A file in those folders that no earlier run listed
@@ -7,23 +8,38 @@ deleting it without a word is how a user loses data, so the run refuses unless t
 `--overwrite`. What earlier runs made and the current config no longer makes (shards of a
 format no longer asked for, a dedup index under an old stage id) is removed, so an output holds
 only what its config explains.
+
+The folder may be on local disk or in object storage (`pipeline.storage`), where nothing can be
+renamed atomically: the manifest, written last, is what says an output is complete. While new
+shards replace old ones there is no manifest, and `.pipeline/writing.json` names every file the
+swap may leave in the shard folders, so a run killed half-way is redone, not mistaken for a
+finished output, and its files are not mistaken for someone else's.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
-import itertools
 import json
-import shutil
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Iterator
 
+import pyarrow.fs as pafs
+
+from pipeline import storage
 from pipeline.errors import UserError
+from pipeline.storage import Location
 
 WORK = ".pipeline"
 MANIFEST = "manifest.json"
 OWNED = "owned.json"  # in WORK: the stage outputs (relative paths) the last run made
+WRITING = "writing.json"  # in WORK while shards are swapped in: every file the shard folders may hold
+WRITES = "write-"  # in WORK: the folders a run writes its shards to before they are moved into place
 LOGS = "logs"
 KEEP_LOGS = 3
+MOVERS = 16  # concurrent moves: on object storage each is a server-side copy and a delete
 
 
 def data_dirs(formats: list[str]) -> dict[str, str]:
@@ -35,9 +51,9 @@ def shard_dirs(formats: list[str]) -> list[str]:
     return [*data_dirs(formats).values(), "rejects"]
 
 
-def claim(out: Path, formats: list[str], stage_outputs: list[Path], overwrite: bool) -> Path:
+def claim(out: Location, formats: list[str], stage_outputs: list[Location], overwrite: bool) -> Location:
     """Make `out` this run's, before any work: refuse what we did not write, remove what we no longer
-    make, and open a log folder for the run. A path that cannot be written fails here, in one line."""
+    make, and name a log folder for the run. A path that cannot be written fails here, in one line."""
     foreign = _foreign(out, formats)
     if foreign and not overwrite:
         shown = ", ".join(foreign[:3]) + (" and more" if len(foreign) > 3 else "")
@@ -45,72 +61,98 @@ def claim(out: Path, formats: list[str], stage_outputs: list[Path], overwrite: b
                         "them, or choose another output path")
     current = {_relative(p, out) for p in stage_outputs} - {None}
     for stale in sorted(_made_before(out, formats) - current):
-        _remove(out / stale)
-    work = out / WORK
-    work.mkdir(parents=True, exist_ok=True)
-    (work / OWNED).write_text(json.dumps(sorted(current)))
+        (out / stale).remove()
+    for unfinished in (out / WORK).children():  # shards a killed run was writing
+        if unfinished.name.startswith(WRITES):
+            unfinished.remove()
+    (out / WORK / OWNED).write_text(json.dumps(sorted(current)))
     return _log_dir(out)
 
 
-def _foreign(out: Path, formats: list[str]) -> list[str]:
+def _foreign(out: Location, formats: list[str]) -> list[str]:
     """Files the run would replace that no earlier run wrote (relative paths)."""
-    if not out.exists():
+    kind = out.info().type
+    if kind == pafs.FileType.NotFound:
         return []
-    if not out.is_dir():
+    if kind != pafs.FileType.Directory:
         raise UserError(f"output path {out} is a file, not a folder")
-    entries = sorted(p.name for p in out.iterdir())
+    entries = sorted(c.name for c in out.children())
     if not entries:
         return []
     if not (out / MANIFEST).exists() and not (out / WORK).exists():  # someone else's folder: name a few of its files
-        return list(itertools.islice((p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()), 4)) \
-            or entries
-    listed = set(_manifest_files(out))
+        return [f.relative_to(out) for f in out.files(hidden=True)[:4]] or entries
+    listed = set(_listed(out, MANIFEST)) | set(_listed(out / WORK, WRITING))
     folders = set(shard_dirs(formats)) | {f.split("/")[0] for f in listed}
-    return [rel for folder in sorted(folders) if (out / folder).is_dir()
-            for rel in _files_under(out, folder) if rel not in listed]
+    return [f.relative_to(out) for folder in sorted(folders) for f in (out / folder).files(hidden=True)
+            if f.relative_to(out) not in listed]
 
 
-def _made_before(out: Path, formats: list[str]) -> set[str]:
+def _made_before(out: Location, formats: list[str]) -> set[str]:
     """What earlier runs made that this run does not make again by itself: stage outputs they listed,
     and shard folders of formats no longer asked for."""
-    owned = out / WORK / OWNED
-    made = set(json.loads(owned.read_text())) if owned.exists() else set()
+    made = set(_listed(out / WORK, OWNED))
     keep = set(shard_dirs(formats))
-    made |= {f.split("/")[0] for f in _manifest_files(out)} - keep
+    made |= {f.split("/")[0] for f in _listed(out, MANIFEST)} - keep
     return made
 
 
-def _manifest_files(out: Path) -> list[str]:
+def _listed(folder: Location, name: str) -> list[str]:
+    """The files a manifest (or the record of a swap in progress) lists, relative to the output."""
     try:
-        return [f["path"] for f in json.loads((out / MANIFEST).read_text()).get("files", [])]
+        data = json.loads((folder / name).read_text())
     except (OSError, ValueError):
         return []
+    return [f["path"] for f in data.get("files", [])] if isinstance(data, dict) else list(data)
 
 
-def _files_under(out: Path, folder: str) -> list[str]:
-    return [p.relative_to(out).as_posix() for p in sorted((out / folder).rglob("*")) if p.is_file()]
-
-
-def _relative(path: Path, out: Path) -> str | None:
+def _relative(location: Location, out: Location) -> str | None:
+    if type(location.fs) is not type(out.fs):
+        return None
     try:
-        return Path(path).resolve().relative_to(out.resolve()).as_posix()
+        return location.relative_to(out)
     except ValueError:
         return None  # outside the output folder: the user's own place, never removed
 
 
-def _remove(path: Path) -> None:
-    if path.is_dir():
-        shutil.rmtree(path)
-    elif path.exists():
-        path.unlink()
+def manifest_files(out: Location) -> list[str]:
+    return _listed(out, MANIFEST)
 
 
-def _log_dir(out: Path) -> Path:
+def swap_in(out: Location, formats: list[str], moves: list[tuple[Location, str]]) -> None:
+    """Replace the shard folders with new files, each moved from where it was written to its path
+    under `out`: a rename on disk, a server-side copy and a delete in object storage. The manifest
+    goes first, so that until the next one is written the output reads as unfinished."""
+    (out / WORK / WRITING).write_text(json.dumps(sorted(set(manifest_files(out)) | {path for _, path in moves})))
+    (out / MANIFEST).remove()
+    for name in shard_dirs(formats):
+        (out / name).remove()
+    with ThreadPoolExecutor(MOVERS) as pool:
+        list(pool.map(lambda move: move[0].move_to(out / move[1]), moves))
+
+
+def swapped(out: Location) -> None:
+    """The manifest is written: the record of the swap goes."""
+    (out / WORK / WRITING).remove()
+
+
+def _log_dir(out: Location) -> Location:
     """A fresh folder under `logs/` for this run; the oldest go beyond the last few."""
-    logs = out / LOGS
-    runs = sorted(p for p in logs.glob("run-*") if p.is_dir()) if logs.exists() else []
+    runs = [c for c in (out / LOGS).children() if c.name.startswith("run-")]
     for old in runs[: max(0, len(runs) - (KEEP_LOGS - 1))]:
-        shutil.rmtree(old, ignore_errors=True)
-    folder = logs / f"run-{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%S%fZ}"
-    folder.mkdir(parents=True)
-    return folder
+        old.remove()
+    return out / LOGS / f"run-{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%S%fZ}"
+
+
+@contextlib.contextmanager
+def local_logs(folder: Location) -> Iterator[Path]:
+    """A folder on local disk for the run's logs, which grow while the run works (object storage has no
+    append): the log folder itself when it is local, else a temporary one, copied to it at the end."""
+    if folder.is_local:
+        folder.make_dir()
+        yield folder.local_path()
+        return
+    with tempfile.TemporaryDirectory(prefix="pipeline-logs-") as tmp:
+        try:
+            yield Path(tmp)
+        finally:
+            storage.locate(tmp).copy_to(folder)

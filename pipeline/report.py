@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import html
 import json
-from pathlib import Path
 from typing import Any
 
-from pipeline import svg
+from pipeline import storage, svg
 from pipeline.examples import CONTENT
 from pipeline.stats import LENGTH_BINS
+from pipeline.storage import Location
 
 LIST_LIMIT = 20  # items of a list shown in a table cell
 
@@ -213,7 +213,7 @@ def render(result: dict[str, Any]) -> str:
             f"<style>{style}</style></head><body>{''.join(sections)}</body></html>")
 
 
-def write(path: Path, result: dict[str, Any]) -> None:
+def write(path: Location | str, result: dict[str, Any]) -> None:
     from pipeline.yaml_source import redact
 
-    Path(path).write_text(redact(render(result)), encoding="utf-8")
+    storage.locate(path).write_text(redact(render(result)))

@@ -14,12 +14,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import platform
-import shutil
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
 from ray.data.expressions import col
@@ -31,8 +28,9 @@ from pipeline.normalize import READ_STAGE
 from pipeline.progress import Progress, drop_reasons
 from pipeline.readers import fingerprint_inputs, read_input
 from pipeline.records import DROP_REASON, DROP_STAGE
-from pipeline.sinks import RoutingSink
+from pipeline.sinks import RoutingSink, WrittenFile
 from pipeline.stage import Stage
+from pipeline.storage import Location
 from pipeline.yaml_source import redact
 
 
@@ -59,9 +57,9 @@ def run(run_config: ValidatedRun, progress: Progress | None = None, overwrite: b
     else:
         preflight.check(run_config)  # before Ray starts: a missing file is reported in a second, with all the others
         fps = fps or _fingerprints(run_config, plan)
-        log_dir = output_dir.claim(out, cfg.output.formats, [o for s in run_config.stages for o in s.outputs()],
-                                   overwrite)
-        with ray_session(cfg.ray, progress, log_dir, env):
+        logs = output_dir.claim(out, cfg.output.formats, [o for s in run_config.stages for o in s.outputs()],
+                                overwrite)
+        with output_dir.local_logs(logs) as log_dir, ray_session(cfg.ray, progress, log_dir, env):
             result = _run(run_config, plan, fps, progress, started)
     _check_useful(result, out)
     progress.finished(result, out, already_complete=complete)
@@ -83,16 +81,20 @@ def _fingerprints(run_config: ValidatedRun, plan: list[passes.Pass]) -> list[str
     return fps
 
 
-def _complete(out: Path, fingerprint: str) -> dict | None:
-    """The statistics of a finished output with this fingerprint whose files are all there, or None."""
+def _complete(out: Location, fingerprint: str) -> dict | None:
+    """The statistics of a finished output with this fingerprint whose files are all there, or None.
+    Its manifest, written last, is what says an output is finished; one listing per shard folder
+    finds its files (a question per file would be a request per shard in object storage)."""
     try:
-        manifest = json.loads((out / "manifest.json").read_text())
+        manifest = json.loads((out / output_dir.MANIFEST).read_text())
+        if manifest.get("fingerprint") != fingerprint:
+            return None
         result = json.loads((out / "stats.json").read_text())
+        listed = {f["path"] for f in manifest.get("files", [])}
+        present = {f.relative_to(out) for folder in {p.split("/")[0] for p in listed} for f in (out / folder).files()}
     except (OSError, ValueError):
         return None
-    if manifest.get("fingerprint") != fingerprint:
-        return None
-    return result if all((out / f["path"]).is_file() for f in manifest.get("files", [])) else None
+    return result if listed <= present else None
 
 
 def _run(run_config: ValidatedRun, plan: list[passes.Pass], fps: list[str], progress: Progress,
@@ -150,7 +152,7 @@ def _run(run_config: ValidatedRun, plan: list[passes.Pass], fps: list[str], prog
     return _finish(run_config, records, written, started, t_ray if t_first_stage is None else t_first_stage, fps[-1])
 
 
-def _check_useful(result: dict, out: Path) -> None:
+def _check_useful(result: dict, out: Location) -> None:
     """A run that leaves no row has failed, whatever the reason: say where the rows went."""
     if result["rows_out"]:
         return
@@ -175,9 +177,8 @@ def _run_pass(p: passes.Pass, current, cfg, ckpts: checkpoint.Checkpoints, rows_
     if rows_in is None and p.stages[0].produces_rows:
         rows_in, tokens_in = _measure_input(current, p.stages[0])
     if cfg.output.checkpoint:
-        ckpts.write(p.id, passes.run_pass(p, current))
-        output = ckpts.read(p.id)
-        source = ckpts.dir(p.id)
+        source = ckpts.write(p.id, passes.run_pass(p, current))
+        output = checkpoint.read_attempt(source)
     else:
         output = source = passes.run_pass(p, current).materialize()
     if p.fused:
@@ -239,26 +240,27 @@ def _final_rows(run_config: ValidatedRun, outputs: list):
     return last.union(*(o.filter(expr=col(DROP_REASON).is_not_null()) for o in outputs[:-1]))
 
 
-def _write_outputs(run_config: ValidatedRun, rows, stage_id: str) -> tuple[dict[str, list[Path]], stats.Summary, dict]:
-    """Shards and rejects in one pass (see `sinks.RoutingSink`), each directory swapped in when complete."""
+def _write_outputs(run_config: ValidatedRun, rows, stage_id: str
+                   ) -> tuple[dict[str, list[tuple[str, WrittenFile]]], stats.Summary, dict]:
+    """Shards and rejects in one pass (see `sinks.RoutingSink`) under a temporary folder, then moved
+    into place under their final names; the manifest, written after everything else, completes it."""
     cfg = run_config.config.output
     out = run_config.output_dir
-    tmp = out / ".pipeline" / f"write-{uuid.uuid4().hex[:8]}"
+    tmp = out / output_dir.WORK / f"{output_dir.WRITES}{uuid.uuid4().hex[:8]}"
     dirs = {fmt: tmp / name for fmt, name in output_dir.data_dirs(cfg.formats).items()}
     sink = RoutingSink(dirs, tmp / "rejects" if cfg.rejects else None, stage_id,
                        min_rows=None if cfg.shard_bytes else cfg.shard_rows, min_bytes=cfg.shard_bytes)
     rows.write_datasink(sink)
-    written: dict[str, list[Path]] = {}
-    for fmt, directory in dirs.items():
-        written[fmt] = [out / directory.name / p.name for p in sinks.name_shards(directory)]
-    rejects = sorted((tmp / "rejects").glob("*")) if cfg.rejects and (tmp / "rejects").exists() else []
-    for stage_dir in rejects:
-        written.setdefault("rejects", []).extend(out / "rejects" / stage_dir.name / p.name for p in sinks.name_shards(stage_dir))
-    for name in [d.name for d in dirs.values()] + ["rejects"]:
-        shutil.rmtree(out / name, ignore_errors=True)
-        if (tmp / name).exists():
-            os.replace(tmp / name, out / name)
-    shutil.rmtree(tmp, ignore_errors=True)
+    written: dict[str, list[tuple[str, WrittenFile]]] = {fmt: [] for fmt in dirs}
+    kinds = {directory: fmt for fmt, directory in dirs.items()}
+    moves = []
+    for folder, files in sink.files.items():
+        for f, name in sinks.shard_names(files):
+            path = f"{folder.relative_to(tmp)}/{name}"
+            written.setdefault(kinds.get(folder, "rejects"), []).append((path, f))
+            moves.append((f.location, path))
+    output_dir.swap_in(out, cfg.formats, moves)
+    tmp.remove()  # the empty shards that were not moved
     return written, sink.summary, sink.examples
 
 
@@ -281,7 +283,7 @@ def _finish(run_config: ValidatedRun, records: list[dict], written: dict, starte
     }
     (out / "stats.json").write_text(redact(json.dumps(result, indent=1, default=str)))
     report.write(out / "report.html", result)
-    files = [p for group in written.values() for p in group]
+    files = [f for group in written.values() for f in group]
     data_schema = writers.schema_of(written)
     writers.write_dataset_card(out, run_config.config.name, run_config.config.output.formats, result, data_schema)
     writers.write_manifest(out, files, {
@@ -293,4 +295,5 @@ def _finish(run_config: ValidatedRun, records: list[dict], written: dict, starte
         "config": json.loads(redact(json.dumps(run_config.raw, default=str))),
         "schema": data_schema,
     })
+    output_dir.swapped(out)
     return result

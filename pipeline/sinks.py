@@ -1,15 +1,18 @@
 """The output sink: one pass writes kept rows to the shards, dropped rows to rejects, and counts both.
 
-Writing shards, writing rejects, counting and picking examples of dropped rows would otherwise
-be passes of their own over the data. Each write task routes its rows itself and returns a small
-statistics summary and a few dropped rows per reason, which Ray hands back to the driver in
-`on_write_complete`.
+Writing shards, writing rejects, counting, picking examples of dropped rows and hashing the files
+for the manifest would otherwise be passes of their own over the data (on object storage, each a
+download of the whole output). Each write task routes its rows itself, hashes every file as it
+streams out, and returns a small statistics summary, the files it wrote (rows, bytes, sha256) and
+a few dropped rows per reason, which Ray hands back to the driver in `on_write_complete`.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
-from pathlib import Path
+import os
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -17,23 +20,36 @@ import pyarrow.parquet as pq
 from ray.data.block import BlockAccessor
 from ray.data.datasource import Datasink
 
-from pipeline import examples
+from pipeline import examples, storage
 from pipeline.records import CHARS, DROP_REASON, DROP_STAGE, INTERNAL_COLUMNS, TOKENS
 from pipeline.stats import Summary
+from pipeline.storage import Location
 
 EXTENSIONS = {"parquet": "parquet", "jsonl": "jsonl"}
 
 
+@dataclasses.dataclass(frozen=True)
+class WrittenFile:
+    """A file a write task wrote, with what the manifest says of it."""
+
+    location: Location
+    rows: int
+    bytes: int
+    sha256: str
+    columns: tuple[str, ...]
+
+
 class RoutingSink(Datasink):
-    def __init__(self, data_dirs: dict[str, Path], rejects_dir: Path | None, stage_id: str,
-                 min_rows: int | None = None, min_bytes: int | None = None):
-        self.data_dirs = {fmt: Path(d) for fmt, d in data_dirs.items()}
-        self.rejects_dir = Path(rejects_dir) if rejects_dir else None
+    def __init__(self, data_dirs: dict[str, Location | str | os.PathLike], rejects_dir: Location | str | os.PathLike | None,
+                 stage_id: str, min_rows: int | None = None, min_bytes: int | None = None):
+        self.data_dirs = {fmt: storage.locate(d) for fmt, d in data_dirs.items()}
+        self.rejects_dir = storage.locate(rejects_dir) if rejects_dir is not None else None
         self.stage_id = stage_id
         self._min_rows = min_rows
         self._min_bytes = min_bytes
         self.summary: Summary | None = None
         self.examples: dict[str, dict[str, list[dict]]] = {}  # {stage: {reason: [row, ...]}}, see pipeline.examples
+        self.files: dict[Location, list[WrittenFile]] = {}  # {folder: its files in task order}
 
     @property
     def min_rows_per_write(self) -> int | None:
@@ -42,10 +58,6 @@ class RoutingSink(Datasink):
     @property
     def min_bytes_per_write(self) -> int | None:
         return self._min_bytes
-
-    def on_write_start(self, schema=None) -> None:
-        for d in self.data_dirs.values():
-            d.mkdir(parents=True, exist_ok=True)
 
     def write(self, blocks, ctx) -> dict:
         tables = [BlockAccessor.for_block(b).to_arrow() for b in blocks]
@@ -59,8 +71,7 @@ class RoutingSink(Datasink):
         kept_mask = pc.is_null(table.column(DROP_REASON))
         kept = table.filter(kept_mask).drop_columns([c for c in INTERNAL_COLUMNS if c in table.column_names])
         name = f"{ctx.task_idx:06d}"
-        for fmt, directory in self.data_dirs.items():
-            _write(kept, directory / f"{name}.{EXTENSIONS[fmt]}", fmt)
+        files = [_write(kept, directory / f"{name}.{EXTENSIONS[fmt]}", fmt) for fmt, directory in self.data_dirs.items()]
         dropped = table.filter(pc.invert(kept_mask))
         stages = pc.fill_null(dropped.column(DROP_STAGE) if DROP_STAGE in dropped.column_names
                               else pa.nulls(dropped.num_rows, pa.string()), self.stage_id)
@@ -70,24 +81,45 @@ class RoutingSink(Datasink):
                 part = part.drop_columns([c for c in (TOKENS, CHARS, DROP_STAGE) if c in part.column_names])
                 part = part.rename_columns(["reason" if c == DROP_REASON else c for c in part.column_names])
                 part = part.append_column("stage", pa.array([stage] * part.num_rows, pa.string()))
-                target = self.rejects_dir / stage
-                target.mkdir(parents=True, exist_ok=True)
-                _write(part, target / f"{name}.parquet", "parquet")
+                files.append(_write(part, self.rejects_dir / stage / f"{name}.parquet", "parquet"))
         columns = [c for c in dropped.column_names if c not in INTERNAL_COLUMNS]
-        return {**summary.to_dict(), "examples": examples.pick(dropped, stages, dropped.column(DROP_REASON), columns)}
+        return {**summary.to_dict(), "files": files,
+                "examples": examples.pick(dropped, stages, dropped.column(DROP_REASON), columns)}
 
     def on_write_complete(self, write_result) -> None:
         self.summary = Summary.merged(self.stage_id, write_result.write_returns)
         self.examples = examples.merge(part["examples"] for part in write_result.write_returns)
+        files = sorted((f for part in write_result.write_returns for f in part["files"]), key=lambda f: f.location.path)
+        self.files = {}
+        for f in files:
+            self.files.setdefault(f.location.parent, []).append(f)
 
 
-def _write(table: pa.Table, path: Path, fmt: str) -> None:
-    if fmt == "parquet":
-        pq.write_table(table, path)
-        return
-    with open(path, "w", encoding="utf-8") as f:
-        for row in table.to_pylist():
-            f.write(json.dumps(row, ensure_ascii=False, default=_bytes_as_text) + "\n")
+class _Hashing:
+    """A write stream that hashes and counts what passes through it on the way out."""
+
+    def __init__(self, stream):
+        self.stream, self.sha256, self.bytes, self.closed = stream, hashlib.sha256(), 0, False
+
+    def write(self, data) -> int:
+        self.sha256.update(data)
+        self.bytes += memoryview(data).nbytes
+        return self.stream.write(data)
+
+    def flush(self) -> None:
+        pass
+
+
+def _write(table: pa.Table, target: Location, fmt: str) -> WrittenFile:
+    with target.open_write() as f:
+        out = _Hashing(f)
+        if fmt == "parquet":
+            pq.write_table(table, out)
+        else:
+            for batch in table.to_batches(max_chunksize=1024):
+                out.write("".join(json.dumps(row, ensure_ascii=False, default=_bytes_as_text) + "\n"
+                                  for row in batch.to_pylist()).encode("utf-8"))
+    return WrittenFile(target, table.num_rows, out.bytes, out.sha256.hexdigest(), tuple(table.column_names))
 
 
 def _bytes_as_text(value):
@@ -96,22 +128,8 @@ def _bytes_as_text(value):
     raise TypeError(f"cannot write {type(value).__name__} as JSON")
 
 
-def name_shards(directory: Path) -> list[Path]:
-    """Drop empty shards (keeping one, for the schema) and name the rest `part-00000-of-00004.ext` in task order."""
-    files = sorted(p for p in directory.iterdir() if p.is_file())
-    nonempty = [p for p in files if not _is_empty(p)] or files[:1]
-    for p in files:
-        if p not in nonempty:
-            p.unlink()
-    named = []
-    for i, p in enumerate(nonempty):
-        target = p.with_name(f"part-{i:05d}-of-{len(nonempty):05d}{p.suffix}")
-        p.rename(target)
-        named.append(target)
-    return named
-
-
-def _is_empty(path: Path) -> bool:
-    if path.suffix == ".parquet":
-        return pq.read_metadata(path).num_rows == 0
-    return path.stat().st_size == 0
+def shard_names(files: list[WrittenFile]) -> list[tuple[WrittenFile, str]]:
+    """The files of one folder worth keeping and their final names: empty shards go (one stays, for
+    the schema), the rest are named `part-00000-of-00004.ext` in task order."""
+    nonempty = [f for f in files if f.rows] or files[:1]
+    return [(f, f"part-{i:05d}-of-{len(nonempty):05d}{f.location.suffix}") for i, f in enumerate(nonempty)]

@@ -17,7 +17,6 @@ every stage's problems at once before Ray starts; `prepare()` then does the heav
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import pyarrow as pa
@@ -27,6 +26,8 @@ from pipeline.errors import UserError
 
 if TYPE_CHECKING:
     import ray.data
+
+    from pipeline.storage import Location
 
 
 class Resources(BaseModel):
@@ -61,8 +62,8 @@ class StageContext:
     """What the engine tells a stage about the run. Picklable: it travels to workers with the stage."""
 
     stage_id: str
-    output_dir: Path
-    work_dir: Path
+    output_dir: str  # the run's output folder as the user wrote it, a path or a URI (`pipeline.storage.locate`)
+    work_dir: str
     seed: int = 0
     llms: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
     tokenizer: str | None = None
@@ -106,7 +107,7 @@ class Stage:
         """The names under `llms:` that this stage's options (defaults included) refer to."""
         return names_in(self.config.model_dump(mode="json"), self.ctx.llms)
 
-    def outputs(self) -> list[Path]:
+    def outputs(self) -> list["Location"]:
         """Files or folders the stage writes beside the shards (an index for later runs). The engine
         removes them when a later config no longer makes them, so an output holds only what its
         config explains."""

@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections import Counter
-from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
@@ -19,6 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipeline.records import CHARS, DROP_REASON, DROP_STAGE, TOKENS, messages_text, set_column, text_column, whitespace_tokens
+from pipeline.storage import Location
 
 # Log-spaced character-length bins shared by every batch, so partial histograms add up.
 LENGTH_BINS = [0, 1, 10, 30, 100, 300, 1_000, 3_000, 10_000, 30_000, 100_000, 300_000, 10**9]
@@ -173,14 +173,16 @@ def pass_summaries(batches: Iterable[pa.Table], stage_ids: list[str]) -> tuple[l
 
 
 def scan(source, columns: list[str]) -> Iterable[pa.Table]:
-    """Batches of a few columns of a stage's output: a checkpoint directory (a columnar file scan,
-    no Ray job), or a materialized dataset (streamed from the object store)."""
-    if isinstance(source, (str, Path)):
+    """Batches of a few columns of a stage's output: a checkpoint folder on any filesystem (a columnar
+    scan of its Parquet files, no Ray job: only those columns' pages are fetched from object storage),
+    or a materialized dataset (streamed from the object store)."""
+    if isinstance(source, Location):
         import pyarrow.dataset as pads
 
-        if not any(Path(source).glob("*.parquet")):
+        files = [f.path for f in source.files() if f.suffix == ".parquet"]
+        if not files:
             return iter(())
-        dataset = pads.dataset(str(source), format="parquet")
+        dataset = pads.dataset(files, filesystem=source.fs, format="parquet")
         return (pa.Table.from_batches([b]) for b in dataset.to_batches(columns=columns))
     return source.select_columns(columns).iter_batches(batch_format="pyarrow", batch_size=None)
 

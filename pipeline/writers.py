@@ -1,56 +1,41 @@
 """What a run leaves beside its shards: the manifest, the dataset card, and the kept-rows view.
 
 The dataset card carries the YAML header that makes `datasets.load_dataset(OUTPUT_DIR)` find
-the shards. Shards and rejects themselves are written by `sinks.RoutingSink`.
+the shards. Shards and rejects themselves are written by `sinks.RoutingSink`, which also measured
+them (rows, bytes, sha256) as they were written: the manifest reads nothing back.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-from pathlib import Path
 
-import pyarrow.parquet as pq
 from ray.data.expressions import col
 
 from pipeline.records import DROP_REASON, INTERNAL_COLUMNS
+from pipeline.sinks import WrittenFile
+from pipeline.storage import Location
+
 
 def kept(dataset):
     """Rows no stage dropped, without the engine's accounting columns."""
     return dataset.filter(expr=col(DROP_REASON).is_null()).drop_columns(list(INTERNAL_COLUMNS))
 
 
-def schema_of(written: dict[str, list[Path]]) -> list[str]:
-    """Column names of the output, read from the first shard."""
-    for path in written.get("parquet", []):
-        return pq.read_schema(path).names
-    for path in written.get("jsonl", []):
-        with open(path, encoding="utf-8") as f:
-            line = f.readline()
-        return list(json.loads(line)) if line else []
+def schema_of(written: dict[str, list[tuple[str, WrittenFile]]]) -> list[str]:
+    """Column names of the output, as its first shard has them."""
+    for fmt in ("parquet", "jsonl"):
+        for _, f in written.get(fmt, [])[:1]:
+            return list(f.columns) if f.rows or fmt == "parquet" else []
     return []
 
 
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+def file_entry(path: str, f: WrittenFile) -> dict:
+    return {"path": path, "bytes": f.bytes, "sha256": f.sha256, "rows": f.rows}
 
 
-def file_entry(path: Path, root: Path) -> dict:
-    entry = {"path": str(path.relative_to(root)), "bytes": path.stat().st_size, "sha256": sha256(path)}
-    if path.suffix == ".parquet":
-        entry["rows"] = pq.read_metadata(path).num_rows
-    else:
-        with open(path, "rb") as f:
-            entry["rows"] = sum(1 for _ in f)
-    return entry
-
-
-def write_manifest(root: Path, files: list[Path], extra: dict) -> dict:
-    entries = [file_entry(p, root) for p in files]
+def write_manifest(root: Location, files: list[tuple[str, WrittenFile]], extra: dict) -> dict:
+    """manifest.json, written last: its presence says the output is complete."""
+    entries = [file_entry(path, f) for path, f in files]
     manifest = {
         **extra,
         "files": entries,
@@ -61,7 +46,7 @@ def write_manifest(root: Path, files: list[Path], extra: dict) -> dict:
     return manifest
 
 
-def write_dataset_card(root: Path, name: str, formats: list[str], stats: dict, schema: list[str]) -> None:
+def write_dataset_card(root: Location, name: str, formats: list[str], stats: dict, schema: list[str]) -> None:
     """README.md with the YAML header the Hugging Face `datasets` library and Hub read."""
     fmt = formats[0]
     header = (

@@ -23,10 +23,8 @@ the corpus:
 from __future__ import annotations
 
 import json
-import shutil
 from collections import defaultdict
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -39,11 +37,12 @@ from filters.dedup.clusters import key_components, survivor_order, survivors, ve
 from filters.dedup.lsh import band_keys, optimal_params, s_curve, star_edges
 from filters.dedup.minhash import Permutations, estimated_jaccard, pairwise_jaccard
 from filters.dedup.shingles import normalize, normalized_shingles
-from pipeline import blocks
+from pipeline import blocks, storage
 from pipeline.errors import UserError
 from pipeline.records import DROP_REASON, drop_rows, set_column, text_column
 from pipeline.registry import register
 from pipeline.stage import GlobalStage, Problem, StageConfig
+from pipeline.storage import Location
 
 NEAR = "near_duplicate"
 EXACT = "exact_duplicate"
@@ -82,8 +81,8 @@ class DedupConfig(StageConfig):
     )
     quality_column: str = Field(default="quality", description="score column used by the `quality` rule, if present")
     index: bool = Field(default=True, description="write this run's index for later `against:`")
-    index_dir: str | None = Field(default=None, description="where the index goes (default OUTPUT/dedup_index/STAGE_ID)")
-    against: list[str] = Field(default_factory=list, description="indexes of earlier runs; rows matching them are dropped")
+    index_dir: str | None = Field(default=None, description="where the index goes, a path or a URI (default OUTPUT/dedup_index/STAGE_ID)")
+    against: list[str] = Field(default_factory=list, description="indexes of earlier runs (paths or URIs); rows matching them are dropped")
     boilerplate: BoilerplateConfig | None = Field(default=None, description="remove repeated lines before deduplicating")
     partitions: int | None = Field(default=None, ge=1, description="hash partitions of the shuffles (default: 2 per CPU)")
     batch_size: int = Field(default=1024, ge=1, description="rows per batch of the signature pass")
@@ -157,10 +156,12 @@ class Dedup(GlobalStage):
         self.repeated_units: int | None = None
 
     @property
-    def index_dir(self) -> Path:
-        return Path(self.config.index_dir) if self.config.index_dir else self.ctx.output_dir / "dedup_index" / self.ctx.stage_id
+    def index_dir(self) -> Location:
+        if self.config.index_dir:
+            return storage.locate(self.config.index_dir)
+        return storage.locate(self.ctx.output_dir) / "dedup_index" / self.ctx.stage_id
 
-    def outputs(self) -> list[Path]:
+    def outputs(self) -> list[Location]:
         return [self.index_dir] if self.config.index else []
 
     def check(self) -> list[Problem]:
@@ -168,20 +169,23 @@ class Dedup(GlobalStage):
         file says so), and `index_dir` is free or an index: no index is read."""
         problems = []
         for i, path in enumerate(self.config.against):
-            params_file = Path(path) / INDEX_PARAMS
-            if not params_file.exists():
+            try:
+                theirs = json.loads((storage.locate(path) / INDEX_PARAMS).read_text())
+            except FileNotFoundError:
                 problems.append(Problem(f"dedup against: {path} is not a dedup index (no {INDEX_PARAMS})", ("against", i)))
                 continue
-            theirs = json.loads(params_file.read_text())
+            except OSError as e:
+                problems.append(Problem(f"dedup against: {path}: {storage.first_line(e)}", ("against", i)))
+                continue
             ours = self.plan.key_params()
             diff = sorted(k for k in ours if k != "field" and theirs.get(k) != ours[k])
             if diff:
                 problems.append(Problem(f"dedup against: {path} was built with other parameters ({', '.join(diff)}); "
                                         "rebuild it", ("against", i)))
-        if self.config.index and self.index_dir.exists() and any(self.index_dir.iterdir()):
-            if not (self.index_dir / INDEX_PARAMS).exists():
-                problems.append(Problem(f"dedup index_dir {self.index_dir} exists and is not a dedup index; choose another",
-                                        ("index_dir",)))
+        index_dir = self.index_dir
+        if self.config.index and index_dir.children() and not (index_dir / INDEX_PARAMS).exists():
+            problems.append(Problem(f"dedup index_dir {index_dir} exists and is not a dedup index; choose another",
+                                    ("index_dir",)))
         return problems
 
     def apply(self, dataset):
@@ -217,8 +221,9 @@ class Dedup(GlobalStage):
         import ray.data
 
         columns = ["id", "buckets"] + (["signature"] if self.plan.verify else [])
-        old = ray.data.read_parquet(self.config.against, columns=columns, file_extensions=["parquet"])
-        return blocks.slices(old.materialize(), pieces=1)
+        indexes = [storage.locate(path) for path in self.config.against]  # each on its own filesystem
+        old = [ray.data.read_parquet(i.path, filesystem=i.fs, columns=columns, file_extensions=["parquet"]) for i in indexes]
+        return blocks.slices((old[0].union(*old[1:]) if len(old) > 1 else old[0]).materialize(), pieces=1)
 
     def _strip_boilerplate(self, rows: list[blocks.Slice]) -> list[blocks.Slice]:
         import ray
@@ -241,19 +246,12 @@ class Dedup(GlobalStage):
         tables = [t for t in blocks.gather(blocks.reduce_partitions(_resolve_partition, member_rows, self.plan)) if t.num_rows]
         return pa.concat_tables(tables).sort_by("node") if tables else _empty_verdicts()
 
-    def _start_index(self) -> str:
-        """A fresh index directory with its parameters; the key pass writes one part per slice."""
-        self._clear_index()
-        self.index_dir.mkdir(parents=True)
-        self._write_index_params()
-        return str(self.index_dir)
-
-    def _clear_index(self) -> None:
-        if self.index_dir.exists():
-            shutil.rmtree(self.index_dir)
-
-    def _write_index_params(self) -> None:
-        (self.index_dir / INDEX_PARAMS).write_text(json.dumps(self.plan.key_params(), indent=1))
+    def _start_index(self) -> Location:
+        """A fresh index folder with its parameters; the key pass writes one part per slice."""
+        index_dir = self.index_dir
+        index_dir.remove()
+        (index_dir / INDEX_PARAMS).write_text(json.dumps(self.plan.key_params(), indent=1))
+        return index_dir
 
     def summarize(self, output) -> dict[str, Any]:
         rows_by_size: dict[int, int] = defaultdict(int)
@@ -340,14 +338,15 @@ def _bucket_rows(batch: pa.Table, partitions: int, old: bool) -> pa.Table:
     return pa.table({"bucket": flat, "node": nodes, "part": (flat % np.uint64(partitions)).astype(np.int32)})
 
 
-def _candidate_rows(batch: pa.Table, number: int, plan: _Plan, index_dir: str | None) -> pa.Table:
+def _candidate_rows(batch: pa.Table, number: int, plan: _Plan, index_dir: Location | None) -> pa.Table:
     """A slice's (bucket, node) rows, partitioned by bucket; its part of the index on the way."""
     import pyarrow.parquet as pq
 
     with_signature = index_dir is not None
     keys = pa.concat_tables([_keys_batch(part, plan, with_signature) for part in _batches(batch, plan.batch_size)])
     if index_dir is not None:
-        pq.write_table(keys.select(_index_columns(plan)), f"{index_dir}/part-{number:05d}.parquet")
+        with (index_dir / f"part-{number:05d}.parquet").open_write() as f:
+            pq.write_table(keys.select(_index_columns(plan)), f)
     return _bucket_rows(keys, plan.partitions, old=False)
 
 

@@ -1,4 +1,5 @@
-"""The `llms:` config model and the response cache (keys, several processes, resume without paying twice)."""
+"""The `llms:` config model and the response cache (keys, several processes, resume without paying twice),
+on local disk and in object storage (a real S3 server)."""
 
 from __future__ import annotations
 
@@ -77,14 +78,34 @@ def _write_entries(cache_dir: str, worker: int, count: int) -> None:
     cache.close()
 
 
-def test_cache_is_shared_safely_by_several_processes(tmp_path):
-    procs = [multiprocessing.get_context("fork").Process(target=_write_entries, args=(str(tmp_path), w, 100)) for w in range(4)]
+@pytest.fixture(params=["local", "s3"])
+def cache_dir(request, tmp_path) -> str:
+    return str(tmp_path / "cache") if request.param == "local" else request.getfixturevalue("s3_bucket") + "/cache"
+
+
+def stored(cache_dir: str) -> int:
+    """Responses where the cache should be: objects in the bucket, or rows of the SQLite file on disk."""
+    import sqlite3
+
+    from pipeline import storage
+
+    location = storage.locate(cache_dir)
+    if not location.is_local:
+        return len((location / "responses").files())
+    with sqlite3.connect(location.local_path() / "responses.sqlite") as db:
+        return db.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
+
+
+def test_cache_is_shared_safely_by_several_processes(cache_dir):
+    spawn = multiprocessing.get_context("spawn")  # a fresh process, as a Ray worker is (S3 clients do not survive fork)
+    procs = [spawn.Process(target=_write_entries, args=(cache_dir, w, 100)) for w in range(4)]
     for p in procs:
         p.start()
     for p in procs:
-        p.join(60)
+        p.join(120)
         assert p.exitcode == 0
-    cache = ResponseCache(tmp_path)
+    assert stored(cache_dir) == 400
+    cache = ResponseCache(cache_dir)
     assert len(cache) == 400
     got = cache.get_many(["3-99", "0-0", "missing"])
     assert got["3-99"].text == "text 3 99" and got["3-99"].cached and got["3-99"].usage == Usage(1, 2)
@@ -93,15 +114,16 @@ def test_cache_is_shared_safely_by_several_processes(tmp_path):
     assert len(cache) == 400
 
 
-def test_resumed_run_pays_only_for_what_failed_before(tmp_path):
+def test_resumed_run_pays_only_for_what_failed_before(cache_dir):
     requests = [Request(prompt=f"row {i}", params=SamplingParams(seed=i)) for i in range(12)]
     with OpenAIStub() as stub:
         stub.plan = {"row 5": ["400"]}  # fails for good in the first run, answers in the second
-        config = {"backend": "vllm_server", "model": "m", "url": stub.url, "cache_dir": str(tmp_path), "max_retries": 0}
+        config = {"backend": "vllm_server", "model": "m", "url": stub.url, "cache_dir": cache_dir, "max_retries": 0}
         first = make_client(config)
         run1 = first.generate(requests)
         first.close()
         assert [r.error is not None for r in run1].count(True) == 1 and len(stub.bodies) == 12
+        assert stored(cache_dir) == 11
 
         second = make_client(config)
         run2 = second.generate(requests)
@@ -110,3 +132,15 @@ def test_resumed_run_pays_only_for_what_failed_before(tmp_path):
     assert [r.cached for r in run2] == [i != 5 for i in range(12)]
     assert [r.text for r in run2] == [f"row {i}"[::-1] + " #0" for i in range(12)]
     assert isinstance(second, CachedClient)
+
+
+def test_a_cache_that_cannot_be_written_says_so_when_closed(s3_bucket, monkeypatch):
+    """Responses are stored in the background; a store that refuses them must not pass in silence."""
+    from tests.object_store import READ_ONLY_KEY, READ_ONLY_SECRET
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", READ_ONLY_KEY)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", READ_ONLY_SECRET)
+    cache = ResponseCache(f"{s3_bucket}/cache")
+    cache.put("k", Response([Choice("text", "stop")], "m", Usage(1, 2)))
+    with pytest.raises(OSError, match=f"response cache {s3_bucket}/cache: .*Access Denied"):
+        cache.close()
