@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 from urllib.parse import urlsplit
+
+from pipeline import storage
 
 MATCH_KINDS = ("host", "url_contains", "url_regex")
 
@@ -78,17 +80,18 @@ def host_of(url: str) -> str:
         return ""
 
 
-def load_rules(path: str | Path) -> DomainRules:
-    """Read a rules file (YAML, JSON or CSV, by extension)."""
-    path = Path(path)
-    suffix = path.suffix.lower()
+def load_rules(path: str | os.PathLike) -> DomainRules:
+    """Read a rules file (YAML, JSON or CSV, by extension), on local disk or in object storage."""
+    path = os.fspath(path)
+    location = storage.locate(path)
+    suffix = location.suffix.lower()
     if suffix == ".csv":
-        with path.open(newline="", encoding="utf-8") as f:
+        with storage.open_text(location, newline="") as f:
             entries = [_csv_rule(row) for row in csv.DictReader(f)]
     elif suffix in (".yaml", ".yml", ".json"):
         import yaml
 
-        text = path.read_text(encoding="utf-8")
+        text = location.read_text()
         data = json.loads(text) if suffix == ".json" else yaml.safe_load(text)
         if isinstance(data, dict) and "rules" in data:
             data = data["rules"]

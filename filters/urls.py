@@ -14,12 +14,12 @@ skipped. Files may be gzipped.
 
 from __future__ import annotations
 
-import gzip
+import os
 import re
-from pathlib import Path
 from typing import Iterable
 
 from filters.domains import host_of, host_suffixes, normalize_host
+from pipeline import storage
 
 _SIMPLE_HOST_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789.-_")
 # A line that is not a bare host: a comment, a wildcard or leading dot, a trailing dot,
@@ -27,14 +27,13 @@ _SIMPLE_HOST_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789.-_")
 _IRREGULAR_LINE = re.compile(r"^(?:[#*.].*|.*[ \t/:].*|.*\.)$", re.MULTILINE)
 
 
-def read_text(path: str | Path) -> str:
-    path = Path(path)
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8", errors="replace") as f:
+def read_text(path: str | os.PathLike) -> str:
+    """A list file's text, lower-cased; gunzipped when its name ends in .gz; on local disk or in object storage."""
+    with storage.open_text(os.fspath(path), errors="replace") as f:
         return f.read().lower()
 
 
-def read_domains(path: str | Path) -> set[str]:
+def read_domains(path: str | os.PathLike) -> set[str]:
     """The hosts a domain list file blocks.
 
     Made for lists of millions of lines: the file is split and turned into a set in C, and only
@@ -55,7 +54,7 @@ def _may_have_irregular_lines(text: str) -> bool:
     return text.startswith((".", "#", "*")) or any(mark in text for mark in ("\n.", ".\n", "\n#", "\n*", " ", "\t", "/", ":"))
 
 
-def read_lines(path: str | Path) -> list[str]:
+def read_lines(path: str | os.PathLike) -> list[str]:
     """Entries of a list file: stripped, lower-cased, comments and blank lines skipped."""
     return [s for s in (line.strip() for line in read_text(path).splitlines()) if s and not s.startswith("#")]
 
@@ -87,8 +86,8 @@ class UrlBlocklist:
     @classmethod
     def load(
         cls,
-        domain_files: Iterable[str | Path] = (),
-        substring_files: Iterable[str | Path] = (),
+        domain_files: Iterable[str | os.PathLike] = (),
+        substring_files: Iterable[str | os.PathLike] = (),
         domains: Iterable[str] = (),
         substrings: Iterable[str] = (),
     ) -> "UrlBlocklist":

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import html
 import json
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pipeline.storage import Location
 
 ALL = "all sources"
 
@@ -55,11 +57,11 @@ def build(*, sources: list[str], scanned: dict[str, dict], items: list[dict], si
     }
 
 
-def write(out: Path, report: dict) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "report.json").write_text(json.dumps(report, indent=1, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
-    (out / "report.md").write_text(markdown(report), encoding="utf-8")
-    (out / "report.html").write_text(page(report), encoding="utf-8")
+def write(out: "Location", report: dict) -> None:
+    """The report's three files in `out`, on local disk or in object storage, each written whole."""
+    (out / "report.json").write_text(json.dumps(report, indent=1, sort_keys=True, ensure_ascii=False) + "\n")
+    (out / "report.md").write_text(markdown(report))
+    (out / "report.html").write_text(page(report))
 
 
 def _cell(m: dict) -> str:

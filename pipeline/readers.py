@@ -3,18 +3,18 @@
 File formats are Ray Data datasources that stream each file, so a file is never loaded whole
 and a corrupt file loses only what comes after the corruption: the records before it are kept
 and the damage becomes one quarantined row that says where. Parquet and Hugging Face datasets
-go through Ray's own readers and the same normalisation.
+go through Ray's own readers and the same normalisation. Every file is found and opened through
+`pipeline.storage`, so the same config reads local disk or a bucket.
 """
 
 from __future__ import annotations
 
-import glob
+import contextlib
 import gzip
 import io
 import json
 import os
 import zlib
-from pathlib import Path
 from typing import Callable, Iterator
 
 import pyarrow as pa
@@ -22,45 +22,25 @@ import pyarrow.json as pajson
 import ray.data
 from ray.data.datasource import FileBasedDatasource
 
+from pipeline import storage
 from pipeline.config import InputConfig
 from pipeline.errors import UserError
 from pipeline.normalize import Normalizer, detect_kind
+from pipeline.storage import Location
 
 BATCH_ROWS = 2_000
 GZIP_MAGIC = b"\x1f\x8b"
 
 
-def expand_paths(patterns: list[str], what: str) -> list[str]:
-    """Globs and directories -> a sorted file list, so a run reads files in the same order every time."""
-    files: list[str] = []
-    for pattern in patterns:
-        if "://" in pattern:
-            files.append(pattern)
-            continue
-        matches = sorted(glob.glob(os.path.expanduser(pattern), recursive=True))
-        if not matches:
-            raise UserError(f"{what}: no file matches '{pattern}'")
-        for m in matches:
-            if os.path.isdir(m):
-                files.extend(sorted(str(p) for p in Path(m).rglob("*") if p.is_file() and not p.name.startswith(".")))
-            else:
-                files.append(m)
-    if not files:
-        raise UserError(f"{what}: the paths name no files")
-    return files
-
-
 def fingerprint_inputs(config: InputConfig) -> list:
-    """What identifies an input for resume: file names, sizes and modification times (or the HF dataset)."""
+    """What identifies an input for resume: file names, sizes and modification times as the store
+    gives them (an object store's last-modified time), or the HF dataset."""
     if config.format == "hf":
         return [config.dataset, config.subset, config.split, config.data_files, config.revision]
     out = []
-    for path in expand_paths(config.paths, "input.paths"):
-        try:
-            st = os.stat(path)
-            out.append([path, st.st_size, st.st_mtime_ns])
-        except OSError:
-            out.append([path])
+    for file in storage.expand(config.paths, "input.paths"):
+        info = file.info()
+        out.append([file.uri, info.size, info.mtime_ns])
     return out
 
 
@@ -69,7 +49,7 @@ def source_name(config: InputConfig) -> str:
         return config.name
     if config.format == "hf":
         return str(config.dataset)
-    return Path(config.paths[0]).name.split("*")[0] or config.format
+    return config.paths[0].rstrip("/").rsplit("/", 1)[-1].split("*")[0] or config.format
 
 
 def read_input(config: InputConfig) -> "ray.data.Dataset":
@@ -78,9 +58,9 @@ def read_input(config: InputConfig) -> "ray.data.Dataset":
         ds = _read_hf(config)
         kind = _kind_from_sample(config, ds.take(1))
         return ds.map_batches(_normalize_batch, fn_args=(Normalizer(kind, source, config.fields),), batch_format="pyarrow")
-    files = expand_paths(config.paths, "input.paths")
+    files = storage.expand(config.paths, "input.paths")
     if config.format == "parquet":
-        ds = ray.data.read_parquet(files)
+        ds = _union([ray.data.read_parquet([f.path for f in group], filesystem=group[0].fs) for group in _by_store(files)])
         kind = _kind_from_sample(config, ds.limit(1).take(1))
         return ds.map_batches(_normalize_batch, fn_args=(Normalizer(kind, source, config.fields),), batch_format="pyarrow")
     if config.format == "jsonl":
@@ -94,6 +74,31 @@ def read_input(config: InputConfig) -> "ray.data.Dataset":
     return ds.limit(config.limit) if config.limit else ds
 
 
+def _by_store(files: list[Location]) -> list[list[Location]]:
+    """The files in groups that one Ray reader can read: one filesystem, and one way from its paths to
+    the URIs the user wrote (`_naming`), in the order given."""
+    groups: list[list[Location]] = []
+    for f in files:
+        group = next((g for g in groups if _naming(g[0]) == _naming(f) and g[0].fs.equals(f.fs)), None)
+        if group is None:
+            groups.append([f])
+        else:
+            group.append(f)
+    return groups
+
+
+def _naming(f: Location) -> tuple[str, str]:
+    """(path prefix, URI prefix) with `f.uri == uri_prefix + f.path[len(path_prefix):]`: two short strings
+    that name a group's files as the user wrote them, where a table of every file's name would travel
+    with each of Ray's read tasks."""
+    common = len(os.path.commonprefix([f.path[::-1], f.uri[::-1]]))
+    return f.path[: len(f.path) - common], f.uri[: len(f.uri) - common]
+
+
+def _union(datasets: list["ray.data.Dataset"]) -> "ray.data.Dataset":
+    return datasets[0].union(*datasets[1:]) if len(datasets) > 1 else datasets[0]
+
+
 def _kind_from_sample(config: InputConfig, sample: list[dict]) -> str:
     if config.kind != "auto":
         return config.kind
@@ -105,33 +110,50 @@ def _normalize_batch(batch: pa.Table, normalizer: Normalizer) -> pa.Table:
 
 
 def _read_hf(config: InputConfig) -> "ray.data.Dataset":
+    """A Hub dataset, a local folder (`save_to_disk`'s or one of data files) or `data_files`; a folder or
+    file in object storage is copied down first, since `datasets` reads local files."""
     import datasets
 
-    try:
-        hf = datasets.load_dataset(
-            config.dataset, config.subset, split=config.split, data_files=config.data_files, revision=config.revision
-        )
-    except Exception as e:  # datasets raises many types for "not found / offline / bad files"
-        raise UserError(f"input: could not load Hugging Face dataset '{config.dataset}': {str(e).splitlines()[0]}") from None
-    if config.limit:
-        hf = hf.select(range(min(config.limit, len(hf)))).flatten_indices()
-    # The Arrow table itself: `ray.data.from_huggingface` first asks the Hub whether the dataset is
-    # hosted there, which offline costs a long network time-out for a purely local dataset.
-    return ray.data.from_arrow(hf.data.table)
+    with contextlib.ExitStack() as copies:
+        local = lambda loc: str(copies.enter_context(storage.local_copy(loc)))  # noqa: E731
+        dataset = local(config.dataset) if "://" in config.dataset else config.dataset
+        data_files = [local(f) for f in storage.expand(config.data_files, "input.data_files")] if config.data_files else None
+        try:
+            if _saved_to_disk(dataset):
+                hf = datasets.load_from_disk(dataset)
+                hf = hf[config.split] if isinstance(hf, datasets.DatasetDict) else hf
+            else:
+                hf = datasets.load_dataset(dataset, config.subset, split=config.split, data_files=data_files,
+                                           revision=config.revision)
+        except Exception as e:  # datasets raises many types for "not found / offline / bad files"
+            raise UserError(f"input: could not load Hugging Face dataset '{config.dataset}': {str(e).splitlines()[0]}") from None
+        if config.limit:
+            hf = hf.select(range(min(config.limit, len(hf)))).flatten_indices()
+        # The Arrow table itself, put in Ray's object store before the copies go: `ray.data.from_huggingface`
+        # first asks the Hub whether the dataset is hosted there, which offline costs a long time-out.
+        return ray.data.from_arrow(hf.data.table)
+
+
+def _saved_to_disk(dataset: str) -> bool:
+    """A folder `Dataset.save_to_disk` wrote, which only `load_from_disk` opens."""
+    folder = storage.locate(dataset)
+    return folder.is_dir() and ((folder / "state.json").exists() or (folder / "dataset_dict.json").exists())
 
 
 # --- streaming file datasource -------------------------------------------------------------
 
 
-def _read_files(files: list[str], parse: Callable, normalizer: Normalizer) -> "ray.data.Dataset":
-    return ray.data.read_datasource(RecordFiles(files, parse, normalizer))
+def _read_files(files: list[Location], parse: Callable, normalizer: Normalizer) -> "ray.data.Dataset":
+    return _union([ray.data.read_datasource(RecordFiles(group, parse, normalizer)) for group in _by_store(files)])
 
 
 class RecordFiles(FileBasedDatasource):
-    """Streams each file through `parse(stream, path, normalizer)`, which yields schema rows or whole tables."""
+    """Streams each file through `parse(stream, uri, normalizer)`, which yields schema rows or whole tables.
+    The files share one filesystem and one naming (`_by_store`); rows name a file by its URI."""
 
-    def __init__(self, files: list[str], parse: Callable, normalizer: Normalizer):
-        super().__init__(files)
+    def __init__(self, files: list[Location], parse: Callable, normalizer: Normalizer):
+        super().__init__([f.path for f in files], filesystem=files[0].fs)
+        self._naming = _naming(files[0])
         self._parse = parse
         self._normalizer = normalizer
 
@@ -140,8 +162,9 @@ class RecordFiles(FileBasedDatasource):
         return None
 
     def _read_stream(self, f, path: str) -> Iterator[pa.Table]:
+        path_prefix, uri_prefix = self._naming
         rows: list[dict] = []
-        for item in self._parse(f, path, self._normalizer):
+        for item in self._parse(f, uri_prefix + path[len(path_prefix):], self._normalizer):
             if isinstance(item, pa.Table):
                 if rows:
                     yield self._normalizer.table(rows)
@@ -239,12 +262,12 @@ def _parse_lines(lines: list[bytes], first_line: int, path: str, norm: Normalize
         yield norm.row(record, where)
 
 
-def _first_json_record(files: list[str]) -> list[dict]:
+def _first_json_record(files: list[Location]) -> list[dict]:
     """The first parseable record of the input, to decide its kind before the distributed read."""
-    for path in files:
+    for file in files:
         try:
-            with open(path, "rb") as fh:
-                for raw in _maybe_gunzip(fh, path):
+            with file.open_read() as fh:
+                for raw in _maybe_gunzip(fh, file.uri):
                     try:
                         record = json.loads(raw)
                     except ValueError:
@@ -300,4 +323,5 @@ def _parse_html_file(f, path: str, norm: Normalizer) -> Iterator[dict]:
     except (EOFError, OSError, zlib.error) as e:
         yield norm.quarantine("corrupt_gzip", {"path": path, "error": str(e)[:200]})
         return
-    yield norm.row({"html": payload, "url": Path(path).resolve().as_uri() if "://" not in path else path, "path": path})
+    url = path if "://" in path else storage.locate(path).local_path().resolve().as_uri()
+    yield norm.row({"html": payload, "url": url, "path": path})

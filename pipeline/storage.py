@@ -29,6 +29,7 @@ import functools
 import io
 import os
 import posixpath
+import re
 import shutil
 import tempfile
 import uuid
@@ -257,28 +258,34 @@ def expand(patterns: list[str | os.PathLike], what: str) -> list[Location]:
     name, `**` across folders), on any filesystem, sorted so a run reads them in the same order."""
     files: list[Location] = []
     for pattern in patterns:
-        pattern = os.fspath(pattern)
-        matches = _glob(pattern) if any(c in pattern for c in GLOB_CHARS) else [locate(pattern)]
-        found = []
-        for match in matches:
-            info = _info(match, what)
-            if info.type == pafs.FileType.Directory:
-                found.extend(match.files())
-            elif info.type == pafs.FileType.File:
-                found.append(match)
+        found = matches(pattern, what)
         if not found:
-            raise UserError(f"{what}: no file matches '{pattern}'")
+            raise UserError(f"{what}: no file matches '{os.fspath(pattern)}'")
         files.extend(found)
     return files
 
 
-def _glob(pattern: str) -> list[Location]:
+def matches(pattern: str | os.PathLike, what: str) -> list[Location]:
+    """The files one path, folder or glob names, as `expand` finds them, or none; a store that cannot
+    be asked (unreachable, access denied) is a UserError that names `what`, the URI and the cause."""
+    pattern = os.fspath(pattern)
+    found: list[Location] = []
+    for match in _glob(pattern, what) if any(c in pattern for c in GLOB_CHARS) else [locate(pattern)]:
+        info = _info(match, what)
+        if info.type == pafs.FileType.Directory:
+            found.extend(match.files())
+        elif info.type == pafs.FileType.File:
+            found.append(match)
+    return found
+
+
+def _glob(pattern: str, what: str) -> list[Location]:
     parts = pattern.split("/")
     static = next(i for i, p in enumerate(parts) if any(c in p for c in GLOB_CHARS))
     root = locate("/".join(parts[:static]) or ".")
     wanted = parts[static:]
     recursive = len(wanted) > 1 or "**" in wanted
-    if _info(root, pattern).type != pafs.FileType.Directory:
+    if _info(root, what).type != pafs.FileType.Directory:
         return []
     infos = root.fs.get_file_info(pafs.FileSelector(root.path, recursive=recursive, allow_not_found=True))
     prefix = root.path.rstrip("/") + "/"
@@ -331,9 +338,26 @@ def probe_writable(location: Location) -> str | None:
 
 
 def first_line(e: BaseException) -> str:
-    """An error from a filesystem in one line (S3 errors carry a paragraph of detail)."""
+    """An error from a filesystem in one line (S3 errors carry a paragraph of detail). Of an S3 error
+    only what a user acts on is kept, "Access Denied" or "Could not connect to server (host:port)":
+    the operation, the key and the request id are pyarrow's, and the caller names the URI."""
     text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
+    line = text.splitlines()[0] if text else type(e).__name__
+    aws = _AWS_ERROR.search(line)
+    if aws is None:
+        return line
+    code, detail = aws.groups()
+    detail, _, more = detail.partition("; Details:")
+    detail = _AWS_NOISE.sub("", detail).strip().rstrip(".")
+    if detail in ("", "No response body"):
+        detail = code.replace("_", " ").lower()
+    host = _AWS_HOST.search(more)
+    return f"{detail} ({host.group(1)})" if host else detail
+
+
+_AWS_ERROR = re.compile(r"AWS Error ([\w ()]+?) during \w+ operation: ?(.*)")
+_AWS_NOISE = re.compile(r"curlCode: \d+, |Unable to parse ExceptionName: \w+ Message: |\(Request ID: [^)]*\)")
+_AWS_HOST = re.compile(r"(?:connect to|resolve host:) ([^\s;]+)")
 
 
 def configure(s3_endpoint_url: str | None) -> dict[str, str]:
@@ -354,3 +378,33 @@ def open_text(location: Location | str, errors: str = "strict", newline: str | N
     compression = "gzip" if location.name.endswith(".gz") else None
     stream = location.fs.open_input_stream(location.path, compression=compression)
     return io.TextIOWrapper(stream, encoding="utf-8", errors=errors, newline=newline)
+
+
+def file_problem(uri: str, folder: bool = False) -> str | None:
+    """Why `uri` is not a file (or, with `folder`, a folder) that can be read, in one line that names it
+    ("not found: URI", or what the store answered), or None: the checks before work ask this of every
+    model, list and rules file."""
+    try:
+        location = locate(uri)
+        kind = location.info().type
+        if kind == pafs.FileType.File or folder and kind == pafs.FileType.Directory:
+            return None
+    except UserError as e:
+        return str(e)
+    except OSError as e:
+        return f"{uri}: {first_line(e)}"
+    bucket = missing_bucket(location)
+    return f"not found: {uri}" + (f" ({bucket})" if bucket else "")
+
+
+def missing_bucket(location: Location | str) -> str | None:
+    """"there is no bucket 'B'" when an object-store location's bucket does not exist, else None: to the
+    store a key in a missing bucket is merely not found, yet the bucket is the likelier mistake."""
+    try:
+        location = locate(location)
+        bucket = location.path.split("/", 1)[0]
+        if location.fs.type_name in ("s3", "gcs") and location.fs.get_file_info(bucket).type == pafs.FileType.NotFound:
+            return f"there is no bucket '{bucket}'"
+    except (UserError, OSError):  # a location or store that cannot be asked names its own cause elsewhere
+        pass
+    return None

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from filters.contamination import BenchmarkNotFound, Hit, build_index
 from filters.contamination.actions import Action, cut_spans
-from filters.contamination.benchmarks import names_files, resolve, unreachable
+from filters.contamination.benchmarks import background_problem, resolve, unreachable
 from pipeline import hub
 from pipeline.errors import UserError
 from pipeline.records import TEXT_VIEWS, drop_rows, set_column, text_column
@@ -92,8 +92,8 @@ class Decontaminate(MapStage):
         """Every benchmark resolves to a file, a local copy or a Hub dataset that can be reached,
         and every background corpus exists; nothing is read."""
         c = self.config
-        problems = [Problem(f"background corpus not found: {path}", ("background", i))
-                    for i, path in enumerate(c.background) if not names_files(path)]
+        problems = [Problem(why, ("background", i)) for i, path in enumerate(c.background)
+                    if (why := background_problem(path))]
         try:
             specs = resolve(c.benchmark_entries())
         except BenchmarkNotFound as e:

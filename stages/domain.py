@@ -10,7 +10,6 @@ Rows nobody labels get `default` with score 0. The `domain` column (the host) is
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -19,6 +18,7 @@ import pyarrow.compute as pc
 from pydantic import Field, model_validator
 
 from filters.domains import RulesError, load_rules
+from pipeline import storage
 from pipeline.records import DROP_REASON, set_column, text_column
 from pipeline.registry import register
 from pipeline.stage import MapStage, Problem, Resources, StageConfig
@@ -53,9 +53,9 @@ class Domain(MapStage):
     _classifier = None
 
     def check(self) -> list[Problem]:
-        missing = [Problem(f"{key} file not found: {path}", (key,))
+        missing = [Problem(f"{key} file {why}", (key,))
                    for key, path in (("rules", self.config.rules), ("model", self.config.model))
-                   if path and not Path(path).is_file()]
+                   if path and (why := storage.file_problem(path))]
         if missing or not self.config.rules:
             return missing
         try:  # a rules file is small: reading it now finds its mistakes before the run
@@ -75,7 +75,8 @@ class Domain(MapStage):
         if self.config.model:
             from filters.fasttext_classifier import FastTextClassifier
 
-            self._classifier = FastTextClassifier(self.config.model)
+            with storage.local_copy(self.config.model) as path:  # fastText opens only local files
+                self._classifier = FastTextClassifier(path)
 
     def process_batch(self, batch: pa.Table) -> pa.Table:
         n = batch.num_rows

@@ -10,6 +10,7 @@ from typing import Literal
 import pyarrow as pa
 from pydantic import Field
 
+from pipeline import storage
 from pipeline.records import drop_rows, set_column, text_column
 from pipeline.registry import register
 from pipeline.stage import MapStage, Problem, Resources, StageConfig
@@ -33,20 +34,20 @@ class LanguageStage(MapStage):
     resources = Resources(num_cpus=1, batch_size=1024)
 
     def check(self) -> list[Problem]:
-        from pathlib import Path
-
         from filters.language import bundled_model_path
 
         try:
-            path = Path(self.config.model) if self.config.model else bundled_model_path()
+            path = self.config.model or str(bundled_model_path())
         except FileNotFoundError as e:
             return [Problem(str(e), ("model",))]
-        return [] if path.is_file() else [Problem(f"language model not found: {path}", ("model",))]
+        why = storage.file_problem(path)
+        return [Problem(f"language model {why}", ("model",))] if why else []
 
     def setup(self) -> None:
-        from filters.language import LanguageFilter, LanguageIdentifier
+        from filters.language import LanguageFilter, LanguageIdentifier, bundled_model_path
 
-        self.identifier = LanguageIdentifier(self.config.model)
+        with storage.local_copy(self.config.model or str(bundled_model_path())) as path:  # fastText opens only local files
+            self.identifier = LanguageIdentifier(path)
         keep = frozenset(self.config.keep) if self.config.keep is not None else None
         self.filter = LanguageFilter(keep=keep, min_score=self.config.min_score)
 

@@ -9,7 +9,6 @@ or collecting the data.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -17,6 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field, model_validator
 
+from pipeline import storage
 from pipeline.errors import UserError
 from pipeline.execute import run_stage
 from pipeline.records import DROP_REASON, drop_rows, set_column, text_column
@@ -57,7 +57,8 @@ class QualityScorer(MapStage):
     def setup(self) -> None:
         from filters.fasttext_classifier import FastTextClassifier
 
-        self.classifier = FastTextClassifier(self.config.model)
+        with storage.local_copy(self.config.model) as path:  # fastText opens only local files
+            self.classifier = FastTextClassifier(path)
 
     def process_batch(self, batch: pa.Table) -> pa.Table:
         scores = self.classifier.score(text_column(batch, self.config.view), self.config.label)
@@ -76,16 +77,17 @@ class QualityStage(GlobalStage):
     threshold: float | None = None  # a top_fraction cut, found by apply() and reported by summarize()
 
     def check(self) -> list[Problem]:
-        path = Path(self.config.model)
-        return [] if path.is_file() else [Problem(f"quality model not found: {path}", ("model",))]
+        why = storage.file_problem(self.config.model)
+        return [Problem(f"quality model {why}", ("model",))] if why else []
 
     def prepare(self) -> None:
         from filters.fasttext_classifier import FastTextClassifier
 
         super().prepare()
-        path = Path(self.config.model)
+        path = self.config.model
         try:
-            labels = FastTextClassifier(path).labels
+            with storage.local_copy(path) as local:  # fastText opens only local files
+                labels = FastTextClassifier(local).labels
         except ValueError as e:
             raise UserError(f"stage {self.ctx.stage_id}: {path} is not a fastText model ({e})") from None
         if self.config.label not in labels:

@@ -7,12 +7,11 @@ otherwise kept.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pyarrow as pa
 from pydantic import Field
 
 from filters.urls import UrlBlocklist
+from pipeline import storage
 from pipeline.records import drop_rows
 from pipeline.registry import register
 from pipeline.stage import MapStage, Problem, StageConfig
@@ -34,9 +33,9 @@ class UrlFilter(MapStage):
 
     def check(self) -> list[Problem]:
         c = self.config
-        problems = [Problem(f"block list file not found: {path}", (key, i))
+        problems = [Problem(f"block list file {why}", (key, i))
                     for key in ("domain_files", "url_substring_files")
-                    for i, path in enumerate(getattr(c, key)) if not Path(path).is_file()]
+                    for i, path in enumerate(getattr(c, key)) if (why := storage.file_problem(path))]
         if not (c.domains or c.domain_files or c.url_substrings or c.url_substring_files):
             problems.append(Problem("give at least one of domains, domain_files, url_substrings, url_substring_files"))
         return problems

@@ -4,20 +4,24 @@ A benchmark item is the text a model is evaluated on, split into parts (question
 answer, code...): parts are matched separately, because training text formats them in its own way
 (option labels, "Answer:" prefixes) and an n-gram across two parts would depend on that formatting.
 
-A benchmark loads from local files when they exist (`benchmarks_dir` with the built-in layouts below,
-or any JSONL/JSON/CSV/Parquet file, gzipped or not, with a field mapping), else from the Hugging Face
-Hub through `datasets.load_dataset`. Both go through the same `items_from_rows` mapping.
+A benchmark loads from its own files when they exist (`benchmarks_dir` with the built-in layouts below,
+or any JSONL/JSON/CSV/Parquet file, gzipped or not, with a field mapping), on local disk or in object
+storage (`pipeline.storage`), else from the Hugging Face Hub through `datasets.load_dataset`. Both go
+through the same `items_from_rows` mapping.
 """
 
 from __future__ import annotations
 
 import csv
 import dataclasses
-import gzip
 import io
 import json
-from pathlib import Path
+import os
 from typing import Any, Callable, Iterable, Iterator
+
+from pipeline import storage
+from pipeline.errors import UserError
+from pipeline.storage import Location
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,23 +100,27 @@ REGISTRY: dict[str, BenchmarkSpec] = {
 }
 
 
+BACKGROUND = "background corpus"
+
+
 class BenchmarkNotFound(LookupError):
     """A benchmark that is neither registered nor a readable file, or whose data cannot be reached."""
 
 
-def custom(path: str | Path, fields: Iterable[str], name: str | None = None, id_field: str | None = None) -> BenchmarkSpec:
-    """A benchmark from any local file: the fields to check are the user's to name."""
-    p = Path(path)
+def custom(path: str | os.PathLike, fields: Iterable[str], name: str | None = None,
+           id_field: str | None = None) -> BenchmarkSpec:
+    """A benchmark from any file, folder or glob: the fields to check are the user's to name."""
+    path = os.fspath(path)
     fields = tuple(fields)
     if not fields:
-        raise BenchmarkNotFound(f"custom benchmark {p}: name the fields to check (e.g. question, answer)")
-    return BenchmarkSpec(name=name or _stem(p), fields=fields, id_field=id_field, path=str(p))
+        raise BenchmarkNotFound(f"custom benchmark {path}: name the fields to check (e.g. question, answer)")
+    return BenchmarkSpec(name=name or _stem(path), fields=fields, id_field=id_field, path=path)
 
 
-def load_items(spec: BenchmarkSpec, benchmarks_dir: str | Path | None = None) -> list[BenchmarkItem]:
+def load_items(spec: BenchmarkSpec, benchmarks_dir: str | os.PathLike | None = None) -> list[BenchmarkItem]:
     """Every item of a benchmark: from its own file, else the local layout, else the Hub."""
     if spec.path:
-        files = _expand(Path(spec.path))
+        files = _data_files(spec.path)
         if not files:
             raise BenchmarkNotFound(f"benchmark '{spec.name}': no file at {spec.path}")
         return items_from_rows(spec, _read_files(files), spec.fields)
@@ -124,22 +132,29 @@ def load_items(spec: BenchmarkSpec, benchmarks_dir: str | Path | None = None) ->
     return items_from_rows(spec, _hub_rows(spec), spec.fields)
 
 
-def local_files(spec: BenchmarkSpec, benchmarks_dir: str | Path | None) -> list[Path]:
-    """The files of a registered benchmark's local copy in the built-in layout, if there is one."""
-    return sorted(Path(benchmarks_dir).glob(spec.local)) if benchmarks_dir and spec.local else []
+def local_files(spec: BenchmarkSpec, benchmarks_dir: str | os.PathLike | None) -> list[Location]:
+    """The files of a registered benchmark's own copy in the built-in layout, if there is one."""
+    return _matches(_in_layout(spec, benchmarks_dir), "benchmarks_dir") if benchmarks_dir and spec.local else []
 
 
-def unreachable(spec: BenchmarkSpec, benchmarks_dir: str | Path | None, hub_problem: Callable[[str], str | None],
-                how: str) -> str | None:
-    """Why a registered benchmark cannot load, found without loading it: it has no local copy, and the
-    Hub cannot serve it (`hub_problem(hub_id)` says why, or None when it can). `how` names the setting
-    that points at local copies."""
-    if spec.path or local_files(spec, benchmarks_dir) or not spec.hub_id:
-        return None  # a custom file was found by `resolve`; without a Hub id, `load_items` says so
+def _in_layout(spec: BenchmarkSpec, benchmarks_dir: str | os.PathLike) -> str:
+    return f"{os.fspath(benchmarks_dir).rstrip('/')}/{spec.local}"
+
+
+def unreachable(spec: BenchmarkSpec, benchmarks_dir: str | os.PathLike | None,
+                hub_problem: Callable[[str], str | None], how: str) -> str | None:
+    """Why a registered benchmark cannot load, found without loading it: it has no own copy (or the
+    store that should hold it cannot be asked), and the Hub cannot serve it (`hub_problem(hub_id)` says
+    why, or None when it can). `how` names the setting that points at own copies."""
+    try:
+        if spec.path or local_files(spec, benchmarks_dir) or not spec.hub_id:
+            return None  # a custom file was found by `resolve`; without a Hub id, `load_items` says so
+    except BenchmarkNotFound as e:
+        return str(e)
     why = hub_problem(spec.hub_id)
     if why is None:
         return None
-    found = f"nothing matches {Path(benchmarks_dir) / spec.local}" if benchmarks_dir else f"{how} is not set"
+    found = f"nothing matches {_in_layout(spec, benchmarks_dir)}" if benchmarks_dir else f"{how} is not set"
     return (f"benchmark '{spec.name}': no local copy ({found}) and {why}; to use a local copy, put the files "
             f"of {spec.hub_id} as {spec.local} in a folder and name it with {how}")
 
@@ -190,38 +205,57 @@ def _hub_rows(spec: BenchmarkSpec) -> Iterator[dict]:
         ) from e
 
 
-def _stem(p: Path) -> str:
-    name = p.name
+def _stem(path: str) -> str:
+    name = _name(path)
     for suffix in (".gz", ".jsonl", ".json", ".csv", ".parquet"):
         name = name.removesuffix(suffix)
-    return name or p.name
+    return name or _name(path)
 
 
-def _expand(p: Path) -> list[Path]:
-    if p.is_dir():
-        return sorted(f for f in p.rglob("*") if f.is_file() and _format(f))
-    if p.is_file():
-        return [p]
-    return sorted(p.parent.glob(p.name)) if any(c in p.name for c in "*?[") else []
+def _name(path: str) -> str:
+    return path.rstrip("/").rsplit("/", 1)[-1]
 
 
-def _format(p: Path) -> str | None:
-    name = p.name.removesuffix(".gz")
+def _matches(pattern: str, what: str = "benchmark") -> list[Location]:
+    """The files a path, folder or glob names on any storage, or none; a store that cannot be asked is
+    a BenchmarkNotFound that names it and why."""
+    try:
+        return storage.matches(pattern, what)
+    except UserError as e:
+        raise BenchmarkNotFound(str(e)) from None
+
+
+def _data_files(pattern: str) -> list[Location]:
+    """A file's or a glob's matches; a folder's files in a benchmark format."""
+    found = _matches(pattern)
+    return [f for f in found if _format(f.name)] if _is_folder(pattern, found) else found
+
+
+def _is_folder(pattern: str, found: list[Location]) -> bool:
+    return not _is_glob(pattern) and found != [storage.locate(pattern)]
+
+
+def _is_glob(pattern: str) -> bool:
+    return any(c in pattern for c in storage.GLOB_CHARS)
+
+
+def _format(name: str) -> str | None:
+    name = name.removesuffix(".gz")
     return next((fmt for fmt in ("jsonl", "json", "csv", "parquet") if name.endswith("." + fmt)), None)
 
 
-def _read_files(files: list[Path]) -> Iterator[dict]:
+def _read_files(files: list[Location]) -> Iterator[dict]:
     for f in files:
-        fmt = _format(f)
+        fmt = _format(f.name)
         if fmt is None:
             raise BenchmarkNotFound(f"{f}: unknown benchmark file format (use .jsonl, .json, .csv or .parquet, optionally .gz)")
         if fmt == "parquet":
             import pyarrow.parquet as pq
 
-            yield from pq.read_table(f).to_pylist()
+            yield from pq.read_table(f.path, filesystem=f.fs).to_pylist()
             continue
-        raw = f.read_bytes()
-        text = (gzip.decompress(raw) if f.name.endswith(".gz") else raw).decode("utf-8")
+        with storage.open_text(f, newline="") as stream:  # gunzipped by name
+            text = stream.read()
         if fmt == "csv":
             yield from csv.DictReader(io.StringIO(text))
         elif fmt == "json" and text.lstrip().startswith("["):
@@ -238,8 +272,8 @@ def resolve(names_or_paths: Iterable[str | dict], fields: Iterable[str] = ()) ->
             specs.append(custom(entry["path"], entry.get("fields", ()), entry.get("name"), entry.get("id_field")))
         elif entry.lower() in REGISTRY:
             specs.append(REGISTRY[entry.lower()])
-        elif _format(Path(entry)) or Path(entry).exists():
-            if not _expand(Path(entry)):
+        elif _format(entry) or "://" in entry or _is_glob(entry) or storage.locate(entry).exists():
+            if not _data_files(entry):
                 raise BenchmarkNotFound(f"benchmark file not found: {entry}")
             specs.append(custom(entry, fields))
         else:
@@ -252,21 +286,30 @@ def resolve(names_or_paths: Iterable[str | dict], fields: Iterable[str] = ()) ->
     return specs
 
 
-def names_files(path: str | Path) -> bool:
-    """Whether a path (a file, a folder or a glob) names something to read."""
-    return Path(path).exists() or bool(_expand(Path(path)))
+def background_problem(path: str) -> str | None:
+    """Why a background corpus (a file, folder or glob) names nothing to read, or None."""
+    try:
+        return None if _matches(path, BACKGROUND) else f"{BACKGROUND} not found: {path}"
+    except BenchmarkNotFound as e:
+        return str(e)
 
 
-def read_texts(path: str | Path, field: str = "text") -> Iterator[str]:
-    """Plain text from a file or folder: `.txt` whole, JSONL/JSON/CSV/Parquet through `field`."""
-    files = _expand(Path(path)) or ([Path(path)] if Path(path).is_file() else [])
-    if not files and Path(path).is_dir():
-        files = sorted(f for f in Path(path).rglob("*.txt"))
+def read_texts(path: str | os.PathLike, field: str = "text") -> Iterator[str]:
+    """Plain text from a file, folder or glob: `.txt` whole, JSONL/JSON/CSV/Parquet through `field`; a
+    folder's files in those formats, else its `.txt` files."""
+    path = os.fspath(path)
+    files = _matches(path, BACKGROUND)
+    if _is_folder(path, files):
+        files = [f for f in files if _format(f.name)] or [f for f in files if _is_text(f.name)]
     if not files:
-        raise BenchmarkNotFound(f"background corpus not found: {path}")
+        raise BenchmarkNotFound(f"{BACKGROUND} not found: {path}")
     for f in files:
-        if f.name.removesuffix(".gz").endswith(".txt"):
-            raw = f.read_bytes()
-            yield (gzip.decompress(raw) if f.name.endswith(".gz") else raw).decode("utf-8", "replace")
+        if _is_text(f.name):
+            with storage.open_text(f, errors="replace") as stream:
+                yield stream.read()
         else:
             yield from (r[field] for r in _read_files([f]) if isinstance(r.get(field), str))
+
+
+def _is_text(name: str) -> bool:
+    return name.removesuffix(".gz").endswith(".txt")

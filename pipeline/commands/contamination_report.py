@@ -1,17 +1,18 @@
 """`pipeline contamination-report`: which benchmark items leaked into which data, before anyone evaluates.
 
 No pipeline config needed: give the data (Parquet, JSONL, or a Hugging Face dataset folder) and the
-benchmarks. The n-gram index is built once on the driver; Ray Data reads every source and scans it
-with an actor pool (`map_batches`), and the hits are reduced per (source, item) by Ray tasks
-partitioned by item, so only one row per contaminated item ever reaches the driver. Output: report.json
-(byte-identical for the same inputs), report.md and a self-contained report.html.
+benchmarks, on local disk or in object storage, where the report may go too. The n-gram index is
+built once on the driver; Ray Data reads every source and scans it with an actor pool
+(`map_batches`), and the hits are reduced per (source, item) by Ray tasks partitioned by item, so
+only one row per contaminated item ever reaches the driver. Output: report.json (byte-identical
+for the same inputs), report.md and a self-contained report.html.
 """
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
+from pipeline import storage
 from pipeline.errors import UserError
 
 SPAN_CHARS = 1000  # a longer span is cut in the report (its offsets are exact)
@@ -70,8 +71,9 @@ def main(args) -> int:
     except BenchmarkNotFound as e:
         raise UserError(str(e)) from None
     progress.note(f"indexed {index.stats.items:,} items of {', '.join(sizes)}: {index.stats.grams:,} n-grams")
-    out = Path(args.out)
-    with ray_session(RayConfig(address=args.ray_address, num_cpus=args.num_cpus), progress, out / "logs"):
+    out = storage.locate(args.out)
+    logs = out.local_path() / "logs" if out.is_local else None
+    with ray_session(RayConfig(address=args.ray_address, num_cpus=args.num_cpus), progress, logs):
         scanned, items = scan(inputs, index, args.view, args.min_coverage)
     report = contamination_render.build(
         sources=[c.name for c in inputs], scanned=scanned, items=items, sizes=sizes, index=index,
@@ -79,7 +81,7 @@ def main(args) -> int:
                   "max_item_frequency": args.max_item_frequency,
                   "min_coverage": args.min_coverage, "view": args.view, "background": list(args.background)})
     contamination_render.write(out, report)
-    progress.note(f"report: {out / 'report.html'} ({report['totals']['items_contaminated']:,} items contaminated)")
+    progress.note(f"report: {(out / 'report.html').uri} ({report['totals']['items_contaminated']:,} items contaminated)")
     return 0
 
 
@@ -88,27 +90,23 @@ def _input_config(path: str, fmt: str):
 
     if path.startswith("hf:"):
         return InputConfig(format="hf", dataset=path[3:], name=path)
-    p = Path(path)
-    matches = [p] if p.exists() else sorted(p.parent.glob(p.name)) if any(c in p.name for c in "*?[") else []
-    if not matches:
-        raise UserError(f"--data {path}: no such file or folder")
+    files = storage.expand([path], "--data")
     if fmt == "auto":
-        fmt = _detect_format(matches)
+        fmt = _detect_format(path, files)
     if fmt == "hf":
         return InputConfig(format="hf", dataset=path, name=path)
     return InputConfig(format=fmt, paths=[path], name=path)
 
 
-def _detect_format(paths: list[Path]) -> str:
+def _detect_format(path: str, files: list[storage.Location]) -> str:
     """Parquet or JSONL when every data file is one of them; another folder goes to `datasets`."""
-    files = [f for p in paths for f in ([p] if p.is_file() else sorted(p.rglob("*"))) if f.is_file()]
     names = [f.name.removesuffix(".gz") for f in files]
     kinds = {"parquet" if n.endswith(".parquet") else "jsonl" for n in names if n.endswith((".parquet", ".jsonl", ".json"))}
     if len(kinds) == 1 and not any(n.endswith(".arrow") for n in names):
         return kinds.pop()
-    if paths[0].is_dir():
+    if files != [storage.locate(path)] and not any(c in path for c in storage.GLOB_CHARS):  # a folder
         return "hf"
-    raise UserError(f"--data {paths[0]}: cannot tell the format; give --format parquet, jsonl or hf")
+    raise UserError(f"--data {path}: cannot tell the format; give --format parquet, jsonl or hf")
 
 
 def _to_text(batch, source: str, view: str):

@@ -83,4 +83,4 @@ def test_user_errors_are_one_line_and_exit_2(case, tmp_path, capsys):
     assert code == 2 and "unknown benchmark 'gsm9k'" in capsys.readouterr().err
     code = main(["contamination-report", "--data", str(root / "missing.jsonl"), "--benchmarks", "gsm8k", "--out", str(tmp_path)])
     err = capsys.readouterr().err
-    assert code == 2 and "no such file" in err and len(err.strip().splitlines()) == 1
+    assert code == 2 and "no file matches" in err and "missing.jsonl" in err and len(err.strip().splitlines()) == 1
