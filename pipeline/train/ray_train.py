@@ -9,6 +9,7 @@ a cluster this node has joined, or a fresh local one.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from pipeline import storage
@@ -44,11 +45,13 @@ def trainer(cfg: FinetuneConfig, run_dir: Location | str | Path):
 
     cfg = with_absolute_paths(cfg)
     ray_dir = output_dir(cfg, run_dir) / "ray"
+    env = storage.configure(os.environ.get("AWS_ENDPOINT_URL"))  # workers on other nodes find the same store
     return TorchTrainer(
         _worker,
         train_loop_config={"cfg": cfg.model_dump(), "run_dir": _absolute(run_dir)},
         scaling_config=ScalingConfig(num_workers=cfg.num_workers, use_gpu=cfg.use_gpu),
-        run_config=RunConfig(name="finetune", storage_path=ray_dir.path, storage_filesystem=ray_dir.fs),
+        run_config=RunConfig(name="finetune", storage_path=ray_dir.path, storage_filesystem=ray_dir.fs,
+                             worker_runtime_env={"env_vars": env} if env else None),
     )
 
 

@@ -61,7 +61,7 @@ def test_two_workers_train_exactly_like_one_with_the_same_global_batch(run_dir, 
     manifest = json.loads((run_dir / "manifest.json").read_text())["config"]["finetune"]
     single = FinetuneConfig.model_validate({**manifest, "sft": {**SFT, "grad_accum": 2},
                                             "dpo": {**DPO, "grad_accum": 2}, "output": str(run_dir / "one")})
-    one = finetune(single, run_dir)
+    one = finetune(single, run_dir).local_path()
 
     monkeypatch.chdir(run_dir)  # relative paths, as typed: Ray Train runs the workers in another directory
     assert main(["finetune", ".", "--workers", "2", "--grad-accum", "1", "--set", "dpo.grad_accum=1",

@@ -24,3 +24,14 @@ def test_workers_get_absolute_paths_since_ray_train_moves_their_working_director
     assert sent.data == [str(tmp_path / "run" / "data" / "*.parquet")] and sent.preferences == [str(tmp_path / "prefs.jsonl")]
     hub = FinetuneConfig(model="Qwen/Qwen2.5-0.5B-Instruct", num_workers=2)
     assert FinetuneConfig.model_validate(trainer(hub, tmp_path).train_loop_config["cfg"]).model == hub.model
+
+
+def test_workers_on_other_nodes_are_told_the_store_and_never_the_credentials(tmp_path, monkeypatch):
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-for-workers")
+    cfg = FinetuneConfig(model="some/model", num_workers=2, output="s3://bucket/adapters/v1")
+    t = trainer(cfg, "s3://bucket/run1")
+    assert t.run_config.worker_runtime_env == {"env_vars": {"AWS_ENDPOINT_URL": "http://127.0.0.1:9"}}
+    assert t.train_loop_config["run_dir"] == "s3://bucket/run1"
+    assert FinetuneConfig.model_validate(t.train_loop_config["cfg"]).output == "s3://bucket/adapters/v1"
+    assert t.run_config.storage_path == "bucket/adapters/v1/ray"
