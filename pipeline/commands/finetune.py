@@ -96,9 +96,7 @@ def main(args) -> int:
     if not found:
         raise UserError(f"output directory not found: {run_dir}")
     cfg = build_config(args, run_dir)
-    why = _model_problem(cfg.model)
-    if why:
-        raise UserError(f"model {cfg.model}: {why}; give the path of a local copy of the model (--model)")
+    _check_model(cfg.model)
     out = output_dir(cfg, run_dir)
     why = storage.probe_writable(out)
     if why:
@@ -108,18 +106,21 @@ def main(args) -> int:
     return 0
 
 
-def _model_problem(model: str) -> str | None:
-    """Why the base model cannot be used, or None; offline, one quick line instead of a minute of retries
-    inside transformers."""
+def _check_model(model: str) -> None:
+    """The base model can be loaded: a folder in the store is there; offline, a Hub id is in the cache
+    (one quick line instead of a minute of retries inside transformers)."""
     from pipeline import hub, storage
+    from pipeline.errors import UserError
     from pipeline.train.model import is_uri
 
-    if not is_uri(model):
-        return hub.local_or_hub_problem(model, "model")
-    try:
-        return None if storage.locate(model).is_dir() else "not found (a model is a folder of its files)"
-    except OSError as e:
-        return storage.first_line(e)
+    if is_uri(model):
+        why = storage.file_problem(model, folder=True)
+        if why:
+            raise UserError(f"model: {why}")
+        return
+    why = hub.local_or_hub_problem(model, "model")
+    if why:
+        raise UserError(f"model {model}: {why}; give the path of a local copy of the model (--model)")
 
 
 def build_config(args, run_dir):

@@ -98,7 +98,7 @@ def test_object_storage_problems_exit_2_with_one_line_before_training(run_dir, t
         return err
 
     assert "output directory not found: s3://no-such-bucket-h8/run" in error("s3://no-such-bucket-h8/run")
-    assert f"model {s3_bucket}/models/none: not found" in error(f"{s3_bucket}/run", "--model", f"{s3_bucket}/models/none")
+    assert f"model: not found: {s3_bucket}/models/none" in error(f"{s3_bucket}/run", "--model", f"{s3_bucket}/models/none")
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", READ_ONLY_KEY)  # may read the run, may not write
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", READ_ONLY_SECRET)
     err = error(f"{s3_bucket}/run", "--model", str(tiny_model_dir))
