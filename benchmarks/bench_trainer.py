@@ -115,13 +115,14 @@ def worker(side: str, phase: str, model: str, steps: int, out: Path) -> dict:
     before = rss_mb()
     if side == "ours":
         from pipeline.train.dpo import train_dpo
+        from pipeline.train.output import Output
         from pipeline.train.sft import train_sft
 
         start, cpu = time.perf_counter(), time.process_time()
         if phase == "sft":
-            history = train_sft(net, tokenizer, examples, [], [], cfg, out)
+            history = train_sft(net, tokenizer, examples, [], [], cfg, Output(out))
         else:
-            history = train_dpo(net, tokenizer, encoded, [], cfg, out, after_sft=False)
+            history = train_dpo(net, tokenizer, encoded, [], cfg, Output(out), after_sft=False)
         seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
         losses = [h["loss"] for h in history]
     else:

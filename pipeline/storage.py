@@ -68,7 +68,7 @@ class Location:
 
     @property
     def parent(self) -> "Location":
-        return Location(self.fs, posixpath.dirname(self.path), self.uri.rsplit("/", 1)[0])
+        return Location(self.fs, posixpath.dirname(self.path), self.uri.rsplit("/", 1)[0] if "/" in self.uri else ".")
 
     @property
     def is_local(self) -> bool:

@@ -77,8 +77,9 @@ class SeaweedS3:
             {"name": "reader", "credentials": [{"accessKey": READ_ONLY_KEY, "secretKey": READ_ONLY_SECRET}],
              "actions": ["Read", "List"]}]}))
         master, volume, filer, s3 = _free_ports(4)
+        # Every bucket takes volumes of its own: many small ones, or the fourth bucket of a session is refused.
         self.port = s3
-        args = [binary, "server", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-volume.max=20",
+        args = [binary, "server", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-volume.max=1000", "-master.volumeSizeLimitMB=64",
                 f"-master.port={master}", f"-volume.port={volume}", f"-filer.port={filer}",
                 "-s3", f"-s3.port={s3}", f"-s3.config={ids}", "-s3.port.iceberg=0", "-s3.port.lance=0"]
         self.log = open(self.folder / "weed.log", "wb")

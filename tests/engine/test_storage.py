@@ -74,6 +74,7 @@ def test_locations_name_what_the_user_wrote(tmp_path, monkeypatch):
     rel = storage.locate("out/run1")
     assert rel.uri == "out/run1" and rel.path == str(tmp_path / "out" / "run1") and rel.is_local
     assert (rel / "data").uri == "out/run1/data" and rel.parent.uri == "out" and (rel / "x.parquet").suffix == ".parquet"
+    assert storage.locate("m.bin").parent.uri == "." and storage.locate("m.bin").parent.path == str(tmp_path)
     monkeypatch.setenv("AWS_REGION", "eu-west-1")  # no request to find the bucket's region
     remote = storage.locate("s3://bucket/prefix/")
     assert remote.uri == "s3://bucket/prefix" and remote.path == "bucket/prefix" and not remote.is_local
