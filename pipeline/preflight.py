@@ -10,6 +10,8 @@ credentials or a read-only key is one line naming the URI, not a failure in a Ra
 
 from __future__ import annotations
 
+import os
+
 from pipeline import hub, storage
 from pipeline.config import ValidatedRun, in_file_order
 from pipeline.errors import UserError
@@ -19,6 +21,9 @@ from pipeline.yaml_source import dotted
 def check(run: ValidatedRun) -> None:
     """Raise one UserError listing every problem of the inputs, the tokenizer and the stages."""
     run.worker_env()  # the storage settings, before any path is looked at
+    down = _endpoint_down(run)
+    if down:
+        raise UserError(down)
     problems = _input_problems(run) + _output_problems(run) + _tokenizer_problems(run)
     for i, stage in enumerate(run.stages):  # a validated run has a stage for every entry of `stages:`
         for problem in stage.check():
@@ -26,6 +31,30 @@ def check(run: ValidatedRun) -> None:
             problems.append((path, f"{run.located.where(path)}: {dotted(path)}: {problem.message}"))
     if problems:
         raise UserError(in_file_order(problems, run.located))
+
+
+ENDPOINT_TIMEOUT_S = 3.0
+
+
+def _endpoint_down(run: ValidatedRun) -> str | None:
+    """An S3 endpoint (AWS_ENDPOINT_URL) that does not answer, asked once: pyarrow's client retries every
+    request for 1 to 2 s, so looking at each path would cost that per path to say the same thing."""
+    endpoint = os.environ.get("AWS_ENDPOINT_URL")
+    first = next(_s3_values(run.located.data), None)
+    if not endpoint or first is None or hub._answers(endpoint, ENDPOINT_TIMEOUT_S):
+        return None
+    path, uri = first
+    return (f"{run.located.where(path)}: {dotted(path)}: {uri}: the S3 endpoint {endpoint} (AWS_ENDPOINT_URL) "
+            f"did not answer within {ENDPOINT_TIMEOUT_S:g} s")
+
+
+def _s3_values(data, path: tuple = ()):
+    """(key path, value) of each s3:// value in the config, in file order."""
+    if isinstance(data, str) and data.startswith("s3://"):
+        yield path, data
+    elif isinstance(data, (dict, list)):
+        for key, value in data.items() if isinstance(data, dict) else enumerate(data):
+            yield from _s3_values(value, (*path, key))
 
 
 def _input_problems(run: ValidatedRun) -> list[tuple[tuple, str]]:
@@ -61,12 +90,15 @@ def _dataset_problem(dataset: str) -> str | None:
 
 def _output_problems(run: ValidatedRun) -> list[tuple[tuple, str]]:
     """Whether the output can be written, asked by writing: a store's permissions cannot be read. On local
-    disk the probe goes in the nearest folder that exists, so a check leaves no folder behind."""
+    disk the probe goes in the nearest folder that exists, so a check leaves no folder behind; a missing
+    bucket is named before any write (some stores would create it)."""
     out = storage.locate(run.config.output.path)
-    where = out
-    while where.is_local and not where.exists() and where.parent.path != where.path:
-        where = where.parent
-    why = storage.probe_writable(where)
+    why = storage.missing_bucket(out)
+    if why is None:
+        where = out
+        while where.is_local and not where.exists() and where.parent.path != where.path:
+            where = where.parent
+        why = storage.probe_writable(where)
     path = ("output", "path")
     return [(path, f"{run.located.where(path)}: {dotted(path)}: cannot write to {out.uri}: {why}")] if why else []
 

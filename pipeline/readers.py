@@ -26,6 +26,7 @@ from pipeline import storage
 from pipeline.config import InputConfig
 from pipeline.errors import UserError
 from pipeline.normalize import Normalizer, detect_kind
+from pipeline.records import stable_id
 from pipeline.storage import Location
 
 BATCH_ROWS = 2_000
@@ -285,8 +286,10 @@ def _warc_parser(record_types: list[str], mime_types: list[str]):
         from warcio.exceptions import ArchiveLoadFailed
 
         n = 0
+        raw = f if hasattr(f, "peek") else io.BufferedReader(f)
+        arc = _is_arc(raw)
         try:
-            for record in ArchiveIterator(f, arc2warc=True):
+            for record in ArchiveIterator(raw, arc2warc=True):
                 n += 1
                 if record.rec_type not in record_types:
                     continue
@@ -297,7 +300,7 @@ def _warc_parser(record_types: list[str], mime_types: list[str]):
                 url = record.rec_headers.get_header("WARC-Target-URI")
                 meta = {
                     "path": path,
-                    "warc_record_id": record.rec_headers.get_header("WARC-Record-ID"),
+                    "warc_record_id": None if arc else record.rec_headers.get_header("WARC-Record-ID"),
                     "warc_date": record.rec_headers.get_header("WARC-Date"),
                     "http_status": http.get_statuscode() if http else None,
                     "content_type": mime,
@@ -310,11 +313,24 @@ def _warc_parser(record_types: list[str], mime_types: list[str]):
                 if getattr(record.raw_stream, "limit", 0) > 0:  # the file ended inside this record
                     yield norm.quarantine("truncated_warc", {**meta, "url": url, "missing_bytes": record.raw_stream.limit})
                     return
-                yield norm.row({"html": payload, "url": url, **meta})
+                own_id = {"id": stable_id(url, meta["warc_date"], payload)} if arc else {}
+                yield norm.row({"html": payload, "url": url, **meta, **own_id})
         except (ArchiveLoadFailed, EOFError, OSError, zlib.error, ValueError) as e:
             yield norm.quarantine("corrupt_warc", {"path": path, "after_record": n, "error": str(e)[:200]})
 
     return parse
+
+
+def _is_arc(raw) -> bool:
+    """An ARC file, not a WARC file: warcio gives each converted ARC record a new random WARC-Record-ID
+    on every read, so such a row's id comes from its capture (URL, date, payload) instead."""
+    head = raw.peek(512)[:512]
+    if head[:2] == GZIP_MAGIC:
+        try:
+            head = zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(head)
+        except zlib.error:
+            return False
+    return head.startswith(b"filedesc://")
 
 
 def _parse_html_file(f, path: str, norm: Normalizer) -> Iterator[dict]:

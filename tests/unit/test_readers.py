@@ -153,3 +153,14 @@ def test_different_bad_records_never_share_an_id():
     lines = parse_jsonl(b'[1]\n[1]\n')
     assert reasons(lines) == ["not_an_object"] * 2 and lines[0]["id"] != lines[1]["id"]
 
+
+
+def test_arc_records_get_the_same_id_on_every_read(shared_data):
+    """warcio gives a converted ARC record a random WARC-Record-ID each time: the row's id comes from the capture."""
+    parse = _warc_parser(["response"], [])
+    reads = []
+    for _ in range(2):
+        with open(shared_data / "warc" / "example.arc.gz", "rb") as f:
+            reads.append(list(parse(f, "example.arc.gz", Normalizer("html", "warc"))))
+    assert reads[0] and [r["id"] for r in reads[0]] == [r["id"] for r in reads[1]]
+    assert reads[0][0]["url"].startswith("http") and json.loads(reads[0][0]["meta"])["warc_record_id"] is None
