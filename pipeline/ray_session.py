@@ -79,7 +79,8 @@ def _connect(config: RayConfig, address: str | None, progress, env: dict[str, st
         progress.note(f"connecting to Ray at {address}")
         ray.init(address=address, logging_level=level,
                  log_to_driver=False,  # what workers print stays in the cluster's logs (docs/cluster.md)
-                 runtime_env=_beside_job({"py_modules": [pipeline, stages, filters, generators], "env_vars": env}))
+                 runtime_env=_beside_job({"py_modules": [_folder(m) for m in (pipeline, stages, filters, generators)],
+                                          "env_vars": env}))
     else:
         progress.note("starting a local Ray")
         ray.init(num_cpus=config.num_cpus, object_store_memory=config.object_store_memory,
@@ -122,6 +123,12 @@ def _session_logs() -> Path | None:
 
     node = getattr(ray._private.worker, "_global_node", None)
     return Path(node.get_session_dir_path()) / "logs" if node is not None else None
+
+
+def _folder(package) -> str:
+    """A package's folder: what py_modules uploads. A path rather than the module object, which
+    ray.init deep-copies when it merges a Ray Job's runtime_env, and a module cannot be copied."""
+    return str(Path(package.__file__).parent)
 
 
 def _beside_job(runtime_env: dict) -> dict:

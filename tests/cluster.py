@@ -12,9 +12,17 @@ Why it cannot leak into the rest of the suite:
 - Every port is picked free (GCS, node manager, object manager, dashboard and its agents, metrics,
   Ray Client), so two nodes here, and any local Ray another test starts meanwhile, never collide on
   Ray's fixed defaults (6379, 8265, 10001, 52365).
-- Each node's `ray start --block` runs in a new session: its process group (the GCS, raylet,
-  dashboard, log monitor and the workers they start) is ended by that group's id, SIGTERM then
-  SIGKILL, and its temp dir removed. Never `ray stop`, which ends every Ray on the machine.
+- Each node's `ray start --block` runs in a new session, which holds every process of the node (the
+  GCS, raylet, dashboard, agents and the workers the raylet starts, each in a process group of its
+  own): `ray start` gets SIGTERM, what is left of its session SIGKILL by PID, and the temp dir is
+  removed. Never `ray stop`, which ends every Ray on the machine.
+- Each cluster has an auth token of its own (Ray 2.5x enables token authentication by default),
+  given only to its nodes and to the drivers meant to use it: no other process can join it, even
+  by address, and it never touches the machine-wide ~/.ray/auth_token.
+
+Ray refuses the loopback address for a multi-node cluster and resolves 127.0.0.1 to the machine's
+own interface address, so the nodes listen there, as every local Ray of the suite already does;
+nothing leaves the machine.
 """
 
 from __future__ import annotations
@@ -23,7 +31,6 @@ import contextlib
 import os
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -34,6 +41,7 @@ from pathlib import Path
 import psutil
 
 BLOCKING = b"will now block forever"
+IDLE_TITLES = ("ray::IDLE", "ray::DashboardAgent", "ray::RuntimeEnvAgent")
 RAY = str(Path(sys.executable).parent / "ray")
 OBJECT_STORE_BYTES = 300_000_000  # per node: the suite's data is megabytes, and /dev/shm is shared
 
@@ -51,15 +59,28 @@ class Node:
         self.name, self.proc, self.temp_dir, self.log = name, proc, temp_dir, log
 
     def processes(self) -> list[psutil.Process]:
-        """Every live process of this node's group (`ray start` made it a session of its own)."""
+        """Every live process of this node: its session, which `ray start` leads (the raylet puts each
+        worker in a process group of its own, but they stay in the session)."""
         found = []
         for p in psutil.process_iter(["pid"]):
             try:
-                if os.getpgid(p.pid) == self.proc.pid:
+                if os.getsid(p.pid) == self.proc.pid:
                     found.append(p)
-            except (ProcessLookupError, psutil.NoSuchProcess):
+            except (ProcessLookupError, PermissionError, psutil.NoSuchProcess):
                 pass
         return found
+
+    def busy(self) -> bool:
+        """Whether a Ray worker of this node runs a task or an actor now (its process title says
+        which: `ray::IDLE` for an idle worker, `ray::<task or actor>` for a busy one)."""
+        for p in self.processes():
+            try:
+                title = " ".join(p.cmdline())
+            except psutil.Error:
+                continue
+            if title.startswith("ray::") and not title.startswith(IDLE_TITLES):
+                return True
+        return False
 
     def raylet(self) -> psutil.Process:
         for p in self.processes():
@@ -71,16 +92,20 @@ class Node:
         raise RuntimeError(f"node {self.name} has no raylet; see {self.log}")
 
     def stop(self) -> None:
-        """`ray start` shuts its node down in order on SIGTERM (a SIGTERM to the whole group makes the
-        raylet and GCS wait for each other); what is left of the group then gets SIGKILL."""
+        """`ray start` shuts its node down in order on SIGTERM (a SIGTERM to every process at once
+        makes the raylet and GCS wait for each other); what is left of the session then gets SIGKILL,
+        process by process."""
         if self.proc.poll() is None:
             self.proc.terminate()
             try:
                 self.proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 pass
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
+        for p in self.processes():
+            with contextlib.suppress(psutil.NoSuchProcess):
+                p.kill()
+        if self.proc.poll() is None:
+            self.proc.kill()
         self.proc.wait(timeout=10)
 
 
@@ -93,7 +118,8 @@ class RayCluster:
     def __init__(self, env: dict[str, str] | None = None):
         token = secrets.token_hex(32)
         self.auth = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token}
-        self.env = {**os.environ, **(env or {}), **self.auth, "RAY_USAGE_STATS_ENABLED": "0"}
+        self.env = {**os.environ, **(env or {}), **self.auth, "RAY_USAGE_STATS_ENABLED": "0",
+                    "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])}
         self.env.pop("RAY_ADDRESS", None)
         self.nodes: list[Node] = []
         self.address: str | None = None  # the GCS address, as the head wrote it into its temp dir
@@ -119,8 +145,14 @@ class RayCluster:
 
     def add_worker(self, num_cpus: int = 1, python: str | None = None) -> Node:
         node = self._start(f"worker{len(self.nodes)}", [f"--address={self.address}"], num_cpus, python)
-        self.wait_alive(sum(1 for n in self.nodes if n.proc.poll() is None))
+        self.wait_alive(len(self.nodes))
         return node
+
+    def remove(self, node: Node) -> None:
+        """A node stopped (what is left of it, after a fault) and forgotten."""
+        node.stop()
+        shutil.rmtree(node.temp_dir, ignore_errors=True)
+        self.nodes.remove(node)
 
     def _start(self, name: str, args: list[str], num_cpus: int, python: str | None = None,
                timeout_s: float = 120) -> Node:

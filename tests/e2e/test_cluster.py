@@ -8,8 +8,11 @@ import gzip
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
+import uuid
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -122,23 +125,34 @@ def cluster(object_store):
         cluster.stop()
 
 
-def upload(web: dict, bucket: str) -> dict:
-    """The reference run's inputs (WARC files, benchmark, the earlier run's dedup index) in a bucket."""
+@pytest.fixture(scope="module")
+def bucket(web, object_store) -> str:
+    """One bucket for the module's runs (each writes under a prefix of its own), holding the
+    reference run's inputs: WARC files, benchmark, and the earlier run's dedup index. This process
+    sees the store as a user's shell would (AWS_ENDPOINT_URL and a key pair)."""
     from pipeline import storage
 
-    storage.locate(web["root"] / "warc").copy_to(storage.locate(f"{bucket}/warc"))
-    storage.locate(web["root"] / "benchmark.jsonl").copy_to(storage.locate(f"{bucket}/benchmark.jsonl"))
-    index = f"{bucket}/earlier/dedup_index/{web['index'].name}"
-    storage.locate(web["index"]).copy_to(storage.locate(index))
-    return web_config(bucket, f"{bucket}/out", against=index)
+    with pytest.MonkeyPatch.context() as env:
+        for key, value in object_store.env().items():
+            env.setenv(key, value)
+        bucket = f"s3://{object_store.make_bucket(f'cluster-{uuid.uuid4().hex[:8]}')}"
+        storage.locate(web["root"] / "warc").copy_to(storage.locate(f"{bucket}/inputs/warc"))
+        storage.locate(web["root"] / "benchmark.jsonl").copy_to(storage.locate(f"{bucket}/inputs/benchmark.jsonl"))
+        storage.locate(web["index"]).copy_to(storage.locate(f"{bucket}/inputs/index"))
+        yield bucket
 
 
-def test_web_chain_from_and_to_s3_on_two_nodes_gives_the_rows_of_a_local_run(web, cluster, s3_bucket, tmp_path):
-    config = write_config(tmp_path / "s3.yaml", upload(web, s3_bucket))
+def s3_config(bucket: str, out: str) -> dict:
+    """The reference run's config with inputs, `against` index and output in the bucket."""
+    return web_config(f"{bucket}/inputs", f"{bucket}/{out}", against=f"{bucket}/inputs/index")
+
+
+def test_web_chain_from_and_to_s3_on_two_nodes_gives_the_rows_of_a_local_run(web, cluster, bucket, tmp_path):
+    config = write_config(tmp_path / "s3.yaml", s3_config(bucket, "plain"))
     run = cli("run", "--quiet", str(config), env=cluster.client_env())
     assert run.returncode == 0, run.stderr[-3000:]
-    assert rows(f"{s3_bucket}/out") == (web["kept"], web["rejects"])
-    stats = json.loads(storage_text(f"{s3_bucket}/out/stats.json"))
+    assert rows(f"{bucket}/plain") == (web["kept"], web["rejects"])
+    stats = json.loads(storage_text(f"{bucket}/plain/stats.json"))
     assert [s["kept"] for s in stats["stages"]] == [s["kept"] for s in web["stats"]["stages"]]
 
 
@@ -146,3 +160,83 @@ def storage_text(uri: str) -> str:
     from pipeline import storage
 
     return storage.locate(uri).read_text()
+
+
+def start(config: Path, env: dict[str, str]) -> subprocess.Popen:
+    return subprocess.Popen([*PIPELINE, "run", "--quiet", str(config)], env=env, cwd=ROOT, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def until(condition, driver: subprocess.Popen, timeout_s: float = 600) -> bool:
+    """Polls `condition` until it holds (True), or the driver has exited or time is up (False)."""
+    deadline = time.time() + timeout_s
+    while not condition():
+        if driver.poll() is not None or time.time() > deadline:
+            return False
+        time.sleep(0.2)
+    return True
+
+
+def test_a_worker_node_lost_mid_run_still_gives_the_rows_of_an_undisturbed_run(web, cluster, bucket, tmp_path):
+    """The worker node's raylet is killed (by its PID) the moment one of its workers runs a task:
+    its tasks, actors and objects are gone; Ray's retries redo them on the head and the run finishes
+    with exactly the rows of the run that nothing disturbed."""
+    config = write_config(tmp_path / "c.yaml", s3_config(bucket, "node-lost"))
+    worker = cluster.nodes[-1]
+    driver = start(config, cluster.client_env())
+    try:
+        busy = until(worker.busy, driver)
+        if busy:
+            worker.raylet().kill()
+        _, err = driver.communicate(timeout=900)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.wait()
+        cluster.remove(worker)
+        cluster.add_worker(num_cpus=1)  # the next test gets two nodes again
+    assert busy, f"the run ended before any task ran on the worker node: {err[-2000:]}"
+    assert driver.returncode == 0, err[-3000:]
+    assert rows(f"{bucket}/node-lost") == (web["kept"], web["rejects"])
+
+
+def test_a_driver_killed_mid_run_resumes_from_its_checkpoints_in_s3(web, cluster, bucket, tmp_path):
+    """SIGKILL of `pipeline run` once its first pass is checkpointed: the re-run takes that pass from
+    the bucket instead of redoing it, and ends with exactly the rows of an uninterrupted run."""
+    from pipeline import storage
+    from pipeline.checkpoint import MARKER
+
+    config = write_config(tmp_path / "c.yaml", s3_config(bucket, "driver-killed"))
+    passes = storage.locate(f"{bucket}/driver-killed/.pipeline/stages")
+    driver = start(config, cluster.client_env())
+    try:
+        checkpointed = until(lambda: any(f.name == MARKER for f in passes.files(hidden=True)), driver)
+    finally:
+        driver.send_signal(signal.SIGKILL)
+        _, err = driver.communicate(timeout=60)
+    assert checkpointed and driver.returncode == -signal.SIGKILL, f"the run ended before it was killed: {err[-2000:]}"
+
+    rerun = cli("run", "--quiet", str(config), env=cluster.client_env())
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    stages = json.loads(storage_text(f"{bucket}/driver-killed/stats.json"))["stages"]
+    assert stages[1]["id"] == "01-extract" and stages[1].get("resumed"), stages[1]
+    assert not stages[-1].get("resumed")
+    assert rows(f"{bucket}/driver-killed") == (web["kept"], web["rejects"])
+
+
+def test_pipeline_run_submitted_as_a_ray_job(web, cluster, object_store, bucket, tmp_path):
+    """`ray job submit --working-dir CONFIG_DIR -- pipeline run c.yaml` on the head's job server: the
+    job's own runtime_env sets the S3 endpoint, which the config names too (ray.init refuses a key
+    set twice unless the session leaves it to the job); the job gives the reference rows."""
+    config = {**s3_config(bucket, "job"), "storage": {"s3_endpoint_url": object_store.endpoint}}
+    job_dir = tmp_path / "job"
+    job_dir.mkdir()
+    write_config(job_dir / "c.yaml", config)
+    runtime_env = {"env_vars": {"AWS_ENDPOINT_URL": object_store.endpoint}}
+    submit = subprocess.run(
+        [str(Path(sys.executable).parent / "ray"), "job", "submit", "--address", cluster.dashboard_url,
+         "--working-dir", str(job_dir), "--runtime-env-json", json.dumps(runtime_env),
+         "--", "pipeline", "run", "--quiet", "c.yaml"],
+        env=cluster.client_env(), capture_output=True, text=True, timeout=900)
+    assert submit.returncode == 0 and "succeeded" in submit.stdout, (submit.stdout + submit.stderr)[-3000:]
+    assert rows(f"{bucket}/job") == (web["kept"], web["rejects"])
