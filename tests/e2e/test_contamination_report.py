@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import uuid
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from filters.contamination import REGISTRY, load_items
+from pipeline import storage
 from pipeline.cli import main
+from tests.e2e.test_cli import PIPELINE
 
 FILLER = "Notes from the weekend workshop on gardening, with photos and a list of the plants we swapped. "
 
@@ -84,3 +89,30 @@ def test_user_errors_are_one_line_and_exit_2(case, tmp_path, capsys):
     code = main(["contamination-report", "--data", str(root / "missing.jsonl"), "--benchmarks", "gsm8k", "--out", str(tmp_path)])
     err = capsys.readouterr().err
     assert code == 2 and "no file matches" in err and "missing.jsonl" in err and len(err.strip().splitlines()) == 1
+
+
+def test_report_from_and_to_object_storage(ray_session, object_store, case, tmp_path, monkeypatch):
+    """Data, the benchmarks' copies and the report in a bucket: the report of the same data on disk, with
+    each source named by its URI. The command runs as a user runs it, with the store in its environment."""
+    bucket = "s3://" + object_store.make_bucket(f"contamination-{uuid.uuid4().hex[:8]}")
+    with monkeypatch.context() as env:
+        for key, value in object_store.env().items():
+            env.setenv(key, value)
+        for name in ("web.jsonl", "chat.parquet"):
+            storage.locate(case["root"] / name).copy_to(storage.locate(f"{bucket}/data/{name}"))
+        for layout in ("gsm8k", "humaneval"):
+            storage.locate(f"{case['bench']}/{layout}").copy_to(storage.locate(f"{bucket}/bench/{layout}"))
+    proc = subprocess.run([*PIPELINE, "contamination-report", "--data", f"{bucket}/data/web.jsonl", f"{bucket}/data/chat.parquet",
+                           "--benchmarks", "gsm8k,humaneval", "--benchmarks-dir", f"{bucket}/bench", "--out", f"{bucket}/report",
+                           "--quiet"], capture_output=True, text=True, timeout=600, env={**os.environ, **object_store.env()})
+    assert proc.returncode == 0, proc.stderr
+    assert report(case, tmp_path / "local") == 0
+    with monkeypatch.context() as env:
+        for key, value in object_store.env().items():
+            env.setenv(key, value)
+        remote = {name: storage.locate(f"{bucket}/report/{name}").read_text() for name in ("report.json", "report.md", "report.html")}
+    local = {name: (tmp_path / "local" / name).read_text().replace(f"{case['root']}/", f"{bucket}/data/") for name in remote}
+    assert json.loads(remote["report.json"]) == json.loads(local["report.json"])  # sources sort by name: compare as data
+    assert json.loads(remote["report.json"])["totals"]["items_contaminated"] == 3
+    assert sorted(remote["report.md"].splitlines()) == sorted(local["report.md"].splitlines())
+    assert f"{bucket}/data/web.jsonl" in remote["report.html"] and "HumanEval/2" in remote["report.html"]
