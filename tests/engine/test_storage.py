@@ -107,3 +107,32 @@ def test_gzip_files_are_stored_read_and_copied_byte_for_byte(root, tmp_path):
     assert (tmp_path / "down" / "x.warc.gz").read_bytes() == data
     with storage.local_copy(root / "x.warc.gz") as path:
         assert path.read_bytes() == data
+
+
+def test_store_errors_name_the_uri_and_the_cause_in_a_few_words(s3_bucket, monkeypatch):
+    """pyarrow's S3 errors are a paragraph (the operation, the key, a request id); a user reads the cause."""
+    import socket
+
+    from tests.object_store import READ_ONLY_KEY, READ_ONLY_SECRET
+
+    (storage.locate(s3_bucket) / "x.txt").write_text("x")
+    assert storage.file_problem(f"{s3_bucket}/x.txt") is None and storage.file_problem(s3_bucket, folder=True) is None
+    assert storage.file_problem(f"{s3_bucket}/y.txt") == f"not found: {s3_bucket}/y.txt"
+    assert storage.file_problem("s3://no-such-bucket-here/y.txt") == \
+        "not found: s3://no-such-bucket-here/y.txt (there is no bucket 'no-such-bucket-here')"
+    assert storage.missing_bucket(s3_bucket + "/y.txt") is None and storage.missing_bucket("/tmp/y.txt") is None
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", READ_ONLY_KEY)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", READ_ONLY_SECRET)
+    assert storage.probe_writable(storage.locate(s3_bucket + "/out")) == "Access Denied"
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "nobody")
+    assert storage.file_problem(f"{s3_bucket}/x.txt") == f"{s3_bucket}/x.txt: access denied"
+    with pytest.raises(UserError) as denied:
+        storage.expand([f"{s3_bucket}/*.txt"], "input.paths")
+    assert str(denied.value) == f"input.paths: {s3_bucket}: access denied"
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{port}")
+    assert storage.file_problem(f"{s3_bucket}/x.txt") == f"{s3_bucket}/x.txt: Could not connect to server (127.0.0.1:{port})"
