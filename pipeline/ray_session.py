@@ -44,6 +44,10 @@ def ray_session(config: RayConfig, progress, log_dir: Path | None = None, env: d
         if log_dir is not None:
             stack.enter_context(progress.writing_to(stack.enter_context(filtered_console(log_dir / "console.log"))))
         address = config.address or os.environ.get("RAY_ADDRESS")
+        if address and address.startswith("ray://"):
+            raise UserError(f"Ray address {address}: Ray Client (ray://) cannot run Ray Data, whose executor needs its "
+                            "driver on the cluster; give the head's GCS address (head:6379) from a machine in the "
+                            "cluster's network, or submit the run as a Ray Job (docs/cluster.md)")
         before = _descendants()
         try:
             _connect(config, address, progress, env or {})

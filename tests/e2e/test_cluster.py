@@ -20,8 +20,6 @@ import pytest
 
 from tests.cluster import RayCluster, python_without
 
-pytestmark = pytest.mark.slow
-
 PIPELINE = [sys.executable, "-m", "pipeline.cli"]
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -87,6 +85,20 @@ def rows(out: str) -> tuple[list[dict], list[tuple]]:
     return sorted(kept, key=lambda r: r["id"]), sorted(rejects)
 
 
+def test_a_ray_client_address_is_refused_in_one_line(shared_data, tmp_path):
+    """Ray Data cannot run over Ray Client (its executor needs a driver on the cluster: tried on the
+    test cluster, it fails deep in Ray with an AttributeError), so a ray:// address is a user's
+    error, refused before any connection is tried."""
+    config = write_config(tmp_path / "c.yaml", {
+        "input": {"format": "jsonl", "paths": [str(shared_data / "benchmarks" / "gsm8k" / "test.jsonl")],
+                  "kind": "document", "fields": {"text": "question"}, "limit": 5},
+        "output": {"path": str(tmp_path / "out")}, "stages": [{"length": {}}]})
+    run = cli("run", "--quiet", str(config), env={**os.environ, "RAY_ADDRESS": "ray://127.0.0.1:1"}, timeout=120)
+    assert run.returncode == 2, run.stderr[-3000:]
+    (line,) = run.stderr.strip().splitlines()
+    assert "ray://127.0.0.1:1" in line and "Ray Client" in line and "Ray Job" in line, line
+
+
 @pytest.fixture(scope="module")
 def web(shared_data, tmp_path_factory) -> dict:
     """The web chain run on local disk with an embedded Ray (the reference every cluster run must
@@ -147,6 +159,7 @@ def s3_config(bucket: str, out: str) -> dict:
     return web_config(f"{bucket}/inputs", f"{bucket}/{out}", against=f"{bucket}/inputs/index")
 
 
+@pytest.mark.slow
 def test_web_chain_from_and_to_s3_on_two_nodes_gives_the_rows_of_a_local_run(web, cluster, bucket, tmp_path):
     config = write_config(tmp_path / "s3.yaml", s3_config(bucket, "plain"))
     run = cli("run", "--quiet", str(config), env=cluster.client_env())
@@ -177,6 +190,7 @@ def until(condition, driver: subprocess.Popen, timeout_s: float = 600) -> bool:
     return True
 
 
+@pytest.mark.slow
 def test_a_worker_node_lost_mid_run_still_gives_the_rows_of_an_undisturbed_run(web, cluster, bucket, tmp_path):
     """The worker node's raylet is killed (by its PID) the moment one of its workers runs a task:
     its tasks, actors and objects are gone; Ray's retries redo them on the head and the run finishes
@@ -200,6 +214,7 @@ def test_a_worker_node_lost_mid_run_still_gives_the_rows_of_an_undisturbed_run(w
     assert rows(f"{bucket}/node-lost") == (web["kept"], web["rejects"])
 
 
+@pytest.mark.slow
 def test_a_driver_killed_mid_run_resumes_from_its_checkpoints_in_s3(web, cluster, bucket, tmp_path):
     """SIGKILL of `pipeline run` once its first pass is checkpointed: the re-run takes that pass from
     the bucket instead of redoing it, and ends with exactly the rows of an uninterrupted run."""
@@ -224,6 +239,7 @@ def test_a_driver_killed_mid_run_resumes_from_its_checkpoints_in_s3(web, cluster
     assert rows(f"{bucket}/driver-killed") == (web["kept"], web["rejects"])
 
 
+@pytest.mark.slow
 def test_pipeline_run_submitted_as_a_ray_job(web, cluster, object_store, bucket, tmp_path):
     """`ray job submit --working-dir CONFIG_DIR -- pipeline run c.yaml` on the head's job server: the
     job's own runtime_env sets the S3 endpoint, which the config names too (ray.init refuses a key
