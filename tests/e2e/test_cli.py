@@ -152,41 +152,62 @@ def output_ids(out: Path) -> list[str]:
     return sorted(i for p in (out / "data").glob("*.parquet") for i in pq.read_table(p, columns=["id"]).column("id").to_pylist())
 
 
+def unmarked_attempt(stages_dir: Path, pass_id: str) -> bool:
+    """A pass is being written: an attempt folder holds files, and no marker names it yet."""
+    marker = stages_dir / pass_id / "_SUCCESS.json"
+    named = json.loads(marker.read_text())["attempt"] if marker.exists() else None
+    return any(a.is_dir() and a.name != named and any(a.iterdir()) for a in (stages_dir / pass_id).glob("*"))
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("fuse", [False, True], ids=["a-pass-per-stage", "fused-pass"])
-def test_sigkill_mid_stage_then_rerun_gives_the_uninterrupted_output(tmp_path, fuse):
-    """Killed while a pass is being written: with a checkpoint per stage (after stage 1 finished)
-    or inside the one fused pass of all three stages; the re-run must equal an uninterrupted run."""
+@pytest.mark.parametrize("fuse, moment", [(False, "pass"), (True, "pass"), (True, "final write")],
+                         ids=["a-pass-per-stage", "fused-pass", "final-write"])
+def test_sigkill_mid_stage_then_rerun_gives_the_uninterrupted_output(tmp_path, fuse, moment):
+    """Killed while a pass is being written (with a checkpoint per stage, after stage 1 finished, or
+    inside the one fused pass of all three stages), or while the shards are written and moved into
+    place; the re-run must equal an uninterrupted run."""
     corpus = tmp_path / "corpus.jsonl"
     write_corpus(corpus, 300_000)
     killed_cfg, clean_cfg = tmp_path / "killed.yaml", tmp_path / "clean.yaml"
     killed_cfg.write_text(RESUME_CONFIG.format(fuse=str(fuse).lower(), input=corpus, out=tmp_path / "killed"))
     clean_cfg.write_text(RESUME_CONFIG.format(fuse=str(fuse).lower(), input=corpus, out=tmp_path / "clean"))
 
-    stages_dir = tmp_path / "killed" / ".pipeline" / "stages"
-    done_before, killed_pass = ([], "01-length+02-length+03-length") if fuse else (["01-length"], "02-length")
+    work = tmp_path / "killed" / ".pipeline"
+    stages_dir = work / "stages"
+    fused = "01-length+02-length+03-length"
+    done_before, killed_pass = {
+        "pass": ([], fused) if fuse else (["01-length"], "02-length"), "final write": ([fused], None)}[moment]
     proc = subprocess.Popen([*PIPELINE, "run", "--quiet", str(killed_cfg)], start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 600
     while time.time() < deadline and proc.poll() is None:
         finished = all((stages_dir / d / "_SUCCESS.json").exists() for d in done_before)
-        if finished and list(stages_dir.glob(f".{killed_pass}.tmp-*")):
+        writing = unmarked_attempt(stages_dir, killed_pass) if killed_pass else any(
+            f.is_file() for f in work.glob("write-*/data/*"))
+        if finished and writing:
             os.killpg(proc.pid, signal.SIGKILL)
             break
         time.sleep(0.02)
     proc.wait(timeout=60)
-    assert proc.returncode == -signal.SIGKILL, f"the run must be killed while writing {killed_pass}"
-    assert not (stages_dir / killed_pass / "_SUCCESS.json").exists()
+    assert proc.returncode == -signal.SIGKILL, f"the run must be killed while writing {killed_pass or 'its shards'}"
+    assert not (tmp_path / "killed" / "manifest.json").exists()
+    if killed_pass:
+        assert not (stages_dir / killed_pass / "_SUCCESS.json").exists()
 
     resumed = cli("run", "--quiet", str(killed_cfg))
     assert resumed.returncode == 0, resumed.stderr
-    assert not list(stages_dir.glob(".*")), "the killed run's temporary checkpoint is cleaned up"
+    for pass_dir in stages_dir.iterdir():  # the killed run's attempt is cleaned up: each pass holds its marker's
+        attempt = json.loads((pass_dir / "_SUCCESS.json").read_text())["attempt"]
+        assert sorted(p.name for p in pass_dir.iterdir()) == sorted(["_SUCCESS.json", attempt])
+    assert not list(work.glob("write-*")) and not (work / "writing.json").exists()
     clean = cli("run", "--quiet", str(clean_cfg))
     assert clean.returncode == 0, clean.stderr
 
     stats = json.loads((tmp_path / "killed" / "stats.json").read_text())
     if not fuse:
         assert [s["resumed"] for s in stats["stages"][1:]] == [True, False, False]
+    if moment == "final write":
+        assert [s["resumed"] for s in stats["stages"][1:]] == [True] * 3
     killed_ids, clean_ids = output_ids(tmp_path / "killed"), output_ids(tmp_path / "clean")
     assert len(killed_ids) == len(set(killed_ids)) > 0
     assert killed_ids == clean_ids
