@@ -137,6 +137,18 @@ def cluster(object_store):
         cluster.stop()
 
 
+@pytest.mark.slow
+def test_a_plain_ray_init_beside_the_cluster_starts_a_ray_of_its_own(cluster):
+    """What the rest of the suite does (its in-process Ray, `pipeline run` without an address)
+    while a test cluster is up: a plain ray.init() starts a fresh local Ray and never joins it."""
+    probe = "import ray; ray.init(num_cpus=1); print(ray.get_runtime_context().gcs_address, len(ray.nodes()))"
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    ran = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=300)
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    address, nodes = ran.stdout.split()
+    assert address != cluster.address and nodes == "1"
+
+
 @pytest.fixture(scope="module")
 def bucket(web, object_store) -> str:
     """One bucket for the module's runs (each writes under a prefix of its own), holding the
