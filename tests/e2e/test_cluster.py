@@ -4,7 +4,6 @@ from and to object storage that gives exactly the rows of the same run on local 
 
 from __future__ import annotations
 
-import gzip
 import json
 import os
 import shutil
@@ -83,6 +82,31 @@ def rows(out: str) -> tuple[list[dict], list[tuple]]:
     rejects = [(r["id"], r["stage"], r["reason"]) for f in (root / "rejects").files() if f.suffix == ".parquet"
                for r in pq.read_table(f.open_read(), columns=["id", "stage", "reason"]).to_pylist()]
     return sorted(kept, key=lambda r: r["id"]), sorted(rejects)
+
+
+@pytest.mark.slow
+def test_a_node_without_a_stage_dependency_is_one_line_naming_the_module_and_the_node(shared_data, tmp_path):
+    """The only node with CPUs runs from a Python environment without fastText, which the language
+    stage loads on its workers: the run stops with one line, exit 2, naming the module and that node."""
+    cluster = RayCluster()
+    try:
+        cluster.start_head(num_cpus=0)  # nothing runs on the head: every task lands on the worker
+        worker = cluster.add_worker(python=python_without(tmp_path, "fasttext"))
+        node_id = next(a.split("=", 1)[1] for a in worker.raylet().cmdline() if a.startswith("--node_id="))
+        config = write_config(tmp_path / "c.yaml", {
+            "input": {"format": "jsonl", "paths": [str(shared_data / "benchmarks" / "gsm8k" / "test.jsonl")],
+                      "kind": "document", "fields": {"text": "question"}, "limit": 20},
+            "output": {"path": str(tmp_path / "out")},
+            "stages": [{"language": {"keep": ["en"]}}],
+        })
+        run = cli("run", "--quiet", str(config), env=cluster.client_env())
+    finally:
+        cluster.stop()
+    assert run.returncode == 2, run.stderr[-3000:]
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in run.stderr, run.stderr[-3000:]
+    assert "'fasttext'" in lines[0] and f"(id {node_id[:8]})" in lines[0], lines[0]
+    assert "runtime_env" in lines[0] and "docs/cluster.md" in lines[0]
 
 
 def test_a_ray_client_address_is_refused_in_one_line(shared_data, tmp_path):
@@ -171,16 +195,6 @@ def s3_config(bucket: str, out: str) -> dict:
     return web_config(f"{bucket}/inputs", f"{bucket}/{out}", against=f"{bucket}/inputs/index")
 
 
-@pytest.mark.slow
-def test_web_chain_from_and_to_s3_on_two_nodes_gives_the_rows_of_a_local_run(web, cluster, bucket, tmp_path):
-    config = write_config(tmp_path / "s3.yaml", s3_config(bucket, "plain"))
-    run = cli("run", "--quiet", str(config), env=cluster.client_env())
-    assert run.returncode == 0, run.stderr[-3000:]
-    assert rows(f"{bucket}/plain") == (web["kept"], web["rejects"])
-    stats = json.loads(storage_text(f"{bucket}/plain/stats.json"))
-    assert [s["kept"] for s in stats["stages"]] == [s["kept"] for s in web["stats"]["stages"]]
-
-
 def storage_text(uri: str) -> str:
     from pipeline import storage
 
@@ -252,10 +266,12 @@ def test_a_driver_killed_mid_run_resumes_from_its_checkpoints_in_s3(web, cluster
 
 
 @pytest.mark.slow
-def test_pipeline_run_submitted_as_a_ray_job(web, cluster, object_store, bucket, tmp_path):
-    """`ray job submit --working-dir CONFIG_DIR -- pipeline run c.yaml` on the head's job server: the
-    job's own runtime_env sets the S3 endpoint, which the config names too (ray.init refuses a key
-    set twice unless the session leaves it to the job); the job gives the reference rows."""
+def test_web_chain_from_and_to_s3_as_a_ray_job_gives_the_rows_of_a_local_run(web, cluster, object_store, bucket,
+                                                                              tmp_path):
+    """`ray job submit --working-dir CONFIG_DIR -- pipeline run c.yaml` on the head's job server, with
+    every path in the bucket: exactly the rows, rejects and per-stage counts of the run on local
+    disk. The job's own runtime_env sets the S3 endpoint, which the config names too (ray.init
+    refuses a key set twice unless the session leaves it to the job)."""
     config = {**s3_config(bucket, "job"), "storage": {"s3_endpoint_url": object_store.endpoint}}
     job_dir = tmp_path / "job"
     job_dir.mkdir()
@@ -268,3 +284,5 @@ def test_pipeline_run_submitted_as_a_ray_job(web, cluster, object_store, bucket,
         env=cluster.client_env(), capture_output=True, text=True, timeout=900)
     assert submit.returncode == 0 and "succeeded" in submit.stdout, (submit.stdout + submit.stderr)[-3000:]
     assert rows(f"{bucket}/job") == (web["kept"], web["rejects"])
+    stages = json.loads(storage_text(f"{bucket}/job/stats.json"))["stages"]
+    assert [(s["id"], s["kept"]) for s in stages] == [(s["id"], s["kept"]) for s in web["stats"]["stages"]]
