@@ -38,11 +38,7 @@ def fingerprint_inputs(config: InputConfig) -> list:
     gives them (an object store's last-modified time), or the HF dataset."""
     if config.format == "hf":
         return [config.dataset, config.subset, config.split, config.data_files, config.revision]
-    out = []
-    for file in storage.expand(config.paths, "input.paths"):
-        info = file.info()
-        out.append([file.uri, info.size, info.mtime_ns])
-    return out
+    return [[file.uri, *file.stat] for file in storage.expand(config.paths, "input.paths")]
 
 
 def source_name(config: InputConfig) -> str:

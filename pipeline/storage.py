@@ -45,12 +45,15 @@ GLOB_CHARS = "*?["
 
 
 class Location:
-    """A file or folder: the filesystem it lives on, its path there, and the URI a user would write."""
+    """A file or folder: the filesystem it lives on, its path there, and the URI a user would write.
+    A file found by a listing (`files`, `expand`) keeps the (size, mtime_ns) the listing gave as `stat`:
+    an object store lists a thousand objects in one request, where asking each costs one."""
 
-    __slots__ = ("fs", "path", "uri")
+    __slots__ = ("fs", "path", "uri", "stat")
 
-    def __init__(self, fs: pafs.FileSystem, path: str, uri: str):
+    def __init__(self, fs: pafs.FileSystem, path: str, uri: str, stat: tuple[int, int] | None = None):
         self.fs, self.path, self.uri = fs, path.rstrip("/") or "/", uri.rstrip("/") or uri
+        self.stat = stat
 
     # --- naming -------------------------------------------------------------------------------
 
@@ -133,7 +136,14 @@ class Location:
         except NotADirectoryError:
             return []
         wanted = [i for i in infos if i.type == pafs.FileType.File or not files_only and i.type == pafs.FileType.Directory]
-        return sorted((self / i.path[len(self.path.rstrip("/")) + 1:] for i in wanted), key=lambda loc: loc.path)
+        return sorted(map(self._listed, wanted), key=lambda loc: loc.path)
+
+    def _listed(self, info: pafs.FileInfo) -> "Location":
+        """What a listing of this folder found: a file keeps its size and modification time."""
+        found = self / info.path[len(self.path.rstrip("/")) + 1:]
+        if info.type == pafs.FileType.File:
+            found.stat = (info.size, info.mtime_ns)
+        return found
 
     # --- reading and writing --------------------------------------------------------------------
 
@@ -255,7 +265,8 @@ def _fsspec(uri: str) -> tuple[pafs.FileSystem, str]:
 
 def expand(patterns: list[str | os.PathLike], what: str) -> list[Location]:
     """Files named by paths, folders (every file inside) and glob patterns (`*`, `?`, `[...]` within a
-    name, `**` across folders), on any filesystem, sorted so a run reads them in the same order."""
+    name, `**` across folders), on any filesystem, sorted so a run reads them in the same order; each
+    with its `stat`, from one listing per folder or glob rather than a request per file."""
     files: list[Location] = []
     for pattern in patterns:
         found = matches(pattern, what)
@@ -269,17 +280,23 @@ def matches(pattern: str | os.PathLike, what: str) -> list[Location]:
     """The files one path, folder or glob names, as `expand` finds them, or none; a store that cannot
     be asked (unreachable, access denied) is a UserError that names `what`, the URI and the cause."""
     pattern = os.fspath(pattern)
+    if any(c in pattern for c in GLOB_CHARS):
+        looked = _glob(pattern, what)
+    else:
+        single = locate(pattern)
+        looked = [(single, _info(single, what))]
     found: list[Location] = []
-    for match in _glob(pattern, what) if any(c in pattern for c in GLOB_CHARS) else [locate(pattern)]:
-        info = _info(match, what)
+    for match, info in looked:
         if info.type == pafs.FileType.Directory:
             found.extend(match.files())
         elif info.type == pafs.FileType.File:
+            match.stat = (info.size, info.mtime_ns)
             found.append(match)
     return found
 
 
-def _glob(pattern: str, what: str) -> list[Location]:
+def _glob(pattern: str, what: str) -> list[tuple[Location, pafs.FileInfo]]:
+    """The glob's matches with what the one listing of its static prefix said of each."""
     parts = pattern.split("/")
     static = next(i for i, p in enumerate(parts) if any(c in p for c in GLOB_CHARS))
     root = locate("/".join(parts[:static]) or ".")
@@ -289,8 +306,8 @@ def _glob(pattern: str, what: str) -> list[Location]:
         return []
     infos = root.fs.get_file_info(pafs.FileSelector(root.path, recursive=recursive, allow_not_found=True))
     prefix = root.path.rstrip("/") + "/"
-    names = sorted(i.path[len(prefix):] for i in infos if i.type != pafs.FileType.NotFound)
-    return [root / name for name in names if _match(name.split("/"), wanted)]
+    listed = sorted((i for i in infos if i.type != pafs.FileType.NotFound), key=lambda i: i.path)
+    return [(root._listed(i), i) for i in listed if _match(i.path[len(prefix):].split("/"), wanted)]
 
 
 def _match(name: list[str], pattern: list[str]) -> bool:

@@ -136,3 +136,12 @@ def test_store_errors_name_the_uri_and_the_cause_in_a_few_words(s3_bucket, monke
         port = s.getsockname()[1]
     monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{port}")
     assert storage.file_problem(f"{s3_bucket}/x.txt") == f"{s3_bucket}/x.txt: Could not connect to server (127.0.0.1:{port})"
+
+
+def test_expanded_files_carry_the_size_and_time_their_listing_gave(root):
+    """A run fingerprints its inputs by size and modification time: from the listing, not a request per file."""
+    for name, text in (("x/1.jsonl", "{}\n"), ("x/2.jsonl", "{}\n{}\n"), ("y/3.txt", "abc"), ("z.txt", "z")):
+        (root / name).write_text(text)
+    found = storage.expand([f"{root.uri}/x/*.jsonl", f"{root.uri}/y", f"{root.uri}/z.txt"], "input")
+    assert [f.stat for f in found] == [(f.size(), f.info().mtime_ns) for f in found]
+    assert [f.stat[0] for f in found] == [3, 6, 3, 1]
