@@ -9,7 +9,7 @@ the same config (extract -> language -> heuristics) run on
   input `s3://bucket/...`, output `s3://bucket/out-N`, the endpoint and keys in the environment as a
   user sets them.
 The two sides alternate; the result is the median of each and the median of the paired ratios
-(s3 / disk), because the machine is shared. Both sides must report the same rows at every stage,
+(s3 / disk), because the machine is shared, for the whole process and for each phase of a run. Both sides must report the same rows at every stage,
 or the comparison is void and the script says so. The server is stopped by the PID it was started
 with. A local server has no network latency or bandwidth limit: this is the cost of the S3
 protocol and of our storage layer, a lower bound on what a remote store costs.
@@ -66,6 +66,17 @@ def timed(config_file: Path, out: str, env: dict[str, str]) -> tuple[float, dict
     return elapsed, json.loads((storage.locate(out) / "stats.json").read_text())
 
 
+def phases(seconds: float, stats: dict) -> dict[str, float]:
+    """Where a run's time went, from its stats.json: before the first stage (checks that look at every
+    input, claiming the output, starting Ray); the passes (reading, stages, checkpoints, statistics); the
+    write (shards and rejects written, then moved into place); and the rest of the process (interpreter
+    start, stats, report, card and manifest, Ray's shutdown, logs copied to the output)."""
+    stages = sum(s["wall_s"] or 0 for s in stats["stages"])
+    before = stats["time_to_first_stage_s"]
+    return {"whole process": seconds, "before the first stage": before, "passes": stages,
+            "write": stats["wall_s"] - before - stages, "rest": seconds - stats["wall_s"]}
+
+
 def rows_by_stage(stats: dict) -> list:
     return [(s["id"], s["rows_in"], s["kept"], s["dropped_by_reason"]) for s in stats["stages"]]
 
@@ -98,8 +109,7 @@ def main() -> None:
             configs["s3"].write_text(config(fmt, f"{bucket}/input/{pattern}", args.engine))
             outs = {"disk": lambda i: str(tmp / f"out-{i}"), "s3": lambda i: f"{bucket}/out-{i}"}
             load_before = os.getloadavg()[0]
-            times: dict[str, list[float]] = {"disk": [], "s3": []}
-            stage_s: dict[str, list[float]] = {"disk": [], "s3": []}
+            times: dict[str, list[dict[str, float]]] = {"disk": [], "s3": []}
             expected = None
             for i in range(args.repeats):
                 for side in (("disk", "s3") if i % 2 == 0 else ("s3", "disk")):
@@ -109,25 +119,24 @@ def main() -> None:
                         expected = rows
                     elif rows != expected:
                         raise SystemExit(f"{side} run {i} reports other rows than the first run:\n{rows}\n{expected}")
-                    times[side].append(seconds)
-                    stage_s[side].append(sum(s["wall_s"] or 0 for s in stats["stages"]))
-                    print(f"  run {i} {side:4}: {seconds:6.1f} s, stages {stage_s[side][-1]:5.1f} s", file=sys.stderr)
+                    times[side].append(phases(seconds, stats))
+                    print(f"  run {i} {side:4}: " + ", ".join(f"{k} {v:.1f} s" for k, v in times[side][-1].items()),
+                          file=sys.stderr)
             load_after = os.getloadavg()[0]
         finally:
             server.stop()
-    ratios = [s / d for d, s in zip(times["disk"], times["s3"])]
-    stage_ratios = [s / d for d, s in zip(stage_s["disk"], stage_s["s3"])]
     kept = ", ".join(f"{stage} {n:,}" for stage, _, n, _ in expected)
     print(f"{len(files)} files ({args.corpus}, {size_mb:.1f} MB, uploaded in {upload_s:.1f} s), engine {args.engine}, "
           f"{args.repeats} repeats, load average {load_before:.1f} -> {load_after:.1f}; "
           f"the same rows and drop reasons at every stage on both sides (kept: {kept})")
-    print("| side | whole process, median (runs) | stage walls summed, median (runs) |")
-    print("|---|---|---|")
-    for side in ("disk", "s3"):
-        print(f"| {side} | {statistics.median(times[side]):.1f} s {[round(t, 1) for t in times[side]]} | "
-              f"{statistics.median(stage_s[side]):.1f} s {[round(t, 1) for t in stage_s[side]]} |")
-    print(f"| s3 / disk, median of paired ratios | {statistics.median(ratios):.2f}x {[round(r, 2) for r in ratios]} | "
-          f"{statistics.median(stage_ratios):.2f}x {[round(r, 2) for r in stage_ratios]} |")
+    print("| seconds, median (runs) | disk | s3 | s3 / disk, median of paired ratios |")
+    print("|---|---|---|---|")
+    for phase in times["disk"][0]:
+        disk, s3 = ([t[phase] for t in times[side]] for side in ("disk", "s3"))
+        ratios = [b / a for a, b in zip(disk, s3) if a > 0]
+        print(f"| {phase} | {statistics.median(disk):.1f} {[round(t, 1) for t in disk]} | "
+              f"{statistics.median(s3):.1f} {[round(t, 1) for t in s3]} | "
+              f"{statistics.median(ratios):.2f}x {[round(r, 2) for r in ratios]} |")
 
 
 if __name__ == "__main__":
