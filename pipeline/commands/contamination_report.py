@@ -46,7 +46,7 @@ def register(sub) -> None:
 def main(args) -> int:
     from filters.contamination import BenchmarkNotFound, build_index
     from filters.contamination.benchmarks import resolve, unreachable
-    from pipeline import contamination_render, hub
+    from pipeline import contamination_render, hub, output_dir
     from pipeline.config import RayConfig
     from pipeline.progress import Progress
     from pipeline.ray_session import ray_session
@@ -72,8 +72,8 @@ def main(args) -> int:
         raise UserError(str(e)) from None
     progress.note(f"indexed {index.stats.items:,} items of {', '.join(sizes)}: {index.stats.grams:,} n-grams")
     out = storage.locate(args.out)
-    logs = out.local_path() / "logs" if out.is_local else None
-    with ray_session(RayConfig(address=args.ray_address, num_cpus=args.num_cpus), progress, logs):
+    with output_dir.local_logs(out / "logs") as logs, \
+            ray_session(RayConfig(address=args.ray_address, num_cpus=args.num_cpus), progress, logs):
         scanned, items = scan(inputs, index, args.view, args.min_coverage)
     report = contamination_render.build(
         sources=[c.name for c in inputs], scanned=scanned, items=items, sizes=sizes, index=index,

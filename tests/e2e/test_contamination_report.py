@@ -111,6 +111,7 @@ def test_report_from_and_to_object_storage(ray_session, object_store, case, tmp_
         for key, value in object_store.env().items():
             env.setenv(key, value)
         remote = {name: storage.locate(f"{bucket}/report/{name}").read_text() for name in ("report.json", "report.md", "report.html")}
+        assert storage.locate(f"{bucket}/report/logs/console.log").exists(), "Ray's messages are kept beside the report"
     local = {name: (tmp_path / "local" / name).read_text().replace(f"{case['root']}/", f"{bucket}/data/") for name in remote}
     assert json.loads(remote["report.json"]) == json.loads(local["report.json"])  # sources sort by name: compare as data
     assert json.loads(remote["report.json"])["totals"]["items_contaminated"] == 3
