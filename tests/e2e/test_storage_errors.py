@@ -25,7 +25,7 @@ stages:
 
 @pytest.fixture(scope="module")
 def bucket(object_store, shared_data) -> str:
-    """One bucket for the module (SeaweedFS gives every bucket that holds data volumes of its own)."""
+    """One bucket for the module, holding a real JSONL input that every case reads or fails to read."""
     name = "s3://" + object_store.make_bucket(f"bad-storage-{uuid.uuid4().hex[:8]}")
     with pytest.MonkeyPatch.context() as env:  # for the upload; each CLI run gets its own environment
         for key, value in object_store.env().items():

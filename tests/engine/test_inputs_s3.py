@@ -29,7 +29,7 @@ from tests.object_store import ACCESS_KEY
 
 @pytest.fixture(scope="module")
 def bucket(object_store) -> str:
-    """One bucket for the module (SeaweedFS gives every bucket that holds data volumes of its own)."""
+    """One bucket for the module; each test writes under a prefix of its own."""
     return "s3://" + object_store.make_bucket(f"inputs-{uuid.uuid4().hex[:8]}")
 
 
