@@ -35,7 +35,7 @@ class Written:
     def __init__(self, *tables: pa.Table):
         self.tables = tables
 
-    def write_parquet(self, path: str, filesystem):
+    def write_parquet(self, path: str, filesystem, **options):
         filesystem.create_dir(path)  # as Ray's writer does
         for i, table in enumerate(self.tables):
             with filesystem.open_output_stream(f"{path}/{i:04d}.parquet") as f:
