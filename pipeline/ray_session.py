@@ -66,7 +66,8 @@ def ray_session(config: RayConfig, progress, log_dir: Path | None = None, env: d
         finally:
             ray.shutdown()
             if session_logs and log_dir:
-                shutil.copytree(session_logs, log_dir / "ray", dirs_exist_ok=True, ignore_dangling_symlinks=True)
+                # One archive, not a hundred small files: each is a request when the logs go to object storage.
+                shutil.make_archive(str(log_dir / "ray"), "gztar", session_logs)
 
 
 def _connect(config: RayConfig, address: str | None, progress, env: dict[str, str]) -> None:

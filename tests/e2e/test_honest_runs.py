@@ -9,6 +9,7 @@ import json
 import os
 import random
 import signal
+import tarfile
 import subprocess
 import sys
 import time
@@ -129,7 +130,7 @@ stages:
     read = next(line for line in first.stderr.splitlines() if "00-read:" in line)
     assert read.startswith("  00-read: in 201 -> kept 200, dropped 1 (bad_json: 1)"), "one record per line, never wrapped"
     logs = list((tmp_path / "out" / "logs").glob("run-*"))
-    assert len(logs) == 1 and (logs[0] / "console.log").is_file() and (logs[0] / "ray").is_dir()
+    assert len(logs) == 1 and (logs[0] / "console.log").is_file() and tarfile.is_tarfile(logs[0] / "ray.tar.gz")
 
     again = cli("run", str(config))
     assert again.returncode == 0, again.stderr

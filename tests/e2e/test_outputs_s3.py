@@ -113,7 +113,7 @@ def test_a_run_writing_to_s3_gives_what_it_gives_on_local_disk(object_store, s3_
     assert (remote / "report.html").read_text().count("<svg") >= 3 and (remote / "README.md").exists()
     assert (remote / "dedup_index" / "03-dedup" / "params.json").exists()
     logs = (remote / "logs").children()
-    assert len(logs) == 1 and (logs[0] / "console.log").exists() and (logs[0] / "ray").files()
+    assert len(logs) == 1 and (logs[0] / "console.log").exists() and (logs[0] / "ray.tar.gz").exists()
     work = remote / ".pipeline"
     for pass_dir in (work / "stages").children():  # each pass holds its marker and the attempt it names
         attempt = json.loads((pass_dir / "_SUCCESS.json").read_text())["attempt"]
