@@ -63,6 +63,8 @@ class DpoSection(_Section):
     schedule: Literal["cosine", "linear", "constant"] = "linear"
     max_grad_norm: float | None = Field(1.0, gt=0)
     max_seq_len: int = Field(2048, ge=8)
+    packing: bool = Field(True, description="Concatenate a micro batch's chosen and rejected sequences into one row, "
+                          "no padding, no attention across sequences; false pads one sequence per row.")
     eval_fraction: float = Field(0.05, ge=0, lt=1)
     eval_every: int = Field(50, ge=1)
     checkpoint_every: int = Field(100, ge=1)

@@ -1,9 +1,10 @@
 """Direct Preference Optimization: push the policy's log-prob margin of chosen over rejected past the reference's.
 
 A pair's chosen and rejected responses are encoded as two examples and packed with the rest of the
-micro batch into one row, so a DPO step is one forward pass with no padding. The reference is either
-the same network with the LoRA adapter switched off (one model in memory) or log-probs computed once
-before training (after SFT, where the reference must be the SFT model, and for full fine-tuning).
+micro batch into one row (`dpo.packing`, as SFT packs), so a DPO step is one forward pass with no
+padding. The reference is either the same network with the LoRA adapter switched off (one model in
+memory) or log-probs computed once before training (after SFT, where the reference must be the SFT
+model, and for full fine-tuning), kept in the output and reused while their key holds (`reference_cache`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from pipeline.errors import UserError
+from pipeline.train import reference_cache
 from pipeline.train.config import FinetuneConfig
 from pipeline.train.data import Batch, ChatEncoder, Encoded, MicroBatchOrder, PreferencePair, collate, token_logps
 from pipeline.train.loop import (
@@ -62,35 +64,50 @@ def encode_pairs(encoder: ChatEncoder, pairs: list[PreferencePair]) -> list[tupl
 
 
 def sequence_logps(model, batch: Batch, length_normalised: bool = False) -> torch.Tensor:
-    """Sum (or mean, for IPO) of the target-token log-probs of every example in the batch."""
+    """Sum (or mean, for IPO) of the target-token log-probs of every example in the batch.
+
+    Per-example sums go by the batch's `example_index`, so a packed row and a padded batch give the
+    same numbers; the counts are summed the same way (not `bincount`, which reads its input's
+    maximum back to the host on a GPU).
+    """
     logps = token_logps(model, batch)
     sums = torch.zeros(batch.n_examples, device=logps.device, dtype=logps.dtype).index_add(0, batch.example_index, logps)
     if length_normalised:
-        counts = torch.bincount(batch.example_index, minlength=batch.n_examples).clamp(min=1)
-        sums = sums / counts
+        counts = torch.zeros_like(sums).index_add(0, batch.example_index, torch.ones_like(logps))
+        sums = sums / counts.clamp(min=1)
     return sums
 
 
-def pair_batch(pairs: list[tuple[Encoded, Encoded]], pad_id: int) -> Batch:
-    """chosen_0, rejected_0, chosen_1, ... packed into one row."""
-    return collate([e for pair in pairs for e in pair], packing=True, pad_id=pad_id)
+def pair_batch(pairs: list[tuple[Encoded, Encoded]], pad_id: int, packing: bool) -> Batch:
+    """chosen_0, rejected_0, chosen_1, ... packed into one row (position ids restarting per sequence),
+    or right-padded one per row."""
+    return collate([e for pair in pairs for e in pair], packing=packing, pad_id=pad_id)
 
 
 @torch.no_grad()
-def reference_logps(model, pairs: list[tuple[Encoded, Encoded]], cfg: FinetuneConfig, pad_id: int, device,
-                    adapter_disabled: bool) -> torch.Tensor:
-    """[n_pairs, 2] reference log-probs (chosen, rejected), computed once in eval mode."""
+def reference_logps(model, pairs: list[tuple[Encoded, Encoded]], cfg: FinetuneConfig, pad_id: int, device) -> torch.Tensor:
+    """[n_pairs, 2] log-probs (chosen, rejected) of the model as it is, in eval mode: the precomputed reference."""
     was_training = model.training
     model.eval()
     out = []
     size = cfg.dpo.micro_batch_size
-    off = unwrap(model).disable_adapter() if adapter_disabled else nullcontext()
-    with off:
-        for i in range(0, len(pairs), size):
-            with autocast(cfg, device):
-                out.append(sequence_logps(model, pair_batch(pairs[i : i + size], pad_id).to(device), cfg.dpo.loss == "ipo"))
+    for i in range(0, len(pairs), size):
+        batch = pair_batch(pairs[i : i + size], pad_id, cfg.dpo.packing).to(device)
+        with autocast(cfg, device):
+            out.append(sequence_logps(model, batch, cfg.dpo.loss == "ipo").float())
     model.train(was_training)
-    return torch.cat(out).float().view(-1, 2).cpu()
+    return torch.cat(out).view(-1, 2).cpu()
+
+
+def precomputed_references(model, train: list[tuple[Encoded, Encoded]], held_out: list[tuple[Encoded, Encoded]],
+                           cfg: FinetuneConfig, pad_id: int, device, out: Output):
+    """(train, held_out or None) reference log-probs of the policy as DPO starts, read from the output's
+    cache when nothing that decides them changed (`reference_cache`), else computed and cached."""
+    def compute():
+        reference = reference_logps(model, train, cfg, pad_id, device)
+        return reference, reference_logps(model, held_out, cfg, pad_id, device) if held_out else None
+
+    return reference_cache.references(out.location, model, train, held_out, cfg, device, compute)
 
 
 def train_dpo(model, tokenizer, train: list[tuple[Encoded, Encoded]], held_out: list[tuple[Encoded, Encoded]],
@@ -116,8 +133,7 @@ def train_dpo(model, tokenizer, train: list[tuple[Encoded, Encoded]], held_out: 
         state = load_checkpoint(checkpoint, model, optimizer, schedule, layout)
         start, reference, held_out_reference = state["step"], state["reference"], state["held_out_reference"]
     elif precomputed:  # the policy as DPO starts, i.e. the SFT model when SFT ran first
-        reference = reference_logps(model, train, cfg, pad, device, adapter_disabled=False)
-        held_out_reference = reference_logps(model, held_out, cfg, pad, device, adapter_disabled=False) if held_out else None
+        reference, held_out_reference = precomputed_references(model, train, held_out, cfg, pad, device, out)
     log = Logbook(out, "dpo", start)
     speed = Throughput()
     history = []
@@ -131,7 +147,7 @@ def train_dpo(model, tokenizer, train: list[tuple[Encoded, Encoded]], held_out: 
         sums = {"loss": 0.0, "reward_accuracy": 0.0, "margin": 0.0, "chosen_reward": 0.0, "rejected_reward": 0.0,
                 "chosen_logps": 0.0, "rejected_logps": 0.0, "tokens": 0.0}
         for k, ix in enumerate(indices):
-            batch = pair_batch([train[i] for i in ix], pad).to(device)
+            batch = pair_batch([train[i] for i in ix], pad, d.packing).to(device)
             ref = reference[ix].to(device) if precomputed else None
             sync = model.no_sync() if world > 1 and k < len(indices) - 1 else nullcontext()
             with sync:
@@ -192,7 +208,7 @@ def evaluate(model, pairs, reference, cfg: FinetuneConfig, pad_id: int, device) 
     size = cfg.dpo.micro_batch_size
     for i in range(0, len(pairs), size):
         ref = reference[i : i + size].to(device) if reference is not None else None
-        _, stats = _pair_losses(model, pair_batch(pairs[i : i + size], pad_id).to(device), ref, cfg, device)
+        _, stats = _pair_losses(model, pair_batch(pairs[i : i + size], pad_id, cfg.dpo.packing).to(device), ref, cfg, device)
         for name, value in stats.items():
             sums[name] = sums.get(name, 0.0) + value
     model.train()

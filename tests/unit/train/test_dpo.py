@@ -48,7 +48,7 @@ def test_dpo_loss_on_a_model_equals_the_hand_computed_value(make_config, seed_ch
     model.eval()
     pairs = [PreferencePair(c[:1], c[1:], [{"role": "assistant", "content": "No."}]) for c in seed_chats[:3]]
     encoded = encode_pairs(ChatEncoder(tokenizer, 512), pairs)
-    losses, stats = _pair_losses(model, pair_batch(encoded, tokenizer.pad_token_id), None, cfg, CPU)
+    losses, stats = _pair_losses(model, pair_batch(encoded, tokenizer.pad_token_id, packing=True), None, cfg, CPU)
     expected = []
     with torch.no_grad():
         for p in pairs:
