@@ -78,7 +78,18 @@ class FinetuneConfig(_Section):
     dpo: DpoSection = DpoSection()
     skip_sft: bool = Field(False, description="Go straight to DPO (the base is already instruction-tuned).")
     chat_template: str | None = Field(None, description="A Jinja chat template replacing the tokenizer's (saved with the output).")
-    precision: Literal["auto", "bf16", "fp32"] = Field("auto", description="auto: bf16 autocast where the device supports it.")
+    precision: Literal["auto", "bf16", "fp16", "fp32"] = Field(
+        "auto",
+        description="dtype of the frozen weights and of the matmuls (LoRA weights and optimizer state stay fp32); "
+        "auto: bf16 on GPUs that support it, fp16 (with loss scaling) on GPUs that do not, fp32 on CPU.",
+    )
+    attention: Literal["auto", "varlen", "sdpa", "flash_attention_2", "eager"] = Field(
+        "auto",
+        description="varlen: packed rows through torch's variable-length flash kernel (CUDA, 16-bit weights; on CPU "
+        "one attention call per example); "
+        "sdpa/eager: transformers' mask; auto: flash_attention_2 if flash-attn is installed, else varlen, on a GPU "
+        "with 16-bit weights; sdpa otherwise.",
+    )
     gradient_checkpointing: bool = Field(False, description="Recompute activations in the backward pass to save memory.")
     merge: bool = Field(False, description="Also save the base with the adapter merged in (output/merged).")
     seed: int = 0
@@ -87,6 +98,16 @@ class FinetuneConfig(_Section):
     )
     preferences: list[str] = Field(
         default_factory=list, description="Preference files or globs; default: the run's preferences/*.parquet."
+    )
+    documents: list[str] = Field(
+        default_factory=list,
+        description="Document files or globs (rows with `text`, e.g. a web-curation run's data/*.parquet), trained in "
+        "the SFT phase with the language-modelling objective; document rows in `data` are trained so too.",
+    )
+    document_token_ratio: float | None = Field(
+        None, gt=0, lt=1,
+        description="Share of the SFT target tokens that come from documents when mixed with instruction rows "
+        "(documents sampled or repeated to reach it); null: every document once.",
     )
     output: str | None = Field(None, description="Where the adapter, logs and card go; default: OUTPUT_DIR/finetune.")
     resume: bool = Field(True, description="Continue from the latest checkpoint in the output directory if there is one.")
@@ -97,4 +118,9 @@ class FinetuneConfig(_Section):
     def _consistent(self) -> FinetuneConfig:
         if self.skip_sft and not self.dpo.enabled:
             raise ValueError("skip_sft without dpo.enabled leaves nothing to train")
+        if self.method == "full" and self.precision == "fp16":
+            raise ValueError("method: full with precision: fp16 would update fp16 weights without fp32 master copies, "
+                             "which loses small updates; use bf16 or fp32")
+        if self.skip_sft and self.documents:
+            raise ValueError("documents are trained in the SFT phase, which skip_sft skips")
         return self

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.utils.checkpoint
 
 from pipeline import storage
 from pipeline.errors import UserError
@@ -219,8 +220,10 @@ class ChatEncoder:
 class Batch:
     """A micro batch on its way to the model. Packed: one row, position ids restart per example.
 
-    With `attention_mask=None` and restarting `position_ids`, transformers builds a block-diagonal
-    causal mask (or uses variable-length flash attention), so examples never attend to each other.
+    A packed row has no attention mask; `cu_seqlens` (each example's start, then the row's end) and
+    `longest` travel to the attention instead, which keeps the examples apart: variable-length kernels
+    read them as they are (no device sync to find them), sdpa and eager get a block-diagonal mask that
+    transformers builds from the restarting position ids.
     """
 
     input_ids: torch.Tensor
@@ -229,25 +232,33 @@ class Batch:
     targets: torch.Tensor
     example_index: torch.Tensor  # for every target token, which example of the batch it belongs to
     n_examples: int
+    target_positions: torch.Tensor  # flat index (row * width + column) of every target token, in order
+    cu_seqlens: torch.Tensor | None = None  # packed only: int32 [n_examples + 1]
+    longest: int = 0  # packed only: the longest example's length
 
     @property
     def n_targets(self) -> int:
-        return int((self.targets != IGNORE).sum())
+        return self.target_positions.numel()
 
     def to(self, device) -> Batch:
-        mask = None if self.attention_mask is None else self.attention_mask.to(device)
-        return Batch(self.input_ids.to(device), self.position_ids.to(device), mask,
-                     self.targets.to(device), self.example_index.to(device), self.n_examples)
+        move = lambda t: None if t is None else t.to(device)  # noqa: E731
+        return Batch(self.input_ids.to(device), self.position_ids.to(device), move(self.attention_mask),
+                     self.targets.to(device), self.example_index.to(device), self.n_examples,
+                     self.target_positions.to(device), move(self.cu_seqlens), self.longest)
 
 
 def collate(examples: list[Encoded], packing: bool, pad_id: int) -> Batch:
     """Concatenate (packing) or right-pad a list of encoded examples into one micro batch."""
+    cu_seqlens, longest = None, 0
     if packing:
         ids = torch.tensor([t for e in examples for t in e.input_ids]).unsqueeze(0)
         pos = torch.cat([torch.arange(len(e.input_ids)) for e in examples]).unsqueeze(0)
         targets = torch.tensor([t for e in examples for t in e.targets]).unsqueeze(0)
         owner = torch.cat([torch.full((len(e.input_ids),), i) for i, e in enumerate(examples)]).unsqueeze(0)
         mask = None
+        lengths = [len(e.input_ids) for e in examples]
+        cu_seqlens = torch.tensor([0, *lengths], dtype=torch.int32).cumsum(0, dtype=torch.int32)
+        longest = max(lengths)
     else:
         width = max(len(e.input_ids) for e in examples)
         pad = lambda seq, value: seq + [value] * (width - len(seq))  # noqa: E731
@@ -256,7 +267,9 @@ def collate(examples: list[Encoded], packing: bool, pad_id: int) -> Batch:
         mask = torch.tensor([pad([1] * len(e.input_ids), 0) for e in examples])
         pos = torch.arange(width).expand(len(examples), -1).contiguous()
         owner = torch.arange(len(examples)).unsqueeze(1).expand(-1, width)
-    return Batch(ids, pos, mask, targets, owner[targets != IGNORE], len(examples))
+    keep = targets != IGNORE
+    return Batch(ids, pos, mask, targets, owner[keep], len(examples), keep.reshape(-1).nonzero().reshape(-1),
+                 cu_seqlens, longest)
 
 
 class MicroBatchOrder:
@@ -280,15 +293,67 @@ class MicroBatchOrder:
         return self._perm[i * self.size : (i + 1) * self.size]
 
 
-def token_logps(model, batch: Batch) -> torch.Tensor:
-    """Log-probability of every target token (flattened, in order); logits only where there is a target."""
-    keep = batch.targets != IGNORE
-    out = model(
-        input_ids=batch.input_ids,
-        position_ids=batch.position_ids,
-        attention_mask=batch.attention_mask,
-        logits_to_keep=keep,
-        use_cache=False,
-    )
-    logits = out.logits.reshape(-1, out.logits.shape[-1]).float()
-    return -torch.nn.functional.cross_entropy(logits, batch.targets[keep], reduction="none")
+# The log-probabilities of target tokens are computed over the vocabulary this many logits at a time
+# (2^26 fp32 = 256 MiB: 512 tokens of a 128k vocabulary), never as one [tokens, vocab] tensor.
+CHUNK_LOGITS = 1 << 26
+
+# Causal LMs whose logits are exactly lm_head(final hidden state), nothing after it (no soft-capping or
+# logit scaling as in Gemma 2, Cohere or Granite): the chunked loss may apply the head itself.
+PLAIN_HEAD_MODELS = frozenset({"llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "phi3",
+                               "gemma", "olmo", "olmo2", "smollm3", "starcoder2"})
+
+
+def token_logps(model, batch: Batch, chunk_logits: int = CHUNK_LOGITS) -> torch.Tensor:
+    """Log-probability of every target token (flattened, in order), the one computation every loss goes through.
+
+    The model runs up to its final hidden states only (its LM head is asked for no position); the head
+    and the log-softmax then run over chunks of target tokens, each chunk's logits recomputed in the
+    backward pass instead of kept, so memory holds one chunk of [tokens, vocab] logits at a time.
+    Small batches are one chunk, computed exactly as a plain forward would.
+    """
+    core = _causal_lm(model)
+    kwargs = {}
+    if batch.cu_seqlens is not None:  # the names transformers' flash attention reads; others ignore them
+        kwargs = {"cu_seq_lens_q": batch.cu_seqlens, "cu_seq_lens_k": batch.cu_seqlens,
+                  "max_length_q": batch.longest, "max_length_k": batch.longest}
+    if getattr(core.config, "model_type", None) not in PLAIN_HEAD_MODELS:
+        keep = batch.targets != IGNORE
+        out = model(input_ids=batch.input_ids, position_ids=batch.position_ids, attention_mask=batch.attention_mask,
+                    logits_to_keep=keep, use_cache=False, **kwargs)
+        logits = out.logits.reshape(-1, out.logits.shape[-1]).float()
+        return -torch.nn.functional.cross_entropy(logits, batch.targets[keep], reduction="none")
+    captured = []
+    hook = core.get_decoder().register_forward_hook(lambda module, args, out: captured.append(out[0]))
+    try:
+        model(input_ids=batch.input_ids, position_ids=batch.position_ids, attention_mask=batch.attention_mask,
+              logits_to_keep=batch.target_positions[:0], use_cache=False, **kwargs)
+    finally:
+        hook.remove()
+    hidden = captured[-1].reshape(-1, captured[-1].shape[-1]).index_select(0, batch.target_positions)
+    targets = batch.targets.reshape(-1).index_select(0, batch.target_positions)
+    return _chunked_logps(core.get_output_embeddings(), hidden, targets, chunk_logits)
+
+
+def _causal_lm(model):
+    """The transformers model under a DDP or peft wrapper (peft's LoRA layers live inside it)."""
+    model = getattr(model, "module", model)
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+def _chunked_logps(head, hidden: torch.Tensor, targets: torch.Tensor, chunk_logits: int) -> torch.Tensor:
+    rows = max(1, chunk_logits // head.weight.shape[0])
+    if hidden.shape[0] <= rows:
+        return _logps(head, hidden, targets)
+    recompute = torch.is_grad_enabled()
+    pieces = []
+    for start in range(0, hidden.shape[0], rows):
+        h, t = hidden[start : start + rows], targets[start : start + rows]
+        if recompute:
+            pieces.append(torch.utils.checkpoint.checkpoint(_logps, head, h, t, use_reentrant=False))
+        else:
+            pieces.append(_logps(head, h, t))
+    return torch.cat(pieces)
+
+
+def _logps(head, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    return -torch.nn.functional.cross_entropy(head(hidden).float(), targets, reduction="none")

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+import importlib.util
+from typing import Iterator, Literal
 
 import torch
 
 from pipeline import storage
 from pipeline.errors import UserError
+from pipeline.train import attention
 from pipeline.train.config import FinetuneConfig
 
 
@@ -16,12 +18,67 @@ def device_for(cfg: FinetuneConfig) -> torch.device:
     return torch.device("cuda") if (cfg.use_gpu or cfg.method == "qlora") and torch.cuda.is_available() else torch.device("cpu")
 
 
+Precision = Literal["bf16", "fp16", "fp32"]
+DTYPES: dict[str, torch.dtype] = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+
+
+def _bf16_gpu() -> bool:
+    """Native bf16 only: V100s and T4s 'support' it by emulation, slower than fp32."""
+    return torch.cuda.is_bf16_supported(including_emulation=False)
+
+
+def resolve_precision(cfg: FinetuneConfig, device: torch.device) -> Precision:
+    """The dtype the frozen weights are held in and the matmuls run in (trainable LoRA weights stay fp32).
+
+    auto: bf16 on GPUs with native bf16, fp16 on older GPUs (the step needs dynamic loss scaling then),
+    fp32 on CPU, where 16-bit matmuls are slower without AMX. Full fine-tuning never picks fp16 by itself:
+    without fp32 master weights, fp16 updates round away (the config refuses an explicit fp16 there).
+    """
+    if cfg.precision == "auto":
+        if device.type != "cuda":
+            return "fp32"
+        if _bf16_gpu():
+            return "bf16"
+        return "fp32" if cfg.method == "full" else "fp16"
+    if cfg.precision == "fp16" and device.type != "cuda":
+        raise UserError("precision: fp16 needs a CUDA GPU; use bf16 or fp32 on this machine")
+    if cfg.precision == "bf16" and device.type == "cuda" and not _bf16_gpu():
+        raise UserError(f"precision: bf16 is not native on {torch.cuda.get_device_name(device)}; use fp16 or auto")
+    return cfg.precision
+
+
 def autocast(cfg: FinetuneConfig, device: torch.device):
-    """bf16 autocast where it pays: on GPUs that support it (CPU bf16 autocast is slow without AMX)."""
-    want = cfg.precision == "bf16" or (
-        cfg.precision == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported()
-    )
-    return torch.autocast(device.type, dtype=torch.bfloat16) if want else contextlib.nullcontext()
+    """Matmuls in the 16-bit dtype, so fp32 LoRA weights meet 16-bit frozen weights without fp32 matmuls."""
+    precision = resolve_precision(cfg, device)
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=DTYPES[precision])
+
+
+def _flash_attn_installed() -> bool:
+    return importlib.util.find_spec("flash_attn") is not None
+
+
+def resolve_attention(cfg: FinetuneConfig, device: torch.device, precision: Precision) -> str:
+    """The `attn_implementation` to load the model with. On a GPU with 16-bit weights, packed rows should
+    reach a variable-length kernel (flash_attention_2, else torch's own through `attention.VARLEN`):
+    sdpa and eager keep a packed row's examples apart with a dense [tokens, tokens] mask instead."""
+    fast = device.type == "cuda" and precision != "fp32"
+    choice = cfg.attention
+    if choice == "auto":
+        choice = ("flash_attention_2" if _flash_attn_installed() else "varlen") if fast else "sdpa"
+    if choice == "flash_attention_2":
+        if not fast:
+            raise UserError("attention: flash_attention_2 needs a CUDA GPU and precision bf16 or fp16")
+        if not _flash_attn_installed():
+            raise UserError("attention: flash_attention_2 needs the flash-attn package: pip install flash-attn")
+    if choice == "varlen":
+        if device.type == "cuda" and not fast:
+            raise UserError("attention: varlen needs precision bf16 or fp16 on a GPU (flash kernels are 16-bit)")
+        if device.type == "cuda" and not attention.available():
+            raise UserError("attention: varlen needs torch >= 2.10 (torch.nn.attention.varlen); use sdpa")
+        return attention.register()
+    return choice
 
 
 def is_uri(model: str) -> bool:
@@ -63,9 +120,11 @@ def load_model(cfg: FinetuneConfig, adapter: str | None = None, source: str | No
     from transformers import AutoModelForCausalLM
 
     device = device_for(cfg)
-    kwargs: dict = {"dtype": torch.float32}
+    precision = resolve_precision(cfg, device)
+    kwargs: dict = {"dtype": DTYPES[precision]}
     if cfg.method == "qlora":
-        kwargs = _qlora_kwargs()
+        kwargs = _qlora_kwargs(DTYPES[precision])
+    kwargs["attn_implementation"] = resolve_attention(cfg, device, precision)
     try:
         model = AutoModelForCausalLM.from_pretrained(source or cfg.model, **kwargs)
     except OSError as e:
@@ -81,7 +140,7 @@ def load_model(cfg: FinetuneConfig, adapter: str | None = None, source: str | No
     if cfg.method == "qlora":
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.gradient_checkpointing)
     if adapter:
-        return PeftModel.from_pretrained(model, adapter, is_trainable=True)
+        return _fp32_trainable(PeftModel.from_pretrained(model, adapter, is_trainable=True))
     lora = LoraConfig(
         r=cfg.lora.rank,
         lora_alpha=cfg.lora.alpha,
@@ -90,10 +149,18 @@ def load_model(cfg: FinetuneConfig, adapter: str | None = None, source: str | No
         use_rslora=cfg.lora.rslora,
         task_type="CAUSAL_LM",
     )
-    return get_peft_model(model, lora)
+    return _fp32_trainable(get_peft_model(model, lora))
 
 
-def _qlora_kwargs() -> dict:
+def _fp32_trainable(model):
+    """LoRA weights in fp32 beside 16-bit frozen weights: their updates (and the optimizer state, which
+    takes their dtype) would round away in 16 bits; autocast runs their matmuls in 16-bit anyway."""
+    for p in trainable_parameters(model):
+        p.data = p.data.float()
+    return model
+
+
+def _qlora_kwargs(compute_dtype: torch.dtype) -> dict:
     if not torch.cuda.is_available():
         raise UserError("method: qlora needs a CUDA GPU (4-bit kernels); use method: lora on this machine")
     try:
@@ -105,10 +172,10 @@ def _qlora_kwargs() -> dict:
         load_in_4bit=True,
         bnb_4bit_quant_type="nf4",
         bnb_4bit_use_double_quant=True,
-        bnb_4bit_compute_dtype=torch.bfloat16,
+        bnb_4bit_compute_dtype=compute_dtype,
     )
     # Each Ray Train worker loads onto its own GPU (Ray Train made it the current device).
-    return {"quantization_config": quant, "dtype": torch.bfloat16, "device_map": {"": torch.cuda.current_device()}}
+    return {"quantization_config": quant, "dtype": compute_dtype, "device_map": {"": torch.cuda.current_device()}}
 
 
 def trainable_parameters(model) -> list[torch.nn.Parameter]:
