@@ -9,31 +9,36 @@ model, and for full fine-tuning), kept in the output and reused while their key 
 
 from __future__ import annotations
 
+import math
 from contextlib import nullcontext
 
 import torch
 import torch.nn.functional as F
 
-from pipeline.errors import UserError
+from pipeline.errors import RunFailed, UserError
 from pipeline.train import reference_cache
 from pipeline.train.config import FinetuneConfig
 from pipeline.train.data import Batch, ChatEncoder, Encoded, MicroBatchOrder, PreferencePair, collate, token_logps
 from pipeline.train.loop import (
     Logbook,
-    Throughput,
-    all_reduce_sum,
+    Updater,
     data_layout,
     latest_checkpoint,
     load_checkpoint,
-    make_optimizer,
-    make_schedule,
     rank_and_world,
+    read_metrics,
     save_checkpoint,
+    step_examples,
+    to_device,
     total_steps,
     unwrap,
 )
-from pipeline.train.model import autocast, trainable_parameters
+from pipeline.train.model import autocast, resolve_precision, trainable_parameters
 from pipeline.train.output import Output
+from pipeline.train.tracking import DivergenceGuard, Tracker
+
+# What `_pair_losses` sums over a micro batch's pairs, in the order the loop stacks them.
+PAIR_METRICS = ("loss", "reward_accuracy", "margin", "chosen_reward", "rejected_reward", "chosen_logps", "rejected_logps")
 
 
 def dpo_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta: float, kind: str = "sigmoid"):
@@ -112,7 +117,8 @@ def precomputed_references(model, train: list[tuple[Encoded, Encoded]], held_out
 
 def train_dpo(model, tokenizer, train: list[tuple[Encoded, Encoded]], held_out: list[tuple[Encoded, Encoded]],
               cfg: FinetuneConfig, out: Output, after_sft: bool) -> list[dict]:
-    """Train in place; returns per-step metrics. Resumes from the output's checkpoints when asked."""
+    """Train in place; returns per-step metrics (the log lines). Resumes from the output's checkpoints when
+    asked; stops with RunFailed, keeping the last checkpoint, if the loss diverges."""
     d = cfg.dpo
     rank, world = rank_and_world()
     device = next(model.parameters()).device
@@ -120,67 +126,80 @@ def train_dpo(model, tokenizer, train: list[tuple[Encoded, Encoded]], held_out: 
     precomputed = d.reference == "precomputed" or (d.reference == "auto" and (after_sft or cfg.method == "full"))
     if not precomputed and cfg.method == "full":
         raise UserError("dpo.reference: adapter_disabled needs a LoRA adapter; use precomputed with method: full")
-    params = trainable_parameters(model)
-    optimizer = make_optimizer(params, d.learning_rate)
+    precision = resolve_precision(cfg, device)
     steps = total_steps(len(train), d.micro_batch_size, d.grad_accum, d.epochs, d.max_steps)
-    schedule = make_schedule(optimizer, steps, d.warmup_ratio, d.schedule)
+    updater = Updater(trainable_parameters(model), d.learning_rate, 0.0, d.max_grad_norm, steps, d.warmup_ratio,
+                      d.schedule, precision, device)
     order = MicroBatchOrder(len(train), d.micro_batch_size, cfg.seed)
     layout = data_layout(d.micro_batch_size, d.grad_accum)
 
-    start, reference, held_out_reference = 0, None, None
+    start, reference, held_out_reference, state = 0, None, None, {}
     checkpoint = latest_checkpoint(out.checkpoints, "dpo") if cfg.resume else None
     if checkpoint:
-        state = load_checkpoint(checkpoint, model, optimizer, schedule, layout)
+        state = load_checkpoint(checkpoint, model, updater.optimizer, updater.schedule, layout)
         start, reference, held_out_reference = state["step"], state["reference"], state["held_out_reference"]
+        updater.load_state_dict(state)
     elif precomputed:  # the policy as DPO starts, i.e. the SFT model when SFT ran first
         reference, held_out_reference = precomputed_references(model, train, held_out, cfg, pad, device, out)
     log = Logbook(out, "dpo", start)
-    speed = Throughput()
-    history = []
+    tracker = Tracker(model, device, precision, state.get("tracking"))
+    guard = DivergenceGuard("dpo", out.checkpoints, check_collapse=d.loss == "sigmoid", loss_scaling=updater.loss_scaling)
+    history, skipped = [], state.get("skipped_steps", 0)
 
     model.train()
     for step in range(start, steps):
-        # This worker's share of the step's global micro batches, as in SFT.
-        indices = [order((step * d.grad_accum + k) * world + rank) for k in range(d.grad_accum)]
-        (n_pairs,) = all_reduce_sum([sum(len(ix) for ix in indices)], device)
-        lr = schedule.get_last_lr()[0]
-        sums = {"loss": 0.0, "reward_accuracy": 0.0, "margin": 0.0, "chosen_reward": 0.0, "rejected_reward": 0.0,
-                "chosen_logps": 0.0, "rejected_logps": 0.0, "tokens": 0.0}
-        for k, ix in enumerate(indices):
+        mine, everyone = step_examples(order, step, d.grad_accum)  # as in SFT
+        sequences = [e for i in everyone for e in train[i]]
+        lengths = [len(e.input_ids) for e in sequences]
+        n_pairs, n_targets = len(everyone), sum(e.n_targets for e in sequences)
+        lr = updater.lr
+        sums = torch.zeros(len(PAIR_METRICS), device=device)
+        for k, ix in enumerate(mine):
             batch = pair_batch([train[i] for i in ix], pad, d.packing).to(device)
-            ref = reference[ix].to(device) if precomputed else None
-            sync = model.no_sync() if world > 1 and k < len(indices) - 1 else nullcontext()
+            ref = to_device(reference[ix], device) if precomputed else None
+            sync = model.no_sync() if world > 1 and k < len(mine) - 1 else nullcontext()
             with sync:
                 losses, stats = _pair_losses(model, batch, ref, cfg, device)
-                (losses.sum() * (world / n_pairs)).backward()
-            for name, value in stats.items():
-                sums[name] += value
-            sums["tokens"] += batch.input_ids.numel()
-        grad_norm = torch.nn.utils.clip_grad_norm_(params, d.max_grad_norm).item() if d.max_grad_norm else None
-        optimizer.step()
-        schedule.step()
-        optimizer.zero_grad(set_to_none=True)
+                updater.backward(losses.sum() * (world / n_pairs))
+            sums += torch.stack([stats[name] for name in PAIR_METRICS])
+        grad_norm = updater.step()
+        tokens, squares = sum(lengths), sum(n * n for n in lengths)
+        flops = tracker.flops.train(tokens, n_targets, squares)
+        if not precomputed:  # the reference pass with the adapter off runs in the step too
+            flops += tracker.flops.frozen_forward(tokens, n_targets, squares)
+        tracker.add(tokens, flops)
 
-        totals = dict(zip(sums, all_reduce_sum(list(sums.values()), device)))
-        speed.add(totals.pop("tokens"))
-        metrics = {name: value / n_pairs for name, value in totals.items()}
-        metrics.update(lr=lr, grad_norm=grad_norm, tokens_per_s=speed.rate())
+        # The step's one read of the device.
+        *totals, grad_norm = read_metrics(sums, grad_norm.reshape(1))
+        metrics = {name: value / n_pairs for name, value in zip(PAIR_METRICS, totals)}
+        metrics.update(lr=lr, grad_norm=grad_norm, tokens=tokens, **tracker.lap())
+        if updater.loss_scaling:
+            skipped += not math.isfinite(grad_norm)
+            metrics.update(loss_scale=updater.scaler.get_scale(), skipped_steps=skipped)
         done = step + 1
+        try:
+            guard.check(done, metrics["loss"], grad_norm)
+        except RunFailed:  # the diverged step is logged, never checkpointed
+            log.log(done, **metrics)
+            log.close()
+            raise
         if held_out and (done % d.eval_every == 0 or done == steps):
             metrics.update({f"eval_{k}": v for k, v in evaluate(model, held_out, held_out_reference, cfg, pad, device).items()})
         log.log(done, **metrics)
         history.append({"step": done, **metrics})
         if done % d.checkpoint_every == 0 or done == steps:
             log.publish()
-            save_checkpoint(out.checkpoints, "dpo", done, model, optimizer, schedule, layout,
-                            {"reference": reference, "held_out_reference": held_out_reference})
-        speed.restart()
+            save_checkpoint(out.checkpoints, "dpo", done, model, updater.optimizer, updater.schedule, layout,
+                            {"reference": reference, "held_out_reference": held_out_reference,
+                             **updater.state_dict(), "tracking": tracker.state(), "skipped_steps": skipped})
+        tracker.restart()
     log.close()
     return history
 
 
 def _pair_losses(model, batch: Batch, ref: torch.Tensor | None, cfg: FinetuneConfig, device):
-    """Per-pair losses with grad, and summed (not averaged) metrics of the micro batch."""
+    """Per-pair losses with grad, and the micro batch's PAIR_METRICS summed over its pairs (not averaged),
+    left on the device."""
     d = cfg.dpo
     normalised = d.loss == "ipo"
     if ref is None:
@@ -190,26 +209,26 @@ def _pair_losses(model, batch: Batch, ref: torch.Tensor | None, cfg: FinetuneCon
         policy = sequence_logps(model, batch, normalised).float().view(-1, 2)
     losses, chosen_reward, rejected_reward = dpo_loss(policy[:, 0], policy[:, 1], ref[:, 0], ref[:, 1], d.beta, d.loss)
     stats = {
-        "loss": losses.sum().item(),
-        "reward_accuracy": (chosen_reward > rejected_reward).float().sum().item(),
-        "margin": (chosen_reward - rejected_reward).sum().item(),
-        "chosen_reward": chosen_reward.sum().item(),
-        "rejected_reward": rejected_reward.sum().item(),
-        "chosen_logps": policy[:, 0].detach().sum().item(),
-        "rejected_logps": policy[:, 1].detach().sum().item(),
+        "loss": losses.detach().sum(),
+        "reward_accuracy": (chosen_reward > rejected_reward).float().sum(),
+        "margin": (chosen_reward - rejected_reward).sum(),
+        "chosen_reward": chosen_reward.sum(),
+        "rejected_reward": rejected_reward.sum(),
+        "chosen_logps": policy[:, 0].detach().sum(),
+        "rejected_logps": policy[:, 1].detach().sum(),
     }
     return losses, stats
 
 
 @torch.no_grad()
 def evaluate(model, pairs, reference, cfg: FinetuneConfig, pad_id: int, device) -> dict:
+    """Mean PAIR_METRICS over the held-out pairs (read from the device once, at the end)."""
     model.eval()
-    sums: dict[str, float] = {}
+    sums = torch.zeros(len(PAIR_METRICS), device=device)
     size = cfg.dpo.micro_batch_size
     for i in range(0, len(pairs), size):
         ref = reference[i : i + size].to(device) if reference is not None else None
         _, stats = _pair_losses(model, pair_batch(pairs[i : i + size], pad_id, cfg.dpo.packing).to(device), ref, cfg, device)
-        for name, value in stats.items():
-            sums[name] = sums.get(name, 0.0) + value
+        sums += torch.stack([stats[name] for name in PAIR_METRICS])
     model.train()
-    return {name: value / len(pairs) for name, value in sums.items()}
+    return {name: value / len(pairs) for name, value in zip(PAIR_METRICS, sums.tolist())}

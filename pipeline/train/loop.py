@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import math
 import random
-import time
 
 import numpy as np
 import torch
@@ -41,13 +40,27 @@ def distribute(model):
     return torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
 
-def all_reduce_sum(values: list[float], device) -> list[float]:
-    """Sum numbers over workers in one collective: target-token counts, tokens, summed losses and metrics."""
-    if rank_and_world()[1] == 1:
-        return list(values)
-    t = torch.tensor(values, dtype=torch.float64, device=device)
-    dist.all_reduce(t)
-    return t.tolist()
+def read_metrics(summed: torch.Tensor, same: torch.Tensor) -> list[float]:
+    """A logging step's metrics on the host, in one read of the device: `summed` (losses and counts of
+    this worker's share) added over workers in one collective, `same` (what DDP already made equal on
+    every worker, such as the gradient norm) as it is. Nothing else in a step waits for the device."""
+    if rank_and_world()[1] > 1:
+        dist.all_reduce(summed)
+    return torch.cat([summed.float(), same.float()]).tolist()
+
+
+def step_examples(order, step: int, grad_accum: int) -> tuple[list[list[int]], list[int]]:
+    """(this worker's micro batches, every example of the step on all workers) of an optimizer step.
+
+    Step s covers global micro batches s*A*N .. (s+1)*A*N-1 of the seeded order (A = grad_accum, N
+    workers), every N-th from rank r on for worker r: N workers x accumulation A read the examples one
+    worker reads with accumulation N*A. Every worker holds all the examples, so each counts the step's
+    target tokens of all workers on the host, with no collective and no read of the device.
+    """
+    rank, world = rank_and_world()
+    first = step * grad_accum * world
+    everyone = [order(first + j) for j in range(grad_accum * world)]
+    return everyone[rank::world], [i for ix in everyone for i in ix]
 
 
 def barrier() -> None:
@@ -62,7 +75,9 @@ def data_layout(micro_batch_size: int, grad_accum: int) -> dict:
 
 
 def make_optimizer(params, lr: float, weight_decay: float = 0.0) -> torch.optim.Optimizer:
-    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, betas=(0.9, 0.999), eps=1e-8)
+    """AdamW as one fused kernel (transformers' default too): it keeps its step counts on the device and
+    takes fp16 loss scaling's overflow flag there, where the unfused one reads both back to the host."""
+    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, betas=(0.9, 0.999), eps=1e-8, fused=True)
 
 
 def make_schedule(optimizer, total_steps: int, warmup_ratio: float, kind: str) -> torch.optim.lr_scheduler.LambdaLR:
@@ -234,17 +249,58 @@ def _describe_layout(layout: dict) -> str:
     return ", ".join(f"{key} {value}" for key, value in layout.items())
 
 
-class Throughput:
-    """Tokens per second of training alone: `restart()` after evals, samples and checkpoints."""
+class Updater:
+    """One optimizer step from the accumulated gradients: fp16 loss scaling, clipping, AdamW, the schedule.
 
-    def __init__(self):
-        self.restart()
+    With fp16, `torch.amp.GradScaler` scales the loss before backward and unscales the gradients before
+    clipping; a step whose gradients overflowed is skipped by the fused optimizer on the device and the
+    scale halves (it doubles again after 2000 clean steps). The schedule advances on skipped steps too,
+    so the learning rate and the data stay functions of the step alone, as exact resume needs.
+    """
 
-    def restart(self) -> None:
-        self.start, self.tokens = time.perf_counter(), 0
+    def __init__(self, params: list[torch.nn.Parameter], lr: float, weight_decay: float, max_grad_norm: float | None,
+                 total_steps: int, warmup_ratio: float, schedule: str, precision: str, device: torch.device):
+        self.params, self.max_grad_norm = params, max_grad_norm
+        self.optimizer = make_optimizer(params, lr, weight_decay)
+        self.schedule = make_schedule(self.optimizer, total_steps, warmup_ratio, schedule)
+        self.scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
 
-    def add(self, tokens: int) -> None:
-        self.tokens += tokens
+    @property
+    def loss_scaling(self) -> bool:
+        return self.scaler.is_enabled()
 
-    def rate(self) -> float:
-        return self.tokens / max(time.perf_counter() - self.start, 1e-9)
+    @property
+    def lr(self) -> float:
+        return self.schedule.get_last_lr()[0]
+
+    def backward(self, loss: torch.Tensor) -> None:
+        self.scaler.scale(loss).backward()
+
+    def step(self) -> torch.Tensor:
+        """Update the weights; returns the gradient norm before clipping, on the device (inf or nan when
+        an fp16 step overflowed and was skipped)."""
+        self.scaler.unscale_(self.optimizer)
+        norm = torch.nn.utils.get_total_norm([p.grad for p in self.params if p.grad is not None])
+        if self.max_grad_norm:
+            torch.nn.utils.clip_grads_with_norm_(self.params, self.max_grad_norm, norm)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.schedule.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return norm
+
+    def state_dict(self) -> dict:
+        """What a checkpoint needs beyond the optimizer and the schedule: the loss scale and its growth count."""
+        return {"scaler": self.scaler.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state.get("scaler"):  # a checkpoint of a run without loss scaling has none
+            self.scaler.load_state_dict(state["scaler"])
+
+
+def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A host tensor on the device without waiting for the device: a plain copy to a GPU synchronises the
+    stream first (torch's copy without non_blocking), a copy from pinned memory does not."""
+    if device.type != "cuda":
+        return tensor.to(device)
+    return tensor.pin_memory().to(device, non_blocking=True)

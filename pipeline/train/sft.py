@@ -8,72 +8,84 @@ or how long each is. (Averaging per-micro-batch means instead over-weights token
 
 from __future__ import annotations
 
+import math
 from contextlib import nullcontext
 
 import torch
 
+from pipeline.errors import RunFailed
 from pipeline.train.config import FinetuneConfig
 from pipeline.train.data import Batch, Encoded, MicroBatchOrder, collate, token_logps
 from pipeline.train.loop import (
     Logbook,
-    Throughput,
-    all_reduce_sum,
+    Updater,
     data_layout,
     latest_checkpoint,
     load_checkpoint,
-    make_optimizer,
-    make_schedule,
     rank_and_world,
+    read_metrics,
     save_checkpoint,
+    step_examples,
     total_steps,
     unwrap,
 )
-from pipeline.train.model import autocast, trainable_parameters
+from pipeline.train.model import autocast, resolve_precision, trainable_parameters
 from pipeline.train.output import Output
+from pipeline.train.tracking import DivergenceGuard, Tracker
 
 SAMPLE_TOKENS = 64
 
 
 def train_sft(model, tokenizer, train: list[Encoded], held_out: list[Encoded], prompts: list[list[dict]],
               cfg: FinetuneConfig, out: Output) -> list[dict]:
-    """Train in place; returns the per-step metrics. Resumes from the output's checkpoints when asked."""
+    """Train in place; returns the per-step metrics (the log lines). Resumes from the output's checkpoints
+    when asked; stops with RunFailed, keeping the last checkpoint, if the loss diverges."""
     s = cfg.sft
     rank, world = rank_and_world()
     device = next(model.parameters()).device
-    params = trainable_parameters(model)
-    optimizer = make_optimizer(params, s.learning_rate, s.weight_decay)
+    precision = resolve_precision(cfg, device)
     steps = total_steps(len(train), s.micro_batch_size, s.grad_accum, s.epochs, s.max_steps)
-    schedule = make_schedule(optimizer, steps, s.warmup_ratio, s.schedule)
+    updater = Updater(trainable_parameters(model), s.learning_rate, s.weight_decay, s.max_grad_norm, steps,
+                      s.warmup_ratio, s.schedule, precision, device)
     order = MicroBatchOrder(len(train), s.micro_batch_size, cfg.seed)
     layout = data_layout(s.micro_batch_size, s.grad_accum)
 
-    start = 0
+    start, state = 0, {}
     checkpoint = latest_checkpoint(out.checkpoints, "sft") if cfg.resume else None
     if checkpoint:
-        start = load_checkpoint(checkpoint, model, optimizer, schedule, layout)["step"]
+        state = load_checkpoint(checkpoint, model, updater.optimizer, updater.schedule, layout)
+        start = state["step"]
+        updater.load_state_dict(state)
     log = Logbook(out, "sft", start)
-    speed = Throughput()
-    history = []
+    tracker = Tracker(model, device, precision, state.get("tracking"))
+    guard = DivergenceGuard("sft", out.checkpoints, check_collapse=True, loss_scaling=updater.loss_scaling)
+    history, skipped = [], state.get("skipped_steps", 0)
 
     model.train()
     for step in range(start, steps):
-        # The data for this step: this worker's share of global micro batches step*accum*world ..
-        # (step+1)*accum*world-1, every world-th from its rank on. So N workers x accumulation A read the
-        # same examples per step as one worker x accumulation N*A: only the order of the sum differs.
-        micro = [
-            collate([train[i] for i in order((step * s.grad_accum + k) * world + rank)], s.packing, tokenizer.pad_token_id)
-            for k in range(s.grad_accum)
-        ]
-        lr = schedule.get_last_lr()[0]
-        loss, n_targets, n_tokens = accumulate_gradients(model, micro, cfg, device)
-        grad_norm = torch.nn.utils.clip_grad_norm_(params, s.max_grad_norm).item() if s.max_grad_norm else None
-        optimizer.step()
-        schedule.step()
-        optimizer.zero_grad(set_to_none=True)
+        mine, everyone = step_examples(order, step, s.grad_accum)
+        n_targets = sum(train[i].n_targets for i in everyone)
+        lengths = [len(train[i].input_ids) for i in everyone]
+        micro = [collate([train[i] for i in ix], s.packing, tokenizer.pad_token_id) for ix in mine]
+        lr = updater.lr
+        loss_sum = accumulate_gradients(model, micro, n_targets, cfg, device, updater.backward)
+        grad_norm = updater.step()
+        tracker.add(sum(lengths), tracker.flops.train(sum(lengths), n_targets, sum(n * n for n in lengths)))
 
-        speed.add(n_tokens)
-        metrics = {"loss": loss, "lr": lr, "grad_norm": grad_norm, "target_tokens": n_targets, "tokens_per_s": speed.rate()}
+        # The step's one read of the device.
+        total, grad_norm = read_metrics(loss_sum.reshape(1), grad_norm.reshape(1))
+        metrics = {"loss": total / n_targets, "lr": lr, "grad_norm": grad_norm, "target_tokens": n_targets,
+                   "tokens": sum(lengths), **tracker.lap()}
+        if updater.loss_scaling:
+            skipped += not math.isfinite(grad_norm)
+            metrics.update(loss_scale=updater.scaler.get_scale(), skipped_steps=skipped)
         done = step + 1
+        try:
+            guard.check(done, metrics["loss"], grad_norm)
+        except RunFailed:  # the diverged step is logged, never checkpointed
+            log.log(done, **metrics)
+            log.close()
+            raise
         if held_out and (done % s.eval_every == 0 or done == steps):
             metrics["eval_loss"] = eval_loss(model, held_out, cfg, tokenizer.pad_token_id, device)
         log.log(done, **metrics)
@@ -83,44 +95,41 @@ def train_sft(model, tokenizer, train: list[Encoded], held_out: list[Encoded], p
                 log.sample({"step": done, **sample})
         if done % s.checkpoint_every == 0 or done == steps:
             log.publish()
-            save_checkpoint(out.checkpoints, "sft", done, model, optimizer, schedule, layout)
-        speed.restart()
+            save_checkpoint(out.checkpoints, "sft", done, model, updater.optimizer, updater.schedule, layout,
+                            {**updater.state_dict(), "tracking": tracker.state(), "skipped_steps": skipped})
+        tracker.restart()
     log.close()
     return history
 
 
-def accumulate_gradients(model, micro: list[Batch], cfg: FinetuneConfig, device) -> tuple[float, int, int]:
-    """Backward over one step's micro batches; returns the step's mean loss per target token, its target
-    tokens and its input tokens, all summed over workers."""
+def accumulate_gradients(model, micro: list[Batch], n_targets: int, cfg: FinetuneConfig, device,
+                         backward=torch.Tensor.backward) -> torch.Tensor:
+    """Backward over one step's micro batches, `n_targets` being the target tokens of the whole step on
+    all workers (counted on the host); returns this worker's summed loss, left on the device."""
     _, world = rank_and_world()
-    n_targets, n_tokens = all_reduce_sum([sum(b.n_targets for b in micro), sum(b.input_ids.numel() for b in micro)],
-                                         device)
-    total = 0.0
+    total = torch.zeros((), device=device)
     for k, batch in enumerate(micro):
         # DDP averages gradients over workers; multiplying by world turns that back into a global sum.
         sync = model.no_sync() if world > 1 and k < len(micro) - 1 else nullcontext()
         with sync, autocast(cfg, device):
             loss_sum = -token_logps(model, batch.to(device)).sum()
-        (loss_sum * (world / n_targets)).backward()
-        total += loss_sum.item()
-    (total,) = all_reduce_sum([total], device)
-    return total / n_targets, int(n_targets), int(n_tokens)
+        backward(loss_sum * (world / n_targets))
+        total += loss_sum.detach().float()
+    return total
 
 
 @torch.no_grad()
 def eval_loss(model, examples: list[Encoded], cfg: FinetuneConfig, pad_id: int, device) -> float:
-    """Mean loss per target token over the held-out examples."""
+    """Mean loss per target token over the held-out examples (read from the device once, at the end)."""
     model.eval()
-    total, count = 0.0, 0
+    total = torch.zeros((), device=device)
     size = cfg.sft.micro_batch_size
     for i in range(0, len(examples), size):
         batch = collate(examples[i : i + size], cfg.sft.packing, pad_id).to(device)
         with autocast(cfg, device):
-            logps = token_logps(model, batch)
-        total -= logps.sum().item()
-        count += logps.numel()
+            total -= token_logps(model, batch).sum().float()
     model.train()
-    return total / max(count, 1)
+    return total.item() / max(sum(e.n_targets for e in examples), 1)
 
 
 @torch.no_grad()

@@ -51,7 +51,7 @@ def test_accumulated_gradients_equal_full_batch_gradients(make_config, seed_chat
             for batch in micro:
                 (-token_logps(model, batch).mean() / len(micro)).backward()
         else:
-            accumulate_gradients(model, micro, cfg, CPU)
+            accumulate_gradients(model, micro, sum(e.n_targets for e in examples), cfg, CPU)
         return {name: p.grad for name, p in model.named_parameters()}
 
     full, accumulated, naive = gradients(8), gradients(2), gradients(2, naive=True)
@@ -90,7 +90,8 @@ def test_gradient_checkpointing_changes_no_gradient(make_config, seed_chats):
             for name, p in model.named_parameters():
                 if "lora_B" in name:
                     p.normal_(0, 0.02)
-        accumulate_gradients(model, [collate(examples, True, tokenizer.pad_token_id)], cfg, CPU)
+        accumulate_gradients(model, [collate(examples, True, tokenizer.pad_token_id)],
+                             sum(e.n_targets for e in examples), cfg, CPU)
         return {name: p.grad for name, p in model.named_parameters() if p.requires_grad}
 
     plain, recomputed = gradients(False), gradients(True)
