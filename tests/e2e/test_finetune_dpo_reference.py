@@ -1,0 +1,67 @@
+"""`pipeline finetune --dpo` computes the reference log-probs once: the next run over the same SFT model and
+pairs reads them from the output and reaches the same DPO loss; a change to what decides them recomputes.
+
+After SFT the reference is the SFT model (`reference: auto` precomputes it), so this also checks that the
+SFT adapter a re-run trains again is recognised as the same, and that another one is not.
+"""
+
+import json
+import subprocess
+import sys
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from pipeline.train.data import hh_rlhf_rows, seed_task_chats
+from pipeline.train.reference_cache import FILE
+from pipeline.train.tiny import build_tiny_model
+
+PIPELINE = [sys.executable, "-m", "pipeline.cli"]
+SFT = {"max_steps": 2, "micro_batch_size": 4, "grad_accum": 1, "max_seq_len": 128, "learning_rate": 1e-2,
+       "sample_prompts": 0}
+DPO = {"max_steps": 1, "micro_batch_size": 3, "grad_accum": 1, "max_seq_len": 128, "eval_fraction": 0.2}
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory, shared_data):
+    """A run directory with instruction and preference shards, and a tiny model built from the same texts."""
+    chats = seed_task_chats(shared_data / "seeds" / "self_instruct" / "seed_tasks.jsonl")
+    root = tmp_path_factory.mktemp("dpo-reference")
+    model = build_tiny_model(root / "model", [m["content"] for chat in chats for m in chat], vocab_size=2000)
+    run = root / "run"
+    (run / "data").mkdir(parents=True)
+    (run / "preferences").mkdir()
+    pq.write_table(pa.Table.from_pylist([{"id": str(i), "messages": c} for i, c in enumerate(chats[:16])]),
+                   run / "data" / "part-00000.parquet")
+    prefs = hh_rlhf_rows(shared_data / "preferences" / "hh_rlhf_harmless" / "pairs.jsonl.gz", 10)
+    (run / "preferences" / "pairs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in prefs))
+    (run / "manifest.json").write_text(json.dumps({"name": "dpo-reference", "rows": 16, "config": {"finetune": {
+        "model": str(model), "sft": SFT, "dpo": DPO}}}))
+    return run
+
+
+def finetune(run_dir, *args) -> tuple[str, float]:
+    """`pipeline finetune RUN --dpo ARGS` into RUN/finetune: its stderr and the DPO loss at step 1."""
+    proc = subprocess.run([*PIPELINE, "finetune", str(run_dir), "--dpo", "--no-resume", *args],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    step1 = json.loads((run_dir / "finetune" / "logs" / "dpo.jsonl").read_text().splitlines()[0])
+    assert step1["step"] == 1
+    return proc.stderr, step1["loss"]
+
+
+@pytest.mark.slow
+def test_finetune_reads_the_dpo_references_back_until_what_decides_them_changes(run_dir):
+    cache = run_dir / "finetune" / FILE
+    err, loss = finetune(run_dir)
+    assert f"DPO reference log-probs computed for 8 pairs (+2 held out) (none cached), kept in {cache}" in err
+    stored = cache.read_bytes()
+
+    err, again = finetune(run_dir)
+    assert f"DPO reference log-probs of 8 pairs (+2 held out) read from {cache}" in err and "computed" not in err
+    assert cache.read_bytes() == stored  # read, not written again
+    assert again == loss  # the same SFT model and references: the same step-1 loss, bit for bit
+
+    err, _ = finetune(run_dir, "--lr", "5e-3")  # another SFT adapter, so another reference model
+    assert "computed for 8 pairs (+2 held out) (adapter changed)" in err
