@@ -59,15 +59,16 @@ def read_input(config: InputConfig) -> "ray.data.Dataset":
     if config.format == "parquet":
         ds = _union([ray.data.read_parquet([f.path for f in group], filesystem=group[0].fs) for group in _by_store(files)])
         kind = _kind_from_sample(config, ds.limit(1).take(1))
-        return ds.map_batches(_normalize_batch, fn_args=(Normalizer(kind, source, config.fields),), batch_format="pyarrow")
-    if config.format == "jsonl":
-        kind = config.kind if config.kind != "auto" else _kind_from_sample(config, _first_json_record(files))
-        parse = _parse_jsonl
-    elif config.format == "warc":
-        kind, parse = "html", _warc_parser(config.record_types, config.mime_types)
+        ds = ds.map_batches(_normalize_batch, fn_args=(Normalizer(kind, source, config.fields),), batch_format="pyarrow")
     else:
-        kind, parse = "html", _parse_html_file
-    ds = _read_files(files, parse, Normalizer(kind, source, config.fields))
+        if config.format == "jsonl":
+            kind = config.kind if config.kind != "auto" else _kind_from_sample(config, _first_json_record(files))
+            parse = _parse_jsonl
+        elif config.format == "warc":
+            kind, parse = "html", _warc_parser(config.record_types, config.mime_types)
+        else:
+            kind, parse = "html", _parse_html_file
+        ds = _read_files(files, parse, Normalizer(kind, source, config.fields))
     return ds.limit(config.limit) if config.limit else ds
 
 

@@ -60,3 +60,16 @@ def test_preference_pairs_from_shared_hh(ray_session, shared_data):
     assert len(out) == 50
     good = [r for r in out if r.get(DROP_REASON) is None]
     assert good and all(r["chosen"][0]["role"] == "assistant" and r["prompt"][-1]["role"] == "user" for r in good)
+
+
+def test_parquet_input_reads_at_most_limit_rows(ray_session, shared_data, tmp_path):
+    """`limit:` holds for Parquet as for every other format (the Parquet branch used to return before it)."""
+    import pyarrow.json as pajson
+
+    questions = pajson.read_json(shared_data / "benchmarks" / "gsm8k" / "test.jsonl")
+    pq.write_table(questions, tmp_path / "gsm8k.parquet", row_group_size=100)
+    config = {"format": "parquet", "paths": [str(tmp_path / "gsm8k.parquet")], "fields": {"text": "question"}}
+    assert len(rows(config)) == questions.num_rows == 1319
+    limited = rows({**config, "limit": 25})
+    assert len(limited) == 25
+    assert {r["text"] for r in limited} <= set(questions.column("question").to_pylist())
