@@ -316,12 +316,15 @@ def token_logps(model, batch: Batch, chunk_logits: int = CHUNK_LOGITS) -> torch.
     if batch.cu_seqlens is not None:  # the names transformers' flash attention reads; others ignore them
         kwargs = {"cu_seq_lens_q": batch.cu_seqlens, "cu_seq_lens_k": batch.cu_seqlens,
                   "max_length_q": batch.longest, "max_length_k": batch.longest}
+    targets = batch.targets.reshape(-1).index_select(0, batch.target_positions)
     if getattr(core.config, "model_type", None) not in PLAIN_HEAD_MODELS:
-        keep = batch.targets != IGNORE
+        # The model's own logits; of the target positions only when they are columns of a single row.
+        one_row = batch.input_ids.shape[0] == 1
         out = model(input_ids=batch.input_ids, position_ids=batch.position_ids, attention_mask=batch.attention_mask,
-                    logits_to_keep=keep, use_cache=False, **kwargs)
-        logits = out.logits.reshape(-1, out.logits.shape[-1]).float()
-        return -torch.nn.functional.cross_entropy(logits, batch.targets[keep], reduction="none")
+                    logits_to_keep=batch.target_positions if one_row else 0, use_cache=False, **kwargs)
+        logits = out.logits.reshape(-1, out.logits.shape[-1])
+        logits = logits if one_row else logits.index_select(0, batch.target_positions)
+        return -torch.nn.functional.cross_entropy(logits.float(), targets, reduction="none")
     captured = []
     hook = core.get_decoder().register_forward_hook(lambda module, args, out: captured.append(out[0]))
     try:
@@ -330,7 +333,6 @@ def token_logps(model, batch: Batch, chunk_logits: int = CHUNK_LOGITS) -> torch.
     finally:
         hook.remove()
     hidden = captured[-1].reshape(-1, captured[-1].shape[-1]).index_select(0, batch.target_positions)
-    targets = batch.targets.reshape(-1).index_select(0, batch.target_positions)
     return _chunked_logps(core.get_output_embeddings(), hidden, targets, chunk_logits)
 
 

@@ -99,3 +99,23 @@ def test_small_batches_are_one_chunk(make_config, batches):
     with LargestVocabTensor(model) as seen:
         token_logps(model, batch).sum().backward()
     assert seen.largest == batch.n_targets * model.get_output_embeddings().weight.shape[0]
+
+
+@pytest.mark.parametrize("packing", [True, False])
+def test_models_that_change_logits_after_the_head_keep_their_own(tiny_model_dir, batches, packing):
+    """Granite divides the head's output by `logits_scaling`: applying the head alone would be wrong."""
+    from transformers import GraniteConfig, GraniteForCausalLM
+
+    tokenizer_vocab = 1 + int(batches[True].input_ids.max())
+    config = GraniteConfig(vocab_size=max(tokenizer_vocab, 2000), hidden_size=64, intermediate_size=128,
+                           num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=2, logits_scaling=4.0)
+    torch.manual_seed(0)
+    model = GraniteForCausalLM(config)
+    batch = batches[packing]
+    with torch.no_grad():
+        torch.testing.assert_close(token_logps(model, batch), plain_logps(model, batch), atol=1e-5, rtol=1e-5)
+        head_alone = -torch.nn.functional.cross_entropy(
+            model.lm_head(model.model(input_ids=batch.input_ids, position_ids=batch.position_ids,
+                                      attention_mask=batch.attention_mask).last_hidden_state)[batch.targets != IGNORE],
+            batch.targets[batch.targets != IGNORE], reduction="none")
+        assert (head_alone - plain_logps(model, batch)).abs().max() > 1e-3  # the head alone would be wrong
