@@ -15,7 +15,7 @@ computes them anew and says what changed. The parts of the key:
 - adapter: the trainable weights as DPO starts (a LoRA adapter whole) and the LoRA settings;
 - data: every pair's token ids and targets, in order (tokenizer, chat template and truncation all
   show there);
-- precision, length normalisation (IPO's mean log-probs) and max_seq_len.
+- precision (as resolved on this device), length normalisation (IPO's mean log-probs) and max_seq_len.
 
 Beta, the loss kind otherwise, learning rate, batch sizes and packing are not in it: they do not
 change the reference (packing only within float rounding, which the tests bound).
@@ -34,6 +34,7 @@ from pipeline.storage import Location
 from pipeline.train.config import FinetuneConfig
 from pipeline.train.data import Encoded
 from pipeline.train.loop import rank_and_world, unwrap
+from pipeline.train.model import resolve_precision
 
 FILE = "dpo_reference.pt"
 WHOLE = 1 << 20  # tensors up to this many values are hashed whole
@@ -51,8 +52,7 @@ def key_parts(model, train: Pairs, held_out: Pairs, cfg: FinetuneConfig, device:
         "base model": fingerprint(config, _weights_digest(net, trainable=False)),
         "adapter": fingerprint(cfg.method, cfg.lora.model_dump(mode="json"), _weights_digest(net, trainable=True)),
         "data": _pairs_digest(train, held_out),
-        # precision "auto" resolves by device; the weights' dtypes are in the digests above
-        "precision": f"{cfg.precision} on {device.type}",
+        "precision": resolve_precision(cfg, device),
         "length normalisation": cfg.dpo.loss == "ipo",
         "max_seq_len": cfg.dpo.max_seq_len,
     }
