@@ -24,13 +24,14 @@ change the reference (packing only within float rounding, which the tests bound)
 from __future__ import annotations
 
 import hashlib
+import io
 import sys
 
 import numpy as np
 import torch
 
 from pipeline.checkpoint import fingerprint
-from pipeline.storage import Location
+from pipeline.storage import Location, first_line
 from pipeline.train.config import FinetuneConfig
 from pipeline.train.data import Encoded
 from pipeline.train.loop import rank_and_world, unwrap
@@ -86,12 +87,16 @@ def read(location: Location, parts: dict):
     """((train, held_out) references, "") stored under these key parts, or (None, why they are not usable)."""
     if not location.exists():
         return None, "none cached"
-    with location.open_read() as f:
-        stored = torch.load(f, map_location="cpu", weights_only=True)
-    changed = [name for name in parts if stored["parts"].get(name) != parts[name]]
+    data = location.read_bytes()  # a store that cannot be read is an error of the run, not a cache miss
+    try:
+        stored = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+        kept, train, held_out = stored["parts"], stored["train"], stored["held_out"]
+    except Exception as e:  # noqa: BLE001  a damaged cache only costs computing it again
+        return None, f"the kept file is unreadable: {first_line(e)}"
+    changed = [name for name in parts if kept.get(name) != parts[name]]
     if changed:
         return None, " and ".join(changed) + " changed"
-    return (stored["train"], stored["held_out"]), ""
+    return (train, held_out), ""
 
 
 def write(location: Location, parts: dict, train: torch.Tensor, held_out: torch.Tensor | None) -> None:

@@ -160,3 +160,13 @@ def test_references_are_kept_in_an_output_in_object_storage(make_config, tokeniz
     again, passes = run_dpo(make_config, encoded(tokenizer, seed_chats), out)
     assert passes.no_grad == 0 and f"read from {out}/{reference_cache.FILE}" in capsys.readouterr().err
     assert [r["loss"] for r in again] == [r["loss"] for r in history]
+
+
+def test_a_damaged_cache_is_computed_again(first, make_config, tokenizer, seed_chats, capsys):
+    history, cache = first
+    cache.write_bytes(cache.read_bytes()[:100])  # e.g. copied in part by hand
+    again, passes = run_dpo(make_config, encoded(tokenizer, seed_chats), cache.parent)
+    assert passes.no_grad == 4 and "(the kept file is unreadable: " in capsys.readouterr().err
+    assert [r["loss"] for r in again] == [r["loss"] for r in history]
+    _, passes = run_dpo(make_config, encoded(tokenizer, seed_chats), cache.parent)
+    assert passes.no_grad == 0  # and written whole again
