@@ -24,6 +24,43 @@ def contamination_reports(run_dir: Location) -> list[Location]:
     return [f for f in run_dir.files() if f.name.startswith("contamination") and f.suffix in {".html", ".json", ".md"}]
 
 
+# The run-tracking figures of each phase's last log line (pipeline/train/tracking.py), as the card words them.
+TRACKING = {"wall_s": "wall time {:,.1f} s", "mean_tokens_per_s": "{:,.0f} tokens/s", "peak_mem_mb": "peak memory {:,.0f} MiB",
+            "mean_mfu": "MFU {:.1%}"}
+_TRACKED = tuple(f"_{key}" for key in TRACKING)
+
+
+def _tracking_lines(results: dict) -> list[str]:
+    lines = []
+    for phase in ("sft", "dpo"):
+        parts = [text.format(results[f"{phase}_{key}"]) for key, text in TRACKING.items()
+                 if results.get(f"{phase}_{key}") is not None]
+        if parts:
+            lines.append(f"- {phase}: " + ", ".join(parts))
+    return lines
+
+
+def _data_lines(kind: str, info: dict) -> list[str]:
+    """Where one kind of training data came from, how it was split, and (documents) how it was trained."""
+    lines = [f"- {kind}: {info['rows']} rows from {len(info['files'])} files ({info['train']} train, "
+             f"{info['held_out']} held out" + (f", {info['truncated']} truncated" if "truncated" in info else "") + ")"]
+    if "train_families" in info:
+        lines.append(f"  - held out by lineage: {info['train_families']} families train, {info['held_out_families']} "
+                     "held out; rows sharing an origin, a parent chain, a Self-Instruct task, a copy or a prompt "
+                     "(documents: a text or a near-duplicate cluster) are never on both sides")
+    if "objective" in info:
+        lines.append(f"  - objective: {info['objective']}; {info['windows']} training windows of up to "
+                     f"{info['max_seq_len']} tokens (long documents are cut into windows, not truncated)")
+        if info["instruction_target_tokens"]:
+            asked = info["asked_token_ratio"]
+            lines.append(f"  - mixed with instructions: documents are {info['token_share']:.1%} of the SFT target tokens "
+                         f"({info['document_target_tokens']} of {info['document_target_tokens'] + info['instruction_target_tokens']}"
+                         + (f", asked {asked:.1%}" if asked is not None else ", every document once")
+                         + f"), the documents seen {info['passes']}x per epoch")
+    lines += [f"  - `{f}`" for f in info["files"][:20]]
+    return lines
+
+
 def write_model_card(out: Location, cfg: FinetuneConfig, run_dir: Location, provenance: dict, results: dict) -> Location:
     """README.md next to the adapter, with a YAML header the Hub and peft understand; on any storage."""
     manifest = _load_json(run_dir / "manifest.json")
@@ -54,16 +91,23 @@ def write_model_card(out: Location, cfg: FinetuneConfig, run_dir: Location, prov
     if stats:
         stages = " -> ".join(s.get("id", "?") for s in stats.get("stages", []))
         lines.append(f"- Run statistics: `{run_dir / 'stats.json'}`: {stats.get('rows_out', '?')} rows out of stages {stages}")
-    for phase, info in provenance.items():
-        lines.append(f"- {phase}: {info['rows']} rows from {len(info['files'])} files "
-                     f"({info['train']} train, {info['held_out']} held out, {info.get('truncated', 0)} truncated)")
-        lines += [f"  - `{f}`" for f in info["files"][:20]]
+    for kind, info in provenance.items():
+        if isinstance(info, dict):
+            lines += _data_lines(kind, info)
+    if provenance.get("skipped_rows"):
+        lines.append(f"- skipped: {provenance['skipped_rows']} rows with neither `messages` nor `text`")
     if reports:
         lines += ["- Contamination report(s): " + ", ".join(f"[{p.name}]({p})" for p in reports)]
     else:
         lines.append("- Contamination report: none found in the run directory; run `pipeline contamination-report` before evaluating.")
     lines += ["", "## Training", "", "```json", json.dumps(cfg.model_dump(), indent=2), "```", "", "## Results", ""]
-    lines += [f"- {name}: {value}" for name, value in results.items()]
+    lines += [f"- {name}: {value}" for name, value in results.items() if not name.endswith(_TRACKED)]
+    tracking = _tracking_lines(results)
+    if tracking:
+        lines += ["", "## Run tracking", "", *tracking, "",
+                  "Tokens/s counts input tokens over training time alone (evals, samples and checkpoints excluded); peak "
+                  "memory is `torch.cuda.max_memory_allocated` on a GPU, the process's peak resident memory on a CPU; "
+                  "MFU is model FLOPs over the GPU's 16-bit peak (not measured on CPUs)."]
     lines += ["", "The chat template used in training is saved with the tokenizer in this directory; serve with it."]
     card = out / "README.md"
     card.write_text("\n".join(lines) + "\n")

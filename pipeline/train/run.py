@@ -16,7 +16,9 @@ The run directory, the output and the base model may each be on local disk or in
 
 from __future__ import annotations
 
+import json
 import random
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -25,47 +27,126 @@ import torch
 from pipeline import storage
 from pipeline.errors import UserError
 from pipeline.storage import Location
-from pipeline.train.card import write_model_card
-from pipeline.train.checks import check_all, check_pad_token
+from pipeline.train.card import TRACKING, write_model_card
+from pipeline.train.checks import check_all, check_pad_token, check_untrained_embeddings
 from pipeline.train.config import FinetuneConfig
-from pipeline.train.data import ChatEncoder, conversations, preference_pairs, read_records, resolve_paths
+from pipeline.train.data import ChatEncoder, Encoded, conversations, preference_pairs, read_records, resolve_paths
+from pipeline.train.documents import OBJECTIVE, DocumentEncoder, is_document, mix, require_text_column
 from pipeline.train.dpo import encode_pairs, train_dpo
 from pipeline.train.loop import barrier, distribute, rank_and_world, unwrap
 from pipeline.train.model import load_model, load_tokenizer, local_model
 from pipeline.train.output import Output
 from pipeline.train.sft import train_sft
+from pipeline.train.split import Split, split_by_lineage
 
 
 def output_dir(cfg: FinetuneConfig, run_dir: Location | str | Path) -> Location:
     return storage.locate(cfg.output) if cfg.output else storage.locate(run_dir) / "finetune"
 
 
-def split_held_out(items: list, fraction: float, seed: int) -> tuple[list, list]:
-    """(train, held_out) by a seeded shuffle; at least one held-out item when a fraction is asked and possible."""
-    if fraction <= 0 or len(items) < 2:
-        return list(items), []
-    g = torch.Generator().manual_seed(seed)
-    perm = torch.randperm(len(items), generator=g).tolist()
-    n = min(len(items) - 1, max(1, round(fraction * len(items))))
-    return [items[i] for i in perm[n:]], [items[i] for i in perm[:n]]
+def read_files(patterns: list[str], default: list[Location]) -> list[tuple[Location, list[dict]]]:
+    """Every data file of the given patterns, or of the run's default shard directories, with its rows."""
+    files = resolve_paths(patterns) if patterns else resolve_paths([d.uri for d in default if d.is_dir()])
+    return [(f, read_records([f])) for f in files]
 
 
-def read_sources(patterns: list[str], default: list[Location], kind: str) -> tuple[list[dict], list[str]]:
-    """Rows of `kind` from the given files or the run's default shard directories, and the files that had some."""
-    if patterns:
-        files = resolve_paths(patterns)
-    else:
-        files = resolve_paths([d.uri for d in default if d.is_dir()])
-    wanted = ("messages",) if kind == "instructions" else ("chosen", "rejected")
+def read_preferences(patterns: list[str], default: list[Location]) -> tuple[list[dict], list[str]]:
+    """Preference rows from the given files or the run's default shard directories, and the files that had some."""
     rows, used = [], []
-    for f in files:
-        found = [r for r in read_records([f]) if all(r.get(k) for k in wanted)]
+    for f, records in read_files(patterns, default):
+        found = [r for r in records if r.get("chosen") and r.get("rejected")]
         rows += found
         used += [str(f)] if found else []
     if not rows:
         where = ", ".join(patterns) if patterns else ", ".join(str(d) for d in default)
-        raise UserError(f"no {kind} rows (with {' and '.join(wanted)}) found in {where}")
+        raise UserError(f"no preferences rows (with chosen and rejected) found in {where}")
     return rows, used
+
+
+def _same_item(messages: list[dict]) -> str:
+    """What makes two conversations the same item: their prompt (every turn before the last answer)."""
+    last = max((i for i, m in enumerate(messages) if m["role"] == "assistant"), default=len(messages))
+    return json.dumps(messages[:last], sort_keys=True)
+
+
+@dataclass
+class SftData:
+    """What the SFT phase trains on: conversations (with the chat encoder that rendered them) and documents."""
+
+    train: list[Encoded]
+    held_out: list[Encoded]
+    prompts: list[list[dict]]  # held-out prompts for sample generations
+    encoder: ChatEncoder | None = None
+    chats: list[list[dict]] = field(default_factory=list)  # training conversations, for the checks
+    chat_examples: list[Encoded] = field(default_factory=list)
+    document_windows: list[Encoded] = field(default_factory=list)
+
+
+def sft_data(cfg: FinetuneConfig, tokenizer, defaults: list[Location], provenance: dict) -> SftData:
+    """Conversations and documents for SFT, each split by lineage, documents mixed in at the asked token share.
+
+    Rows with `messages` are conversations; rows with `text` and no `messages` (a web-curation run's
+    shards) are documents, as is every row of `documents:`. Other rows are skipped and counted.
+    """
+    s = cfg.sft
+    chat_rows, doc_rows, chat_files, doc_files, skipped = [], [], [], [], 0
+    for f, records in read_files(cfg.data, defaults):
+        chats_here = [r for r in records if r.get("messages")]
+        docs_here = [r for r in records if is_document(r)]
+        chat_rows += chats_here
+        doc_rows += docs_here
+        skipped += len(records) - len(chats_here) - len(docs_here)
+        chat_files += [str(f)] if chats_here else []
+        doc_files += [str(f)] if docs_here else []
+    for f, records in read_files(cfg.documents, []):
+        require_text_column(f, records)
+        docs_here = [r for r in records if is_document(r)]
+        doc_rows += docs_here
+        skipped += len(records) - len(docs_here)
+        doc_files += [str(f)] if docs_here else []
+    if not chat_rows and not doc_rows:
+        where = ", ".join(cfg.data + cfg.documents) or ", ".join(str(d) for d in defaults)
+        raise UserError(f"no instruction rows (with messages) or documents (with text) found in {where}")
+    if cfg.document_token_ratio is not None and not (chat_rows and doc_rows):
+        have = "instruction rows" if chat_rows else "documents"
+        raise UserError(f"document_token_ratio mixes documents with instruction rows, but the data has only {have}")
+
+    data = SftData([], [], [])
+    if chat_rows:
+        chats = conversations(chat_rows)
+        split = split_by_lineage(chat_rows, [_same_item(c) for c in chats], s.eval_fraction, cfg.seed)
+        data.encoder = ChatEncoder(tokenizer, s.max_seq_len)
+        data.chats = [chats[i] for i in split.train]
+        data.chat_examples = [data.encoder.encode(c) for c in data.chats]
+        held = [data.encoder.encode(chats[i]) for i in split.held_out]
+        data.prompts = [chats[i][:-1] for i in split.held_out]
+        data.train, data.held_out = list(data.chat_examples), held
+        provenance["instructions"] = {"rows": len(chat_rows), "files": chat_files, **_sides(split),
+                                      "truncated": sum(e.truncated for e in data.chat_examples + held)}
+    if doc_rows:
+        encoder = DocumentEncoder(tokenizer, s.max_seq_len)
+        texts = [r["text"] for r in doc_rows]
+        split = split_by_lineage(doc_rows, texts, s.eval_fraction, cfg.seed)
+        windows = [w for i in split.train for w in encoder.encode(texts[i])]
+        held_windows = [w for i in split.held_out for w in encoder.encode(texts[i])]
+        train_mix = mix(data.train, windows, cfg.document_token_ratio, cfg.seed)
+        held_mix = mix(data.held_out, held_windows, cfg.document_token_ratio, cfg.seed)
+        data.document_windows = train_mix.windows
+        data.train += train_mix.windows
+        data.held_out += held_mix.windows
+        provenance["documents"] = {
+            "rows": len(doc_rows), "files": doc_files, **_sides(split), "objective": OBJECTIVE,
+            "windows": len(windows), "max_seq_len": s.max_seq_len, "asked_token_ratio": cfg.document_token_ratio,
+            "document_target_tokens": train_mix.document_tokens, "instruction_target_tokens": train_mix.instruction_tokens,
+            "token_share": round(train_mix.share, 4), "passes": round(train_mix.passes, 3),
+        }  # fmt: skip
+    if skipped:
+        provenance["skipped_rows"] = skipped
+    return data
+
+
+def _sides(split: Split) -> dict:
+    return {"train": len(split.train), "held_out": len(split.held_out), **split.summary()}
 
 
 def seed_everything(seed: int) -> None:
@@ -95,39 +176,35 @@ def _finetune(cfg: FinetuneConfig, model_path: str, run_dir: Location, out: Outp
 
     # Read and check all the data before spending time on training.
     provenance: dict = {}
-    sft_data = dpo_data = None
+    sft = dpo_data = None
     if not cfg.skip_sft:
-        rows, files = read_sources(cfg.data, defaults, "instructions")
-        chats = conversations(rows)
-        train_chats, held_chats = split_held_out(chats, cfg.sft.eval_fraction, cfg.seed)
-        encoder = ChatEncoder(tokenizer, cfg.sft.max_seq_len)
-        train, held = [encoder.encode(c) for c in train_chats], [encoder.encode(c) for c in held_chats]
-        sft_data = (encoder, train_chats, train, held, [c[:-1] for c in held_chats])
-        provenance["instructions"] = {"rows": len(rows), "files": files, "train": len(train), "held_out": len(held),
-                                      "truncated": sum(e.truncated for e in train + held)}
+        sft = sft_data(cfg, tokenizer, defaults, provenance)
     if cfg.dpo.enabled:
-        rows, files = read_sources(cfg.preferences, defaults, "preferences")
+        rows, files = read_preferences(cfg.preferences, defaults)
         pairs = preference_pairs(rows)
-        train_pairs, held_pairs = split_held_out(pairs, cfg.dpo.eval_fraction, cfg.seed)
+        split = split_by_lineage(rows, [json.dumps(p.prompt, sort_keys=True) for p in pairs], cfg.dpo.eval_fraction, cfg.seed)
         encoder = ChatEncoder(tokenizer, cfg.dpo.max_seq_len)
+        train_pairs, held_pairs = [pairs[i] for i in split.train], [pairs[i] for i in split.held_out]
         train, held = encode_pairs(encoder, train_pairs), encode_pairs(encoder, held_pairs)
         dpo_data = (encoder, [p.prompt + p.chosen for p in train_pairs], train, held)
-        provenance["preferences"] = {"rows": len(rows), "files": files, "train": len(train), "held_out": len(held),
+        provenance["preferences"] = {"rows": len(rows), "files": files, **_sides(split),
                                      "truncated": sum(c.truncated or r.truncated for c, r in train + held)}
 
     model = distribute(load_model(cfg, source=model_path))
     results: dict = {}
-    if sft_data:
-        encoder, chats, train, held, prompts = sft_data
-        _check(encoder, model, chats, train, out)
-        history = train_sft(model, tokenizer, train, held, prompts, cfg, out)
+    if sft:
+        if sft.encoder:
+            _check(sft.encoder, model, sft.chats, sft.chat_examples, out)
+        if sft.document_windows:
+            check_untrained_embeddings(unwrap(model), tokenizer, sft.document_windows)
+        history = train_sft(model, tokenizer, sft.train, sft.held_out, sft.prompts, cfg, out)
         results.update(_final("sft", history))
         if dpo_data and cfg.method != "full":
             save(model, tokenizer, out, "sft_adapter")
     if dpo_data:
         encoder, chats, train, held = dpo_data
         _check(encoder, model, chats, [e for pair in train for e in pair], out)
-        history = train_dpo(model, tokenizer, train, held, cfg, out, after_sft=sft_data is not None)
+        history = train_dpo(model, tokenizer, train, held, cfg, out, after_sft=sft is not None)
         results.update(_final("dpo", history))
 
     save(model, tokenizer, out, "adapter")
@@ -157,5 +234,5 @@ def _final(phase: str, history: list[dict]) -> dict:
         return {}
     last = history[-1]
     keep = {k: v for k, v in last.items() if k in {"step", "loss", "eval_loss", "reward_accuracy", "margin",
-                                                  "eval_reward_accuracy"}}
+                                                  "eval_reward_accuracy", *TRACKING} and v is not None}
     return {f"{phase}_{k}": round(v, 4) if isinstance(v, float) else v for k, v in keep.items()}
