@@ -13,7 +13,7 @@ import ray
 import ray.data
 
 from pipeline.errors import InvariantViolation
-from pipeline.records import DROP_REASON, DROP_STAGE, set_column
+from pipeline.records import DROP_REASON, DROP_STAGE, set_column, split_live
 from pipeline.stage import GlobalStage, MapStage, Stage
 from pipeline.stats import measure
 
@@ -31,13 +31,6 @@ def stamp_drops(batch: pa.Table, stage_id: str) -> pa.Table:
     return set_column(batch, DROP_STAGE, pc.if_else(new_drop, pa.scalar(stage_id), stage))
 
 
-def split_live(batch: pa.Table) -> tuple[pa.Table, pa.Table | None]:
-    if DROP_REASON not in batch.column_names:
-        return batch, None
-    live = pc.is_null(batch.column(DROP_REASON))
-    return batch.filter(live), batch.filter(pc.invert(live))
-
-
 def apply_map_stage(stage: MapStage, batch: pa.Table) -> pa.Table:
     live, dead = split_live(batch)
     out = stage.process_batch(live) if live.num_rows else live
@@ -47,7 +40,7 @@ def apply_map_stage(stage: MapStage, batch: pa.Table) -> pa.Table:
             "a stage must mark dropped rows with a reason, not remove them"
         )
     out = stamp_drops(out, stage.ctx.stage_id)
-    if dead is not None and dead.num_rows:
+    if dead.num_rows:
         out = pa.concat_tables([out, stamp_drops(dead, stage.ctx.stage_id)], promote_options="permissive")
     return out
 

@@ -12,6 +12,7 @@ import hashlib
 import json
 from typing import Any, Iterable, Sequence
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -77,6 +78,25 @@ def set_column(batch: pa.Table, name: str, values: pa.Array | Iterable, type: pa
     return batch.append_column(name, arr)
 
 
+def live_mask(batch: pa.Table) -> pa.BooleanArray:
+    """True for each row no stage has dropped: the rows a stage works on, counts and writes as kept.
+
+    A batch without the drop column (straight from a reader, or a block of another stage's making)
+    has every row alive.
+    """
+    if DROP_REASON not in batch.column_names:
+        return pa.array(np.ones(batch.num_rows, dtype=bool))
+    return pc.is_null(batch.column(DROP_REASON)).combine_chunks()
+
+
+def split_live(batch: pa.Table) -> tuple[pa.Table, pa.Table]:
+    """(the live rows, the rows dropped before), by `live_mask`; a batch without the drop column is not copied."""
+    if DROP_REASON not in batch.column_names:
+        return batch, batch.slice(0, 0)
+    live = live_mask(batch)
+    return batch.filter(live), batch.filter(pc.invert(live))
+
+
 def drop_rows(batch: pa.Table, reasons: Sequence[str | None]) -> pa.Table:
     """Mark rows as dropped: `reasons[i]` is None to keep row i, or the name of the rule that dropped it.
 
@@ -94,4 +114,5 @@ def dumps_meta(meta: dict | None) -> str:
 
 
 def loads_meta(meta: str | None) -> dict:
+    """A row's `meta` as a dict; a row without one has an empty one."""
     return json.loads(meta) if meta else {}

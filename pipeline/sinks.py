@@ -21,7 +21,7 @@ from ray.data.block import BlockAccessor
 from ray.data.datasource import Datasink
 
 from pipeline import examples, storage
-from pipeline.records import CHARS, DROP_REASON, DROP_STAGE, INTERNAL_COLUMNS, TOKENS
+from pipeline.records import CHARS, DROP_REASON, DROP_STAGE, INTERNAL_COLUMNS, TOKENS, live_mask
 from pipeline.stats import Summary
 from pipeline.storage import Location
 
@@ -68,7 +68,7 @@ class RoutingSink(Datasink):
             table = table.append_column(DROP_REASON, pa.nulls(table.num_rows, pa.string()))
         if all(c in table.column_names for c in (DROP_STAGE, TOKENS, CHARS)):
             summary.add(table)
-        kept_mask = pc.is_null(table.column(DROP_REASON))
+        kept_mask = live_mask(table)
         kept = table.filter(kept_mask).drop_columns([c for c in INTERNAL_COLUMNS if c in table.column_names])
         name = f"{ctx.task_idx:06d}"
         files = [_write(kept, directory / f"{name}.{EXTENSIONS[fmt]}", fmt) for fmt, directory in self.data_dirs.items()]

@@ -17,7 +17,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline.records import CHARS, DROP_REASON, DROP_STAGE, TOKENS, messages_text, set_column, text_column, whitespace_tokens
+from pipeline.records import (CHARS, DROP_REASON, DROP_STAGE, TOKENS, live_mask, messages_text, set_column, text_column,
+                              whitespace_tokens)
 from pipeline.storage import Location
 
 # Log-spaced character-length bins shared by every batch, so partial histograms add up.
@@ -84,7 +85,7 @@ class Summary:
             return
         self.has_text = True
         lengths = pc.fill_null(chars, 0).to_numpy(zero_copy_only=False)
-        kept = pc.is_null(batch.column(DROP_REASON)).to_numpy(zero_copy_only=False)
+        kept = live_mask(batch).to_numpy(zero_copy_only=False)
         own = pc.fill_null(pc.equal(batch.column(DROP_STAGE), self.stage_id), False).to_numpy(zero_copy_only=False)
         self.hist_kept += np.histogram(lengths[kept], LENGTH_BINS)[0]
         self.hist_in += np.histogram(lengths[kept | own], LENGTH_BINS)[0]

@@ -39,7 +39,7 @@ from filters.dedup.minhash import Permutations, estimated_jaccard, pairwise_jacc
 from filters.dedup.shingles import normalize, normalized_shingles
 from pipeline import blocks, storage
 from pipeline.errors import UserError
-from pipeline.records import DROP_REASON, drop_rows, set_column, text_column
+from pipeline.records import drop_rows, live_mask, set_column, text_column
 from pipeline.registry import register
 from pipeline.stage import GlobalStage, Problem, StageConfig
 from pipeline.storage import Location
@@ -289,12 +289,6 @@ def _size_counts(batch: pa.Table) -> pa.Table:
     return pa.table({"size": values.astype(np.int64), "rows": counts.astype(np.int64)})
 
 
-def _live(batch: pa.Table) -> np.ndarray:
-    if DROP_REASON not in batch.column_names:
-        return np.ones(batch.num_rows, dtype=bool)
-    return pc.is_null(batch.column(DROP_REASON)).to_numpy(zero_copy_only=False)
-
-
 def node_keys(ids: list[str], old: bool = False) -> np.ndarray:
     """A 63-bit key per id; rows of an earlier run get the top bit, so they never collide with ours."""
     import xxhash
@@ -312,7 +306,7 @@ def _keys_batch(batch: pa.Table, plan: _Plan, with_signature: bool) -> pa.Table:
     """Bucket keys (and signature) of every live row with some text."""
     import xxhash
 
-    live = batch.filter(pa.array(_live(batch)))
+    live = batch.filter(live_mask(batch))
     normalized = normalize(plan.texts(live))
     nonempty = pc.greater(pc.utf8_length(normalized), 0)
     live, normalized = live.filter(nonempty), normalized.filter(nonempty)
@@ -412,7 +406,7 @@ def _member_rows(batch: pa.Table, number: int, plan: _Plan, members) -> pa.Table
     """Rows of this run that have a candidate, with what resolving their component needs: the
     shingle sets when verifying, and the signatures too when rows of earlier runs take part."""
     nodes_sorted, comp = members
-    batch = batch.filter(pa.array(_live(batch)))
+    batch = batch.filter(live_mask(batch))
     nodes = node_keys(batch.column("id").to_pylist())
     pos = _lookup(nodes_sorted, nodes)
     hit = pos >= 0
@@ -515,7 +509,7 @@ def _empty_verdicts() -> pa.Table:
 def _mark_batch(batch: pa.Table, number: int, plan: _Plan, verdicts: pa.Table) -> pa.Table:
     """Cluster columns on every row and the drop reason on every non-survivor."""
     ids = batch.column("id").cast(pa.string()).to_pylist()
-    live = _live(batch)
+    live = live_mask(batch)
     pos = _lookup(verdicts.column("node").to_numpy(), node_keys(ids))
     found = pa.array(pos >= 0)
     take = pa.array(np.maximum(pos, 0))
@@ -528,7 +522,7 @@ def _mark_batch(batch: pa.Table, number: int, plan: _Plan, verdicts: pa.Table) -
     cluster = verdict("cluster", pa.array(ids, pa.string()))
     size = verdict("size", pa.scalar(1, pa.int64()))
     dup_of = verdict("dup_of", pa.scalar(None, pa.string()))
-    dead = pa.array(~live)
+    dead = pc.invert(live)
     batch = set_column(batch, "dup_cluster", pc.if_else(dead, pa.scalar(None, pa.string()), cluster))
     batch = set_column(batch, "dup_cluster_size", pc.if_else(dead, pa.scalar(None, pa.int64()), size))
     batch = set_column(batch, "dup_of", pc.if_else(dead, pa.scalar(None, pa.string()), dup_of))
@@ -542,7 +536,7 @@ def _index_columns(plan: _Plan) -> list[str]:
 
 
 def _unit_hash_rows(batch: pa.Table, number: int, bp: BoilerplateConfig, partitions: int) -> pa.Table:
-    texts = [t if k else "" for t, k in zip(text_column(batch, "text"), _live(batch))]
+    texts = [t if k else "" for t, k in zip(text_column(batch, "text"), live_mask(batch).to_numpy(zero_copy_only=False))]
     h = boilerplate.unit_hashes(texts, bp.unit, bp.min_chars)
     return pa.table({"h": h, "part": (h % np.uint64(partitions)).astype(np.int32)})
 
@@ -552,7 +546,7 @@ def _repeated_units(group: pa.Table, max_docs: int) -> pa.Table:
 
 
 def _strip_batch(batch: pa.Table, number: int, bp: BoilerplateConfig, repeated: np.ndarray) -> pa.Table:
-    live = _live(batch)
+    live = live_mask(batch).to_numpy(zero_copy_only=False)
     texts = text_column(batch, "text")
     cleaned, removed = boilerplate.remove_units(texts, bp.unit, bp.min_chars, repeated)
     cleaned = [c if k else t for c, t, k in zip(cleaned, texts, live)]

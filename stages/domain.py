@@ -14,12 +14,11 @@ from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 from pydantic import Field, model_validator
 
 from filters.domains import RulesError, load_rules
 from pipeline import storage
-from pipeline.records import DROP_REASON, set_column, text_column
+from pipeline.records import live_mask, set_column, text_column
 from pipeline.registry import register
 from pipeline.stage import MapStage, Problem, Resources, StageConfig
 
@@ -134,11 +133,8 @@ class Domain(MapStage):
 
 def _label_counts(batch: pa.Table) -> pa.Table:
     """Rows and summed score per label in one batch (live rows only): a handful of rows for the driver."""
-    if DROP_REASON in batch.column_names:
-        batch = batch.filter(pc.is_null(batch.column(DROP_REASON)))
-    counts = pa.table({"domain_label": batch.column("domain_label"), "score": batch.column("domain_score")}).group_by(
-        "domain_label"
-    ).aggregate([("score", "sum"), ("score", "count")])
+    live = pa.table({"domain_label": batch.column("domain_label"), "score": batch.column("domain_score")}).filter(live_mask(batch))
+    counts = live.group_by("domain_label").aggregate([("score", "sum"), ("score", "count")])
     return counts.select(["domain_label", "score_sum", "score_count"]).rename_columns(["domain_label", "score", "rows"])
 
 

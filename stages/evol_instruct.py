@@ -16,7 +16,7 @@ import pyarrow as pa
 from pydantic import Field
 
 from generators.evol_instruct import OPERATIONS, EvolConfig, EvolInstruct
-from pipeline.records import DROP_REASON, drop_rows
+from pipeline.records import DROP_REASON, drop_rows, loads_meta
 from pipeline.registry import register
 from pipeline.stage import MapStage, Problem, Resources, StageConfig
 from generators.factory import make_client
@@ -97,12 +97,10 @@ class EvolInstructStage(MapStage):
 
     def summarize(self, output) -> dict[str, Any]:
         """Evolutions per round and operation, and how many each elimination rule removed."""
-        import json
-
         per: dict[tuple[int, str], int] = {}
         for batch in output.select_columns(["meta", DROP_REASON]).iter_batches(batch_format="pyarrow", batch_size=None):
             for meta, reason in zip(batch.column("meta").to_pylist(), batch.column(DROP_REASON).to_pylist()):
-                m = json.loads(meta or "{}")
+                m = loads_meta(meta)
                 if m.get("stage") == "evol_instruct":
                     key = (m["round"], reason or "evolved")
                     per[key] = per.get(key, 0) + 1

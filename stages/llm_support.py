@@ -19,7 +19,7 @@ import pyarrow as pa
 
 from generators.client import EndpointFailing
 from pipeline.errors import RunFailed
-from pipeline.records import DROP_REASON, MESSAGE_TYPE, dumps_meta
+from pipeline.records import DROP_REASON, MESSAGE_TYPE, dumps_meta, loads_meta
 from pipeline.stage import Problem, StageContext
 
 INSTRUCTION_SCHEMA = pa.schema(
@@ -139,7 +139,7 @@ def table(rows: list[dict], schema: pa.Schema) -> pa.Table:
 
 
 def merge_meta(old: str | None, new: dict) -> dict:
-    meta = json.loads(old) if old else {}
+    meta = loads_meta(old)
     meta.update(new)
     return meta
 

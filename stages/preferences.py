@@ -9,7 +9,6 @@ to answer length (LLM judges are known to favour longer answers).
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pyarrow as pa
@@ -18,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from generators.client import SamplingParams
 from generators.preferences import Candidate, PreferenceConfig, PreferenceJudge
 from generators.respond import prompt_messages
-from pipeline.records import DROP_REASON, dumps_meta, stable_id
+from pipeline.records import DROP_REASON, dumps_meta, loads_meta, stable_id
 from pipeline.registry import register
 from pipeline.stage import MapStage, Problem, Resources, StageConfig
 from generators.factory import make_client
@@ -113,7 +112,7 @@ def length_bias(output) -> dict[str, Any]:
     diffs, scores, lengths = [], [], []
     for batch in output.select_columns(["meta", DROP_REASON]).iter_batches(batch_format="pyarrow", batch_size=None):
         for meta, reason in zip(batch.column("meta").to_pylist(), batch.column(DROP_REASON).to_pylist()):
-            m = json.loads(meta or "{}")
+            m = loads_meta(meta)
             if "all_scores" not in m:
                 continue
             pairs = [(s, n) for s, n in zip(m["all_scores"], m["lengths"]) if s is not None]

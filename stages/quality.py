@@ -19,7 +19,7 @@ from pydantic import Field, model_validator
 from pipeline import storage
 from pipeline.errors import UserError
 from pipeline.execute import run_stage
-from pipeline.records import DROP_REASON, drop_rows, set_column, text_column
+from pipeline.records import drop_rows, live_mask, set_column, text_column
 from pipeline.registry import register
 from pipeline.stage import GlobalStage, MapStage, Problem, Resources, StageConfig
 
@@ -119,9 +119,7 @@ def _live_scores(batch: pa.Table) -> np.ndarray:
     """Scores of rows still alive (a block of rows dropped earlier may have no `quality` column)."""
     if "quality" not in batch.column_names:
         return np.zeros(0)
-    scores = batch.column("quality")
-    if DROP_REASON in batch.column_names:
-        scores = scores.filter(pc.is_null(batch.column(DROP_REASON)))
+    scores = batch.column("quality").filter(live_mask(batch))
     return np.asarray(pc.drop_null(scores).to_numpy(zero_copy_only=False), dtype=np.float64)
 
 

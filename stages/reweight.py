@@ -28,7 +28,7 @@ from pydantic import Field, PositiveInt, model_validator
 
 from filters.mixture import MixtureError, MixturePlan, copies, plan_mixture, shares, target_shares
 from pipeline.errors import UserError
-from pipeline.records import DROP_REASON, TOKENS, set_column, stable_id, text_column, whitespace_tokens
+from pipeline.records import DROP_REASON, TOKENS, live_mask, set_column, split_live, stable_id, text_column, whitespace_tokens
 from pipeline.registry import register
 from pipeline.stage import GlobalStage, StageConfig
 from pipeline.stats import measure
@@ -210,7 +210,7 @@ def count_tokens(batch: pa.Table, tokenizer: str | None) -> pa.Array:
 
 def group_totals(batch: pa.Table, by: str, tokenizer: str | None) -> pa.Table:
     """Partial sums of one batch, one row per group: the driver only adds up a handful of rows."""
-    live = pa.array(_live_mask(batch))
+    live = live_mask(batch)
     zero = pa.scalar(0, pa.int64())
     copy_index = batch.column("copy_index") if "copy_index" in batch.column_names else pa.nulls(batch.num_rows, pa.int64())
     reason = batch.column(DROP_REASON) if DROP_REASON in batch.column_names else pa.nulls(batch.num_rows, pa.string())
@@ -227,8 +227,7 @@ def group_totals(batch: pa.Table, by: str, tokenizer: str | None) -> pa.Table:
 
 def apply_factors(batch: pa.Table, by: str, factors: dict[str, float], seed: int, stage_id: str) -> pa.Table:
     """Down-sample or repeat each live row by its group's factor; rows dropped earlier pass through."""
-    live_mask = _live_mask(batch)
-    live, dead = batch.filter(pa.array(live_mask)), batch.filter(pa.array(~live_mask))
+    live, dead = split_live(batch)
     ids = _ids(live)
     origin = pc.coalesce(live.column("origin_id"), ids) if "origin_id" in live.column_names else ids
     groups = pc.dictionary_encode(group_values(live, by))
@@ -253,12 +252,6 @@ def apply_factors(batch: pa.Table, by: str, factors: dict[str, float], seed: int
     if "id" in dead.column_names and not pa.types.is_string(dead.schema.field("id").type):
         dead = set_column(dead, "id", pc.cast(dead.column("id"), pa.string()))
     return pa.concat_tables([kept, gone, dead], promote_options="permissive")
-
-
-def _live_mask(batch: pa.Table) -> np.ndarray:
-    if DROP_REASON not in batch.column_names:
-        return np.ones(batch.num_rows, dtype=bool)
-    return pc.is_null(batch.column(DROP_REASON)).to_numpy(zero_copy_only=False)
 
 
 def _ids(batch: pa.Table) -> pa.Array:

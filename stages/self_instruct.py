@@ -19,7 +19,7 @@ from pydantic import Field
 
 from generators.self_instruct import SeedTask, SelfInstruct, SelfInstructConfig, load_seed_tasks
 from pipeline.errors import UserError
-from pipeline.records import DROP_REASON, stable_id
+from pipeline.records import DROP_REASON, loads_meta, stable_id
 from pipeline.registry import register
 from pipeline.stage import GlobalStage, Problem, StageConfig
 from generators.factory import make_client
@@ -137,7 +137,7 @@ class SelfInstructStage(GlobalStage):
 
 def seed_from_row(row: dict) -> SeedTask:
     """A seed task from an instruction row; a `seed_tasks.jsonl` row read as input keeps its instances."""
-    meta = json.loads(row.get("meta") or "{}")
+    meta = loads_meta(row.get("meta"))
     text = user_text(row["messages"])
     instances = meta.get("instances") if isinstance(meta.get("instances"), list) else []
     first_input = instances[0].get("input") if instances and isinstance(instances[0], dict) else ""
