@@ -153,3 +153,18 @@ def test_packed_equals_padded_on_gpu(gqa_model_dir, examples, implementation, mo
     assert (per_example(model, padded, cfg, cuda).detach() - alone).abs().max() < tolerance
     g_packed, g_padded = gradients(model, packed, cfg, cuda), gradients(model, padded, cfg, cuda)
     assert (g_packed - g_padded).norm() < 0.15 * g_padded.norm()  # 0.05 in bf16 on CPU
+
+
+def test_varlen_refuses_attention_soft_capping_in_one_line(examples):
+    """Gemma 2 soft-caps attention scores, which the variable-length kernel cannot: a wrong answer is not an option."""
+    from transformers import Gemma2Config, Gemma2ForCausalLM
+
+    from pipeline.errors import UserError
+
+    chosen, pad = examples
+    config = Gemma2Config(vocab_size=4000, hidden_size=64, intermediate_size=128, num_hidden_layers=1,
+                          num_attention_heads=2, num_key_value_heads=1, head_dim=32, attn_logit_softcapping=50.0)
+    model = Gemma2ForCausalLM(config)
+    model.config._attn_implementation = attention.register()
+    with pytest.raises(UserError, match="soft-capping"):
+        token_logps(model, collate(chosen, True, pad))
