@@ -20,9 +20,10 @@ about the asked share of rows.
 from __future__ import annotations
 
 import hashlib
-import json
 import random
 from dataclasses import dataclass
+
+from pipeline.records import loads_meta
 
 ID_COLUMNS = ("id", "origin_id", "parent_id", "dup_cluster")
 META_IDS = ("root_id", "instruction_id")
@@ -41,16 +42,15 @@ def lineage_keys(row: dict, content: str) -> list[str]:
 
 
 def _meta(value) -> dict:
-    """`meta` as the pipeline writes it (a JSON string), or a dict from a user's own files."""
+    """`meta` as the pipeline writes it (a JSON string), or a dict from a user's own files; a row whose
+    `meta` cannot be read only loses the links it would have given."""
     if isinstance(value, dict):
         return value
-    if isinstance(value, str) and value:
-        try:
-            parsed = json.loads(value)
-        except ValueError:
-            return {}
-        return parsed if isinstance(parsed, dict) else {}
-    return {}
+    try:
+        meta = loads_meta(value) if isinstance(value, str) else {}
+    except ValueError:
+        return {}
+    return meta if isinstance(meta, dict) else {}
 
 
 def families(rows: list[dict], contents: list[str]) -> list[int]:

@@ -4,6 +4,7 @@ objective, alone and mixed with instruction rows at a token ratio, split by line
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -87,6 +88,8 @@ def test_a_curation_runs_documents_train_with_the_language_modelling_objective(w
     line = next(x for x in card.splitlines() if "held out by lineage" in x)
     train_families, held_families = (int(x.split()[0]) for x in line.split(":")[1].split(",")[:2])
     assert train_families + held_families == origins and held_families >= 1  # copies of a document never split
+    tracking = card.split("## Run tracking")[1]
+    assert re.search(r"\n- sft: wall time [\d.,]+ s, [\d,]+ tokens/s, peak memory [\d,]+ MiB\n", tracking)  # no MFU on CPU
 
 
 @pytest.mark.slow
