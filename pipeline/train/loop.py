@@ -217,8 +217,13 @@ def save_checkpoint(directory: Location, phase: str, step: int, model, optimizer
     return target
 
 
+def checkpoints(directory: Location, phase: str) -> list[Location]:
+    """The `state.pt` of every finished checkpoint of the phase, oldest first."""
+    return [f for f in directory.files() if f.name == "state.pt" and f.parent.name.startswith(f"{phase}-")]
+
+
 def latest_checkpoint(directory: Location, phase: str) -> Location | None:
-    found = [f for f in directory.files() if f.name == "state.pt" and f.parent.name.startswith(f"{phase}-")]
+    found = checkpoints(directory, phase)
     return found[-1] if found else None
 
 
@@ -260,7 +265,7 @@ class Updater:
 
     def __init__(self, params: list[torch.nn.Parameter], lr: float, weight_decay: float, max_grad_norm: float | None,
                  total_steps: int, warmup_ratio: float, schedule: str, precision: str, device: torch.device):
-        self.params, self.max_grad_norm = params, max_grad_norm
+        self.params, self.max_grad_norm, self.base_lr = params, max_grad_norm, lr
         self.optimizer = make_optimizer(params, lr, weight_decay)
         self.schedule = make_schedule(self.optimizer, total_steps, warmup_ratio, schedule)
         self.scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
@@ -271,7 +276,8 @@ class Updater:
 
     @property
     def lr(self) -> float:
-        return self.schedule.get_last_lr()[0]
+        """The learning rate of the next step."""
+        return self.optimizer.param_groups[0]["lr"]
 
     def backward(self, loss: torch.Tensor) -> None:
         self.scaler.scale(loss).backward()
@@ -294,8 +300,14 @@ class Updater:
         return {"scaler": self.scaler.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
+        """After `load_checkpoint`: the loss scale, and this run's learning rate rather than the checkpoint's
+        (unchanged settings give the same rates; a run that diverged resumes with a lower one)."""
         if state.get("scaler"):  # a checkpoint of a run without loss scaling has none
             self.scaler.load_state_dict(state["scaler"])
+        self.schedule.base_lrs = [self.base_lr] * len(self.optimizer.param_groups)
+        factor = self.schedule.lr_lambdas[0](self.schedule.last_epoch)
+        for group in self.optimizer.param_groups:
+            group["initial_lr"], group["lr"] = self.base_lr, self.base_lr * factor
 
 
 def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:

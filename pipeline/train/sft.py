@@ -64,7 +64,7 @@ def train_sft(model, tokenizer, train: list[Encoded], held_out: list[Encoded], p
     model.train()
     for step in range(start, steps):
         mine, everyone = step_examples(order, step, s.grad_accum)
-        n_targets = sum(train[i].n_targets for i in everyone)
+        n_targets = max(1, sum(train[i].n_targets for i in everyone))  # 1: every example truncated before its answer
         lengths = [len(train[i].input_ids) for i in everyone]
         micro = [collate([train[i] for i in ix], s.packing, tokenizer.pad_token_id) for ix in mine]
         lr = updater.lr

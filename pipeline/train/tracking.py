@@ -17,7 +17,7 @@ import torch
 
 from pipeline.errors import RunFailed
 from pipeline.storage import Location
-from pipeline.train.loop import latest_checkpoint, rank_and_world
+from pipeline.train.loop import checkpoints, rank_and_world
 
 # A training loss below this for this many logged steps in a row has collapsed: the model predicts its
 # targets with certainty, which real instruction data does not allow (memorised or leaked targets, a
@@ -177,17 +177,24 @@ class DivergenceGuard:
 
     def check(self, step: int, loss: float, grad_norm: float) -> None:
         if not math.isfinite(loss):
-            self._stop(f"loss {loss} at step {step}")
+            # This loss is of the weights the previous step left; a checkpoint of them is the diverged state.
+            self._stop(step, f"loss {loss}", diverged_weights=step - 1)
         if not self.loss_scaling and not math.isfinite(grad_norm):
-            self._stop(f"gradient norm {grad_norm} at step {step} (loss {loss:.4g})")
+            self._stop(step, f"gradient norm {grad_norm} (loss {loss:.4g})")
         self.low = self.low + 1 if self.check_collapse and loss < COLLAPSE_LOSS else 0
         if self.low >= COLLAPSE_STEPS:
-            self._stop(f"loss collapsed to {loss:.3g} at step {step} (below {COLLAPSE_LOSS:g} for {COLLAPSE_STEPS} "
-                       "logged steps in a row)")
+            self._stop(step, f"loss collapsed to {loss:.3g} (below {COLLAPSE_LOSS:g} for {COLLAPSE_STEPS} logged steps "
+                       "in a row)")
 
-    def _stop(self, what: str) -> None:
-        last = latest_checkpoint(self.checkpoints, self.phase)
-        kept = (f"the last good checkpoint, {last.parent}, is kept: resume from it with a lower {self.phase}.learning_rate"
-                if last else f"no {self.phase} checkpoint was written before it: start over with a lower "
-                f"{self.phase}.learning_rate")
-        raise RunFailed(f"{self.phase} diverged: {what}; not saved, {kept}")
+    def _stop(self, step: int, what: str, diverged_weights: int | None = None) -> None:
+        found = checkpoints(self.checkpoints, self.phase)
+        removed = ""
+        if diverged_weights is not None and found and found[-1].parent.name == f"{self.phase}-{diverged_weights:08d}":
+            if rank_and_world()[0] == 0:  # one writer, as for every checkpoint
+                found[-1].parent.remove()
+            removed = f"the checkpoint of step {diverged_weights}, which holds those weights, is removed; "
+            found = found[:-1]
+        kept = (f"the last good checkpoint, {found[-1].parent}, is kept: resume from it with a lower "
+                f"{self.phase}.learning_rate" if found else
+                f"no good {self.phase} checkpoint was written before it: start over with a lower {self.phase}.learning_rate")
+        raise RunFailed(f"{self.phase} diverged at step {step}: {what}; {removed}{kept}")
