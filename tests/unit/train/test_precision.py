@@ -86,3 +86,25 @@ def test_impossible_precision_or_attention_exits_2_with_one_line(run_dir, tiny_m
     assert main(["finetune", str(run_dir), "--model", str(tiny_model_dir), "--out", str(tmp_path / "o"), *sets]) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1, err
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_auto_on_a_gpu_loads_16_bit_weights_and_a_variable_length_kernel(make_config, seed_chats):
+    from pipeline.train import attention
+    from pipeline.train.model import DTYPES, _flash_attn_installed
+
+    cfg = make_config(use_gpu=True)
+    precision = resolve_precision(cfg, CUDA)
+    assert precision == ("bf16" if torch.cuda.is_bf16_supported(including_emulation=False) else "fp16")
+    model = load_model(cfg)
+    assert {p.dtype for p in model.parameters() if not p.requires_grad} == {DTYPES[precision]}
+    assert {p.dtype for p in trainable_parameters(model)} == {torch.float32}
+    assert model.config._attn_implementation == ("flash_attention_2" if _flash_attn_installed() else attention.VARLEN)
+    tokenizer = load_tokenizer(cfg)
+    encoder = ChatEncoder(tokenizer, cfg.sft.max_seq_len)
+    batch = collate([encoder.encode(c) for c in seed_chats[:4]], True, tokenizer.pad_token_id).to(CUDA)
+    with autocast(cfg, CUDA):
+        loss = -token_logps(model, batch).mean()
+    loss.backward()
+    assert torch.isfinite(loss) and 5 < float(loss) < 10  # about ln(vocab) for random weights
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in trainable_parameters(model))
