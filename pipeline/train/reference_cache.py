@@ -1,8 +1,8 @@
 """DPO's precomputed reference log-probs, kept in the fine-tune's output so their forward pass is paid once.
 
 A precomputed reference is the policy as DPO starts (the SFT model, or the model before full
-fine-tuning): a no-grad forward pass over every training and held-out pair, which on a large
-preference set is a sizeable share of a DPO run. Its numbers depend only on the weights, the tokens
+fine-tuning): a no-grad forward pass over every training and held-out pair, as much compute as
+the forward passes of a whole epoch. Its numbers depend only on the weights, the tokens
 and a few settings, so they are stored under a key made of exactly those, and a later run into the
 same output (the same command again, a run with another beta or learning rate, a run resumed after
 being stopped before its first DPO checkpoint) reads them back. A change to anything in the key

@@ -1,4 +1,7 @@
-"""Packed preference pairs: one row per micro batch gives the log-probs and losses of padded rows, pair by pair."""
+"""Packed preference pairs: one row per micro batch gives the log-probs and losses of padded rows, pair by pair.
+
+In fp32, on the CPU always and on a GPU when there is one (where packed rows take the GPU's attention path).
+"""
 
 import pytest
 import torch
@@ -11,12 +14,14 @@ from pipeline.train.run import seed_everything
 
 CPU = torch.device("cpu")
 REFUSAL = [{"role": "assistant", "content": "I will not help with that."}]
+GPU = pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU"))
 
 
-@pytest.fixture
-def policy(make_config):
+@pytest.fixture(params=["cpu", GPU])
+def policy(request, make_config):
     """The tiny model with a LoRA adapter moved off zero, so policy and reference differ."""
-    cfg = make_config(skip_sft=True, dpo={"enabled": True, "beta": 0.5})
+    cfg = make_config(skip_sft=True, dpo={"enabled": True, "beta": 0.5}, precision="fp32",
+                      use_gpu=request.param == "cuda")
     seed_everything(0)
     model = load_model(cfg)
     with torch.no_grad():
@@ -37,9 +42,10 @@ def lengths_of(pairs):
 
 def test_packed_and_padded_pairs_give_the_same_logps_and_losses(policy, seed_chats, make_config):
     model, tokenizer, cfg = policy
+    device = next(model.parameters()).device
     pairs = pairs_of(tokenizer, seed_chats, 4)
     assert len(set(lengths_of(pairs))) > 2  # chosen and rejected of different lengths: padding is really exercised
-    packed, padded = (pair_batch(pairs, tokenizer.pad_token_id, packing=p) for p in (True, False))
+    packed, padded = (pair_batch(pairs, tokenizer.pad_token_id, packing=p).to(device) for p in (True, False))
     assert packed.input_ids.shape[0] == 1 and padded.input_ids.shape[0] == 8
     assert packed.input_ids.numel() == sum(lengths_of(pairs)) < padded.input_ids.numel()
     with torch.no_grad():
@@ -47,8 +53,8 @@ def test_packed_and_padded_pairs_give_the_same_logps_and_losses(policy, seed_cha
             a, b = (sequence_logps(model, batch, normalised) for batch in (packed, padded))
             torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-6)
         for loss in ("sigmoid", "ipo"):
-            loss_cfg = make_config(skip_sft=True, dpo={"enabled": True, "beta": 0.5, "loss": loss})
-            (la, sa), (lb, sb) = (_pair_losses(model, batch, None, loss_cfg, CPU) for batch in (packed, padded))
+            loss_cfg = cfg.model_copy(update={"dpo": cfg.dpo.model_copy(update={"loss": loss})})
+            (la, sa), (lb, sb) = (_pair_losses(model, batch, None, loss_cfg, device) for batch in (packed, padded))
             torch.testing.assert_close(la, lb, atol=1e-5, rtol=1e-6)
             torch.testing.assert_close(sa, sb, atol=1e-4, rtol=1e-6)
 
@@ -56,11 +62,14 @@ def test_packed_and_padded_pairs_give_the_same_logps_and_losses(policy, seed_cha
 def test_a_pairs_logps_do_not_depend_on_the_pairs_packed_beside_it(policy, seed_chats):
     model, tokenizer, _ = policy
     pairs = pairs_of(tokenizer, seed_chats, 5)
+
+    def packed(some):
+        batch = pair_batch(some, tokenizer.pad_token_id, packing=True).to(next(model.parameters()).device)
+        return sequence_logps(model, batch).view(-1, 2)
+
     with torch.no_grad():
-        together = sequence_logps(model, pair_batch(pairs, tokenizer.pad_token_id, packing=True)).view(-1, 2)
-        alone = torch.cat([sequence_logps(model, pair_batch([p], tokenizer.pad_token_id, packing=True)).view(-1, 2)
-                           for p in pairs])
-        reversed_ = sequence_logps(model, pair_batch(pairs[::-1], tokenizer.pad_token_id, packing=True)).view(-1, 2)
+        together, reversed_ = packed(pairs), packed(pairs[::-1])
+        alone = torch.cat([packed([p]) for p in pairs])
     torch.testing.assert_close(together, alone, atol=1e-5, rtol=1e-6)
     torch.testing.assert_close(together, reversed_.flip(0), atol=1e-5, rtol=1e-6)
     assert (together[:, 0] != together[:, 1]).all() and together.unique().numel() == together.numel()

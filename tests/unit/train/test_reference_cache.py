@@ -170,3 +170,42 @@ def test_a_damaged_cache_is_computed_again(first, make_config, tokenizer, seed_c
     assert [r["loss"] for r in again] == [r["loss"] for r in history]
     _, passes = run_dpo(make_config, encoded(tokenizer, seed_chats), cache.parent)
     assert passes.no_grad == 0  # and written whole again
+
+
+class Frozen(torch.nn.Module):
+    """A large frozen matrix (sampled) and a small trainable one (whole), as a base and its adapter."""
+
+    def __init__(self):
+        super().__init__()
+        self.big = torch.nn.Parameter(torch.randn(1100, 1000, generator=torch.Generator().manual_seed(0)),
+                                      requires_grad=False)
+        self.small = torch.nn.Parameter(torch.randn(16, 1000, generator=torch.Generator().manual_seed(1)))
+
+
+def test_weights_over_a_million_values_are_hashed_by_an_even_sample_of_them():
+    net = Frozen()
+    base, adapter = (reference_cache._weights_digest(net, trainable=t) for t in (False, True))
+    stride = net.big.numel() // reference_cache.SAMPLE
+    flat = net.big.view(-1)
+    with torch.no_grad():
+        kept = flat[stride * 100].item()
+        flat[stride * 100] += 1.0  # a sampled value
+        assert reference_cache._weights_digest(net, trainable=False) != base
+        flat[stride * 100] = kept
+        assert reference_cache._weights_digest(net, trainable=False) == base
+        flat[stride * 100 + 1] += 1.0  # between two samples: the limit of sampling
+        assert reference_cache._weights_digest(net, trainable=False) == base
+        net.big.mul_(1.0001)  # what any training or another checkpoint does
+        assert reference_cache._weights_digest(net, trainable=False) != base
+        net.small.view(-1)[12345] += 1e-6  # small tensors are hashed whole
+        assert reference_cache._weights_digest(net, trainable=True) != adapter
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_weights_digest_is_the_same_on_a_gpu():
+    net = Frozen()
+    on_cpu = [reference_cache._weights_digest(net, trainable=t) for t in (False, True)]
+    net.cuda()
+    assert [reference_cache._weights_digest(net, trainable=t) for t in (False, True)] == on_cpu
+    net.to(torch.bfloat16)  # the dtype is part of the digest
+    assert reference_cache._weights_digest(net, trainable=False) != on_cpu[0]
