@@ -18,12 +18,16 @@ import dataclasses
 import random
 import re
 from collections import Counter
-from typing import Sequence
+from typing import Literal, Sequence
+
+from pydantic import Field
 
 from generators.client import LLMClient, Request, Response, SamplingParams
+from generators.options import Options
 from generators.prompts import EVOL_EQUALITY, EVOL_GIVEN, EVOL_IN_BREADTH, EVOL_IN_DEPTH, EVOL_NEW, RESPOND, Prompt
 
 OPERATIONS: tuple[str, ...] = (*EVOL_IN_DEPTH, "breadth")
+Operation = Literal[OPERATIONS]
 
 # The words of the evolving prompt that must not leak into an instruction: the paper's list and
 # our own prompt's markers.
@@ -41,16 +45,21 @@ STOP_WORDS = frozenset(
 )
 
 
-@dataclasses.dataclass
-class EvolConfig:
-    rounds: int = 4
-    operations: tuple[str, ...] = OPERATIONS
-    temperature: float = 0.7
-    max_tokens: int = 1024
-    response_temperature: float = 0.7
-    response_max_tokens: int = 1024
-    sorry_max_words: int = 80
-    seed: int = 0
+class EvolOptions(Options):
+    """How instructions evolve and how answers are written: the `evol_instruct` stage's options."""
+
+    rounds: int = Field(default=4, ge=1, description="evolution rounds (M)")
+    operations: list[Operation] = Field(default_factory=lambda: list(OPERATIONS), min_length=1,
+                                        description="drawn at random for each instruction and round")
+    temperature: float = Field(default=0.7, ge=0)
+    max_tokens: int = Field(default=1024, ge=16)
+    response_temperature: float = Field(default=0.7, ge=0)
+    response_max_tokens: int = Field(default=1024, ge=16)
+    sorry_max_words: int = Field(default=80, ge=1, description="an answer with 'sorry' shorter than this eliminates")
+
+
+class EvolConfig(EvolOptions):
+    seed: int = 0  # the run's
 
 
 @dataclasses.dataclass
@@ -102,9 +111,6 @@ def choose_operation(seed: int, node_id: str, round_no: int, operations: Sequenc
 
 class EvolInstruct:
     def __init__(self, client: LLMClient, config: EvolConfig, responder: LLMClient | None = None):
-        unknown = set(config.operations) - set(OPERATIONS)
-        if unknown:
-            raise ValueError(f"unknown evolution operations {sorted(unknown)}; known: {list(OPERATIONS)}")
         self.client = client
         self.responder = responder or client
         self.config = config

@@ -9,14 +9,10 @@ from __future__ import annotations
 from generators.backends.vllm_process import VLLMServerProcess
 from generators.cache import CachedClient, ResponseCache
 from generators.client import LLMClient
-from generators.llm_config import LLMConfig
+from generators.llm_config import LLMConfig, VLLMServerConfig, parse_llm_config
 
 
-def parse_llm_config(config: dict | LLMConfig) -> LLMConfig:
-    return config if isinstance(config, LLMConfig) else LLMConfig.model_validate(config)
-
-
-def server_process(config: LLMConfig) -> VLLMServerProcess:
+def server_process(config: VLLMServerConfig) -> VLLMServerProcess:
     """The (not yet started) managed vLLM server of a `vllm_server` entry without a `url`."""
     return VLLMServerProcess(
         python=config.server_python(),

@@ -12,20 +12,27 @@ import dataclasses
 import re
 from typing import Sequence
 
+from pydantic import Field
+
 from generators.client import LLMClient, Request, SamplingParams
+from generators.options import Options
 from generators.preferences import parse_rating
 from generators.prompts import BACKTRANSLATE, GROUNDED_JUDGE
 
 
-@dataclasses.dataclass
-class GroundedConfig:
-    min_score: float = 4.0
-    min_words: int = 50
-    max_words: int = 1500
-    temperature: float = 0.7
-    max_tokens: int = 128
+class GroundedOptions(Options):
+    """Which documents are used and which pairs kept: the `grounded` stage's options."""
+
+    min_score: float = Field(default=4.0, ge=1, le=5, description="keep pairs rated at least this (1-5)")
+    min_words: int = Field(default=50, ge=1, description="documents shorter than this are dropped")
+    max_words: int = Field(default=1500, ge=1, description="documents longer than this are dropped")
+    temperature: float = Field(default=0.7, ge=0)
+    max_tokens: int = Field(default=128, ge=8, description="tokens for the written instruction")
+
+
+class GroundedConfig(GroundedOptions):
     judge_max_tokens: int = 256
-    seed: int | None = None
+    seed: int | None = None  # the run's
 
 
 @dataclasses.dataclass

@@ -1,7 +1,8 @@
 """The config of one entry under `llms:`: which backend serves which model, and how hard to try.
 
-One model covers the three backends so a YAML can switch `backend:` without rewriting the entry;
-fields that a backend does not use are ignored by it (each field says which backend reads it).
+One model per backend, told apart by `backend:` (a discriminated union), so each backend's options are
+exactly those it reads: a field of another backend (`replicas:` under `vllm_server`) is refused when
+the config loads, with the backend it belongs to, instead of being ignored.
 """
 
 from __future__ import annotations
@@ -10,9 +11,10 @@ import os
 import re
 import sys
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, TypeAdapter, ValidationError, field_validator, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 _ENV_REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
 
@@ -23,15 +25,59 @@ CPU_SERVER_ENV = {"VLLM_CPU_KVCACHE_SPACE": "1"}
 
 
 class LLMConfig(BaseModel):
+    """What every backend reads. `LLMConfig(backend=..., ...)` builds that backend's config, as
+    `parse_llm_config` does from a mapping."""
+
     model_config = ConfigDict(extra="forbid")
 
-    backend: Literal["vllm_server", "ray_vllm", "transformers"] = Field(
+    backend: str = Field(
         description="vllm_server: vLLM's OpenAI-compatible server (given `url`, or started by the pipeline); "
         "ray_vllm: in-process vLLM engines in Ray Data (GPU clusters); transformers: local generation"
     )
     model: str = Field(description="model id or local path; for a remote server, the name it serves")
+    cache_dir: str | None = Field(default=None, description="on-disk response cache; None disables it")
+    failure_window: int = Field(
+        default=50, ge=1, description="requests (after retries) over which a client judges whether its endpoint is failing"
+    )
+    max_failure_rate: float = Field(
+        default=0.5, ge=0, le=1, description="a client stops the run when more than this share of its last "
+        "`failure_window` requests failed; 1 never stops it"
+    )
 
-    # vllm_server, remote or managed
+    def __new__(cls, *args: Any, **fields: Any):
+        if cls is LLMConfig:  # the backend's own config; an unknown backend is the union's error
+            cls = BACKENDS.get(fields.get("backend")) or _ANY_BACKEND.validate_python(fields)
+        return super().__new__(cls)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _other_backends_fields(cls, data: Any, handler):
+        """A field this backend does not read is named with the backend that does, not as an unknown key."""
+        try:
+            return handler(data)
+        except ValidationError as e:
+            backend = data.get("backend") if isinstance(data, dict) else None
+            errors = [_foreign(err, backend) for err in e.errors()]
+            raise ValidationError.from_exception_data(e.title, errors) from None
+
+
+class _DType(BaseModel):
+    dtype: str = Field(default="auto", description="vllm/transformers dtype: auto, bfloat16, float16, float32")
+
+
+class _VLLMEngine(_DType):
+    max_model_len: int | None = Field(default=None, ge=16, description="context length the engine reserves for")
+    tensor_parallel_size: int = Field(default=1, ge=1)
+
+
+class _Batched(BaseModel):
+    batch_size: int = Field(default=16, ge=1, description="rows per engine call (ray_vllm) or per forward batch (transformers)")
+
+
+class VLLMServerConfig(_VLLMEngine, LLMConfig):
+    """vLLM's OpenAI-compatible server: a running one (`url`), or one the pipeline starts and stops (managed)."""
+
+    backend: Literal["vllm_server"]
     url: str | None = Field(
         default=None, description="a running server, as http://host:port or http://host:port/v1; None starts one (managed mode)"
     )
@@ -41,25 +87,14 @@ class LLMConfig(BaseModel):
     max_retries: int = Field(default=3, ge=0, description="retries after the first attempt (5xx, timeouts, resets)")
     backoff_s: float = Field(default=0.5, gt=0, description="first backoff; doubles each retry, with full jitter")
     backoff_max_s: float = Field(default=20.0, gt=0)
-    cache_dir: str | None = Field(default=None, description="on-disk response cache; None disables it")
-    failure_window: int = Field(
-        default=50, ge=1, description="requests (after retries) over which a client judges whether its endpoint is failing"
-    )
-    max_failure_rate: float = Field(
-        default=0.5, ge=0, le=1, description="a client stops the run when more than this share of its last "
-        "`failure_window` requests failed; 1 never stops it"
-    )
     wait_for_server_s: float = Field(
         default=0.0, ge=0, description="after a failed attempt, wait up to this long for the server's /health "
         "(workers of a driver-managed server, which may be restarting; see factory.worker_config)"
     )
 
-    # vllm_server, managed mode: the server the pipeline starts and stops
+    # managed mode: the server the pipeline starts and stops
     python: str | None = Field(default=None, description="python that runs vLLM (its own venv); default: `venv`/bin/python")
     venv: str | None = Field(default=None, description="virtual environment with vLLM; default: $PIPELINE_VLLM_VENV or this python")
-    dtype: str = Field(default="auto", description="vllm/transformers dtype: auto, bfloat16, float16, float32")
-    max_model_len: int | None = Field(default=None, ge=16, description="context length the engine reserves for")
-    tensor_parallel_size: int = Field(default=1, ge=1)
     cpu: bool = Field(default=False, description="vLLM CPU recipe: eager mode, no chunked prefill, 1 GiB KV cache")
     server_args: list[str] = Field(default_factory=list, description="extra `vllm serve` arguments")
     server_env: dict[str, str] = Field(default_factory=dict, description="extra environment for the server")
@@ -68,15 +103,6 @@ class LLMConfig(BaseModel):
     startup_timeout_s: float = Field(default=600.0, gt=0, description="how long to wait for /health")
     max_restarts: int = Field(default=3, ge=0, description="restarts of a managed server that died mid-run")
     log_file: str | None = Field(default=None, description="server log; default: a temporary file")
-
-    # ray_vllm
-    replicas: int = Field(default=1, ge=1, description="vLLM engine actors (data parallelism)")
-    batch_size: int = Field(default=16, ge=1, description="rows per engine call (ray_vllm) or per forward batch (transformers)")
-    accelerator_type: str | None = Field(default=None, description="e.g. A100, H100")
-    engine_kwargs: dict = Field(default_factory=dict, description="extra vLLM engine arguments (ray_vllm)")
-
-    # transformers
-    device: str = Field(default="cpu", description="torch device for the transformers backend")
 
     @field_validator("api_key", mode="before")
     @classmethod
@@ -98,15 +124,9 @@ class LLMConfig(BaseModel):
             raise ValueError(f"url must be http(s)://host:port (or .../v1), not {value!r}")
         return root
 
-    @model_validator(mode="after")
-    def _check_backend_fields(self):
-        if self.backend != "vllm_server" and self.url:
-            raise ValueError(f"url is only for backend vllm_server, not {self.backend}")
-        return self
-
     @property
     def managed(self) -> bool:
-        return self.backend == "vllm_server" and not self.url
+        return not self.url
 
     def server_python(self) -> str:
         if self.python:
@@ -126,3 +146,40 @@ class LLMConfig(BaseModel):
 
     def server_environment(self) -> dict[str, str]:
         return {**(CPU_SERVER_ENV if self.cpu else {}), **self.server_env}
+
+
+class RayVLLMConfig(_VLLMEngine, _Batched, LLMConfig):
+    """vLLM engines inside Ray Data (GPU clusters)."""
+
+    backend: Literal["ray_vllm"]
+    replicas: int = Field(default=1, ge=1, description="vLLM engine actors (data parallelism)")
+    accelerator_type: str | None = Field(default=None, description="e.g. A100, H100")
+    engine_kwargs: dict = Field(default_factory=dict, description="extra vLLM engine arguments (ray_vllm)")
+
+
+class TransformersConfig(_DType, _Batched, LLMConfig):
+    """Local generation with `transformers`, no vLLM."""
+
+    backend: Literal["transformers"]
+    device: str = Field(default="cpu", description="torch device for the transformers backend")
+
+
+BACKENDS: dict[str, type[LLMConfig]] = {"vllm_server": VLLMServerConfig, "ray_vllm": RayVLLMConfig, "transformers": TransformersConfig}
+AnyBackend = Annotated[Union[VLLMServerConfig, RayVLLMConfig, TransformersConfig], Field(discriminator="backend")]
+_ANY_BACKEND: TypeAdapter[LLMConfig] = TypeAdapter(AnyBackend)
+
+
+def parse_llm_config(config: dict | LLMConfig) -> LLMConfig:
+    """The config of an `llms:` entry's backend; a ValidationError names the mistakes."""
+    return config if isinstance(config, LLMConfig) else _ANY_BACKEND.validate_python(config)
+
+
+def _foreign(error: dict, backend: str | None) -> InitErrorDetails:
+    """An unknown key that another backend reads becomes "KEY is only for backend OTHER, not BACKEND"."""
+    key = error["loc"][-1] if error["type"] == "extra_forbidden" else None
+    owners = [name for name, cls in BACKENDS.items() if key in cls.model_fields]
+    if not owners:
+        return InitErrorDetails(type=PydanticCustomError(error["type"], error["msg"], error.get("ctx")), loc=error["loc"],
+                                input=error["input"])
+    why = f"{key} is only for backend {' and '.join(owners)}, not {backend}"
+    return InitErrorDetails(type=PydanticCustomError("value_error", why, {"error": why}), loc=error["loc"], input=error["input"])

@@ -17,9 +17,12 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import re
-from typing import Sequence
+from typing import Literal, Sequence
+
+from pydantic import Field
 
 from generators.client import LLMClient, Request, Response, SamplingParams
+from generators.options import Options
 from generators.prompts import JUDGE_PAIRWISE, JUDGE_RUBRIC
 from generators.respond import prompt_messages
 
@@ -33,12 +36,15 @@ class Candidate:
     label: str
 
 
-@dataclasses.dataclass
-class PreferenceConfig:
-    mode: str = "rubric"  # "rubric" or "pairwise"
-    min_margin: float | None = None  # None: 1 rubric point, or 0.5 of pairwise win rate
-    judge_max_tokens: int = 256
-    scale: tuple[int, int] = (1, 10)
+RUBRIC_SCALE = (1, 10)
+
+
+class PreferenceConfig(Options):
+    """How answers are judged and which pairs are kept: the `preferences` stage's options."""
+
+    mode: Literal["rubric", "pairwise"] = Field(default="rubric", description="rubric: 1-10 scores; pairwise: both orders")
+    min_margin: float | None = Field(default=None, ge=0, description="score gap chosen - rejected; default 1 (rubric) or 0.5 (pairwise)")
+    judge_max_tokens: int = Field(default=256, ge=8)
 
     def margin(self) -> float:
         if self.min_margin is not None:
@@ -104,8 +110,6 @@ def select_pair(scores: Sequence[float | None], min_margin: float) -> tuple[int 
 
 class PreferenceJudge:
     def __init__(self, candidates: Sequence[Candidate], judge: LLMClient, config: PreferenceConfig):
-        if config.mode not in ("rubric", "pairwise"):
-            raise ValueError(f"preference mode must be 'rubric' or 'pairwise', not {config.mode!r}")
         if sum(c.params.n for c in candidates) < 2:
             raise ValueError("preferences need at least two responses per prompt (candidates x samples)")
         self.candidates = list(candidates)
@@ -148,7 +152,7 @@ class PreferenceJudge:
         return self.judge.generate(requests) if requests else []
 
     def _rubric(self, items: list[tuple[tuple[dict, ...], PreferenceResult]]) -> None:
-        low, high = self.config.scale
+        low, high = RUBRIC_SCALE
         params = SamplingParams(temperature=0.0, max_tokens=self.config.judge_max_tokens)
         jobs = [(r, i) for _, r in items for i in range(len(r.responses))]
         requests = [

@@ -6,21 +6,27 @@ instruction that already has an answer can be answered again by another model or
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Sequence
 
+from pydantic import Field
+
 from generators.client import LLMClient, Request, Response, SamplingParams
+from generators.options import Options
 from generators.prompts import RESPOND
 
 
-@dataclasses.dataclass
-class RespondConfig:
-    samples: int = 1
-    temperature: float = 0.7
-    top_p: float = 1.0
-    max_tokens: int = 1024
-    system_prompt: str | None = None
-    seed: int | None = None
+class RespondOptions(Options):
+    """How answers are sampled: the `respond` stage's options."""
+
+    samples: int = Field(default=1, ge=1, description="answers per instruction (one row each when > 1)")
+    temperature: float = Field(default=0.7, ge=0)
+    top_p: float = Field(default=1.0, gt=0, le=1)
+    max_tokens: int = Field(default=1024, ge=1)
+    system_prompt: str | None = Field(default=None, description="system turn added to conversations that have none")
+
+
+class RespondConfig(RespondOptions):
+    seed: int | None = None  # the run's
 
 
 def prompt_messages(messages: Sequence[dict], system_prompt: str | None = None) -> tuple[dict, ...]:

@@ -21,7 +21,10 @@ from collections import Counter
 from pathlib import Path
 from typing import Callable, Sequence
 
+from pydantic import Field, field_validator
+
 from generators.client import LLMClient, Request, Response, SamplingParams
+from generators.options import Options
 from generators.prompts import (
     INSTANCES_INPUT_FIRST,
     INSTANCES_OUTPUT_FIRST,
@@ -49,23 +52,35 @@ class SeedTask:
     id: str | None = None
 
 
-@dataclasses.dataclass
-class SelfInstructConfig:
-    target: int = 100
-    prompt_tasks: int = 8
-    pool_tasks: int = 2
-    requests_per_round: int = 8
-    rouge_threshold: float = 0.7
-    min_words: int = 4
-    max_words: int = 150
-    temperature: float = 0.7
-    top_p: float = 0.5
-    max_tokens: int = 1024
-    instance_max_tokens: int = 512
-    instances_per_task: int = 1
-    classification_only: bool = False
-    max_stale_rounds: int = 5
-    seed: int = 0
+class SelfInstructOptions(Options):
+    """How the pool grows and what joins it: the `self_instruct` stage's options."""
+
+    target: int = Field(default=100, ge=1, description="generated tasks to pool before stopping")
+    prompt_tasks: int = Field(default=8, ge=2, description="tasks shown in each prompt")
+    pool_tasks: int = Field(default=2, ge=0, description="of which drawn from the generated pool once it has some")
+    requests_per_round: int = Field(default=8, ge=1, description="prompts sent concurrently per round")
+    rouge_threshold: float = Field(default=0.7, gt=0, le=1, description="drop a proposal whose ROUGE-L F to a pooled task exceeds this")
+    min_words: int = Field(default=4, ge=1)
+    max_words: int = Field(default=150, ge=1)
+    temperature: float = Field(default=0.7, ge=0)
+    top_p: float = Field(default=0.5, gt=0, le=1)
+    max_tokens: int = Field(default=1024, ge=16, description="tokens per proposal list")
+    instance_max_tokens: int = Field(default=512, ge=16)
+    instances_per_task: int = Field(default=1, ge=1, description="rows (instances) kept per task")
+    classification_only: bool = Field(default=False, description="prompt with classification seeds only")
+    max_stale_rounds: int = Field(default=5, ge=1, description="stop after this many rounds without a new task")
+
+    @field_validator("pool_tasks")
+    @classmethod
+    def _room_for_seeds(cls, pool_tasks: int, info) -> int:
+        prompt_tasks = info.data.get("prompt_tasks")
+        if prompt_tasks is not None and pool_tasks >= prompt_tasks:
+            raise ValueError(f"pool_tasks ({pool_tasks}) must be below prompt_tasks ({prompt_tasks})")
+        return pool_tasks
+
+
+class SelfInstructConfig(SelfInstructOptions):
+    seed: int = 0  # the run's
 
 
 @dataclasses.dataclass

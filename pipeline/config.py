@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pipeline import registry, storage, yaml_source
 from pipeline.errors import UserError
 from pipeline.stage import Stage, StageContext, names_in
+from pipeline.train.config import FinetuneConfig
 
 
 class _Strict(BaseModel):
@@ -102,11 +103,6 @@ class RunConfig(_Strict):
     def _one_or_many(cls, v):
         return v if isinstance(v, list) else [v]
 
-    @field_validator("output", mode="before")
-    @classmethod
-    def _path_shorthand(cls, v):
-        return {"path": v} if isinstance(v, str) else v
-
 
 class ValidatedRun:
     """A validated config: the top level plus the stage instances it names, in order."""
@@ -130,7 +126,7 @@ class ValidatedRun:
 
 def load_run(path: str | Path, overrides: list[str] = ()) -> ValidatedRun:
     located = yaml_source.load(path)
-    if isinstance(located.data.get("output"), str):
+    if isinstance(located.data.get("output"), str):  # `output: DIR` is `output: {path: DIR}`, before `--set output.x=`
         located.data["output"] = {"path": located.data["output"]}
         if ("output",) in located.unset:
             located.unset[("output", "path")] = located.unset.pop(("output",))
@@ -183,7 +179,8 @@ def validate(located: yaml_source.Located) -> ValidatedRun:
 
 def _problems(error: ValidationError, located: yaml_source.Located, prefix: tuple,
               model: type[BaseModel]) -> list[tuple[tuple, str]]:
-    errors = _without_misspelt_missing(_without_union_noise(error.errors(), _at(located.data, prefix)))
+    errors = [_at_discriminator(e) for e in error.errors()]
+    errors = _without_misspelt_missing(_without_union_noise(errors, _at(located.data, prefix)))
     return [(prefix + tuple(e["loc"]), _describe_one(e, located, prefix, model)) for e in errors]
 
 
@@ -209,6 +206,18 @@ def _without_union_noise(errors: list[dict], data: Any) -> list[dict]:
         if not scalar_tag:
             out.append({**e, "loc": tuple(loc)})
     return out or errors
+
+
+def _at_discriminator(error: dict) -> dict:
+    """A discriminated union's tag that is missing or none of its members' (`backend: tgi`) is an error
+    about the key that holds it, worded as for any other key."""
+    if error["type"] not in ("union_tag_invalid", "union_tag_not_found"):
+        return error
+    key = error["ctx"]["discriminator"].strip("'")
+    if error["type"] == "union_tag_not_found":
+        return {"type": "missing", "loc": (*error["loc"], key), "msg": "Field required", "input": error["input"]}
+    return {"type": "literal_error", "loc": (*error["loc"], key), "msg": error["msg"], "input": error["ctx"]["tag"],
+            "ctx": {"expected": error["ctx"]["expected_tags"]}}
 
 
 def _without_misspelt_missing(errors: list[dict]) -> list[dict]:
@@ -246,27 +255,33 @@ def in_file_order(problems: list[tuple[tuple, str]], located: yaml_source.Locate
 
 
 def _llm_problems(llms: dict, located: yaml_source.Located) -> list[tuple[tuple, str]]:
-    """Each `llms:` entry against the backends' schema now, not when a stage first calls the model."""
-    from generators.llm_config import LLMConfig
+    """Each `llms:` entry against its backend's schema now, not when a stage first calls the model."""
+    from generators.llm_config import BACKENDS, LLMConfig, parse_llm_config
 
     problems = []
     for name, entry in llms.items():
+        if not isinstance(entry, dict):
+            continue  # the top level says it is not a mapping
         try:
-            LLMConfig.model_validate(entry)
+            parse_llm_config(entry)
         except ValidationError as e:
-            problems += _problems(e, located, ("llms", name), LLMConfig)
+            problems += _problems(e, located, ("llms", name), BACKENDS.get(entry.get("backend"), LLMConfig))
     return problems
 
 
-def _finetune_problems(section: Any, located: yaml_source.Located) -> list[tuple[tuple, str]]:
-    from pipeline.train.config import FinetuneConfig
+class _FinetuneSection(FinetuneConfig):
+    """A run config's `finetune:` section: the base model may also be given later, to `pipeline finetune --model`."""
 
+    model: str | None = Field(default=None, description=FinetuneConfig.model_fields["model"].description)
+
+
+def _finetune_problems(section: Any, located: yaml_source.Located) -> list[tuple[tuple, str]]:
     if not isinstance(section, dict):
         return []  # absent, or not a mapping, which the top level reports
-    try:  # the base model may also be given later, to `pipeline finetune --model`
-        FinetuneConfig.model_validate({"model": "(--model)", **section})
+    try:
+        _FinetuneSection.model_validate(section)
     except ValidationError as e:
-        return _problems(e, located, ("finetune",), FinetuneConfig)
+        return _problems(e, located, ("finetune",), _FinetuneSection)
     return []
 
 
@@ -371,6 +386,9 @@ def _describe_one(error: dict, located: yaml_source.Located, prefix: tuple, mode
         msg = f"got {error['input']!r}, expected one of {expected}"
         options = [o.strip(" '") for o in expected.replace(" or ", ",").split(",") if o.strip()]
         msg += _nearest(str(error["input"]), options)
+    elif kind == "unknown_name":  # a validator's name that is none of its `choices`: the nearest is suggested
+        ctx = error["ctx"]
+        msg = f"unknown {ctx['what']} '{error['input']}'{_nearest(str(error['input']), ctx['choices'])} ({ctx['hint']})"
     elif kind == "value_error":  # our own validators' words, without pydantic's "Value error, " in front
         msg = str(error.get("ctx", {}).get("error") or error["msg"])
     else:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Literal, Sequence, get_args
 
 import numpy as np
 import pyarrow as pa
@@ -24,7 +24,10 @@ INTERNAL_COLUMNS = (DROP_REASON, DROP_STAGE, TOKENS, CHARS)
 
 MESSAGE_TYPE = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
 
-TEXT_VIEWS = ("text", "instruction", "response", "conversation")
+# What a text filter reads from a row: a document's `text`, or a view of an instruction's messages.
+# Stages type their `view` option with it, so a misspelt view is refused when the config loads.
+View = Literal["text", "instruction", "response", "conversation"]
+TEXT_VIEWS: tuple[str, ...] = get_args(View)
 
 
 def stable_id(*parts: Any) -> str:

@@ -13,14 +13,15 @@ import os
 from typing import Any
 
 import pyarrow as pa
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from filters.contamination import BenchmarkNotFound, Hit, build_index
 from filters.contamination.actions import Action, cut_spans
-from filters.contamination.benchmarks import background_problem, resolve, unreachable
+from filters.contamination.benchmarks import REGISTRY, background_problem, names_a_file, resolve, unreachable
 from pipeline import hub
 from pipeline.errors import UserError
-from pipeline.records import TEXT_VIEWS, drop_rows, set_column, text_column
+from pipeline.records import View, drop_rows, set_column, text_column
 from pipeline.registry import register
 from pipeline.stage import MapStage, Problem, Resources, StageConfig
 
@@ -55,17 +56,23 @@ class DecontaminateConfig(StageConfig):
     max_item_frequency: int = Field(default=10, ge=1, description="ignore n-grams found in more benchmark items than this")
     background: list[str] = Field(default_factory=list, description="ordinary-text files whose n-grams are ignored")
     min_coverage: float = Field(default=0.0, ge=0, le=1, description="ignore items with a smaller share of their n-grams found")
-    view: str = Field(default="text", description=f"text to check: one of {', '.join(TEXT_VIEWS)}")
+    view: View = Field(default="text", description="text to check: a document's text, or a view of an instruction record's messages")
     action: Action = Field(default="drop", description="what to do with a contaminated row")
     window: int = Field(default=200, ge=0, description="remove_spans: characters cut on each side of a hit")
     max_cuts: int = Field(default=10, ge=0, description="remove_spans: a row needing more cuts is dropped")
 
-    @field_validator("view")
+    @field_validator("benchmarks")
     @classmethod
-    def _known_view(cls, view: str) -> str:
-        if view not in TEXT_VIEWS:
-            raise ValueError(f"view '{view}' is not one of {', '.join(TEXT_VIEWS)}")
-        return view
+    def _registered_or_files(cls, benchmarks: list) -> list:
+        """A name that is neither registered nor a file is a typo: refused when the config loads, at its
+        line, with the nearest registered name. Whether a file can be read is `check()`'s question."""
+        unknown = [InitErrorDetails(type=PydanticCustomError("unknown_name", "unknown {what} '{name}' ({hint})", {
+                       "what": "benchmark", "name": b, "choices": list(REGISTRY),
+                       "hint": f"known: {', '.join(REGISTRY)}; or give a .jsonl/.csv/.parquet file"}), loc=(i,), input=b)
+                   for i, b in enumerate(benchmarks) if isinstance(b, str) and b.lower() not in REGISTRY and not names_a_file(b)]
+        if unknown:
+            raise ValidationError.from_exception_data(cls.__name__, unknown)
+        return benchmarks
 
     @model_validator(mode="after")
     def _whole_matches_fit_an_ngram(self):

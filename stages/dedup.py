@@ -103,39 +103,33 @@ class DedupConfig(StageConfig):
 
 @dataclass(frozen=True)
 class _Plan:
-    """What the workers of every pass need: the resolved parameters, small and picklable."""
+    """What the workers of every pass need, small and picklable: the options, and what is resolved from
+    them (the LSH shape, from the threshold when not given; the partitions, from the cluster's CPUs)."""
 
-    method: str
-    field: str
-    shingle: str
-    ngram: int
-    hash: str
-    scheme: str
-    seed: int
+    options: DedupConfig
     bands: int
     rows: int
-    verify: bool
-    threshold: float
-    survivor: tuple[str, ...]
-    quality_column: str
     partitions: int
-    against: bool
-    batch_size: int
+
+    @property
+    def verify(self) -> bool:
+        return self.options.verify and self.options.method == "minhash"
 
     def key_params(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in _KEY_FIELDS}
+        return {k: getattr(self if k in ("bands", "rows") else self.options, k) for k in _KEY_FIELDS}
 
     def texts(self, batch: pa.Table) -> list[str]:
-        if self.field == "instruction+response":
+        if self.options.field == "instruction+response":
             ins, res = text_column(batch, "instruction"), text_column(batch, "response")
             return [f"{a}\n\n{b}" for a, b in zip(ins, res)]
-        return text_column(batch, self.field)
+        return text_column(batch, self.options.field)
 
     def shingles(self, normalized: pa.Array):
-        return normalized_shingles(normalized, self.ngram, self.shingle, self.hash)
+        o = self.options
+        return normalized_shingles(normalized, o.ngram, o.shingle, o.hash)
 
     def signatures(self, normalized: pa.Array) -> np.ndarray:
-        return Permutations(self.bands * self.rows, self.seed, self.scheme).signatures(self.shingles(normalized))
+        return Permutations(self.bands * self.rows, self.options.seed, self.options.scheme).signatures(self.shingles(normalized))
 
 
 @register
@@ -148,11 +142,7 @@ class Dedup(GlobalStage):
     def __init__(self, config: DedupConfig, ctx):
         super().__init__(config, ctx)
         bands, rows = (1, 1) if config.method == "exact" else config.lsh_shape()
-        self.plan = _Plan(
-            config.method, config.field, config.shingle, config.ngram, config.hash, config.scheme, config.seed,
-            bands, rows, config.verify and config.method == "minhash", config.threshold, tuple(config.survivor),
-            config.quality_column, config.partitions or 0, bool(config.against), config.batch_size,
-        )
+        self.plan = _Plan(config, bands, rows, config.partitions or 0)
         self.repeated_units: int | None = None
 
     @property
@@ -261,7 +251,7 @@ class Dedup(GlobalStage):
                 rows_by_size[size] += n
         hist = sorted((size, n // size) for size, n in rows_by_size.items())
         summary: dict[str, Any] = {
-            "method": self.plan.method,
+            "method": self.config.method,
             "clusters_with_duplicates": sum(c for s, c in hist if s > 1),
             "cluster_sizes": {str(s): c for s, c in hist},
             "plots": [
@@ -269,9 +259,9 @@ class Dedup(GlobalStage):
                  "xlabel": "rows in cluster", "ylabel": "clusters"},
             ],
         }
-        if self.plan.method == "minhash":
+        if self.config.method == "minhash":
             x, y = s_curve(self.plan.bands, self.plan.rows)
-            summary.update(bands=self.plan.bands, rows=self.plan.rows, threshold=self.plan.threshold, verify=self.plan.verify)
+            summary.update(bands=self.plan.bands, rows=self.plan.rows, threshold=self.config.threshold, verify=self.plan.verify)
             summary["plots"].insert(0, {
                 "kind": "line", "title": f"Candidate probability, {self.plan.bands} bands x {self.plan.rows} rows",
                 "x": x, "y": y, "xlabel": "Jaccard similarity", "ylabel": "P(candidate pair)",
@@ -311,7 +301,7 @@ def _keys_batch(batch: pa.Table, plan: _Plan, with_signature: bool) -> pa.Table:
     nonempty = pc.greater(pc.utf8_length(normalized), 0)
     live, normalized = live.filter(nonempty), normalized.filter(nonempty)
     sig = None
-    if plan.method == "exact":
+    if plan.options.method == "exact":
         texts = normalized.to_pylist()
         hashes = (xxhash.xxh3_64_intdigest(t.encode("utf-8")) for t in texts)
         buckets = np.fromiter(hashes, dtype=np.uint64, count=len(texts))[:, None]
@@ -337,7 +327,7 @@ def _candidate_rows(batch: pa.Table, number: int, plan: _Plan, index_dir: Locati
     import pyarrow.parquet as pq
 
     with_signature = index_dir is not None
-    keys = pa.concat_tables([_keys_batch(part, plan, with_signature) for part in _batches(batch, plan.batch_size)])
+    keys = pa.concat_tables([_keys_batch(part, plan, with_signature) for part in _batches(batch, plan.options.batch_size)])
     if index_dir is not None:
         with (index_dir / f"part-{number:05d}.parquet").open_write() as f:
             pq.write_table(keys.select(_index_columns(plan)), f)
@@ -414,8 +404,8 @@ def _member_rows(batch: pa.Table, number: int, plan: _Plan, members) -> pa.Table
     texts = plan.texts(batch)
     n = len(texts)
     quality = (
-        pc.cast(batch.column(plan.quality_column), pa.float64()).to_numpy(zero_copy_only=False)
-        if plan.quality_column in batch.column_names and "quality" in plan.survivor
+        pc.cast(batch.column(plan.options.quality_column), pa.float64()).to_numpy(zero_copy_only=False)
+        if plan.options.quality_column in batch.column_names and "quality" in plan.options.survivor
         else np.full(n, np.nan)
     )
     shingle_sets = sigs = _empty_lists(n)
@@ -423,7 +413,7 @@ def _member_rows(batch: pa.Table, number: int, plan: _Plan, members) -> pa.Table
         normalized = normalize(texts)
         sets = plan.shingles(normalized).unique()
         shingle_sets = _list_column(sets.hashes, sets.offsets)
-        if plan.against:
+        if plan.options.against:
             sigs = _signature_lists(plan.signatures(normalized))
     length = np.fromiter((len(t) for t in texts), dtype=np.int64, count=n)
     return _member_table(nodes, batch.column("id").cast(pa.string()), comp[pos], plan.partitions, quality, length,
@@ -451,7 +441,7 @@ def _resolve_partition(group: pa.Table, plan: _Plan) -> pa.Table:
     group = group.sort_by([("comp", "ascending"), ("node", "ascending")])
     order = survivor_order(
         group.column("id").to_pylist(), group.column("quality").to_numpy(zero_copy_only=False),
-        group.column("length").to_numpy(), plan.survivor, group.column("pinned").to_numpy(zero_copy_only=False),
+        group.column("length").to_numpy(), plan.options.survivor, group.column("pinned").to_numpy(zero_copy_only=False),
         groups=group.column("comp").to_numpy(),
     )
     group = group.take(order)  # by component, each in survivor order
@@ -489,13 +479,13 @@ def _similarity(plan: _Plan, pinned: np.ndarray, set_csr, sig_csr):
     def similar(i: np.ndarray, j: np.ndarray) -> np.ndarray:
         out = np.zeros(len(i), dtype=bool)
         ours = ~pinned[i] & ~pinned[j]
-        out[ours] = pairwise_jaccard(*set_csr, i[ours], j[ours]) >= plan.threshold
+        out[ours] = pairwise_jaccard(*set_csr, i[ours], j[ours]) >= plan.options.threshold
         mixed = pinned[i] != pinned[j]
         if mixed.any():
             values, offsets = sig_csr
             slots = np.arange(plan.bands * plan.rows)
             sig_i, sig_j = values[offsets[i[mixed], None] + slots], values[offsets[j[mixed], None] + slots]
-            out[mixed] = estimated_jaccard(sig_i, sig_j) >= plan.threshold
+            out[mixed] = estimated_jaccard(sig_i, sig_j) >= plan.options.threshold
         return out
 
     return similar
@@ -526,13 +516,13 @@ def _mark_batch(batch: pa.Table, number: int, plan: _Plan, verdicts: pa.Table) -
     batch = set_column(batch, "dup_cluster", pc.if_else(dead, pa.scalar(None, pa.string()), cluster))
     batch = set_column(batch, "dup_cluster_size", pc.if_else(dead, pa.scalar(None, pa.int64()), size))
     batch = set_column(batch, "dup_of", pc.if_else(dead, pa.scalar(None, pa.string()), dup_of))
-    reason = EXACT if plan.method == "exact" else NEAR
+    reason = EXACT if plan.options.method == "exact" else NEAR
     is_dup = pc.is_valid(batch.column("dup_of")).to_numpy(zero_copy_only=False)
     return drop_rows(batch, [reason if d else None for d in is_dup])
 
 
 def _index_columns(plan: _Plan) -> list[str]:
-    return ["id", "buckets"] + (["signature"] if plan.method == "minhash" else [])
+    return ["id", "buckets"] + (["signature"] if plan.options.method == "minhash" else [])
 
 
 def _unit_hash_rows(batch: pa.Table, number: int, bp: BoilerplateConfig, partitions: int) -> pa.Table:

@@ -10,7 +10,7 @@ Rows nobody labels get `default` with score 0. The `domain` column (the host) is
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -18,7 +18,7 @@ from pydantic import Field, model_validator
 
 from filters.domains import RulesError, load_rules
 from pipeline import storage
-from pipeline.records import live_mask, set_column, text_column
+from pipeline.records import View, live_mask, set_column, text_column
 from pipeline.registry import register
 from pipeline.stage import MapStage, Problem, Resources, StageConfig
 
@@ -28,7 +28,7 @@ class DomainConfig(StageConfig):
     field: str | None = Field(default=None, description="column whose value is the label, e.g. source")
     model: str | None = Field(default=None, description="fastText model trained with `pipeline train-classifier`")
     min_score: float = Field(default=0.0, ge=0, le=1, description="classifier predictions below this score are not used")
-    view: Literal["text", "instruction", "response", "conversation"] = Field(
+    view: View = Field(
         default="text", description="text the classifier reads (instructions: a view of messages)"
     )
     default: str = Field(default="other", description="label of rows that no labeller labels")

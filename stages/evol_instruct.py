@@ -15,7 +15,7 @@ from typing import Any
 import pyarrow as pa
 from pydantic import Field
 
-from generators.evol_instruct import OPERATIONS, EvolConfig, EvolInstruct
+from generators.evol_instruct import EvolConfig, EvolInstruct, EvolOptions
 from pipeline.records import DROP_REASON, drop_rows, loads_meta
 from pipeline.registry import register
 from pipeline.stage import MapStage, Problem, Resources, StageConfig
@@ -32,25 +32,14 @@ class EvolInstructStage(MapStage):
     # One worker drives the server with many concurrent requests; more workers only add more clients.
     resources = Resources(num_cpus=0.5, concurrency=1, batch_size=64)
 
-    class Config(StageConfig):
+    class Config(StageConfig, EvolOptions):
         llm: str = Field(default="teacher", description="LLM under `llms:` that rewrites instructions and judges equality")
         responder: str | None = Field(default=None, description="LLM that answers evolved instructions (default: `llm`)")
-        rounds: int = Field(default=4, ge=1, description="evolution rounds (M)")
-        operations: list[str] = Field(default_factory=lambda: list(OPERATIONS), description=f"drawn from {list(OPERATIONS)}")
-        temperature: float = Field(default=0.7, ge=0)
-        max_tokens: int = Field(default=1024, ge=16)
-        response_temperature: float = Field(default=0.7, ge=0)
-        response_max_tokens: int = Field(default=1024, ge=16)
-        sorry_max_words: int = Field(default=80, ge=1, description="an answer with 'sorry' shorter than this eliminates")
         keep_input: bool = Field(default=True, description="keep the input instructions next to their evolutions")
 
     def check(self) -> list[Problem]:
         cfg = self.config
-        problems = llm_problems(self.ctx, [(cfg.llm, ("llm",)), (cfg.responder, ("responder",))])
-        unknown = set(cfg.operations) - set(OPERATIONS)
-        if unknown or not cfg.operations:
-            problems.append(Problem(f"operations must be a non-empty subset of {list(OPERATIONS)}, got {sorted(unknown)}", ("operations",)))
-        return problems
+        return llm_problems(self.ctx, [(cfg.llm, ("llm",)), (cfg.responder, ("responder",))])
 
     def prepare(self) -> None:
         super().prepare()
@@ -58,15 +47,9 @@ class EvolInstructStage(MapStage):
         self.responder_config = resolve_llm(self.ctx, self.config.responder) if self.config.responder else None
 
     def setup(self) -> None:
-        cfg = self.config
         client = make_client(self.llm_config)
         responder = make_client(self.responder_config) if self.responder_config else None
-        algo = EvolConfig(
-            rounds=cfg.rounds, operations=tuple(cfg.operations), temperature=cfg.temperature, max_tokens=cfg.max_tokens,
-            response_temperature=cfg.response_temperature, response_max_tokens=cfg.response_max_tokens,
-            sorry_max_words=cfg.sorry_max_words, seed=self.ctx.seed,
-        )  # fmt: skip
-        self.evol = EvolInstruct(client, algo, responder)
+        self.evol = EvolInstruct(client, EvolConfig.of(self.config, seed=self.ctx.seed), responder)
 
     def process_batch(self, batch: pa.Table) -> pa.Table:
         rows = batch.to_pylist()

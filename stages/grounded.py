@@ -10,7 +10,7 @@ from __future__ import annotations
 import pyarrow as pa
 from pydantic import Field
 
-from generators.grounded import GroundedConfig, backtranslate
+from generators.grounded import GroundedConfig, GroundedOptions, backtranslate
 from pipeline.records import stable_id, text_column
 from pipeline.registry import register
 from pipeline.stage import MapStage, Problem, Resources, StageConfig
@@ -26,14 +26,9 @@ class GroundedStage(MapStage):
     name = "grounded"
     resources = Resources(num_cpus=0.5, concurrency=1, batch_size=32)
 
-    class Config(StageConfig):
+    class Config(StageConfig, GroundedOptions):
         llm: str = Field(default="teacher", description="LLM under `llms:` that writes the instruction")
         judge: str | None = Field(default=None, description="LLM that rates the pair (default: `llm`)")
-        min_score: float = Field(default=4.0, ge=1, le=5, description="keep pairs rated at least this (1-5)")
-        min_words: int = Field(default=50, ge=1, description="documents shorter than this are dropped")
-        max_words: int = Field(default=1500, ge=1, description="documents longer than this are dropped")
-        temperature: float = Field(default=0.7, ge=0)
-        max_tokens: int = Field(default=128, ge=8, description="tokens for the written instruction")
 
     def check(self) -> list[Problem]:
         return llm_problems(self.ctx, [(self.config.llm, ("llm",)), (self.config.judge, ("judge",))])
@@ -50,7 +45,7 @@ class GroundedStage(MapStage):
     def process_batch(self, batch: pa.Table) -> pa.Table:
         cfg = self.config
         texts = text_column(batch, "text")
-        algo = GroundedConfig(cfg.min_score, cfg.min_words, cfg.max_words, cfg.temperature, cfg.max_tokens, seed=self.ctx.seed)
+        algo = GroundedConfig.of(cfg, seed=self.ctx.seed)
         with endpoint_failures_stop_run(self.ctx):
             pairs = backtranslate(self.client, self.judge, texts, algo)
         rows = batch.select([c for c in ("id", "source", "url", "meta") if c in batch.column_names]).to_pylist()

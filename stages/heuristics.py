@@ -21,7 +21,7 @@ from pydantic import Field, field_validator, model_validator
 
 from filters.heuristics import DEFAULT_ORDER, FAMILIES, Heuristics
 from filters.textstats import DEFAULT_LANGUAGE, language_code
-from pipeline.records import drop_rows, set_column, text_column
+from pipeline.records import View, drop_rows, set_column, text_column
 from pipeline.registry import register
 from pipeline.stage import MapStage, StageConfig
 
@@ -35,7 +35,7 @@ class HeuristicsConfig(StageConfig):
     profile: Literal["auto", "document", "instruction"] = Field(
         "auto", description="default thresholds: web documents, short instruction records, or by the rows' kind"
     )
-    view: Literal["text", "instruction", "response", "conversation"] = Field(
+    view: View = Field(
         "text", description="what to judge: a document's text, or a view of an instruction record's messages"
     )
     gopher_quality: dict[str, Any] = Field({}, description="threshold overrides, e.g. {min_words: 100}")

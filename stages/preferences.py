@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 import pyarrow as pa
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from generators.client import SamplingParams
 from generators.preferences import Candidate, PreferenceConfig, PreferenceJudge
@@ -41,23 +41,24 @@ class PreferencesStage(MapStage):
     name = "preferences"
     resources = Resources(num_cpus=0.5, concurrency=1, batch_size=32)
 
-    class Config(StageConfig):
+    class Config(StageConfig, PreferenceConfig):
         candidates: list[CandidateConfig] = Field(
             default_factory=lambda: [CandidateConfig(llm="teacher", temperature=0.3), CandidateConfig(llm="teacher", temperature=1.0)],
             description="who answers each instruction: several models, or one model at several temperatures",
         )
         judge: str = Field(default="teacher", description="LLM under `llms:` that judges")
-        mode: str = Field(default="rubric", pattern="^(rubric|pairwise)$", description="rubric: 1-10 scores; pairwise: both orders")
-        min_margin: float | None = Field(default=None, ge=0, description="score gap chosen - rejected; default 1 (rubric) or 0.5 (pairwise)")
-        judge_max_tokens: int = Field(default=256, ge=8)
+
+        @field_validator("candidates")
+        @classmethod
+        def _two_answers(cls, candidates: list[CandidateConfig]) -> list[CandidateConfig]:
+            if sum(c.samples for c in candidates) < 2:
+                raise ValueError("candidates must give at least two answers per instruction")
+            return candidates
 
     def check(self) -> list[Problem]:
         cfg = self.config
         uses = [(c.llm, ("candidates", i, "llm")) for i, c in enumerate(cfg.candidates)] + [(cfg.judge, ("judge",))]
-        problems = llm_problems(self.ctx, uses)
-        if sum(c.samples for c in cfg.candidates) < 2:
-            problems.append(Problem("candidates must give at least two answers per instruction", ("candidates",)))
-        return problems
+        return llm_problems(self.ctx, uses)
 
     def prepare(self) -> None:
         super().prepare()
@@ -72,7 +73,7 @@ class PreferencesStage(MapStage):
                       f"{c.llm}@t{c.temperature}")
             for c in cfg.candidates
         ]  # fmt: skip
-        self.judge = PreferenceJudge(candidates, clients[cfg.judge], PreferenceConfig(cfg.mode, cfg.min_margin, cfg.judge_max_tokens))
+        self.judge = PreferenceJudge(candidates, clients[cfg.judge], cfg)
         self.judge_model = clients[cfg.judge].model
 
     def process_batch(self, batch: pa.Table) -> pa.Table:

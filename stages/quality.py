@@ -9,7 +9,7 @@ or collecting the data.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -19,7 +19,7 @@ from pydantic import Field, model_validator
 from pipeline import storage
 from pipeline.errors import UserError
 from pipeline.execute import run_stage
-from pipeline.records import drop_rows, live_mask, set_column, text_column
+from pipeline.records import View, drop_rows, live_mask, set_column, text_column
 from pipeline.registry import register
 from pipeline.stage import GlobalStage, MapStage, Problem, Resources, StageConfig
 
@@ -33,7 +33,7 @@ class QualityConfig(StageConfig):
     label: str = Field("hq", description="the label whose probability is the quality score")
     min_score: float | None = Field(None, ge=0, le=1, description=f"keep rows scoring at least this (default {DEFAULT_MIN_SCORE})")
     top_fraction: float | None = Field(None, gt=0, le=1, description="instead keep this best-scoring fraction of rows")
-    view: Literal["text", "instruction", "response", "conversation"] = Field(
+    view: View = Field(
         "text", description="what to score: a document's text, or a view of an instruction record's messages"
     )
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import pyarrow as pa
 from pydantic import Field
 
-from generators.respond import PROMPT_VERSION, RespondConfig, prompt_messages, respond
+from generators.respond import PROMPT_VERSION, RespondConfig, RespondOptions, prompt_messages, respond
 from pipeline.registry import register
 from pipeline.stage import MapStage, Problem, Resources, StageConfig
 from generators.factory import make_client
@@ -27,13 +27,8 @@ class RespondStage(MapStage):
     produces_rows = True
     resources = Resources(num_cpus=0.5, concurrency=1, batch_size=64)
 
-    class Config(StageConfig):
+    class Config(StageConfig, RespondOptions):
         llm: str = Field(default="teacher", description="LLM under `llms:` that answers")
-        samples: int = Field(default=1, ge=1, description="answers per instruction (one row each when > 1)")
-        temperature: float = Field(default=0.7, ge=0)
-        top_p: float = Field(default=1.0, gt=0, le=1)
-        max_tokens: int = Field(default=1024, ge=1)
-        system_prompt: str | None = Field(default=None, description="system turn added to conversations that have none")
         overwrite: bool = Field(default=False, description="answer again rows that already end with an answer")
 
     def check(self) -> list[Problem]:
@@ -50,7 +45,7 @@ class RespondStage(MapStage):
         cfg = self.config
         rows = batch.to_pylist()
         todo = [r for r in rows if user_text(r["messages"]).strip() and (cfg.overwrite or r["messages"][-1]["role"] != "assistant")]
-        params = RespondConfig(cfg.samples, cfg.temperature, cfg.top_p, cfg.max_tokens, cfg.system_prompt, self.ctx.seed)
+        params = RespondConfig.of(cfg, seed=self.ctx.seed)
         with endpoint_failures_stop_run(self.ctx):
             answers = {id(r): resp for r, resp in zip(todo, respond(self.client, [r["messages"] for r in todo], params))}
         out = []

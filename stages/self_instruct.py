@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import Field
 
-from generators.self_instruct import SeedTask, SelfInstruct, SelfInstructConfig, load_seed_tasks
+from generators.self_instruct import SeedTask, SelfInstruct, SelfInstructConfig, SelfInstructOptions, load_seed_tasks
 from pipeline.errors import UserError
 from pipeline.records import DROP_REASON, loads_meta, stable_id
 from pipeline.registry import register
@@ -35,30 +35,14 @@ class SelfInstructStage(GlobalStage):
     name = "self_instruct"
     produces_rows = True
 
-    class Config(StageConfig):
+    class Config(StageConfig, SelfInstructOptions):
         llm: str = Field(default="teacher", description="name of the LLM under `llms:` that proposes and answers tasks")
         seeds: str | None = Field(default=None, description="seed task file (seed_tasks.jsonl style, instruction JSONL or text); None: the input rows")
-        target: int = Field(default=100, ge=1, description="generated tasks to pool before stopping")
-        prompt_tasks: int = Field(default=8, ge=2, description="tasks shown in each prompt")
-        pool_tasks: int = Field(default=2, ge=0, description="of which drawn from the generated pool once it has some")
-        requests_per_round: int = Field(default=8, ge=1, description="prompts sent concurrently per round")
-        rouge_threshold: float = Field(default=0.7, gt=0, le=1, description="drop a proposal whose ROUGE-L F to a pooled task exceeds this")
-        min_words: int = Field(default=4, ge=1)
-        max_words: int = Field(default=150, ge=1)
-        temperature: float = Field(default=0.7, ge=0)
-        top_p: float = Field(default=0.5, gt=0, le=1)
-        max_tokens: int = Field(default=1024, ge=16, description="tokens per proposal list")
-        instance_max_tokens: int = Field(default=512, ge=16)
-        instances_per_task: int = Field(default=1, ge=1, description="rows (instances) kept per task")
-        classification_only: bool = Field(default=False, description="prompt with classification seeds only")
-        max_stale_rounds: int = Field(default=5, ge=1, description="stop after this many rounds without a new task")
         max_seed_rows: int = Field(default=10_000, ge=1, description="largest seed set read from the input rows")
 
     def check(self) -> list[Problem]:
         cfg = self.config
         problems = llm_problems(self.ctx, [(cfg.llm, ("llm",))])
-        if cfg.pool_tasks >= cfg.prompt_tasks:
-            problems.append(Problem(f"pool_tasks ({cfg.pool_tasks}) must be below prompt_tasks ({cfg.prompt_tasks})", ("pool_tasks",)))
         if cfg.seeds and not Path(cfg.seeds).is_file():
             problems.append(Problem(f"seeds file not found: {cfg.seeds}", ("seeds",)))
         return problems
@@ -72,7 +56,7 @@ class SelfInstructStage(GlobalStage):
 
         cfg = self.config
         seeds = self._seeds(dataset)
-        algo_config = SelfInstructConfig(**{k: v for k, v in cfg.model_dump().items() if k in SelfInstructConfig.__dataclass_fields__}, seed=self.ctx.seed)
+        algo_config = SelfInstructConfig.of(cfg, seed=self.ctx.seed)
         if len(seeds) < cfg.prompt_tasks - cfg.pool_tasks:
             raise UserError(f"stage {self.ctx.stage_id}: {len(seeds)} seed tasks; each prompt needs {cfg.prompt_tasks - cfg.pool_tasks}")
         client = make_client(self.llm_config)

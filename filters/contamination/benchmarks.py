@@ -272,7 +272,7 @@ def resolve(names_or_paths: Iterable[str | dict], fields: Iterable[str] = ()) ->
             specs.append(custom(entry["path"], entry.get("fields", ()), entry.get("name"), entry.get("id_field")))
         elif entry.lower() in REGISTRY:
             specs.append(REGISTRY[entry.lower()])
-        elif _format(entry) or "://" in entry or _is_glob(entry) or storage.locate(entry).exists():
+        elif names_a_file(entry):
             if not _data_files(entry):
                 raise BenchmarkNotFound(f"benchmark file not found: {entry}")
             specs.append(custom(entry, fields))
@@ -284,6 +284,12 @@ def resolve(names_or_paths: Iterable[str | dict], fields: Iterable[str] = ()) ->
     if dup:
         raise BenchmarkNotFound(f"two benchmarks are named {dup[0]}: give custom files distinct names")
     return specs
+
+
+def names_a_file(entry: str) -> bool:
+    """Whether a `benchmarks` entry that is not a registered name stands for a file, a folder or a glob;
+    otherwise it is an unknown name. Only a bare word is looked for on local disk."""
+    return bool(_format(entry) or "://" in entry or _is_glob(entry) or storage.locate(entry).exists())
 
 
 def background_problem(path: str) -> str | None:

@@ -17,14 +17,14 @@ from collections import defaultdict
 from typing import Any, Callable, Sequence
 
 from generators.client import Choice, FailureWindow, OnResponse, Request, Response, SamplingParams, Usage
-from generators.llm_config import LLMConfig
+from generators.llm_config import RayVLLMConfig
 
 ERROR_COLUMN = "__inference_error__"
 OUTPUT_COLUMNS = ("request_index", "sample_index", "generated_text", "generated_tokens", "num_generated_tokens",
                   "num_input_tokens", "logprobs", ERROR_COLUMN)
 
 
-def processor_config(config: LLMConfig, chat: bool = True):
+def processor_config(config: RayVLLMConfig, chat: bool = True):
     """The `vLLMEngineProcessorConfig` an `llms:` entry describes (chat: apply the model's chat template)."""
     from ray.data.llm import vLLMEngineProcessorConfig
 
@@ -43,7 +43,7 @@ def processor_config(config: LLMConfig, chat: bool = True):
     )
 
 
-def build_processor(config: LLMConfig, chat: bool = True, postprocess: Callable[[dict], dict] | None = None):
+def build_processor(config: RayVLLMConfig, chat: bool = True, postprocess: Callable[[dict], dict] | None = None):
     """A Ray Data processor: `processor(dataset)` generates for rows with `messages` (or `prompt`) and `sampling_params`."""
     from ray.data.llm import build_processor as ray_build_processor
 
@@ -109,7 +109,7 @@ def _keep_outputs(row: dict) -> dict:
 class RayVLLMClient:
     """`LLMClient` over Ray Data's vLLM engines: each `generate` call is one Ray Data job per endpoint."""
 
-    def __init__(self, config: LLMConfig):
+    def __init__(self, config: RayVLLMConfig):
         self.config = config
         self.model = config.model
         self._processors: dict[bool, Any] = {}

@@ -16,7 +16,7 @@ import dataclasses
 from typing import Sequence
 
 from generators.client import Choice, FailureWindow, OnResponse, Request, Response, SamplingParams, Usage
-from generators.llm_config import LLMConfig
+from generators.llm_config import TransformersConfig
 
 
 
@@ -27,7 +27,7 @@ def cut_at_stop(text: str, stops: Sequence[str]) -> tuple[str, bool]:
 
 
 class TransformersClient:
-    def __init__(self, config: LLMConfig):
+    def __init__(self, config: TransformersConfig):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 

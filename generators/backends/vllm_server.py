@@ -37,7 +37,7 @@ import aiohttp
 
 from generators.backends.vllm_process import VLLMServerProcess
 from generators.client import Choice, FailureWindow, OnResponse, Request, Response, Usage
-from generators.llm_config import LLMConfig
+from generators.llm_config import VLLMServerConfig
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ def parse_response(endpoint: str, data: dict) -> Response:
     )
 
 
-def served_models(config: LLMConfig) -> list[str]:
+def served_models(config: VLLMServerConfig) -> list[str]:
     """The model names the server at `config.url` serves (`GET /v1/models`); `ServerUnusable` if it cannot say."""
     url = f"{config.url}/v1/models"
     request = urllib.request.Request(url)
@@ -120,7 +120,7 @@ def served_models(config: LLMConfig) -> list[str]:
         raise ServerUnusable(f"{url} is not an OpenAI-compatible model list; url must be the server's root") from None
 
 
-def check_server(config: LLMConfig) -> None:
+def check_server(config: VLLMServerConfig) -> None:
     """Raise `ServerUnusable` unless the server at `config.url` answers and serves `config.model`."""
     names = served_models(config)
     if config.model not in names:
@@ -138,7 +138,7 @@ class VLLMServerClient:
     With `server`, requests wait out its restarts; `close()` stops it if the client `owns_server`.
     """
 
-    def __init__(self, config: LLMConfig, server: VLLMServerProcess | None = None, owns_server: bool = True):
+    def __init__(self, config: VLLMServerConfig, server: VLLMServerProcess | None = None, owns_server: bool = True):
         if not config.url and server is None:
             raise ValueError("VLLMServerClient needs config.url or a managed server")
         self.config = config

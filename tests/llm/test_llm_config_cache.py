@@ -144,3 +144,28 @@ def test_a_cache_that_cannot_be_written_says_so_when_closed(s3_bucket, monkeypat
     cache.put("k", Response([Choice("text", "stop")], "m", Usage(1, 2)))
     with pytest.raises(OSError, match=f"response cache {s3_bucket}/cache: .*Access Denied"):
         cache.close()
+
+
+def test_each_backend_has_a_config_of_its_own_and_the_documented_entries_load(monkeypatch):
+    """docs/generation.md's `llms:` example, one entry per backend and mode, loads into each backend's model;
+    a field of another backend is refused with the backend that reads it."""
+    import re
+    from pathlib import Path
+
+    import yaml
+
+    from generators.llm_config import RayVLLMConfig, TransformersConfig, VLLMServerConfig, parse_llm_config
+
+    monkeypatch.setenv("TEACHER_API_KEY", "k-docs")
+    doc = (Path(__file__).parents[2] / "docs" / "generation.md").read_text()
+    [block] = [b for b in re.findall(r"```yaml\n(.*?)```", doc, re.S) if b.startswith("llms:")]
+    parsed = {name: parse_llm_config(entry) for name, entry in yaml.safe_load(block)["llms"].items()}
+    assert {name: type(c) for name, c in parsed.items()} == {
+        "teacher": VLLMServerConfig, "local": VLLMServerConfig, "cluster": RayVLLMConfig, "small": TransformersConfig}
+    assert (parsed["cluster"].replicas, parsed["cluster"].tensor_parallel_size, parsed["small"].batch_size) == (4, 2, 8)
+    assert parsed["teacher"].concurrency == 64 and parsed["local"].managed and parsed["local"].cpu
+    assert type(LLMConfig(backend="transformers", model="m", device="cuda")) is TransformersConfig
+    with pytest.raises(ValidationError, match="replicas is only for backend ray_vllm, not transformers"):
+        LLMConfig(backend="transformers", model="m", replicas=2)
+    with pytest.raises(ValidationError, match="device is only for backend transformers, not ray_vllm"):
+        parse_llm_config({"backend": "ray_vllm", "model": "m", "device": "cuda"})

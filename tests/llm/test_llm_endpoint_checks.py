@@ -158,20 +158,29 @@ def _cli(*args) -> subprocess.CompletedProcess:
 
 
 def test_validate_lists_the_llm_stages_option_problems_at_once(tmp_path):
-    """The teacher is a managed server (no url): the pipeline starts it serving its name, so nothing is asked."""
-    config = _write_config(tmp_path, '  teacher: {backend: vllm_server, model: m}', f"""\
+    """Option mistakes are refused when the config loads, all at once; what the options name (a seeds file, an
+    llm under `llms:`) is looked at next, before Ray. The teacher is a managed server (no url): the pipeline
+    starts it serving its name, so nothing is asked."""
+    stages = f"""\
   - self_instruct: {{seeds: {tmp_path / "none.jsonl"}, pool_tasks: 8}}
   - evol_instruct: {{operations: [deepen, widen]}}
   - preferences: {{candidates: [{{llm: teacher}}]}}
-  - grounded: {{judge: critic}}""")
+  - grounded: {{judge: critic}}"""
+    config = _write_config(tmp_path, '  teacher: {backend: vllm_server, model: m}', stages)
     proc = _cli("validate", config)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.splitlines() == [
         f"error: {config}:6: stages[0].self_instruct.pool_tasks: pool_tasks (8) must be below prompt_tasks (8)",
-        f"{config}:6: stages[0].self_instruct.seeds: seeds file not found: {tmp_path / 'none.jsonl'}",
-        f"{config}:7: stages[1].evol_instruct.operations: operations must be a non-empty subset of ['add_constraints', "
-        "'deepen', 'concretize', 'increase_reasoning', 'complicate_input', 'breadth'], got ['widen']",
+        f"{config}:7: stages[1].evol_instruct.operations[1]: got 'widen', expected one of 'add_constraints', "
+        "'deepen', 'concretize', 'increase_reasoning', 'complicate_input' or 'breadth'",
         f"{config}:8: stages[2].preferences.candidates: candidates must give at least two answers per instruction",
+    ]
+    fixed = stages.replace("pool_tasks: 8", "pool_tasks: 2").replace(", widen", "").replace("llm: teacher", "llm: teacher, samples: 2")
+    config = _write_config(tmp_path, '  teacher: {backend: vllm_server, model: m}', fixed)
+    proc = _cli("validate", config)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.splitlines() == [
+        f"error: {config}:6: stages[0].self_instruct.seeds: seeds file not found: {tmp_path / 'none.jsonl'}",
         f"{config}:9: stages[3].grounded.judge: llm 'critic' is not defined under 'llms:' (teacher)",
     ]
 

@@ -325,3 +325,11 @@ def test_a_hub_tokenizer_that_cannot_be_reached_is_a_preflight_error(tmp_path, c
     assert preflight_errors(path) == [
         f"{path}:3: tokenizer: the Hugging Face Hub ({closed_hub}) did not answer within 3 s and model "
         "'some-org/some-tokenizer' is not in the local cache; give the path of a local tokenizer folder"]
+
+
+def test_finetune_section_may_leave_the_base_model_to_the_command_line(tmp_path):
+    """`pipeline finetune --model` gives it, so the section is valid without it, or with it left null."""
+    run = load_run(write(tmp_path, BASE + "finetune:\n  model: null\n  lora: {rank: 4}\n"))
+    assert run.config.finetune == {"model": None, "lora": {"rank": 4}}
+    msg = error_of(write(tmp_path, BASE + "finetune:\n  skip_sft: true\n"))
+    assert msg == f"{tmp_path / 'c.yaml'}:6: finetune: skip_sft without dpo.enabled leaves nothing to train"
