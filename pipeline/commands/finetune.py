@@ -29,6 +29,8 @@ FLAGS = {
     "dpo_steps": ("dpo", "max_steps"),
     "data": ("data",),
     "preferences": ("preferences",),
+    "documents": ("documents",),
+    "document_token_ratio": ("document_token_ratio",),
     "out": ("output",),
     "workers": ("num_workers",),
     "seed": ("seed",),
@@ -69,6 +71,8 @@ def register(sub) -> None:
     p.add_argument("--dpo-steps", type=int)
     p.add_argument("--data", nargs="+", help="instruction files/globs instead of OUTPUT_DIR/data")
     p.add_argument("--preferences", nargs="+", help="preference files/globs instead of OUTPUT_DIR/preferences")
+    p.add_argument("--documents", nargs="+", help="document files/globs (text, no messages) to train with the language-modelling objective")
+    p.add_argument("--document-token-ratio", type=float, help="share of the target tokens that come from --documents when mixed with instructions")
     p.add_argument("--chat-template", help="a file holding a Jinja chat template to use (and save) instead of the tokenizer's")
     p.add_argument("--merge", action="store_true", help="also save the base with the adapter merged in")
     p.add_argument("--gradient-checkpointing", action="store_true")

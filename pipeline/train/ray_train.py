@@ -58,7 +58,7 @@ def trainer(cfg: FinetuneConfig, run_dir: Location | str | Path):
 def with_absolute_paths(cfg: FinetuneConfig) -> FinetuneConfig:
     """Ray Train starts every worker in a working directory of its own: paths relative to ours must not reach it.
     URIs mean the same everywhere and stay as they are."""
-    local = {"data": [_absolute(p) for p in cfg.data], "preferences": [_absolute(p) for p in cfg.preferences]}
+    local = {key: [_absolute(p) for p in getattr(cfg, key)] for key in ("data", "documents", "preferences")}
     if cfg.output:
         local["output"] = _absolute(cfg.output)
     if not is_uri(cfg.model) and storage.locate(cfg.model).exists():  # else a Hugging Face id, or a URI

@@ -18,10 +18,11 @@ def test_workers_get_absolute_paths_since_ray_train_moves_their_working_director
     (tmp_path / "models" / "tiny").mkdir(parents=True)
     monkeypatch.chdir(tmp_path)
     cfg = FinetuneConfig(model="models/tiny", num_workers=2, data=["run/data/*.parquet"], preferences=["prefs.jsonl"],
-                         output="out")
+                         documents=["web/*.parquet"], output="out")
     sent = FinetuneConfig.model_validate(trainer(cfg, tmp_path).train_loop_config["cfg"])
     assert sent.model == str(tmp_path / "models" / "tiny") and sent.output == str(tmp_path / "out")
     assert sent.data == [str(tmp_path / "run" / "data" / "*.parquet")] and sent.preferences == [str(tmp_path / "prefs.jsonl")]
+    assert sent.documents == [str(tmp_path / "web" / "*.parquet")]
     hub = FinetuneConfig(model="Qwen/Qwen2.5-0.5B-Instruct", num_workers=2)
     assert FinetuneConfig.model_validate(trainer(hub, tmp_path).train_loop_config["cfg"]).model == hub.model
 
