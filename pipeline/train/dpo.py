@@ -162,7 +162,7 @@ def train_dpo(model, tokenizer, train: list[tuple[Encoded, Encoded]], held_out: 
                 losses, stats = _pair_losses(model, batch, ref, cfg, device)
                 updater.backward(losses.sum() * (world / n_pairs))
             sums += torch.stack([stats[name] for name in PAIR_METRICS])
-        grad_norm = updater.step()
+        update = updater.step()
         tokens, squares = sum(lengths), sum(n * n for n in lengths)
         flops = tracker.flops.train(tokens, n_targets, squares)
         if not precomputed:  # the reference pass with the adapter off runs in the step too
@@ -170,12 +170,13 @@ def train_dpo(model, tokenizer, train: list[tuple[Encoded, Encoded]], held_out: 
         tracker.add(tokens, flops)
 
         # The step's one read of the device.
-        *totals, grad_norm = read_metrics(sums, grad_norm.reshape(1))
-        metrics = {name: value / n_pairs for name, value in zip(PAIR_METRICS, totals)}
+        values = read_metrics(sums, update)
+        metrics = {name: value / n_pairs for name, value in zip(PAIR_METRICS, values)}
+        grad_norm, *scale = values[len(PAIR_METRICS):]
         metrics.update(lr=lr, grad_norm=grad_norm, tokens=tokens, **tracker.lap())
-        if updater.loss_scaling:
+        if scale:  # fp16
             skipped += not math.isfinite(grad_norm)
-            metrics.update(loss_scale=updater.scaler.get_scale(), skipped_steps=skipped)
+            metrics.update(loss_scale=scale[0], skipped_steps=skipped)
         done = step + 1
         try:
             guard.check(done, metrics["loss"], grad_norm)

@@ -283,8 +283,8 @@ class Updater:
         self.scaler.scale(loss).backward()
 
     def step(self) -> torch.Tensor:
-        """Update the weights; returns the gradient norm before clipping, on the device (inf or nan when
-        an fp16 step overflowed and was skipped)."""
+        """Update the weights; returns, on the device, the gradient norm before clipping (inf or nan when
+        an fp16 step overflowed and was skipped) and, with loss scaling, the scale of the next step."""
         self.scaler.unscale_(self.optimizer)
         norm = torch.nn.utils.get_total_norm([p.grad for p in self.params if p.grad is not None])
         if self.max_grad_norm:
@@ -293,7 +293,10 @@ class Updater:
         self.scaler.update()
         self.schedule.step()
         self.optimizer.zero_grad(set_to_none=True)
-        return norm
+        if not self.loss_scaling:
+            return norm.reshape(1)
+        # The scale tensor itself (get_scale() would be a second read of the device).
+        return torch.cat([norm.reshape(1).to(self.scaler._scale), self.scaler._scale.reshape(1)])
 
     def state_dict(self) -> dict:
         """What a checkpoint needs beyond the optimizer and the schedule: the loss scale and its growth count."""

@@ -69,16 +69,16 @@ def train_sft(model, tokenizer, train: list[Encoded], held_out: list[Encoded], p
         micro = [collate([train[i] for i in ix], s.packing, tokenizer.pad_token_id) for ix in mine]
         lr = updater.lr
         loss_sum = accumulate_gradients(model, micro, n_targets, cfg, device, updater.backward)
-        grad_norm = updater.step()
+        update = updater.step()
         tracker.add(sum(lengths), tracker.flops.train(sum(lengths), n_targets, sum(n * n for n in lengths)))
 
         # The step's one read of the device.
-        total, grad_norm = read_metrics(loss_sum.reshape(1), grad_norm.reshape(1))
+        total, grad_norm, *scale = read_metrics(loss_sum.reshape(1), update)
         metrics = {"loss": total / n_targets, "lr": lr, "grad_norm": grad_norm, "target_tokens": n_targets,
                    "tokens": sum(lengths), **tracker.lap()}
-        if updater.loss_scaling:
+        if scale:  # fp16
             skipped += not math.isfinite(grad_norm)
-            metrics.update(loss_scale=updater.scaler.get_scale(), skipped_steps=skipped)
+            metrics.update(loss_scale=scale[0], skipped_steps=skipped)
         done = step + 1
         try:
             guard.check(done, metrics["loss"], grad_norm)

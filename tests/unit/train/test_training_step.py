@@ -35,12 +35,15 @@ class HostReads(TorchDispatchMode):
 
     def __init__(self):
         super().__init__()
-        self.sites: list[str] = []
+        self.sites: list[str] = []  # the step code's reads, by function
+        self.elsewhere: list[str] = []  # everyone else's (transformers, the loss function), file:line
 
     def _record(self) -> None:
         frames = [f for f in traceback.extract_stack()[:-2] if not f.filename.startswith(TORCH) and f.filename != __file__]
         if frames and frames[-1].filename.endswith(STEP_CODE):
             self.sites.append(frames[-1].name)
+        elif frames:
+            self.elsewhere.append(f"{frames[-1].filename}:{frames[-1].lineno}")
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
@@ -134,7 +137,9 @@ def test_fp16_overflow_skips_the_step_and_halves_the_loss_scale(make_config, see
 
     def step(loss_factor: float) -> float:
         updater.backward(-token_logps(model, batch).sum() * loss_factor)
-        return updater.step().item()
+        grad_norm, scale = updater.step().tolist()  # with loss scaling, the next step's scale comes along
+        assert scale == updater.scaler.get_scale()
+        return grad_norm
 
     before = [p.detach().clone() for p in params]
     # Gradients that overflow once scaled, as fp16 activation gradients do while the scale is too high.
@@ -216,3 +221,27 @@ def test_a_run_logs_its_speed_memory_and_wall_time(make_config, seed_chats, tmp_
     peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     assert 0 < history[-1]["peak_mem_mb"] <= peak_rss_mb
     assert TIMING_KEYS <= set(history[-1])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_on_a_gpu_one_read_per_step_loss_scaling_and_mfu(make_config, seed_chats, tmp_path, precision):
+    cfg = make_config(use_gpu=True, precision=precision, sft={"max_steps": 3, "micro_batch_size": 2, "grad_accum": 4,
+                                                              "max_grad_norm": 1.0})
+    tokenizer = load_tokenizer(cfg)
+    encoder = ChatEncoder(tokenizer, cfg.sft.max_seq_len)
+    examples = [encoder.encode(c) for c in seed_chats[:32]]
+    seed_everything(0)
+    model = load_model(cfg)
+    assert next(model.parameters()).device.type == "cuda"
+    with HostReads() as reads:
+        history = train_sft(model, tokenizer, examples, [], [], cfg, Output(tmp_path))
+    print(f"{precision}: reads outside the step code: {sorted(set(reads.elsewhere))}")
+    assert reads.sites == ["read_metrics"] * 3
+    assert all(math.isfinite(h["loss"]) for h in history)
+    assert all(0 < h["mfu"] < 1 and 0 < h["mean_mfu"] < 1 for h in history), "no MFU: is this GPU in PEAK_FLOPS?"
+    assert 0 < history[-1]["peak_mem_mb"] <= torch.cuda.max_memory_allocated() / 2**20
+    if precision == "fp16":
+        assert {"loss_scale", "skipped_steps"} <= set(history[-1])
+        # Skipped steps halve the scale from 2^16; clean steps leave it (growth comes after 2000).
+        assert history[-1]["loss_scale"] == 2.0**16 / 2 ** history[-1]["skipped_steps"]
