@@ -2,8 +2,8 @@
 
 The CPU benchmark (bench_trainer.py) runs a 5M-parameter model, where none of what decides speed and memory
 on a GPU shows: 16-bit weights, attention kernels, the size of the logits. This one runs a Llama-architecture
-model of 1.1B parameters (random weights from a config, no Hub) in bf16 with SDPA, LoRA r16 on every linear
-layer of the blocks, sequences up to 2048 tokens, on both sides, and prints tokens/s, peak
+model of 1.1B parameters (random weights from a config, no Hub) with bf16 weights, LoRA r16 on every linear
+layer of the blocks, sequences up to 2048 tokens, packed / padding-free, on both sides, and prints tokens/s, peak
 `torch.cuda.max_memory_allocated`, the step-1 loss and MFU of each, and the ratios against the targets
 (>= 1.5x TRL's tokens/s, <= 0.8x its peak memory, equal step-1 loss).
 
@@ -14,7 +14,10 @@ TRL gets our tokens and labels and `padding_free=True` (the one-row layout of ou
 pairs, reference = the base with the adapter disabled on both sides, sigmoid loss; TRL tokenizes the
 conversations itself (bench_trainer's template makes its completion tokens exactly our targets); TRL 1.16's
 DPOTrainer has no padding-free mode (it disabled it), so it pads. Each side builds its model as its users do:
-ours with `load_model`, TRL from the path with `model_init_kwargs` and `peft_config`.
+ours with `load_model`, TRL from the path with `model_init_kwargs` and `peft_config`. Attention: TRL runs
+SDPA (transformers keeps packed examples apart with a dense block-diagonal mask); ours runs its default,
+`attention: auto`, which on a GPU is torch's variable-length flash kernel (flash-attn is not installed on
+either side); `--ours-attention sdpa` pins ours to transformers' SDPA as well.
 
 Each trainer runs in its own process, so peak memory is its own. Speed is read at the optimizer steps
 (a global step hook with one device sync), over steps 2..N, so start-up and the first step's kernel
@@ -46,8 +49,6 @@ from bench_trainer import BENCH_TEMPLATE, ROOT, SHARED, _sequential  # noqa: E40
 ROWS_FILE = "gpu_trainer_rows.json.gz"
 LORA = {"rank": 16, "alpha": 32.0, "dropout": 0.0, "target_modules": "all-linear"}
 TARGETS = {"speed": 1.5, "memory": 0.8, "loss_rel": 0.01}  # step-1 losses within 1% count as equal (bf16)
-# Dense bf16 peak of the datasheets, by device name (MFU's denominator); --peak-tflops overrides.
-PEAK_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0}
 
 
 @dataclass
@@ -101,8 +102,8 @@ def prepare(out: Path) -> None:
 
 
 def sft_chats(pool: list[list[dict]], lengths: list[int], n: int, size: Size, seed: int = 0) -> list[list[dict]]:
-    """`n` multi-turn chats whose lengths spread over [min_chat, max_len] tokens: the exchanges of the pool in
-    a seeded order, joined until the next would pass a length drawn for each chat.
+    """`n` multi-turn chats of up to max_len tokens: the exchanges of the pool in a seeded order, joined until
+    the next would pass a length drawn for each chat from [min_chat, max_len] (so a few are shorter).
 
     A chat's length is at most the sum of its exchanges' lengths (the template renders message by message, and
     its turn markers are special tokens, so nothing merges across a join), so none is truncated.
@@ -178,21 +179,9 @@ def build_model(directory: Path, rows: dict, size: Size, device: str) -> dict:
     tokenizer.save_pretrained(directory)
     n_params = sum(p.numel() for p in model.parameters())
     del model
+    if device == "cuda":
+        torch.cuda.empty_cache()  # the trainers' processes get the memory
     return {"parameters": n_params, "tokenizer_vocab": len(tokenizer), **config.to_diff_dict()}
-
-
-def train_flops(n_tokens: int, n_targets: int, size: Size, with_reference: bool) -> float:
-    """The FLOPs the objective needs for one example with a frozen base: forward and input-gradient matmuls
-    (2 + 2 per parameter and token; LoRA's own are left out), causal attention over the example's own tokens
-    (backward twice the forward), the LM head on target tokens only; plus a forward pass for a DPO reference.
-    The same count on both sides, so MFU compares as tokens/s does."""
-    d = size.hidden // size.heads
-    body = size.layers * (2 * size.hidden * size.heads * d + 2 * size.hidden * size.kv_heads * d
-                          + 3 * size.hidden * size.intermediate)
-    matmul = 2 * body * n_tokens + 2 * size.vocab * size.hidden * n_targets
-    attention = size.layers * 2 * size.heads * d * n_tokens * (n_tokens + 1)
-    flops = 2 * matmul + 3 * attention
-    return flops + (matmul + attention if with_reference else 0)
 
 
 # ---- one trainer, in its own process ----------------------------------------------------------------------
@@ -206,7 +195,7 @@ class StepClock:
 
         self.times: list[float] = []
         self._cuda = cuda
-        self._handle = register_optimizer_step_post_hook(self._tick)
+        register_optimizer_step_post_hook(self._tick)
 
     def _tick(self, *_):
         import torch
@@ -216,7 +205,8 @@ class StepClock:
         self.times.append(time.perf_counter())
 
 
-def worker(side: str, phase: str, work: Path) -> dict:
+def worker(side: str, phase: str, work: Path, attention: str) -> dict:
+    """Train one side on one phase; `attention` is ours only (TRL's is sdpa, the best it has without flash-attn)."""
     import torch
 
     spec = json.loads((work / "spec.json").read_text())
@@ -226,32 +216,34 @@ def worker(side: str, phase: str, work: Path) -> dict:
     from pipeline.train.data import ChatEncoder, PreferencePair
     from pipeline.train.dpo import encode_pairs
     from pipeline.train.model import load_tokenizer
+    from pipeline.train.tracking import Flops
 
     common = {"max_seq_len": size.max_len, "warmup_ratio": 0.0, "schedule": "linear", "max_grad_norm": 1.0,
               "eval_fraction": 0.0, "checkpoint_every": 10**9}
     if phase == "sft":
         s = {**common, "max_steps": size.sft_steps, "micro_batch_size": size.sft_micro, "grad_accum": size.sft_accum,
              "learning_rate": 2e-4, "sample_prompts": 0}
-        cfg = FinetuneConfig(model=model, lora=LORA, sft=s, precision="bf16", use_gpu=cuda, resume=False)
+        cfg = FinetuneConfig(model=model, lora=LORA, sft=s, precision="bf16", attention=attention, use_gpu=cuda,
+                             resume=False)
         lr, micro, accum, steps = s["learning_rate"], size.sft_micro, size.sft_accum, size.sft_steps
     else:
         s = {**common, "max_steps": size.dpo_steps, "micro_batch_size": size.dpo_micro, "grad_accum": size.dpo_accum,
              "learning_rate": 5e-6, "enabled": True, "reference": "adapter_disabled", "loss": "sigmoid", "beta": 0.1}
-        cfg = FinetuneConfig(model=model, lora=LORA, dpo=s, skip_sft=True, precision="bf16", use_gpu=cuda,
-                             resume=False)
+        cfg = FinetuneConfig(model=model, lora=LORA, dpo=s, skip_sft=True, precision="bf16", attention=attention,
+                             use_gpu=cuda, resume=False)
         lr, micro, accum, steps = s["learning_rate"], size.dpo_micro, size.dpo_accum, size.dpo_steps
     tokenizer = load_tokenizer(cfg)
     encoder = ChatEncoder(tokenizer, size.max_len)
     sequence = data[f"{phase}_sequence"]
     if phase == "sft":
         examples = [encoder.encode(chat) for chat in data["sft_chats"]]
-        per_step = [[(len(examples[i].input_ids), examples[i].n_targets) for k in range(step * accum, (step + 1) * accum)
-                     for i in sequence[k]] for step in range(steps)]
+        per_step = [[examples[i] for k in range(step * accum, (step + 1) * accum) for i in sequence[k]]
+                    for step in range(steps)]
     else:
         pairs = [PreferencePair(**p) for p in data["dpo_pairs"]]
         encoded = encode_pairs(encoder, pairs)
-        per_step = [[(len(e.input_ids), e.n_targets) for k in range(step * accum, (step + 1) * accum)
-                     for i in sequence[k] for e in encoded[i]] for step in range(steps)]
+        per_step = [[e for k in range(step * accum, (step + 1) * accum) for i in sequence[k] for e in encoded[i]]
+                    for step in range(steps)]
     if any(e.truncated for e in (examples if phase == "sft" else [e for p in encoded for e in p])):
         raise RuntimeError("an example is longer than max_len: the sides would truncate differently")
 
@@ -266,6 +258,7 @@ def worker(side: str, phase: str, work: Path) -> dict:
 
             seed_everything(0)
             net = load_model(cfg)
+            reset_peak_memory(cuda)
             start = time.perf_counter()
             if phase == "sft":
                 history = train_sft(net, tokenizer, examples, [], [], cfg, Output(out))
@@ -301,6 +294,7 @@ def worker(side: str, phase: str, work: Path) -> dict:
                                                 padding_free=False, precompute_ref_log_probs=False, **args),
                     train_dataset=Dataset.from_list(rows), processing_class=tokenizer, peft_config=peft_config)
             net = trainer.model
+            reset_peak_memory(cuda)
             start = time.perf_counter()
             trainer.train()
             whole = time.perf_counter() - start
@@ -308,14 +302,15 @@ def worker(side: str, phase: str, work: Path) -> dict:
 
     if len(clock.times) != steps:
         raise RuntimeError(f"{len(clock.times)} optimizer steps timed, {steps} expected")
-    tokens = [sum(n for n, _ in step) for step in per_step]
-    flops = [sum(train_flops(n, t, size, with_reference=phase == "dpo") for n, t in step) for step in per_step]
+    tokens = [sum(len(e.input_ids) for e in step) for step in per_step]
+    model_flops = Flops.of(net)
+    flops = [step_flops(model_flops, step, with_reference=phase == "dpo") for step in per_step]
     steady = clock.times[-1] - clock.times[0]
     base = next(p for name, p in net.named_parameters() if name.endswith("q_proj.base_layer.weight"))
     lora = next(p for name, p in net.named_parameters() if "lora_A" in name)
     return {
         "side": side, "phase": phase, "steps": steps, "tokens": sum(tokens),
-        "target_tokens": sum(t for step in per_step for _, t in step),
+        "target_tokens": sum(e.n_targets for step in per_step for e in step),
         "tokens_per_s": sum(tokens[1:]) / steady, "tokens_per_s_whole": sum(tokens) / whole,
         "seconds_steps_2_on": steady, "seconds_whole": whole, "flops_per_s": sum(flops[1:]) / steady,
         "peak_memory_gib": (torch.cuda.max_memory_allocated() if cuda else peak_rss_bytes()) / 2**30,
@@ -324,6 +319,24 @@ def worker(side: str, phase: str, work: Path) -> dict:
         "lora_dtype": str(lora.dtype).removeprefix("torch."),
         "attention": getattr(net.config, "_attn_implementation", None),
     }
+
+
+def step_flops(flops, examples: list, with_reference: bool) -> int:
+    """A step's FLOPs as our trainer's logs count them (tracking.Flops: no weight gradients of frozen
+    weights, the LM head on target tokens only), plus the reference's forward pass for DPO; the same
+    count on both sides, so MFU compares as tokens/s does."""
+    tokens, targets = sum(len(e.input_ids) for e in examples), sum(e.n_targets for e in examples)
+    squares = sum(len(e.input_ids) ** 2 for e in examples)
+    reference = flops.frozen_forward(tokens, targets, squares) if with_reference else 0
+    return flops.train(tokens, targets, squares) + reference
+
+
+def reset_peak_memory(cuda: bool) -> None:
+    """Both sides' peak from the start of training, weights included (our trainer resets it there too)."""
+    if cuda:
+        import torch
+
+        torch.cuda.reset_peak_memory_stats()
 
 
 def peak_rss_bytes() -> float:
@@ -348,10 +361,15 @@ def environment(cuda: bool) -> dict:
     return {"device": device, "versions": versions, "python": sys.version.split()[0]}
 
 
-def peak_flops(device: str, override: float | None) -> float | None:
+def device_peak_flops(cuda: bool, override: float | None) -> float | None:
+    """MFU's denominator: the dense bf16 peak our trainer's logs use for this GPU, or the one given."""
+    import torch
+
+    from pipeline.train.tracking import peak_flops
+
     if override:
         return override * 1e12
-    return next((tf * 1e12 for name, tf in PEAK_TFLOPS.items() if name in device), None)
+    return peak_flops(torch.device("cuda"), "bf16") if cuda else None
 
 
 def compare(phase: str, ours: dict, trl: dict) -> dict:
@@ -383,6 +401,9 @@ def report(result: dict) -> None:
                   f"{r['peak_memory_gib']:.2f} | {r['losses'][0]:.4f} | {r['losses'][-1]:.4f} | {mfu} | "
                   f"{r['base_dtype']} | {r['lora_dtype']} | {r['attention']} |")
     for phase, sides in result["phases"].items():
+        if "attention_auto_failed" in sides.get("ours", {}):
+            print(f"{phase} ours: attention auto failed ({sides['ours']['attention_auto_failed']}); "
+                  f"its figures are with sdpa")
         c = sides.get("ratios")
         if not c:
             continue
@@ -411,7 +432,7 @@ def run(args, size: Size) -> int:
         rows = json.load(f)
     phases = [args.only] if args.only else ["sft", "dpo"]
     result: dict = {"environment": env, "size": asdict(size), "targets": TARGETS,
-                    "peak_flops": peak_flops(env["device"], args.peak_tflops), "phases": {}}
+                    "peak_flops": device_peak_flops(cuda, args.peak_tflops), "phases": {}}
     with tempfile.TemporaryDirectory(prefix="gpu-trainer-") as tmp:
         work = Path(tmp)
         start = time.perf_counter()
@@ -422,7 +443,7 @@ def run(args, size: Size) -> int:
         (work / "data.json").write_text(json.dumps(data))
         (work / "spec.json").write_text(json.dumps({"size": asdict(size), "device": "cuda" if cuda else "cpu"}))
         m = result["model"]
-        print(f"model: Llama, {m['parameters'] / 1e9:.2f}B parameters (hidden {size.hidden}, {size.layers} layers, "
+        print(f"model: Llama, {m['parameters'] / 1e6:,.1f}M parameters (hidden {size.hidden}, {size.layers} layers, "
               f"{size.heads} heads / {size.kv_heads} KV, MLP {size.intermediate}, vocab {m['vocab_size']}), "
               f"built and data ready in {time.perf_counter() - start:.0f} s; SFT {len(data['sft_chats'])} chats, "
               f"DPO {len(data['dpo_pairs'])} pairs", flush=True)
@@ -430,7 +451,13 @@ def run(args, size: Size) -> int:
         for n, (phase, side) in enumerate(jobs):
             left = deadline - time.monotonic()
             timeout = max(1.0, min(left, 2 * left / (len(jobs) - n)))
-            r = run_worker(side, phase, work, timeout)
+            r = run_worker(side, phase, work, timeout, args.ours_attention)
+            if "error" in r and side == "ours" and args.ours_attention == "auto" and deadline - time.monotonic() > 60:
+                # One run on the GPU should give figures: ours again on transformers' SDPA, the failure kept.
+                print(f"{phase} ours: again with attention sdpa", file=sys.stderr, flush=True)
+                left = deadline - time.monotonic()
+                r = {**run_worker(side, phase, work, min(left, 2 * left / (len(jobs) - n)), "sdpa"),
+                     "attention_auto_failed": r["error"]}
             result["phases"].setdefault(phase, {})[side] = r
             if "error" not in r:
                 print(f"{phase} {side}: {r['tokens_per_s']:,.0f} tokens/s, peak {r['peak_memory_gib']:.2f} GiB, "
@@ -446,10 +473,10 @@ def run(args, size: Size) -> int:
     return 1 if failed else 0
 
 
-def run_worker(side: str, phase: str, work: Path, timeout: float) -> dict:
+def run_worker(side: str, phase: str, work: Path, timeout: float, attention: str) -> dict:
     """One trainer in a fresh process; its result, or {"error": ...} with the end of its stderr printed."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    cmd = [sys.executable, __file__, "--worker", side, phase, str(work)]
+    cmd = [sys.executable, __file__, "--worker", side, phase, str(work), attention]
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -468,17 +495,21 @@ def main() -> int:
     p.add_argument("--cpu", action="store_true", help="run on the CPU (a trial of the GPU run)")
     p.add_argument("--tiny", action="store_true", help="a tiny model and a few short steps")
     p.add_argument("--only", choices=["sft", "dpo"])
+    p.add_argument("--ours-attention", default="auto", choices=["auto", "varlen", "sdpa", "flash_attention_2", "eager"],
+                   help="our trainer's `attention` (TRL runs sdpa); auto is our default: torch's varlen kernel on a "
+                   "GPU, retried as sdpa if it fails")
     p.add_argument("--sft-steps", type=int)
     p.add_argument("--dpo-steps", type=int)
     p.add_argument("--budget-s", type=float, default=440.0, help="stop starting trainers after this many seconds")
-    p.add_argument("--peak-tflops", type=float, help="the device's dense bf16 peak, for MFU (default: by name)")
+    p.add_argument("--peak-tflops", type=float, help="the device's dense bf16 peak, for MFU (default: our trainer's "
+                   "table, by name)")
     p.add_argument("--json", help="also write the figures here (and to $OUT/gpu_trainer.json when OUT is set)")
-    p.add_argument("--worker", nargs=3, metavar=("SIDE", "PHASE", "WORK"), help=argparse.SUPPRESS)
+    p.add_argument("--worker", nargs=4, metavar=("SIDE", "PHASE", "WORK", "ATTENTION"), help=argparse.SUPPRESS)
     args = p.parse_args()
     try:
         if args.worker:
-            side, phase, work = args.worker
-            print(json.dumps(worker(side, phase, Path(work))))
+            side, phase, work, attention = args.worker
+            print(json.dumps(worker(side, phase, Path(work), attention)))
             return 0
         if args.prepare:
             prepare(Path(args.prepare))

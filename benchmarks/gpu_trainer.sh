@@ -17,12 +17,13 @@ DIR=${GPU_TRAINER_DIR:-.gpu-wheels}
 
 if [ "${1:-}" = prepare ]; then
   PYTHON=${PYTHON:-.venv/bin/python}
-  # The GPU image's Python is 3.12 on x86-64; versions are those of the project's venv, which passed the
-  # CPU trial (TRL 1.16 asks transformers >= 4.56.2, so both 5.17 there and 5.25 here).
+  # The GPU image's Python is 3.12 on x86-64. TRL 1.16 asks transformers >= 4.56.2 (5.17 there, 5.25 here)
+  # and datasets >= 4.7; datasets 5.x fails in Dataset.from_list with any pyarrow before 26 (PicklingError on
+  # MonthDayNano while fingerprinting), 4.8.5 works with pyarrow 22 to 26, whichever the image has.
   mkdir -p "$DIR"
   "$PYTHON" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
     --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
-    -d "$DIR" trl==1.16.0 datasets==5.2.0 dill==0.4.1 multiprocess==0.70.19 pydantic==2.14.4 \
+    -d "$DIR" trl==1.16.0 datasets==4.8.5 dill==0.4.1 multiprocess==0.70.19 pydantic==2.14.4 \
     pydantic_core==2.50.5 annotated-types==0.8.0 typing-inspection==0.4.5 typing_extensions==4.16.0
   "$PYTHON" benchmarks/gpu_trainer.py --prepare "$DIR/gpu_trainer_rows.json.gz"
   du -sh "$DIR"
