@@ -50,7 +50,7 @@ def test_every_config_error_is_listed_at_once_with_its_suggestion(tmp_path):
         assert proc.returncode == 2 and "Traceback" not in proc.stderr
         assert proc.stderr.splitlines() == [
             f"error: {path}:1: inputs: unknown key 'inputs'; did you mean 'input'? (valid keys: name, input, output, "
-            "ray, stages, llms, seed, tokenizer, fuse, finetune)",
+            "ray, storage, stages, llms, seed, tokenizer, fuse, finetune)",
             f"{path}:4: stages[0].dedup.bnds: unknown key 'bnds'; did you mean 'bands'? (valid keys: "
             + ", ".join(["resources", "method", "field", "shingle", "ngram", "bands", "rows", "num_perm", "threshold",
                          "verify", "hash", "scheme", "seed", "survivor", "quality_column", "index", "index_dir",
