@@ -94,6 +94,7 @@ def test_the_next_run_reads_the_references_and_reaches_the_same_losses(first, ma
     assert passes.no_grad == 0 and "read from" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("change, pairs, why", [
     ({}, {"offset": 8}, "data changed"),
     ({"max_seq_len": 64}, {"max_seq_len": 64}, "data and max_seq_len changed"),
@@ -111,6 +112,7 @@ def test_what_decides_the_references_recomputes_them_and_says_so(first, make_con
     assert passes.no_grad == 0
 
 
+@pytest.mark.slow
 def test_a_run_stopped_before_its_first_checkpoint_resumes_with_the_kept_references(first, make_config, tokenizer,
                                                                                      seed_chats, tmp_path, capsys):
     history, _ = first
@@ -162,6 +164,7 @@ def test_references_are_kept_in_an_output_in_object_storage(make_config, tokeniz
     assert [r["loss"] for r in again] == [r["loss"] for r in history]
 
 
+@pytest.mark.slow
 def test_a_damaged_cache_is_computed_again(first, make_config, tokenizer, seed_chats, capsys):
     history, cache = first
     cache.write_bytes(cache.read_bytes()[:100])  # e.g. copied in part by hand
