@@ -53,12 +53,14 @@ def messages_text(messages: Sequence[dict] | None, view: str) -> str:
     return "\n\n".join(m["content"] or "" for m in messages if m["role"] != "system")
 
 
-def text_column(batch: pa.Table, view: str = "text") -> list[str]:
+def text_column(batch: pa.Table, view: View = "text") -> list[str]:
     """The text of every row of a batch under a view: `text` for documents, or a view of `messages`.
 
     `view="text"` on instruction rows means the whole conversation, so filters written for
     documents work on instruction data unchanged.
     """
+    if view not in TEXT_VIEWS:  # stages' options are checked at load; this is a caller's mistake
+        raise ValueError(f"unknown view {view!r}; one of {', '.join(TEXT_VIEWS)}")
     if "messages" in batch.column_names and (view != "text" or "text" not in batch.column_names):
         v = "conversation" if view == "text" else view
         return [messages_text(m, v) for m in batch.column("messages").to_pylist()]
