@@ -25,8 +25,8 @@ CPU_SERVER_ENV = {"VLLM_CPU_KVCACHE_SPACE": "1"}
 
 
 class LLMConfig(BaseModel):
-    """What every backend reads. `LLMConfig(backend=..., ...)` builds that backend's config, as
-    `parse_llm_config` does from a mapping."""
+    """What every backend reads. `LLMConfig(backend=..., ...)` and `LLMConfig.model_validate(mapping)`
+    build that backend's config."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -48,6 +48,10 @@ class LLMConfig(BaseModel):
         if cls is LLMConfig:  # the backend's own config; an unknown backend is the union's error
             cls = BACKENDS.get(fields.get("backend")) or _ANY_BACKEND.validate_python(fields)
         return super().__new__(cls)
+
+    @classmethod
+    def model_validate(cls, obj: Any, **kwargs: Any) -> LLMConfig:
+        return _ANY_BACKEND.validate_python(obj, **kwargs) if cls is LLMConfig else super().model_validate(obj, **kwargs)
 
     @model_validator(mode="wrap")
     @classmethod
@@ -171,7 +175,7 @@ _ANY_BACKEND: TypeAdapter[LLMConfig] = TypeAdapter(AnyBackend)
 
 def parse_llm_config(config: dict | LLMConfig) -> LLMConfig:
     """The config of an `llms:` entry's backend; a ValidationError names the mistakes."""
-    return config if isinstance(config, LLMConfig) else _ANY_BACKEND.validate_python(config)
+    return config if isinstance(config, LLMConfig) else LLMConfig.model_validate(config)
 
 
 def _foreign(error: dict, backend: str | None) -> InitErrorDetails:
