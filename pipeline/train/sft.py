@@ -64,17 +64,18 @@ def train_sft(model, tokenizer, train: list[Encoded], held_out: list[Encoded], p
     model.train()
     for step in range(start, steps):
         mine, everyone = step_examples(order, step, s.grad_accum)
-        n_targets = max(1, sum(train[i].n_targets for i in everyone))  # 1: every example truncated before its answer
+        n_targets = sum(train[i].n_targets for i in everyone)
         lengths = [len(train[i].input_ids) for i in everyone]
         micro = [collate([train[i] for i in ix], s.packing, tokenizer.pad_token_id) for ix in mine]
         lr = updater.lr
-        loss_sum = accumulate_gradients(model, micro, n_targets, cfg, device, updater.backward)
+        # max: a step whose examples were all truncated before their answers has no target (and no loss)
+        loss_sum = accumulate_gradients(model, micro, max(n_targets, 1), cfg, device, updater.backward)
         update = updater.step()
         tracker.add(sum(lengths), tracker.flops.train(sum(lengths), n_targets, sum(n * n for n in lengths)))
 
         # The step's one read of the device.
         total, grad_norm, *scale = read_metrics(loss_sum.reshape(1), update)
-        metrics = {"loss": total / n_targets, "lr": lr, "grad_norm": grad_norm, "target_tokens": n_targets,
+        metrics = {"loss": total / max(n_targets, 1), "lr": lr, "grad_norm": grad_norm, "target_tokens": n_targets,
                    "tokens": sum(lengths), **tracker.lap()}
         if scale:  # fp16
             skipped += not math.isfinite(grad_norm)
