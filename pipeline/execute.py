@@ -45,15 +45,35 @@ def apply_map_stage(stage: MapStage, batch: pa.Table) -> pa.Table:
     return out
 
 
-class _MapWorker:
-    """One per Ray worker: the stage's `setup()` runs here once, not once per batch."""
+class StageWorker:
+    """Map stages' state on one Ray Data actor: each stage's `setup()` when the actor starts, not once
+    per batch, and its `teardown()` when the actor stops.
 
+    Ray Data gives a callable class no call when its work is done. What it does is release the
+    instance when the actor exits gracefully (Ray Data's `_MapWorker.__ray_shutdown__`, which Ray Core
+    runs once the pass has finished or failed, or the pool shrinks), so `__del__` runs then, inside
+    the actor, while the actor's own threads (an LLM client's event loop) still run. An actor that
+    crashes or is killed runs nothing, but then its process, with what it held, is gone too. Only the
+    stages whose `setup()` finished are torn down, in reverse order.
+    """
+
+    def __init__(self, stages: list[MapStage]):
+        self.stages: list[MapStage] = []
+        for stage in stages:
+            stage.setup()
+            self.stages.append(stage)
+
+    def __del__(self):
+        for stage in reversed(self.stages):
+            stage.teardown()
+
+
+class _MapWorker(StageWorker):
     def __init__(self, stage: MapStage):
-        self.stage = stage
-        stage.setup()
+        super().__init__([stage])
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        return _map_task(batch, self.stage)
+        return _map_task(batch, self.stages[0])
 
 
 def _finish_global(batch: pa.Table, stage_id: str, tokenizer: str | None) -> pa.Table:

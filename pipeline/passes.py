@@ -20,7 +20,7 @@ import time
 import numpy as np
 import pyarrow as pa
 
-from pipeline.execute import actor_pool, apply_map_stage, run_stage
+from pipeline.execute import StageWorker, actor_pool, apply_map_stage, run_stage
 from pipeline.records import CHARS, TOKENS, set_column
 from pipeline.stage import GlobalStage, MapStage, Resources, Stage
 from pipeline.stats import MeasureColumns, measure, undo_drops
@@ -105,14 +105,7 @@ def as_left_by(output, p: Pass, index: int):
     return output.map_batches(undo_drops, fn_args=(later,), batch_format="pyarrow", batch_size=None)
 
 
-class _PassWorker:
-    """One per Ray worker: every stage's `setup()` runs here once."""
-
-    def __init__(self, stages: list[MapStage]):
-        self.stages = stages
-        for stage in stages:
-            stage.setup()
-
+class _PassWorker(StageWorker):
     def __call__(self, batch: pa.Table) -> pa.Table:
         return _pass_task(batch, self.stages)
 

@@ -2,8 +2,9 @@
 
 A *map stage* transforms one Arrow batch at a time and is run by the engine through
 `Dataset.map_batches` with the resources it declares; `setup()` runs once per worker, so
-models load once and not per batch. A *global stage* needs to see the whole dataset (dedup,
-reweighting, Self-Instruct's pool) and gets the `ray.data.Dataset` itself.
+models load once and not per batch, and `teardown()` once when the worker stops. A *global
+stage* needs to see the whole dataset (dedup, reweighting, Self-Instruct's pool) and gets the
+`ray.data.Dataset` itself.
 
 Either shape drops a row by giving it a reason (`records.drop_rows`), never by removing it:
 the engine routes dropped rows to rejects and checks `rows in = kept + dropped` for every stage.
@@ -132,6 +133,10 @@ class MapStage(Stage):
 
     def setup(self) -> None:
         """Load models and other per-worker state once, on the worker."""
+
+    def teardown(self) -> None:
+        """Release what `setup()` opened (an LLM client's HTTP session, a helper process), once, on the
+        worker, when the engine retires it (`execute.StageWorker`)."""
 
     def process_batch(self, batch: pa.Table) -> pa.Table:
         raise NotImplementedError

@@ -49,7 +49,12 @@ class EvolInstructStage(MapStage):
     def setup(self) -> None:
         client = make_client(self.llm_config)
         responder = make_client(self.responder_config) if self.responder_config else None
+        self.clients = [c for c in (client, responder) if c is not None]
         self.evol = EvolInstruct(client, EvolConfig.of(self.config, seed=self.ctx.seed), responder)
+
+    def teardown(self) -> None:
+        for client in self.clients:
+            client.close()
 
     def process_batch(self, batch: pa.Table) -> pa.Table:
         rows = batch.to_pylist()

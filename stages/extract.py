@@ -52,6 +52,9 @@ class ExtractStage(MapStage):
 
         self.extractor = ExtractorProcess(self.config.engine, self.config.timeout_s, self.config.favor_precision)
 
+    def teardown(self) -> None:
+        self.extractor.close()
+
     def process_batch(self, batch: pa.Table) -> pa.Table:
         n = batch.num_rows
         pages = _column(batch, "html")

@@ -42,6 +42,11 @@ class GroundedStage(MapStage):
         self.client = make_client(self.llm_config)
         self.judge = make_client(self.judge_config) if self.config.judge else self.client
 
+    def teardown(self) -> None:
+        self.client.close()
+        if self.judge is not self.client:
+            self.judge.close()
+
     def process_batch(self, batch: pa.Table) -> pa.Table:
         cfg = self.config
         texts = text_column(batch, "text")

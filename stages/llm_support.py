@@ -3,7 +3,7 @@
 A managed `vllm_server` (one the pipeline starts itself) is started once on the driver, in the
 stage's `prepare()`, and shared by every stage of the run that names the same LLM; workers get
 its URL, so an actor pool of N workers never starts N servers. The server stops when the driver
-exits (the backend's process guard). A remote server (`url:`) is asked in the stages' `check()`,
+exits (the backend's process guard); a worker's clients close in the stage's `teardown()`. A remote server (`url:`) is asked in the stages' `check()`,
 whether it serves the model: `pipeline validate` sees a wrong URL or model name, and `pipeline run`
 reports it before Ray starts rather than after Ray's start-up. During the run, a client whose
 endpoint keeps failing stops the run (`endpoint_failures_stop_run`).

@@ -67,7 +67,7 @@ class PreferencesStage(MapStage):
 
     def setup(self) -> None:
         cfg = self.config
-        clients = {n: make_client(c) for n, c in self.llm_configs.items()}
+        clients = self.clients = {n: make_client(c) for n, c in self.llm_configs.items()}
         candidates = [
             Candidate(clients[c.llm], SamplingParams(temperature=c.temperature, max_tokens=c.max_tokens, n=c.samples, seed=self.ctx.seed),
                       f"{c.llm}@t{c.temperature}")
@@ -75,6 +75,10 @@ class PreferencesStage(MapStage):
         ]  # fmt: skip
         self.judge = PreferenceJudge(candidates, clients[cfg.judge], cfg)
         self.judge_model = clients[cfg.judge].model
+
+    def teardown(self) -> None:
+        for client in self.clients.values():
+            client.close()
 
     def process_batch(self, batch: pa.Table) -> pa.Table:
         rows = batch.to_pylist()

@@ -41,6 +41,9 @@ class RespondStage(MapStage):
     def setup(self) -> None:
         self.client = make_client(self.llm_config)
 
+    def teardown(self) -> None:
+        self.client.close()
+
     def process_batch(self, batch: pa.Table) -> pa.Table:
         cfg = self.config
         rows = batch.to_pylist()

@@ -27,7 +27,8 @@ STEP_CODE = tuple(str(Path("pipeline") / "train" / name) for name in ("sft.py", 
 
 class HostReads(TorchDispatchMode):
     """Reads of tensor values back to the host (`.item()`, `bool()`, `float()`, `.tolist()`, `.numpy()`, copies
-    from a GPU) that the training step's own code makes, directly or through a torch function it calls.
+    from a GPU) and blocking copies to a GPU (which synchronise its stream) that the training step's own code
+    makes, directly or through a torch function it calls.
 
     A read is attributed to the innermost frame outside torch; reads inside transformers' or the loss
     function's code (data.py) are not the step's. On a GPU each of these waits for the device to finish.
@@ -50,10 +51,14 @@ class HostReads(TorchDispatchMode):
         if func is torch.ops.aten._local_scalar_dense.default:
             self._record()
         elif func in (torch.ops.aten._to_copy.default, torch.ops.aten.copy_.default):
-            source = args[-1] if func is torch.ops.aten.copy_.default else args[0]
-            target = args[0].device if func is torch.ops.aten.copy_.default else kwargs.get("device")
-            if source.device.type != "cpu" and target is not None and torch.device(target).type == "cpu":
-                self._record()
+            copy_ = func is torch.ops.aten.copy_.default
+            source = args[1] if copy_ else args[0]
+            target = args[0].device if copy_ else kwargs.get("device")
+            blocking = not (args[2] if copy_ and len(args) > 2 else kwargs.get("non_blocking", False))
+            if target is not None and (source.device.type == "cpu") != (torch.device(target).type == "cpu"):
+                # From a GPU, a copy waits for the values; to a GPU, a blocking copy synchronises the stream.
+                if source.device.type != "cpu" or blocking:
+                    self._record()
         return func(*args, **kwargs)
 
     def __enter__(self):
@@ -118,7 +123,7 @@ def test_dpo_reads_the_device_once_per_logged_step_not_per_micro_batch(make_conf
     seed_everything(0)
     model = load_model(cfg)
     with HostReads() as reads:
-        history = train_dpo(model, tokenizer, pairs, [], cfg, Output(tmp_path), after_sft=False)
+        history = train_dpo(model, tokenizer, pairs, [], cfg, Output(tmp_path))
     assert reads.sites == ["read_metrics"] * 2
     assert {"loss", "reward_accuracy", "margin", "chosen_logps", "rejected_logps", "grad_norm"} <= set(history[-1])
 
