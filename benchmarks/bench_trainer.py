@@ -122,7 +122,7 @@ def worker(side: str, phase: str, model: str, steps: int, out: Path) -> dict:
         if phase == "sft":
             history = train_sft(net, tokenizer, examples, [], [], cfg, Output(out))
         else:
-            history = train_dpo(net, tokenizer, encoded, [], cfg, Output(out), after_sft=False)
+            history = train_dpo(net, tokenizer, encoded, [], cfg, Output(out))
         seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
         losses = [h["loss"] for h in history]
     else:

@@ -263,7 +263,7 @@ def worker(side: str, phase: str, work: Path, attention: str) -> dict:
             if phase == "sft":
                 history = train_sft(net, tokenizer, examples, [], [], cfg, Output(out))
             else:
-                history = train_dpo(net, tokenizer, encoded, [], cfg, Output(out), after_sft=False)
+                history = train_dpo(net, tokenizer, encoded, [], cfg, Output(out))
             whole = time.perf_counter() - start
             losses = [h["loss"] for h in history]
         else:

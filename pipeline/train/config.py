@@ -52,7 +52,8 @@ class DpoSection(_Section):
         "auto",
         description="adapter_disabled: the base under the LoRA adapter (one model in memory, no extra pass); "
         "precomputed: log-probs of the policy as DPO starts, computed once (after SFT, or for full fine-tuning); "
-        "auto: precomputed when SFT ran first or the method is full, else adapter_disabled.",
+        "auto: precomputed, which starting from the base gives adapter_disabled's numbers without its forward pass "
+        "at every step, and is kept on disk for the next run (reference_cache).",
     )
     epochs: float = Field(1.0, gt=0)
     max_steps: int | None = Field(None, ge=1)

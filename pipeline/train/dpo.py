@@ -116,14 +116,14 @@ def precomputed_references(model, train: list[tuple[Encoded, Encoded]], held_out
 
 
 def train_dpo(model, tokenizer, train: list[tuple[Encoded, Encoded]], held_out: list[tuple[Encoded, Encoded]],
-              cfg: FinetuneConfig, out: Output, after_sft: bool) -> list[dict]:
+              cfg: FinetuneConfig, out: Output) -> list[dict]:
     """Train in place; returns per-step metrics (the log lines). Resumes from the output's checkpoints when
     asked; stops with RunFailed, keeping the last checkpoint, if the loss diverges."""
     d = cfg.dpo
     rank, world = rank_and_world()
     device = next(model.parameters()).device
     pad = tokenizer.pad_token_id
-    precomputed = d.reference == "precomputed" or (d.reference == "auto" and (after_sft or cfg.method == "full"))
+    precomputed = d.reference != "adapter_disabled"
     if not precomputed and cfg.method == "full":
         raise UserError("dpo.reference: adapter_disabled needs a LoRA adapter; use precomputed with method: full")
     precision = resolve_precision(cfg, device)

@@ -204,7 +204,7 @@ def _finetune(cfg: FinetuneConfig, model_path: str, run_dir: Location, out: Outp
     if dpo_data:
         encoder, chats, train, held = dpo_data
         _check(encoder, model, chats, [e for pair in train for e in pair], out)
-        history = train_dpo(model, tokenizer, train, held, cfg, out, after_sft=sft is not None)
+        history = train_dpo(model, tokenizer, train, held, cfg, out)
         results.update(_final("dpo", history))
 
     save(model, tokenizer, out, "adapter")

@@ -74,7 +74,7 @@ def test_reward_accuracy_rises_on_a_separable_preference_set(make_config, seed_c
     seed_everything(0)
     model = load_model(cfg)
     before = evaluate(model, held_out, None, cfg, tokenizer.pad_token_id, CPU)
-    history = train_dpo(model, tokenizer, train, [], cfg, Output(tmp_path), after_sft=False)
+    history = train_dpo(model, tokenizer, train, [], cfg, Output(tmp_path))
     after = evaluate(model, held_out, None, cfg, tokenizer.pad_token_id, CPU)
     assert before["reward_accuracy"] < 0.5 and after["reward_accuracy"] >= 0.75, (before, after)
     assert after["margin"] > before["margin"] and history[-1]["loss"] < history[0]["loss"]

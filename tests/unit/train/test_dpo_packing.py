@@ -89,8 +89,7 @@ def test_dpo_packing_false_trains_on_padded_rows_to_the_same_losses(make_config,
         rows = []
         model.register_forward_hook(lambda module, args, kwargs, output: rows.append(kwargs["input_ids"].shape[0]),
                                     with_kwargs=True)
-        history = train_dpo(model, tokenizer, pairs[:9], pairs[9:], cfg, Output(tmp_path / str(packing)),
-                            after_sft=False)
+        history = train_dpo(model, tokenizer, pairs[:9], pairs[9:], cfg, Output(tmp_path / str(packing)))
         runs[packing] = history, set(rows)
     (packed, packed_rows), (padded, padded_rows) = runs[True], runs[False]
     assert packed_rows == {1} and padded_rows == {6}  # 3 pairs: one row, or six padded rows

@@ -54,7 +54,7 @@ def run_dpo(make_config, pairs, out, stop=False, resume=False, **dpo):
     seed_everything(0)
     model = load_model(cfg)
     passes = Passes(model, stop)
-    history = train_dpo(model, load_tokenizer(cfg), pairs, [], cfg, Output(out), after_sft=False)
+    history = train_dpo(model, load_tokenizer(cfg), pairs, [], cfg, Output(out))
     return history, passes
 
 
