@@ -8,6 +8,7 @@ Layout of the output directory (default RUN_DIR/finetune):
     tokenizer/      the tokenizer as saved before training (what the serving-template check reads)
     logs/           sft.jsonl, dpo.jsonl, sft_samples.jsonl, tensorboard/
     checkpoints/    resumable state; the latest two per phase
+    dpo_reference.pt  DPO's precomputed reference log-probs and the key they were computed under
     README.md       the model card with data provenance
 
 The run directory, the output and the base model may each be on local disk or in object storage
