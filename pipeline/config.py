@@ -167,6 +167,9 @@ def validate(located: yaml_source.Located) -> ValidatedRun:
         except UserError as e:
             problems.append((("stages", i), f"{located.where(('stages', i))}: stages[{i}].{name}: {e}"))
             continue
+        earlier = [n for e in stage_entries[:i] if isinstance(e, dict) for n in e]
+        problems += [(("stages", i), f"{located.where(('stages', i))}: stages[{i}].{name}: {why}")
+                     for why in registry.missing_columns(stage, earlier)]
         stages.append(stage)
         used_llms |= stage.llm_names()
     problems = [(path, msg) for path, msg in problems if not _about_unset(path, located)]

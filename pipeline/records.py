@@ -1,9 +1,10 @@
-"""The record schema shared by every stage, and the internal columns the engine uses for accounting.
+"""What every stage knows of a row: the engine's internal columns, and the helpers to read and mark rows.
 
-Rows are Arrow rows. Three kinds share one family of columns (see docs/architecture.md):
-documents (`text`), instructions (`messages`) and preferences (`prompt`/`chosen`/`rejected`).
-A dropped row is never removed by a stage: it gets a reason in `DROP_REASON` and the engine
-routes it to rejects, which is what makes `in = kept + dropped` checkable.
+Rows are Arrow rows. Three kinds share one family of columns: documents (`text`), instructions
+(`messages`) and preferences (`prompt`/`chosen`/`rejected`); each kind's schema, as a reader
+gives it, is `normalize.SCHEMAS`. A dropped row is never removed by a stage: it gets a reason in
+`DROP_REASON` and the engine routes it to rejects, which is what makes `in = kept + dropped`
+checkable; `live_mask` is the one test of whether a row is still alive.
 """
 
 from __future__ import annotations

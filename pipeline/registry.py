@@ -45,3 +45,16 @@ def all_stages() -> dict[str, type[Stage]]:
 def get(name: str) -> type[Stage] | None:
     _load()
     return _STAGES.get(name)
+
+
+def missing_columns(stage: Stage, earlier: list[str]) -> list[str]:
+    """Why `stage` would find a column it needs missing, given the names of the stages before it: a
+    registered stage adds the column (`Stage.adds`) and none of the earlier ones is such a stage. A
+    column no stage adds is an input's own, and only the data can tell whether it is there."""
+    added = {column for name in earlier if (cls := get(name)) is not None for column in cls.adds}
+    problems = []
+    for column in stage.needs():
+        makers = [name for name, cls in all_stages().items() if column in cls.adds]
+        if makers and column not in added:
+            problems.append(f"needs column '{column}', which the {' or '.join(makers)} stage adds: put one before it")
+    return problems

@@ -83,10 +83,18 @@ class Stage:
     name: ClassVar[str]
     Config: ClassVar[type[StageConfig]] = StageConfig
     produces_rows: ClassVar[bool] = False
+    # Columns the stage adds to every row. With `needs()`, what a config is checked against when it
+    # loads (`registry.missing_columns`): a stage that needs a column no earlier stage adds is one
+    # line then, not an error after the passes before it have run.
+    adds: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: StageConfig, ctx: StageContext):
         self.config = config
         self.ctx = ctx
+
+    def needs(self) -> tuple[str, ...]:
+        """Columns the stage reads that a stage adds (`adds`), not the reader: they must be added before it."""
+        return ()
 
     def check(self) -> list[Problem]:
         """Problems found without running anything: no Ray, no server started, no large file read, at most

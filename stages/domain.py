@@ -46,6 +46,7 @@ class Domain(MapStage):
 
     name = "domain"
     Config = DomainConfig
+    adds = ("domain_label", "domain_score")
     resources = Resources(num_cpus=1, batch_size=1024)
 
     _rules = None

@@ -29,6 +29,7 @@ class LanguageStage(MapStage):
 
     name = "language"
     Config = LanguageConfig
+    adds = ("lang", "lang_score")
     resources = Resources(num_cpus=1, batch_size=1024)
 
     def check(self) -> list[Problem]:

@@ -3,10 +3,11 @@
 A managed `vllm_server` (one the pipeline starts itself) is started once on the driver, in the
 stage's `prepare()`, and shared by every stage of the run that names the same LLM; workers get
 its URL, so an actor pool of N workers never starts N servers. The server stops when the driver
-exits (the backend's process guard); a worker's clients close in the stage's `teardown()`. A remote server (`url:`) is asked in the stages' `check()`,
+exits (the backend's process guard). A remote server (`url:`) is asked in the stages' `check()`,
 whether it serves the model: `pipeline validate` sees a wrong URL or model name, and `pipeline run`
 reports it before Ray starts rather than after Ray's start-up. During the run, a client whose
-endpoint keeps failing stops the run (`endpoint_failures_stop_run`).
+endpoint keeps failing stops the run (`endpoint_failures_stop_run`). A stage opens its clients in
+`setup()` and closes them in `teardown()`, when its worker stops.
 """
 
 from __future__ import annotations
@@ -19,34 +20,16 @@ import pyarrow as pa
 
 from generators.client import EndpointFailing
 from pipeline.errors import RunFailed
-from pipeline.records import DROP_REASON, MESSAGE_TYPE, dumps_meta, loads_meta
+from pipeline.normalize import SCHEMAS
+from pipeline.records import DROP_REASON, dumps_meta, loads_meta
 from pipeline.stage import Problem, StageContext
 
-INSTRUCTION_SCHEMA = pa.schema(
-    [
-        ("id", pa.string()),
-        ("messages", MESSAGE_TYPE),
-        ("generated_by", pa.string()),
-        ("parent_id", pa.string()),
-        ("source", pa.string()),
-        ("meta", pa.string()),
-        (DROP_REASON, pa.string()),
-    ]
-)
-
-PREFERENCE_SCHEMA = pa.schema(
-    [
-        ("id", pa.string()),
-        ("prompt", MESSAGE_TYPE),
-        ("chosen", MESSAGE_TYPE),
-        ("rejected", MESSAGE_TYPE),
-        ("scores", pa.struct([("chosen", pa.float64()), ("rejected", pa.float64())])),
-        ("judge", pa.string()),
-        ("source", pa.string()),
-        ("meta", pa.string()),
-        (DROP_REASON, pa.string()),
-    ]
-)
+# Generated rows have the schema of rows read from a file of their kind, so the two always concatenate;
+# a judged pair adds its scores and the judge after the messages.
+INSTRUCTION_SCHEMA = SCHEMAS["instruction"]
+PREFERENCE_SCHEMA = (SCHEMAS["preference"]
+                     .insert(4, pa.field("scores", pa.struct([("chosen", pa.float64()), ("rejected", pa.float64())])))
+                     .insert(5, pa.field("judge", pa.string())))
 
 _SERVERS: dict[str, Any] = {}
 # Each remote server's answer (None: it serves the model), so an `llms:` entry is asked once per

@@ -74,6 +74,7 @@ class QualityStage(GlobalStage):
 
     name = "quality"
     Config = QualityConfig
+    adds = ("quality",)
     threshold: float | None = None  # a top_fraction cut, found by apply() and reported by summarize()
 
     def check(self) -> list[Problem]:

@@ -80,12 +80,14 @@ class Reweight(GlobalStage):
 
     plan: MixturePlan | None = None
 
+    def needs(self) -> tuple[str, ...]:
+        return (self.config.by,)
+
     def apply(self, dataset):
         cfg = self.config
         columns = dataset.schema().names
-        if cfg.by not in columns:
-            hint = " (run the domain stage first)" if cfg.by == "domain_label" else ""
-            raise UserError(f"stage {self.ctx.stage_id}: column '{cfg.by}' not found{hint}; columns: {', '.join(columns)}")
+        if cfg.by not in columns:  # a column no stage adds (one of the input's) is found missing only here
+            raise UserError(f"stage {self.ctx.stage_id}: column '{cfg.by}' not found; columns: {', '.join(columns)}")
         totals = self._group_totals(dataset)
         natural_tokens = {g: int(t["tokens"]) for g, t in totals.items()}
         natural_rows = {g: int(t["rows"]) for g, t in totals.items()}
