@@ -114,9 +114,10 @@ def test_sft_reads_the_device_once_per_logged_step_not_per_micro_batch(make_conf
 
 
 @pytest.mark.slow
-def test_dpo_reads_the_device_once_per_logged_step_not_per_micro_batch(make_config, seed_chats, tmp_path):
+@pytest.mark.parametrize("reference", ["precomputed", "adapter_disabled"])  # before training / in every micro batch
+def test_dpo_reads_the_device_once_per_logged_step_not_per_micro_batch(make_config, seed_chats, tmp_path, reference):
     cfg = make_config(skip_sft=True, dpo={"enabled": True, "max_steps": 2, "micro_batch_size": 2, "grad_accum": 3,
-                                         "max_grad_norm": 1.0, "max_seq_len": 96})
+                                         "max_grad_norm": 1.0, "max_seq_len": 96, "reference": reference})
     tokenizer = load_tokenizer(cfg)
     refusal = [{"role": "assistant", "content": "I will not help with that."}]
     pairs = encode_pairs(ChatEncoder(tokenizer, 96), [PreferencePair(c[:1], c[1:], refusal) for c in seed_chats[:16]])
