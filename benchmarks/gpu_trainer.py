@@ -288,7 +288,8 @@ def worker(side: str, phase: str, work: Path, attention: str) -> dict:
             else:
                 from trl import DPOConfig, DPOTrainer
 
-                rows = [{"prompt": pairs[i].prompt, "chosen": pairs[i].chosen, "rejected": pairs[i].rejected} for i in flat]
+                rows = [{"prompt": pairs[i].prompt, "chosen": pairs[i].chosen, "rejected": pairs[i].rejected}
+                        for i in flat]
                 trainer = _sequential(DPOTrainer)(
                     model=model, args=DPOConfig(beta=0.1, loss_type=["sigmoid"], max_length=size.max_len,
                                                 padding_free=False, precompute_ref_log_probs=False, **args),
@@ -459,6 +460,7 @@ def run(args, size: Size) -> int:
                 r = {**run_worker(side, phase, work, min(left, 2 * left / (len(jobs) - n)), "sdpa"),
                      "attention_auto_failed": r["error"]}
             result["phases"].setdefault(phase, {})[side] = r
+            save(result, args.json)  # what is done survives the shell script's time limit
             if "error" not in r:
                 print(f"{phase} {side}: {r['tokens_per_s']:,.0f} tokens/s, peak {r['peak_memory_gib']:.2f} GiB, "
                       f"step-1 loss {r['losses'][0]:.4f}, {r['seconds_whole']:.1f} s in train", flush=True)
@@ -466,11 +468,19 @@ def run(args, size: Size) -> int:
         if all("error" not in sides[s] for s in ("ours", "trl")):
             sides["ratios"] = compare(phase, sides["ours"], sides["trl"])
     report(result)
-    for target in filter(None, [args.json, os.environ.get("OUT") and str(Path(os.environ["OUT"]) / "gpu_trainer.json")]):
-        Path(target).write_text(json.dumps(result, indent=1))
+    for target in save(result, args.json):
         print(f"figures written to {target}")
     failed = [f"{p} {s}" for p, sides in result["phases"].items() for s in ("ours", "trl") if "error" in sides[s]]
     return 1 if failed else 0
+
+
+def save(result: dict, path: str | None) -> list[str]:
+    """The figures as JSON at `path` and at $OUT/gpu_trainer.json (the device tool brings $OUT back)."""
+    out = os.environ.get("OUT")
+    targets = list(filter(None, [path, out and str(Path(out) / "gpu_trainer.json")]))
+    for target in targets:
+        Path(target).write_text(json.dumps(result, indent=1))
+    return targets
 
 
 def run_worker(side: str, phase: str, work: Path, timeout: float, attention: str) -> dict:
