@@ -18,7 +18,16 @@ import torch.nn.functional as F
 from pipeline.errors import RunFailed, UserError
 from pipeline.train import reference_cache
 from pipeline.train.config import FinetuneConfig
-from pipeline.train.data import Batch, ChatEncoder, Encoded, MicroBatchOrder, PreferencePair, collate, token_logps
+from pipeline.train.data import (
+    Batch,
+    ChatEncoder,
+    Encoded,
+    MicroBatchOrder,
+    PreferencePair,
+    collate,
+    to_device,
+    token_logps,
+)
 from pipeline.train.loop import (
     Logbook,
     Updater,
@@ -29,7 +38,6 @@ from pipeline.train.loop import (
     read_metrics,
     save_checkpoint,
     step_examples,
-    to_device,
     total_steps,
     unwrap,
 )

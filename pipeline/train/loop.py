@@ -311,11 +311,3 @@ class Updater:
         factor = self.schedule.lr_lambdas[0](self.schedule.last_epoch)
         for group in self.optimizer.param_groups:
             group["initial_lr"], group["lr"] = self.base_lr, self.base_lr * factor
-
-
-def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """A host tensor on the device without waiting for the device: a plain copy to a GPU synchronises the
-    stream first (torch's copy without non_blocking), a copy from pinned memory does not."""
-    if device.type != "cuda":
-        return tensor.to(device)
-    return tensor.pin_memory().to(device, non_blocking=True)

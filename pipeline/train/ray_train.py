@@ -13,14 +13,15 @@ import os
 from pathlib import Path
 
 from pipeline import storage
-from pipeline.errors import UserError
+from pipeline.errors import RunFailed, UserError
 from pipeline.storage import Location
 from pipeline.train.config import FinetuneConfig
 from pipeline.train.model import is_uri
 
 
 def finetune_anywhere(cfg: FinetuneConfig, run_dir: Location | str | Path) -> Location:
-    """In this process for one CPU/GPU; through Ray Train for several workers."""
+    """In this process for one CPU/GPU; through Ray Train for several workers, whose bad setting, bad data or
+    diverged loss stops every worker alike: said once, plainly."""
     from pipeline.train.run import finetune, output_dir
 
     if cfg.num_workers == 1:
@@ -29,11 +30,11 @@ def finetune_anywhere(cfg: FinetuneConfig, run_dir: Location | str | Path) -> Lo
 
     try:
         trainer(cfg, run_dir).fit()
-    except WorkerGroupError as e:  # a bad setting or bad data stops every worker alike: say it once, plainly
-        user_error = next((f for f in e.worker_failures.values() if isinstance(f, UserError)), None)
-        if user_error is None:
+    except WorkerGroupError as e:
+        found = next((f for f in e.worker_failures.values() if isinstance(f, (UserError, RunFailed))), None)
+        if found is None:
             raise
-        raise UserError(str(user_error)) from None
+        raise type(found)(str(found)) from None
     return output_dir(cfg, run_dir)
 
 

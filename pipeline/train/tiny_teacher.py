@@ -146,6 +146,7 @@ def teach(model_dir: Path, seeds: Sequence[SeedTask], steps: int = 1200, seed: i
 
     from pipeline.train.config import FinetuneConfig
     from pipeline.train.model import load_model, load_tokenizer
+    from pipeline.train.output import Output
     from pipeline.train.run import seed_everything
     from pipeline.train.sft import train_sft
 
@@ -163,7 +164,7 @@ def teach(model_dir: Path, seeds: Sequence[SeedTask], steps: int = 1200, seed: i
     train = encode(examples, tokenizer, max_seq_len)
     model = load_model(cfg)
     with tempfile.TemporaryDirectory(prefix="tiny-teacher-") as work:
-        history = train_sft(model, tokenizer, train, [], [], cfg, Path(work))
+        history = train_sft(model, tokenizer, train, [], [], cfg, Output(work))
     model.save_pretrained(model_dir, safe_serialization=True)  # the tokenizer and its template stay as built
     return {
         "steps": steps, "seed": seed, "copies": copies, "learning_rate": learning_rate,
