@@ -5,6 +5,10 @@ run on a rented GPU works the first time.
 The figures of a CPU trial say nothing about speed; what must hold is that both sides did the same work: the same
 tokens and target tokens, the same number of timed steps, bf16 frozen weights with fp32 LoRA on both, and the
 same step-1 loss (which the same rows, targets, loss normalisation and weights give).
+
+benchmarks/gpu_session.sh, the one command of a GPU session (the GPU tests, then this benchmark), in its CPU
+mode: the folder `prepare-data` makes holds what the tests read, the tests it selects are the GPU ones (here
+collected and skipped), and the figures, logs and junit come back under $OUT.
 """
 
 from __future__ import annotations
@@ -14,12 +18,14 @@ import math
 import os
 import subprocess
 import sys
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "benchmarks" / "gpu_trainer.sh"
+SESSION = ROOT / "benchmarks" / "gpu_session.sh"
 TINY_STEPS = {"sft": 6, "dpo": 4}  # gpu_trainer.TINY_SIZE
 
 
@@ -81,3 +87,56 @@ def test_without_the_prepared_rows_the_script_says_how_to_make_them(tmp_path):
     assert done.stderr.strip().splitlines() == [
         f"gpu_trainer.sh: {tmp_path}/gpu_trainer_rows.json.gz is missing: run 'benchmarks/gpu_trainer.sh prepare' "
         f"here and carry {tmp_path}"]
+
+
+# The trainer's tests that need CUDA (issue 16); gpu_session.sh must select every one of them.
+GPU_TESTS = {"test_packed_equals_padded_on_gpu",
+             "test_auto_on_a_gpu_loads_16_bit_weights_and_a_variable_length_kernel",
+             "test_on_a_gpu_one_read_per_step_loss_scaling_and_mfu",
+             "test_packed_and_padded_pairs_give_the_same_logps_and_losses",
+             "test_a_pairs_logps_do_not_depend_on_the_pairs_packed_beside_it", "test_weights_digest_is_the_same_on_a_gpu"}
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1200)
+def test_gpu_session_cpu_mode_runs_the_gpu_tests_and_the_benchmark_from_the_carried_folder(tmp_path, shared_data):
+    carried, out = tmp_path / "carried", tmp_path / "out"
+    env = {**os.environ, "PYTHON": sys.executable, "GPU_TRAINER_DIR": str(carried)}
+    prepared = subprocess.run(["bash", str(SCRIPT), "prepare-data"], capture_output=True, text=True, cwd=ROOT,
+                              env={**env, "PIPELINE_SHARED_DATA": str(shared_data)}, timeout=300)
+    assert prepared.returncode == 0, prepared.stderr[-3000:]
+    assert sorted(str(p.relative_to(carried)) for p in carried.rglob("*") if p.is_file()) == [
+        "gpu_trainer_rows.json.gz", "shared-data/README.md", "shared-data/seeds/self_instruct/seed_tasks.jsonl"]
+
+    out.mkdir()
+    # The tests must read the carried copy, not the shared data this machine happens to have.
+    env = {k: v for k, v in env.items() if k != "PIPELINE_SHARED_DATA"}
+    done = subprocess.run(["bash", str(SESSION), "--cpu"], capture_output=True, text=True, cwd=ROOT, timeout=1150,
+                          env={**env, "OUT": str(out), "GPU_SESSION_TIMEOUT_S": "1100"})
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+    suite = ET.parse(out / "gpu_tests.xml").getroot().find("testsuite")
+    assert suite.get("failures") == suite.get("errors") == "0"
+    skipped = {case.get("name") for case in suite.iter("testcase") if case.find("skipped") is not None}
+    assert {name.split("[")[0] for name in skipped} == GPU_TESTS
+    for case in suite.iter("testcase"):
+        if case.get("name") in skipped:
+            assert case.find("skipped").get("message") == "needs a CUDA GPU"  # not a missing file or module
+    result = json.loads((out / "gpu_trainer.json").read_text())
+    for phase in TINY_STEPS:
+        assert result["phases"][phase]["ours"]["tokens"] == result["phases"][phase]["trl"]["tokens"] > 0
+    summary = done.stdout[done.stdout.index("== gpu_session summary"):]
+    assert f"0 failed, 0 errors, {len(skipped)} skipped" in summary and "benchmark: exit 0" in summary
+    assert "sft: ours/TRL tokens/s" in summary and "dpo: ours/TRL tokens/s" in summary
+    # What the device tool brings back: at most 8 plain files at the top of $OUT.
+    assert sorted(p.name for p in out.iterdir()) == ["gpu_tests.log", "gpu_tests.xml", "gpu_trainer.json",
+                                                     "gpu_trainer.log"]
+
+
+def test_gpu_session_without_the_carried_data_says_how_to_make_it(tmp_path):
+    done = subprocess.run(["bash", str(SESSION), "--cpu"], capture_output=True, text=True, cwd=ROOT, timeout=60,
+                          env={**os.environ, "PYTHON": sys.executable, "GPU_TRAINER_DIR": str(tmp_path)})
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        f"gpu_session.sh: {tmp_path}/shared-data is missing: run 'benchmarks/gpu_trainer.sh prepare' here and carry "
+        f"{tmp_path}"]
