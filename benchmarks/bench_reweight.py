@@ -41,10 +41,9 @@ import ray.data  # noqa: E402
 from filters.fasttext_classifier import FastTextClassifier  # noqa: E402
 from pipeline.cli import main as cli  # noqa: E402
 from pipeline.config import build_stage  # noqa: E402
-from pipeline.execute import run_stage  # noqa: E402
+from pipeline.execute import kept, run_stage  # noqa: E402
 from pipeline.records import DROP_REASON  # noqa: E402
 from pipeline.stage import GlobalStage, StageContext  # noqa: E402
-from pipeline.writers import kept  # noqa: E402
 
 SHARED = Path(os.environ.get("PIPELINE_SHARED_DATA", ROOT.parent / "shared" / "data")).resolve()
 AG_NEWS = SHARED / "classification" / "ag_news"

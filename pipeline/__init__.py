@@ -1,3 +1,3 @@
-"""Instruction-data pipeline: the engine (config, registry, Ray runner, readers, writers, reports, CLI)."""
+"""Instruction-data pipeline: the engine (config, registry, Ray runner, readers, sinks, reports, CLI)."""
 
 __version__ = "0.1.0"

@@ -11,9 +11,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import ray
 import ray.data
+from ray.data.expressions import col
 
 from pipeline.errors import InvariantViolation
-from pipeline.records import DROP_REASON, DROP_STAGE, set_column, split_live
+from pipeline.records import DROP_REASON, DROP_STAGE, INTERNAL_COLUMNS, set_column, split_live
 from pipeline.stage import GlobalStage, MapStage, Stage
 from pipeline.stats import measure
 
@@ -99,6 +100,11 @@ def run_stage(stage: Stage, dataset):
         return out.map_batches(_finish_global, fn_args=(stage.ctx.stage_id, stage.ctx.tokenizer),
                                batch_format="pyarrow", batch_size=None)
     raise TypeError(f"{type(stage).__name__} is neither a MapStage nor a GlobalStage")
+
+
+def kept(dataset):
+    """The rows no stage dropped, without the engine's accounting columns: what the next pass reads."""
+    return dataset.filter(expr=col(DROP_REASON).is_null()).drop_columns(list(INTERNAL_COLUMNS))
 
 
 def _map_task(batch: pa.Table, stage: MapStage) -> pa.Table:

@@ -21,7 +21,7 @@ from typing import Any
 
 from ray.data.expressions import col
 
-from pipeline import __version__, checkpoint, output_dir, passes, preflight, report, sinks, stats, writers
+from pipeline import __version__, checkpoint, execute, manifest, output_dir, passes, preflight, report, sinks, stats
 from pipeline.config import ValidatedRun
 from pipeline.errors import InvariantViolation, RunFailed, UserError
 from pipeline.normalize import READ_STAGE
@@ -130,7 +130,7 @@ def _run(run_config: ValidatedRun, plan: list[passes.Pass], fps: list[str], prog
             progress.stage_done(record)
         rows_in, tokens_in = records[-1]["kept"], records[-1]["tokens_kept"]
         outputs.append(output)
-        current = writers.kept(output)
+        current = execute.kept(output)
         if rows_in == 0 and k + 1 < len(plan):  # what is left would run on nothing (and start its servers)
             progress.skipped([sid for q in plan[k + 1:] for sid in q.stage_ids], "no rows left")
             break
@@ -284,9 +284,9 @@ def _finish(run_config: ValidatedRun, records: list[dict], written: dict, starte
     (out / "stats.json").write_text(redact(json.dumps(result, indent=1, default=str)))
     report.write(out / "report.html", result)
     files = [f for group in written.values() for f in group]
-    data_schema = writers.schema_of(written)
-    writers.write_dataset_card(out, run_config.config.name, run_config.config.output.formats, result, data_schema)
-    writers.write_manifest(out, files, {
+    data_schema = manifest.schema_of(written)
+    manifest.write_dataset_card(out, run_config.config.name, run_config.config.output.formats, result, data_schema)
+    manifest.write_manifest(out, files, {
         "name": run_config.config.name,
         "created": result["started"],
         "pipeline_version": __version__,

@@ -112,12 +112,11 @@ def _detect_format(path: str, files: list[storage.Location]) -> str:
 def _to_text(batch, source: str, view: str):
     """Any record kind to one schema: (source, row id, the text to check, readable?)."""
     import pyarrow as pa
-    import pyarrow.compute as pc
 
-    from pipeline.records import DROP_REASON, text_column
+    from pipeline.records import live_mask, text_column
 
     n = batch.num_rows
-    readable = pc.is_null(batch.column(DROP_REASON)) if DROP_REASON in batch.column_names else pa.array([True] * n)
+    readable = live_mask(batch)
     return pa.table({"source": pa.array([source] * n, pa.string()), "id": batch.column("id").cast(pa.string()),
                      "text": pa.array(text_column(batch, view), pa.string()), "readable": readable})
 

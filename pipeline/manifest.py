@@ -1,4 +1,4 @@
-"""What a run leaves beside its shards: the manifest, the dataset card, and the kept-rows view.
+"""What a run writes beside its shards to describe them: the manifest and the dataset card.
 
 The dataset card carries the YAML header that makes `datasets.load_dataset(OUTPUT_DIR)` find
 the shards. Shards and rejects themselves are written by `sinks.RoutingSink`, which also measured
@@ -9,16 +9,8 @@ from __future__ import annotations
 
 import json
 
-from ray.data.expressions import col
-
-from pipeline.records import DROP_REASON, INTERNAL_COLUMNS
 from pipeline.sinks import WrittenFile
 from pipeline.storage import Location
-
-
-def kept(dataset):
-    """Rows no stage dropped, without the engine's accounting columns."""
-    return dataset.filter(expr=col(DROP_REASON).is_null()).drop_columns(list(INTERNAL_COLUMNS))
 
 
 def schema_of(written: dict[str, list[tuple[str, WrittenFile]]]) -> list[str]:
