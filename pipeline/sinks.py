@@ -76,8 +76,7 @@ class RoutingSink(Datasink):
         stages = pc.fill_null(dropped.column(DROP_STAGE) if DROP_STAGE in dropped.column_names
                               else pa.nulls(dropped.num_rows, pa.string()), self.stage_id)
         if self.rejects_dir is not None:
-            for stage in pc.unique(stages).to_pylist():
-                part = dropped.filter(pc.equal(stages, stage))
+            for stage, part in _by_stage(tables, self.stage_id).items():
                 part = part.drop_columns([c for c in (TOKENS, CHARS, DROP_STAGE) if c in part.column_names])
                 part = part.rename_columns(["reason" if c == DROP_REASON else c for c in part.column_names])
                 part = part.append_column("stage", pa.array([stage] * part.num_rows, pa.string()))
@@ -93,6 +92,21 @@ class RoutingSink(Datasink):
         self.files = {}
         for f in files:
             self.files.setdefault(f.location.parent, []).append(f)
+
+
+def _by_stage(tables: list[pa.Table], stage_id: str) -> dict[str, pa.Table]:
+    """Each stage's dropped rows with the columns of the blocks they came from: a task's blocks may
+    come from several passes' outputs, and their union's columns are no stage's."""
+    parts: dict[str, list[pa.Table]] = {}
+    for t in tables:
+        if DROP_REASON not in t.column_names:
+            continue
+        dropped = t.filter(pc.invert(live_mask(t)))
+        stages = pc.fill_null(dropped.column(DROP_STAGE) if DROP_STAGE in dropped.column_names
+                              else pa.nulls(dropped.num_rows, pa.string()), stage_id)
+        for stage in pc.unique(stages).to_pylist():
+            parts.setdefault(stage, []).append(dropped.filter(pc.equal(stages, stage)))
+    return {s: pa.concat_tables(p, promote_options="permissive") for s, p in parts.items()}
 
 
 class _Hashing:
