@@ -9,13 +9,12 @@ model, and for full fine-tuning), kept in the output and reused while their key 
 
 from __future__ import annotations
 
-import math
 from contextlib import nullcontext
 
 import torch
 import torch.nn.functional as F
 
-from pipeline.errors import RunFailed, UserError
+from pipeline.errors import UserError
 from pipeline.train import reference_cache
 from pipeline.train.config import FinetuneConfig
 from pipeline.train.data import (
@@ -151,8 +150,9 @@ def train_dpo(model, tokenizer, train: list[tuple[Encoded, Encoded]], held_out: 
         reference, held_out_reference = precomputed_references(model, train, held_out, cfg, pad, device, out)
     log = Logbook(out, "dpo", start)
     tracker = Tracker(model, device, precision, state.get("tracking"))
-    guard = DivergenceGuard("dpo", out.checkpoints, check_collapse=d.loss == "sigmoid", loss_scaling=updater.loss_scaling)
-    history, skipped = [], state.get("skipped_steps", 0)
+    guard = DivergenceGuard("dpo", out.checkpoints, check_collapse=d.loss == "sigmoid", loss_scaling=updater.loss_scaling,
+                            skipped=state.get("skipped_steps", 0))
+    history = []
 
     model.train()
     for step in range(start, steps):
@@ -182,16 +182,8 @@ def train_dpo(model, tokenizer, train: list[tuple[Encoded, Encoded]], held_out: 
         metrics = {name: value / n_pairs for name, value in zip(PAIR_METRICS, values)}
         grad_norm, *scale = values[len(PAIR_METRICS):]
         metrics.update(lr=lr, grad_norm=grad_norm, tokens=tokens, **tracker.lap())
-        if scale:  # fp16
-            skipped += not math.isfinite(grad_norm)
-            metrics.update(loss_scale=scale[0], skipped_steps=skipped)
         done = step + 1
-        try:
-            guard.check(done, metrics["loss"], grad_norm)
-        except RunFailed:  # the diverged step is logged, never checkpointed
-            log.log(done, **metrics)
-            log.close()
-            raise
+        guard.settle(done, metrics, grad_norm, scale, log)
         if held_out and (done % d.eval_every == 0 or done == steps):
             metrics.update({f"eval_{k}": v for k, v in evaluate(model, held_out, held_out_reference, cfg, pad, device).items()})
         log.log(done, **metrics)
@@ -200,7 +192,7 @@ def train_dpo(model, tokenizer, train: list[tuple[Encoded, Encoded]], held_out: 
             log.publish()
             save_checkpoint(out.checkpoints, "dpo", done, model, updater.optimizer, updater.schedule, layout,
                             {"reference": reference, "held_out_reference": held_out_reference,
-                             **updater.state_dict(), "tracking": tracker.state(), "skipped_steps": skipped})
+                             **updater.state_dict(), "tracking": tracker.state(), "skipped_steps": guard.skipped})
         tracker.restart()
     log.close()
     return history

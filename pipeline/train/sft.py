@@ -8,12 +8,10 @@ or how long each is. (Averaging per-micro-batch means instead over-weights token
 
 from __future__ import annotations
 
-import math
 from contextlib import nullcontext
 
 import torch
 
-from pipeline.errors import RunFailed
 from pipeline.train.config import FinetuneConfig
 from pipeline.train.data import Batch, Encoded, MicroBatchOrder, collate, token_logps
 from pipeline.train.loop import (
@@ -58,8 +56,9 @@ def train_sft(model, tokenizer, train: list[Encoded], held_out: list[Encoded], p
         updater.load_state_dict(state)
     log = Logbook(out, "sft", start)
     tracker = Tracker(model, device, precision, state.get("tracking"))
-    guard = DivergenceGuard("sft", out.checkpoints, check_collapse=True, loss_scaling=updater.loss_scaling)
-    history, skipped = [], state.get("skipped_steps", 0)
+    guard = DivergenceGuard("sft", out.checkpoints, check_collapse=True, loss_scaling=updater.loss_scaling,
+                            skipped=state.get("skipped_steps", 0))
+    history = []
 
     model.train()
     for step in range(start, steps):
@@ -77,16 +76,8 @@ def train_sft(model, tokenizer, train: list[Encoded], held_out: list[Encoded], p
         total, grad_norm, *scale = read_metrics(loss_sum.reshape(1), update)
         metrics = {"loss": total / max(n_targets, 1), "lr": lr, "grad_norm": grad_norm, "target_tokens": n_targets,
                    "tokens": sum(lengths), **tracker.lap()}
-        if scale:  # fp16
-            skipped += not math.isfinite(grad_norm)
-            metrics.update(loss_scale=scale[0], skipped_steps=skipped)
         done = step + 1
-        try:
-            guard.check(done, metrics["loss"], grad_norm)
-        except RunFailed:  # the diverged step is logged, never checkpointed
-            log.log(done, **metrics)
-            log.close()
-            raise
+        guard.settle(done, metrics, grad_norm, scale, log)
         if held_out and (done % s.eval_every == 0 or done == steps):
             metrics["eval_loss"] = eval_loss(model, held_out, cfg, tokenizer.pad_token_id, device)
         log.log(done, **metrics)
@@ -97,7 +88,7 @@ def train_sft(model, tokenizer, train: list[Encoded], held_out: list[Encoded], p
         if done % s.checkpoint_every == 0 or done == steps:
             log.publish()
             save_checkpoint(out.checkpoints, "sft", done, model, updater.optimizer, updater.schedule, layout,
-                            {**updater.state_dict(), "tracking": tracker.state(), "skipped_steps": skipped})
+                            {**updater.state_dict(), "tracking": tracker.state(), "skipped_steps": guard.skipped})
         tracker.restart()
     log.close()
     return history

@@ -170,10 +170,23 @@ class DivergenceGuard:
     sigmoid); hinge and IPO reach their minimum at a finite margin by design.
     """
 
-    def __init__(self, phase: str, checkpoints: Location, check_collapse: bool, loss_scaling: bool):
+    def __init__(self, phase: str, checkpoints: Location, check_collapse: bool, loss_scaling: bool, skipped: int = 0):
         self.phase, self.checkpoints = phase, checkpoints
         self.check_collapse, self.loss_scaling = check_collapse, loss_scaling
         self.low = 0  # logged steps in a row below COLLAPSE_LOSS
+        self.skipped = skipped  # fp16 steps the scaler skipped, this run and the runs it resumes
+
+    def settle(self, step: int, metrics: dict, grad_norm: float, scale: list[float], log) -> None:
+        """A step's fp16 bookkeeping, then `check`: a diverged step is logged, never checkpointed."""
+        if scale:  # fp16: an overflowed step was skipped by the scaler
+            self.skipped += not math.isfinite(grad_norm)
+            metrics.update(loss_scale=scale[0], skipped_steps=self.skipped)
+        try:
+            self.check(step, metrics["loss"], grad_norm)
+        except RunFailed:
+            log.log(step, **metrics)
+            log.close()
+            raise
 
     def check(self, step: int, loss: float, grad_norm: float) -> None:
         if not math.isfinite(loss):
