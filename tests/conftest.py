@@ -34,7 +34,9 @@ def shared_data() -> Path:
 
 
 @pytest.fixture(scope="session")
-def ray_session():
+def ray_session(object_store):
+    """One local Ray for the session. Its workers get the test S3 server's endpoint and key pair from the
+    start: a worker's environment is fixed when Ray starts, whichever test happens to start it first."""
     import ray
 
     ray.init(
@@ -43,6 +45,7 @@ def ray_session():
         include_dashboard=False,
         log_to_driver=False,
         configure_logging=False,
+        runtime_env={"env_vars": object_store.env()},
     )
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False
