@@ -9,13 +9,10 @@ import json
 import subprocess
 import sys
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
-from pipeline.train.data import hh_rlhf_rows, seed_task_chats
 from pipeline.train.reference_cache import FILE
-from pipeline.train.tiny import build_tiny_model
+from tests.e2e.finetune_run import make_run
 
 PIPELINE = [sys.executable, "-m", "pipeline.cli"]
 SFT = {"max_steps": 2, "micro_batch_size": 4, "grad_accum": 1, "max_seq_len": 128, "learning_rate": 1e-2,
@@ -26,19 +23,7 @@ DPO = {"max_steps": 1, "micro_batch_size": 3, "grad_accum": 1, "max_seq_len": 12
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory, shared_data):
     """A run directory with instruction and preference shards, and a tiny model built from the same texts."""
-    chats = seed_task_chats(shared_data / "seeds" / "self_instruct" / "seed_tasks.jsonl")
-    root = tmp_path_factory.mktemp("dpo-reference")
-    model = build_tiny_model(root / "model", [m["content"] for chat in chats for m in chat], vocab_size=2000)
-    run = root / "run"
-    (run / "data").mkdir(parents=True)
-    (run / "preferences").mkdir()
-    pq.write_table(pa.Table.from_pylist([{"id": str(i), "messages": c} for i, c in enumerate(chats[:16])]),
-                   run / "data" / "part-00000.parquet")
-    prefs = hh_rlhf_rows(shared_data / "preferences" / "hh_rlhf_harmless" / "pairs.jsonl.gz", 10)
-    (run / "preferences" / "pairs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in prefs))
-    (run / "manifest.json").write_text(json.dumps({"name": "dpo-reference", "rows": 16, "config": {"finetune": {
-        "model": str(model), "sft": SFT, "dpo": DPO}}}))
-    return run
+    return make_run(tmp_path_factory.mktemp("dpo-reference"), shared_data, "dpo-reference", 16, 10, {"sft": SFT, "dpo": DPO})
 
 
 def finetune(run_dir, *args) -> tuple[str, float]:

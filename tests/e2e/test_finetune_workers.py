@@ -9,8 +9,6 @@ up to float summation order. A per-worker normalisation, or workers reading the 
 import json
 import shutil
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -18,10 +16,9 @@ from safetensors.torch import load_file
 from pipeline.cli import main
 from pipeline.errors import UserError
 from pipeline.train.config import FinetuneConfig
-from pipeline.train.data import hh_rlhf_rows, seed_task_chats
 from pipeline.train.run import finetune
-from pipeline.train.tiny import build_tiny_model
 from pipeline.train.tracking import TIMING_KEYS
+from tests.e2e.finetune_run import make_run
 
 SFT = {"max_steps": 3, "micro_batch_size": 2, "max_seq_len": 128, "learning_rate": 1e-2, "warmup_ratio": 0.0,
        "eval_fraction": 0.1, "sample_every": 2, "sample_prompts": 1, "checkpoint_every": 1}
@@ -32,19 +29,7 @@ DPO = {"enabled": True, "max_steps": 2, "micro_batch_size": 1, "max_seq_len": 12
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory, shared_data):
     """A run directory with instruction and preference shards, and a tiny model built from the same texts."""
-    chats = seed_task_chats(shared_data / "seeds" / "self_instruct" / "seed_tasks.jsonl")
-    root = tmp_path_factory.mktemp("workers")
-    model = build_tiny_model(root / "model", [m["content"] for chat in chats for m in chat], vocab_size=2000)
-    run = root / "run"
-    (run / "data").mkdir(parents=True)
-    (run / "preferences").mkdir()
-    pq.write_table(pa.Table.from_pylist([{"id": str(i), "messages": c} for i, c in enumerate(chats[:24])]),
-                   run / "data" / "part-00000.parquet")
-    prefs = hh_rlhf_rows(shared_data / "preferences" / "hh_rlhf_harmless" / "pairs.jsonl.gz", 12)
-    (run / "preferences" / "pairs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in prefs))
-    (run / "manifest.json").write_text(json.dumps({"name": "workers-run", "rows": 24, "config": {"finetune": {
-        "model": str(model), "sft": SFT, "dpo": DPO}}}))
-    return run
+    return make_run(tmp_path_factory.mktemp("workers"), shared_data, "workers-run", 24, 12, {"sft": SFT, "dpo": DPO})
 
 
 def logs(out, name):
