@@ -44,7 +44,7 @@ def instructions(count: int) -> list[str]:
 
 def build_model(out_dir: str, hidden_size: int, layers: int) -> str:
     """A random Llama of the given shape; heads of 64 dimensions, the size vLLM's CPU attention supports."""
-    from pipeline.train.tiny import build_tiny_model
+    from tiny_models.llama import build_tiny_model
 
     return str(build_tiny_model(out_dir, seed_instructions(), hidden_size=hidden_size, layers=layers, heads=hidden_size // 64, head_dim=64))
 

@@ -175,7 +175,7 @@ def build_model(directory: Path) -> str:
     from transformers import AutoTokenizer
 
     from pipeline.train.data import seed_task_chats
-    from pipeline.train.tiny import build_tiny_model
+    from tiny_models.llama import build_tiny_model
 
     texts = [m["content"] for c in seed_task_chats(SHARED / "seeds/self_instruct/seed_tasks.jsonl") for m in c]
     path = build_tiny_model(directory, texts, vocab_size=3000, hidden_size=128, layers=2, heads=2)

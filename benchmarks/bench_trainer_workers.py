@@ -34,7 +34,7 @@ def build(directory: Path, hidden: int, layers: int) -> tuple[Path, Path]:
     import pyarrow.parquet as pq
 
     from pipeline.train.data import seed_task_chats
-    from pipeline.train.tiny import build_tiny_model
+    from tiny_models.llama import build_tiny_model
 
     chats = seed_task_chats(SHARED / "seeds/self_instruct/seed_tasks.jsonl")
     model = build_tiny_model(directory / "model", [m["content"] for c in chats for m in c], vocab_size=3000,

@@ -159,7 +159,7 @@ def build_model(directory: Path, rows: dict, size: Size, device: str) -> dict:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from pipeline.train.tiny import build_tiny_tokenizer
+    from tiny_models.llama import build_tiny_tokenizer
 
     texts = [m["content"] for chat in rows["seed_chats"] for m in chat]
     texts += [m["content"] for pair in rows["hh_pairs"] for side in ("chosen", "rejected") for m in pair[side]]

@@ -3,7 +3,7 @@
 Its tokenizer is trained on the Self-Instruct seed tasks, so prompts from those tasks tokenize into
 sensible pieces. By default the weights are random (generation is noise, but every code path is
 real). With --train-on-seeds the model is then fully fine-tuned for a few minutes on CPU, with our
-SFT loop, on our generation prompts answered from the seed tasks (pipeline/train/tiny_teacher.py),
+SFT loop, on our generation prompts answered from the seed tasks (tiny_models/teacher.py),
 so Self-Instruct and Evol-Instruct runs against it accept some of what it writes.
 
 A trained model is cached: OUT_DIR/teaching.json records a fingerprint of the seeds, the code that
@@ -29,12 +29,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from generators.self_instruct import load_seed_tasks  # noqa: E402
-from pipeline.train.tiny import build_tiny_model  # noqa: E402
+from tiny_models.llama import build_tiny_model  # noqa: E402
 
 DEFAULT_SEEDS = Path(os.environ.get("PIPELINE_SHARED_DATA", ROOT.parent / "shared" / "data")) / "seeds/self_instruct/seed_tasks.jsonl"
 # The code whose change changes the trained model (the prompts it learns, how it is built and trained).
 SHAPING_CODE = [
-    "pipeline/train/tiny.py", "pipeline/train/tiny_teacher.py", "pipeline/train/sft.py", "pipeline/train/data.py",
+    "tiny_models/llama.py", "tiny_models/teacher.py", "pipeline/train/sft.py", "pipeline/train/data.py",
     "pipeline/train/loop.py", "generators/prompts.py", "generators/self_instruct.py", "generators/evol_instruct.py",
 ]  # fmt: skip
 
@@ -54,7 +54,7 @@ def fingerprint(seeds: Path, options: dict) -> str:
 
 def trained_model(out_dir: Path, seeds: Path, steps: int, seed: int, copies: int) -> Path:
     """The trained model in out_dir, built (in a temporary sibling, then moved in place) unless cached."""
-    from pipeline.train.tiny_teacher import teach
+    from tiny_models.teacher import teach
 
     options = {"steps": steps, "seed": seed, "copies": copies}
     key = fingerprint(seeds, options)

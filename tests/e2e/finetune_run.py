@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.train.data import hh_rlhf_rows, seed_task_chats
-from pipeline.train.tiny import build_tiny_model
+from tiny_models.llama import build_tiny_model
 
 
 def make_run(root: Path, shared_data: Path, name: str, chats: int, pairs: int, finetune: dict) -> Path:

@@ -16,7 +16,7 @@ import yaml
 from transformers import AutoTokenizer
 
 from pipeline.train.data import ChatEncoder, seed_task_chats
-from pipeline.train.tiny import build_tiny_model
+from tiny_models.llama import build_tiny_model
 
 ROOT = Path(__file__).resolve().parents[2]
 PIPELINE = [sys.executable, "-m", "pipeline.cli"]

@@ -24,8 +24,8 @@ from safetensors.torch import load
 
 from pipeline import storage
 from pipeline.train.data import hh_rlhf_rows, seed_task_chats
-from pipeline.train.tiny import build_tiny_model
 from pipeline.train.tracking import TIMING_KEYS
+from tiny_models.llama import build_tiny_model
 
 PIPELINE = [sys.executable, "-m", "pipeline.cli"]
 SFT = {"max_steps": 12, "micro_batch_size": 2, "max_seq_len": 128, "learning_rate": 1e-2, "warmup_ratio": 0.0,

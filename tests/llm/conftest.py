@@ -25,7 +25,7 @@ def vllm_python() -> Path:
 def tiny_model(tmp_path_factory, shared_data) -> Path:
     """A random-weight Llama (head_dim 64) with a BPE tokenizer trained on the Self-Instruct seed tasks."""
     from generators.self_instruct import load_seed_tasks
-    from pipeline.train.tiny import build_tiny_model
+    from tiny_models.llama import build_tiny_model
 
     tasks = load_seed_tasks(shared_data / "seeds/self_instruct/seed_tasks.jsonl")
     texts = [t.instruction for t in tasks] + [i["output"] for t in tasks for i in t.instances if i.get("output")]

@@ -149,7 +149,7 @@ def test_bad_configs_are_refused(config, tmp_path):
 def test_shares_are_counted_with_the_run_tokenizer_when_one_is_set(ray_session, tmp_path, news_rows):
     from transformers import AutoTokenizer
 
-    from pipeline.train.tiny import build_tiny_tokenizer
+    from tiny_models.llama import build_tiny_tokenizer
 
     rows = news_rows[:400]
     # trained on one class only: the other classes' words split into more pieces than whitespace says

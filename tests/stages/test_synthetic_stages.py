@@ -19,7 +19,7 @@ SEED_ROWS = 12
 
 @pytest.fixture(scope="module")
 def tiny_llm(tmp_path_factory, shared_data) -> dict:
-    from pipeline.train.tiny import build_tiny_model
+    from tiny_models.llama import build_tiny_model
 
     tasks = [json.loads(l) for l in (shared_data / "seeds/self_instruct/seed_tasks.jsonl").read_text().splitlines()]
     texts = [t["instruction"] for t in tasks] + [i["output"] for t in tasks for i in t["instances"] if i["output"]]

@@ -14,7 +14,7 @@ from pipeline.train.checks import (
     check_untrained_embeddings,
 )
 from pipeline.train.data import ChatEncoder
-from pipeline.train.tiny import CHAT_TEMPLATE
+from tiny_models.llama import CHAT_TEMPLATE
 
 NO_BOS = CHAT_TEMPLATE.replace("{{ bos_token }}", "")
 TWO_BOS = "{{ bos_token }}" + CHAT_TEMPLATE

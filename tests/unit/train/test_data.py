@@ -6,7 +6,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from pipeline.errors import UserError
 from pipeline.train.data import IGNORE, ChatEncoder, collate, hh_dialogue_to_messages, preference_pairs, token_logps
-from pipeline.train.tiny import END_OF_TURN
+from tiny_models.llama import END_OF_TURN
 
 CHAT = [
     {"role": "system", "content": "You answer briefly."},

@@ -7,7 +7,7 @@ import pytest
 from generators.evol_instruct import copies_prompt_words, parse_equality
 from generators.self_instruct import load_seed_tasks, one_line, parse_instances, parse_is_classification, parse_proposals
 from pipeline.train.data import IGNORE
-from pipeline.train.tiny_teacher import encode, teaching_examples
+from tiny_models.teacher import encode, teaching_examples
 
 
 @pytest.fixture(scope="module")

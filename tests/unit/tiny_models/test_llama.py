@@ -3,7 +3,7 @@
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from pipeline.train.tiny import END_OF_TURN
+from tiny_models.llama import END_OF_TURN
 
 
 def test_tiny_model_loads_and_templates(tiny_model_dir, seed_chats):
