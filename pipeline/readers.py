@@ -338,3 +338,30 @@ def _parse_html_file(f, path: str, norm: Normalizer) -> Iterator[dict]:
         return
     url = path if "://" in path else storage.locate(path).local_path().resolve().as_uri()
     yield norm.row({"html": payload, "url": url, "path": path})
+
+
+# --- a path given without its format -------------------------------------------------------
+
+_TEXT_FORMATS = (("parquet", (".parquet",)), ("jsonl", (".jsonl", ".json")))
+_PAGE_FORMATS = (("warc", (".warc", ".arc")), ("html", (".html", ".htm")))
+
+
+def format_of(path: str, files: list[Location]) -> str | None:
+    """The input format of the files one path names (as `storage.expand` lists them), for a command that
+    takes paths without a config (`contamination-report --data`); None where their names cannot tell.
+
+    Names vote, with or without `.gz`: `.parquet` and `.jsonl`/`.json`, else `.warc`/`.arc` and
+    `.html`/`.htm`; other names (a README or SOURCE.txt beside the data) do not. A folder the vote
+    leaves undecided, or one with a saved dataset's `.arrow` files, is a Hugging Face dataset folder.
+    Pages vote only where no Parquet or JSON file does, so every folder that Parquet and JSONL decided
+    before pages were known is read as it was."""
+    names = [f.name.removesuffix(".gz") for f in files]
+    saved = any(n.endswith(".arrow") for n in names)
+    for formats in (_TEXT_FORMATS, _PAGE_FORMATS):
+        found = {fmt for n in names for fmt, suffixes in formats if n.endswith(suffixes)}
+        if found:
+            if len(found) == 1 and not saved:
+                return found.pop()
+            break
+    a_folder = files != [storage.locate(path)] and not any(c in path for c in storage.GLOB_CHARS)
+    return "hf" if a_folder else None

@@ -85,28 +85,29 @@ def main(args) -> int:
     return 0
 
 
+PAGES = {"warc": "WARC files", "html": "HTML files"}  # what the run reads but holds no text until extracted
+
+
 def _input_config(path: str, fmt: str):
+    """The input a `--data` path names, as a run's config would give it; every mistake found before Ray starts."""
     from pipeline.config import InputConfig
+    from pipeline.readers import format_of
 
     if path.startswith("hf:"):
+        if not path[3:]:
+            raise UserError("--data hf: needs a dataset name after 'hf:' (hf:NAME)")
         return InputConfig(format="hf", dataset=path[3:], name=path)
     files = storage.expand([path], "--data")
     if fmt == "auto":
-        fmt = _detect_format(path, files)
+        fmt = format_of(path, files)
+    if fmt is None:
+        raise UserError(f"--data {path}: cannot tell the format; give --format parquet, jsonl or hf")
+    if fmt in PAGES:
+        raise UserError(f"--data {path}: {PAGES[fmt]} are web pages, and the report checks text: extract it with "
+                        "`pipeline run` (an `extract` stage) and give the run's output")
     if fmt == "hf":
         return InputConfig(format="hf", dataset=path, name=path)
     return InputConfig(format=fmt, paths=[path], name=path)
-
-
-def _detect_format(path: str, files: list[storage.Location]) -> str:
-    """Parquet or JSONL when every data file is one of them; another folder goes to `datasets`."""
-    names = [f.name.removesuffix(".gz") for f in files]
-    kinds = {"parquet" if n.endswith(".parquet") else "jsonl" for n in names if n.endswith((".parquet", ".jsonl", ".json"))}
-    if len(kinds) == 1 and not any(n.endswith(".arrow") for n in names):
-        return kinds.pop()
-    if files != [storage.locate(path)] and not any(c in path for c in storage.GLOB_CHARS):  # a folder
-        return "hf"
-    raise UserError(f"--data {path}: cannot tell the format; give --format parquet, jsonl or hf")
 
 
 def _to_text(batch, source: str, view: str):

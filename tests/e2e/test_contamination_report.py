@@ -14,7 +14,7 @@ import pytest
 from filters.contamination import REGISTRY, load_items
 from pipeline import storage
 from pipeline.cli import main
-from tests.e2e.test_cli import PIPELINE
+from tests.e2e.test_cli import PIPELINE, cli
 
 FILLER = "Notes from the weekend workshop on gardening, with photos and a list of the plants we swapped. "
 
@@ -89,6 +89,25 @@ def test_user_errors_are_one_line_and_exit_2(case, tmp_path, capsys):
     code = main(["contamination-report", "--data", str(root / "missing.jsonl"), "--benchmarks", "gsm8k", "--out", str(tmp_path)])
     err = capsys.readouterr().err
     assert code == 2 and "no file matches" in err and "missing.jsonl" in err and len(err.strip().splitlines()) == 1
+
+
+
+@pytest.mark.parametrize("data, why", [
+    # `datasets` read the folder's SOURCE.txt line by line, and the report said "0 items contaminated" of that
+    ("{shared}/warc", "WARC files are web pages, and the report checks text"),
+    ("{shared}/warc/*.warc.gz", "WARC files are web pages, and the report checks text"),  # "cannot tell the format"
+    ("{shared}/extraction/trafilatura_eval/html", "HTML files are web pages"),  # `datasets`: "no data files found"
+    ("hf:", "needs a dataset name after 'hf:'"),  # the input model's ValidationError, with its traceback
+])
+def test_data_the_report_cannot_check_is_one_line_before_any_work(shared_data, tmp_path, data, why):
+    """The run reads web pages (`format: warc/html`) but they hold no text until extracted; the report says
+    so, in one line, with exit code 2, before Ray starts or anything is written."""
+    data = data.format(shared=shared_data)
+    proc = cli("contamination-report", "--data", data, "--benchmarks", "gsm8k", "--benchmarks-dir",
+               str(shared_data / "benchmarks"), "--out", str(tmp_path / "r"), "--quiet")
+    assert proc.returncode == 2 and len(proc.stderr.splitlines()) == 1, proc.stderr
+    assert proc.stderr.startswith(f"error: --data {data}") and why in proc.stderr
+    assert not (tmp_path / "r").exists()
 
 
 def test_report_from_and_to_object_storage(ray_session, object_store, case, tmp_path, monkeypatch):
