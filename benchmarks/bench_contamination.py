@@ -60,14 +60,14 @@ def web_pages() -> list[str]:
     return [t for t in texts if len(t.split()) >= 50]
 
 
-def documents(pages: list[str]) -> list[str]:
-    """500-word documents: pages cut into 500-word pieces, short pages joined to the next ones."""
+def documents(pages: list[str], words: int = DOC_WORDS) -> list[str]:
+    """Pages cut into documents of `words` words, short pages joined to the next ones."""
     docs, carry = [], []
     for page in pages:
         carry.extend(page.split(" "))
-        while len(carry) >= DOC_WORDS:
-            docs.append(" ".join(carry[:DOC_WORDS]))
-            carry = carry[DOC_WORDS:]
+        while len(carry) >= words:
+            docs.append(" ".join(carry[:words]))
+            carry = carry[words:]
     return docs
 
 

@@ -1,0 +1,161 @@
+"""Contamination detection measured on the hard leak corpus (benchmarks/contamination_leaks.py), in one run:
+recall per kind of leak (and per kind x benchmark, per variant), false positives on clean web documents,
+and scan speed, for the `decontaminate` stage's matcher configured as a user would (the stage's
+defaults, the registered benchmarks by name), beside a plain 8-gram and a 13-gram index over each
+item's whole rendering, built in the same run.
+
+Clean documents: the shared extraction set's pages and the WARC responses, main text extracted with
+resiliparse (as bench_contamination.py does), cut into --doc-words-word documents (200 gives 5,182).
+Two more clean sets of English, reported beside them: AG News descriptions joined into documents of
+the same length, and the harmless HH-RLHF dialogues (chat text, like instruction data).
+
+Recall: the planted item is among the hits of its document (or chat row, read as the stage reads an
+instruction row's `text` view). Speed: clean documents scanned per CPU-second of this process, the
+median of --repeats, on 500-word documents (the length bench_contamination.py and issue 17 use).
+
+    python benchmarks/bench_contamination_leaks.py [--items 200] [--repeats 3] [--seed 0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime
+import gzip
+import json
+import random
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import pyarrow as pa  # noqa: E402
+
+from benchmarks.bench_contamination import DATA, documents, scan_all, timed, web_pages  # noqa: E402
+from benchmarks.contamination_leaks import KINDS, Leak, corpus, load_sources, render, sample  # noqa: E402
+from filters.contamination import BenchmarkItem, NgramIndex, build_index  # noqa: E402
+from pipeline.records import text_column  # noqa: E402
+from stages.decontaminate import DecontaminateConfig  # noqa: E402
+
+BENCHMARKS = ("humaneval", "gsm8k", "mmlu")
+
+
+def ours(names) -> NgramIndex:
+    """The index the stage builds from `benchmarks: [names]` and every other option at its default."""
+    c = DecontaminateConfig(benchmarks=list(names), benchmarks_dir=str(DATA / "benchmarks"))
+    index, _ = build_index(c.benchmark_entries(), c.local_copies(), n=c.ngram, min_words=c.min_words,
+                           min_words_answer=c.min_words_answer, max_item_frequency=c.max_item_frequency,
+                           background=c.background)
+    return index
+
+
+def whole_item(sources, n: int) -> NgramIndex:
+    """A plain n-gram index over each item's whole rendering (the verbatim kind's first format): every
+    n-gram, an item shorter than n words as one gram, no gram ignored."""
+    items = [BenchmarkItem(s.item.benchmark, s.item.item_id, (render(s, 0),)) for s in sources]
+    return NgramIndex.build(items, n=n, min_words=1, min_words_answer=n, max_item_frequency=len(items))
+
+
+def leak_texts(leaks: list[Leak]) -> list[str]:
+    """What the stage reads: a document's text, or an instruction row's messages under the `text` view."""
+    rows = [i for i, lk in enumerate(leaks) if lk.messages is not None]
+    table = pa.table({"messages": [list(leaks[i].messages) for i in rows]})
+    texts = [lk.text for lk in leaks]
+    for i, t in zip(rows, text_column(table, "text")):
+        texts[i] = t
+    return texts
+
+
+def english_news(words: int) -> list[str]:
+    with open(DATA / "classification" / "ag_news" / "train80.csv", newline="") as f:
+        return documents([f"{r[1]}. {r[2]}" for r in csv.reader(f)], words)
+
+
+def dialogues() -> list[str]:
+    with gzip.open(DATA / "preferences" / "hh_rlhf_harmless" / "pairs.jsonl.gz", "rt") as f:
+        return [json.loads(line)["chosen"] for line in f]
+
+
+def pct(part: int, whole: int) -> str:
+    return f"{part / whole:.3f}" if whole else "-"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--items", type=int, default=200, help="items sampled per benchmark")
+    ap.add_argument("--doc-words", type=int, default=200, help="words per clean document")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    rng = random.Random(args.seed)
+    print(f"bench_contamination_leaks {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, "
+          f"--items {args.items} --doc-words {args.doc_words} --seed {args.seed}")
+
+    sources = load_sources(BENCHMARKS, DATA / "benchmarks")
+    pages = web_pages()
+    clean = documents(pages, args.doc_words)
+    leaks = corpus(sample(sources, args.items, rng), clean, rng)
+    t = time.perf_counter()
+    matchers = {"ours": ours(BENCHMARKS)}
+    build_s = time.perf_counter() - t
+    matchers |= {"8-gram": whole_item(sources, 8), "13-gram": whole_item(sources, 13)}
+    s = matchers["ours"].stats
+    print(f"ours: stage defaults over {', '.join(BENCHMARKS)}: {s.items:,} items, {s.grams:,} grams, "
+          f"{s.undetectable_items} undetectable, {s.confirmed_items} confirmed by their choices; built in {build_s:.1f}s")
+    print(f"corpus: {len(leaks):,} leaks ({args.items} items per benchmark, half from the shortest quarter); "
+          f"{len(clean):,} clean web documents of {args.doc_words} words from {len(pages):,} pages")
+
+    texts = leak_texts(leaks)
+    found = {}
+    for name, index in matchers.items():
+        hits = scan_all(index, texts)
+        found[name] = [lk.source.key in {(h.item.benchmark, h.item.item_id) for h in row} for lk, row in zip(leaks, hits)]
+
+    names = list(matchers)
+    print(f"\n{'kind':<13}{'leaks':>6}" + "".join(f"{n:>9}" for n in names) + "   ours per benchmark")
+    for kind in KINDS:
+        idx = [i for i, lk in enumerate(leaks) if lk.kind == kind]
+        per = defaultdict(list)
+        for i in idx:
+            per[leaks[i].source.item.benchmark].append(found["ours"][i])
+        print(f"{kind:<13}{len(idx):>6}" + "".join(f"{pct(sum(found[n][i] for i in idx), len(idx)):>9}" for n in names)
+              + "   " + "  ".join(f"{b} {pct(sum(v), len(v))}" for b, v in sorted(per.items())))
+
+    print(f"\nper kind x benchmark x variant ({' / '.join(names)})")
+    groups = defaultdict(list)
+    for i, lk in enumerate(leaks):
+        groups[(lk.kind, lk.source.item.benchmark, lk.variant.split(":")[0] if lk.kind == "instruction" else lk.variant)].append(i)
+    for (kind, bench, variant), idx in sorted(groups.items(), key=lambda kv: (KINDS.index(kv[0][0]), kv[0][1:])):
+        print(f"  {kind:<12}{bench:<10}{variant:<18}{len(idx):>4}  "
+              + " / ".join(pct(sum(found[n][i] for i in idx), len(idx)) for n in names))
+
+    print("\nfalse positives (documents with any hit)")
+    others = {"web (extraction + WARC)": clean, "English news (AG News)": english_news(args.doc_words),
+              "chat dialogues (HH-RLHF)": dialogues()}
+    for label, docs in others.items():
+        line = []
+        for name, index in matchers.items():
+            hits = scan_all(index, docs)
+            bad = [(d, h) for d, h in zip(docs, hits) if h]
+            line.append(f"{name} {len(bad)} = {100 * len(bad) / len(docs):.3f}%")
+            if name == "ours":
+                examples = bad[:3]
+        print(f"  {label}, {len(docs):,} docs: " + "; ".join(line))
+        for d, h in examples:
+            a, b = h[0].spans[0]
+            print(f"    ours: {h[0].item.benchmark} {h[0].item.item_id}: {d[max(0, a - 40):b + 40]!r}")
+
+    long_docs = documents(pages, 500)
+    index = matchers["ours"]
+    for label, docs in ((f"{len(long_docs):,} docs x 500 words", long_docs), (f"{len(clean):,} docs x {args.doc_words} words", clean)):
+        wall, cpu = timed(lambda: scan_all(index, docs), args.repeats)
+        print(f"\nscan speed, ours, {label}: {len(docs) / cpu:,.0f} docs per CPU-second "
+              f"({len(docs) / wall:,.0f} docs/s wall, median of {args.repeats})", end="")
+    print()
+
+
+if __name__ == "__main__":
+    main()
