@@ -43,15 +43,24 @@ def stable_id(*parts: Any) -> str:
     return h.hexdigest()
 
 
+def _picked(messages: Sequence[dict] | None, view: str) -> list[int]:
+    """The positions of the messages a view reads: the first user message, the first assistant message,
+    or every message but the system prompt."""
+    roles = [m["role"] for m in messages or ()]
+    first = {"instruction": "user", "response": "assistant"}.get(view)
+    if first:
+        return [roles.index(first)] if first in roles else []
+    return [i for i, role in enumerate(roles) if role != "system"]
+
+
 def messages_text(messages: Sequence[dict] | None, view: str) -> str:
     """Flatten chat messages into the text a text filter should look at."""
-    if not messages:
-        return ""
-    if view == "instruction":
-        return next((m["content"] or "" for m in messages if m["role"] == "user"), "")
-    if view == "response":
-        return next((m["content"] or "" for m in messages if m["role"] == "assistant"), "")
-    return "\n\n".join(m["content"] or "" for m in messages if m["role"] != "system")
+    return "\n\n".join(messages[i]["content"] or "" for i in _picked(messages, view))
+
+
+def _check_view(view: str) -> None:
+    if view not in TEXT_VIEWS:  # stages' options are checked at load; this is a caller's mistake
+        raise ValueError(f"unknown view {view!r}; one of {', '.join(TEXT_VIEWS)}")
 
 
 def text_column(batch: pa.Table, view: View = "text") -> list[str]:
@@ -60,14 +69,42 @@ def text_column(batch: pa.Table, view: View = "text") -> list[str]:
     `view="text"` on instruction rows means the whole conversation, so filters written for
     documents work on instruction data unchanged.
     """
-    if view not in TEXT_VIEWS:  # stages' options are checked at load; this is a caller's mistake
-        raise ValueError(f"unknown view {view!r}; one of {', '.join(TEXT_VIEWS)}")
+    _check_view(view)
     if "messages" in batch.column_names and (view != "text" or "text" not in batch.column_names):
         v = "conversation" if view == "text" else view
         return [messages_text(m, v) for m in batch.column("messages").to_pylist()]
     if "text" not in batch.column_names:
         return [""] * batch.num_rows
     return [t or "" for t in batch.column("text").to_pylist()]
+
+
+# Which message columns of a preference row a view reads: the prompt asks, `chosen` and `rejected` answer.
+_PREFERENCE_VIEWS = {"instruction": ("prompt",), "response": ("chosen", "rejected")}
+
+
+def row_texts(batch: pa.Table, view: View = "text") -> list[list[tuple[str, int | None, str]]]:
+    """Every text of every row under a view, each named by where it is: (column, message index, text).
+
+    `text_column` gives a row one text; this keeps a row's texts apart, so that what is found in one can be
+    traced to its column and message. A document gives its `text` (message index None); an instruction row
+    the messages of `messages` the view reads (`messages_text`'s rule, so joining them gives
+    `text_column`'s text); a preference row those of `prompt`, `chosen` and `rejected`, where the
+    instruction is read in `prompt` and the response in `chosen` and `rejected`.
+    """
+    _check_view(view)
+    names = batch.column_names
+    if "messages" in names and (view != "text" or "text" not in names):
+        columns: tuple[str, ...] = ("messages",)
+    elif "chosen" in names and "rejected" in names:
+        columns = _PREFERENCE_VIEWS.get(view, ("prompt", "chosen", "rejected"))
+    elif "text" in names:
+        return [[("text", None, t or "")] for t in batch.column("text").to_pylist()]
+    else:
+        return [[] for _ in range(batch.num_rows)]
+    picked_view = "conversation" if view == "text" else view
+    values = [batch.column(c).to_pylist() if c in names else [None] * batch.num_rows for c in columns]
+    return [[(c, i, messages[i]["content"] or "") for c, messages in zip(columns, row) for i in _picked(messages, picked_view)]
+            for row in zip(*values)]
 
 
 def whitespace_tokens(texts: pa.Array | pa.ChunkedArray) -> pa.Array:

@@ -1,9 +1,11 @@
 """`decontaminate`: find benchmark items in the rows and flag them, drop the rows, or cut the leaks out.
 
 The n-gram index over every benchmark item is built once, on the driver, in `prepare()`, and
-travels to the workers with the stage. Each row gets a `contamination` column: the items found in
-it, with the share of each item's n-grams that matched and the character spans of the matches in
-the text the stage read (the `view`). See docs/contamination.md for the method.
+travels to the workers with the stage. Every text of a row is read (a document's text; the messages of
+an instruction; a preference's prompt, chosen and rejected), scanned as one (`filters.contamination.rows`).
+Each row gets a `contamination` column: the items found in it, with the share of each item's n-grams
+that matched, the character spans of the matches in the fields they lie in, and the field of the
+longest. See docs/contamination.md for the method.
 """
 
 from __future__ import annotations
@@ -19,18 +21,20 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 from filters.contamination import BenchmarkNotFound, Hit, build_index
 from filters.contamination.actions import Action, cut_spans
 from filters.contamination.benchmarks import REGISTRY, background_problem, names_a_file, resolve, unreachable
+from filters.contamination.rows import Located, RowText, longest
 from pipeline import hub
 from pipeline.errors import UserError
-from pipeline.records import View, drop_rows, set_column, text_column
+from pipeline.records import View, drop_rows, row_texts, set_column
 from pipeline.registry import register
 from pipeline.stage import MapStage, Problem, Resources, StageConfig
 
-SPAN = pa.struct([("start", pa.int64()), ("end", pa.int64())])
+SPAN = pa.struct([("field", pa.string()), ("message", pa.int64()), ("start", pa.int64()), ("end", pa.int64())])
 HIT = pa.struct([
     ("benchmark", pa.string()),
     ("item_id", pa.string()),
     ("matched", pa.int64()),
     ("coverage", pa.float64()),
+    ("field", pa.string()),
     ("spans", pa.list_(SPAN)),
 ])
 HITS = pa.list_(HIT)
@@ -56,7 +60,7 @@ class DecontaminateConfig(StageConfig):
     max_item_frequency: int = Field(default=10, ge=1, description="ignore n-grams found in more benchmark items than this")
     background: list[str] = Field(default_factory=list, description="ordinary-text files whose n-grams are ignored")
     min_coverage: float = Field(default=0.0, ge=0, le=1, description="ignore items with a smaller share of their n-grams found")
-    view: View = Field(default="text", description="text to check: a document's text, or a view of an instruction record's messages")
+    view: View = Field(default="text", description="text to check: text (every text of a row, system prompts aside), instruction, response or conversation")
     action: Action = Field(default="drop", description="what to do with a contaminated row")
     window: int = Field(default=200, ge=0, description="remove_spans: characters cut on each side of a hit")
     max_cuts: int = Field(default=10, ge=0, description="remove_spans: a row needing more cuts is dropped")
@@ -123,37 +127,40 @@ class Decontaminate(MapStage):
 
     def process_batch(self, batch: pa.Table) -> pa.Table:
         c = self.config
-        texts = text_column(batch, c.view)
-        hits = self.index.scan(texts, c.min_coverage)
-        out = set_column(batch, "contamination", pa.array([[h.as_record() for h in row] for row in hits], HITS))
+        rows = [RowText.join(texts) for texts in row_texts(batch, c.view)]
+        hits = self.index.scan([r.text for r in rows], c.min_coverage)
+        found = [[(h, row.locate(h.spans)) for h in row_hits] for row, row_hits in zip(rows, hits)]
+        out = set_column(batch, "contamination", pa.array([[_record(h, spans) for h, spans in row] for row in found], HITS))
         if c.action == "drop":
             return drop_rows(out, [f"contaminated:{row[0].item.benchmark}" if row else None for row in hits])
         if c.action == "remove_spans":
-            return self._remove_spans(out, hits)
+            return self._remove_spans(out, found)
         return out
 
-    def _remove_spans(self, batch: pa.Table, hits: list[list[Hit]]) -> pa.Table:
-        """Cut leaks out of documents' `text`, or out of each message of instruction rows."""
+    def _remove_spans(self, batch: pa.Table, found: list[list[tuple[Hit, list[Located]]]]) -> pa.Table:
+        """Cut the leaks out of the texts they were found in: a document's `text`, or each message (of
+        `messages`, `prompt`, `chosen` or `rejected`) that holds a span. A text left empty, or needing more
+        than `max_cuts` cuts, drops its row as `too_contaminated` and stays as it was, for the rejects."""
         c = self.config
-        if "text" in batch.column_names:
-            texts = batch.column("text").to_pylist()
-            cut = [cut_spans(t, [s for h in row for s in h.spans], c.window, c.max_cuts) if row else t
-                   for t, row in zip(texts, hits)]
-            batch = set_column(batch, "text", pa.array([t if t is not None else old for t, old in zip(cut, texts)], pa.string()))
-            return drop_rows(batch, ["too_contaminated" if t is None else None for t in cut])
-        messages = batch.column("messages").to_pylist()
+        columns: dict[str, list] = {}
         reasons: list[str | None] = [None] * batch.num_rows
-        for r in (i for i, row in enumerate(hits) if row):
-            msgs = messages[r]
-            found = self.index.scan([m["content"] or "" for m in msgs], c.min_coverage)
-            for m, m_hits in zip(msgs, found):
-                if m_hits and m["role"] != "system":
-                    kept = cut_spans(m["content"], [s for h in m_hits for s in h.spans], c.window, c.max_cuts)
-                    if kept is None:
-                        reasons[r] = "too_contaminated"
-                    else:
-                        m["content"] = kept
-        batch = set_column(batch, "messages", pa.array(messages, batch.schema.field("messages").type))
+        for r, row in enumerate(found):
+            by_place: dict[tuple[str, int | None], list[tuple[int, int]]] = {}
+            for _, spans in row:
+                for s in spans:
+                    by_place.setdefault((s.field, s.message), []).append((s.start, s.end))
+            for (field, message), spans in by_place.items():
+                if field not in columns:
+                    columns[field] = batch.column(field).to_pylist()
+                values = columns[field]
+                holder, key = (values, r) if message is None else (values[r][message], "content")
+                kept = cut_spans(holder[key], spans, c.window, c.max_cuts)
+                if kept is None:
+                    reasons[r] = "too_contaminated"
+                else:
+                    holder[key] = kept
+        for field, values in columns.items():
+            batch = set_column(batch, field, pa.array(values, batch.schema.field(field).type))
         return drop_rows(batch, reasons)
 
     def summarize(self, output) -> dict[str, Any]:
@@ -173,6 +180,12 @@ class Decontaminate(MapStage):
                        "y": [b["pct_items_found"] for b in benchmarks.values()], "xlabel": "benchmark",
                        "ylabel": "% of items"}],
         }
+
+
+def _record(hit: Hit, spans: list[Located]) -> dict:
+    """A hit as the `contamination` column holds it: its spans in the fields they lie in, and the field of
+    the longest one."""
+    return {**hit.as_record(), "field": longest(spans).field, "spans": [s.as_record() for s in spans]}
 
 
 def _pct(part: int, whole: int) -> float:

@@ -37,6 +37,8 @@ class BenchmarkSpec:
 
     `fields` are dotted paths into a row (`choices.text`); a list value gives one part per element.
     `local` are glob patterns under a benchmarks directory, each with the fields of that layout.
+    `group_field` names what a benchmark of several subjects or tasks numbers its items within (see
+    `items_from_rows`): a field of the Hub rows, else the Hub config, or a local file's name.
     """
 
     name: str
@@ -48,9 +50,11 @@ class BenchmarkSpec:
     local: str | None = None
     local_fields: tuple[str, ...] | None = None
     path: str | None = None
+    group_field: str | None = None
 
 
-def _spec(name, fields, hub_id, split="test", configs=(None,), id_field=None, local=None, local_fields=None):
+def _spec(name, fields, hub_id, split="test", configs=(None,), id_field=None, local=None, local_fields=None,
+          group_field=None):
     return BenchmarkSpec(
         name=name,
         fields=tuple(fields),
@@ -60,6 +64,7 @@ def _spec(name, fields, hub_id, split="test", configs=(None,), id_field=None, lo
         hub_split=split,
         local=local,
         local_fields=tuple(local_fields) if local_fields else None,
+        group_field=group_field,
     )
 
 
@@ -85,16 +90,16 @@ REGISTRY: dict[str, BenchmarkSpec] = {
               local="mbpp/*.jsonl*"),
         _spec("gsm8k", ["question", "answer"], "openai/gsm8k", configs=["main"], local="gsm8k/test.jsonl*"),
         _spec("math", ["problem", "solution"], "EleutherAI/hendrycks_math", configs=_MATH_SUBJECTS,
-              local="math/test/*.jsonl*"),
+              local="math/test/*.jsonl*", group_field="subject"),
         _spec("mmlu", ["question", "choices"], "cais/mmlu", configs=["all"], local="mmlu/test/*.csv",
-              local_fields=["question", "choice0", "choice1", "choice2", "choice3"]),
+              local_fields=["question", "choice0", "choice1", "choice2", "choice3"], group_field="subject"),
         _spec("arc", ["question", "choices.text"], "allenai/ai2_arc", configs=["ARC-Challenge", "ARC-Easy"],
               id_field="id", local="arc/*.jsonl*"),
         _spec("hellaswag", ["ctx", "endings"], "Rowan/hellaswag", split="validation", id_field="ind",
               local="hellaswag/*.jsonl*"),
         _spec("truthfulqa", ["question", "best_answer", "correct_answers", "incorrect_answers"],
               "truthfulqa/truthful_qa", split="validation", configs=["generation"], local="truthfulqa/*.jsonl*"),
-        _spec("bbh", ["input", "target"], "lukaemon/bbh", configs=_BBH_TASKS, local="bbh/*.jsonl*"),
+        _spec("bbh", ["input", "target"], "lukaemon/bbh", configs=_BBH_TASKS, local="bbh/*.jsonl*", group_field="task"),
         _spec("ifeval", ["prompt"], "google/IFEval", split="train", id_field="key", local="ifeval/*.jsonl*"),
     )
 }
@@ -126,7 +131,7 @@ def load_items(spec: BenchmarkSpec, benchmarks_dir: str | os.PathLike | None = N
         return items_from_rows(spec, _read_files(files), spec.fields)
     files = local_files(spec, benchmarks_dir)
     if files:
-        return items_from_rows(spec, _read_files(files), spec.local_fields or spec.fields)
+        return items_from_rows(spec, _read_files(files, spec.group_field, spec.hub_split), spec.local_fields or spec.fields)
     if not spec.hub_id:
         raise BenchmarkNotFound(f"benchmark '{spec.name}': no local copy and no Hub id")
     return items_from_rows(spec, _hub_rows(spec), spec.fields)
@@ -160,13 +165,23 @@ def unreachable(spec: BenchmarkSpec, benchmarks_dir: str | os.PathLike | None,
 
 
 def items_from_rows(spec: BenchmarkSpec, rows: Iterable[dict], fields: tuple[str, ...]) -> list[BenchmarkItem]:
-    """Map raw rows to items. Item ids are the id field, else the row's position in load order."""
+    """Map raw rows to items, with the id a user looks an item up by: the id field; else, in a benchmark of
+    subjects or tasks, the group and the row's position in it (`high_school_biology/17`: row 17, from 0, of
+    that subject's test split, on the Hub and in the subject's own file alike); else the row's position."""
     items = []
+    seen: dict[str, int] = {}
     for i, row in enumerate(rows):
+        group = _get(row, spec.group_field) if spec.group_field else None
+        position = i if group is None else seen.get(str(group), 0)
+        if group is not None:
+            seen[str(group)] = position + 1
         parts = tuple(p for f in fields for p in _values(_get(row, f)) if p.strip())
         if not parts:
             continue
-        item_id = str(_get(row, spec.id_field)) if spec.id_field and _get(row, spec.id_field) is not None else str(i)
+        if spec.id_field and _get(row, spec.id_field) is not None:
+            item_id = str(_get(row, spec.id_field))
+        else:
+            item_id = str(position) if group is None else f"{group}/{position}"
         items.append(BenchmarkItem(spec.name, item_id, parts))
     return items
 
@@ -197,7 +212,8 @@ def _hub_rows(spec: BenchmarkSpec) -> Iterator[dict]:
         import datasets
 
         for config in spec.hub_configs:
-            yield from datasets.load_dataset(spec.hub_id, config, split=spec.hub_split)
+            rows = datasets.load_dataset(spec.hub_id, config, split=spec.hub_split)
+            yield from (_in_group(row, spec.group_field, config) for row in rows)
     except Exception as e:  # offline, gated, renamed: all are "cannot reach it" to the user
         raise BenchmarkNotFound(
             f"benchmark '{spec.name}': no local copy (set benchmarks_dir) and the Hub dataset "
@@ -244,24 +260,42 @@ def _format(name: str) -> str | None:
     return next((fmt for fmt in ("jsonl", "json", "csv", "parquet") if name.endswith("." + fmt)), None)
 
 
-def _read_files(files: list[Location]) -> Iterator[dict]:
-    for f in files:
-        fmt = _format(f.name)
-        if fmt is None:
-            raise BenchmarkNotFound(f"{f}: unknown benchmark file format (use .jsonl, .json, .csv or .parquet, optionally .gz)")
-        if fmt == "parquet":
-            import pyarrow.parquet as pq
+def _in_group(row: dict, group_field: str | None, group: str | None) -> dict:
+    """The row with its group (a Hub config, a file's subject) where it does not say it itself."""
+    if not group_field or group is None or _get(row, group_field) is not None:
+        return row
+    return {**row, group_field: group}
 
-            yield from pq.read_table(f.path, filesystem=f.fs).to_pylist()
-            continue
-        with storage.open_text(f, newline="") as stream:  # gunzipped by name
-            text = stream.read()
-        if fmt == "csv":
-            yield from csv.DictReader(io.StringIO(text))
-        elif fmt == "json" and text.lstrip().startswith("["):
-            yield from json.loads(text)
-        else:
-            yield from (json.loads(line) for line in text.splitlines() if line.strip())
+
+def _group_of(name: str, split: str) -> str:
+    """The subject or task a local file holds, by its name: `high_school_biology_test.csv` -> high_school_biology."""
+    return _stem(name).removesuffix(f"_{split}")
+
+
+def _read_files(files: list[Location], group_field: str | None = None, split: str = "test") -> Iterator[dict]:
+    """Every row of the files; with `group_field`, each row in the group its file's name gives."""
+    for f in files:
+        group = _group_of(f.name, split)
+        yield from (_in_group(row, group_field, group) for row in _rows_of(f))
+
+
+def _rows_of(f: Location) -> Iterator[dict]:
+    fmt = _format(f.name)
+    if fmt is None:
+        raise BenchmarkNotFound(f"{f}: unknown benchmark file format (use .jsonl, .json, .csv or .parquet, optionally .gz)")
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        yield from pq.read_table(f.path, filesystem=f.fs).to_pylist()
+        return
+    with storage.open_text(f, newline="") as stream:  # gunzipped by name
+        text = stream.read()
+    if fmt == "csv":
+        yield from csv.DictReader(io.StringIO(text))
+    elif fmt == "json" and text.lstrip().startswith("["):
+        yield from json.loads(text)
+    else:
+        yield from (json.loads(line) for line in text.splitlines() if line.strip())
 
 
 def resolve(names_or_paths: Iterable[str | dict], fields: Iterable[str] = ()) -> list[BenchmarkSpec]:

@@ -103,3 +103,57 @@ def test_unknown_benchmark_is_a_user_error_when_the_config_loads(tmp_path):
     path.write_text("input: {format: jsonl, paths: [x.jsonl]}\noutput: o\nstages:\n  - decontaminate: {benchmarks: [gsm8k, gsm9k]}\n")
     with pytest.raises(UserError, match=r"c.yaml:4: stages\[0\]\.decontaminate\.benchmarks\[1\]: unknown benchmark 'gsm9k'; did you mean 'gsm8k'\?"):
         load_run(path)
+
+
+def test_preference_rows_are_checked_in_prompt_chosen_and_rejected(run_stage, planted):
+    """Preference rows were scanned as empty text: a DPO set with a leaked GSM8K question in `chosen` passed as clean."""
+    question = planted["gsm"][5].parts[0]
+    answer = "Let me work through it step by step before giving the final number. " * 4
+    rows = [
+        {"id": "leak-in-chosen", "prompt": [{"role": "user", "content": "Tell me a word problem."}],
+         "chosen": [{"role": "assistant", "content": answer + question + " " + answer}],
+         "rejected": [{"role": "assistant", "content": "No."}]},
+        {"id": "leak-in-prompt", "prompt": [{"role": "user", "content": question}],
+         "chosen": [{"role": "assistant", "content": "Fine."}], "rejected": [{"role": "assistant", "content": "No."}]},
+        {"id": "clean", "prompt": [{"role": "user", "content": "Say hi."}],
+         "chosen": [{"role": "assistant", "content": "Hi!"}], "rejected": [{"role": "assistant", "content": "Bye."}]},
+    ]
+    kept, dropped = run_stage("decontaminate", config(planted), rows)
+    assert {r["id"]: r["_drop_reason"] for r in dropped} == {"leak-in-chosen": "contaminated:gsm8k", "leak-in-prompt": "contaminated:gsm8k"}
+    assert [r["id"] for r in kept] == ["clean"]
+
+    kept, _ = run_stage("decontaminate", config(planted, action="flag"), rows)
+    by_id = {r["id"]: r for r in kept}
+    [hit] = by_id["leak-in-chosen"]["contamination"]
+    assert (hit["item_id"], hit["field"]) == (planted["gsm"][5].item_id, "chosen")
+    [span] = hit["spans"]
+    assert (span["field"], span["message"]) == ("chosen", 0)
+    assert rows[0]["chosen"][0]["content"][span["start"]:span["end"]] == question
+    assert by_id["leak-in-prompt"]["contamination"][0]["field"] == "prompt"
+    assert by_id["clean"]["contamination"] == []
+
+    kept, dropped = run_stage("decontaminate", config(planted, action="remove_spans", window=0), rows)
+    assert [(r["id"], r["_drop_reason"]) for r in dropped] == [("leak-in-prompt", "too_contaminated")]  # nothing left of it
+    cut = {r["id"]: r for r in kept}["leak-in-chosen"]
+    assert cut["chosen"][0]["content"] == answer.strip() + "\n\n" + answer.strip()
+    assert (cut["prompt"], cut["rejected"]) == (rows[0]["prompt"], rows[0]["rejected"])  # only the field that matched is cut
+
+
+def test_a_leak_in_an_answer_is_named_by_its_message(run_stage, planted):
+    question = planted["gsm"][11].parts[0]
+    rows = [{"id": "r", "messages": [{"role": "system", "content": "Be kind."}, {"role": "user", "content": "Write a haiku."},
+                                     {"role": "assistant", "content": "Here: " + question}]}]
+    kept, _ = run_stage("decontaminate", config(planted, action="flag"), rows)
+    [hit] = kept[0]["contamination"]
+    assert hit["field"] == "messages" and [(s["field"], s["message"], s["start"]) for s in hit["spans"]] == [("messages", 2, 6)]
+
+
+def test_an_mmlu_hit_is_named_by_its_subject(run_stage, planted):
+    """An MMLU hit was identified as `0`..`14041`, its position over all 57 subjects."""
+    items = load_items(REGISTRY["mmlu"], planted["bench"])
+    item = next(it for it in items if it.item_id == "high_school_biology/17")
+    question, *choices = item.parts
+    text = INTRO + question + "\n" + "\n".join(f"{label}. {c}" for label, c in zip("ABCD", choices)) + "\nAnswer: B" + OUTRO
+    kept, _ = run_stage("decontaminate", {"benchmarks": ["mmlu"], "benchmarks_dir": planted["bench"], "action": "flag"},
+                        [{"id": "mmlu-leak", "text": text}])
+    assert [(h["benchmark"], h["item_id"], h["field"]) for h in kept[0]["contamination"]] == [("mmlu", "high_school_biology/17", "text")]
