@@ -6,7 +6,7 @@
   Reader comments are excluded (they are not the page's text, and the main source of leaked
   boilerplate); tables are kept (much of the content of reference pages). `favor_precision`
   (FineWeb's choice) goes further at a real cost in recall: on trafilatura's own evaluation
-  set it buys 1.7 points of snippet precision for 2.6 points of recall (docs/benchmarks.md),
+  set it buys 1.8 points of snippet precision for 2.5 points of recall (docs/benchmarks.md),
   so it is an option, not the default.
 - `resiliparse`: a C++ DOM and main-content heuristic, about 10x the pages per CPU-second of
   trafilatura, for throughput-bound runs; it lets more boilerplate through.
@@ -41,7 +41,7 @@ TRAFILATURA_SETTINGS = {
 # trafilatura compares its main extraction with its fallbacks (readability, jusText) when the
 # text found is shorter than this many characters (its default: 250). With comments excluded,
 # 300 recovers the recall that comments gave on trafilatura's evaluation set and keeps the
-# precision gain; 250, 500 and 600 do not (the sweep in docs/benchmarks.md, under "Extraction on
+# precision gain; 250, 500 and 600 do not (the sweep in docs/benchmarks-history.md, under "Extraction on
 # trafilatura's evaluation set").
 MIN_EXTRACTED_SIZE = 300
 RESILIPARSE_SETTINGS = {

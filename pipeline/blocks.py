@@ -5,7 +5,7 @@ clusters) runs the rounds here instead of as Ray Data executions and groupbys. O
 cluster each Ray Data execution takes about 0.1 s to start and runs short tasks mostly one at a
 time, and its groupby sorts every row; a plain task starts in about a millisecond and the hash
 split is one stable argsort per map task. Dedup took half the time at 100k documents this way
-(docs/benchmarks.md). The data stays in the object store: only what a stage asks to `gather`
+(docs/benchmarks-history.md, issue 4). The data stays in the object store: only what a stage asks to `gather`
 comes to the driver.
 
 Each map task returns one object per partition (`num_returns`), so a reduce task fetches

@@ -17,7 +17,7 @@ connection pool warm between batches.
 The transport is aiohttp, not httpx: with dozens of requests in flight, httpx's async connection pool
 spends milliseconds of CPU per request (20 ms each at 128 in flight; encode/httpx#3215), time this
 client steals from a vLLM server sharing the machine's cores, and its requests reach the server late,
-so vLLM batches fewer of them (docs/benchmarks.md, issue 7).
+so vLLM batches fewer of them (docs/benchmarks-history.md, issue 7).
 """
 
 from __future__ import annotations
