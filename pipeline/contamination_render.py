@@ -48,7 +48,8 @@ def build(*, sources: list[str], scanned: dict[str, dict], items: list[dict], si
                 "source": r["source"], "benchmark": r["benchmark"], "item_id": r["item_id"],
                 "coverage": r["coverage"], "matched": r["matched"], "item_ngrams": int(grams[r["item_index"]]),
                 "rows": r["rows"], "best_row_id": r["row_id"],
-                "span": {"start": r["start"], "end": r["end"], "text": r["span"]},
+                "span": {"field": r["field"], "message": r["message"], "start": r["start"], "end": r["end"],
+                         "text": r["span"]},
             }
             for r in items
         ],
@@ -68,6 +69,11 @@ def _cell(m: dict) -> str:
     return f"{m['items_contaminated']:,} ({m['pct_of_benchmark']:.2f}%)"
 
 
+def _field(span: dict) -> str:
+    """Where a span is: `text`, or a message column and the message's index in it (`chosen[0]`)."""
+    return span["field"] if span["message"] is None else f"{span['field']}[{span['message']}]"
+
+
 def _one_line(text: str, limit: int) -> str:
     flat = " ".join(text.split())
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
@@ -83,14 +89,14 @@ def markdown(report: dict) -> str:
         lines.append(f"| {source} | " + " | ".join(_cell(row[n]) for n in names) + " |")
     lines += ["", "| benchmark | items | undetectable (too short) |", "|---|---|---|"]
     lines += [f"| {n} | {b['items']:,} | {b['undetectable_items']:,} |" for n, b in report["benchmarks"].items()]
-    lines += ["", "## Contaminated items", "", "| source | benchmark | item | coverage | rows | best row | span |",
-              "|---|---|---|---|---|---|---|"]
+    lines += ["", "## Contaminated items", "", "| source | benchmark | item | coverage | rows | best row | field | span |",
+              "|---|---|---|---|---|---|---|---|"]
     for it in report["items"]:
         span = _one_line(it["span"]["text"], 120).replace("|", "\\|")
         lines.append(f"| {it['source']} | {it['benchmark']} | {it['item_id']} | {it['coverage']:.3f} | {it['rows']} "
-                     f"| {it['best_row_id']} | {span} |")
+                     f"| {it['best_row_id']} | {_field(it['span'])} | {span} |")
     if not report["items"]:
-        lines.append("| (none) | | | | | | |")
+        lines.append("| (none) | | | | | | | |")
     return "\n".join(lines) + "\n"
 
 
@@ -110,8 +116,9 @@ def page(report: dict) -> str:
     items = "".join(
         f"<tr><td>{e(it['source'])}</td><td>{e(it['benchmark'])}</td><td>{e(it['item_id'])}</td>"
         f"<td>{it['coverage']:.3f}</td><td>{it['matched']}/{it['item_ngrams']}</td><td>{it['rows']}</td>"
-        f"<td><code>{e(it['best_row_id'])}</code></td><td class='span'>{e(it['span']['text'])}</td></tr>"
-        for it in report["items"]) or "<tr><td colspan='8'>no benchmark item was found</td></tr>"
+        f"<td><code>{e(it['best_row_id'])}</code></td><td>{e(_field(it['span']))}</td>"
+        f"<td class='span'>{e(it['span']['text'])}</td></tr>"
+        for it in report["items"]) or "<tr><td colspan='9'>no benchmark item was found</td></tr>"
     s = report["settings"]
     style = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}"
              "table{border-collapse:collapse;font-size:13px;margin-bottom:1.5em}"
@@ -126,7 +133,8 @@ def page(report: dict) -> str:
         f"{s['max_item_frequency']} items ignored). {report['totals']['items_contaminated']:,} benchmark items found.</p>"
         f"<h2>Sources &times; benchmarks</h2><table><tr><th>source</th>{head}</tr>{matrix}</table>"
         "<h2>Contaminated items</h2><p>Coverage: share of the item's n-grams found in its best-matching row. "
-        "Rows: how many rows of the source hold the item. Span: the longest matching run in the best row.</p>"
+        "Rows: how many rows of the source hold the item. Span: the longest matching run in the best row; "
+        "field: the text of the row it is in.</p>"
         "<table><tr><th>source</th><th>benchmark</th><th>item</th><th>coverage</th><th>n-grams</th><th>rows</th>"
-        f"<th>best row</th><th>span</th></tr>{items}</table></body></html>\n"
+        f"<th>best row</th><th>field</th><th>span</th></tr>{items}</table></body></html>\n"
     )

@@ -111,20 +111,24 @@ def _input_config(path: str, fmt: str):
 
 
 def _to_text(batch, source: str, view: str):
-    """Any record kind to one schema: (source, row id, the text to check, readable?)."""
+    """Any record kind to one schema: (source, row id, the row's texts joined, where each lies in it, readable?)."""
     import pyarrow as pa
 
-    from pipeline.records import live_mask, text_column
+    from filters.contamination.rows import RowText
+    from pipeline.records import live_mask, row_texts
 
     n = batch.num_rows
     readable = live_mask(batch)
+    rows = [RowText.join(texts) for texts in row_texts(batch, view)]
+    piece = pa.struct([("field", pa.string()), ("message", pa.int64()), ("start", pa.int64()), ("end", pa.int64())])
+    pieces = pa.array([list(r.pieces) for r in rows], pa.list_(piece))
     return pa.table({"source": pa.array([source] * n, pa.string()), "id": batch.column("id").cast(pa.string()),
-                     "text": pa.array(text_column(batch, view), pa.string()), "readable": readable})
+                     "text": pa.array([r.text for r in rows], pa.string()), "pieces": pieces, "readable": readable})
 
 
 HIT_FIELDS = [("source", "string"), ("benchmark", "string"), ("item_id", "string"), ("item_index", "int64"),
-              ("row_id", "string"), ("coverage", "double"), ("matched", "int64"), ("start", "int64"),
-              ("end", "int64"), ("span", "string"), ("rows_scanned", "int64"), ("rows_unreadable", "int64")]
+              ("row_id", "string"), ("coverage", "double"), ("matched", "int64"), ("field", "string"), ("message", "int64"),
+              ("start", "int64"), ("end", "int64"), ("span", "string"), ("rows_scanned", "int64"), ("rows_unreadable", "int64")]
 
 
 class _Scanner:
@@ -138,6 +142,8 @@ class _Scanner:
     def __call__(self, batch):
         import pyarrow as pa
 
+        from filters.contamination.rows import RowText, longest
+
         out: dict[str, list] = {name: [] for name, _ in HIT_FIELDS}
 
         def add(**values):
@@ -149,15 +155,16 @@ class _Scanner:
         for source in sorted(set(sources)):
             mine = [ok for s, ok in zip(sources, readable) if s == source]
             add(source=source, item_index=COUNTS, rows_scanned=sum(mine), rows_unreadable=len(mine) - sum(mine))
-        texts = [t if ok else "" for t, ok in zip(batch.column("text").to_pylist(), readable)]
+        rows = [RowText(t if ok else "", tuple(tuple(p.values()) for p in pieces)) for t, pieces, ok in
+                zip(batch.column("text").to_pylist(), batch.column("pieces").to_pylist(), readable)]
         ids = batch.column("id").to_pylist()
-        for text, row_id, source, hits in zip(texts, ids, sources, self.index.scan(texts, self.min_coverage)):
+        for row, row_id, source, hits in zip(rows, ids, sources, self.index.scan([r.text for r in rows], self.min_coverage)):
             for h in hits:
-                start, end = max(h.spans, key=lambda s: (s[1] - s[0], -s[0]))
+                span = longest(row.locate(h.spans))
                 add(source=source, benchmark=h.item.benchmark, item_id=h.item.item_id,
                     item_index=self.position[(h.item.benchmark, h.item.item_id)], row_id=row_id,
-                    coverage=round(h.coverage, 6), matched=h.matched, start=start, end=end,
-                    span=text[start:end][:SPAN_CHARS], rows_scanned=0, rows_unreadable=0)
+                    coverage=round(h.coverage, 6), matched=h.matched, field=span.field, message=span.message,
+                    start=span.start, end=span.end, span=row.quote(span)[:SPAN_CHARS], rows_scanned=0, rows_unreadable=0)
         schema = pa.schema([(name, pa.type_for_alias(t)) for name, t in HIT_FIELDS])
         return pa.Table.from_pydict(out, schema=schema)
 

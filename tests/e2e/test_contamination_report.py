@@ -136,3 +136,27 @@ def test_report_from_and_to_object_storage(ray_session, object_store, case, tmp_
     assert json.loads(remote["report.json"])["totals"]["items_contaminated"] == 3
     assert sorted(remote["report.md"].splitlines()) == sorted(local["report.md"].splitlines())
     assert f"{bucket}/data/web.jsonl" in remote["report.html"] and "HumanEval/2" in remote["report.html"]
+
+
+def test_preference_data_is_checked_and_the_report_names_the_field(shared_data, case, tmp_path):
+    """Preference rows were scanned as empty text: a DPO set with a leaked GSM8K question in `chosen` reported
+    0 items contaminated. Run as a user runs it, on the shared preference pairs (HH-RLHF's whole dialogues)."""
+    import gzip
+
+    gsm5 = case["gsm"][5]
+    with gzip.open(shared_data / "preferences/hh_rlhf_harmless/pairs.jsonl.gz", "rt") as f:
+        pairs = [json.loads(line) for _, line in zip(range(30), f)]
+    assert {k for p in pairs for k in p} == {"chosen", "rejected"}
+    pairs[12]["chosen"] += " By the way, here is a puzzle: " + gsm5.parts[0]
+    data = tmp_path / "dpo.jsonl"
+    data.write_text("".join(json.dumps(p) + "\n" for p in pairs))
+    proc = cli("contamination-report", "--data", str(data), "--benchmarks", "gsm8k", "--benchmarks-dir", case["bench"],
+               "--out", str(tmp_path / "r"), "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    r = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert r["sources"][str(data)] == {"rows_scanned": 30, "rows_unreadable": 0}
+    [item] = r["items"]
+    assert (item["item_id"], item["rows"], item["span"]["text"]) == (gsm5.item_id, 1, gsm5.parts[0])
+    assert (item["span"]["field"], item["span"]["message"]) == ("chosen", 0)
+    md = (tmp_path / "r" / "report.md").read_text()
+    assert f"| gsm8k | {gsm5.item_id} | " in md and "| chosen[0] | " + " ".join(gsm5.parts[0].split())[:40] in md
