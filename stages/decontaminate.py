@@ -140,7 +140,7 @@ class Decontaminate(MapStage):
     def _remove_spans(self, batch: pa.Table, found: list[list[tuple[Hit, list[Located]]]]) -> pa.Table:
         """Cut the leaks out of the texts they were found in: a document's `text`, or each message (of
         `messages`, `prompt`, `chosen` or `rejected`) that holds a span. A text left empty, or needing more
-        than `max_cuts` cuts, drops its row as `too_contaminated` and stays as it was, for the rejects."""
+        than `max_cuts` cuts, drops its row as `too_contaminated`, uncut, so the rejects show the leak."""
         c = self.config
         columns: dict[str, list] = {}
         reasons: list[str | None] = [None] * batch.num_rows
@@ -149,16 +149,17 @@ class Decontaminate(MapStage):
             for _, spans in row:
                 for s in spans:
                     by_place.setdefault((s.field, s.message), []).append((s.start, s.end))
+            places = []  # (the list or message holding a text, its key there, what is left of the text)
             for (field, message), spans in by_place.items():
                 if field not in columns:
                     columns[field] = batch.column(field).to_pylist()
-                values = columns[field]
-                holder, key = (values, r) if message is None else (values[r][message], "content")
-                kept = cut_spans(holder[key], spans, c.window, c.max_cuts)
-                if kept is None:
-                    reasons[r] = "too_contaminated"
-                else:
-                    holder[key] = kept
+                holder, key = (columns[field], r) if message is None else (columns[field][r][message], "content")
+                places.append((holder, key, cut_spans(holder[key], spans, c.window, c.max_cuts)))
+            if any(kept is None for _, _, kept in places):
+                reasons[r] = "too_contaminated"
+                continue
+            for holder, key, kept in places:
+                holder[key] = kept
         for field, values in columns.items():
             batch = set_column(batch, field, pa.array(values, batch.schema.field(field).type))
         return drop_rows(batch, reasons)

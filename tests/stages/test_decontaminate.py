@@ -114,7 +114,7 @@ def test_preference_rows_are_checked_in_prompt_chosen_and_rejected(run_stage, pl
          "chosen": [{"role": "assistant", "content": answer + question + " " + answer}],
          "rejected": [{"role": "assistant", "content": "No."}]},
         {"id": "leak-in-prompt", "prompt": [{"role": "user", "content": question}],
-         "chosen": [{"role": "assistant", "content": "Fine."}], "rejected": [{"role": "assistant", "content": "No."}]},
+         "chosen": [{"role": "assistant", "content": answer + question}], "rejected": [{"role": "assistant", "content": "No."}]},
         {"id": "clean", "prompt": [{"role": "user", "content": "Say hi."}],
          "chosen": [{"role": "assistant", "content": "Hi!"}], "rejected": [{"role": "assistant", "content": "Bye."}]},
     ]
@@ -134,6 +134,7 @@ def test_preference_rows_are_checked_in_prompt_chosen_and_rejected(run_stage, pl
 
     kept, dropped = run_stage("decontaminate", config(planted, action="remove_spans", window=0), rows)
     assert [(r["id"], r["_drop_reason"]) for r in dropped] == [("leak-in-prompt", "too_contaminated")]  # nothing left of it
+    assert dropped[0]["chosen"] == rows[1]["chosen"]  # a dropped row goes to the rejects uncut, its leaks in view
     cut = {r["id"]: r for r in kept}["leak-in-chosen"]
     assert cut["chosen"][0]["content"] == answer.strip() + "\n\n" + answer.strip()
     assert (cut["prompt"], cut["rejected"]) == (rows[0]["prompt"], rows[0]["rejected"])  # only the field that matched is cut
