@@ -8,6 +8,7 @@ run wrote one. A card without provenance is how benchmark leaks go unnoticed.
 from __future__ import annotations
 
 import json
+import re
 
 from pipeline.storage import Location
 from pipeline.train.config import FinetuneConfig
@@ -23,6 +24,9 @@ def _load_json(location: Location) -> dict | None:
 def contamination_reports(run_dir: Location) -> list[Location]:
     return [f for f in run_dir.files() if f.name.startswith("contamination") and f.suffix in {".html", ".json", ".md"}]
 
+
+RUN_DIR_LINE = "- Pipeline run directory: "
+EVALUATION = "## Evaluation"
 
 # The run-tracking figures of each phase's last log line (pipeline/train/tracking.py), as the card words them.
 TRACKING = {"wall_s": "wall time {:,.1f} s", "mean_tokens_per_s": "{:,.0f} tokens/s", "peak_mem_mb": "peak memory {:,.0f} MiB",
@@ -80,7 +84,7 @@ def write_model_card(out: Location, cfg: FinetuneConfig, run_dir: Location, prov
         "",
         "## Data provenance",
         "",
-        f"- Pipeline run directory: `{run_dir}`",
+        f"{RUN_DIR_LINE}`{run_dir}`",
     ]
     if manifest:
         keys = ("name", "created", "pipeline_version", "rows")
@@ -112,3 +116,25 @@ def write_model_card(out: Location, cfg: FinetuneConfig, run_dir: Location, prov
     card = out / "README.md"
     card.write_text("\n".join(lines) + "\n")
     return card
+
+
+def trained_from(card_text: str) -> tuple[str | None, dict | None]:
+    """The run directory and the finetune settings a card was written with: `pipeline eval` finds the
+    held-out split and the run's statistics of an adapter through them."""
+    run = re.search("^" + re.escape(RUN_DIR_LINE) + r"`(.*)`$", card_text, re.MULTILINE)
+    settings = re.search(r"^## Training\n\n```json\n(.*?)\n```$", card_text, re.MULTILINE | re.DOTALL)
+    try:
+        config = json.loads(settings.group(1)) if settings else None
+    except ValueError:
+        config = None
+    return (run.group(1) if run else None), config
+
+
+def add_evaluation(card: Location, markdown: str) -> None:
+    """Put an eval's table in the card (replacing an earlier one), before the closing note on the chat template."""
+    text = card.read_text()
+    text = re.sub(r"\n" + EVALUATION + r"\n.*?(?=\n## |\nThe chat template used|\Z)", "", text, flags=re.DOTALL)
+    section = f"\n{EVALUATION}\n\n{markdown.strip()}\n"
+    closing = "\nThe chat template used"
+    text = text.replace(closing, section + closing, 1) if closing in text else text + section
+    card.write_text(text)

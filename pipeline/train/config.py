@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class _Section(BaseModel):
@@ -71,6 +71,50 @@ class DpoSection(_Section):
     checkpoint_every: int = Field(100, ge=1)
 
 
+class EvalSection(_Section):
+    """`pipeline eval`'s settings: the same model serves its flags and the `finetune: {eval: ...}` section
+    that evaluates base against fine-tuned after training."""
+
+    enabled: bool = Field(False, description="Evaluate base against fine-tuned after training (finetune section only).")
+    tasks: list[str] = Field(
+        ["held_out"], min_length=1,
+        description="held_out (exact match on the run's held-out prompts), benchmarks with a local copy under "
+        "benchmarks_dir (gsm8k, mmlu), or lm-eval task names (from the Hub).",
+    )
+    benchmarks_dir: str | None = Field(
+        None, description="Local benchmark copies in decontaminate's layout (gsm8k/, mmlu/, ...); default "
+        "$PIPELINE_BENCHMARKS_DIR.",
+    )
+    limit: int | None = Field(None, ge=1, description="Items per task (the first ones); null: all.")
+    batch_size: int = Field(8, ge=1, description="Requests per forward pass in lm-eval.")
+    max_new_tokens: int = Field(64, ge=1, description="Longest answer generated for a held-out prompt.")
+    prompts: str | None = Field(
+        None, description="A JSONL/Parquet file of prompts (`messages` or `prompt`) instead of the held-out split."
+    )
+    judge: dict | None = Field(
+        None, description="An LLM config (as an `llms:` entry) that judges base against tuned answers to the "
+        "held-out prompts, in both orders; null: no judge.",
+    )
+    judge_max_tokens: int = Field(256, ge=8, description="Tokens the judge may write per verdict.")
+
+    @field_validator("tasks")
+    @classmethod
+    def _distinct(cls, tasks: list[str]) -> list[str]:
+        dup = sorted({t for t in tasks if tasks.count(t) > 1})
+        if dup:
+            raise ValueError(f"task {dup[0]!r} is named twice")
+        return tasks
+
+    @field_validator("judge")
+    @classmethod
+    def _an_llm(cls, judge: dict | None) -> dict | None:
+        if judge is not None:
+            from generators.llm_config import parse_llm_config
+
+            parse_llm_config(judge)  # a bad backend or field is a config error at load, not after training
+        return judge
+
+
 class FinetuneConfig(_Section):
     model: str = Field(..., description="Base model: a local path or a Hugging Face id.")
     method: Literal["lora", "qlora", "full"] = Field("lora", description="qlora needs a CUDA GPU and bitsandbytes.")
@@ -114,6 +158,7 @@ class FinetuneConfig(_Section):
     resume: bool = Field(True, description="Continue from the latest checkpoint in the output directory if there is one.")
     num_workers: int = Field(1, ge=1, description="Ray Train workers (DDP); 1 runs in this process.")
     use_gpu: bool = Field(False, description="Train on CUDA: one GPU per worker (NCCL); else one CPU per worker (gloo).")
+    eval: EvalSection = EvalSection()
 
     @model_validator(mode="after")
     def _consistent(self) -> FinetuneConfig:

@@ -1,0 +1,150 @@
+"""One eval end to end: tasks resolved, each model scored by lm-eval, the judge, contamination, outputs.
+
+Everything a user can get wrong (an unknown task, a missing adapter, a benchmark with neither a local
+copy nor the Hub) is found before a model loads. Writes `eval.json` and `eval.md` into the output
+folder, beside the task configs (`tasks/`) that lm-eval ran, so a number can be traced to its items.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import json
+import time
+from pathlib import Path
+
+from pipeline import storage
+from pipeline.errors import UserError
+from pipeline.evaluate import contamination, harness, heldout, table
+from pipeline.evaluate.harness import Side
+from pipeline.evaluate.tasks import HELD_OUT, resolve, write_configs
+from pipeline.storage import Location
+from pipeline.train.card import trained_from
+from pipeline.train.config import EvalSection, FinetuneConfig
+
+
+@dataclasses.dataclass
+class Trained:
+    """What the adapter was trained on, when a `pipeline finetune` model card says so."""
+
+    run_dir: Location
+    config: FinetuneConfig
+
+
+def trained_of(adapter: str | None) -> Trained | None:
+    """The run and settings of an adapter `pipeline finetune` wrote (its README.md), else None."""
+    if not adapter:
+        return None
+    try:
+        run_dir, config = trained_from((storage.locate(adapter) / "README.md").read_text())
+    except OSError:
+        return None
+    if not run_dir or not config:
+        return None
+    return Trained(storage.locate(run_dir), FinetuneConfig.model_validate(config))
+
+
+def sides(model: str, adapter: str | None, against: str | None) -> list[Side]:
+    """Base first, then the tuned model; one side when there is nothing to compare against."""
+    tuned = Side("tuned" if (adapter or against) else "model", model, adapter)
+    if not (adapter or against):
+        return [tuned]
+    base = Side("base", against or model)
+    if base.model == model:
+        base.tokenizer_path = tuned.tokenizer  # the same weights: the same tokenizer and template as served tuned
+    return [base, tuned]
+
+
+def check_inputs(model: str, adapter: str | None, against: str | None) -> None:
+    for what, path in (("adapter", adapter),):
+        if path and not (storage.locate(path) / "adapter_config.json").exists():
+            raise UserError(f"eval: {what} not found: {path} has no adapter_config.json")
+    from pipeline import hub
+
+    for what, name in (("model", model), ("--against", against)):
+        why = name and hub.local_or_hub_problem(name, "model")
+        if why:
+            raise UserError(f"eval: {what} {name}: {why}")
+
+
+def evaluate(settings: EvalSection, model: str, out: Path, adapter: str | None = None,
+             against: str | None = None, trained: Trained | None = None) -> dict:
+    """Score every side on every task, compare, and write eval.json and eval.md into `out`."""
+    started = time.perf_counter()
+    check_inputs(model, adapter, against)
+    trained = trained or trained_of(adapter)
+    folder = out / "tasks"
+    tasks = resolve(settings.tasks, settings.benchmarks_dir, folder)
+    train_chats, prompts = _prompts(settings, trained)
+    timing = {"load_s": 0.0, "harness_s": 0.0}
+    scores, answers = {}, {}
+    for side in sides(model, adapter, against):
+        from transformers import AutoTokenizer
+
+        items = heldout.render(AutoTokenizer.from_pretrained(side.tokenizer), prompts) if prompts else None
+        include = write_configs(tasks, folder / side.label, items, settings.max_new_tokens)
+        t0 = time.perf_counter()
+        lm = harness.load(side, settings.batch_size)
+        t1 = time.perf_counter()
+        scores[side.label], answers[side.label] = harness.score(lm, tasks, include, settings.limit)
+        timing["load_s"] += t1 - t0
+        timing["harness_s"] += time.perf_counter() - t1
+        del lm
+        gc.collect()
+    result = {
+        "models": {s.label: s.describe() for s in sides(model, adapter, against)},
+        "limit": settings.limit,
+        "tasks": table.compare(tasks, scores, _contamination(tasks, trained, train_chats, settings)),
+    }
+    if settings.judge and prompts and len(scores) == 2:
+        t0 = time.perf_counter()
+        result["judge"] = _judge(settings, prompts, answers)
+        timing["judge_s"] = time.perf_counter() - t0
+    timing["total_s"] = time.perf_counter() - started
+    timing["ours_s"] = timing["total_s"] - sum(v for k, v in timing.items() if k not in ("total_s",))
+    result["timing"] = {k: round(v, 3) for k, v in timing.items()}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "eval.json").write_text(json.dumps(result, indent=2) + "\n")
+    (out / "eval.md").write_text(table.markdown(result) + "\n")
+    return result
+
+
+def _prompts(settings: EvalSection, trained: Trained | None) -> tuple[list, list]:
+    """(training conversations, prompts to ask): the prompt file, or the fine-tune's held-out split."""
+    if HELD_OUT not in settings.tasks:
+        return (heldout.split_of_run(trained.config, trained.run_dir)[0] if trained else []), []
+    if settings.prompts:
+        train = heldout.split_of_run(trained.config, trained.run_dir)[0] if trained else []
+        return train, heldout.from_file(settings.prompts)
+    if trained is None:
+        raise UserError("eval: held_out needs the adapter of a `pipeline finetune` run (its model card names the run "
+                        "and the split), or a prompt file (--prompts)")
+    train, held = heldout.split_of_run(trained.config, trained.run_dir)
+    if not held:
+        raise UserError(f"eval: the fine-tune of {trained.run_dir} held out no rows (sft.eval_fraction is 0); "
+                        "give a prompt file (--prompts)")
+    return train, held
+
+
+def _contamination(tasks, trained: Trained | None, train_chats: list, settings: EvalSection) -> dict[str, dict]:
+    """Each benchmark's contamination: the run's decontaminate stats, else a scan of the training rows."""
+    found = contamination.from_stats(trained.run_dir if trained else None)
+    unscanned = [t.benchmark for t in tasks if t.benchmark and t.benchmark not in found]
+    if unscanned and train_chats:
+        found.update(contamination.scan(unscanned, contamination.training_texts(train_chats), settings.benchmarks_dir))
+    return found
+
+
+def _judge(settings: EvalSection, prompts: list, answers: dict) -> dict:
+    from generators.factory import make_client
+    from pipeline.evaluate import winrate
+
+    n = len(answers["base"][HELD_OUT])  # the first `limit` prompts were answered
+    base, tuned = answers["base"][HELD_OUT], answers["tuned"][HELD_OUT]
+    client = make_client(settings.judge)
+    try:
+        shares = winrate.judge(client, prompts[:n], base, tuned, settings.judge_max_tokens)
+    finally:
+        client.close()
+    rates = winrate.win_rates(shares, [len(a) for a in base], [len(a) for a in tuned])
+    return {"model": settings.judge.get("model"), **rates.as_dict()}
