@@ -186,6 +186,43 @@ def _value(value: Any) -> str:
     return html.escape(str(value))
 
 
+def evaluation(result: dict[str, Any]) -> str:
+    """`pipeline eval`'s section: base against tuned per task (a bar each, with its standard error in
+    `err`, which the chart draws as an error bar), the differences, and contamination beside the scores."""
+    from pipeline.evaluate.table import contamination_text
+
+    labels = list(result["models"])
+    tasks = result["tasks"]
+    series = [{"y": [t[label]["value"] for t in tasks], "err": [t[label]["stderr"] for t in tasks], "label": label}
+              for label in labels]
+    chart = svg.bars([t["task"] for t in tasks], series, "Score per task (error bars: one standard error)", "task",
+                     "score")
+    header = "".join(f"<th>{html.escape(label)}</th>" for label in labels)
+    rows = []
+    for t in tasks:
+        cells = "".join(f"<td>{_plus_minus(t[label]['value'], t[label]['stderr'])}</td>" for label in labels)
+        diff = _plus_minus(t["difference"], t.get("difference_stderr"), sign=True) if "difference" in t else ""
+        leak = contamination_text(t["contamination"]) if "contamination" in t else "the run's own prompts"
+        rows.append(f"<tr><td>{html.escape(t['task'])}</td><td class='l'>{html.escape(t['metric'])}</td>"
+                    f"<td>{t[labels[-1]]['n']:,}</td>{cells}<td>{diff}</td><td class='l'>{html.escape(leak)}</td></tr>")
+    table = (f"<table><tr><th>task</th><th class='l'>metric</th><th>n</th>{header}<th>difference</th>"
+             f"<th class='l'>contamination in the training data</th></tr>{''.join(rows)}</table>")
+    models = "; ".join(f"{html.escape(k)}: <code>{html.escape(v)}</code>" for k, v in result["models"].items())
+    parts = ["<h2>Evaluation</h2>", f"<p>{models}</p>", chart, table]
+    judge = result.get("judge")
+    if judge:
+        parts.append(f"<p>Judge <code>{html.escape(str(judge['model']))}</code>, {judge['judged']:,} of "
+                     f"{judge['prompts']:,} held-out prompts judged in both orders: tuned win rate "
+                     f"{judge['win_rate']:.1%}, length-controlled {judge['length_controlled']:.1%}; mean answer length "
+                     f"base {judge['mean_length_base']:,.0f}, tuned {judge['mean_length_tuned']:,.0f} characters.</p>")
+    return "".join(parts)
+
+
+def _plus_minus(value: float, stderr: float | None, sign: bool = False) -> str:
+    text = f"{value:+.3f}" if sign else f"{value:.3f}"
+    return text + (f" &plusmn; {stderr:.3f}" if stderr is not None else "")
+
+
 def render(result: dict[str, Any]) -> str:
     stages = result["stages"]
     sections = [f"<h1>Run report: {html.escape(result['name'])}</h1>",
@@ -196,9 +233,16 @@ def render(result: dict[str, Any]) -> str:
     for title, figure in (("Drop reasons", drop_reasons(stages)), ("Text length", length_histograms(stages))):
         if figure:
             sections += [f"<h2>{title}</h2>", figure]
+    if result.get("evaluation"):
+        sections.append(evaluation(result["evaluation"]))
     stage_sections = "".join(_stage(s) for s in stages)
     if stage_sections:
         sections += ["<h2>Stage details</h2>", stage_sections]
+    return page(result["name"], "".join(sections))
+
+
+def page(title: str, body: str) -> str:
+    """A self-contained HTML page in the report's style."""
     style = ("body{font-family:system-ui,sans-serif;max-width:980px;margin:2em auto;color:#222}"
              "table{border-collapse:collapse;font-size:13px;margin:6px 0}"
              "td,th{border:1px solid #ccc;padding:3px 7px;text-align:right;vertical-align:top}"
@@ -209,8 +253,8 @@ def render(result: dict[str, Any]) -> str:
              "table.examples table.kv th{width:1%;white-space:nowrap}th.content{width:58%}"
              "table.examples div{white-space:pre-wrap}h3{margin-top:2em;border-bottom:1px solid #ddd}"
              "h4{margin:1em 0 .2em;font-size:14px}.n{font-weight:normal;color:#666}svg{max-width:100%;height:auto}")
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(result['name'])}</title>"
-            f"<style>{style}</style></head><body>{''.join(sections)}</body></html>")
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            f"<style>{style}</style></head><body>{body}</body></html>")
 
 
 def write(path: Location | str, result: dict[str, Any]) -> None:

@@ -45,6 +45,16 @@ class Score:
     metric: str
 
 
+def require() -> None:
+    """lm-eval is the eval extra's (`pip install 'instruct-pipeline[eval]'`), not every install's."""
+    import importlib.util
+
+    from pipeline.errors import UserError
+
+    if importlib.util.find_spec("lm_eval") is None:
+        raise UserError("pipeline eval needs lm-evaluation-harness: pip install 'instruct-pipeline[eval]'")
+
+
 def load(side: Side, batch_size: int):
     """lm-eval's HF model for one side, on the GPU when there is one."""
     import torch

@@ -13,13 +13,13 @@ import json
 import time
 from pathlib import Path
 
-from pipeline import storage
+from pipeline import report, storage
 from pipeline.errors import UserError
 from pipeline.evaluate import contamination, harness, heldout, table
 from pipeline.evaluate.harness import Side
 from pipeline.evaluate.tasks import HELD_OUT, resolve, write_configs
 from pipeline.storage import Location
-from pipeline.train.card import trained_from
+from pipeline.train.card import add_evaluation, trained_from
 from pipeline.train.config import EvalSection, FinetuneConfig
 
 
@@ -71,6 +71,7 @@ def evaluate(settings: EvalSection, model: str, out: Path, adapter: str | None =
              against: str | None = None, trained: Trained | None = None) -> dict:
     """Score every side on every task, compare, and write eval.json and eval.md into `out`."""
     started = time.perf_counter()
+    harness.require()
     check_inputs(model, adapter, against)
     trained = trained or trained_of(adapter)
     folder = out / "tasks"
@@ -106,7 +107,37 @@ def evaluate(settings: EvalSection, model: str, out: Path, adapter: str | None =
     out.mkdir(parents=True, exist_ok=True)
     (out / "eval.json").write_text(json.dumps(result, indent=2) + "\n")
     (out / "eval.md").write_text(table.markdown(result) + "\n")
+    (out / "eval.html").write_text(report.page("Evaluation", report.evaluation(result)))
     return result
+
+
+def after_finetune(cfg: FinetuneConfig, run_dir: Location, out: Location) -> dict | None:
+    """The `finetune: {eval: ...}` section: the base against the adapter just trained, on the run's
+    held-out split and the tasks asked; the table goes into the model card and the run's report."""
+    if not cfg.eval.enabled:
+        return None
+    if not out.is_local:
+        raise UserError(f"finetune eval: the output must be a local folder (lm-eval reads from disk): {out}")
+    adapter = out / "adapter"
+    if cfg.method == "full":
+        result = evaluate(cfg.eval, adapter.local_path().as_posix(), out.local_path() / "eval", against=cfg.model,
+                          trained=Trained(run_dir, cfg))
+    else:
+        result = evaluate(cfg.eval, cfg.model, out.local_path() / "eval", adapter=adapter.local_path().as_posix(),
+                          trained=Trained(run_dir, cfg))
+    add_evaluation(adapter / "README.md", table.markdown(result))
+    _into_run_report(run_dir, result)
+    return result
+
+
+def _into_run_report(run_dir: Location, result: dict) -> None:
+    """The run's report.html again, with the evaluation section, when the run wrote its statistics."""
+    try:
+        stats = json.loads((run_dir / "stats.json").read_text())
+    except (OSError, ValueError):
+        return
+    if isinstance(stats, dict) and "stages" in stats:
+        report.write(run_dir / "report.html", {**stats, "evaluation": result})
 
 
 def _prompts(settings: EvalSection, trained: Trained | None) -> tuple[list, list]:
