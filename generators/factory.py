@@ -1,11 +1,13 @@
 """`make_client(config)`: the `LLMClient` an `llms:` entry describes, cache included.
 
-Heavy backends (torch, Ray's vLLM integration) are imported only when chosen, so importing the
-generators stays cheap for stages that never generate.
+The backend's factory comes from the registry (`generators.backends`), which imports heavy backends
+(torch, Ray's vLLM integration) only when an entry chooses them, so importing the generators stays
+cheap for stages that never generate.
 """
 
 from __future__ import annotations
 
+from generators.backends import backends
 from generators.backends.vllm_process import VLLMServerProcess
 from generators.cache import CachedClient, ResponseCache
 from generators.client import LLMClient
@@ -38,16 +40,5 @@ def make_client(config: dict | LLMConfig) -> LLMClient:
     `client.close()` stops a managed server; so does interpreter exit, SIGTERM or Ctrl-C.
     """
     cfg = parse_llm_config(config)
-    if cfg.backend == "vllm_server":
-        from generators.backends.vllm_server import VLLMServerClient
-
-        client = VLLMServerClient(cfg, server_process(cfg).start() if cfg.managed else None)
-    elif cfg.backend == "transformers":
-        from generators.backends.transformers_local import TransformersClient
-
-        client = TransformersClient(cfg)
-    else:
-        from generators.backends.ray_vllm import RayVLLMClient
-
-        client = RayVLLMClient(cfg)
+    client = backends()[cfg.backend].client(cfg)
     return CachedClient(client, ResponseCache(cfg.cache_dir)) if cfg.cache_dir else client

@@ -2,14 +2,18 @@
 
 One model per backend, told apart by `backend:` (a discriminated union), so each backend's options are
 exactly those it reads: a field of another backend (`replicas:` under `vllm_server`) is refused when
-the config loads, with the backend it belongs to, instead of being ignored.
+the config loads, with the backend it belongs to, instead of being ignored. The union is that of the
+backends in the registry (`generators.backends`): the built-in ones, defined here, and those other
+packages register.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import sys
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
@@ -32,7 +36,8 @@ class LLMConfig(BaseModel):
 
     backend: str = Field(
         description="vllm_server: vLLM's OpenAI-compatible server (given `url`, or started by the pipeline); "
-        "ray_vllm: in-process vLLM engines in Ray Data (GPU clusters); transformers: local generation"
+        "ray_vllm: in-process vLLM engines in Ray Data (GPU clusters); transformers: local generation; "
+        "or a backend an installed package registers (generators.backends)"
     )
     model: str = Field(description="model id or local path; for a remote server, the name it serves")
     cache_dir: str | None = Field(default=None, description="on-disk response cache; None disables it")
@@ -46,12 +51,12 @@ class LLMConfig(BaseModel):
 
     def __new__(cls, *args: Any, **fields: Any):
         if cls is LLMConfig:  # the backend's own config; an unknown backend is the union's error
-            cls = BACKENDS.get(fields.get("backend")) or _ANY_BACKEND.validate_python(fields)
+            cls = BACKENDS.get(fields.get("backend")) or _any_backend().validate_python(fields)
         return super().__new__(cls)
 
     @classmethod
     def model_validate(cls, obj: Any, **kwargs: Any) -> LLMConfig:
-        return _ANY_BACKEND.validate_python(obj, **kwargs) if cls is LLMConfig else super().model_validate(obj, **kwargs)
+        return _any_backend().validate_python(obj, **kwargs) if cls is LLMConfig else super().model_validate(obj, **kwargs)
 
     @model_validator(mode="wrap")
     @classmethod
@@ -168,9 +173,36 @@ class TransformersConfig(_DType, _Batched, LLMConfig):
     device: str = Field(default="cpu", description="torch device for the transformers backend")
 
 
-BACKENDS: dict[str, type[LLMConfig]] = {"vllm_server": VLLMServerConfig, "ray_vllm": RayVLLMConfig, "transformers": TransformersConfig}
-AnyBackend = Annotated[Union[VLLMServerConfig, RayVLLMConfig, TransformersConfig], Field(discriminator="backend")]
-_ANY_BACKEND: TypeAdapter[LLMConfig] = TypeAdapter(AnyBackend)
+class _Registered(Mapping[str, "type[LLMConfig]"]):
+    """Each backend's config model by name: a view of the registry, so it holds other packages' backends too."""
+
+    def __getitem__(self, name: str) -> type[LLMConfig]:
+        return _registry()[name].config
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(_registry())
+
+    def __len__(self) -> int:
+        return len(_registry())
+
+
+BACKENDS: Mapping[str, type[LLMConfig]] = _Registered()
+
+
+def _registry() -> dict:
+    from generators.backends import backends  # imported here: the registry imports the config models above
+
+    return backends()
+
+
+def _any_backend() -> TypeAdapter[LLMConfig]:
+    """The discriminated union of the registered backends' configs."""
+    return _union(tuple(BACKENDS.values()))
+
+
+@functools.cache
+def _union(configs: tuple[type[LLMConfig], ...]) -> TypeAdapter[LLMConfig]:
+    return TypeAdapter(Annotated[Union[configs], Field(discriminator="backend")])
 
 
 def parse_llm_config(config: dict | LLMConfig) -> LLMConfig:

@@ -2,16 +2,17 @@
 
 Blocks titled with a path are files of the example package `my_ext`, installed as pip would install it
 (its modules, and a dist-info holding the entry points its `pyproject.toml` block declares), so the
-engine finds the new stages the way it finds any installed package's. The block titled `run` holds
-the shell commands, run with `tests/e2e/test_readme.py`'s own parsing.
+engine finds the new stages and the new LLM backend the way it finds any installed package's. The
+blocks titled `run` and `run answers` hold shell commands, run with `tests/e2e/test_readme.py`'s own
+parsing.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import re
-import runpy
 import subprocess
 import sys
 import tomllib
@@ -20,7 +21,9 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import yaml
 
+from generators.cache import request_key
 from tests.e2e.test_readme import commands
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -56,11 +59,14 @@ def ext(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def with_ext(ext, monkeypatch):
-    """`my_ext` importable in this process, and the stages it registers gone from the registry afterwards."""
+    """`my_ext` importable in this process, and the stages and the backend it registers gone afterwards."""
+    from generators import backends
     from pipeline import registry
 
-    registry.all_stages()  # the built-in stages, loaded before my_ext is on the path
+    registry.all_stages()  # the built-in stages and backends, loaded before my_ext is on the path
+    backends.backends()
     monkeypatch.setattr(registry, "_STAGES", dict(registry._STAGES))
+    monkeypatch.setattr(backends, "_BACKENDS", dict(backends._BACKENDS))
     monkeypatch.syspath_prepend(str(ext))
     yield ext
     for name in [m for m in sys.modules if m == "my_ext" or m.startswith("my_ext.")]:
@@ -79,22 +85,33 @@ def seed_rows(shared_data: Path, n: int) -> pa.Table:
 # --- a filter stage -----------------------------------------------------------------------------
 
 
-@pytest.mark.slow  # a real `pipeline run`: Ray starts
-def test_the_filter_stage_is_listed_and_filters_a_real_run(tmp_path, ext, shared_data):
+def clone_with(tmp_path: Path, shared_data: Path, config: str) -> Path:
+    """A folder laid out as the doc's commands expect: the repository's venv, ../shared/data and the config."""
     clone = tmp_path / "clone"
     clone.mkdir()
     (clone / ".venv").symlink_to(ROOT / ".venv")
     (tmp_path / "shared").mkdir()
-    (tmp_path / "shared" / "data").symlink_to(shared_data)  # the config's ../shared/data
-    (clone / "keywords.yaml").write_text(BLOCKS["keywords.yaml"])
+    (tmp_path / "shared" / "data").symlink_to(shared_data)  # the configs' ../shared/data
+    (clone / config).write_text(BLOCKS[config])
+    return clone
+
+
+def run_block(title: str, clone: Path, ext: Path) -> dict[str, subprocess.CompletedProcess]:
+    """Each command of a `bash` block, with `my_ext` installed, by its subcommand; each must succeed."""
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS",)}
     env["PYTHONPATH"] = str(ext)
-
     ran = {}
-    for command in commands(BLOCKS["run"]):
+    for command in commands(BLOCKS[title]):
         proc = subprocess.run(command.split(), cwd=clone, env=env, capture_output=True, text=True, timeout=600)
         assert proc.returncode == 0, f"{command}\n{proc.stderr[-3000:]}"
         ran[command.split()[1]] = proc
+    return ran
+
+
+@pytest.mark.slow  # a real `pipeline run`: Ray starts
+def test_the_filter_stage_is_listed_and_filters_a_real_run(tmp_path, ext, shared_data):
+    clone = clone_with(tmp_path, shared_data, "keywords.yaml")
+    ran = run_block("run", clone, ext)
     assert "words: list[str]" in ran["stages"].stdout and "blocked word" in ran["stages"].stdout
     assert quoted("01-keywords: in 40") in " ".join(ran["run"].stderr.split())
 
@@ -128,35 +145,77 @@ def test_a_filter_stage_option_is_refused_at_load_with_its_line(tmp_path, ext, s
 # --- an LLM backend -----------------------------------------------------------------------------
 
 
-def test_the_backend_answers_a_generators_requests(with_ext, tmp_path, shared_data, tiny_model, monkeypatch, capsys):
-    script = tmp_path / "answer_seeds.py"
-    script.write_text(BLOCKS["answer_seeds.py"])
-    seeds = shared_data / "seeds/self_instruct/seed_tasks.jsonl"
-    monkeypatch.setattr(sys, "argv", [str(script), str(tiny_model), str(seeds)])
-    runpy.run_path(str(script), run_name="__main__")
-    answered = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert [a["instruction"] for a in answered] == [json.loads(line)["instruction"] for line in seeds.read_text().splitlines()[:3]]
-    for a in answered:
-        assert len(a["answers"]) == 2 and all(text.strip() for text in a["answers"])
-        assert set(a["finish"]) <= {"stop", "length"}
-        assert a["usage"]["prompt_tokens"] > 0 and 2 <= a["usage"]["completion_tokens"] <= 2 * 32
+@pytest.mark.slow  # a real `pipeline run`: Ray starts
+def test_the_backend_is_named_under_llms_and_answers_a_real_run(tmp_path, ext, shared_data, tiny_model):
+    """The entry point registers `hf_local` in the CLI and in Ray's workers; its answers are the model's greedy
+    answers (the built-in transformers backend's, one request at a time), kept or cut as the model finished."""
+    from generators.factory import make_client
+    from generators.respond import RespondConfig, respond
+
+    clone = clone_with(tmp_path, shared_data, "answers.yaml")
+    config = yaml.safe_load(BLOCKS["answers.yaml"])
+    model = config["llms"]["local"]["model"]
+    (clone / model).parent.mkdir(parents=True)
+    (clone / model).symlink_to(tiny_model)
+    run_block("run answers", clone, ext)
+
+    out = clone / config["output"]["path"]
+    kept = [{**row, "reason": None} for row in pq.read_table(out / "data").to_pylist()]
+    rows = kept + pq.read_table(out / "rejects" / "01-respond").to_pylist()
+    seeds = [json.loads(line) for line in (shared_data / "seeds/self_instruct/seed_tasks.jsonl").read_text().splitlines()[:3]]
+    questions = [json.loads(line)["question"] for line in (shared_data / "benchmarks/gsm8k/test.jsonl").open().readlines()[:3]]
+    by_source = {source: [r for r in rows if r["source"] == source] for source in ("seeds", "gsm8k")}
+    assert len(rows) == 6
+    assert sorted(r["id"] for r in by_source["seeds"]) == sorted(s["id"] for s in seeds)
+    for row in by_source["seeds"]:  # they have an answer: left alone
+        [seed] = [s for s in seeds if s["id"] == row["id"]]
+        assert row["reason"] is None and row["messages"][-1]["content"] == seed["instances"][0]["output"]
+
+    options = config["stages"][0]["respond"]
+    builtin = make_client({"backend": "transformers", "model": str(tiny_model)})
+    try:
+        expected = {q: respond(builtin, [[{"role": "user", "content": q}]],
+                               RespondConfig(temperature=options["temperature"], max_tokens=options["max_tokens"]))[0]
+                    for q in questions}
+    finally:
+        builtin.close()
+    assert sorted(r["messages"][0]["content"] for r in by_source["gsm8k"]) == sorted(questions)
+    for row in by_source["gsm8k"]:
+        answer = expected[row["messages"][0]["content"]]
+        assert row["messages"][1] == {"role": "assistant", "content": answer.text.strip()}
+        assert row["generated_by"] == model and json.loads(row["meta"])["responder"] == model
+        assert row["reason"] == ("response_truncated" if answer.choices[0].finish_reason == "length" else None)
 
 
-def test_the_backend_generates_what_the_model_generates(with_ext, tiny_model):
-    """Greedy answers equal the built-in transformers backend's on the same model: the backend runs the model right."""
+def test_a_misspelt_backend_is_refused_at_load_with_the_registered_ones(tmp_path, ext):
+    config = tmp_path / "answers.yaml"
+    config.write_text(BLOCKS["answers.yaml"].replace("backend: hf_local", "backend: hf_locl"))
+    env = {**os.environ, "PYTHONPATH": str(ext)}
+    proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "validate", str(config)],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+    assert quoted("answers.yaml:10:") in proc.stderr
+
+
+def test_the_backend_generates_what_the_model_generates(with_ext, tiny_model, tmp_path):
+    """Greedy answers equal the built-in transformers backend's on the same model: the backend runs the model right.
+    Both are built from their `llms:` entries, the new one with a response cache, which keeps every answer."""
     from generators.client import Request, SamplingParams
     from generators.factory import make_client
-    from my_ext.hf_local import HFLocalClient, HFLocalConfig
 
+    importlib.import_module("my_ext.hf_local")  # what the entry point imports
     params = SamplingParams(temperature=0.0, max_tokens=24)
     requests = [Request(messages=({"role": "user", "content": "Name three colours."},), params=params),
                 Request(prompt="1. Write a poem about the sea.\n2.", params=params)]
-    ours = HFLocalClient(HFLocalConfig(backend="hf_local", model=str(tiny_model)))
+    ours = make_client({"backend": "hf_local", "model": str(tiny_model), "cache_dir": str(tmp_path / "cache")})
     builtin = make_client({"backend": "transformers", "model": str(tiny_model)})
     try:
+        assert type(ours.inner).__name__ == "HFLocalClient"
         for request in requests:
             a, b = ours.generate([request])[0], builtin.generate([request])[0]
             assert (a.text, a.choices[0].finish_reason, a.usage) == (b.text, b.choices[0].finish_reason, b.usage)
+        assert len(ours.cache.get_many([request_key(str(tiny_model), r) for r in requests])) == 2
     finally:
         ours.close()
         builtin.close()
@@ -194,7 +253,7 @@ def test_the_generator_stage_adds_a_row_per_instruction_from_a_real_model(with_e
     from pipeline.config import build_stage
     from pipeline.records import DROP_REASON
 
-    import my_ext.paraphrase_stage  # noqa: F401  what the entry point imports
+    importlib.import_module("my_ext.paraphrase_stage")  # what the entry point imports
 
     assert registry.get("paraphrase").__name__ == "ParaphraseStage"
     batch = seed_rows(shared_data, 4)
