@@ -2,15 +2,15 @@
 recall per kind of leak (and per kind x benchmark, per variant), false positives on clean web documents,
 and scan speed, for the `decontaminate` stage's matcher configured as a user would (the stage's
 defaults, the registered benchmarks by name), beside a plain 8-gram and a 13-gram index over each
-item's whole rendering, built in the same run.
+item's whole rendering (lm-evaluation-harness's words, every gram), built in the same run.
 
 Clean documents: the shared extraction set's pages and the WARC responses, main text extracted with
 resiliparse (as bench_contamination.py does), cut into --doc-words-word documents (200 gives 5,182).
 Two more clean sets of English, reported beside them: AG News descriptions joined into documents of
 the same length, and the harmless HH-RLHF dialogues (chat text, like instruction data).
 
-Recall: the planted item is among the hits of its document (or chat row, read as the stage reads an
-instruction row's `text` view). Speed: clean documents scanned per CPU-second of this process, the
+Recall: the planted item is among the hits of its document (or chat row, its messages joined as the stage
+joins them). Speed: clean documents scanned per CPU-second of this process, the
 median of --repeats, on 500-word documents (the length bench_contamination.py and issue 17 use).
 
     python benchmarks/bench_contamination_leaks.py [--items 200] [--repeats 3] [--seed 0]
@@ -24,6 +24,7 @@ import datetime
 import gzip
 import json
 import random
+import re
 import sys
 import time
 from collections import defaultdict
@@ -36,8 +37,9 @@ import pyarrow as pa  # noqa: E402
 
 from benchmarks.bench_contamination import DATA, documents, scan_all, timed, web_pages  # noqa: E402
 from benchmarks.contamination_leaks import KINDS, Leak, corpus, load_sources, render, sample  # noqa: E402
-from filters.contamination import BenchmarkItem, NgramIndex, build_index  # noqa: E402
-from pipeline.records import text_column  # noqa: E402
+from filters.contamination import NgramIndex, build_index  # noqa: E402
+from filters.contamination.rows import RowText  # noqa: E402
+from pipeline.records import row_texts  # noqa: E402
 from stages.decontaminate import DecontaminateConfig  # noqa: E402
 
 BENCHMARKS = ("humaneval", "gsm8k", "mmlu")
@@ -52,20 +54,43 @@ def ours(names) -> NgramIndex:
     return index
 
 
-def whole_item(sources, n: int) -> NgramIndex:
-    """A plain n-gram index over each item's whole rendering (the verbatim kind's first format): every
-    n-gram, an item shorter than n words as one gram, no gram ignored."""
-    items = [BenchmarkItem(s.item.benchmark, s.item.item_id, (render(s, 0),)) for s in sources]
-    return NgramIndex.build(items, n=n, min_words=1, min_words_answer=n, max_item_frequency=len(items))
+class PlainNgrams:
+    """The baseline: an n-gram index over each item's whole rendering (the verbatim kind's first format) with
+    lm-evaluation-harness's rule (lower-case, punctuation deleted, split on whitespace), every n-gram, an
+    item shorter than n words as one gram, none ignored. Written apart from ours, so our changes to the
+    words or the grams cannot move it."""
+
+    def __init__(self, sources, n: int):
+        self.n = n
+        self.grams: dict[int, set[tuple[str, str]]] = defaultdict(set)
+        self.lengths = set()
+        for s in sources:
+            ws = self.words(render(s, 0))
+            length = min(n, len(ws))
+            self.lengths.add(length)
+            for i in range(len(ws) - length + 1):
+                self.grams[hash(" ".join(ws[i:i + length]))].add(s.key)
+
+    @staticmethod
+    def words(text: str) -> list[str]:
+        return re.sub(r"[^\w\s]|_", "", text.lower()).split()
+
+    def found(self, text: str) -> set[tuple[str, str]]:
+        ws = self.words(text)
+        out = set()
+        for length in self.lengths:
+            for i in range(len(ws) - length + 1):
+                out |= self.grams.get(hash(" ".join(ws[i:i + length])), set())
+        return out
 
 
 def leak_texts(leaks: list[Leak]) -> list[str]:
-    """What the stage reads: a document's text, or an instruction row's messages under the `text` view."""
+    """What the stage scans: a document's text, or an instruction row's messages joined as the stage joins them."""
     rows = [i for i, lk in enumerate(leaks) if lk.messages is not None]
     table = pa.table({"messages": [list(leaks[i].messages) for i in rows]})
     texts = [lk.text for lk in leaks]
-    for i, t in zip(rows, text_column(table, "text")):
-        texts[i] = t
+    for i, row in zip(rows, row_texts(table, "text")):
+        texts[i] = RowText.join(row).text
     return texts
 
 
@@ -77,6 +102,12 @@ def english_news(words: int) -> list[str]:
 def dialogues() -> list[str]:
     with gzip.open(DATA / "preferences" / "hh_rlhf_harmless" / "pairs.jsonl.gz", "rt") as f:
         return [json.loads(line)["chosen"] for line in f]
+
+
+def found_keys(matcher, texts: list[str]) -> list[set[tuple[str, str]]]:
+    if isinstance(matcher, PlainNgrams):
+        return [matcher.found(t) for t in texts]
+    return [{(h.item.benchmark, h.item.item_id) for h in row} for row in scan_all(matcher, texts)]
 
 
 def pct(part: int, whole: int) -> str:
@@ -101,7 +132,7 @@ def main() -> None:
     t = time.perf_counter()
     matchers = {"ours": ours(BENCHMARKS)}
     build_s = time.perf_counter() - t
-    matchers |= {"8-gram": whole_item(sources, 8), "13-gram": whole_item(sources, 13)}
+    matchers |= {"8-gram": PlainNgrams(sources, 8), "13-gram": PlainNgrams(sources, 13)}
     s = matchers["ours"].stats
     print(f"ours: stage defaults over {', '.join(BENCHMARKS)}: {s.items:,} items, {s.grams:,} grams, "
           f"{s.undetectable_items} undetectable, {s.confirmed_items} confirmed by their choices; built in {build_s:.1f}s")
@@ -110,9 +141,8 @@ def main() -> None:
 
     texts = leak_texts(leaks)
     found = {}
-    for name, index in matchers.items():
-        hits = scan_all(index, texts)
-        found[name] = [lk.source.key in {(h.item.benchmark, h.item.item_id) for h in row} for lk, row in zip(leaks, hits)]
+    for name, matcher in matchers.items():
+        found[name] = [lk.source.key in keys for lk, keys in zip(leaks, found_keys(matcher, texts))]
 
     names = list(matchers)
     print(f"\n{'kind':<13}{'leaks':>6}" + "".join(f"{n:>9}" for n in names) + "   ours per benchmark")
@@ -137,16 +167,13 @@ def main() -> None:
               "chat dialogues (HH-RLHF)": dialogues()}
     for label, docs in others.items():
         line = []
-        for name, index in matchers.items():
-            hits = scan_all(index, docs)
-            bad = [(d, h) for d, h in zip(docs, hits) if h]
-            line.append(f"{name} {len(bad)} = {100 * len(bad) / len(docs):.3f}%")
-            if name == "ours":
-                examples = bad[:3]
+        for name, matcher in matchers.items():
+            bad = sum(bool(keys) for keys in found_keys(matcher, docs))
+            line.append(f"{name} {bad} = {100 * bad / len(docs):.3f}%")
         print(f"  {label}, {len(docs):,} docs: " + "; ".join(line))
-        for d, h in examples:
+        for d, h in [(d, h) for d, h in zip(docs, scan_all(matchers["ours"], docs)) if h][:5]:
             a, b = h[0].spans[0]
-            print(f"    ours: {h[0].item.benchmark} {h[0].item.item_id}: {d[max(0, a - 40):b + 40]!r}")
+            print(f"    ours: {h[0].item.benchmark} {h[0].item.item_id}: {d[max(0, a - 60):b + 60]!r}")
 
     long_docs = documents(pages, 500)
     index = matchers["ours"]
