@@ -20,7 +20,7 @@ import time
 import numpy as np
 import pyarrow as pa
 
-from pipeline.execute import StageWorker, actor_pool, apply_map_stage, run_stage
+from pipeline.execute import apply_map_stage, run_stage, set_up
 from pipeline.records import CHARS, TOKENS, set_column
 from pipeline.stage import GlobalStage, MapStage, Resources, Stage
 from pipeline.stats import MeasureColumns, measure, undo_drops
@@ -82,10 +82,8 @@ def run_pass(p: Pass, dataset):
     stages = [map_form(s) for s in p.stages]
     declared = [s.effective_resources() for s in stages]
     res = Resources(num_cpus=max(r.num_cpus for r in declared), batch_size=min(r.batch_size for r in declared))
-    common = dict(batch_format="pyarrow", batch_size=res.batch_size, num_cpus=res.num_cpus)
-    if all(type(s).setup is MapStage.setup for s in stages):
-        return dataset.map_batches(_pass_task, fn_args=(stages,), **common)
-    return dataset.map_batches(_PassWorker, fn_constructor_args=(stages,), compute=actor_pool(res), **common)
+    return dataset.map_batches(_pass_task, fn_args=(stages,), batch_format="pyarrow", batch_size=res.batch_size,
+                               num_cpus=res.num_cpus)
 
 
 def without_measures(output, p: Pass):
@@ -105,12 +103,9 @@ def as_left_by(output, p: Pass, index: int):
     return output.map_batches(undo_drops, fn_args=(later,), batch_format="pyarrow", batch_size=None)
 
 
-class _PassWorker(StageWorker):
-    def __call__(self, batch: pa.Table) -> pa.Table:
-        return _pass_task(batch, self.stages)
-
-
 def _pass_task(batch: pa.Table, stages: list[MapStage]) -> pa.Table:
+    """The pass's stages, set up once per worker process (`execute.set_up`), one after another on a batch."""
+    stages = set_up(stages)
     rows = max(batch.num_rows, 1)
     tokenizer = stages[-1].ctx.tokenizer
     for stage in stages:

@@ -180,6 +180,13 @@ def _module_not_found(error: BaseException) -> str | None:
     return None
 
 
+def live_nodes() -> set[str]:
+    """The ids of the cluster's live nodes, as the GCS knows them now."""
+    import ray
+
+    return {n["NodeID"] for n in ray.nodes() if n["Alive"]}
+
+
 def _nodes_without(module: str) -> list[str]:
     """The live nodes whose workers (in this job's runtime_env) cannot find `module`, by name and id;
     a node that does not answer in time is left out rather than blamed."""

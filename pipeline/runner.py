@@ -119,7 +119,8 @@ def _run(run_config: ValidatedRun, plan: list[passes.Pass], fps: list[str], prog
             output = passes.without_measures(ckpts.read(p.id), p)
         else:
             with progress.working(", ".join(p.stage_ids), lambda: ckpts.rows_written(p.id)):
-                pass_records, output = _run_pass(p, current, cfg, ckpts, rows_in, tokens_in, first == 1)
+                pass_records, output = run_pass_surviving_node_loss(p, current, cfg, ckpts, rows_in, tokens_in,
+                                                                    first == 1, progress)
             if cfg.output.checkpoint:
                 ckpts.mark(p.id, fp, pass_records)
         if first == 1:
@@ -166,6 +167,39 @@ def _check_useful(result: dict, out: Location) -> None:
     last = next((s for s in result["stages"] if s["kept"] == 0 and s["rows_in"]), result["stages"][-1])
     raise RunFailed(f"no rows left: {last['id']} dropped the last {last['rows_in']:,} "
                     f"({drop_reasons(last['dropped_by_reason'])}); see {out}/report.html and {out}/rejects")
+
+
+NODE_LOSS_RETRIES = 3  # a node lost in more passes' attempts in a row is a failing cluster, not bad luck
+
+
+def run_pass_surviving_node_loss(p: passes.Pass, current, cfg, ckpts: checkpoint.Checkpoints, rows_in, tokens_in,
+                                 first_pass: bool, progress: Progress) -> tuple[list[dict], Any]:
+    """`_run_pass`, redone from its input when a node that was alive at its start is lost during it.
+
+    What a lost node held may be gone for good: the batch its actors ran (they are not restarted,
+    `execute.actor_pool`) and blocks that actors made, which Ray cannot rebuild from lineage. The pass's
+    input can always be read again: the previous pass's checkpoint, in storage every node shares, or
+    the run's input. Each attempt writes a checkpoint attempt of its own and only a finished one is
+    marked, so the failed attempt's files are never read.
+    """
+    from pipeline.ray_session import live_nodes
+
+    redone = 0
+    while True:
+        nodes = live_nodes()
+        try:
+            return _run_pass(p, current, cfg, ckpts, rows_in, tokens_in, first_pass)
+        except Exception as error:
+            lost = nodes - live_nodes()
+            if not lost:
+                raise
+            if redone == NODE_LOSS_RETRIES:
+                last = str(error).splitlines()[0] if str(error) else type(error).__name__
+                raise RunFailed(f"{p.id}: a node was lost during each of its {redone + 1} attempts; "
+                                f"the last error: {last}") from error
+            redone += 1
+            progress.note(f"{p.id}: lost {len(lost)} node(s) ({', '.join(sorted(n[:8] for n in lost))}); "
+                          f"redoing the pass from its input ({redone}/{NODE_LOSS_RETRIES})")
 
 
 def _run_pass(p: passes.Pass, current, cfg, ckpts: checkpoint.Checkpoints, rows_in, tokens_in,
