@@ -92,6 +92,16 @@ def gather(refs: list[ray.ObjectRef]) -> list[pa.Table]:
     return ray.get(refs)
 
 
+def share(value: Any) -> ray.ObjectRef:
+    """A value every task of a round reads (verdicts, a sorted key array), stored once, not once per task."""
+    return ray.put(value)
+
+
+def cpus() -> int:
+    """The cluster's CPUs: how many slices keep every one busy."""
+    return int(ray.cluster_resources().get("CPU", 1))
+
+
 def dataset(refs: list[ray.ObjectRef]):
     """The tables as a dataset, in order."""
     return ray.data.from_arrow_refs(refs)

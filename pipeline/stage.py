@@ -1,8 +1,9 @@
 """The stage contract: what a stage declares and the two shapes the engine can run.
 
 A *map stage* transforms one Arrow batch at a time and is run by the engine through
-`Dataset.map_batches` with the resources it declares; `setup()` runs once per worker, so
-models load once and not per batch, and `teardown()` once when the worker stops. A *global
+`Dataset.map_batches` with the resources it declares; `setup()` runs once per worker process, so
+models load once and not per batch, and `teardown()` once when the worker lets the stage go
+(`execute.set_up`, `execute.StageWorker`). A *global
 stage* needs to see the whole dataset (dedup, reweighting, Self-Instruct's pool) and gets the
 `ray.data.Dataset` itself.
 
@@ -151,15 +152,42 @@ class MapStage(Stage):
 
 
 class GlobalStage(Stage):
-    """A stage that needs the whole dataset, free to run several Ray Data passes."""
+    """A stage that needs the whole dataset, free to run several Ray Data passes.
+
+    What such a stage needs of the engine it gets here, so that this class is its only surface:
+    another stage's work run as the engine runs any stage (`run_substage`), rounds of plain Ray
+    tasks over the dataset's blocks (`blocks`), and rows measured as the run statistics measure
+    them (`measure`, a function of this module, for use inside those tasks).
+    """
 
     def apply(self, dataset: "ray.data.Dataset") -> "ray.data.Dataset":
         raise NotImplementedError
+
+    def run_substage(self, stage: Stage, dataset: "ray.data.Dataset") -> "ray.data.Dataset":
+        """`stage`'s output on `dataset`, with the accounting and measures of any stage's output."""
+        from pipeline.execute import run_stage
+
+        return run_stage(stage, dataset)
+
+    @property
+    def blocks(self):
+        """Map, hash-partitioned reduce and gather over a materialised dataset's blocks (`pipeline.blocks`),
+        for a stage whose algorithm is rounds of map -> shuffle -> reduce (dedup)."""
+        from pipeline import blocks
+
+        return blocks
 
     def map_stage(self) -> MapStage | None:
         """The map stage that does this stage's work when its config needs only one pass over rows
         (a quality cut at a fixed score, not at a fraction), so the engine can fuse it with neighbours."""
         return None
+
+
+def measure(batch: pa.Table, tokenizer: str | None) -> pa.Table:
+    """The batch with each row's tokens and characters, counted exactly as the run statistics count them."""
+    from pipeline.stats import measure as engine_measure
+
+    return engine_measure(batch, tokenizer)
 
 
 def names_in(value: Any, names) -> set[str]:

@@ -28,7 +28,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from dataclasses import dataclass, replace
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pyarrow as pa
@@ -42,12 +42,15 @@ from filters.dedup.lsh import optimal_params, s_curve
 from filters.dedup.members import earlier_member_rows, member_rows
 from filters.dedup.sketch import Sketch
 from filters.dedup.verdicts import empty_verdicts, resolve_partition, row_verdicts, size_counts
-from pipeline import blocks, storage
+from pipeline import storage
 from pipeline.errors import UserError
 from pipeline.records import drop_rows, live_mask, set_column, text_column
 from pipeline.registry import register
 from pipeline.stage import GlobalStage, Problem, StageConfig
 from pipeline.storage import Location
+
+if TYPE_CHECKING:
+    from pipeline.blocks import Slice
 
 NEAR = "near_duplicate"
 EXACT = "exact_duplicate"
@@ -184,11 +187,10 @@ class Dedup(GlobalStage):
         return problems
 
     def apply(self, dataset):
-        import ray
-
+        blocks = self.blocks
         if "id" not in dataset.schema().names:
             raise UserError("dedup needs an `id` column to tell rows apart")
-        cpus = int(ray.cluster_resources().get("CPU", 1))
+        cpus = blocks.cpus()
         if not self.plan.partitions:
             self.plan = replace(self.plan, partitions=2 * cpus)
         parts = self.plan.partitions
@@ -207,9 +209,9 @@ class Dedup(GlobalStage):
             self._resolve(rows, earlier, *_columns(edges, ("a", "b"))) if any(e.num_rows for e in edges)
             else empty_verdicts()
         )
-        return blocks.dataset(blocks.map_slices(_mark_batch, rows, self.plan, ray.put(verdicts)))
+        return blocks.dataset(blocks.map_slices(_mark_batch, rows, self.plan, blocks.share(verdicts)))
 
-    def _earlier_rows(self) -> list[blocks.Slice]:
+    def _earlier_rows(self) -> list[Slice]:
         """The rows of the indexes in `against`: id, bucket keys and, to verify, signature."""
         if not self.config.against:
             return []
@@ -218,24 +220,20 @@ class Dedup(GlobalStage):
         columns = ["id", "buckets"] + (["signature"] if self.plan.verify else [])
         indexes = [storage.locate(path) for path in self.config.against]  # each on its own filesystem
         old = [ray.data.read_parquet(i.path, filesystem=i.fs, columns=columns, file_extensions=["parquet"]) for i in indexes]
-        return blocks.slices((old[0].union(*old[1:]) if len(old) > 1 else old[0]).materialize(), pieces=1)
+        return self.blocks.slices((old[0].union(*old[1:]) if len(old) > 1 else old[0]).materialize(), pieces=1)
 
-    def _strip_boilerplate(self, rows: list[blocks.Slice]) -> list[blocks.Slice]:
-        import ray
-
-        bp = self.config.boilerplate
+    def _strip_boilerplate(self, rows: list[Slice]) -> list[Slice]:
+        blocks, bp = self.blocks, self.config.boilerplate
         counts = blocks.map_partitioned(_unit_hash_rows, rows, self.plan.partitions, bp, self.plan.partitions)
         found = blocks.gather(blocks.reduce_partitions(_repeated_units, counts, bp.max_docs))
         repeated = np.sort(_columns(found, ("h",))[0])
         self.repeated_units = int(len(repeated))
-        return blocks.whole(blocks.map_slices(_strip_batch, rows, bp, ray.put(repeated)))
+        return blocks.whole(blocks.map_slices(_strip_batch, rows, bp, blocks.share(repeated)))
 
-    def _resolve(self, rows: list[blocks.Slice], earlier: list[blocks.Slice], a: np.ndarray, b: np.ndarray) -> pa.Table:
+    def _resolve(self, rows: list[Slice], earlier: list[Slice], a: np.ndarray, b: np.ndarray) -> pa.Table:
         """Cluster verdicts of every row that has a candidate: (node, cluster, size, dup_of)."""
-        import ray
-
-        plan = self.plan
-        components = ray.put(key_components(a, b))
+        blocks, plan = self.blocks, self.plan
+        components = blocks.share(key_components(a, b))
         members = blocks.map_partitioned(_member_rows, rows, plan.partitions, plan, components)
         members += blocks.map_partitioned(_earlier_member_rows, earlier, plan.partitions, plan, components)
         resolved = blocks.reduce_partitions(resolve_partition, members, plan.options.survivor, plan.verify,

@@ -18,7 +18,6 @@ from pydantic import Field, model_validator
 
 from pipeline import storage
 from pipeline.errors import UserError
-from pipeline.execute import run_stage
 from pipeline.records import View, drop_rows, live_mask, set_column, text_column
 from pipeline.registry import register
 from pipeline.stage import GlobalStage, MapStage, Problem, Resources, StageConfig
@@ -98,7 +97,7 @@ class QualityStage(GlobalStage):
         return QualityScorer(self.config, self.ctx) if self.config.top_fraction is None else None
 
     def apply(self, dataset):
-        scored = run_stage(QualityScorer(self.config, self.ctx), dataset)
+        scored = self.run_substage(QualityScorer(self.config, self.ctx), dataset)
         if self.config.top_fraction is None:
             return scored
         from filters.fasttext_classifier import HISTOGRAM_BINS, top_fraction_threshold

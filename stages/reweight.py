@@ -30,8 +30,7 @@ from filters.mixture import MixtureError, MixturePlan, copies, plan_mixture, sha
 from pipeline.errors import UserError
 from pipeline.records import DROP_REASON, TOKENS, live_mask, set_column, split_live, stable_id, text_column, whitespace_tokens
 from pipeline.registry import register
-from pipeline.stage import GlobalStage, StageConfig
-from pipeline.stats import measure
+from pipeline.stage import GlobalStage, StageConfig, measure
 
 DOWNSAMPLED = "downsampled"
 TOTALS = ("tokens", "rows", "copies_added", "downsampled")
