@@ -86,8 +86,15 @@ def _known_cause(e: BaseException) -> UserError | RunFailed | OSError | None:
 
 
 def entry() -> None:
-    """The `pipeline` command: an interrupted run leaves without the interpreter's teardown (`interrupts.leave`)."""
-    code = main()
+    """The `pipeline` command: an interrupted run leaves without the interpreter's teardown (`interrupts.leave`).
+
+    Ctrl-C is taken over before the subcommands are imported (a second of numpy, pyarrow and Ray on
+    a busy machine), so an interrupt that early is an "interrupted" too, not an import's traceback."""
+    interrupts.install()
+    try:
+        code = main()
+    except KeyboardInterrupt:
+        code = _interrupted()
     if interrupts.interrupted():
         interrupts.leave(code)
     sys.exit(code)
