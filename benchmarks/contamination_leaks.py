@@ -2,9 +2,9 @@
 
 Our first corpus planted each item whole with one mild edit and found 99.7% of them; a held-out
 corpus of real-looking leaks found far less (issue 17). This one is built to be hard: half of each
-benchmark's sample is drawn from its shortest items (a few words of question, one-word choices),
-items are rendered the way evaluation harnesses and training sets print them, and every edit below
-is one that leaked copies show. Five kinds, one leak per sampled item and kind:
+benchmark's sample is drawn from the shortest quarter of its items (a few words of question, one-word
+choices), items are rendered the way evaluation harnesses and training sets print them, and every
+edit below is one that leaked copies show. Five kinds, one leak per sampled item and kind:
 
 - verbatim: the item as its benchmark renders it (one of the harness formats: MMLU with lettered
   options and `Answer: B`, GSM8K as `Question:`/`Answer:`, HumanEval as prompt and solution).
@@ -87,13 +87,14 @@ def load_sources(names: Iterable[str], benchmarks_dir) -> list[Source]:
 
 
 def sample(sources: Sequence[Source], per_benchmark: int, rng: random.Random) -> list[Source]:
-    """Per benchmark, half from the shortest quarter of its questions, half from the rest."""
+    """Per benchmark, half from the shortest quarter of its items (question, options and answer together: a
+    short question with long options is not a short item), half from the rest."""
     by_bench: dict[str, list[Source]] = {}
     for s in sources:
         by_bench.setdefault(s.item.benchmark, []).append(s)
     out = []
     for group in by_bench.values():
-        ranked = sorted(group, key=lambda s: (len(s.question.split()), s.key))
+        ranked = sorted(group, key=lambda s: (sum(len(p.split()) for p in s.item.parts), s.key))
         short, rest = ranked[:len(ranked) // 4], ranked[len(ranked) // 4:]
         k = min(per_benchmark, len(group))
         out += rng.sample(short, min(k // 2, len(short))) + rng.sample(rest, k - min(k // 2, len(short)))

@@ -134,9 +134,9 @@ def test_shared_benchmarks_load_with_answers_and_sample_short_items(shared_data)
     assert len(mmlu) >= 0.99 * len(registry)
     assert all(s.item == registry[s.item.item_id] and s.answer == s.choices[s.answer_index] for s in mmlu)
     picked = sample(sources, 100, random.Random(0))
-    lengths = sorted(len(s.question.split()) for s in mmlu)
-    quartile = lengths[len(lengths) // 4]
-    short = [s for s in picked if s.item.benchmark == "mmlu" and len(s.question.split()) <= quartile]
+    size = lambda s: sum(len(p.split()) for p in s.item.parts)  # noqa: E731
+    sizes = sorted(size(s) for s in mmlu)
+    short = [s for s in picked if s.item.benchmark == "mmlu" and size(s) <= sizes[len(sizes) // 4]]
     assert len([s for s in picked if s.item.benchmark == "mmlu"]) == 100 and len(short) >= 50
 
 
