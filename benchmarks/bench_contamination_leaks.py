@@ -6,8 +6,9 @@ item's whole rendering (lm-evaluation-harness's words, every gram), built in the
 
 Clean documents: the shared extraction set's pages and the WARC responses, main text extracted with
 resiliparse (as bench_contamination.py does), cut into --doc-words-word documents (200 gives 5,182).
-Two more clean sets of English, reported beside them: AG News descriptions joined into documents of
-the same length, and the harmless HH-RLHF dialogues (chat text, like instruction data).
+Three more clean sets, reported beside them: AG News descriptions joined into documents of the same
+length (English news), the harmless HH-RLHF dialogues (chat text, like instruction data), and up to
+10,000 documents of Python source from the installed packages (code, where HumanEval's grams live).
 
 Recall: the planted item is among the hits of its document (or chat row, its messages joined as the stage
 joins them). Speed: clean documents scanned per CPU-second of this process, the
@@ -19,8 +20,10 @@ median of --repeats, on 500-word documents (the length bench_contamination.py an
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import datetime
+import glob
 import gzip
 import json
 import random
@@ -99,6 +102,18 @@ def english_news(words: int) -> list[str]:
         return documents([f"{r[1]}. {r[2]}" for r in csv.reader(f)], words)
 
 
+def python_code(words: int, files: int = 3000) -> list[str]:
+    """Python source of the installed packages (the venv's site-packages), cut into documents: code that
+    holds no HumanEval solution, for the false positives HumanEval's code grams could give on code data."""
+    paths = sorted(glob.glob(f"{sys.prefix}/lib/python3*/site-packages/*/**/*.py", recursive=True))
+    random.Random(0).shuffle(paths)
+    texts = []
+    for path in paths[:files]:
+        with contextlib.suppress(OSError, UnicodeDecodeError), open(path, encoding="utf-8") as f:
+            texts.append(f.read())
+    return documents(texts, words)[:10_000]
+
+
 def dialogues() -> list[str]:
     with gzip.open(DATA / "preferences" / "hh_rlhf_harmless" / "pairs.jsonl.gz", "rt") as f:
         return [json.loads(line)["chosen"] for line in f]
@@ -164,7 +179,7 @@ def main() -> None:
 
     print("\nfalse positives (documents with any hit)")
     others = {"web (extraction + WARC)": clean, "English news (AG News)": english_news(args.doc_words),
-              "chat dialogues (HH-RLHF)": dialogues()}
+              "chat dialogues (HH-RLHF)": dialogues(), "Python code (site-packages)": python_code(args.doc_words)}
     for label, docs in others.items():
         line = []
         for name, matcher in matchers.items():
