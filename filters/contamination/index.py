@@ -148,7 +148,7 @@ class NgramIndex:
             undetectable_items=int(((item_grams == 0) & (item_short_grams < SHORT_GRAMS_NEEDED)).sum()),
             confirmed_items=sum(1 for i in confirm if item_grams[i]),
         )
-        offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32 if len(all_items) < 2**31 else np.int64)
         index = cls(n, items, vocab, lengths_list, keys, offsets, all_items, item_grams, stats, confirm)
         index.short_postings, index.item_short_grams = all_short, item_short_grams
         return index
