@@ -1,9 +1,10 @@
 """An index of benchmark n-grams and the scanner that finds them in training text.
 
-Every word of the benchmarks gets an integer id; a batch of texts is normalised and mapped to ids by
-Arrow kernels (words no benchmark uses map to 0, and a window holding a 0 cannot match). An n-gram is
-hashed to 64 bits as a random linear combination of its word ids, so a whole batch of texts is hashed
-with a handful of numpy operations and looked up with one `searchsorted` against the sorted keys.
+Every word of the benchmarks gets an integer id (a number word up to twenty shares its digits' id); a
+batch of texts is normalised and mapped to ids by Arrow kernels (words no benchmark uses map to 0, and
+a window holding a 0 cannot match). An n-gram is hashed to 64 bits as a random linear combination of
+its word ids, so a whole batch of texts is hashed with a handful of numpy operations; a bitmap of the
+keys' top bits passes a few percent of the windows to one `searchsorted` against the sorted keys.
 Only rows that hit go back to Python, to turn word positions into character spans.
 
 Grams are formed inside each part of an item (question, choice, answer...). A part of at least `n`
@@ -11,10 +12,17 @@ words gives its `n`-grams. A shorter part is indexed whole, as one shorter gram,
 `min_words` words when it is the item's first part (the question or prompt: sentences written for
 the benchmark) or `min_words_answer` words otherwise (choices and short answers are phrases that
 ordinary text uses too: "the Immigration and Nationality Act of 1965"). Anything shorter is not
-indexed on its own. A multiple-choice item left with nothing indexed ("What are histones?" with
-one-word choices) has its question indexed whole from `CONFIRM_MIN_WORDS` words, and counts as found
-only where at least two of its choices stand within `CONFIRM_WINDOW` words of it. An item with no
-indexed gram at all is reported as undetectable.
+indexed on its own. A multiple-choice item is also indexed whole, as harnesses print it, so that a
+fragment across question and options, or a one-word question with its options, is found. A
+multiple-choice item left with nothing indexed ("What are histones?" with one-word choices) has its
+question indexed whole from `CONFIRM_MIN_WORDS` words, and counts as found only where at least two of
+its choices stand within `CONFIRM_WINDOW` words of it. One of these grams finds its item.
+
+Every indexed text also gives its short grams (`SHORT_GRAM_RATIO` of n words), of which it takes
+`SHORT_GRAMS_NEEDED` distinct ones to find an item: nine words of it in a row, or two runs of eight,
+survive a changed number, a moved word boundary or a reworded clause that breaks every n-gram, while
+one everyday 8-word phrase is not enough. Windows that are mostly numbers are not indexed. An item
+with no gram at all is reported as undetectable.
 """
 
 from __future__ import annotations
@@ -240,7 +248,7 @@ def _grams(texts: list[np.ndarray], text_item: np.ndarray, numeric: np.ndarray, 
             continue
         windows = sizes[which] - length + 1
         at = np.repeat(starts[which], windows) + np.arange(int(windows.sum())) - np.repeat(np.cumsum(windows) - windows, windows)
-        at = at[(length - (count[at + length] - count[at])) * 4 >= length]  # not a run of numbers
+        at = at[(length - (count[at + length] - count[at])) * 4 >= length]  # a quarter of words not numbers
         keys.append(_window_hashes(ids, length)[at])
         owners.append(text_item[np.searchsorted(starts, at, side="right") - 1])
         short.append(np.full(len(at), is_short))
@@ -308,13 +316,6 @@ def _prefilter(keys: np.ndarray) -> np.ndarray:
     bits = np.zeros(1 << PREFILTER_BITS, dtype=bool)
     bits[keys >> np.uint64(64 - PREFILTER_BITS)] = True
     return np.packbits(bits, bitorder="little")
-
-
-def _not_just_numbers(numbers: np.ndarray, length: int) -> np.ndarray:
-    """Which windows of `length` words have at least a quarter of words that are not numbers: a run of numbers
-    (a calendar, a table, a list of test values) is not evidence of any item."""
-    count = np.concatenate([[0], np.cumsum(numbers)])
-    return (length - (count[length:] - count[:-length])) * 4 >= length
 
 
 def _choices_near(ws: list[str], windows: list[tuple[int, int]], choices: tuple[str, ...]) -> bool:
