@@ -100,3 +100,19 @@ def test_finetune_then_eval_shows_the_gain(tmp_path, shared_data):
         stderr_key = metric.replace(",", "_stderr,", 1)
         assert numbers[f"pipeline_{name}"][metric] == pytest.approx(t["tuned"]["value"], abs=1e-9), name
         assert numbers[f"pipeline_{name}"][stderr_key] == pytest.approx(t["tuned"]["stderr"], abs=1e-9), name
+
+    # The finetune section's eval (what `pipeline finetune` runs after training with eval.enabled): the table
+    # lands in the model card, after the card's own sections.
+    from pipeline import storage
+    from pipeline.evaluate.run import after_finetune
+    from pipeline.train.card import trained_from
+    from pipeline.train.config import FinetuneConfig
+
+    settings = trained_from((adapter / "README.md").read_text())[1]
+    cfg = FinetuneConfig.model_validate({**settings, "eval": {"enabled": True, "tasks": ["held_out"], "limit": 10,
+                                                              "max_new_tokens": 8}})
+    again = after_finetune(cfg, storage.locate(run), storage.locate(run / "finetune"))
+    assert again["tasks"][0]["tuned"]["value"] == held["tuned"]["value"]
+    card = (adapter / "README.md").read_text()
+    assert "## Evaluation" in card and "| held_out | exact_match,none | 10 |" in card
+    assert card.index("## Data provenance") < card.index("## Evaluation")
