@@ -112,8 +112,9 @@ killed mid-batch keeps what it already paid for."""
 class LLMClient(Protocol):
     model: str
 
-    def generate(self, requests: Sequence[Request]) -> list[Response]:
-        """One response per request, in order; failures are reported in `Response.error`."""
+    def generate(self, requests: Sequence[Request], *, on_response: OnResponse | None = None) -> list[Response]:
+        """One response per request, in order; failures are reported in `Response.error`. `on_response(i, r)`
+        is called as each response arrives, so a cache keeps what a run that dies later has already paid for."""
         ...
 
     def close(self) -> None: ...
