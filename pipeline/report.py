@@ -189,7 +189,7 @@ def _value(value: Any) -> str:
 def evaluation(result: dict[str, Any]) -> str:
     """`pipeline eval`'s section: base against tuned per task (a bar each, with its standard error in
     `err`, which the chart draws as an error bar), the differences, and contamination beside the scores."""
-    from pipeline.evaluate.table import contamination_text
+    from pipeline.evaluate.table import contamination_text, judge_text
 
     labels = list(result["models"])
     tasks = result["tasks"]
@@ -209,12 +209,8 @@ def evaluation(result: dict[str, Any]) -> str:
              f"<th class='l'>contamination in the training data</th></tr>{''.join(rows)}</table>")
     models = "; ".join(f"{html.escape(k)}: <code>{html.escape(v)}</code>" for k, v in result["models"].items())
     parts = ["<h2>Evaluation</h2>", f"<p>{models}</p>", chart, table]
-    judge = result.get("judge")
-    if judge:
-        parts.append(f"<p>Judge <code>{html.escape(str(judge['model']))}</code>, {judge['judged']:,} of "
-                     f"{judge['prompts']:,} held-out prompts judged in both orders: tuned win rate "
-                     f"{judge['win_rate']:.1%}, length-controlled {judge['length_controlled']:.1%}; mean answer length "
-                     f"base {judge['mean_length_base']:,.0f}, tuned {judge['mean_length_tuned']:,.0f} characters.</p>")
+    if result.get("judge"):
+        parts.append(f"<p>{html.escape(judge_text(result['judge']))}</p>")
     return "".join(parts)
 
 

@@ -63,10 +63,19 @@ def markdown(result: dict) -> str:
     lines += ["", "Scores are means over the items with their standard errors (lm-evaluation-harness, zero-shot); "
               + (f"the first {result['limit']} items of each task. " if result.get("limit") else "")
               + f"{LEAK_MARK} marks a benchmark whose items are in the training data: its score is not a clean measurement."]
-    judge = result.get("judge")
-    if judge:
-        lines += ["", f"Judge `{judge['model']}` on {judge['judged']} of {judge['prompts']} held-out prompts, both orders: "
-                  f"tuned win rate {judge['win_rate']:.1%}, length-controlled {judge['length_controlled']:.1%}; "
-                  f"mean answer length base {judge['mean_length_base']:.0f}, tuned {judge['mean_length_tuned']:.0f} "
-                  "characters" + (f"; {judge['failed']} prompts without a usable verdict" if judge["failed"] else "") + "."]
+    if result.get("judge"):
+        lines += ["", judge_text(result["judge"])]
     return "\n".join(lines)
+
+
+def judge_text(judge: dict) -> str:
+    """The judge's result in one sentence, for the table's page, the card and the report."""
+    text = f"Judge `{judge['model']}` on {judge['prompts']} held-out prompts, both orders: "
+    if judge["judged"]:
+        text += (f"tuned win rate {judge['win_rate']:.1%}, length-controlled {judge['length_controlled']:.1%} "
+                 f"({judge['judged']} judged)")
+    else:
+        text += "no usable verdict"
+    text += (f"; mean answer length base {judge['mean_length_base']:.0f}, tuned {judge['mean_length_tuned']:.0f} "
+             "characters" + (f"; {judge['failed']} prompts without a usable verdict" if judge["failed"] else "") + ".")
+    return text

@@ -105,6 +105,12 @@ class EvalSection(_Section):
             raise ValueError(f"task {dup[0]!r} is named twice")
         return tasks
 
+    @model_validator(mode="after")
+    def _judged_answers(self) -> EvalSection:
+        if self.judge is not None and "held_out" not in self.tasks:
+            raise ValueError("judge compares the answers to the held_out task's prompts: add held_out to tasks")
+        return self
+
     @field_validator("judge")
     @classmethod
     def _an_llm(cls, judge: dict | None) -> dict | None:

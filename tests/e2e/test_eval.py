@@ -116,3 +116,23 @@ def test_finetune_then_eval_shows_the_gain(tmp_path, shared_data):
     card = (adapter / "README.md").read_text()
     assert "## Evaluation" in card and "| held_out | exact_match,none | 10 |" in card
     assert card.index("## Data provenance") < card.index("## Evaluation")
+
+
+@pytest.mark.slow
+def test_judge_through_a_real_backend(tmp_path):
+    """The judge path with a real LLM client (the transformers backend on the tiny model, from --judge-config):
+    every held-out pair goes to it in both orders; a judge that writes no verdict is reported as such."""
+    run, model = facts_run(tmp_path, rows=60)
+    pipeline("finetune", str(run), "--max-steps", "2", "--set", "sft.eval_fraction=0.2")
+    judge_config = tmp_path / "judge.yaml"
+    judge_config.write_text(f"llms:\n  judge: {{backend: transformers, model: {model}}}\n")
+    done = pipeline("eval", str(model), "--adapter", str(run / "finetune" / "adapter"), "--tasks", "held_out",
+                    "--limit", "5", "--max-new-tokens", "6", "--judge-config", str(judge_config))
+    judge = json.loads((run / "finetune" / "eval" / "eval.json").read_text())["judge"]
+    assert judge["model"] == str(model) and judge["prompts"] == 5
+    assert judge["judged"] + judge["failed"] == 5
+    assert judge["mean_length_base"] > 0 and judge["mean_length_tuned"] > 0
+    assert f"Judge `{model}` on 5 held-out prompts, both orders" in done.stdout
+    bad = pipeline("eval", str(model), "--tasks", "mmlu", "--judge-config", str(judge_config), "--out", str(tmp_path),
+                   check=False)
+    assert bad.returncode == 2 and "add held_out to tasks" in bad.stderr
