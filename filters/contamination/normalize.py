@@ -3,8 +3,8 @@
 The harness's `Janitor.normalize_string` lower-cases ASCII letters and deletes `string.punctuation`,
 then splits on whitespace. We do the same on every script: `str.lower()` and delete every character
 that is neither a word character nor whitespace (plus `_`, which `\\w` counts as a word character
-but the harness deletes). On printable ASCII without markup the two give identical words. Punctuation is deleted,
-not replaced by a space, so "don't" is one word ("dont") as in the harness.
+but the harness deletes). On printable ASCII without markup the two give identical words.
+Punctuation is deleted, not replaced by a space, so "don't" is one word ("dont") as in the harness.
 
 Training text wraps items in markup that the benchmark does not have, and the plain rule would glue
 it to the words (`<li>Lipids</li>` -> `lilipidsli`, `Janet&#39;s` -> `janet39s`, a JSON line's
