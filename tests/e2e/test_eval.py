@@ -136,3 +136,46 @@ def test_judge_through_a_real_backend(tmp_path):
     bad = pipeline("eval", str(model), "--tasks", "mmlu", "--judge-config", str(judge_config), "--out", str(tmp_path),
                    check=False)
     assert bad.returncode == 2 and "add held_out to tasks" in bad.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.shared_data
+def test_contamination_from_the_run_beside_the_scores(tmp_path, shared_data):
+    """`pipeline run` (decontaminate, action flag) -> `pipeline finetune` -> `pipeline eval`: the GSM8K item the
+    run flagged, and so trained on, marks GSM8K's score; the run's report gets the evaluation section."""
+    gsm8k = json.loads((shared_data / "benchmarks" / "gsm8k" / "test.jsonl").read_text().splitlines()[0])
+    chats = [{"id": "leak", "messages": [{"role": "user", "content": gsm8k["question"]},
+                                         {"role": "assistant", "content": gsm8k["answer"]}]}]
+    chats += [{"id": str(i), "messages": [{"role": "user", "content": f"#{1000 + i} {city} {city}"},
+                                          {"role": "assistant", "content": country}]}
+              for i, (city, country) in enumerate(list(FACTS.items()) * 3)]
+    (tmp_path / "rows.jsonl").write_text("".join(json.dumps(c) + "\n" for c in chats))
+    benchmarks = shared_data / "benchmarks"
+    (tmp_path / "c.yaml").write_text(
+        f"name: leaky\ninput: {{format: jsonl, paths: [{tmp_path / 'rows.jsonl'}]}}\noutput: {{path: {tmp_path / 'run'}}}\n"
+        f"stages:\n  - decontaminate: {{benchmarks: [gsm8k, mmlu], benchmarks_dir: {benchmarks}, action: flag}}\n")
+    pipeline("run", str(tmp_path / "c.yaml"))
+    run = tmp_path / "run"
+    model = build_tiny_model(tmp_path / "model", [m["content"] for c in chats for m in c["messages"]], vocab_size=600)
+    pipeline("finetune", str(run), "--model", str(model), "--max-steps", "2", "--set", "sft.eval_fraction=0.2")
+    done = pipeline("eval", str(model), "--adapter", str(run / "finetune" / "adapter"), "--tasks", "held_out,gsm8k,mmlu",
+                    "--benchmarks-dir", str(benchmarks), "--limit", "3", "--max-new-tokens", "4")
+    tasks = {t["task"]: t for t in json.loads((run / "finetune" / "eval" / "eval.json").read_text())["tasks"]}
+    assert tasks["gsm8k"]["contamination"] == {"items": 1319, "items_found": 1, "leaked": 1,
+                                               "source": "stats.json (01-decontaminate, action flag)"}
+    assert tasks["mmlu"]["contamination"]["items_found"] == 0
+    rows = {line.split(" | ")[0].strip("| "): line for line in done.stdout.splitlines() if line.startswith("| ")}
+    assert "⚠ 1 items in the training data" in rows["gsm8k"] and "⚠" not in rows["mmlu"]
+
+    from pipeline import storage
+    from pipeline.evaluate.run import after_finetune
+    from pipeline.train.card import trained_from
+    from pipeline.train.config import FinetuneConfig
+
+    settings = trained_from((run / "finetune" / "adapter" / "README.md").read_text())[1]
+    cfg = FinetuneConfig.model_validate({**settings, "eval": {"enabled": True, "tasks": ["gsm8k"], "limit": 3,
+                                                              "benchmarks_dir": str(benchmarks)}})
+    after_finetune(cfg, storage.locate(run), storage.locate(run / "finetune"))
+    report = (run / "report.html").read_text()
+    assert "<h2>Evaluation</h2>" in report and "⚠ 1 items in the training data" in report
+    assert report.count("<svg") >= 2  # the run's own charts and the evaluation's
