@@ -40,9 +40,11 @@ def from_file(path: str) -> list[list[dict]]:
     return [list(c) for c in chats]
 
 
-def render(tokenizer, chats: list[list[dict]]) -> list[dict]:
+def render(tokenizer, chats: list[list[dict]], model: str) -> list[dict]:
     """Each conversation as the held-out task's item: the prompt as the model is served it, and the
     reference answer (the last assistant turn; empty when there is none)."""
+    if not tokenizer.chat_template:
+        raise UserError(f"eval: held_out renders prompts with the model's chat template, and {model} has none")
     items = []
     for chat in chats:
         last = chat[-1]["content"].strip() if chat[-1]["role"] == "assistant" else ""

@@ -56,10 +56,14 @@ def sides(model: str, adapter: str | None, against: str | None) -> list[Side]:
 
 
 def check_inputs(model: str, adapter: str | None, against: str | None) -> None:
-    for what, path in (("adapter", adapter),):
-        if path and not (storage.locate(path) / "adapter_config.json").exists():
-            raise UserError(f"eval: {what} not found: {path} has no adapter_config.json")
+    """The models and the adapter are there, and where lm-eval can load them (local disk or the Hub)."""
     from pipeline import hub
+
+    for what, name in (("adapter", adapter), ("model", model), ("--against", against)):
+        if name and "://" in name:
+            raise UserError(f"eval: {what} {name}: lm-eval loads models from local disk or the Hub; copy it here first")
+    if adapter and not (storage.locate(adapter) / "adapter_config.json").exists():
+        raise UserError(f"eval: adapter not found: {adapter} has no adapter_config.json")
 
     for what, name in (("model", model), ("--against", against)):
         why = name and hub.local_or_hub_problem(name, "model")
@@ -82,7 +86,7 @@ def evaluate(settings: EvalSection, model: str, out: Path, adapter: str | None =
     for side in sides(model, adapter, against):
         from transformers import AutoTokenizer
 
-        items = heldout.render(AutoTokenizer.from_pretrained(side.tokenizer), prompts) if prompts else None
+        items = heldout.render(AutoTokenizer.from_pretrained(side.tokenizer), prompts, side.tokenizer) if prompts else None
         include = write_configs(tasks, folder / side.label, items, settings.max_new_tokens)
         t0 = time.perf_counter()
         lm = harness.load(side, settings.batch_size)
