@@ -115,6 +115,18 @@ def evaluate(settings: EvalSection, model: str, out: Path, adapter: str | None =
     return result
 
 
+def preflight(settings: EvalSection) -> None:
+    """What `pipeline finetune` checks before training when its eval section is enabled: lm-eval is
+    installed and every task resolves (a typo or an unreachable benchmark fails now, not after training)."""
+    import tempfile
+
+    if not settings.enabled:
+        return
+    harness.require()
+    with tempfile.TemporaryDirectory(prefix="pipeline-eval-") as folder:
+        resolve(settings.tasks, settings.benchmarks_dir, Path(folder))
+
+
 def after_finetune(cfg: FinetuneConfig, run_dir: Location, out: Location) -> dict | None:
     """The `finetune: {eval: ...}` section: the base against the adapter just trained, on the run's
     held-out split and the tasks asked; the table goes into the model card and the run's report."""

@@ -35,3 +35,13 @@ def test_a_card_names_its_run_and_settings_and_takes_the_table(tmp_path):
     assert text.count("## Evaluation") == 1 and "| held_out | 0.2 |" in text and "0.1 |" not in text
     assert text.index("## Evaluation") < text.index("The chat template used in training")
     assert trained_from(text)[1] == settings
+
+
+def test_preflight_finds_a_bad_task_before_training(tmp_path):
+    from pipeline.errors import UserError
+    from pipeline.evaluate.run import preflight
+
+    cfg = FinetuneConfig.model_validate({"model": "m", "eval": {"enabled": True, "tasks": ["held_out", "gsm9k"]}})
+    with pytest.raises(UserError, match="unknown task 'gsm9k'"):
+        preflight(cfg.eval)
+    preflight(FinetuneConfig.model_validate({"model": "m", "eval": {"tasks": ["gsm9k"]}}).eval)  # not enabled: nothing
