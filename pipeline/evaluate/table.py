@@ -49,7 +49,7 @@ def _score(s: dict | None) -> str:
 def markdown(result: dict) -> str:
     """The table for the model card and the terminal."""
     labels = list(result["models"])
-    lines = [f"Models: " + "; ".join(f"{label}: `{desc}`" for label, desc in result["models"].items()), ""]
+    lines = ["Models: " + "; ".join(f"{label}: `{desc}`" for label, desc in result["models"].items()), ""]
     header = ["task", "metric", "n", *labels] + (["difference"] if "base" in labels else []) + ["contamination"]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in result["tasks"]:
