@@ -13,12 +13,15 @@ import contextlib
 import sys
 import threading
 import time
-from typing import Callable, Iterator, TextIO
+from typing import TYPE_CHECKING, Callable, Iterator, TextIO
 
 from rich.console import Console
 from rich.live import Live
 from rich.markup import escape
 from rich.spinner import Spinner
+
+if TYPE_CHECKING:
+    from pipeline.stats import StageRecord
 
 SHOWN_REASONS = 5
 
@@ -52,11 +55,11 @@ class Progress:
             last = first + len(stage_ids) - 1
             self._print(f"[bold]stages {first}-{last}/{n}[/bold] {escape(', '.join(stage_ids))} [dim](one pass)[/dim]")
 
-    def stage_done(self, r: dict):
-        how = "resumed from checkpoint" if r.get("resumed") else (f"{r['wall_s']:.1f}s" if r.get("wall_s") is not None else "")
-        added = f" (+{r['added']:,} created)" if r.get("added") else ""
-        reasons = drop_reasons(r["dropped_by_reason"])
-        line = (f"  {r['id']}: in {r['rows_in']:,}{added} -> kept {r['kept']:,}, dropped {r['dropped']:,}"
+    def stage_done(self, r: StageRecord):
+        how = "resumed from checkpoint" if r.resumed else (f"{r.wall_s:.1f}s" if r.wall_s is not None else "")
+        added = f" (+{r.added:,} created)" if r.added else ""
+        reasons = drop_reasons(r.dropped_by_reason)
+        line = (f"  {r.id}: in {r.rows_in:,}{added} -> kept {r.kept:,}, dropped {r.dropped:,}"
                 + (f" ({reasons})" if reasons else "") + (f"  [{how}]" if how else ""))
         self._print(escape(line))
 

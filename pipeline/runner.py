@@ -12,6 +12,7 @@ checkpoints, stage by stage, so a resumed run reports the same numbers as one th
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import platform
@@ -53,7 +54,7 @@ def run(run_config: ValidatedRun, progress: Progress | None = None, overwrite: b
     if complete:  # the same inputs and config made this output: nothing to do, no Ray to start
         result["stages"] = [{**record, "resumed": True} for record in result["stages"]]
         for record in result["stages"]:
-            progress.stage_done(record)
+            progress.stage_done(stats.StageRecord.from_json(record))
     else:
         preflight.check(run_config)  # before Ray starts: a missing file is reported in a second, with all the others
         fps = fps or _fingerprints(run_config, plan)
@@ -104,32 +105,33 @@ def _run(run_config: ValidatedRun, plan: list[passes.Pass], fps: list[str], prog
     ckpts = checkpoint.Checkpoints(run_config.output_dir)
     ckpts.clean_stale({p.id for p in plan})
     current = _read_all(cfg.input)  # what flows into the next stage: kept rows (plus read quarantines at first)
-    records: list[dict] = []
+    records: list[stats.StageRecord] = []  # the reader's, then every stage's
     outputs = []  # every pass's output: kept and dropped rows
     rows_in = tokens_in = None
     t_first_stage = None
-    n_stages = len(run_config.stages)
+    n_stages, stages_done = len(run_config.stages), 0
     for k, (p, fp) in enumerate(zip(plan, fps[1:])):
-        first = len(records) if records else 1  # the 1-based index of the pass's first stage (records holds `read` too)
-        progress.stage_start(first, n_stages, p.stage_ids)
+        first_pass = stages_done == 0
+        progress.stage_start(stages_done + 1, n_stages, p.stage_ids)
         t_first_stage = t_first_stage if t_first_stage is not None else time.time() - started
         done = ckpts.done(p.id, fp) if cfg.output.checkpoint else None
         if done:
-            pass_records = [{**r, "resumed": True} for r in done["stats"]]
+            ran = stats.PassRecord.from_json(done["stats"])
             output = passes.without_measures(ckpts.read(p.id), p)
         else:
             with progress.working(", ".join(p.stage_ids), lambda: ckpts.rows_written(p.id)):
-                pass_records, output = run_pass_surviving_node_loss(p, current, cfg, ckpts, rows_in, tokens_in,
-                                                                    first == 1, progress)
+                ran, output = run_pass_surviving_node_loss(p, current, cfg, ckpts, rows_in, tokens_in, first_pass,
+                                                           progress)
             if cfg.output.checkpoint:
-                ckpts.mark(p.id, fp, pass_records)
-        if first == 1:
-            records.append(_read_record(pass_records[0]))
+                ckpts.mark(p.id, fp, ran.to_json())
+        if first_pass:
+            records.append(stats.read_record(ran.stages[0], ran.read_drops))
             progress.stage_done(records[-1])
-        for record in pass_records:
+        for record in ran.stages:
             records.append(record)
             progress.stage_done(record)
-        rows_in, tokens_in = records[-1]["kept"], records[-1]["tokens_kept"]
+        stages_done += len(ran.stages)
+        rows_in, tokens_in = records[-1].kept, records[-1].tokens_kept
         outputs.append(output)
         current = execute.kept(output)
         if rows_in == 0 and k + 1 < len(plan):  # what is left would run on nothing (and start its servers)
@@ -143,13 +145,13 @@ def _run(run_config: ValidatedRun, plan: list[passes.Pass], fps: list[str], prog
         kept, tokens = summary.kept()
         read = stats.stage_record(summary, "read", kept + sum(summary.drops_by(READ_STAGE).values()), 0, False,
                                   time.time() - started, {})
-        records.append({**read, "tokens_in": None, "tokens_kept": tokens})
+        records.append(dataclasses.replace(read, tokens_in=None))
         progress.stage_done(records[-1])
     else:
         with progress.working("writing"):
-            written, _, dropped = _write_outputs(run_config, _final_rows(run_config, outputs), records[-1]["id"])
+            written, _, dropped = _write_outputs(run_config, _final_rows(run_config, outputs), records[-1].id)
     for record in records:  # examples of the rows each stage dropped, per reason (pipeline.examples)
-        record["examples"] = dropped.get(record["id"], {})
+        record.examples = dropped.get(record.id, {})
     return _finish(run_config, records, written, started, t_ray if t_first_stage is None else t_first_stage, fps[-1])
 
 
@@ -173,7 +175,7 @@ NODE_LOSS_RETRIES = 3  # a node lost in more passes' attempts in a row is a fail
 
 
 def run_pass_surviving_node_loss(p: passes.Pass, current, cfg, ckpts: checkpoint.Checkpoints, rows_in, tokens_in,
-                                 first_pass: bool, progress: Progress) -> tuple[list[dict], Any]:
+                                 first_pass: bool, progress: Progress) -> tuple[stats.PassRecord, Any]:
     """`_run_pass`, redone from its input when a node that was alive at its start is lost during it.
 
     What a lost node held may be gone for good: the batch its actors ran (they are not restarted,
@@ -203,8 +205,8 @@ def run_pass_surviving_node_loss(p: passes.Pass, current, cfg, ckpts: checkpoint
 
 
 def _run_pass(p: passes.Pass, current, cfg, ckpts: checkpoint.Checkpoints, rows_in, tokens_in,
-              first_pass: bool) -> tuple[list[dict], Any]:
-    """Run one pass and account for each of its stages: the records, and its output without measure columns."""
+              first_pass: bool) -> tuple[stats.PassRecord, Any]:
+    """Run one pass and account for each of its stages: its record, and its output without measure columns."""
     t0 = time.time()
     for stage in p.stages:
         stage.prepare()
@@ -221,22 +223,20 @@ def _run_pass(p: passes.Pass, current, cfg, ckpts: checkpoint.Checkpoints, rows_
         summaries, seconds = [stats.summarize(stats.scan(source, stats.COLUMNS), p.id)], [1.0]
     output = passes.without_measures(output, p)
     wall = time.time() - t0
-    pass_records = []
+    records = []
     for j, (stage, summary) in enumerate(zip(p.stages, summaries)):
         if rows_in is None:
             rows_in, tokens_in = summary.input_of_first_stage()
         share = seconds[j] / sum(seconds) if sum(seconds) > 0 else 1 / len(seconds)
         record = stats.stage_record(summary, stage.name, rows_in, tokens_in, stage.produces_rows, wall * share,
                                     stage.summarize(passes.as_left_by(output, p, j)))
-        record["read_drops"] = summary.drops_by(READ_STAGE) if first_pass and j == 0 else {}
-        if p.fused:
-            record["pass"] = p.id
+        record.pass_id = p.id if p.fused else None
         problem = stats.check_invariant(record, stage.produces_rows)
         if problem:
             raise InvariantViolation(problem)
-        pass_records.append(record)
-        rows_in, tokens_in = record["kept"], record["tokens_kept"]
-    return pass_records, output
+        records.append(record)
+        rows_in, tokens_in = record.kept, record.tokens_kept
+    return stats.PassRecord(records, summaries[0].drops_by(READ_STAGE) if first_pass else {}), output
 
 
 def _read_all(inputs):
@@ -253,17 +253,6 @@ def _measure_input(dataset, stage: Stage) -> tuple[int, int]:
     """Rows and tokens entering a first stage that creates rows (its output cannot tell them apart)."""
     measured = dataset.map_batches(stats.measure, fn_args=(stage.ctx.tokenizer,), batch_format="pyarrow")
     return stats.summarize(stats.scan(measured, stats.COLUMNS), stage.ctx.stage_id).kept()
-
-
-def _read_record(first: dict) -> dict:
-    """Reader statistics, recovered from the first stage's output (the reader's quarantined rows ride along)."""
-    drops = first.get("read_drops", {})
-    return {
-        "id": READ_STAGE, "name": "read", "rows_in": first["rows_in"] + sum(drops.values()), "kept": first["rows_in"],
-        "dropped": sum(drops.values()), "dropped_by_reason": drops, "added": 0, "tokens_in": None,
-        "tokens_kept": first["tokens_in"], "tokens_dropped_by_reason": {}, "hist_in": None, "hist_kept": None,
-        "wall_s": None, "resumed": first.get("resumed", False), "metrics": {},
-    }
 
 
 def _final_rows(run_config: ValidatedRun, outputs: list):
@@ -298,11 +287,9 @@ def _write_outputs(run_config: ValidatedRun, rows, stage_id: str
     return written, sink.summary, sink.examples
 
 
-def _finish(run_config: ValidatedRun, records: list[dict], written: dict, started: float, t_first: float,
+def _finish(run_config: ValidatedRun, records: list[stats.StageRecord], written: dict, started: float, t_first: float,
             fingerprint: str) -> dict:
     out = run_config.output_dir
-    for r in records:
-        r.pop("read_drops", None)
     final = records[-1]
     result = {
         "name": run_config.config.name,
@@ -311,9 +298,9 @@ def _finish(run_config: ValidatedRun, records: list[dict], written: dict, starte
         "wall_s": round(time.time() - started, 3),
         "time_to_first_stage_s": round(t_first, 3),
         "tokenizer": run_config.config.tokenizer or "whitespace",
-        "rows_out": final["kept"],
-        "tokens_out": final["tokens_kept"],
-        "stages": records,
+        "rows_out": final.kept,
+        "tokens_out": final.tokens_kept,
+        "stages": [r.to_json() for r in records],
     }
     (out / "stats.json").write_text(redact(json.dumps(result, indent=1, default=str)))
     report.write(out / "report.html", result)

@@ -19,6 +19,7 @@ import pyarrow.compute as pc
 
 from pipeline.records import (CHARS, DROP_REASON, DROP_STAGE, TOKENS, live_mask, messages_text, set_column, text_column,
                               whitespace_tokens)
+from pipeline.normalize import READ_STAGE
 from pipeline.storage import Location
 
 # Log-spaced character-length bins shared by every batch, so partial histograms add up.
@@ -188,38 +189,93 @@ def scan(source, columns: list[str]) -> Iterable[pa.Table]:
     return source.select_columns(columns).iter_batches(batch_format="pyarrow", batch_size=None)
 
 
+@dataclasses.dataclass
+class StageRecord:
+    """One stage's entry in stats.json: what the progress lines, the report, the dataset card and the
+    checkpoint markers all read."""
+
+    id: str
+    name: str
+    rows_in: int
+    kept: int
+    dropped: int
+    dropped_by_reason: dict[str, int]
+    added: int
+    tokens_in: int | None
+    tokens_kept: int
+    tokens_dropped_by_reason: dict[str, int]
+    hist_in: list[int] | None
+    hist_kept: list[int] | None
+    wall_s: float | None
+    resumed: bool = False
+    metrics: dict[str, Any] = dataclasses.field(default_factory=dict)
+    pass_id: str | None = None  # the fused pass it ran in, if any
+    examples: dict[str, Any] | None = None  # rows it dropped, per reason (`pipeline.examples`), once written
+
+    def to_json(self) -> dict[str, Any]:
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)[:15]}
+        if self.pass_id is not None:
+            data["pass"] = self.pass_id
+        if self.examples is not None:
+            data["examples"] = self.examples
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "StageRecord":
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known}, pass_id=data.get("pass"))
+
+
+@dataclasses.dataclass
+class PassRecord:
+    """A pass's statistics: its stages' records and the rows the reader quarantined before its first
+    stage (only a run's first pass has any); what a checkpoint marker keeps."""
+
+    stages: list[StageRecord]
+    read_drops: dict[str, int]
+
+    def to_json(self) -> list[dict[str, Any]]:
+        return [{**r.to_json(), "read_drops": self.read_drops if j == 0 else {}} for j, r in enumerate(self.stages)]
+
+    @classmethod
+    def from_json(cls, records: list[dict[str, Any]]) -> "PassRecord":
+        stages = [dataclasses.replace(StageRecord.from_json(r), resumed=True) for r in records]
+        return cls(stages, records[0].get("read_drops", {}) if records else {})
+
+
 def stage_record(summary: Summary, name: str, rows_in: int, tokens_in: int, produces_rows: bool,
-                 wall_s: float, metrics: dict) -> dict[str, Any]:
-    """The stats.json entry of one stage."""
+                 wall_s: float, metrics: dict) -> StageRecord:
+    """The record of one stage, from its output's summary."""
     sid = summary.stage_id
     dropped = dict(sorted(summary.drops_by(sid).items(), key=lambda kv: -kv[1]))
     kept, tokens_kept = summary.kept()
     total_dropped = sum(dropped.values())
-    return {
-        "id": sid,
-        "name": name,
-        "rows_in": rows_in,
-        "kept": kept,
-        "dropped": total_dropped,
-        "dropped_by_reason": dropped,
-        "added": kept + total_dropped - rows_in if produces_rows else 0,
-        "tokens_in": tokens_in,
-        "tokens_kept": tokens_kept,
-        "tokens_dropped_by_reason": {k[1]: t for k, t in summary.tokens.items() if k is not None and k[0] == sid},
-        "hist_in": summary.hist_in.tolist() if summary.has_text else None,
-        "hist_kept": summary.hist_kept.tolist() if summary.has_text else None,
-        "wall_s": round(wall_s, 3),
-        "resumed": False,
-        "metrics": metrics,
-    }
+    return StageRecord(
+        id=sid, name=name, rows_in=rows_in, kept=kept, dropped=total_dropped, dropped_by_reason=dropped,
+        added=kept + total_dropped - rows_in if produces_rows else 0, tokens_in=tokens_in, tokens_kept=tokens_kept,
+        tokens_dropped_by_reason={k[1]: t for k, t in summary.tokens.items() if k is not None and k[0] == sid},
+        hist_in=summary.hist_in.tolist() if summary.has_text else None,
+        hist_kept=summary.hist_kept.tolist() if summary.has_text else None,
+        wall_s=round(wall_s, 3), metrics=metrics,
+    )
 
 
-def check_invariant(record: dict, produces_rows: bool) -> str | None:
+def read_record(first: StageRecord, read_drops: dict[str, int]) -> StageRecord:
+    """The reader's record, recovered from the first stage's (the reader's quarantined rows ride along)."""
+    dropped = sum(read_drops.values())
+    return StageRecord(
+        id=READ_STAGE, name="read", rows_in=first.rows_in + dropped, kept=first.rows_in, dropped=dropped,
+        dropped_by_reason=read_drops, added=0, tokens_in=None, tokens_kept=first.tokens_in,
+        tokens_dropped_by_reason={}, hist_in=None, hist_kept=None, wall_s=None, resumed=first.resumed,
+    )
+
+
+def check_invariant(record: StageRecord, produces_rows: bool) -> str | None:
     """None if `rows in = kept + dropped` holds (stages that create rows are exempt), else what is wrong."""
     if produces_rows:
         return None
-    total = record["kept"] + record["dropped"]
-    if total != record["rows_in"]:
-        return (f"stage {record['id']}: rows in {record['rows_in']:,} != kept {record['kept']:,} + dropped "
-                f"{record['dropped']:,} ({record['rows_in'] - total:+,} rows unaccounted)")
+    total = record.kept + record.dropped
+    if total != record.rows_in:
+        return (f"stage {record.id}: rows in {record.rows_in:,} != kept {record.kept:,} + dropped "
+                f"{record.dropped:,} ({record.rows_in - total:+,} rows unaccounted)")
     return None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import json
 import pyarrow as pa
 import pytest
 
@@ -64,12 +65,34 @@ def test_summary_and_invariant():
     assert summary.input_of_first_stage() == (3, 6)
     record = stage_record(summary, "x", 3, 6, False, 0.1, {})
     assert check_invariant(record, False) is None
-    record["rows_in"] = 4
+    record.rows_in = 4
     assert "1 rows unaccounted" in check_invariant(record, False)
-    assert sum(record["hist_in"]) == 3 and sum(record["hist_kept"]) == 1
+    assert sum(record.hist_in) == 3 and sum(record.hist_kept) == 1
 
 
 def test_token_counts_follow_messages_for_instruction_rows():
     messages = [[{"role": "user", "content": "two words"}, {"role": "assistant", "content": "three more words"}]]
     batch = measure(pa.table({"messages": messages}), None)
     assert batch.column("_tokens").to_pylist() == [5]
+
+
+def test_a_pass_record_is_what_its_checkpoint_marker_held_and_stats_json_gets_the_same_keys():
+    """A marker's stats (every stage's entry, the reader's quarantines on the first) read back give the
+    same records, resumed; stats.json's entries keep their keys and order."""
+    from pipeline.stats import PassRecord
+
+    batch = measure(pa.table({"text": ["a b c", "d", ""], DROP_REASON: [None, "short", "bad_json"],
+                              DROP_STAGE: [None, "01-x", "00-read"]}), None)
+    summary = Summary("01-x")
+    summary.add(batch)
+    first = stage_record(summary, "x", 2, 4, False, 0.1, {"m": 1})
+    first.pass_id = "01-x+02-y"
+    ran = PassRecord([first, stage_record(summary, "y", 1, 3, False, 0.2, {})], {"bad_json": 1})
+    marker = json.loads(json.dumps(ran.to_json()))
+    assert [r["read_drops"] for r in marker] == [{"bad_json": 1}, {}]
+    back = PassRecord.from_json(marker)
+    assert back.read_drops == {"bad_json": 1} and all(r.resumed for r in back.stages)
+    assert [r.to_json() for r in back.stages] == [{**r.to_json(), "resumed": True} for r in ran.stages]
+    assert list(first.to_json()) == ["id", "name", "rows_in", "kept", "dropped", "dropped_by_reason", "added",
+                                     "tokens_in", "tokens_kept", "tokens_dropped_by_reason", "hist_in", "hist_kept",
+                                     "wall_s", "resumed", "metrics", "pass"]

@@ -7,6 +7,7 @@ import itertools
 import time
 
 from pipeline.progress import Progress, drop_reasons
+from pipeline.stats import StageRecord
 
 
 class Terminal(io.StringIO):
@@ -25,8 +26,10 @@ def test_every_reason_or_the_largest_and_the_rest_summed():
 
 def test_stage_lines_print_brackets_as_written_and_are_never_wrapped():
     stream = io.StringIO()
-    record = {"id": "01-[x]", "rows_in": 10**6, "kept": 10**6 - 1, "dropped": 1, "added": 0, "resumed": True,
-              "dropped_by_reason": {"contaminated:[bench] " + "y" * 120: 1}}
+    record = StageRecord.from_json({
+        "id": "01-[x]", "name": "x", "rows_in": 10**6, "kept": 10**6 - 1, "dropped": 1, "added": 0, "resumed": True,
+        "dropped_by_reason": {"contaminated:[bench] " + "y" * 120: 1}, "tokens_in": 0, "tokens_kept": 0,
+        "tokens_dropped_by_reason": {}, "hist_in": None, "hist_kept": None, "wall_s": 1.0})
     Progress(stream=stream).stage_done(record)
     assert stream.getvalue().count("\n") == 1
     assert "01-[x]" in stream.getvalue() and "[resumed from checkpoint]" in stream.getvalue()
