@@ -92,7 +92,8 @@ class EvalSection(_Section):
         None, description="A JSONL/Parquet file of prompts (`messages` or `prompt`) instead of the held-out split."
     )
     judge: dict | None = Field(
-        None, description="An LLM config (as an `llms:` entry) that judges base against tuned answers to the "
+        None, exclude=True,  # never dumped: the model card shows the settings, and a judge may carry an API key
+        description="An LLM config (as an `llms:` entry) that judges base against tuned answers to the "
         "held-out prompts, in both orders; null: no judge.",
     )
     judge_max_tokens: int = Field(256, ge=8, description="Tokens the judge may write per verdict.")

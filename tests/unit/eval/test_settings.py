@@ -45,3 +45,11 @@ def test_preflight_finds_a_bad_task_before_training(tmp_path):
     with pytest.raises(UserError, match="unknown task 'gsm9k'"):
         preflight(cfg.eval)
     preflight(FinetuneConfig.model_validate({"model": "m", "eval": {"tasks": ["gsm9k"]}}).eval)  # not enabled: nothing
+
+
+def test_the_card_never_shows_the_judge(tmp_path):
+    judge = {"backend": "vllm_server", "url": "http://judge:8000/v1", "model": "j", "api_key": "sk-secret-123"}
+    cfg = FinetuneConfig.model_validate({"model": "m", "eval": {"enabled": True, "judge": judge}})
+    assert cfg.eval.judge == judge
+    card = write_model_card(storage.locate(tmp_path), cfg, storage.locate(tmp_path / "run"), {}, {})
+    assert "sk-secret-123" not in card.read_text() and "judge:8000" not in card.read_text()
