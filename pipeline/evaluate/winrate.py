@@ -17,7 +17,7 @@ from typing import Sequence
 
 import numpy as np
 
-from generators.client import Choice, LLMClient, Request, Response, SamplingParams
+from generators.client import Choice, LLMClient, OnResponse, Request, Response, SamplingParams
 from generators.preferences import Candidate, PreferenceConfig, PreferenceJudge
 
 # The regression's slope is tied lightly to zero: with answers that always win when longer the
@@ -29,10 +29,14 @@ class _Answers:
     """Answers already written, served as an LLM client would serve them, one per request in order."""
 
     def __init__(self, answers: Sequence[str], label: str):
-        self.answers, self.label = list(answers), label
+        self.answers, self.model = list(answers), label
 
-    def generate(self, requests: Sequence[Request]) -> list[Response]:
-        return [Response([Choice(a, "stop")], self.label) for a, _ in zip(self.answers, requests)]
+    def generate(self, requests: Sequence[Request], *, on_response: OnResponse | None = None) -> list[Response]:
+        responses = [Response([Choice(a, "stop")], self.model) for a, _ in zip(self.answers, requests)]
+        for i, response in enumerate(responses):
+            if on_response:
+                on_response(i, response)
+        return responses
 
     def close(self) -> None:
         pass
