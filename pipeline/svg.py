@@ -81,9 +81,11 @@ def _legend(names: list[str | None]) -> list[str]:
 
 
 def bars(labels: list, series: list[dict], title: str = "", xlabel: str = "", ylabel: str = "") -> str:
-    """Vertical bars, one group per label, one bar per series ({"y": [...], "label": ...})."""
+    """Vertical bars, one group per label, one bar per series ({"y": [...], "label": ...}); a series'
+    optional "err" list draws an error bar of +-err on each bar (a standard error, say)."""
     values = [v for s in series for v in s["y"]]
-    ticks = _ticks(max([v or 0 for v in values] + [0]), _is_integer(values))
+    tops = [(v or 0) + (e or 0) for s in series for v, e in zip(s["y"], s.get("err") or [None] * len(s["y"]))]
+    ticks = _ticks(max(tops + [0]), _is_integer(values))
     ymax = ticks[-1]
     parts = _frame(title, xlabel, ylabel, ticks)
     plot_w, plot_h = W - LEFT - RIGHT, H - TOP - BOTTOM
@@ -96,6 +98,13 @@ def bars(labels: list, series: list[dict], title: str = "", xlabel: str = "", yl
             parts.append(f'<rect x="{x:.1f}" y="{TOP + plot_h - h:.1f}" width="{width:.1f}" height="{h:.1f}" '
                          f'fill="{PALETTE[k % len(PALETTE)]}">'
                          f'<title>{escape(str(labels[i]))}: {number(v)}</title></rect>')
+            err = (s.get("err") or [None] * len(s["y"]))[i]
+            if err:
+                cx = x + width / 2
+                hi = TOP + plot_h - plot_h * ((v or 0) + err) / ymax
+                lo = TOP + plot_h - plot_h * max((v or 0) - err, 0) / ymax
+                parts.append(f'<path d="M{cx - 4:.1f},{hi:.1f}H{cx + 4:.1f}M{cx:.1f},{hi:.1f}V{lo:.1f}'
+                             f'M{cx - 4:.1f},{lo:.1f}H{cx + 4:.1f}" stroke="#222" fill="none"/>')
     for i, label in enumerate(labels):
         x, y = LEFT + (i + 0.5) * group, TOP + plot_h + 12
         parts.append(f'<text x="{x:.1f}" y="{y}" text-anchor="end" transform="rotate(-30 {x:.1f} {y})">'

@@ -105,8 +105,19 @@ def main(args) -> int:
     why = storage.probe_writable(out)
     if why:
         raise UserError(f"cannot write the fine-tune's output to {out}: {why}")
+    if cfg.eval.enabled:
+        from pipeline.evaluate.run import preflight
+
+        if not out.is_local:  # lm-eval reads models from disk; said now, not after training
+            raise UserError(f"finetune eval: the output must be a local folder (lm-eval reads from disk): {out}")
+        preflight(cfg.eval)  # a bad task or an unreachable benchmark fails now, not after training
     out = finetune_anywhere(cfg, run_dir)
     print(f"finetune: adapter and model card in {out / 'adapter'}; logs in {out / 'logs'}")
+    if cfg.eval.enabled:
+        from pipeline.evaluate.run import after_finetune
+
+        after_finetune(cfg, run_dir, out)
+        print(f"finetune: evaluation in {out / 'eval'} and in the model card")
     return 0
 
 

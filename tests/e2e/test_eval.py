@@ -157,7 +157,15 @@ def test_contamination_from_the_run_beside_the_scores(tmp_path, shared_data):
     pipeline("run", str(tmp_path / "c.yaml"))
     run = tmp_path / "run"
     model = build_tiny_model(tmp_path / "model", [m["content"] for c in chats for m in c["messages"]], vocab_size=600)
-    pipeline("finetune", str(run), "--model", str(model), "--max-steps", "2", "--set", "sft.eval_fraction=0.2")
+    # The finetune section's eval, through the command: the table in the card, the section in the run's report.
+    pipeline("finetune", str(run), "--model", str(model), "--max-steps", "2", "--set", "sft.eval_fraction=0.2",
+             "--set", "eval.enabled=true", "--set", "eval.tasks=[gsm8k]", "--set", "eval.limit=3",
+             "--set", f"eval.benchmarks_dir={benchmarks}")
+    report = (run / "report.html").read_text()
+    assert "<h2>Evaluation</h2>" in report and "⚠ 1 items in the training data" in report
+    assert report.count("<svg") >= 2  # the run's own charts and the evaluation's
+    assert "## Evaluation" in (run / "finetune" / "adapter" / "README.md").read_text()
+
     done = pipeline("eval", str(model), "--adapter", str(run / "finetune" / "adapter"), "--tasks", "held_out,gsm8k,mmlu",
                     "--benchmarks-dir", str(benchmarks), "--limit", "3", "--max-new-tokens", "4")
     tasks = {t["task"]: t for t in json.loads((run / "finetune" / "eval" / "eval.json").read_text())["tasks"]}
@@ -167,15 +175,3 @@ def test_contamination_from_the_run_beside_the_scores(tmp_path, shared_data):
     rows = {line.split(" | ")[0].strip("| "): line for line in done.stdout.splitlines() if line.startswith("| ")}
     assert "⚠ 1 items in the training data" in rows["gsm8k"] and "⚠" not in rows["mmlu"]
 
-    from pipeline import storage
-    from pipeline.evaluate.run import after_finetune
-    from pipeline.train.card import trained_from
-    from pipeline.train.config import FinetuneConfig
-
-    settings = trained_from((run / "finetune" / "adapter" / "README.md").read_text())[1]
-    cfg = FinetuneConfig.model_validate({**settings, "eval": {"enabled": True, "tasks": ["gsm8k"], "limit": 3,
-                                                              "benchmarks_dir": str(benchmarks)}})
-    after_finetune(cfg, storage.locate(run), storage.locate(run / "finetune"))
-    report = (run / "report.html").read_text()
-    assert "<h2>Evaluation</h2>" in report and "⚠ 1 items in the training data" in report
-    assert report.count("<svg") >= 2  # the run's own charts and the evaluation's

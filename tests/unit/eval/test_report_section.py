@@ -26,6 +26,7 @@ def test_the_section_compares_and_marks_the_leak():
     assert abs(gsm8k["difference"] - 0.1) < 1e-12 and abs(gsm8k["difference_stderr"] - 0.05) < 1e-12
     html = report.evaluation(result)
     assert html.startswith("<h2>Evaluation</h2>") and html.count("<svg") == 1
+    assert html.count('stroke="#222" fill="none"/>') == 4  # an error bar on each task's base and tuned bar
     assert "0.900 &plusmn; 0.050" in html and "+0.100 &plusmn; 0.050" in html
     assert f"{LEAK_MARK} 2 items in the training data" in html
     assert "tuned win rate 75.0%, length-controlled 60.0% (38 judged)" in html
