@@ -10,6 +10,8 @@ import html
 import json
 from typing import TYPE_CHECKING, Any
 
+from filters.contamination.index import SHORT_GRAMS_NEEDED
+
 if TYPE_CHECKING:
     from pipeline.storage import Location
 
@@ -19,8 +21,8 @@ ALL = "all sources"
 def build(*, sources: list[str], scanned: dict[str, dict], items: list[dict], sizes: dict[str, int], index,
           settings: dict) -> dict[str, Any]:
     undetectable = {name: 0 for name in sizes}
-    for item, grams in zip(index.items, index.item_grams):
-        undetectable[item.benchmark] += int(grams == 0)
+    for item, grams, short in zip(index.items, index.item_grams, index.item_short_grams):
+        undetectable[item.benchmark] += int(grams == 0 and short < SHORT_GRAMS_NEEDED)  # the index's own rule
     matrix: dict[str, dict[str, dict]] = {}
     for source in sources + [ALL]:
         rows = items if source == ALL else [r for r in items if r["source"] == source]
@@ -35,7 +37,6 @@ def build(*, sources: list[str], scanned: dict[str, dict], items: list[dict], si
                 "pct_of_benchmark": round(100.0 * len(found) / size, 4) if size else 0.0,
                 "items_fully_found": sum(1 for c in found.values() if c >= 1.0),
             }
-    grams = index.item_grams
     return {
         "settings": settings,
         "benchmarks": {name: {"items": size, "undetectable_items": undetectable[name]} for name, size in sizes.items()},
@@ -46,7 +47,7 @@ def build(*, sources: list[str], scanned: dict[str, dict], items: list[dict], si
         "items": [
             {
                 "source": r["source"], "benchmark": r["benchmark"], "item_id": r["item_id"],
-                "coverage": r["coverage"], "matched": r["matched"], "item_ngrams": int(grams[r["item_index"]]),
+                "coverage": r["coverage"], "matched": r["matched"], "item_ngrams": _item_grams(r, index),
                 "rows": r["rows"], "best_row_id": r["row_id"],
                 "span": {"field": r["field"], "message": r["message"], "start": r["start"], "end": r["end"],
                          "text": r["span"]},
@@ -138,3 +139,11 @@ def page(report: dict) -> str:
         "<table><tr><th>source</th><th>benchmark</th><th>item</th><th>coverage</th><th>n-grams</th><th>rows</th>"
         f"<th>best row</th><th>field</th><th>span</th></tr>{items}</table></body></html>\n"
     )
+
+
+def _item_grams(hit: dict, index) -> int:
+    """The grams `coverage` is a share of, so that matched / item_ngrams = coverage: the item's indexed
+    grams, or its short grams for an item found by those alone (`matched` counts short grams then)."""
+    if hit["coverage"] > 0:
+        return round(hit["matched"] / hit["coverage"])
+    return int(index.item_grams[hit["item_index"]])
