@@ -128,10 +128,10 @@ def load_items(spec: BenchmarkSpec, benchmarks_dir: str | os.PathLike | None = N
         files = _data_files(spec.path)
         if not files:
             raise BenchmarkNotFound(f"benchmark '{spec.name}': no file at {spec.path}")
-        return items_from_rows(spec, _read_files(files), spec.fields)
+        return items_from_rows(spec, read_rows(files), spec.fields)
     files = local_files(spec, benchmarks_dir)
     if files:
-        return items_from_rows(spec, _read_files(files, spec.group_field, spec.hub_split), spec.local_fields or spec.fields)
+        return items_from_rows(spec, read_rows(files, spec.group_field, spec.hub_split), spec.local_fields or spec.fields)
     if not spec.hub_id:
         raise BenchmarkNotFound(f"benchmark '{spec.name}': no local copy and no Hub id")
     return items_from_rows(spec, _hub_rows(spec), spec.fields)
@@ -272,7 +272,7 @@ def _group_of(name: str, split: str) -> str:
     return _stem(name).removesuffix(f"_{split}")
 
 
-def _read_files(files: list[Location], group_field: str | None = None, split: str = "test") -> Iterator[dict]:
+def read_rows(files: list[Location], group_field: str | None = None, split: str = "test") -> Iterator[dict]:
     """Every row of the files; with `group_field`, each row in the group its file's name gives."""
     for f in files:
         group = _group_of(f.name, split)
@@ -348,7 +348,7 @@ def read_texts(path: str | os.PathLike, field: str = "text") -> Iterator[str]:
             with storage.open_text(f, errors="replace") as stream:
                 yield stream.read()
         else:
-            yield from (r[field] for r in _read_files([f]) if isinstance(r.get(field), str))
+            yield from (r[field] for r in read_rows([f]) if isinstance(r.get(field), str))
 
 
 def _is_text(name: str) -> bool:

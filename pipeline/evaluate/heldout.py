@@ -12,7 +12,7 @@ from pipeline.errors import UserError
 from pipeline.storage import Location
 from pipeline.train.config import FinetuneConfig
 from pipeline.train.data import conversations, read_records, resolve_paths
-from pipeline.train.run import _same_item, read_files
+from pipeline.train.run import same_item, read_files
 from pipeline.train.split import split_by_lineage
 
 
@@ -22,7 +22,7 @@ def split_of_run(cfg: FinetuneConfig, run_dir: Location) -> tuple[list[list[dict
     if not rows:
         raise UserError(f"eval: no instruction rows (with messages) in {', '.join(cfg.data) or run_dir / 'data'}")
     chats = conversations(rows)
-    split = split_by_lineage(rows, [_same_item(c) for c in chats], cfg.sft.eval_fraction, cfg.seed)
+    split = split_by_lineage(rows, [same_item(c) for c in chats], cfg.sft.eval_fraction, cfg.seed)
     return [chats[i] for i in split.train], [chats[i] for i in split.held_out]
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import yaml
 
-from filters.contamination.benchmarks import REGISTRY, BenchmarkNotFound, _read_files, local_files
+from filters.contamination.benchmarks import REGISTRY, BenchmarkNotFound, read_rows, local_files
 from pipeline import hub
 from pipeline.errors import UserError
 
@@ -130,7 +130,7 @@ def _write_local(name: str, files: list, folder: Path) -> Task:
     data = folder / "data" / f"{name}.jsonl"
     data.parent.mkdir(parents=True, exist_ok=True)
     with data.open("w") as out:
-        for row in to_rows(_read_files(files)):
+        for row in to_rows(read_rows(files)):
             out.write(json.dumps(row) + "\n")
     return Task(name, PREFIX + name, metric, ", ".join(str(f) for f in files), benchmark=name)
 

@@ -64,7 +64,7 @@ def read_preferences(patterns: list[str], default: list[Location]) -> tuple[list
     return rows, used
 
 
-def _same_item(messages: list[dict]) -> str:
+def same_item(messages: list[dict]) -> str:
     """What makes two conversations the same item: their prompt (every turn before the last answer)."""
     last = max((i for i, m in enumerate(messages) if m["role"] == "assistant"), default=len(messages))
     return json.dumps(messages[:last], sort_keys=True)
@@ -115,7 +115,7 @@ def sft_data(cfg: FinetuneConfig, tokenizer, defaults: list[Location], provenanc
     data = SftData([], [], [])
     if chat_rows:
         chats = conversations(chat_rows)
-        split = split_by_lineage(chat_rows, [_same_item(c) for c in chats], s.eval_fraction, cfg.seed)
+        split = split_by_lineage(chat_rows, [same_item(c) for c in chats], s.eval_fraction, cfg.seed)
         data.encoder = ChatEncoder(tokenizer, s.max_seq_len)
         data.chats = [chats[i] for i in split.train]
         data.chat_examples = [data.encoder.encode(c) for c in data.chats]
