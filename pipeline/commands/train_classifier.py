@@ -41,6 +41,7 @@ def register(sub) -> None:
     hp = p.add_argument_group("fastText hyper-parameters (defaults: filters.fasttext_train.TRAIN_DEFAULTS)")
     for name, kind in (("epoch", int), ("lr", float), ("dim", int), ("wordNgrams", int), ("minCount", int), ("bucket", int)):
         hp.add_argument(f"--{name}", type=kind, default=None)
+    hp.add_argument("--loss", choices=("ova", "softmax", "hs"), default=None)
     p.set_defaults(func=main)
 
 
@@ -58,7 +59,7 @@ def main(args) -> int:
     if not 0 < args.test_fraction < 1:
         raise UserError(f"--test-fraction must be between 0 and 1, got {args.test_fraction}")
     train, test = ft.split(examples, args.test_fraction, args.seed)
-    params = {k: v for k in ("epoch", "lr", "dim", "wordNgrams", "minCount", "bucket") if (v := getattr(args, k)) is not None}
+    params = {k: v for k in ("epoch", "lr", "dim", "wordNgrams", "minCount", "bucket", "loss") if (v := getattr(args, k)) is not None}
 
     started = time.perf_counter()
     model = ft.train(train, seed=args.seed, threads=args.threads, **params)

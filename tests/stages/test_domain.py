@@ -95,7 +95,7 @@ def test_classifier_labels_held_out_news_far_above_chance(run_stage, ag_news_mod
     gold = {str(i): r["label"] for i, r in enumerate(held_out)}
     accuracy = sum(r["domain_label"] == gold[r["id"]] for r in kept) / len(kept)
     assert accuracy > 0.75  # four balanced classes: chance is 0.25
-    assert all(0.25 <= r["domain_score"] <= 1.0 for r in kept)
+    assert all(0.0 < r["domain_score"] <= 1.0 for r in kept)  # one-vs-all scores each label alone: the top one may be < 1/4
 
 
 @pytest.mark.slow
