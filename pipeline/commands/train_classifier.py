@@ -62,7 +62,12 @@ def main(args) -> int:
     params = {k: v for k in ("epoch", "lr", "dim", "wordNgrams", "minCount", "bucket", "loss") if (v := getattr(args, k)) is not None}
 
     started = time.perf_counter()
-    model = ft.train(train, seed=args.seed, threads=args.threads, **params)
+    try:
+        model = ft.train(train, seed=args.seed, threads=args.threads, **params)
+    except RuntimeError as e:
+        if "NaN" not in str(e):
+            raise
+        raise UserError(f"training diverged (fastText: {storage.first_line(e)}); try a lower --lr") from None
     seconds = time.perf_counter() - started
     positive = args.positive_label if args.positive_label in labels else None
     report = ft.evaluate(model, test, len(train), positive=positive)

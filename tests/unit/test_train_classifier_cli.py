@@ -73,6 +73,14 @@ def test_user_errors_exit_2(tmp_path, argv, capsys):
     assert capsys.readouterr().err.startswith("error:")
 
 
+def test_diverging_training_is_one_line_exit_2(news_csv, tmp_path, capsys):
+    code = main(["train-classifier", "--data", str(news_csv), "--fieldnames", "label,title,description",
+                 "--text-field", "title,description", "-o", str(tmp_path / "m.bin"), "--lr", "100", "--epoch", "5"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "diverged" in err and "--lr" in err
+    assert not (tmp_path / "m.bin").exists()
+
+
 def test_a_single_label_is_a_user_error(tmp_path):
     data = tmp_path / "one.jsonl"
     data.write_text("".join(json.dumps({"label": "a", "text": f"text {i}"}) + "\n" for i in range(20)))
