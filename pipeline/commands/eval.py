@@ -25,6 +25,9 @@ def register(sub) -> None:
     p.add_argument("--max-new-tokens", type=int, help="longest answer to a held-out prompt")
     p.add_argument("--prompts", help="a JSONL/Parquet file of prompts instead of the fine-tune's held-out split")
     p.add_argument("--judge-config", help="a YAML file whose finetune.eval.judge (or llms.judge) entry is the judge LLM")
+    p.add_argument("--vllm-url", help="score through this vLLM server (http://host:port/v1) instead of loading the models: "
+                   "the base by its served name, the tuned model by the LoRA it serves from --adapter "
+                   "(vllm serve MODEL --enable-lora --lora-modules NAME=ADAPTER)")
     p.add_argument("--out", help="where eval.json and eval.md go (default: ADAPTER/../eval)")
     p.set_defaults(func=main)
 
@@ -44,7 +47,7 @@ def main(args) -> int:
     if not out.is_local:
         raise UserError(f"eval: --out must be a local folder (lm-eval reads its task configs from disk): {out}")
     out = out.local_path()
-    result = evaluate(settings, args.model, out, adapter=args.adapter, against=args.against)
+    result = evaluate(settings, args.model, out, adapter=args.adapter, against=args.against, vllm_url=args.vllm_url)
     print((out / "eval.md").read_text(), end="")
     print(f"eval: {len(result['tasks'])} tasks; eval.json and eval.md in {out}")
     return 0

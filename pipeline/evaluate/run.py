@@ -15,7 +15,7 @@ from pathlib import Path
 
 from pipeline import report, storage
 from pipeline.errors import UserError
-from pipeline.evaluate import contamination, harness, heldout, table
+from pipeline.evaluate import contamination, harness, heldout, served, table
 from pipeline.evaluate.harness import Side
 from pipeline.evaluate.tasks import HELD_OUT, resolve, write_configs
 from pipeline.storage import Location
@@ -72,8 +72,9 @@ def check_inputs(model: str, adapter: str | None, against: str | None) -> None:
 
 
 def evaluate(settings: EvalSection, model: str, out: Path, adapter: str | None = None,
-             against: str | None = None, trained: Trained | None = None) -> dict:
-    """Score every side on every task, compare, and write eval.json and eval.md into `out`."""
+             against: str | None = None, trained: Trained | None = None, vllm_url: str | None = None) -> dict:
+    """Score every side on every task, compare, and write eval.json and eval.md into `out`; with
+    `vllm_url`, through that vLLM server (the adapter served as a LoRA) instead of loading the models."""
     started = time.perf_counter()
     harness.require()
     check_inputs(model, adapter, against)
@@ -81,6 +82,12 @@ def evaluate(settings: EvalSection, model: str, out: Path, adapter: str | None =
     folder = out / "tasks"
     tasks = resolve(settings.tasks, settings.benchmarks_dir, folder)
     train_chats, prompts = _prompts(settings, trained)
+    if vllm_url:
+        served.check_adapter(adapter, tasks)
+    server = served.connect(vllm_url) if vllm_url else None
+    names = {s.label: server.name_of(s.model, s.adapter) for s in sides(model, adapter, against)} if server else {}
+    for name in names.values():
+        served.check_logprobs(server, name, tasks)
     timing = {"load_s": 0.0, "harness_s": 0.0}
     scores, answers = {}, {}
     for side in sides(model, adapter, against):
@@ -89,7 +96,10 @@ def evaluate(settings: EvalSection, model: str, out: Path, adapter: str | None =
         items = heldout.render(AutoTokenizer.from_pretrained(side.tokenizer), prompts, side.tokenizer) if prompts else None
         include = write_configs(tasks, folder / side.label, items, settings.max_new_tokens)
         t0 = time.perf_counter()
-        lm = harness.load(side, settings.batch_size)
+        if server:
+            lm = served.load(server, names[side.label], side.tokenizer, settings.batch_size)
+        else:
+            lm = harness.load(side, settings.batch_size)
         t1 = time.perf_counter()
         scores[side.label], answers[side.label] = harness.score(lm, tasks, include, settings.limit)
         timing["load_s"] += t1 - t0
@@ -97,7 +107,8 @@ def evaluate(settings: EvalSection, model: str, out: Path, adapter: str | None =
         del lm
         gc.collect()
     result = {
-        "models": {s.label: s.describe() for s in sides(model, adapter, against)},
+        "models": {s.label: s.describe() + (f" on vLLM {server.url} as {names[s.label]}" if server else "")
+                   for s in sides(model, adapter, against)},
         "limit": settings.limit,
         "tasks": table.compare(tasks, scores, _contamination(tasks, trained, train_chats, settings)),
     }
