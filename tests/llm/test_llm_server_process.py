@@ -133,7 +133,7 @@ def test_owner_killed_by_signal_leaves_no_server_behind(fake_vllm, tmp_path, sig
         owner.send_signal(getattr(signal, sig))
         assert owner.wait(timeout=30) != 0
         engine = int(fake_vllm.read_text().split()[0])
-        assert wait_until(lambda: not pid_alive(pgid) and not pid_alive(engine), 10)
+        assert wait_until(lambda: not pid_alive(pgid) and not pid_alive(engine), 60)  # a loaded machine reaps slowly
     finally:
         if owner.poll() is None:
             owner.kill()
