@@ -112,18 +112,33 @@ def split(examples: list[Example], test_fraction: float, seed: int) -> tuple[lis
     return shuffled[:-n_test], shuffled[-n_test:]
 
 
+MIN_LR = 0.05  # the default learning rate is halved after a divergence down to this, then it is an error
+
+
 def train(examples: list[Example], seed: int = 0, threads: int | None = None, **params):
-    """A fastText supervised model; `params` override TRAIN_DEFAULTS (fastText's own names)."""
+    """A fastText supervised model; `params` override TRAIN_DEFAULTS (fastText's own names).
+
+    fastText's lock-free threads make training nondeterministic, and at the default learning rate a
+    run on a small or skewed set now and then diverges ("Encountered NaN") where its rerun does not.
+    A user who did not choose `lr` gets the default halved until training converges (the model's `lr`
+    says which); one who chose it gets the error.
+    """
     import fasttext
 
     fasttext.FastText.eprint = lambda *args, **kwargs: None
+    settings = {**TRAIN_DEFAULTS, **params}
     with tempfile.NamedTemporaryFile("w", suffix=".txt", encoding="utf-8", delete=False) as f:
         for ex in examples:
             f.write(f"__label__{ex.label} {prepare_text(ex.text)}\n")
     try:
-        return fasttext.train_supervised(
-            input=f.name, seed=seed, thread=threads or os.cpu_count() or 1, verbose=0, **{**TRAIN_DEFAULTS, **params}
-        )
+        while True:
+            try:
+                return fasttext.train_supervised(input=f.name, seed=seed, thread=threads or os.cpu_count() or 1,
+                                                 verbose=0, **settings)
+            except RuntimeError as e:
+                if "NaN" not in str(e) or "lr" in params or settings["lr"] / 2 < MIN_LR:
+                    raise
+                settings["lr"] /= 2
     finally:
         os.unlink(f.name)
 

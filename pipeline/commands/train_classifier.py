@@ -75,7 +75,7 @@ def main(args) -> int:
     with tempfile.TemporaryDirectory(prefix="pipeline-classifier-") as tmp:
         model.save_model(str(Path(tmp) / output.name))
         storage.locate(Path(tmp) / output.name).copy_to(output)
-    metrics = {**report.as_dict(), "train_seconds": round(seconds, 2), "params": {**ft.TRAIN_DEFAULTS, **params}}
+    metrics = {**report.as_dict(), "train_seconds": round(seconds, 2), "params": {**ft.TRAIN_DEFAULTS, **params, "lr": model.lr}}  # the lr it converged at
     metrics_path = output.parent / f"{output.name}.metrics.json"
     metrics_path.write_text(json.dumps(metrics, indent=2) + "\n")
     _print_report(report, output, metrics_path, seconds)

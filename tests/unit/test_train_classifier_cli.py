@@ -106,3 +106,17 @@ def test_object_storage_problems_exit_2_with_one_line_before_training(tmp_path, 
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", READ_ONLY_SECRET)
     err = error("--data", data.uri, "-o", f"{s3_bucket}/models/m.bin")
     assert f"--output: cannot write {s3_bucket}/models/m.bin" in err and "denied" in err.lower()
+
+
+def test_a_default_learning_rate_that_diverges_is_halved_until_training_converges(monkeypatch):
+    """fastText now and then diverges at the default lr (a fresh clone's domain-stage fixture did);
+    a user who did not choose lr gets a model, trained at the rate that converged."""
+    import filters.fasttext_train as ft
+
+    examples = [ft.Example(label, text) for label, text in [("a", "the cat sat on the mat"), ("b", "stocks fell sharply"),
+                                                          ("a", "a dog ran in the park"), ("b", "markets rallied")]] * 20
+    monkeypatch.setitem(ft.TRAIN_DEFAULTS, "lr", 50.0)  # diverges at once on this set
+    model = ft.train(examples, threads=1)
+    assert ft.MIN_LR <= model.lr < 50.0
+    with pytest.raises(RuntimeError, match="NaN"):  # a rate the user chose is theirs: no silent change
+        ft.train(examples, threads=1, lr=50.0)
