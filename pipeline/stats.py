@@ -213,7 +213,7 @@ class StageRecord:
     examples: dict[str, Any] | None = None  # rows it dropped, per reason (`pipeline.examples`), once written
 
     def to_json(self) -> dict[str, Any]:
-        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)[:15]}
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("pass_id", "examples")}
         if self.pass_id is not None:
             data["pass"] = self.pass_id
         if self.examples is not None:

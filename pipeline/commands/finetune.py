@@ -108,9 +108,7 @@ def main(args) -> int:
     if cfg.eval.enabled:
         from pipeline.evaluate.run import preflight
 
-        if not out.is_local:  # lm-eval reads models from disk; said now, not after training
-            raise UserError(f"finetune eval: the output must be a local folder (lm-eval reads from disk): {out}")
-        preflight(cfg.eval)  # a bad task or an unreachable benchmark fails now, not after training
+        preflight(cfg.eval, out)  # a remote output, a bad task or an unreachable benchmark fail now, not after training
     out = finetune_anywhere(cfg, run_dir)
     print(f"finetune: adapter and model card in {out / 'adapter'}; logs in {out / 'logs'}")
     if cfg.eval.enabled:

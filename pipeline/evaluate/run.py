@@ -126,13 +126,15 @@ def evaluate(settings: EvalSection, model: str, out: Path, adapter: str | None =
     return result
 
 
-def preflight(settings: EvalSection) -> None:
-    """What `pipeline finetune` checks before training when its eval section is enabled: lm-eval is
-    installed and every task resolves (a typo or an unreachable benchmark fails now, not after training)."""
+def preflight(settings: EvalSection, out: Location) -> None:
+    """What `pipeline finetune` checks before training when its eval section is enabled: the output is
+    local, lm-eval is installed and every task resolves (a typo or an unreachable benchmark fails now,
+    not after training)."""
     import tempfile
 
     if not settings.enabled:
         return
+    _require_local(out)
     harness.require()
     with tempfile.TemporaryDirectory(prefix="pipeline-eval-") as folder:
         resolve(settings.tasks, settings.benchmarks_dir, Path(folder))
@@ -143,8 +145,7 @@ def after_finetune(cfg: FinetuneConfig, run_dir: Location, out: Location) -> dic
     held-out split and the tasks asked; the table goes into the model card and the run's report."""
     if not cfg.eval.enabled:
         return None
-    if not out.is_local:
-        raise UserError(f"finetune eval: the output must be a local folder (lm-eval reads from disk): {out}")
+    _require_local(out)
     adapter = out / "adapter"
     if cfg.method == "full":
         result = evaluate(cfg.eval, adapter.local_path().as_posix(), out.local_path() / "eval", against=cfg.model,
@@ -206,3 +207,8 @@ def _judge(settings: EvalSection, prompts: list, answers: dict) -> dict:
         client.close()
     rates = winrate.win_rates(shares, [len(a) for a in base], [len(a) for a in tuned])
     return {"model": settings.judge.get("model"), **rates.as_dict()}
+
+
+def _require_local(out: Location) -> None:
+    if not out.is_local:
+        raise UserError(f"finetune eval: the output must be a local folder (lm-eval reads from disk): {out}")

@@ -130,15 +130,21 @@ def test_the_filter_stage_is_listed_and_filters_a_real_run(tmp_path, ext, shared
     assert (stage["name"], stage["rows_in"], stage["kept"]) == ("keywords", 40, 40 - len(expected))
 
 
+def validate(config, ext) -> subprocess.CompletedProcess:
+    """`pipeline validate` of a config that must be refused: one line on stderr, exit 2."""
+    env = {**os.environ, "PYTHONPATH": str(ext)}
+    proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "validate", str(config)],
+                          cwd=config.parent, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+    return proc
+
+
 def test_a_filter_stage_option_is_refused_at_load_with_its_line(tmp_path, ext, shared_data):
     config = tmp_path / "keywords.yaml"
     config.write_text(BLOCKS["keywords.yaml"].replace("[dollars, money]", "[]")
                       .replace("../shared/data", str(shared_data)))
-    env = {**os.environ, "PYTHONPATH": str(ext)}
-    proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "validate", str(config)],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 2
-    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+    proc = validate(config, ext)
     assert quoted("keywords.yaml:9:") in proc.stderr
 
 
@@ -190,11 +196,7 @@ def test_the_backend_is_named_under_llms_and_answers_a_real_run(tmp_path, ext, s
 def test_a_misspelt_backend_is_refused_at_load_with_the_registered_ones(tmp_path, ext):
     config = tmp_path / "answers.yaml"
     config.write_text(BLOCKS["answers.yaml"].replace("backend: hf_local", "backend: hf_locl"))
-    env = {**os.environ, "PYTHONPATH": str(ext)}
-    proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "validate", str(config)],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 2
-    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+    proc = validate(config, ext)
     assert quoted("answers.yaml:10:") in proc.stderr
 
 

@@ -38,13 +38,15 @@ def test_a_card_names_its_run_and_settings_and_takes_the_table(tmp_path):
 
 
 def test_preflight_finds_a_bad_task_before_training(tmp_path):
+    from pipeline import storage
     from pipeline.errors import UserError
     from pipeline.evaluate.run import preflight
 
+    out = storage.locate(tmp_path)
     cfg = FinetuneConfig.model_validate({"model": "m", "eval": {"enabled": True, "tasks": ["held_out", "gsm9k"]}})
     with pytest.raises(UserError, match="unknown task 'gsm9k'"):
-        preflight(cfg.eval)
-    preflight(FinetuneConfig.model_validate({"model": "m", "eval": {"tasks": ["gsm9k"]}}).eval)  # not enabled: nothing
+        preflight(cfg.eval, out)
+    preflight(FinetuneConfig.model_validate({"model": "m", "eval": {"tasks": ["gsm9k"]}}).eval, out)  # not enabled: nothing
 
 
 def test_the_card_never_shows_the_judge(tmp_path):
