@@ -23,6 +23,9 @@ class SamplingParams:
     stop: tuple[str, ...] = ()
     seed: int | None = None
     logprobs: int | None = None
+    # The log-prob of every prompt token (`Choice.prompt_logprobs`), for scoring text by a model's
+    # perplexity; with `max_tokens=0` the prompt is only scored, nothing is generated.
+    prompt_logprobs: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,6 +51,9 @@ class Choice:
     text: str
     finish_reason: str  # "stop" or "length" (cut by max_tokens)
     logprobs: list[float] | None = None  # of each sampled token, when SamplingParams.logprobs is set
+    # of each prompt token given those before it, when SamplingParams.prompt_logprobs is set; the first
+    # token (nothing before it) is None
+    prompt_logprobs: list[float | None] | None = None
 
 
 @dataclasses.dataclass
