@@ -15,6 +15,24 @@ from typing import Callable, Protocol, Sequence
 
 
 @dataclasses.dataclass(frozen=True)
+class Guide:
+    """Guided decoding: the output must match `regex` or the JSON schema `json_schema` (one of them).
+
+    A small teacher spends most of its requests on formats the parsing rules reject; a server that
+    constrains its tokens to the format wastes none. `required` False (`structured: auto`) lets a
+    backend that cannot guide send the request as free text; True (`structured: on`) fails it instead.
+    """
+
+    regex: str | None = None
+    json_schema: str | None = None  # JSON text, so the params stay hashable and cacheable
+    required: bool = False
+
+    def __post_init__(self):
+        if (self.regex is None) == (self.json_schema is None):
+            raise ValueError("a Guide has either a regex or a JSON schema")
+
+
+@dataclasses.dataclass(frozen=True)
 class SamplingParams:
     temperature: float = 0.7
     top_p: float = 1.0
@@ -26,6 +44,7 @@ class SamplingParams:
     # The log-prob of every prompt token (`Choice.prompt_logprobs`), for scoring text by a model's
     # perplexity; with `max_tokens=0` the prompt is only scored, nothing is generated.
     prompt_logprobs: bool = False
+    guide: Guide | None = None  # constrain the output to a format (structured outputs), where the backend can
 
 
 @dataclasses.dataclass(frozen=True)
