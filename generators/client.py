@@ -16,20 +16,18 @@ from typing import Callable, Protocol, Sequence
 
 @dataclasses.dataclass(frozen=True)
 class Guide:
-    """Guided decoding: the output must match `regex` or the JSON schema `json_schema` (one of them).
+    """Guided decoding: the output must match `regex` (vLLM's structured outputs).
 
     A small teacher spends most of its requests on formats the parsing rules reject; a server that
-    constrains its tokens to the format wastes none. `required` False (`structured: auto`) lets a
-    backend that cannot guide send the request as free text; True (`structured: on`) fails it instead.
+    constrains its tokens to the format wastes none. The formats our prompts ask for are lines
+    (`Rating: N`, numbered lists), so a regex states them exactly; a JSON schema would change the
+    prompts, and on the tiny teacher it decodes into whitespace until `max_tokens` (tried on vLLM 0.32).
+    `required` False (`structured: auto`) lets a backend that cannot guide send the request as free
+    text; True (`structured: on`) fails the request instead.
     """
 
-    regex: str | None = None
-    json_schema: str | None = None  # JSON text, so the params stay hashable and cacheable
+    regex: str
     required: bool = False
-
-    def __post_init__(self):
-        if (self.regex is None) == (self.json_schema is None):
-            raise ValueError("a Guide has either a regex or a JSON schema")
 
 
 @dataclasses.dataclass(frozen=True)
