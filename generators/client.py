@@ -30,6 +30,15 @@ class Guide:
     required: bool = False
 
 
+def refuses_guide(request: "Request") -> bool:
+    """True for a request that must be guided (`structured: on`), sent to a backend that cannot guide:
+    it fails with `UNGUIDED` instead of quietly returning free text."""
+    return request.params.guide is not None and request.params.guide.required
+
+
+UNGUIDED = "structured: on, but the {} backend has no guided decoding; use a vllm_server LLM or structured: auto"
+
+
 @dataclasses.dataclass(frozen=True)
 class SamplingParams:
     temperature: float = 0.7
