@@ -9,6 +9,8 @@ common `LLMClient` interface for the generation algorithms.
 Ray's engine stage returns one sample per row, so a request for `n` samples becomes `n` rows (with
 seeds seed, seed+1, ... when a seed is given) and is put back together afterwards. Engine failures are
 kept per row (`should_continue_on_error`) and come back as `Response.error`, as with the server backend.
+Guided decoding is not passed to the engines (untested on Ray's engine stage): a guide is dropped, or a
+request that requires one (`structured: on`) fails saying so.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any, Callable, Sequence
 
-from generators.client import Choice, FailureWindow, OnResponse, Request, Response, SamplingParams, Usage
+from generators.client import UNGUIDED, Choice, FailureWindow, OnResponse, Request, Response, SamplingParams, Usage, refuses_guide
 from generators.llm_config import RayVLLMConfig
 
 ERROR_COLUMN = "__inference_error__"
@@ -126,6 +128,12 @@ class RayVLLMClient:
         results: list[Response | None] = [None] * len(requests)
         for chat in (True, False):
             idxs = [i for i, r in enumerate(requests) if (r.endpoint == "chat") == chat]
+            for i in [i for i in idxs if refuses_guide(requests[i])]:
+                results[i] = Response.failed(self.model, UNGUIDED.format("ray_vllm"))
+                if on_response:
+                    on_response(i, results[i])
+                self.failures.record(results[i])
+            idxs = [i for i in idxs if results[i] is None]
             if not idxs:
                 continue
             rows = request_rows([requests[i] for i in idxs])
