@@ -23,7 +23,7 @@ from typing import Literal, Sequence
 from pydantic import Field
 
 from generators.client import LLMClient, Request, Response, SamplingParams
-from generators.options import Options
+from generators.structured import StructuredOption
 from generators.prompts import EVOL_EQUALITY, EVOL_GIVEN, EVOL_IN_BREADTH, EVOL_IN_DEPTH, EVOL_NEW, RESPOND, Prompt
 
 OPERATIONS: tuple[str, ...] = (*EVOL_IN_DEPTH, "breadth")
@@ -45,7 +45,7 @@ STOP_WORDS = frozenset(
 )
 
 
-class EvolOptions(Options):
+class EvolOptions(StructuredOption):
     """How instructions evolve and how answers are written: the `evol_instruct` stage's options."""
 
     rounds: int = Field(default=4, ge=1, description="evolution rounds (M)")
@@ -75,6 +75,12 @@ class Evolution:
     response: str = ""
     reason: str | None = None
     meta: dict = dataclasses.field(default_factory=dict)
+
+
+# The formats parsed, for guided decoding (`structured`): a rewrite is text that starts with a letter,
+# digit or quote and never writes the prompt's '#' markers; the verdict is one word.
+REWRITE_FORMAT = r"[A-Za-z0-9\"'(][^#]{9,3000}"
+EQUALITY_FORMAT = r"(Equal|Different)"
 
 
 def evolve_prompt(operation: str) -> Prompt:
@@ -136,7 +142,8 @@ class EvolInstruct:
             attempts.append(
                 Evolution(f"{root}.e{round_no}", node_id, root, "", op, round_no, meta={"prompt_version": template.id, "parent": text})
             )
-            params = SamplingParams(temperature=cfg.temperature, max_tokens=cfg.max_tokens, seed=_seed(cfg.seed, node_id, round_no))
+            params = SamplingParams(temperature=cfg.temperature, max_tokens=cfg.max_tokens, seed=_seed(cfg.seed, node_id, round_no),
+                                    guide=cfg.guide(REWRITE_FORMAT))
             requests.append(Request(messages=({"role": "user", "content": template.render(instruction=text)},), params=params))
 
         for e, r in zip(attempts, self.client.generate(requests)):
@@ -156,7 +163,7 @@ class EvolInstruct:
         if not attempts:
             return
         cfg = self.config
-        equal_params = SamplingParams(temperature=0.0, max_tokens=8)
+        equal_params = SamplingParams(temperature=0.0, max_tokens=8, guide=cfg.guide(EQUALITY_FORMAT))
         eq_requests = [
             Request(messages=({"role": "user", "content": EVOL_EQUALITY.render(first=e.meta["parent"], second=e.instruction)},), params=equal_params)
             for e in attempts

@@ -22,7 +22,7 @@ from typing import Literal, Sequence
 from pydantic import Field
 
 from generators.client import LLMClient, Request, Response, SamplingParams
-from generators.options import Options
+from generators.structured import StructuredOption
 from generators.prompts import JUDGE_PAIRWISE, JUDGE_RUBRIC
 from generators.respond import prompt_messages
 
@@ -39,7 +39,7 @@ class Candidate:
 RUBRIC_SCALE = (1, 10)
 
 
-class PreferenceConfig(Options):
+class PreferenceConfig(StructuredOption):
     """How answers are judged and which pairs are kept: the `preferences` stage's options."""
 
     mode: Literal["rubric", "pairwise"] = Field(default="rubric", description="rubric: 1-10 scores; pairwise: both orders")
@@ -69,6 +69,12 @@ _RATING = re.compile(r"(?:rating|score)\s*[:=]?\s*\**\s*(\d+(?:\.\d+)?)\s*(?:/\s
 _OUT_OF = re.compile(r"(\d+(?:\.\d+)?)\s*(?:/|out of)\s*(\d+)", re.IGNORECASE)
 _SHARE_OF_A = {"A": 1.0, "B": 0.0, "tie": 0.5}
 _WINNER = re.compile(r"winner\s*[:=]?\s*\**\s*(A|B|tie)\b", re.IGNORECASE)
+
+
+# The verdicts' formats, for guided decoding (`structured`): one line of justification, then the
+# last line the prompts ask for.
+RUBRIC_FORMAT = rf"[^\n]{{1,600}}\nRating: ({'|'.join(str(n) for n in range(RUBRIC_SCALE[1], RUBRIC_SCALE[0] - 1, -1))})"
+PAIRWISE_FORMAT = r"[^\n]{1,600}\nWinner: (A|B|tie)"
 
 
 def parse_rating(text: str, low: int = 1, high: int = 10) -> float | None:
@@ -153,7 +159,7 @@ class PreferenceJudge:
 
     def _rubric(self, items: list[tuple[tuple[dict, ...], PreferenceResult]]) -> None:
         low, high = RUBRIC_SCALE
-        params = SamplingParams(temperature=0.0, max_tokens=self.config.judge_max_tokens)
+        params = SamplingParams(temperature=0.0, max_tokens=self.config.judge_max_tokens, guide=self.config.guide(RUBRIC_FORMAT))
         jobs = [(r, i) for _, r in items for i in range(len(r.responses))]
         requests = [
             Request(messages=({"role": "user", "content": JUDGE_RUBRIC.render(instruction=_instruction(p), response=r.responses[i])},), params=params)
@@ -171,7 +177,7 @@ class PreferenceJudge:
 
     def _pairwise(self, items: list[tuple[tuple[dict, ...], PreferenceResult]]) -> None:
         """Every ordered pair once; a response's score is its share of wins over all comparisons."""
-        params = SamplingParams(temperature=0.0, max_tokens=self.config.judge_max_tokens)
+        params = SamplingParams(temperature=0.0, max_tokens=self.config.judge_max_tokens, guide=self.config.guide(PAIRWISE_FORMAT))
         jobs, requests = [], []
         for p, r in items:
             r.meta["prompt_version_judge"] = JUDGE_PAIRWISE.id

@@ -24,7 +24,7 @@ from typing import Callable, Sequence
 from pydantic import Field, field_validator
 
 from generators.client import LLMClient, Request, Response, SamplingParams
-from generators.options import Options
+from generators.structured import StructuredOption
 from generators.prompts import (
     INSTANCES_INPUT_FIRST,
     INSTANCES_OUTPUT_FIRST,
@@ -43,6 +43,25 @@ UNSUITABLE_WORDS = (
 _UNSUITABLE_RE = re.compile(r"\b(" + "|".join(re.escape(w) for w in UNSUITABLE_WORDS) + r")\b", re.IGNORECASE)
 _ITEM_SPLIT = re.compile(r"\n\d+\s?\. ")
 
+# The formats the parsing rules read, as regexes for guided decoding (`structured`). A line is at
+# most 600 characters; a task starts with a letter (the rules drop one starting with punctuation).
+_LINE = r"[^\n]{1,600}"
+_TASK = r"[A-Za-z][^\n]{2,600}"
+_IS_CLASSIFICATION_FORMAT = r" ?(Yes|No)"
+
+
+def proposals_format(items: int) -> str:
+    """The continuation of a numbered list: the current item, then up to `items - 1` more."""
+    return rf" {_TASK}(\n[0-9]{{1,2}}\. {_TASK}){{0,{max(items - 1, 0)}}}"
+
+
+def instances_format(output_first: bool, count: int) -> str:
+    """Up to `count` instances as `format_instances` writes them, one line per field (a multi-line
+    output, code say, is cut to its first line when guided)."""
+    first, more = (("Label: ", "Label: ") if output_first else ("Example 1\\n", "Example [0-9]\\n"))
+    fields = rf"{_LINE}\nInput: {_LINE}" if output_first else rf"Input: {_LINE}\nOutput: {_LINE}"
+    return rf"{first}{fields}(\n{more}{fields}){{0,{count - 1}}}"
+
 
 @dataclasses.dataclass
 class SeedTask:
@@ -52,7 +71,7 @@ class SeedTask:
     id: str | None = None
 
 
-class SelfInstructOptions(Options):
+class SelfInstructOptions(StructuredOption):
     """How the pool grows and what joins it: the `self_instruct` stage's options."""
 
     target: int = Field(default=100, ge=1, description="generated tasks to pool before stopping")
@@ -258,6 +277,7 @@ class SelfInstruct:
         params = SamplingParams(
             temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=cfg.max_tokens,
             stop=("\n\n", f"\n{last}", f"{last}.", f"{last} ."), seed=self.rng.randrange(2**31),
+            guide=cfg.guide(proposals_format(last - cfg.prompt_tasks - 1)),
         )  # fmt: skip
         prompts = [self.propose_prompt() for _ in range(cfg.requests_per_round)]
         responses = self._generate([Request(prompt=p, params=params) for p in prompts])
@@ -296,7 +316,7 @@ class SelfInstruct:
 
     def classify(self, proposals: list[Proposal]) -> None:
         """The model labels each task classification or not (the paper's check, few-shot from the seeds)."""
-        params = SamplingParams(temperature=0.0, max_tokens=3, stop=("\n",))
+        params = SamplingParams(temperature=0.0, max_tokens=3, stop=("\n",), guide=self.config.guide(_IS_CLASSIFICATION_FORMAT))
         requests = [Request(prompt=self.classification_prompt(p.instruction), params=params) for p in proposals]
         for p, r in zip(proposals, self._generate(requests)):
             p.meta["prompt_version_classification"] = IS_CLASSIFICATION.id
@@ -308,13 +328,16 @@ class SelfInstruct:
 
     def make_instances(self, proposals: list[Proposal]) -> None:
         cfg = self.config
-        params = SamplingParams(
-            temperature=0.0, max_tokens=cfg.instance_max_tokens, stop=("\nTask:", "Task:"), seed=self.rng.randrange(2**31)
-        )
+        seed = self.rng.randrange(2**31)
         todo = [p for p in proposals if p.reason is None]
         requests = []
         for p in todo:
-            requests.append(Request(prompt=self.instances_prompt(p.instruction, bool(p.is_classification)), params=params))
+            output_first = bool(p.is_classification)
+            params = SamplingParams(  # two instances more than kept, for the duplicates valid_instances drops
+                temperature=0.0, max_tokens=cfg.instance_max_tokens, stop=("\nTask:", "Task:"), seed=seed,
+                guide=cfg.guide(instances_format(output_first, cfg.instances_per_task + 2)),
+            )  # fmt: skip
+            requests.append(Request(prompt=self.instances_prompt(p.instruction, output_first), params=params))
             p.meta["prompt_version_instances"] = instances_template(bool(p.is_classification)).id
         for p, r in zip(todo, self._generate(requests)):
             if r.error:

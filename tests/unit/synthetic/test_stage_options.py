@@ -23,12 +23,13 @@ STAGES = {  # stage: (its algorithm's options, the config the algorithm runs wit
                                                    "max_tokens": 64}),
     "evol_instruct": (EvolOptions, EvolConfig, {"rounds": 2, "operations": ["deepen", "breadth"], "temperature": 0.3,
                                                 "max_tokens": 300, "response_temperature": 0.4, "response_max_tokens": 400,
-                                                "sorry_max_words": 50}),
+                                                "sorry_max_words": 50, "structured": "on"}),
     "self_instruct": (SelfInstructOptions, SelfInstructConfig, {
         "target": 5, "prompt_tasks": 6, "pool_tasks": 1, "requests_per_round": 3, "rouge_threshold": 0.6, "min_words": 3,
         "max_words": 100, "temperature": 0.5, "top_p": 0.4, "max_tokens": 500, "instance_max_tokens": 200,
-        "instances_per_task": 2, "classification_only": True, "max_stale_rounds": 3}),
-    "preferences": (PreferenceConfig, PreferenceConfig, {"mode": "pairwise", "min_margin": 0.25, "judge_max_tokens": 64}),
+        "instances_per_task": 2, "classification_only": True, "max_stale_rounds": 3, "structured": "off"}),
+    "preferences": (PreferenceConfig, PreferenceConfig, {"mode": "pairwise", "min_margin": 0.25, "judge_max_tokens": 64,
+                                                                    "structured": "on"}),
 }
 
 
