@@ -8,6 +8,9 @@ usage with the prompt counted once and every sample's tokens counted.
 
 A request's `seed` seeds its batch (torch cannot seed rows of one batch separately), so a rerun of
 the same requests is reproducible, but a text need not match what vLLM gives for that seed.
+
+There is no guided decoding here: a request's `guide` is dropped (free text, as `structured: auto`
+allows) or, when required (`structured: on`), the request fails saying so.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Sequence
 
-from generators.client import Choice, FailureWindow, OnResponse, Request, Response, SamplingParams, Usage
+from generators.client import UNGUIDED, Choice, FailureWindow, OnResponse, Request, Response, SamplingParams, Usage, refuses_guide
 from generators.llm_config import TransformersConfig
 
 
@@ -48,7 +51,13 @@ class TransformersClient:
         results: list[Response | None] = [None] * len(requests)
         groups: dict[SamplingParams, list[int]] = {}
         for i, r in enumerate(requests):
-            groups.setdefault(dataclasses.replace(r.params, seed=None), []).append(i)
+            if refuses_guide(r):
+                results[i] = Response.failed(self.model, UNGUIDED.format("transformers"))
+                if on_response:
+                    on_response(i, results[i])
+                self.failures.record(results[i])
+                continue
+            groups.setdefault(dataclasses.replace(r.params, seed=None, guide=None), []).append(i)
         for idxs in groups.values():
             for start in range(0, len(idxs), self.config.batch_size):
                 batch = idxs[start : start + self.config.batch_size]
@@ -76,6 +85,10 @@ class TransformersClient:
         # A chat template writes its own BOS; a raw prompt gets the tokenizer's usual special tokens.
         add_special = requests[0].endpoint == "completion"
         enc = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=add_special).to(self.config.device)
+        prompt_logprobs = self._prompt_logprobs(enc) if p.prompt_logprobs else [None] * len(requests)
+        if p.prompt_logprobs and p.max_tokens == 0:  # score only
+            return [Response([Choice("", "length", prompt_logprobs=lps)], self.model, Usage(len(lps), 0))
+                    for lps in prompt_logprobs]
         seeds = [r.params.seed for r in requests if r.params.seed is not None]
         if seeds:
             torch.manual_seed(hash(tuple(seeds)) & 0x7FFFFFFF)
@@ -108,10 +121,31 @@ class TransformersClient:
             for k in range(p.n):
                 seq = row * p.n + k
                 choice, used = self._choice(new_tokens[seq].tolist(), p, scores[seq].tolist() if scores is not None else None)
+                choice.prompt_logprobs = prompt_logprobs[row]
                 choices.append(choice)
                 completion_tokens += used
             responses.append(Response(choices=choices, model=self.model, usage=Usage(int(prompt_counts[row]), completion_tokens)))
         return responses
+
+    def _prompt_logprobs(self, enc) -> list[list[float | None]]:
+        """Each prompt token's log-prob given the tokens before it (None for the first), as vLLM gives them.
+
+        The batch is left-padded, so positions are counted from each row's first real token: the scores
+        of a padded row equal those of the row alone.
+        """
+        import torch
+
+        mask = enc["attention_mask"]
+        positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
+        with torch.no_grad():
+            logits = self.lm(input_ids=enc["input_ids"], attention_mask=mask, position_ids=positions).logits
+        result = []
+        for row in range(logits.shape[0]):
+            start = int((mask[row] == 0).sum())  # left padding
+            ids = enc["input_ids"][row, start:]
+            logprobs = torch.log_softmax(logits[row, start:-1].float(), dim=-1).gather(1, ids[1:, None])[:, 0]
+            result.append([None, *logprobs.tolist()])
+        return result
 
     def _choice(self, tokens: list[int], p: SamplingParams, logprobs: list[float] | None) -> tuple[Choice, int]:
         """Decode the tokens up to the end of this sample; return the choice and the tokens it used.

@@ -7,6 +7,10 @@ becomes a `Response` with `error` set: one bad row never stops a run, but an end
 most requests does (`client.FailureWindow`), and `check_server` asks a remote server which models it
 serves before any work is sent, so a wrong URL or model name is one clear error, not a run of rejects.
 
+A request with a `guide` asks vLLM to decode into its regex (`structured_outputs`). A server that
+answers such a request HTTP 400 but the same request without it 200 refuses guided decoding: that is
+logged once and later guided requests go as free text (or fail, when the guide is required).
+
 When the server is ours (managed mode) and it dies, its watchdog restarts it; requests that meet
 a dead server wait for it to be healthy again instead of burning their retries on a restart.
 
@@ -23,6 +27,7 @@ so vLLM batches fewer of them (docs/benchmarks-history.md, issue 7).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import http.client
 import json
 import logging
@@ -67,6 +72,8 @@ def request_body(model: str, request: Request) -> dict:
         body["stop"] = list(p.stop)
     if p.seed is not None:
         body["seed"] = p.seed
+    if p.guide is not None:
+        body["structured_outputs"] = {"regex": p.guide.regex}  # vLLM's name since 0.11 (`guided_regex` is ignored)
     if request.endpoint == "chat":
         body["messages"] = list(request.messages)
         if p.logprobs is not None:
@@ -76,10 +83,22 @@ def request_body(model: str, request: Request) -> dict:
         body["prompt"] = request.prompt
         if p.logprobs is not None:
             body["logprobs"] = p.logprobs
+    if p.prompt_logprobs:
+        body["prompt_logprobs"] = 0  # vLLM's extension: the prompt token's own log-prob at each position
+        if p.max_tokens == 0:
+            body["echo"] = True  # vLLM takes max_tokens=0 (score only) with echo; the echoed text is dropped
     return body
 
 
-def parse_response(endpoint: str, data: dict) -> Response:
+def _prompt_logprobs(positions: list | None) -> list[float | None] | None:
+    """vLLM's prompt log-probs, one {token id: {logprob, ...}} per position (None first), as plain floats.
+    With `prompt_logprobs: 0` each position holds only the prompt's own token."""
+    if positions is None:
+        return None
+    return [None if step is None else float(next(iter(step.values()))["logprob"]) for step in positions]
+
+
+def parse_response(endpoint: str, data: dict, echoed: bool = False) -> Response:
     choices = []
     for c in sorted(data["choices"], key=lambda c: c["index"]):
         lp = c.get("logprobs")
@@ -89,13 +108,21 @@ def parse_response(endpoint: str, data: dict) -> Response:
         else:
             text = c["text"]
             logprobs = list(lp["token_logprobs"]) if lp and lp.get("token_logprobs") is not None else None
-        choices.append(Choice(text=text, finish_reason=c.get("finish_reason") or "stop", logprobs=logprobs))
+        prompt_logprobs = _prompt_logprobs(c.get("prompt_logprobs", data.get("prompt_logprobs")))
+        if prompt_logprobs is not None and echoed:
+            text = ""  # a score-only request (max_tokens=0) echoes the prompt
+        choices.append(Choice(text=text, finish_reason=c.get("finish_reason") or "stop", logprobs=logprobs,
+                              prompt_logprobs=prompt_logprobs))
     usage = data.get("usage") or {}
     return Response(
         choices=choices,
         model=data.get("model", ""),
         usage=Usage(usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0)),
     )
+
+
+def without_guide(request: Request) -> Request:
+    return dataclasses.replace(request, params=dataclasses.replace(request.params, guide=None))
 
 
 def served_models(config: VLLMServerConfig) -> list[str]:
@@ -147,6 +174,7 @@ class VLLMServerClient:
         self.model = config.model
         self.base_url = config.url or server.url
         self.stats = {"requests": 0, "retries": 0, "failed": 0, "server_waits": 0}
+        self.guides_refused: str | None = None  # why the server refused guided decoding, once it did
         self.failures = FailureWindow(config.failure_window, config.max_failure_rate, self.base_url)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="llm-client-loop", daemon=True)
@@ -212,15 +240,37 @@ class VLLMServerClient:
         return Response.failed(self.model, error)
 
     async def _send(self, request: Request) -> Response:
-        path = "/v1/chat/completions" if request.endpoint == "chat" else "/v1/completions"
-        async with self._http.post(self.base_url + path, json=request_body(self.model, request)) as reply:
-            status, text = reply.status, await reply.text(errors="replace")
+        guide = request.params.guide
+        if guide is not None and self.guides_refused is not None:
+            if guide.required:
+                raise RequestFailed(f"structured: on, but the server refuses guided decoding: {self.guides_refused}", retry=False)
+            request = without_guide(request)
+        status, text = await self._post(request)
+        if status == 400 and request.params.guide is not None:
+            # Refused: by the guide or by the request? The same request as free text tells, once per client.
+            free_status, free_text = await self._post(without_guide(request))
+            if free_status == 200:
+                self._refuse_guides(f"HTTP 400: {text[:200]}")
+                if guide.required:
+                    raise RequestFailed(f"structured: on, but the server refuses guided decoding: {self.guides_refused}", retry=False)
+                status, text = free_status, free_text
         if status != 200:
             raise RequestFailed(f"HTTP {status}: {text[:300]}", retry=status in RETRY_STATUS)
         try:
-            return parse_response(request.endpoint, json.loads(text))
+            echoed = request.params.prompt_logprobs and request.params.max_tokens == 0
+            return parse_response(request.endpoint, json.loads(text), echoed)
         except (ValueError, KeyError, TypeError) as exc:
             raise RequestFailed(f"malformed response: {exc!r}: {text[:200]}", retry=True) from exc
+
+    async def _post(self, request: Request) -> tuple[int, str]:
+        path = "/v1/chat/completions" if request.endpoint == "chat" else "/v1/completions"
+        async with self._http.post(self.base_url + path, json=request_body(self.model, request)) as reply:
+            return reply.status, await reply.text(errors="replace")
+
+    def _refuse_guides(self, why: str) -> None:
+        if self.guides_refused is None:
+            self.guides_refused = " ".join(why.split())
+            log.warning("%s refuses structured outputs; requests go as free text from now on (%s)", self.base_url, self.guides_refused)
 
     async def _wait_for_server(self) -> None:
         """A request that meets a dead or restarting server waits for it instead of spending its retries.
