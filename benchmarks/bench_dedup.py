@@ -7,6 +7,7 @@ Jaccard 0.5 .. 1.0 by replacing words. Ground truth is exact: every pair with Ja
 found by prefix-filtered all-pairs search on the shingle strings (no sampling, no MinHash).
 
     python benchmarks/bench_dedup.py quality             # P/R + docs/s vs datasketch (+ DataTrove)
+    python benchmarks/bench_dedup.py chains              # a corpus made to chain (benchmarks/dedup_chains.py)
     python benchmarks/bench_dedup.py scale --docs 10000 100000 1000000
 
 A pair is "found" when both rows end in the same cluster; a removed row is correct when its
@@ -318,6 +319,24 @@ def cmd_quality(args):
         print(f"{name:34} {len(runs):4d} {med:9.2f} {len(docs)/med:9.0f} {base/med:12.1f}x {quality}", flush=True)
 
 
+def cmd_chains(args):
+    """Removal precision, pair recall and pair precision of our stage on families that chain."""
+    import pyarrow as pa
+
+    from dedup_chains import chain_corpus, chain_scores
+
+    docs, chains = chain_corpus(real_texts(), args.families, args.unique)
+    truth = true_pairs(docs)
+    ends = sum(1 for c in chains for k in range(2, len(c)) if tuple(sorted((c[0], c[k]))) not in truth)
+    print(f"corpus: {len(docs)} docs, {len(chains)} families, {len(truth)} true pairs at J>={THRESHOLD}, "
+          f"{ends} family ends below it", flush=True)
+    table = pa.table({"id": [d["id"] for d in docs], "text": [d["text"] for d in docs]})
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, cfg in [("verify", {}), ("no verify", {"verify": False})]:
+            _, clusters, dup_of = run_ours(table, {**cfg, "index": False}, Path(tmp) / name.replace(" ", ""))
+            print(f"  ours ({name}): {chain_scores(docs, clusters, dup_of, truth, jaccard_strings, THRESHOLD)}", flush=True)
+
+
 def scale_corpus(n: int, seed: int = 0):
     """n short documents, 10% of them a copy of another document with one word changed, with the
     same duplicate structure at every size.
@@ -444,12 +463,15 @@ def main():
     q.add_argument("--no-unverified", action="store_true", help="skip the run of our stage without verification")
     q.add_argument("--no-datatrove", action="store_true")
     q.add_argument("--warmup", type=int, default=2000, help="documents of an untimed first run of our stage (0: none)")
+    c = sub.add_parser("chains")
+    c.add_argument("--families", type=int, default=1000)
+    c.add_argument("--unique", type=int, default=2000)
     s = sub.add_parser("scale")
     s.add_argument("--docs", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     s.add_argument("--warmup", type=int, default=2000, help="documents of an untimed first run (0: none)")
     s.add_argument("--repeats", type=int, default=3, help="runs per size; the median is reported")
     args = p.parse_args()
-    {"quality": cmd_quality, "scale": cmd_scale}[args.cmd](args)
+    {"quality": cmd_quality, "chains": cmd_chains, "scale": cmd_scale}[args.cmd](args)
 
 
 if __name__ == "__main__":

@@ -15,10 +15,11 @@ applies the engine's row conventions (live rows, text views, drop reasons):
    `against`);
 3. components of the candidate graph on the driver (scipy, filters/dedup/clusters.py), broadcast
    as (node, component);
-4. resolve: the member rows, with their shingle sets when verifying, hash-partitioned by
-   component (filters/dedup/members.py); pairs are verified by exact Jaccard, clusters are
-   connected components of the verified pairs, and the survivor rule picks one row per cluster
-   (filters/dedup/verdicts.py);
+4. resolve: the member rows, with their shingle sets when verifying (else their signatures),
+   hash-partitioned by component (filters/dedup/members.py); walking each component in survivor
+   order, a row whose exact (verified) or estimated Jaccard with a representative reaches the
+   threshold is removed for the best-ranked such one, any other row becomes a representative
+   (filters/dedup/clusters.py `star_clusters`, filters/dedup/verdicts.py);
 5. mark: every row gets `dup_cluster` (its survivor's id), `dup_cluster_size` and `dup_of`;
    non-survivors are dropped with reason `near_duplicate` / `exact_duplicate`.
 """
@@ -78,7 +79,7 @@ class DedupConfig(StageConfig):
     rows: int | None = Field(default=8, ge=1, description="rows per band (FineWeb: 8)")
     num_perm: int = Field(default=112, ge=1, description="permutations when bands/rows are chosen from the threshold")
     threshold: float = Field(default=0.8, gt=0, le=1, description="Jaccard similarity at which two texts are duplicates")
-    verify: bool = Field(default=True, description="keep only candidate pairs whose exact shingle Jaccard >= threshold")
+    verify: bool = Field(default=True, description="judge candidate pairs by their exact shingle Jaccard (false: by the MinHash estimate)")
     hash: Literal["xxh3", "sha1"] = Field(default="xxh3", description="shingle hash; sha1 = datasketch's default, slower")
     scheme: Literal["affine32", "legacy"] = Field(default="affine32", description="datasketch permutation scheme")
     seed: int = Field(default=1, description="seed of the MinHash permutations (datasketch's default is 1)")
@@ -121,6 +122,13 @@ class _Plan:
     @property
     def verify(self) -> bool:
         return self.options.verify and self.options.method == "minhash"
+
+    @property
+    def compare(self) -> str:
+        """What makes two rows of a component duplicates (verdicts.resolve_partition)."""
+        if self.options.method == "exact":
+            return "equal"
+        return "jaccard" if self.verify else "estimate"
 
     def key_params(self) -> dict[str, Any]:
         return {k: getattr(self if k in ("bands", "rows") else self.options, k) for k in _KEY_FIELDS}
@@ -217,7 +225,7 @@ class Dedup(GlobalStage):
             return []
         import ray.data
 
-        columns = ["id", "buckets"] + (["signature"] if self.plan.verify else [])
+        columns = ["id", "buckets"] + (["signature"] if self.plan.compare != "equal" else [])
         indexes = [storage.locate(path) for path in self.config.against]  # each on its own filesystem
         old = [ray.data.read_parquet(i.path, filesystem=i.fs, columns=columns, file_extensions=["parquet"]) for i in indexes]
         return self.blocks.slices((old[0].union(*old[1:]) if len(old) > 1 else old[0]).materialize(), pieces=1)
@@ -236,7 +244,7 @@ class Dedup(GlobalStage):
         components = blocks.share(key_components(a, b))
         members = blocks.map_partitioned(_member_rows, rows, plan.partitions, plan, components)
         members += blocks.map_partitioned(_earlier_member_rows, earlier, plan.partitions, plan, components)
-        resolved = blocks.reduce_partitions(resolve_partition, members, plan.options.survivor, plan.verify,
+        resolved = blocks.reduce_partitions(resolve_partition, members, plan.options.survivor, plan.compare,
                                             plan.options.threshold, plan.bands * plan.rows)
         tables = [t for t in blocks.gather(resolved) if t.num_rows]
         return pa.concat_tables(tables).sort_by("node") if tables else empty_verdicts()
@@ -308,14 +316,16 @@ def _columns(tables: list[pa.Table], columns: tuple[str, ...]) -> tuple[np.ndarr
 
 
 def _member_rows(batch: pa.Table, number: int, plan: _Plan, components) -> pa.Table:
-    """The live rows of a slice that have a candidate; signatures too when earlier runs take part."""
+    """The live rows of a slice that have a candidate; signatures when the estimate compares them
+    (unverified, or against earlier runs)."""
     quality_column = plan.options.quality_column if "quality" in plan.options.survivor else None
-    return member_rows(batch.filter(live_mask(batch)), components, plan.texts, quality_column,
-                       plan.sketch if plan.verify else None, bool(plan.options.against), plan.partitions)
+    signatures = plan.compare == "estimate" or (plan.compare == "jaccard" and bool(plan.options.against))
+    return member_rows(batch.filter(live_mask(batch)), components, plan.texts, quality_column, plan.sketch,
+                       plan.compare == "jaccard", signatures, plan.partitions)
 
 
 def _earlier_member_rows(batch: pa.Table, number: int, plan: _Plan, components) -> pa.Table:
-    return earlier_member_rows(batch, components, plan.verify, plan.partitions)
+    return earlier_member_rows(batch, components, plan.compare != "equal", plan.partitions)
 
 
 def _mark_batch(batch: pa.Table, number: int, plan: _Plan, verdicts: pa.Table) -> pa.Table:

@@ -1,8 +1,9 @@
 """Clusters of duplicates and the one row each cluster keeps.
 
-Connected components come from scipy's sparse-graph routine (C, linear time), fed with dense
-node indices; the survivor rule is a lexicographic sort, so the same input always keeps the
-same row whatever the order of rows or workers.
+Candidate components come from scipy's sparse-graph routine (C, linear time), fed with dense
+node indices; inside each, rows are assigned to representatives as stars (`star_clusters`), so a
+row is removed only for a row it is similar to. The survivor rule is a lexicographic sort, so the
+same input always keeps the same row whatever the order of rows or workers.
 """
 
 from __future__ import annotations
@@ -61,30 +62,47 @@ def survivor_order(
     return np.lexsort(keys)
 
 
-def verified_clusters(
-    groups: np.ndarray, similar, all_pairs_limit: int = 200, max_leaders: int = 64
-) -> np.ndarray:
-    """Cluster label per row of candidate components, keeping only verified similarities.
+def star_clusters(groups: np.ndarray, similar, all_pairs_limit: int = 200, max_leaders: int = 64) -> np.ndarray:
+    """The representative each row is removed for (itself when it is kept): greedy stars, not chains.
 
-    Rows come sorted by candidate component (`groups`), each component in survivor order.
-    `similar(i, j)` takes two arrays of row indices and says which pairs really are duplicates.
-    In components of up to `all_pairs_limit` rows every pair is checked, all components in one
-    call, and clusters are the connected components of the verified pairs. Beyond that (a
-    template shared by thousands of pages) each row is compared, in survivor order, with the
-    first `max_leaders` cluster leaders only, which keeps the work linear.
+    Rows come sorted by candidate component (`groups`), each component in survivor order (pinned
+    rows of an earlier index first). `similar(i, j)` takes two arrays of row indices and says which
+    pairs are duplicates (a boolean matrix over the rows works too). Walking each component in
+    order, a row similar to representatives already chosen joins the best-ranked of them;
+    otherwise it becomes a representative. Connected components of the similar pairs would chain
+    (A~B, B~C removes C for A although A and C may be far apart); a star removes a row only for a
+    representative it is itself similar to, and the survivor rule still decides who represents.
+    Components of up to `all_pairs_limit` rows have every pair checked, all components in one
+    call. Beyond that (a template shared by thousands of pages) a row is checked against the first
+    `max_leaders` representatives only, which keeps the work linear: the same rule, except that a
+    row similar only to a later representative is kept as one more.
+
+    Another stage's similarity (cosine of embeddings) uses it the same way.
     """
+    if isinstance(similar, np.ndarray):
+        matrix = similar
+        similar = lambda i, j: matrix[i, j]  # noqa: E731
     n = len(groups)
     starts = np.flatnonzero(np.r_[True, groups[1:] != groups[:-1]]) if n else np.zeros(0, np.int64)
     sizes = np.diff(np.r_[starts, n])
     small = sizes <= all_pairs_limit
     a, b = _all_pairs(starts[small], sizes[small])
-    verified = similar(a, b) if len(a) else np.zeros(0, dtype=bool)
-    edges_a, edges_b = [a[verified]], [b[verified]]
+    ok = similar(a, b) if len(a) else np.zeros(0, dtype=bool)
+    rep = _stars(n, a[ok], b[ok])
     for lo, m in zip(starts[~small].tolist(), sizes[~small].tolist()):
-        la, lb = _leader_edges(lo, m, similar, max_leaders)
-        edges_a.append(la)
-        edges_b.append(lb)
-    return components(n, np.concatenate(edges_a), np.concatenate(edges_b))
+        _leader_stars(rep, lo, m, similar, max_leaders)
+    return rep
+
+
+def _stars(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Greedy stars from similar pairs a < b: in order of b, then a, row b joins the first a that is
+    still a representative. Every a < b is settled before b is reached, so one pass is enough."""
+    order = np.lexsort((a, b))
+    rep = list(range(n))
+    for x, y in zip(a[order].tolist(), b[order].tolist()):
+        if rep[y] == y and rep[x] == x:
+            rep[y] = x
+    return np.array(rep, dtype=np.int64)
 
 
 def _all_pairs(starts: np.ndarray, sizes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -98,26 +116,22 @@ def _all_pairs(starts: np.ndarray, sizes: np.ndarray) -> tuple[np.ndarray, np.nd
     return np.concatenate(a), np.concatenate(b)
 
 
-def _leader_edges(lo: int, m: int, similar, max_leaders: int) -> tuple[np.ndarray, np.ndarray]:
-    """Rows lo..lo+m-1 in order: joined to the first similar leader among the first `max_leaders`,
-    or a new leader."""
+def _leader_stars(rep: np.ndarray, lo: int, m: int, similar, max_leaders: int) -> None:
+    """Rows lo..lo+m-1 in order: each joins the first similar one of the first `max_leaders`
+    representatives, or becomes a representative."""
     leaders: list[int] = []
-    a: list[int] = []
-    b: list[int] = []
     for i in range(lo, lo + m):
         candidates = np.array(leaders[:max_leaders], dtype=np.int64)
         hits = np.flatnonzero(similar(candidates, np.full(len(candidates), i))) if leaders else []
         if len(hits):
-            a.append(int(candidates[hits[0]]))
-            b.append(i)
+            rep[i] = candidates[hits[0]]
         else:
             leaders.append(i)
-    return np.array(a, dtype=np.int64), np.array(b, dtype=np.int64)
 
 
 def survivors(labels: np.ndarray) -> np.ndarray:
-    """For every row, the row that survives for its cluster: the cluster's first row (rows are in
-    survivor order within their component)."""
+    """For every row, the first row of its cluster: the survivor when clusters are whole components
+    (exact dedup), whose rows come in survivor order."""
     if not len(labels):
         return np.zeros(0, dtype=np.int64)
     values, first = np.unique(labels, return_index=True)

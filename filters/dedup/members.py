@@ -33,12 +33,13 @@ def member_rows(
     texts: Callable[[pa.Table], list[str]],
     quality_column: str | None,
     sketch: Sketch | None,
+    with_shingles: bool,
     with_signatures: bool,
     partitions: int,
 ) -> pa.Table:
-    """Rows of this run that have a candidate, with what resolving their component needs: the
-    shingle sets when verifying (`sketch` given), and the signatures too when rows of earlier
-    runs take part (`with_signatures`).
+    """Rows of this run that have a candidate, with what resolving their component needs: from
+    `sketch`, the shingle sets when verifying (`with_shingles`), and the signatures when the MinHash
+    estimate compares rows (`with_signatures`: unverified, or rows of earlier runs take part).
 
     `texts(rows)` gives the compared text of each row; it runs on the members only, since building
     a text can cost a Python call per row. `quality_column` is None when no rule ranks by it.
@@ -56,10 +57,11 @@ def member_rows(
         else np.full(n, np.nan)
     )
     shingle_sets = sigs = _empty_lists(n)
-    if sketch is not None:
+    if sketch is not None and (with_shingles or with_signatures):
         normalized = normalize(compared)
-        sets = sketch.shingles(normalized).unique()
-        shingle_sets = _list_column(sets.hashes, sets.offsets)
+        if with_shingles:
+            sets = sketch.shingles(normalized).unique()
+            shingle_sets = _list_column(sets.hashes, sets.offsets)
         if with_signatures:
             sigs = _signature_lists(sketch.signatures(normalized))
     length = np.fromiter((len(t) for t in compared), dtype=np.int64, count=n)
@@ -67,7 +69,7 @@ def member_rows(
                          np.zeros(n, bool), shingle_sets, sigs)
 
 
-def earlier_member_rows(batch: pa.Table, components: Components, verify: bool, partitions: int) -> pa.Table:
+def earlier_member_rows(batch: pa.Table, components: Components, with_signatures: bool, partitions: int) -> pa.Table:
     """Rows of an earlier run's index (id, buckets, signature) that have a candidate among ours."""
     nodes_sorted, comp = components
     nodes = node_keys(batch.column("id").to_pylist(), old=True)
@@ -76,7 +78,7 @@ def earlier_member_rows(batch: pa.Table, components: Components, verify: bool, p
     batch, nodes, pos = batch.filter(pa.array(hit)), nodes[hit], pos[hit]
     n = batch.num_rows
     sigs = _empty_lists(n)
-    if verify:
+    if with_signatures:
         flat = batch.column("signature").combine_chunks().flatten().to_numpy()
         sigs = _signature_lists(flat.reshape(n, -1) if n else np.zeros((0, 0), np.uint32))
     return _member_table(nodes, batch.column("id").cast(pa.string()), comp[pos], partitions, np.full(n, np.nan),

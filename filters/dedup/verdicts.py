@@ -1,7 +1,7 @@
 """Verdicts: the clusters of a partition's candidate components, one small row per member.
 
-A verdict is (node, cluster, size, dup_of): the id of the row its cluster keeps, the rows of this
-run in the cluster, and the survivor's id on a row that is not the survivor (null otherwise).
+A verdict is (node, cluster, size, dup_of): the id of the representative its star keeps, the rows
+of this run in that star, and the representative's id on a row that is not one (null otherwise).
 Only rows with a candidate get one; every other row is its own cluster of one.
 """
 
@@ -13,15 +13,20 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from filters.dedup.clusters import survivor_order, survivors, verified_clusters
+from filters.dedup.clusters import star_clusters, survivor_order, survivors
 from filters.dedup.minhash import estimated_jaccard, pairwise_jaccard
 from filters.dedup.nodes import lookup, node_keys
 
 
-def resolve_partition(group: pa.Table, rules: Sequence[str], verify: bool, threshold: float, width: int) -> pa.Table:
-    """Verify, cluster and pick survivors for every component of one partition's member rows, all
-    at once. Unverified, a component is a cluster; verified, pairs count when their Jaccard
-    reaches `threshold` (`width`: the length of the members' signatures)."""
+def resolve_partition(group: pa.Table, rules: Sequence[str], compare: str, threshold: float, width: int) -> pa.Table:
+    """Pick survivors for every component of one partition's member rows, all at once.
+
+    `compare` says what makes two members of a component duplicates: `equal` (exact dedup: the
+    component is one text, so one cluster), `jaccard` (verified: the exact Jaccard of their shingle
+    sets reaches `threshold`) or `estimate` (unverified: the MinHash estimate from their signatures,
+    of `width` values, reaches it). Similar members form stars around representatives
+    (clusters.star_clusters), so no row is removed for a row it is not similar to.
+    """
     group = group.sort_by([("comp", "ascending"), ("node", "ascending")])
     order = survivor_order(
         group.column("id").to_pylist(), group.column("quality").to_numpy(zero_copy_only=False),
@@ -31,14 +36,13 @@ def resolve_partition(group: pa.Table, rules: Sequence[str], verify: bool, thres
     group = group.take(order)  # by component, each in survivor order
     comp = group.column("comp").to_numpy()
     pinned = group.column("pinned").to_numpy(zero_copy_only=False)
-    if verify:
-        similar = _similarity(threshold, width, pinned, _csr(group.column("shingles")), _csr(group.column("signature")))
-        labels = verified_clusters(comp, similar)
+    if compare == "equal":
+        best = survivors(comp)
     else:
-        labels = np.unique(comp, return_inverse=True)[1]
-    best = survivors(labels)
+        sets = _csr(group.column("shingles")) if compare == "jaccard" else None
+        best = star_clusters(comp, _similarity(threshold, width, pinned, sets, _csr(group.column("signature"))))
     ours = ~pinned
-    size = np.bincount(labels, weights=ours)[labels].astype(np.int64)
+    size = np.bincount(best, weights=ours, minlength=len(best))[best].astype(np.int64)
     ids = group.column("id").combine_chunks()
     cluster = ids.take(pa.array(best))
     dup_of = pc.if_else(pa.array(best == np.arange(len(best))), pa.scalar(None, pa.string()), cluster)
@@ -59,17 +63,22 @@ def _csr(column) -> tuple[np.ndarray, np.ndarray]:
 
 def _similarity(threshold: float, width: int, pinned: np.ndarray, set_csr, sig_csr):
     """similar(i, j) over arrays of row pairs: exact Jaccard on shingle sets between rows of this
-    run, the MinHash estimate against an earlier run's row (only its signature is kept)."""
+    run (with `set_csr`), else the MinHash estimate, always so against an earlier run's row (only
+    its signature is kept). Two earlier rows are never similar: each was kept, so each stays a
+    representative for the rows of this run."""
     def similar(i: np.ndarray, j: np.ndarray) -> np.ndarray:
         out = np.zeros(len(i), dtype=bool)
-        ours = ~pinned[i] & ~pinned[j]
-        out[ours] = pairwise_jaccard(*set_csr, i[ours], j[ours]) >= threshold
-        mixed = pinned[i] != pinned[j]
-        if mixed.any():
+        estimate = pinned[i] != pinned[j]
+        if set_csr is not None:
+            ours = ~pinned[i] & ~pinned[j]
+            out[ours] = pairwise_jaccard(*set_csr, i[ours], j[ours]) >= threshold
+        else:
+            estimate |= ~pinned[i] & ~pinned[j]
+        if estimate.any():
             values, offsets = sig_csr
             slots = np.arange(width)
-            sig_i, sig_j = values[offsets[i[mixed], None] + slots], values[offsets[j[mixed], None] + slots]
-            out[mixed] = estimated_jaccard(sig_i, sig_j) >= threshold
+            sig_i, sig_j = values[offsets[i[estimate], None] + slots], values[offsets[j[estimate], None] + slots]
+            out[estimate] = estimated_jaccard(sig_i, sig_j) >= threshold
         return out
 
     return similar

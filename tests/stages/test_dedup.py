@@ -106,6 +106,30 @@ def test_survivor_prefers_quality_then_length(run_stage, shared_data):
     assert hist["kind"] == "bar" and hist["x"] == [1, 5] and hist["y"] == [1, 1]
 
 
+def _replace(text: str, positions: list[int], word: str) -> str:
+    words = text.split()
+    for k, p in enumerate(positions):
+        words[p] = f"{word}{k}"
+    return " ".join(words)
+
+
+@pytest.mark.shared_data
+@pytest.mark.parametrize("verify", [True, False])
+def test_a_chained_family_keeps_both_ends(run_stage, shared_data, verify):
+    """A~B and B~C at J 0.87, A and C at 0.76: B goes for A; C, below the threshold with A, stays."""
+    a = " ".join(_news(shared_data, 3))
+    n = len(a.split())
+    b = _replace(a, [n // 6, n // 2], "bravo")
+    c = _replace(b, [n // 3, 5 * n // 6], "charlie")
+    assert _true_jaccard(a, b) >= 0.8 and _true_jaccard(b, c) >= 0.8 and _true_jaccard(a, c) < 0.8
+    rows = [{"id": "a", "text": a, "quality": 0.9}, {"id": "b", "text": b, "quality": 0.5},
+            {"id": "c", "text": c, "quality": 0.1}] + [{"id": f"n{i}", "text": t} for i, t in enumerate(_news(shared_data, 10)[3:])]
+    kept, dropped = run_stage("dedup", {"verify": verify, "partitions": 2}, rows)
+    assert {r["id"]: r["dup_of"] for r in dropped} == {"b": "a"}
+    clusters = {r["id"]: (r["dup_cluster"], r["dup_cluster_size"]) for r in kept + dropped}
+    assert clusters["a"] == clusters["b"] == ("a", 2) and clusters["c"] == ("c", 1)
+
+
 @pytest.mark.shared_data
 def test_exact_method(run_stage, shared_data):
     texts = _news(shared_data, 6)

@@ -10,7 +10,7 @@ import pytest
 from datasketch.lsh import _optimal_param
 
 from filters.dedup import boilerplate
-from filters.dedup.clusters import key_components, survivor_order, survivors, verified_clusters
+from filters.dedup.clusters import key_components, survivor_order
 from filters.dedup.lsh import band_keys, candidate_probability, optimal_params, star_edges
 from filters.dedup.minhash import Permutations, jaccard, pairwise_jaccard
 from filters.dedup.shingles import normalize, reference_shingles, shingle_hash_xxh3, shingles
@@ -111,31 +111,6 @@ def test_survivor_order_groups_come_first():
     ids = ["c", "a", "b", "d"]
     order = survivor_order(ids, np.full(4, np.nan), np.array([1, 2, 3, 4]), ["longest"], groups=np.array([1, 0, 1, 0]))
     assert order.tolist() == [3, 1, 2, 0]
-
-
-def _similar_sets(sets, threshold=0.8):
-    values = np.concatenate(sets).astype(np.uint32)
-    offsets = np.r_[0, np.cumsum([len(x) for x in sets])]
-    return lambda i, j: pairwise_jaccard(values, offsets, i, j) >= threshold
-
-
-def test_verified_clusters_split_unverified_candidates():
-    sets = [np.arange(0, 100), np.arange(5, 105), np.arange(500, 600), np.arange(502, 600), np.arange(900, 950)]
-    groups = np.array([0, 0, 0, 0, 1])
-    labels = verified_clusters(groups, _similar_sets(sets))
-    assert labels[0] == labels[1] != labels[2] == labels[3] != labels[4]
-    assert survivors(labels).tolist() == [0, 0, 2, 2, 4]
-    greedy = verified_clusters(groups, _similar_sets(sets), all_pairs_limit=2)
-    assert greedy.tolist() == labels.tolist()
-
-
-def test_leaders_of_a_large_component_are_taken_in_survivor_order():
-    # 1 is similar to 0 and to 2, 0 and 2 are not: all pairs join all three, leaders do not
-    sets = [np.arange(0, 100), np.arange(10, 110), np.arange(20, 120)]
-    groups = np.zeros(3, dtype=np.int64)
-    assert len(set(verified_clusters(groups, _similar_sets(sets, 0.8)).tolist())) == 1
-    greedy = verified_clusters(groups, _similar_sets(sets, 0.8), all_pairs_limit=1)
-    assert greedy[0] == greedy[1] != greedy[2]
 
 
 def test_pairwise_jaccard_equals_jaccard_of_each_pair():
