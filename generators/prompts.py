@@ -124,6 +124,18 @@ EVOL_EQUALITY = Prompt(
 
 RESPOND = Prompt("respond", 1, "$instruction")
 
+# The user's side of a multi-turn conversation; `$conversation` is its transcript, turns headed
+# [User] and [Assistant], and the model writes the next [User] turn.
+USER_SIMULATOR = Prompt(
+    "respond.user_simulator",
+    1,
+    "You play the user in a conversation with an AI assistant. Read the conversation below and "
+    "write the user's next message: a natural follow-up in the user's own voice, such as a further "
+    "question, a request for more detail or for a change, or a related new request. Write only "
+    "that message, with no label and no quotes.\n\n"
+    "$conversation\n\n[User]\n",
+)
+
 JUDGE_RUBRIC = Prompt(
     "judge.rubric",
     1,
