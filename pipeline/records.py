@@ -64,15 +64,19 @@ def _check_view(view: str) -> None:
 
 
 def text_column(batch: pa.Table, view: View = "text") -> list[str]:
-    """The text of every row of a batch under a view: `text` for documents, or a view of `messages`.
+    """The text of every row of a batch under a view: `text` for documents, a view of `messages`, or a
+    view of a preference pair's prompt and chosen answer (`JUDGED_PREFERENCE_COLUMNS`).
 
-    `view="text"` on instruction rows means the whole conversation, so filters written for
-    documents work on instruction data unchanged.
+    `view="text"` on instruction and preference rows means the whole conversation, so filters written
+    for documents work on instruction data unchanged.
     """
     _check_view(view)
     if "messages" in batch.column_names and (view != "text" or "text" not in batch.column_names):
         v = "conversation" if view == "text" else view
         return [messages_text(m, v) for m in batch.column("messages").to_pylist()]
+    if _is_preference(batch.column_names):
+        return ["\n\n".join(text for column, _, text in texts if column in JUDGED_PREFERENCE_COLUMNS)
+                for texts in row_texts(batch, view)]
     if "text" not in batch.column_names:
         return [""] * batch.num_rows
     return [t or "" for t in batch.column("text").to_pylist()]
@@ -80,6 +84,15 @@ def text_column(batch: pa.Table, view: View = "text") -> list[str]:
 
 # Which message columns of a preference row a view reads: the prompt asks, `chosen` and `rejected` answer.
 _PREFERENCE_VIEWS = {"instruction": ("prompt",), "response": ("chosen", "rejected")}
+
+# What a filter judges a preference pair by: the conversation the model is trained towards. A rejected
+# answer is meant to be worse, so a language, quality or heuristic filter must not drop the pair for
+# it; a benchmark leak in it is still a leak, which is why contamination reads `row_texts` instead.
+JUDGED_PREFERENCE_COLUMNS = ("prompt", "chosen")
+
+
+def _is_preference(names: Sequence[str]) -> bool:
+    return "chosen" in names and "rejected" in names
 
 
 def row_texts(batch: pa.Table, view: View = "text") -> list[list[tuple[str, int | None, str]]]:
@@ -95,7 +108,7 @@ def row_texts(batch: pa.Table, view: View = "text") -> list[list[tuple[str, int 
     names = batch.column_names
     if "messages" in names and (view != "text" or "text" not in names):
         columns: tuple[str, ...] = ("messages",)
-    elif "chosen" in names and "rejected" in names:
+    elif _is_preference(names):
         columns = _PREFERENCE_VIEWS.get(view, ("prompt", "chosen", "rejected"))
     elif "text" in names:
         return [[("text", None, t or "")] for t in batch.column("text").to_pylist()]

@@ -31,7 +31,7 @@ PAIR = {"prompt": [{"role": "system", "content": "Be brief."}, {"role": "user", 
 def test_preference_rows_give_prompt_chosen_and_rejected_by_message():
     """Preference rows were read as empty text: DPO data always looked clean."""
     batch = _batch("preference", PAIR)
-    assert text_column(batch) == [""]  # what every scan read before
+    assert text_column(batch) == ["Q1\n\nA1\n\nQ2\n\ngood"]  # filters judge the prompt and the chosen answer
     assert row_texts(batch) == [[("prompt", 1, "Q1"), ("prompt", 2, "A1"), ("prompt", 3, "Q2"),
                                  ("chosen", 0, "good"), ("rejected", 0, "bad")]]
     assert row_texts(batch, "instruction") == [[("prompt", 1, "Q1")]]
