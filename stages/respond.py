@@ -4,6 +4,11 @@ With `samples: 1` a row gets its answer in place (the id stays); with more, each
 its own row (`<id>.s<k>`, parent_id = the instruction's id). Rows that already end with an
 answer are left alone unless `overwrite` is set. A failed or cut answer drops the row with the
 reason (`llm_error` with the error in meta, `response_truncated`, `empty_response`).
+
+With `turns: N`, every answered conversation (just now, or already in the input) goes on until it
+has N exchanges, its user turns written by `user_simulator`; one whose simulated turn or answer
+failed is dropped with that reason (`simulator_llm_error`, `simulator_truncated`,
+`empty_user_turn`, or an answer's), the turns it reached in `meta.turns`.
 """
 
 from __future__ import annotations
@@ -11,7 +16,9 @@ from __future__ import annotations
 import pyarrow as pa
 from pydantic import Field
 
-from generators.respond import PROMPT_VERSION, RespondConfig, RespondOptions, prompt_messages, respond
+from generators.respond import (PROMPT_VERSION, RespondConfig, RespondOptions, answer_problem, continue_conversations, exchanges,
+                                prompt_messages, respond, simulator_prompt)  # fmt: skip
+from pipeline.records import DROP_REASON, dumps_meta, loads_meta
 from pipeline.registry import register
 from pipeline.stage import MapStage, Problem, Resources, StageConfig
 from generators.factory import make_client
@@ -30,19 +37,25 @@ class RespondStage(MapStage):
     class Config(StageConfig, RespondOptions):
         llm: str = Field(default="teacher", description="LLM under `llms:` that answers")
         overwrite: bool = Field(default=False, description="answer again rows that already end with an answer")
+        user_simulator: str | None = Field(default=None, description="LLM under `llms:` that writes the user turns when `turns` > 1 (default: `llm`)")
 
     def check(self) -> list[Problem]:
-        return llm_problems(self.ctx, [(self.config.llm, ("llm",))])
+        return llm_problems(self.ctx, [(self.config.llm, ("llm",)), (self.config.user_simulator, ("user_simulator",))])
 
     def prepare(self) -> None:
         super().prepare()
         self.llm_config = resolve_llm(self.ctx, self.config.llm)
+        simulator = self.config.user_simulator
+        self.simulator_config = resolve_llm(self.ctx, simulator) if simulator and self.config.turns > 1 else None
 
     def setup(self) -> None:
         self.client = make_client(self.llm_config)
+        self.simulator = make_client(self.simulator_config) if self.simulator_config else self.client
 
     def teardown(self) -> None:
         self.client.close()
+        if self.simulator is not self.client:
+            self.simulator.close()
 
     def process_batch(self, batch: pa.Table) -> pa.Table:
         cfg = self.config
@@ -66,7 +79,7 @@ class RespondStage(MapStage):
                 out.append(instruction_row(**base, meta=merge_meta(r.get("meta"), {"error": resp.error, "responder": resp.model}), reason="llm_error"))
                 continue
             for k, choice in enumerate(resp.choices):
-                reason = "response_truncated" if choice.finish_reason == "length" else None if choice.text.strip() else "empty_response"
+                reason = answer_problem(choice)
                 meta = with_prompt_version(merge_meta(r.get("meta"), {"responder": resp.model, "sample": k}), "respond", PROMPT_VERSION)
                 several = len(resp.choices) > 1
                 out.append(instruction_row(
@@ -74,4 +87,20 @@ class RespondStage(MapStage):
                     prompt + [{"role": "assistant", "content": choice.text.strip()}],
                     resp.model, r["id"] if several else r.get("parent_id"), r.get("source"), meta, reason,
                 ))  # fmt: skip
+        if cfg.turns > 1:
+            self._continue([r for r in out if r[DROP_REASON] is None and exchanges(r["messages"]) < cfg.turns], params)
         return table(out, INSTRUCTION_SCHEMA)
+
+    def _continue(self, rows: list[dict], params: RespondConfig) -> None:
+        """Take the answered rows on to `turns` exchanges, in place."""
+        with endpoint_failures_stop_run(self.ctx):
+            results = continue_conversations(self.client, self.simulator, [r["messages"] for r in rows], params)
+        simulate = simulator_prompt(params).id
+        for row, c in zip(rows, results):
+            meta = {**loads_meta(row["meta"]), "turns": c.turns, "user_simulator": c.simulator}
+            if c.responder:
+                meta["responder"] = c.responder
+            if c.error:
+                meta["error"] = c.error
+            meta = with_prompt_version(with_prompt_version(meta, "respond", PROMPT_VERSION), "simulate", simulate)
+            row.update(messages=c.messages, meta=dumps_meta(meta), **{DROP_REASON: c.reason})

@@ -8,6 +8,7 @@ import pytest
 
 from generators.evol_instruct import EvolConfig, EvolOptions
 from generators.grounded import GroundedConfig, GroundedOptions
+from generators.magpie import MagpieConfig, MagpieOptions
 from generators.preferences import PreferenceConfig
 from generators.respond import RespondConfig, RespondOptions
 from generators.self_instruct import SelfInstructConfig, SelfInstructOptions
@@ -18,7 +19,11 @@ TEACHER = {"teacher": {"backend": "transformers", "model": "m"}}
 
 STAGES = {  # stage: (its algorithm's options, the config the algorithm runs with, a value other than the default for each option)
     "respond": (RespondOptions, RespondConfig, {"samples": 3, "temperature": 0.2, "top_p": 0.9, "max_tokens": 77,
-                                                "system_prompt": "Be brief."}),
+                                                "system_prompt": "Be brief.", "turns": 3, "simulator_prompt": "Go on:\n$conversation",
+                                                "simulator_temperature": 0.3, "simulator_max_tokens": 99}),
+    "magpie": (MagpieOptions, MagpieConfig, {"count": 9, "turns": 2, "system_prompts": [None, "Be kind."], "temperature": 0.8,
+                                             "top_p": 0.9, "max_tokens": 60, "response_temperature": 0.2, "response_max_tokens": 70,
+                                             "batch_size": 4}),
     "grounded": (GroundedOptions, GroundedConfig, {"min_score": 3.5, "min_words": 20, "max_words": 900, "temperature": 0.1,
                                                    "max_tokens": 64}),
     "evol_instruct": (EvolOptions, EvolConfig, {"rounds": 2, "operations": ["deepen", "breadth"], "temperature": 0.3,
@@ -44,7 +49,7 @@ def test_a_generation_stage_takes_every_option_of_its_algorithm_and_hands_it_ove
     assert getattr(handed, "seed", 7) == 7
 
 
-@pytest.mark.parametrize("name", ["respond", "grounded", "evol_instruct", "self_instruct"])
+@pytest.mark.parametrize("name", ["respond", "grounded", "evol_instruct", "self_instruct", "magpie"])
 def test_the_seed_is_the_runs_not_a_stage_option(tmp_path, name):
     path = tmp_path / "c.yaml"
     path.write_text(f"input: {{format: jsonl, paths: [x]}}\noutput: o\nstages:\n  - {name}: {{seed: 3}}\n")
