@@ -50,6 +50,7 @@ class Report:
     precision: float | None = None
     recall: float | None = None
     auc: float | None = None
+    agreement: dict[str, float] | None = None  # with ordinal labels (scores): how close predictions fall
 
     def as_dict(self) -> dict:
         return {k: v for k, v in self.__dict__.items() if v is not None}
@@ -97,6 +98,50 @@ def examples_from_labelled(
             raise ValueError(f"{name}: no field '{label_field}' (fields: {', '.join(row)})")
         out.append(Example(clean_label(row[label_field]), " ".join(str(row.get(f) or "") for f in text_fields)))
     return out
+
+
+def examples_from_scores(
+    rows, name: str, score_field: str, text_fields: list[str], min_score: float | None = None,
+    positive: str = "hq", negative: str = "cc",
+) -> tuple[list[Example], int]:
+    """Examples labelled by a numeric score (an LLM annotator's, say) and how many rows had none.
+
+    The label is the score rounded to an integer (a multi-class model of the scale), or with
+    `min_score` the positive label at or above it and the negative below (a quality model). Rows
+    without a score (not annotated, or the annotator's answer had none) are not training data.
+    """
+    out, unscored = [], 0
+    for row in rows:
+        if isinstance(row, str):
+            raise ValueError(f"{name}: a scored file must be CSV, JSONL or Parquet, not plain text")
+        if score_field not in row:
+            raise ValueError(f"{name}: no field '{score_field}' (fields: {', '.join(row)})")
+        try:
+            score = float(row[score_field])
+        except (TypeError, ValueError):
+            unscored += 1
+            continue
+        if score != score:  # NaN
+            unscored += 1
+            continue
+        label = str(round(score)) if min_score is None else positive if score >= min_score else negative
+        out.append(Example(label, " ".join(str(row.get(f) or "") for f in text_fields)))
+    return out, unscored
+
+
+def ordinal_agreement(gold: np.ndarray, pred: np.ndarray) -> dict[str, float]:
+    """How a classifier's scores agree with the annotator's: the FineWeb-Edu figures (rank and linear
+    correlation, the share within one point) beside the mean absolute error."""
+    from scipy.stats import pearsonr, spearmanr
+
+    diff = np.abs(gold - pred)
+    constant = len(set(gold.tolist())) < 2 or len(set(pred.tolist())) < 2  # correlation undefined
+    return {
+        "spearman": None if constant else float(spearmanr(gold, pred).statistic),
+        "pearson": None if constant else float(pearsonr(gold, pred).statistic),
+        "within_1": float((diff <= 1).mean()),
+        "mean_abs_error": float(diff.mean()),
+    }
 
 
 def examples_from_texts(lines: TextIO, name: str, label: str, text_fields: list[str]) -> list[Example]:
@@ -157,8 +202,9 @@ def auc(scores: np.ndarray, positive: np.ndarray) -> float:
     return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
-def evaluate(model, test: list[Example], n_train: int, positive: str | None = None) -> Report:
-    """Accuracy and per-label precision/recall; for a binary model also the positive label's AUC."""
+def evaluate(model, test: list[Example], n_train: int, positive: str | None = None, ordinal: bool = False) -> Report:
+    """Accuracy and per-label precision/recall; for a binary model also the positive label's AUC; for
+    `ordinal` labels (integer scores) the agreement of predicted and true scores."""
     labels = sorted({lab.removeprefix("__label__") for lab in model.get_labels()})
     texts = [prepare_text(ex.text) for ex in test]
     gold = np.array([ex.label for ex in test])
@@ -174,6 +220,8 @@ def evaluate(model, test: list[Example], n_train: int, positive: str | None = No
             "support": n_gold,
         }
     report = Report(n_train=n_train, n_test=len(test), labels=labels, accuracy=float((pred == gold).mean()), per_label=per_label)
+    if ordinal:
+        report.agreement = ordinal_agreement(gold.astype(float), pred.astype(float))
     if len(labels) == 2:
         positive = positive or labels[0]
         target = f"__label__{positive}"

@@ -1,8 +1,12 @@
 """`pipeline train-classifier`: train a fastText classifier for the `quality` stage (or topic labels).
 
-Two ways to give labelled text: a positives file and a negatives file (DCLM's recipe:
-reference-quality text vs random web text), or one CSV/JSONL file with a label field (several
-labels make a multi-class model, e.g. topics). A seeded share is held out and the model is
+Three ways to give labelled text: a positives file and a negatives file (DCLM's recipe:
+reference-quality text vs random web text), one CSV/JSONL file with a label field (several
+labels make a multi-class model, e.g. topics), or rows with a numeric score field, such as an
+`annotate` run's output folder (FineWeb-Edu's recipe: the LLM's ratings of a sample, learned by a
+cheap classifier that then scores the whole corpus): the rounded score is the label, or with
+`--min-score` the positive label at or above it. For scores the report adds the agreement of
+predicted and annotated scores on the held-out rows (Spearman, Pearson, share within one point). A seeded share is held out and the model is
 measured on it before it is saved: precision, recall and AUC of the positive label for two
 labels, accuracy and per-label precision/recall always. The figures are also written next to
 the model as JSON.
@@ -28,8 +32,13 @@ def register(sub) -> None:
     src = p.add_argument_group("labelled text (positives + negatives, or --data)")
     src.add_argument("--positives", help="text to score high: .txt (one per line), .jsonl or .csv (.gz ok); a path or URI")
     src.add_argument("--negatives", help="text to score low, same formats")
-    src.add_argument("--data", help="one CSV/JSONL file with a label field and text field(s)")
+    src.add_argument("--data", help="one CSV/JSONL file with a label field and text field(s); with --score-field also "
+                     "Parquet, or a run's output folder (its shards)")
     src.add_argument("--label-field", default="label", help="label field of --data (default: label)")
+    src.add_argument("--score-field", help="a numeric field of --data to learn instead of a label (e.g. annotation_score); "
+                     "rows without a score are left out")
+    src.add_argument("--min-score", type=float, help="with --score-field: a binary model, --positive-label at or above "
+                     "this score, --negative-label below (for the quality stage)")
     src.add_argument("--text-field", default="text", help="text field(s), comma-separated fields are joined (default: text)")
     src.add_argument("--fieldnames", help="column names of a CSV without a header, comma-separated")
     src.add_argument("--positive-label", default="hq", help="label of --positives, and the label scored in binary reports (default: hq)")
@@ -48,7 +57,7 @@ def register(sub) -> None:
 def main(args) -> int:
     from filters import fasttext_train as ft
 
-    examples = _examples(args, ft)
+    examples, unscored = _examples(args, ft)
     output = storage.locate(args.output)
     why = storage.probe_writable(output.parent)
     if why:
@@ -70,28 +79,36 @@ def main(args) -> int:
         raise UserError(f"training diverged (fastText: {storage.first_line(e)}); try a lower --lr") from None
     seconds = time.perf_counter() - started
     positive = args.positive_label if args.positive_label in labels else None
-    report = ft.evaluate(model, test, len(train), positive=positive)
+    report = ft.evaluate(model, test, len(train), positive=positive, ordinal=bool(args.score_field) and args.min_score is None)
 
     with tempfile.TemporaryDirectory(prefix="pipeline-classifier-") as tmp:
         model.save_model(str(Path(tmp) / output.name))
         storage.locate(Path(tmp) / output.name).copy_to(output)
-    metrics = {**report.as_dict(), "train_seconds": round(seconds, 2), "params": {**ft.TRAIN_DEFAULTS, **params, "lr": model.lr}}  # the lr it converged at
+    scored = {"score_field": args.score_field, "unscored_rows": unscored} if args.score_field else {}
+    metrics = {**report.as_dict(), **scored, "train_seconds": round(seconds, 2), "params": {**ft.TRAIN_DEFAULTS, **params, "lr": model.lr}}  # the lr it converged at
     metrics_path = output.parent / f"{output.name}.metrics.json"
     metrics_path.write_text(json.dumps(metrics, indent=2) + "\n")
     _print_report(report, output, metrics_path, seconds)
     return 0
 
 
-def _examples(args, ft) -> list:
+def _examples(args, ft) -> tuple[list, int]:
+    """The labelled examples, and how many rows had no score (with --score-field)."""
     pair = args.positives is not None or args.negatives is not None
     if pair == (args.data is not None):
         raise UserError("give either --positives and --negatives, or --data")
     if pair and (args.positives is None or args.negatives is None):
         raise UserError("--positives and --negatives go together")
+    if args.min_score is not None and not args.score_field:
+        raise UserError("--min-score goes with --score-field")
+    unscored = 0
     text_fields = [f.strip() for f in args.text_field.split(",") if f.strip()]
     fieldnames = [f.strip() for f in args.fieldnames.split(",")] if args.fieldnames else None
     try:
-        if pair:
+        if args.score_field:
+            examples, unscored = ft.examples_from_scores(_rows(args.data, fieldnames), args.data, args.score_field, text_fields,
+                                                         args.min_score, args.positive_label, args.negative_label)
+        elif pair:
             with _open(args.positives) as pos, _open(args.negatives) as neg:
                 examples = (ft.examples_from_texts(pos, args.positives, args.positive_label, text_fields)
                             + ft.examples_from_texts(neg, args.negatives, args.negative_label, text_fields))
@@ -104,8 +121,33 @@ def _examples(args, ft) -> list:
         raise UserError(f"reading labelled text: {storage.first_line(e)}") from None
     examples = [e for e in examples if e.text.strip()]
     if len(examples) < 10:
-        raise UserError(f"only {len(examples)} non-empty labelled texts: too few to train and hold out")
-    return examples
+        raise UserError(f"only {len(examples)} non-empty labelled texts: too few to train and hold out"
+                        + (f" ({unscored} rows had no '{args.score_field}')" if unscored else ""))
+    return examples, unscored
+
+
+def _rows(uri: str, fieldnames: list[str] | None):
+    """The rows of a CSV/JSONL/Parquet file, or of every shard of a run's output folder (its data/, or the folder itself)."""
+    from filters import fasttext_train as ft
+
+    folder = Path(uri) / "data" if (Path(uri) / "data").is_dir() else Path(uri)
+    if folder.is_dir():
+        files = sorted(folder.glob("*.parquet")) or sorted(folder.glob("*.jsonl"))
+        if not files:
+            raise UserError(f"{uri}: no .parquet or .jsonl shards in {folder}")
+    else:
+        files = [uri]
+    for file in files:
+        if str(file).endswith(".parquet"):
+            import pyarrow.parquet as pq
+
+            if not storage.locate(str(file)).is_file():
+                raise UserError(f"file not found: {file}")
+            with storage.local_copy(str(file)) as local:
+                yield from pq.read_table(local).to_pylist()
+        else:
+            with _open(str(file)) as f:
+                yield from ft.read_rows(f, str(file), fieldnames)
 
 
 def _open(uri: str):
@@ -124,6 +166,10 @@ def _print_report(report, model_path, metrics_path, seconds: float) -> None:
     if report.auc is not None:
         print(f"positive label '{report.positive}': precision {report.precision:.3f}  recall {report.recall:.3f}  AUC {report.auc:.3f}")
     print(f"accuracy {report.accuracy:.3f}")
+    if report.agreement:
+        a = report.agreement
+        corr = "  ".join(f"{k} {a[k]:.3f}" for k in ("spearman", "pearson") if a[k] is not None)
+        print(f"agreement with the held-out scores: {corr}  within 1 point {a['within_1']:.3f}  mean abs error {a['mean_abs_error']:.3f}")
     for label, stats in report.per_label.items():
         print(f"  {label:<20} precision {stats['precision']:.3f}  recall {stats['recall']:.3f}  support {stats['support']}")
     print(f"model: {model_path}\nmetrics: {metrics_path}")
