@@ -168,8 +168,9 @@ def _print_report(report, model_path, metrics_path, seconds: float) -> None:
     print(f"accuracy {report.accuracy:.3f}")
     if report.agreement:
         a = report.agreement
-        corr = "  ".join(f"{k} {a[k]:.3f}" for k in ("spearman", "pearson") if a[k] is not None)
-        print(f"agreement with the held-out scores: {corr}  within 1 point {a['within_1']:.3f}  mean abs error {a['mean_abs_error']:.3f}")
+        parts = [f"{k} {a[k]:.3f}" for k in ("spearman", "pearson") if a[k] is not None]
+        parts += [f"within 1 point {a['within_1']:.3f}", f"mean abs error {a['mean_abs_error']:.3f}"]
+        print(f"agreement with the held-out scores: {'  '.join(parts)}")
     for label, stats in report.per_label.items():
         print(f"  {label:<20} precision {stats['precision']:.3f}  recall {stats['recall']:.3f}  support {stats['support']}")
     print(f"model: {model_path}\nmetrics: {metrics_path}")
