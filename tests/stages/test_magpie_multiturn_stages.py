@@ -1,0 +1,92 @@
+"""The `magpie` stage and multi-turn `respond` through the engine, on real Ray, with the seed-trained
+tiny teacher served in process (transformers backend).
+
+The teacher writes word-like text that ends its turns, so some conversations come through whole
+and the rest are dropped with a reason: the tests check the shape of what came through (turns
+that alternate, the system prompt variants, provenance) and that every conversation is accounted for.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from generators.magpie import PRE_QUERY_VERSION, template_digest
+from tests.e2e.test_synthetic_vllm import trained_model_dir  # noqa: F401  (the seed-trained teacher, built once and cached)
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
+
+SYSTEM = "You are a helpful assistant."
+MAGPIE_REASONS = {"empty_instruction", "instruction_truncated", "response_truncated", "empty_response", "llm_error", "template_unsplittable"}
+
+
+@pytest.fixture(scope="module")
+def teacher(trained_model_dir) -> dict:  # noqa: F811
+    return {"teacher": {"backend": "transformers", "model": str(trained_model_dir), "batch_size": 16}}
+
+
+def _meta(row):
+    return json.loads(row["meta"])
+
+
+def _input_rows():
+    return [{"id": "seed-1", "messages": [{"role": "user", "content": "Name three primary colours."}], "generated_by": "human",
+             "parent_id": None, "source": "seeds", "meta": None}]  # fmt: skip
+
+
+def test_magpie_stage_samples_multi_turn_conversations_from_the_template(run_stage, teacher, trained_model_dir):  # noqa: F811
+    from transformers import AutoTokenizer
+
+    config = {"count": 8, "turns": 2, "system_prompts": [None, SYSTEM], "max_tokens": 64, "response_max_tokens": 96, "batch_size": 4}
+    kept, dropped = run_stage("magpie", config, _input_rows(), llms=teacher, seed=0)
+    assert "seed-1" in {r["id"] for r in kept}  # the input passes through
+    made = [r for r in kept + dropped if r["source"] == "magpie"]
+    assert len(made) == 8 and len({r["id"] for r in made}) == 8
+    done = [r for r in kept if r["source"] == "magpie"]
+    assert done, [r["_drop_reason"] for r in dropped]
+    digest = template_digest(AutoTokenizer.from_pretrained(trained_model_dir))
+    for r in made:
+        meta = _meta(r)
+        assert r["generated_by"] == str(trained_model_dir) and r["parent_id"] is None
+        assert meta["prompt_version"] == {"query": PRE_QUERY_VERSION, "respond": "respond@1"} and meta["chat_template"] == digest
+        system = meta["system_prompt"] == 1
+        turns = r["messages"][1:] if system else r["messages"]
+        assert (r["messages"][0] == {"role": "system", "content": SYSTEM}) == system
+        assert [m["role"] for m in turns] == ["user", "assistant"] * meta["turns"] + (["user"] if len(turns) % 2 else [])
+        if r in done:
+            assert meta["turns"] == 2 and all(m["content"].strip() for m in turns)
+        else:
+            assert r["_drop_reason"] in MAGPIE_REASONS and meta["turns"] < 2
+    assert {_meta(r)["system_prompt"] for r in made} == {0, 1}
+
+
+def test_magpie_stage_refuses_a_model_without_a_pre_query_point(teacher, tmp_path):
+    from pipeline.config import build_stage
+
+    stage = build_stage("magpie", {"tokenizer": str(tmp_path / "missing")}, index=1, output_dir=tmp_path, llms=teacher)
+    [problem] = stage.check()
+    assert "cannot load the tokenizer" in problem.message and problem.option == ("tokenizer",)
+
+
+def test_respond_stage_continues_each_conversation_to_n_turns(run_stage, teacher, trained_model_dir):  # noqa: F811
+    rows = _input_rows() + [
+        {"id": "seed-2", "messages": [{"role": "user", "content": "Give me a word that rhymes with cat."}, {"role": "assistant", "content": "Hat."}],
+         "generated_by": "human", "parent_id": None, "source": "seeds", "meta": None},
+    ]  # fmt: skip
+    config = {"turns": 3, "max_tokens": 96, "simulator_max_tokens": 64}
+    kept, dropped = run_stage("respond", config, rows, llms=teacher, seed=0)
+    assert sorted(r["id"] for r in kept + dropped) == ["seed-1", "seed-2"]
+    for r in kept + dropped:
+        meta = _meta(r)
+        roles = [m["role"] for m in r["messages"]]
+        assert roles[: 2 * meta["turns"]] == ["user", "assistant"] * meta["turns"]
+        assert meta["prompt_version"]["simulate"] == "respond.user_simulator@1"
+        assert meta["user_simulator"] == str(trained_model_dir)
+    for r in kept:
+        assert _meta(r)["turns"] == 3 and len(r["messages"]) == 6
+    for r in dropped:
+        assert r["_drop_reason"] in {"simulator_llm_error", "simulator_truncated", "empty_user_turn", "response_truncated",
+                                     "empty_response", "llm_error"} and _meta(r)["turns"] < 3  # fmt: skip
+    seed2 = next(r for r in kept + dropped if r["id"] == "seed-2")
+    assert seed2["messages"][:2] == rows[1]["messages"]  # an answered row keeps its answer and goes on from it
