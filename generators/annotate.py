@@ -18,7 +18,7 @@ import hashlib
 from string import Template
 from typing import Sequence
 
-from pydantic import Field, StrictInt, model_validator
+from pydantic import Field, model_validator
 
 from generators.client import LLMClient, Request, SamplingParams
 from generators.preferences import parse_rating
@@ -49,7 +49,7 @@ _HASH_SPACE = 2**64
 class AnnotateOptions(StructuredOption):
     """What is annotated and how: the `annotate` stage's options."""
 
-    sample: StrictInt | float = Field(
+    sample: int | float = Field(
         default=1000, description="documents to annotate: a number (e.g. 1000), or a share of the rows (0 < share <= 1.0)")
     prompt: str | None = Field(default=None, description="the rubric prompt, with $document where the text goes (default: educational value 0-5)")
     prompt_version: int = Field(default=1, ge=1, description="the custom prompt's version, recorded on every row: change it when the prompt changes")
