@@ -36,6 +36,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import math  # noqa: E402
+from collections import Counter  # noqa: E402
+
+import numpy as np  # noqa: E402
 import pyarrow as pa  # noqa: E402
 
 from benchmarks.bench_contamination import DATA, documents, scan_all, timed, web_pages  # noqa: E402
@@ -44,6 +48,7 @@ from filters.contamination import NgramIndex, build_index  # noqa: E402
 from filters.contamination.rows import RowText  # noqa: E402
 from pipeline.records import row_texts  # noqa: E402
 from stages.decontaminate import DecontaminateConfig  # noqa: E402
+from tiny_models.embedder import WORD, build, vocabulary  # noqa: E402
 
 BENCHMARKS = ("humaneval", "gsm8k", "mmlu")
 
@@ -85,6 +90,22 @@ class PlainNgrams:
             for i in range(len(ws) - length + 1):
                 out |= self.grams.get(hash(" ".join(ws[i:i + length])), set())
         return out
+
+
+def idf_weighted_model(out_dir, texts: list[str], vectors: dict[str, np.ndarray] | None = None, dim: int = 64) -> Path:
+    """A static sentence-transformers model whose word vectors are scaled by the words' IDF over `texts` (as
+    SIF embeddings weight them), so the common words every text shares ("the", "she") do not make every
+    pair similar: `vectors` by word (trained word vectors; a word without one gets none), else random ones,
+    whose cosines then measure the IDF-weighted words two texts share."""
+    words = vocabulary(texts)
+    df = Counter(w for t in texts for w in set(WORD.findall(t.lower())))
+    idf = np.array([math.log(len(texts) / df[w]) for w in words], dtype=np.float32)
+    if vectors is None:
+        base = np.random.default_rng(0).standard_normal((len(words), dim))
+    else:
+        dim = len(next(iter(vectors.values())))
+        base = np.array([vectors.get(w, np.zeros(dim)) for w in words])
+    return build(out_dir, words, base * idf[:, None])
 
 
 def leak_texts(leaks: list[Leak]) -> list[str]:

@@ -6,6 +6,14 @@ an instruction; a preference's prompt, chosen and rejected), scanned as one (`fi
 Each row gets a `contamination` column: the items found in it, with the share of each item's n-grams
 that matched, the character spans of the matches in the fields they lie in, and the field of the
 longest. See docs/contamination.md for the method.
+
+With `semantic:` set, rows the n-grams found clean go through the semantic pass for paraphrases
+(`filters.contamination.semantic`): the benchmark items are embedded once, on the driver, in
+`prepare()` with the index; each worker loads the embedding model and opens the judge's client once,
+in `setup()`, embeds the rows' windows and asks the judge about each candidate pair. A yes is a hit
+(`method: semantic`, with the cosine, the verdict and the judge's reason) and the action applies to
+it; a pair the judge could not decide marks its row (`verdict: error`) and, unless the action is
+`flag`, drops it as `contamination_unjudged`: a row is never passed as clean for want of a verdict.
 """
 
 from __future__ import annotations
@@ -22,11 +30,14 @@ from filters.contamination import BenchmarkNotFound, Hit, build_index
 from filters.contamination.actions import Action, cut_spans
 from filters.contamination.benchmarks import REGISTRY, background_problem, names_a_file, resolve, unreachable
 from filters.contamination.rows import Located, RowText, longest
+from filters.contamination.semantic import SemanticOptions, candidates, default_window, item_text, item_views, judge_request, parse_verdict, windows
+from filters.embeddings import model_problem
 from pipeline import hub
 from pipeline.errors import UserError
 from pipeline.records import View, drop_rows, row_texts, set_column
 from pipeline.registry import register
 from pipeline.stage import MapStage, Problem, Resources, StageConfig
+from stages.llm_support import endpoint_failures_stop_run, llm_problems, resolve_llm
 
 SPAN = pa.struct([("field", pa.string()), ("message", pa.int64()), ("start", pa.int64()), ("end", pa.int64())])
 HIT = pa.struct([
@@ -36,6 +47,11 @@ HIT = pa.struct([
     ("coverage", pa.float64()),
     ("field", pa.string()),
     ("spans", pa.list_(SPAN)),
+    ("method", pa.string()),  # ngram or semantic
+    ("cosine", pa.float64()),  # semantic: the item's cosine to the window
+    ("verdict", pa.string()),  # semantic: yes, or error when the judge could not decide
+    ("reason", pa.string()),  # semantic: the judge's one-line reason, or the error
+    ("judge", pa.string()),  # semantic: the model that judged
 ])
 HITS = pa.list_(HIT)
 
@@ -64,6 +80,8 @@ class DecontaminateConfig(StageConfig):
     action: Action = Field(default="drop", description="what to do with a contaminated row")
     window: int = Field(default=200, ge=0, description="remove_spans: characters cut on each side of a hit")
     max_cuts: int = Field(default=10, ge=0, description="remove_spans: a row needing more cuts is dropped")
+    semantic: SemanticOptions | None = Field(
+        default=None, description="the semantic pass for paraphrases (embeddings and an LLM judge) over rows the n-grams found clean; off when absent")
 
     @field_validator("benchmarks")
     @classmethod
@@ -98,13 +116,26 @@ class Decontaminate(MapStage):
     name = "decontaminate"
     Config = DecontaminateConfig
     resources = Resources(num_cpus=1, batch_size=512)
+    # With the semantic pass: one worker that loads the model once and holds one judge client (whose
+    # failure window then sees every request; the client keeps the server busy on its own). More
+    # workers, or a GPU each, with `resources: {concurrency: N, num_gpus: 1}`.
+    semantic_resources = Resources(num_cpus=1, batch_size=256, concurrency=1)
+
+    def effective_resources(self) -> Resources:
+        if self.config.resources is None and self.config.semantic is not None:
+            return self.semantic_resources
+        return super().effective_resources()
 
     def check(self) -> list[Problem]:
         """Every benchmark resolves to a file, a local copy or a Hub dataset that can be reached,
-        and every background corpus exists; nothing is read."""
+        every background corpus exists, and the semantic pass's model and judge are there; nothing is read."""
         c = self.config
         problems = [Problem(why, ("background", i)) for i, path in enumerate(c.background)
                     if (why := background_problem(path))]
+        if c.semantic:
+            if why := model_problem(c.semantic.model):
+                problems.append(Problem(why, ("semantic", "model")))
+            problems += llm_problems(self.ctx, [(c.semantic.judge, ("semantic", "judge"))])
         try:
             specs = resolve(c.benchmark_entries())
         except BenchmarkNotFound as e:
@@ -124,27 +155,88 @@ class Decontaminate(MapStage):
                 min_words_answer=c.min_words_answer, max_item_frequency=c.max_item_frequency, background=c.background)
         except BenchmarkNotFound as e:
             raise UserError(f"stage {self.ctx.stage_id}: {e}") from None
+        if c.semantic:
+            from filters.embeddings import Embedder
+
+            s = c.semantic
+            self.window_words = s.window_words or default_window(self.index.items)
+            texts, self.item_of = item_views(self.index.items)
+            self.item_vectors = Embedder(s.model, s.device, s.batch_size).encode(texts)
+            self.judge_config = resolve_llm(self.ctx, s.judge)
+
+    def setup(self) -> None:
+        s = self.config.semantic
+        if s:
+            from filters.embeddings import Embedder
+            from generators.factory import make_client
+
+            self.embedder = Embedder(s.model, s.device, s.batch_size)
+            self.judge = make_client(self.judge_config)
+
+    def teardown(self) -> None:
+        if self.config.semantic:
+            self.judge.close()
 
     def process_batch(self, batch: pa.Table) -> pa.Table:
         c = self.config
         rows = [RowText.join(texts) for texts in row_texts(batch, c.view)]
         hits = self.index.scan([r.text for r in rows], c.min_coverage)
-        found = [[(h, row.locate(h.spans)) for h in row_hits] for row, row_hits in zip(rows, hits)]
-        out = set_column(batch, "contamination", pa.array([[_record(h, spans) for h, spans in row] for row in found], HITS))
+        found = [[(_record(h, spans := row.locate(h.spans)), spans) for h in row_hits] for row, row_hits in zip(rows, hits)]
+        if c.semantic:
+            for r, semantic in self._semantic(rows, [r for r, row_hits in enumerate(hits) if not row_hits]).items():
+                found[r] = semantic
+        out = set_column(batch, "contamination", pa.array([[record for record, _ in row] for row in found], HITS))
+        reasons = [_reason(row) for row in found]
         if c.action == "drop":
-            return drop_rows(out, [f"contaminated:{row[0].item.benchmark}" if row else None for row in hits])
+            return drop_rows(out, reasons)
         if c.action == "remove_spans":
-            return self._remove_spans(out, found)
+            return self._remove_spans(out, [[h for h in row if h[0].get("verdict") != "error"] for row in found],
+                                      [r if r == UNJUDGED else None for r in reasons])
         return out
 
-    def _remove_spans(self, batch: pa.Table, found: list[list[tuple[Hit, list[Located]]]]) -> pa.Table:
+    def _semantic(self, rows: list[RowText], todo: list[int]) -> dict[int, list[tuple[dict, list[Located]]]]:
+        """The semantic pass over rows `todo` (the n-grams found them clean): their records, for the rows with
+        a positive verdict or a failed judge."""
+        s = self.config.semantic
+        spans = [(r, span) for r in todo for span in windows(rows[r].text, self.window_words)]
+        if not spans:
+            return {}
+        vectors = self.embedder.encode([rows[r].text[a:b] for r, (a, b) in spans])
+        position = {r: k for k, r in enumerate(todo)}
+        found = candidates(vectors, [position[r] for r, _ in spans], self.item_vectors, self.item_of, len(todo), s.top_k,
+                           s.min_cosine, [span for _, span in spans])
+        pairs = [c for row in found for c in row]
+        requests = [judge_request(item_text(self.index.items[c.item]), rows[todo[c.row]].text[c.span[0]:c.span[1]], s, self.ctx.seed)
+                    for c in pairs]
+        with endpoint_failures_stop_run(self.ctx):
+            responses = self.judge.generate(requests) if requests else []
+        out: dict[int, list[tuple[dict, list[Located]]]] = {}
+        for cand, response in zip(pairs, responses):
+            verdict = parse_verdict(response)
+            if verdict.same is False:
+                continue
+            row = rows[todo[cand.row]]
+            spans_found = row.locate([cand.span])
+            item = self.index.items[cand.item]
+            record = {"benchmark": item.benchmark, "item_id": item.item_id, "matched": None, "coverage": None,
+                      "field": longest(spans_found).field, "spans": [sp.as_record() for sp in spans_found], "method": "semantic",
+                      "cosine": cand.cosine, "verdict": "yes" if verdict.same else "error", "reason": verdict.reason or verdict.error,
+                      "judge": response.model}
+            out.setdefault(todo[cand.row], []).append((record, spans_found))
+        for records in out.values():
+            records.sort(key=lambda h: (h[0]["verdict"] != "yes", -h[0]["cosine"]))  # hits first, then failures
+        return out
+
+    def _remove_spans(self, batch: pa.Table, found: list[list[tuple[dict, list[Located]]]],
+                      reasons: list[str | None]) -> pa.Table:
         """Cut the leaks out of the texts they were found in: a document's `text`, or each message (of
         `messages`, `prompt`, `chosen` or `rejected`) that holds a span. A text left empty, or needing more
         than `max_cuts` cuts, drops its row as `too_contaminated`, uncut, so the rejects show the leak."""
         c = self.config
         columns: dict[str, list] = {}
-        reasons: list[str | None] = [None] * batch.num_rows
         for r, row in enumerate(found):
+            if reasons[r]:
+                continue
             by_place: dict[tuple[str, int | None], list[tuple[int, int]]] = {}
             for _, spans in row:
                 for s in spans:
@@ -165,14 +257,18 @@ class Decontaminate(MapStage):
         return drop_rows(batch, reasons)
 
     def summarize(self, output) -> dict[str, Any]:
-        counts = _hit_counts(output)
+        counts, unjudged = _hit_counts(output)
         benchmarks = {}
         for name, size in self.sizes.items():
-            rows, items = counts.get(name, (0, 0))
+            rows, items, semantic = counts.get(name, (0, 0, 0))
             benchmarks[name] = {"items": size, "items_found": items, "pct_items_found": _pct(items, size), "rows_with_hits": rows}
+            if self.config.semantic:
+                benchmarks[name]["rows_with_semantic_hits"] = semantic
         s = self.index.stats
+        extra = {"semantic": {"window_words": self.window_words, "rows_unjudged": unjudged}} if self.config.semantic else {}
         return {
             "action": self.config.action,
+            **extra,
             "benchmarks": benchmarks,
             "index": {"ngram": self.config.ngram, "grams": s.grams, "ignored_common": s.ignored_common,
                       "ignored_background": s.ignored_background, "undetectable_items": s.undetectable_items,
@@ -183,10 +279,22 @@ class Decontaminate(MapStage):
         }
 
 
+UNJUDGED = "contamination_unjudged"
+
+
 def _record(hit: Hit, spans: list[Located]) -> dict:
-    """A hit as the `contamination` column holds it: its spans in the fields they lie in, and the field of
-    the longest one."""
-    return {**hit.as_record(), "field": longest(spans).field, "spans": [s.as_record() for s in spans]}
+    """An n-gram hit as the `contamination` column holds it: its spans in the fields they lie in, and the
+    field of the longest one."""
+    return {**hit.as_record(), "field": longest(spans).field, "spans": [s.as_record() for s in spans], "method": "ngram"}
+
+
+def _reason(row: list[tuple[dict, list[Located]]]) -> str | None:
+    """A row's drop reason: the first hit's benchmark; a row whose only finds are pairs the judge could not
+    decide is unjudged, not clean."""
+    for record, _ in row:
+        if record.get("verdict") != "error":
+            return f"contaminated:{record['benchmark']}"
+    return UNJUDGED if row else None
 
 
 def _pct(part: int, whole: int) -> float:
@@ -194,27 +302,38 @@ def _pct(part: int, whole: int) -> float:
 
 
 def _partial_counts(batch: pa.Table) -> pa.Table:
-    """One block's hits as a small JSON partial: rows with a hit and the item ids found, per benchmark."""
-    rows: dict[str, int] = {}
-    items: dict[str, set[str]] = {}
+    """One block's finds as a small JSON partial: per benchmark, rows with a hit, the item ids found and rows
+    whose hit the semantic pass found; and rows the judge could not decide."""
+    benchmarks: dict[str, list] = {}
+    unjudged = 0
     for row in batch.column("contamination").to_pylist():
-        for bench in {h["benchmark"] for h in row or ()}:
-            rows[bench] = rows.get(bench, 0) + 1
-        for h in row or ():
-            items.setdefault(h["benchmark"], set()).add(h["item_id"])
-    partial = {b: [rows[b], sorted(items[b])] for b in rows}
+        found = [h for h in row or () if h["verdict"] != "error"]  # a pair the judge could not decide is no find
+        unjudged += bool(row) and not found
+        for bench in {h["benchmark"] for h in found}:
+            counts = benchmarks.setdefault(bench, [0, set(), 0])
+            counts[0] += 1
+            counts[2] += any(h["benchmark"] == bench and h["method"] == "semantic" for h in found)
+        for h in found:
+            benchmarks[h["benchmark"]][1].add(h["item_id"])
+    partial = {"benchmarks": {b: [n, sorted(ids), sem] for b, (n, ids, sem) in benchmarks.items()}, "unjudged": unjudged}
     return pa.table({"partial": [json.dumps(partial)]})
 
 
-def _hit_counts(output) -> dict[str, tuple[int, int]]:
-    """benchmark -> (rows with a hit, distinct items found): one partial per block, merged here."""
+def _hit_counts(output) -> tuple[dict[str, tuple[int, int, int]], int]:
+    """benchmark -> (rows with a hit, distinct items found, rows found by the semantic pass), and the rows the
+    judge could not decide: one partial per block, merged here."""
     if "contamination" not in output.schema().names:
-        return {}
+        return {}, 0
     partials = output.select_columns(["contamination"]).map_batches(_partial_counts, batch_format="pyarrow", batch_size=None)
     rows: dict[str, int] = {}
+    semantic: dict[str, int] = {}
     items: dict[str, set[str]] = {}
+    unjudged = 0
     for record in partials.iter_rows():
-        for bench, (n, ids) in json.loads(record["partial"]).items():
+        partial = json.loads(record["partial"])
+        unjudged += partial["unjudged"]
+        for bench, (n, ids, sem) in partial["benchmarks"].items():
             rows[bench] = rows.get(bench, 0) + n
+            semantic[bench] = semantic.get(bench, 0) + sem
             items.setdefault(bench, set()).update(ids)
-    return {b: (rows[b], len(items[b])) for b in rows}
+    return {b: (rows[b], len(items[b]), semantic[b]) for b in rows}, unjudged

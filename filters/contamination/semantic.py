@@ -83,8 +83,23 @@ class Verdict:
 
 
 def item_text(item: BenchmarkItem) -> str:
-    """An item as it is embedded and shown to the judge: its parts, one per line."""
+    """An item as the judge is shown it: its parts, one per line."""
     return "\n".join(p.strip() for p in item.parts)
+
+
+def item_views(items: Sequence[BenchmarkItem]) -> tuple[list[str], np.ndarray]:
+    """The texts embedded for the items, and the item each belongs to: every item whole and, when it has
+    more parts, its first part (the question) alone. A leak is often the question without its answer
+    (or a GSM8K question beside an answer much longer than itself), and the question's vector is
+    closer to it than the whole item's."""
+    texts, owner = [], []
+    for i, item in enumerate(items):
+        texts.append(item_text(item))
+        owner.append(i)
+        if len(item.parts) > 1:
+            texts.append(item.parts[0].strip())
+            owner.append(i)
+    return texts, np.array(owner, dtype=np.int64)
 
 
 def default_window(items: Sequence[BenchmarkItem]) -> int:
@@ -110,20 +125,24 @@ def windows(text: str, words: int) -> list[tuple[int, int]]:
     return [(spans[a][0], spans[min(a + words, len(spans)) - 1][1]) for a in starts]
 
 
-def candidates(window_vectors: np.ndarray, window_rows: np.ndarray, item_vectors: np.ndarray, rows: int,
-               top_k: int, min_cosine: float, window_spans: Sequence[tuple[int, int]], chunk: int = 1024) -> list[list[Candidate]]:
-    """Per row, its `top_k` items by their best cosine to any of the row's windows, at `min_cosine` or above,
-    most similar first, each with the window where it was closest. Vectors are unit rows, so a dot product
-    is the cosine. An item among a row's top_k is among the top_k of its best window, so each window's
-    top_k is enough, and the windows x items matrix is never held whole (`chunk` windows at a time)."""
+def candidates(window_vectors: np.ndarray, window_rows: Sequence[int], item_vectors: np.ndarray, item_of: np.ndarray,
+               rows: int, top_k: int, min_cosine: float, window_spans: Sequence[tuple[int, int]],
+               chunk: int = 1024) -> list[list[Candidate]]:
+    """Per row, its `top_k` items by their best cosine (over the item's views, `item_of` naming each vector's
+    item) to any of the row's windows, at `min_cosine` or above, most similar first, each with the window
+    where it was closest. Vectors are unit rows, so a dot product is the cosine. An item among a row's top_k
+    is among the top_k items of its best window, whose views are among that window's top `top_k * views`
+    vectors, so those are enough, and the windows x vectors matrix is never held whole (`chunk` windows at
+    a time)."""
     best: list[dict[int, tuple[float, int]]] = [{} for _ in range(rows)]  # item -> (cosine, window)
-    k = min(top_k, len(item_vectors))
+    views = int(np.bincount(item_of).max()) if len(item_of) else 0
+    k = min(top_k * views, len(item_vectors))
     for a in range(0, len(window_vectors), chunk) if k else ():
         sims = window_vectors[a:a + chunk] @ item_vectors.T
         top = np.argpartition(-sims, k - 1, axis=1)[:, :k] if k < sims.shape[1] else np.tile(np.arange(sims.shape[1]), (len(sims), 1))
-        for w, (items, values) in enumerate(zip(top, np.take_along_axis(sims, top, axis=1))):
+        for w, (vecs, values) in enumerate(zip(top, np.take_along_axis(sims, top, axis=1))):
             row = best[int(window_rows[a + w])]
-            for item, cos in zip(items.tolist(), values.tolist()):
+            for item, cos in zip(item_of[vecs].tolist(), values.tolist()):
                 if cos >= min_cosine and cos > row.get(item, (-2.0, 0))[0]:
                     row[item] = (cos, a + w)
     out = []

@@ -7,7 +7,7 @@ import pytest
 from pydantic import ValidationError
 
 from filters.contamination.benchmarks import BenchmarkItem
-from filters.contamination.semantic import (JUDGE, VERDICT_FORMAT, SemanticOptions, candidates, default_window, item_text,
+from filters.contamination.semantic import (JUDGE, VERDICT_FORMAT, SemanticOptions, candidates, default_window, item_text, item_views,
                                             judge_request, parse_verdict, windows)
 from generators.client import Choice, Response
 
@@ -49,14 +49,15 @@ def test_candidates_take_the_top_k_items_by_best_window_at_min_cosine():
     # row 0: two windows, one close to item 0, the other to item 2; row 1: one window near nothing
     win = unit([1, 0.1, 0], [0, 0.2, 1], [-1, -1, -1])
     spans = [(0, 10), (5, 15), (0, 7)]
-    got = candidates(win, np.array([0, 0, 1]), items, 2, top_k=2, min_cosine=0.5, window_spans=spans)
+    one = np.arange(4)  # one vector per item
+    got = candidates(win, np.array([0, 0, 1]), items, one, 2, top_k=2, min_cosine=0.5, window_spans=spans)
     assert [(c.item, c.span) for c in got[0]] == [(0, (0, 10)), (2, (5, 15))]  # most similar first, each at its window
     assert got[0][0].cosine == pytest.approx(float(win[0] @ items[0]), abs=1e-6)
     assert got[1] == []  # below min_cosine: no candidate
-    top1 = candidates(win, np.array([0, 0, 1]), items, 2, top_k=1, min_cosine=0.5, window_spans=spans)
+    top1 = candidates(win, np.array([0, 0, 1]), items, one, 2, top_k=1, min_cosine=0.5, window_spans=spans)
     assert [c.item for c in top1[0]] == [0]
     # min_cosine is a floor: at 0.99 only the nearly identical pair is left
-    assert [[c.item for c in r] for r in candidates(win, np.array([0, 0, 1]), items, 2, 3, 0.99, spans)] == [[0], []]
+    assert [[c.item for c in r] for r in candidates(win, np.array([0, 0, 1]), items, one, 2, 3, 0.99, spans)] == [[0], []]
 
 
 def test_candidates_are_exact_across_chunks_and_an_item_is_counted_once_per_row():
@@ -65,11 +66,12 @@ def test_candidates_are_exact_across_chunks_and_an_item_is_counted_once_per_row(
     win = unit(*rng.standard_normal((40, 8)))
     rows = np.repeat(np.arange(8), 5)
     spans = [(i, i + 1) for i in range(40)]
-    small = candidates(win, rows, items, 8, 3, -1.0, spans, chunk=7)
-    whole = candidates(win, rows, items, 8, 3, -1.0, spans)
+    owner = np.arange(50) // 2  # 25 items of two views each
+    small = candidates(win, rows, items, owner, 8, 3, -1.0, spans, chunk=7)
+    whole = candidates(win, rows, items, owner, 8, 3, -1.0, spans)
     sims = win @ items.T
     for r in range(8):
-        best = sims[r * 5:(r + 1) * 5].max(axis=0)
+        best = sims[r * 5:(r + 1) * 5].max(axis=0).reshape(25, 2).max(axis=1)  # an item's best view
         assert [c.item for c in whole[r]] == list(np.argsort(-best)[:3])
         assert len({c.item for c in whole[r]}) == 3
     assert small == whole
@@ -112,8 +114,11 @@ def test_parse_verdict_never_reads_a_failure_or_a_non_answer_as_clean():
     assert parse_verdict(answer("Verdict: maybe")).same is None
 
 
-def test_item_text_is_its_parts_one_per_line():
-    assert item_text(BenchmarkItem("mmlu", "x/1", ("Q? ", "a", " b"))) == "Q?\na\nb"
+def test_item_text_is_its_parts_one_per_line_and_its_question_is_a_view_of_its_own():
+    mc, single = BenchmarkItem("mmlu", "x/1", ("Q? ", "a", " b")), BenchmarkItem("ifeval", "7", ("Write a poem.",))
+    assert item_text(mc) == "Q?\na\nb"
+    texts, owner = item_views([mc, single])
+    assert texts == ["Q?\na\nb", "Q?", "Write a poem."] and owner.tolist() == [0, 0, 1]
 
 
 @pytest.mark.parametrize("bad", [{"top_k": 0}, {"min_cosine": 1.5}, {"window_words": 2}, {"device": "tpu"},
