@@ -50,10 +50,12 @@ def _dedup(table: pa.Table, sketch: Sketch | None, verify: bool, earlier: pa.Tab
         return empty_verdicts()
     components = key_components(edges.column("a").to_numpy(), edges.column("b").to_numpy())
     width = sketch.width if sketch else 1
-    members = [member_rows(table, components, _texts, "quality", sketch if verify else None, earlier is not None, 1)]
+    compare = ("jaccard" if verify else "estimate") if sketch else "equal"
+    signatures = compare == "estimate" or (compare == "jaccard" and earlier is not None)
+    members = [member_rows(table, components, _texts, "quality", sketch, compare == "jaccard", signatures, 1)]
     if earlier is not None:
-        members.append(earlier_member_rows(earlier, components, verify, 1))
-    return resolve_partition(pa.concat_tables(members), RULES, verify, 0.8, width).sort_by("node")
+        members.append(earlier_member_rows(earlier, components, compare != "equal", 1))
+    return resolve_partition(pa.concat_tables(members), RULES, compare, 0.8, width).sort_by("node")
 
 
 def _dup_of(table: pa.Table, verdicts: pa.Table) -> dict[str, str]:
@@ -90,21 +92,20 @@ def test_rounds_find_planted_copies_and_keep_the_original(news):
 
 @pytest.mark.shared_data
 def test_verification_splits_a_candidate_component(news):
-    """Three rows in one candidate component, only two of them alike: verified, two clusters;
-    unverified, the component is the cluster."""
+    """Three rows in one candidate component, only two of them alike: two clusters, whether the
+    exact Jaccard (verified) or the MinHash estimate (unverified) judges them."""
     table = pa.table({"id": ["a", "b", "c"], "text": [news[0], _changed(news[0], -1), news[1]],
                       "quality": [None, None, None]}, schema=pa.schema([("id", pa.string()), ("text", pa.string()),
                                                                        ("quality", pa.float64())]))
     nodes = np.sort(node_keys(["a", "b", "c"]))
     components = (nodes, np.zeros(3, np.int64))
-    members = member_rows(table, components, _texts, None, SKETCH, False, 1)
-    verified = resolve_partition(members, RULES, True, 0.8, SKETCH.width).sort_by("node")
-    cluster, size, dup_of = row_verdicts(["a", "b", "c"], verified)
     longer = "a" if len(news[0]) >= len(table.column("text")[1].as_py()) else "b"
-    assert cluster.to_pylist() == [longer, longer, "c"] and size.to_pylist() == [2, 2, 1]
-    assert dup_of.to_pylist()[2] is None
-    unverified = resolve_partition(member_rows(table, components, _texts, None, None, False, 1), RULES, False, 0.8, 1)
-    assert row_verdicts(["a", "b", "c"], unverified.sort_by("node"))[1].to_pylist() == [3, 3, 3]
+    for compare in ("jaccard", "estimate"):
+        members = member_rows(table, components, _texts, None, SKETCH, compare == "jaccard", compare == "estimate", 1)
+        verdicts = resolve_partition(members, RULES, compare, 0.8, SKETCH.width).sort_by("node")
+        cluster, size, dup_of = row_verdicts(["a", "b", "c"], verdicts)
+        assert cluster.to_pylist() == [longer, longer, "c"] and size.to_pylist() == [2, 2, 1], compare
+        assert dup_of.to_pylist()[2] is None
 
 
 @pytest.mark.shared_data
