@@ -107,3 +107,20 @@ def test_options_are_checked_when_the_config_loads():
                 {"kenlm_model": "m", "tokenizer": "t"}, {"llm": "a", "max_perplexty": 3}):
         with pytest.raises(ValidationError):
             PerplexityConfig(**bad)
+
+
+def test_vllm_prompt_logprobs_request_and_reply():
+    """The body asks vLLM for the prompt token's own log-prob at each position, scoring without generating;
+    the reply (the shape vLLM 0.32 sends, recorded) becomes floats, the echoed prompt no text."""
+    from generators.backends.vllm_server import parse_response, request_body
+    from generators.client import Request, SamplingParams
+
+    request = Request(prompt="Is there", params=SamplingParams(temperature=0.0, max_tokens=0, prompt_logprobs=True))
+    body = request_body("m", request)
+    assert body["prompt_logprobs"] == 0 and body["max_tokens"] == 0 and body["echo"] is True
+    reply = {"model": "m", "usage": {"prompt_tokens": 2, "completion_tokens": 0}, "choices": [{
+        "index": 0, "text": "Is there", "logprobs": None, "finish_reason": "length",
+        "prompt_logprobs": [None, {"465": {"logprob": -7.45, "rank": 298, "decoded_token": " there"}}]}]}
+    choice = parse_response("completion", reply, echoed=True).choices[0]
+    assert choice.prompt_logprobs == [None, -7.45] and choice.text == ""
+    assert "prompt_logprobs" not in request_body("m", Request(prompt="x"))
