@@ -243,16 +243,17 @@ class VLLMServerClient:
         guide = request.params.guide
         if guide is not None and self.guides_refused is not None:
             if guide.required:
-                raise RequestFailed(f"structured: on, but the server refuses guided decoding: {self.guides_refused}", retry=False)
+                raise self._guides_refused_error()
             request = without_guide(request)
         status, text = await self._post(request)
         if status == 400 and request.params.guide is not None:
-            # Refused: by the guide or by the request? The same request as free text tells, once per client.
+            # Refused: for the guide or for the request? The same request as free text tells; once a
+            # free-text copy succeeds, the client knows and sends no more guides.
             free_status, free_text = await self._post(without_guide(request))
             if free_status == 200:
                 self._refuse_guides(f"HTTP 400: {text[:200]}")
                 if guide.required:
-                    raise RequestFailed(f"structured: on, but the server refuses guided decoding: {self.guides_refused}", retry=False)
+                    raise self._guides_refused_error()
                 status, text = free_status, free_text
         if status != 200:
             raise RequestFailed(f"HTTP {status}: {text[:300]}", retry=status in RETRY_STATUS)
@@ -266,6 +267,9 @@ class VLLMServerClient:
         path = "/v1/chat/completions" if request.endpoint == "chat" else "/v1/completions"
         async with self._http.post(self.base_url + path, json=request_body(self.model, request)) as reply:
             return reply.status, await reply.text(errors="replace")
+
+    def _guides_refused_error(self) -> RequestFailed:
+        return RequestFailed(f"structured: on, but the server refuses guided decoding: {self.guides_refused}", retry=False)
 
     def _refuse_guides(self, why: str) -> None:
         if self.guides_refused is None:
