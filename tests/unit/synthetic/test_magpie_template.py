@@ -199,3 +199,28 @@ def test_failed_answer_and_later_turn_are_rejected_with_the_turn_reached(base_to
     assert conv.reason == "empty_instruction" and conv.turns == 1 and len(conv.messages) == 2
     [conv] = Magpie(tok, FakeClient(lambda r: "a question" if r.prompt else ("", "stop")), MagpieConfig(count=1)).run([0])
     assert conv.reason == "empty_response" and conv.turns == 0
+
+
+def _magpie_stage(tmp_path, **options):
+    from pipeline.config import build_stage
+
+    llms = {"teacher": {"backend": "transformers", "model": str(tmp_path / "model")}}
+    return build_stage("magpie", options, index=1, output_dir=tmp_path, llms=llms)
+
+
+def test_the_stage_refuses_a_model_with_no_pre_query_point_before_any_work(base_tokenizer, tmp_path):
+    tok = family_tokenizer(base_tokenizer, "qwen")
+    tok.chat_template = "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content | upper }}<|im_end|>\n{% endfor %}"
+    tok.save_pretrained(tmp_path / "model")
+    [problem] = _magpie_stage(tmp_path).check()
+    assert problem.option == ("system_prompts",) and "no system prompt variant has a pre-query prefix" in problem.message
+    # One variant that cannot be cut is not a config mistake: its conversations are dropped with the reason.
+    family_tokenizer(base_tokenizer, "gemma").save_pretrained(tmp_path / "model")
+    assert _magpie_stage(tmp_path, system_prompts=[None, SYSTEM]).check() == []
+    [problem] = _magpie_stage(tmp_path, system_prompts=[SYSTEM]).check()
+    assert "System role not supported" in problem.message
+
+
+def test_the_stage_names_a_tokenizer_it_cannot_load(tmp_path):
+    [problem] = _magpie_stage(tmp_path, tokenizer=str(tmp_path / "missing")).check()
+    assert problem.option == ("tokenizer",) and "cannot load the tokenizer" in problem.message
