@@ -19,6 +19,7 @@ The algorithm is Ray-free (filters/semdedup.py, filters/embeddings.py); this mod
 from __future__ import annotations
 
 import math
+import time
 from collections import Counter
 from typing import Any, Literal
 
@@ -81,6 +82,7 @@ class SemDedup(GlobalStage):
     adds = ("semdup_cluster", "semdup_of", "semdup_cosine")
 
     clusters_used: int | None = None  # found by apply(), reported by summarize()
+    seconds: dict[str, float] = {}  # wall time of each round (apply), so a report shows where the time went
 
     def check(self) -> list[Problem]:
         why = model_problem(self.config.model)
@@ -90,7 +92,9 @@ class SemDedup(GlobalStage):
         if "id" not in dataset.schema().names:
             raise UserError("semdedup needs an `id` column to tell rows apart")
         blocks, c = self.blocks, self.config
+        start = time.perf_counter()
         embedded = self.run_substage(Embed(c, self.ctx), dataset).materialize()
+        self.seconds = {"embed": time.perf_counter() - start}
         rows = blocks.slices(embedded, pieces=blocks.cpus())
         if not rows:
             return embedded
@@ -102,11 +106,13 @@ class SemDedup(GlobalStage):
         vectors = np.concatenate([_vectors(t) for t in sample])
         centroids = fit_centroids(vectors, c.clusters or math.ceil(total / 1000), self.ctx.seed)
         self.clusters_used = len(centroids)
+        self.seconds["kmeans"] = time.perf_counter() - start - self.seconds["embed"]
         shared = blocks.share(centroids)
         parts = c.partitions or 2 * blocks.cpus()
         members = blocks.map_partitioned(_members, rows, parts, c, shared, parts)
         found = [t for t in blocks.gather(blocks.reduce_partitions(_resolve, members, c)) if t.num_rows]
         verdicts = pa.concat_tables(found).sort_by("id") if found else VERDICTS.empty_table()
+        self.seconds["pairs"] = time.perf_counter() - start - self.seconds["embed"] - self.seconds["kmeans"]
         return blocks.dataset(blocks.map_slices(_mark, rows, c, shared, blocks.share(verdicts)))
 
     def summarize(self, output) -> dict[str, Any]:
@@ -125,6 +131,7 @@ class SemDedup(GlobalStage):
             "clusters": self.clusters_used,
             "duplicates": len(cosines),
             "largest_cluster": rows_per_cluster[-1] if rows_per_cluster else 0,
+            **{f"{step}_s": round(t, 3) for step, t in self.seconds.items()},
             "plots": [
                 {"kind": "bar", "title": "Cosine of removed rows to the row kept in their place",
                  "x": [round(float(x), 3) for x in edges[:-1]], "y": counts.tolist(), "xlabel": "cosine (bin start)", "ylabel": "rows"},
