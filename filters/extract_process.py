@@ -7,7 +7,8 @@ a page's result does not arrive within the time limit the child is killed, the p
 reported as timed out, and a fresh child carries on with the rest of the batch. A child that
 crashes (out of memory, a segfault in C code) costs only the page it was working on.
 
-Run as `python -m filters.extract_process ENGINE FAVOR_PRECISION READ_FD WRITE_FD` by `ExtractorProcess`.
+Run as `python -m filters.extract_process ENGINE FAVOR_PRECISION FALLBACK_MIN_CHARS READ_FD WRITE_FD` by
+`ExtractorProcess`.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import sys
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
+
+from filters.extract_auto import FALLBACK_MIN_CHARS
 
 TIMEOUT = "extract_timeout"
 CRASH = "extract_error"
@@ -32,15 +35,17 @@ class Outcome:
     text: str = ""
     title: str = ""
     error: str | None = None
+    engine: str = ""  # the engine whose text this is (`auto` gives resiliparse's or trafilatura's)
 
 
 class ExtractorProcess:
     """A killable child running one engine. Not thread-safe: one per worker, like a model."""
 
-    def __init__(self, engine: str, timeout_s: float, favor_precision: bool = False):
+    def __init__(self, engine: str, timeout_s: float, favor_precision: bool = False, fallback_min_chars: int = FALLBACK_MIN_CHARS):
         self.engine = engine
         self.timeout_s = timeout_s
         self.favor_precision = favor_precision
+        self.fallback_min_chars = fallback_min_chars
         self._proc: subprocess.Popen | None = None
         self._conn: Connection | None = None
         self.restarts = 0  # children killed for a late or crashed page
@@ -66,7 +71,7 @@ class ExtractorProcess:
         return outcomes
 
     def _next_result(self, conn: "_Duplex") -> tuple | str:
-        """The child's (text, title, error) for the next page, or TIMEOUT / CRASH."""
+        """The child's (text, title, error, engine) for the next page, or TIMEOUT / CRASH."""
         try:
             return conn.recv() if conn.poll(self.timeout_s) else TIMEOUT
         except (EOFError, OSError):
@@ -86,7 +91,10 @@ class ExtractorProcess:
         repo_root = str(Path(__file__).resolve().parents[1])
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [repo_root, os.environ.get("PYTHONPATH")])))
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "filters.extract_process", self.engine, str(int(self.favor_precision)), str(to_child_r), str(from_child_w)],
+            [
+                sys.executable, "-m", "filters.extract_process", self.engine, str(int(self.favor_precision)),
+                str(self.fallback_min_chars), str(to_child_r), str(from_child_w),
+            ],
             pass_fds=(to_child_r, from_child_w),
             env=env,
             stdin=subprocess.DEVNULL,
@@ -129,10 +137,10 @@ class _Duplex:
         self.writer.close()
 
 
-def _serve(engine: str, favor_precision: bool, read_fd: int, write_fd: int) -> None:
+def _serve(engine: str, favor_precision: bool, fallback_min_chars: int, read_fd: int, write_fd: int) -> None:
     from filters.html_extract import extractor
 
-    extract = extractor(engine, favor_precision)
+    extract = extractor(engine, favor_precision, fallback_min_chars)
     extract(WARMUP_PAGE, None)
     reader, writer = Connection(read_fd, writable=False), Connection(write_fd, readable=False)
     writer.send("ready")
@@ -143,11 +151,11 @@ def _serve(engine: str, favor_precision: bool, read_fd: int, write_fd: int) -> N
             return
         for html, url in pages:
             try:
-                text, title = extract(html, url)
-                writer.send((text, title, None))
+                text, title, used = extract(html, url)
+                writer.send((text, title, None, used))
             except Exception:
-                writer.send(("", "", CRASH))
+                writer.send(("", "", CRASH, ""))
 
 
 if __name__ == "__main__":
-    _serve(sys.argv[1], sys.argv[2] == "1", int(sys.argv[3]), int(sys.argv[4]))
+    _serve(sys.argv[1], sys.argv[2] == "1", int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]))

@@ -10,6 +10,8 @@
   so it is an option, not the default.
 - `resiliparse`: a C++ DOM and main-content heuristic, about 10x the pages per CPU-second of
   trafilatura, for throughput-bound runs; it lets more boilerplate through.
+- `auto`: resiliparse with boilerplate pruning, and trafilatura on the pages where the fast text
+  looks wrong (filters/extract_auto.py).
 
 Both engines take the page title from resiliparse's DOM, so `title` means the same thing
 whichever engine is used. These functions can run for a long time on hostile pages; the
@@ -23,8 +25,9 @@ import json
 from typing import Callable
 
 from filters.charset import decode_html, is_binary
+from filters.extract_auto import FALLBACK_MIN_CHARS, extract_auto
 
-ENGINES = ("trafilatura", "resiliparse")
+ENGINES = ("trafilatura", "resiliparse", "auto")
 
 EMPTY_HTML = "empty_html"
 NO_HTML = "no_html"
@@ -105,19 +108,29 @@ def _trafilatura_config():
     return config
 
 
-def extract_resiliparse(html: str, url: str | None = None) -> tuple[str, str]:
-    """(text, title) with resiliparse's main-content extraction."""
+def extract_resiliparse(html: str, url: str | None = None, skip_elements: tuple[str, ...] = ()) -> tuple[str, str]:
+    """(text, title) with resiliparse's main-content extraction; `skip_elements`: CSS selectors of
+    elements left out."""
     from resiliparse.extract.html2text import extract_plain_text
     from resiliparse.parse.html import HTMLTree
 
     tree = HTMLTree.parse(html)
-    return extract_plain_text(tree, **RESILIPARSE_SETTINGS).strip(), _title(tree)
+    text = extract_plain_text(tree, **RESILIPARSE_SETTINGS, skip_elements=list(skip_elements) or None)
+    return text.strip(), _title(tree)
 
 
-def extractor(engine: str, favor_precision: bool = False) -> Callable[[str, str | None], tuple[str, str]]:
-    """The (html, url) -> (text, title) function of an engine; `favor_precision` is trafilatura's."""
+def extractor(
+    engine: str, favor_precision: bool = False, fallback_min_chars: int = FALLBACK_MIN_CHARS
+) -> Callable[[str, str | None], tuple[str, str, str]]:
+    """The (html, url) -> (text, title, engine that gave the text) function of an engine.
+
+    `favor_precision` is trafilatura's (also as `auto`'s fallback); `fallback_min_chars` is `auto`'s.
+    """
+    slow = functools.partial(extract_trafilatura, favor_precision=favor_precision)
     if engine == "trafilatura":
-        return functools.partial(extract_trafilatura, favor_precision=favor_precision)
+        return lambda html, url: (*slow(html, url), engine)
     if engine == "resiliparse":
-        return extract_resiliparse
+        return lambda html, url: (*extract_resiliparse(html, url), engine)
+    if engine == "auto":
+        return functools.partial(extract_auto, fast=extract_resiliparse, slow=slow, min_chars=fallback_min_chars)
     raise ValueError(f"unknown extraction engine '{engine}' (known: {', '.join(ENGINES)})")

@@ -7,15 +7,19 @@ yields no text is dropped with the reason why and keeps whatever text it came wi
 already have text and no HTML (documents from JSONL or Parquet read beside a crawl) pass
 unchanged, or are dropped as `no_html` with `html_only`. The raw `html` column is removed from the
 output unless `keep_html` is set, since it is typically ten times the size of the text.
+
+With `engine: auto`, each row's `extracted_by` column names the engine whose text it carries, and
+the stage's metrics (stats.json, the report) count the pages that fell back to trafilatura.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import pyarrow as pa
 from pydantic import Field
 
+from filters.extract_auto import FALLBACK_MIN_CHARS, SLOW
 from filters.html_extract import EMPTY_EXTRACTION, NO_HTML, content_type_of, triage
 from pipeline.records import drop_rows, set_column
 from pipeline.registry import register
@@ -23,11 +27,16 @@ from pipeline.stage import MapStage, Resources, StageConfig
 
 
 class ExtractConfig(StageConfig):
-    engine: Literal["trafilatura", "resiliparse"] = Field(
-        "trafilatura", description="trafilatura: most accurate (no comments, tables kept); resiliparse: much faster"
+    engine: Literal["trafilatura", "resiliparse", "auto"] = Field(
+        "trafilatura",
+        description="trafilatura: most accurate (no comments, tables kept); resiliparse: much faster; "
+        "auto: resiliparse with boilerplate pruning, trafilatura where its text is too short",
     )
     favor_precision: bool = Field(
-        False, description="trafilatura only: FineWeb's setting; more precision, markedly less recall"
+        False, description="trafilatura (and auto's fallback) only: FineWeb's setting; more precision, markedly less recall"
+    )
+    fallback_min_chars: int = Field(
+        FALLBACK_MIN_CHARS, ge=0, description="auto only: pages whose fast text is shorter go to trafilatura (0: never)"
     )
     timeout_s: float = Field(5.0, gt=0, description="time limit per page; a page over it is dropped as extract_timeout")
     max_html_bytes: int = Field(
@@ -37,6 +46,9 @@ class ExtractConfig(StageConfig):
     html_only: bool = Field(
         False, description="drop rows that come with text but no HTML (no_html) instead of passing them on unchanged"
     )
+
+
+EXTRACTED_BY = "extracted_by"
 
 
 @register
@@ -50,7 +62,8 @@ class ExtractStage(MapStage):
     def setup(self) -> None:
         from filters.extract_process import ExtractorProcess
 
-        self.extractor = ExtractorProcess(self.config.engine, self.config.timeout_s, self.config.favor_precision)
+        config = self.config
+        self.extractor = ExtractorProcess(config.engine, config.timeout_s, config.favor_precision, config.fallback_min_chars)
 
     def teardown(self) -> None:
         self.extractor.close()
@@ -60,6 +73,7 @@ class ExtractStage(MapStage):
         pages = _column(batch, "html")
         urls, metas = _column(batch, "url"), _column(batch, "meta")
         texts, titles = _column(batch, "text"), [t or "" for t in _column(batch, "title")]
+        engines: list[str | None] = [None] * n
 
         reasons: list[str | None] = [None] * n
         todo: list[int] = []
@@ -79,13 +93,36 @@ class ExtractStage(MapStage):
             elif not outcome.text.strip():
                 reasons[i] = EMPTY_EXTRACTION
             else:
-                texts[i], titles[i] = outcome.text, outcome.title
+                texts[i], titles[i], engines[i] = outcome.text, outcome.title, outcome.engine
 
         batch = set_column(batch, "text", pa.array(texts, pa.string()))
         batch = set_column(batch, "title", pa.array(titles, pa.string()))
+        if self.config.engine == "auto":
+            batch = set_column(batch, EXTRACTED_BY, pa.array(engines, pa.string()))
         if not self.config.keep_html and "html" in batch.column_names:
             batch = batch.drop_columns(["html"])
         return drop_rows(batch, reasons)
+
+    def summarize(self, output) -> dict[str, Any]:
+        """With `auto`: {"extracted_by": {engine: pages}, "fallback_share": share of extracted pages given
+        trafilatura's text}, over the pages kept."""
+        if self.config.engine != "auto":
+            return {}
+        counts: dict[str, int] = {}
+        for row in output.map_batches(_engine_counts, batch_format="pyarrow", batch_size=None).iter_rows():
+            counts[row["engine"]] = counts.get(row["engine"], 0) + row["pages"]
+        extracted = sum(counts.values())
+        return {"extracted_by": dict(sorted(counts.items())), "fallback_share": round(counts.get(SLOW, 0) / extracted, 4) if extracted else 0.0}
+
+
+def _engine_counts(batch: pa.Table) -> pa.Table:
+    """Pages per extracting engine in one block (rows that came with text, not extracted, have none)."""
+    counts: dict[str, int] = {}
+    if EXTRACTED_BY in batch.column_names:
+        for engine in batch.column(EXTRACTED_BY).to_pylist():
+            if engine:
+                counts[engine] = counts.get(engine, 0) + 1
+    return pa.table({"engine": pa.array(list(counts), pa.string()), "pages": pa.array(list(counts.values()), pa.int64())})
 
 
 def _column(batch: pa.Table, name: str) -> list:

@@ -32,7 +32,7 @@ def eval_rows(shared_data):
     return rows, gold
 
 
-@pytest.mark.parametrize("engine", ["trafilatura", "resiliparse"])
+@pytest.mark.parametrize("engine", ["trafilatura", "resiliparse", "auto"])
 def test_bad_pages_are_dropped_by_reason_and_good_ones_kept(run_stage, eval_rows, engine):
     good, gold = eval_rows
     wrong_charset = f'<html><head><meta charset="utf-8"><title>Rede</title></head><body><article>{ARTICLE}</article></body></html>'
@@ -83,6 +83,42 @@ def test_warc_responses(run_stage, shared_data):
     assert all(r["text"].strip() and r["html"] for r in kept)
     assert {r[DROP_REASON] for r in dropped} <= {"empty_extraction", "binary_payload", "empty_html"}
 
+
+# Real pages where resiliparse finds none of the article, so `auto` must give trafilatura's text.
+FALLBACK_PAGES = ("rnz.de.witzel.html", "changelog.blog.zwischenbilanz.html")
+
+
+def test_auto_counts_its_fallbacks_and_gives_trafilaturas_text_on_them(run_stage, eval_rows, shared_data, tmp_path):
+    import ray.data
+
+    from filters.html_extract import extract_trafilatura, triage
+    from pipeline.config import build_stage
+
+    good, gold = eval_rows
+    folder = shared_data / "extraction" / "trafilatura_eval"
+    fallback = []
+    for url, item in gold.items():
+        if item["file"] in FALLBACK_PAGES:
+            fallback.append(html_row(gzip.decompress((folder / "html" / (item["file"] + ".gz")).read_bytes()), url, None))
+    assert len(fallback) == len(FALLBACK_PAGES)
+
+    kept, dropped = run_stage("extract", {"engine": "auto"}, good + fallback)
+
+    assert not dropped
+    by_url = {r["url"]: r for r in kept}
+    for row in fallback:
+        out = by_url[row["url"]]
+        assert out["extracted_by"] == "trafilatura"
+        assert out["text"] == extract_trafilatura(triage(row["html"], None, 10_000_000)[0], row["url"])[0]
+        assert all(s in out["text"] for s in gold[row["url"]]["with"])
+    engines = [r["extracted_by"] for r in kept]
+    assert engines.count("resiliparse") >= len(good) // 2, "most pages keep the fast engine's text"
+
+    stage = build_stage("extract", {"engine": "auto"}, index=1, output_dir=tmp_path)
+    metrics = stage.summarize(ray.data.from_items(kept))
+    assert metrics["extracted_by"] == {e: engines.count(e) for e in sorted(set(engines))}
+    assert metrics["fallback_share"] == round(engines.count("trafilatura") / len(kept), 4)
+    assert build_stage("extract", {"engine": "trafilatura"}, index=1, output_dir=tmp_path).summarize(ray.data.from_items(kept)) == {}
 
 
 DOCUMENT = {"id": "doc-1", "html": None, "text": "A document read from JSONL beside the crawl.", "url": "https://d.example/1",
