@@ -46,7 +46,9 @@ class RespondStage(MapStage):
         super().prepare()
         self.llm_config = resolve_llm(self.ctx, self.config.llm)
         simulator = self.config.user_simulator
-        self.simulator_config = resolve_llm(self.ctx, simulator) if simulator and self.config.turns > 1 else None
+        # The answering LLM playing the user as well is one client, not a second copy of the model.
+        own = simulator and simulator != self.config.llm and self.config.turns > 1
+        self.simulator_config = resolve_llm(self.ctx, simulator) if own else None
 
     def setup(self) -> None:
         self.client = make_client(self.llm_config)
