@@ -15,6 +15,17 @@ joins them). Speed: clean documents scanned per CPU-second of this process, the
 median of --repeats, on 500-word documents (the length bench_contamination.py and issue 17 use).
 
     python benchmarks/bench_contamination_leaks.py [--items 200] [--repeats 3] [--seed 0]
+
+`--semantic MODEL` measures the stage's semantic pass instead (filters/contamination/semantic.py), on the
+paraphrase kind: candidate recall (the planted item among a leak's candidates, over all paraphrase leaks
+and over those the n-grams miss), candidates per clean document (what the judge would be asked), for a
+few top_k and min_cosine, and the embedding throughput (windows, vectors and candidates per CPU-second).
+`--build-model DIR` first builds the best model this machine can make offline into DIR and measures it:
+fastText skipgram word vectors trained on the clean web text, AG News, the HH-RLHF dialogues and the
+benchmarks' own text, scaled by each word's IDF (`idf_weighted_model`). `--judge TEACHER` also sends the
+top candidate pairs to a vLLM CPU server it starts with that model, for the judge's requests per second.
+
+    python benchmarks/bench_contamination_leaks.py --semantic DIR [--build-model] [--judge models/tiny-llama-seeds]
 """
 
 from __future__ import annotations
@@ -150,12 +161,111 @@ def pct(part: int, whole: int) -> str:
     return f"{part / whole:.3f}" if whole else "-"
 
 
+def build_word_vector_model(out_dir: Path, texts: list[str], dim: int = 100) -> Path:
+    """fastText skipgram vectors trained on `texts`, IDF-weighted, as a static sentence-transformers model."""
+    import tempfile
+
+    import fasttext
+
+    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as f:
+        f.write("\n".join(" ".join(WORD.findall(t.lower())) for t in texts))
+    model = fasttext.train_unsupervised(f.name, model="skipgram", dim=dim, minCount=2, epoch=5, thread=2, verbose=0)
+    Path(f.name).unlink()
+    return idf_weighted_model(out_dir, texts, {w: model.get_word_vector(w) for w in model.words})
+
+
+def semantic_main(args, index: NgramIndex, leaks, texts, found, clean) -> None:
+    from filters.contamination.semantic import candidates, default_window, item_views, windows
+    from filters.embeddings import Embedder
+
+    if args.build_model:
+        t = time.perf_counter()
+        corpus_texts = clean + english_news(args.doc_words) + dialogues() + ["\n".join(i.parts) for i in index.items]
+        build_word_vector_model(Path(args.semantic), corpus_texts)
+        print(f"built {args.semantic}: fastText skipgram (100 dims, 5 epochs) on {len(corpus_texts):,} texts, IDF-weighted, "
+              f"in {time.perf_counter() - t:.0f}s")
+    embedder = Embedder(args.semantic, "cpu")
+    views, owner = item_views(index.items)
+    t = time.perf_counter()
+    item_vectors = embedder.encode(views)
+    words = args.window_words or default_window(index.items)
+    print(f"semantic: {args.semantic}; {len(views):,} item views embedded in {time.perf_counter() - t:.1f}s; windows of {words} words")
+    position = {(it.benchmark, it.item_id): i for i, it in enumerate(index.items)}
+    top = max(TOP_KS)
+
+    def candidates_of(docs: list[str]):
+        spans = [(d, span) for d, text in enumerate(docs) for span in windows(text, words)]
+        vectors = embedder.encode([docs[d][a:b] for d, (a, b) in spans])
+        return candidates(vectors, [d for d, _ in spans], item_vectors, owner, len(docs), top, -1.0, [sp for _, sp in spans])
+
+    para = [i for i, lk in enumerate(leaks) if lk.kind == "paraphrase"]
+    found_para = candidates_of([texts[i] for i in para])
+    missed = [k for k, i in enumerate(para) if not found["ours"][i]]
+    others = {"web (extraction + WARC)": clean, "English news (AG News)": english_news(args.doc_words)}
+    t_wall, t_cpu = time.perf_counter(), time.process_time()
+    found_clean = {label: candidates_of(docs) for label, docs in others.items()}
+    wall, cpu = time.perf_counter() - t_wall, time.process_time() - t_cpu
+    n_clean = sum(len(d) for d in others.values())
+    print(f"{len(para)} paraphrase leaks, {len(missed)} of them missed by the n-grams; "
+          + ", ".join(f"{len(d):,} {label} documents" for label, d in others.items()))
+    print(f"\n{'top_k':>5}{'min_cos':>8}{'recall':>8}{'of missed':>10}{'with n-grams':>13}"
+          + "".join(f"{'cand/doc ' + label.split(' ')[0]:>18}" for label in others))
+    for k in TOP_KS:
+        for floor in MIN_COSINES:
+            def hit(cands, key):
+                return any(position[key] == c.item and c.cosine >= floor for c in cands[:k])
+            got = [hit(found_para[j], leaks[i].source.key) for j, i in enumerate(para)]
+            per_doc = [sum(c.cosine >= floor for row in rows for c in row[:k]) / len(rows) for rows in found_clean.values()]
+            both = sum(g or found["ours"][i] for g, i in zip(got, para))
+            print(f"{k:>5}{floor:>8.2f}{pct(sum(got), len(got)):>8}{pct(sum(got[j] for j in missed), len(missed)):>10}"
+                  f"{pct(both, len(para)):>13}" + "".join(f"{v:>18.3f}" for v in per_doc))
+    print(f"\nembedding throughput (windows, vectors, candidates): {n_clean / cpu:,.0f} clean {args.doc_words}-word docs per "
+          f"CPU-second of this process ({n_clean / wall:,.0f} docs/s wall)")
+    if args.judge:
+        judge_rate(args, index, leaks, para, found_para, texts, position)
+
+
+def judge_rate(args, index, leaks, para, found_para, texts, position) -> None:
+    """The judge's requests per second on a vLLM CPU server this starts, over the top candidate of each
+    paraphrase leak (as the stage sends them, top_k 1): its verdicts are counted, not scored."""
+    from filters.contamination.semantic import SemanticOptions, item_text, judge_request, parse_verdict
+    from generators.factory import make_client, parse_llm_config, server_process, worker_config
+
+    options = SemanticOptions(model=args.semantic, judge="teacher")
+    pairs = [(found_para[j][0], i) for j, i in enumerate(para) if found_para[j]][:args.judge_requests]
+    requests = [judge_request(item_text(index.items[c.item]), texts[i][c.span[0]:c.span[1]], options, 0) for c, i in pairs]
+    config = {"backend": "vllm_server", "model": args.judge, "cpu": True, "dtype": "float32", "max_model_len": 2048,
+              "startup_timeout_s": 1200}
+    with server_process(parse_llm_config(config)) as server:  # started here, stopped on leaving
+        client = make_client(worker_config(config, server))
+        client.generate(requests[:2])  # warm-up
+        t = time.perf_counter()
+        responses = client.generate(requests)
+        wall = time.perf_counter() - t
+        client.close()
+    verdicts = [parse_verdict(r) for r in responses]
+    true = [position[leaks[i].source.key] == c.item for c, i in pairs]
+    print(f"judge {args.judge} on vLLM CPU: {len(requests)} requests in {wall:.1f}s = {len(requests) / wall:.2f} requests/s; "
+          f"verdicts yes {sum(v.same is True for v in verdicts)}, no {sum(v.same is False for v in verdicts)}, "
+          f"unparsed/failed {sum(v.same is None for v in verdicts)}; {sum(true)} of the pairs hold the true item "
+          "(a tiny random-weight teacher: its verdicts measure nothing)")
+
+
+TOP_KS = (1, 3, 5)
+MIN_COSINES = (0.5, 0.6, 0.7, 0.8)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--items", type=int, default=200, help="items sampled per benchmark")
     ap.add_argument("--doc-words", type=int, default=200, help="words per clean document")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--semantic", metavar="MODEL", help="measure the semantic pass with this sentence-transformers model")
+    ap.add_argument("--build-model", action="store_true", help="with --semantic DIR: build the offline word-vector model there first")
+    ap.add_argument("--window-words", type=int, default=None, help="semantic: words per window (default: the stage's)")
+    ap.add_argument("--judge", metavar="MODEL", help="semantic: also time the judge on a vLLM CPU server serving MODEL")
+    ap.add_argument("--judge-requests", type=int, default=64, help="semantic: candidate pairs sent to the judge")
     args = ap.parse_args()
     rng = random.Random(args.seed)
     print(f"bench_contamination_leaks {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, "
@@ -179,6 +289,8 @@ def main() -> None:
     found = {}
     for name, matcher in matchers.items():
         found[name] = [lk.source.key in keys for lk, keys in zip(leaks, found_keys(matcher, texts))]
+    if args.semantic:
+        return semantic_main(args, matchers["ours"], leaks, texts, found, clean)
 
     names = list(matchers)
     print(f"\n{'kind':<13}{'leaks':>6}" + "".join(f"{n:>9}" for n in names) + "   ours per benchmark")

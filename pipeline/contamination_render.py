@@ -51,6 +51,7 @@ def build(*, sources: list[str], scanned: dict[str, dict], items: list[dict], si
                 "rows": r["rows"], "best_row_id": r["row_id"],
                 "span": {"field": r["field"], "message": r["message"], "start": r["start"], "end": r["end"],
                          "text": r["span"]},
+                "found_by": _found_by(r),
             }
             for r in items
         ],
@@ -90,15 +91,20 @@ def markdown(report: dict) -> str:
         lines.append(f"| {source} | " + " | ".join(_cell(row[n]) for n in names) + " |")
     lines += ["", "| benchmark | items | undetectable (too short) |", "|---|---|---|"]
     lines += [f"| {n} | {b['items']:,} | {b['undetectable_items']:,} |" for n, b in report["benchmarks"].items()]
-    lines += ["", "## Contaminated items", "", "| source | benchmark | item | coverage | rows | best row | field | span |",
-              "|---|---|---|---|---|---|---|---|"]
+    lines += ["", "## Contaminated items", "", "| source | benchmark | item | coverage | rows | best row | field | found by | span |",
+              "|---|---|---|---|---|---|---|---|---|"]
     for it in report["items"]:
         span = _one_line(it["span"]["text"], 120).replace("|", "\\|")
+        how = _one_line(_how(it["found_by"]), 200).replace("|", "\\|")
         lines.append(f"| {it['source']} | {it['benchmark']} | {it['item_id']} | {it['coverage']:.3f} | {it['rows']} "
-                     f"| {it['best_row_id']} | {_field(it['span'])} | {span} |")
+                     f"| {it['best_row_id']} | {_field(it['span'])} | {how} | {span} |")
     if not report["items"]:
-        lines.append("| (none) | | | | | | | |")
+        lines.append("| (none) | | | | | | | | |")
     return "\n".join(lines) + "\n"
+
+
+def _grams(item: dict) -> str:
+    return "-" if item["item_ngrams"] is None else f"{item['matched']}/{item['item_ngrams']}"
 
 
 def _heat(pct: float) -> str:
@@ -116,10 +122,10 @@ def page(report: dict) -> str:
         for source, row in report["matrix"].items())
     items = "".join(
         f"<tr><td>{e(it['source'])}</td><td>{e(it['benchmark'])}</td><td>{e(it['item_id'])}</td>"
-        f"<td>{it['coverage']:.3f}</td><td>{it['matched']}/{it['item_ngrams']}</td><td>{it['rows']}</td>"
-        f"<td><code>{e(it['best_row_id'])}</code></td><td>{e(_field(it['span']))}</td>"
+        f"<td>{it['coverage']:.3f}</td><td>{_grams(it)}</td><td>{it['rows']}</td>"
+        f"<td><code>{e(it['best_row_id'])}</code></td><td>{e(_field(it['span']))}</td><td>{e(_how(it['found_by']))}</td>"
         f"<td class='span'>{e(it['span']['text'])}</td></tr>"
-        for it in report["items"]) or "<tr><td colspan='9'>no benchmark item was found</td></tr>"
+        for it in report["items"]) or "<tr><td colspan='10'>no benchmark item was found</td></tr>"
     s = report["settings"]
     style = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}"
              "table{border-collapse:collapse;font-size:13px;margin-bottom:1.5em}"
@@ -135,15 +141,32 @@ def page(report: dict) -> str:
         f"<h2>Sources &times; benchmarks</h2><table><tr><th>source</th>{head}</tr>{matrix}</table>"
         "<h2>Contaminated items</h2><p>Coverage: share of the item's n-grams found in its best-matching row. "
         "Rows: how many rows of the source hold the item. Span: the longest matching run in the best row; "
-        "field: the text of the row it is in.</p>"
+        "field: the text of the row it is in. Found by: n-gram overlap, or a run's semantic pass (the window's "
+        "cosine to the item and the judge's reason, as the run's `contamination` column recorded them).</p>"
         "<table><tr><th>source</th><th>benchmark</th><th>item</th><th>coverage</th><th>n-grams</th><th>rows</th>"
-        f"<th>best row</th><th>field</th><th>span</th></tr>{items}</table></body></html>\n"
+        f"<th>best row</th><th>field</th><th>found by</th><th>span</th></tr>{items}</table></body></html>\n"
     )
 
 
-def _item_grams(hit: dict, index) -> int:
+def _found_by(hit: dict) -> dict:
+    """How the best row's match was found: n-gram overlap, or the semantic pass with its cosine and the
+    judge's reason (as the run recorded them)."""
+    if hit.get("method") != "semantic":
+        return {"method": "ngram"}
+    return {"method": "semantic", "cosine": hit["cosine"], "judge": hit["judge"], "reason": hit["reason"]}
+
+
+def _how(found_by: dict) -> str:
+    if found_by["method"] != "semantic":
+        return "n-gram"
+    return f"semantic (cosine {found_by['cosine']:.3f}; judge: {found_by['reason']})"
+
+
+def _item_grams(hit: dict, index) -> int | None:
     """The grams `coverage` is a share of, so that matched / item_ngrams = coverage: the item's indexed
     grams, or its short grams for an item found by those alone (`matched` counts short grams then)."""
+    if hit.get("method") == "semantic":
+        return None  # the semantic pass matches no grams
     if hit["coverage"] > 0:
         return round(hit["matched"] / hit["coverage"])
     return int(index.item_grams[hit["item_index"]])

@@ -111,7 +111,10 @@ def _input_config(path: str, fmt: str):
 
 
 def _to_text(batch, source: str, view: str):
-    """Any record kind to one schema: (source, row id, the row's texts joined, where each lies in it, readable?)."""
+    """Any record kind to one schema: (source, row id, the row's texts joined, where each lies in it, readable?,
+    the hits a `decontaminate` stage's semantic pass recorded in the row, as JSON)."""
+    import json
+
     import pyarrow as pa
 
     from filters.contamination.rows import RowText
@@ -122,17 +125,36 @@ def _to_text(batch, source: str, view: str):
     rows = [RowText.join(texts) for texts in row_texts(batch, view)]
     piece = pa.struct([("field", pa.string()), ("message", pa.int64()), ("start", pa.int64()), ("end", pa.int64())])
     pieces = pa.array([list(r.pieces) for r in rows], pa.list_(piece))
+    recorded = _recorded_hits(batch)
+    semantic = [json.dumps(found) if (found := [h for h in hits or () if h.get("method") == "semantic" and h.get("verdict") == "yes"])
+                else None for hits in recorded]
     return pa.table({"source": pa.array([source] * n, pa.string()), "id": batch.column("id").cast(pa.string()),
-                     "text": pa.array([r.text for r in rows], pa.string()), "pieces": pieces, "readable": readable})
+                     "text": pa.array([r.text for r in rows], pa.string()), "pieces": pieces, "readable": readable,
+                     "semantic": pa.array(semantic, pa.string())})
+
+
+def _recorded_hits(batch) -> list:
+    """Each row's `contamination` column as a run wrote it: the readers keep a column they do not know in
+    the row's `meta`, so that is where it is read back."""
+    from pipeline.records import loads_meta
+
+    if "contamination" in batch.schema.names:
+        return batch.column("contamination").to_pylist()
+    if "meta" not in batch.schema.names:
+        return [None] * batch.num_rows
+    return [loads_meta(m).get("contamination") for m in batch.column("meta").to_pylist()]
 
 
 HIT_FIELDS = [("source", "string"), ("benchmark", "string"), ("item_id", "string"), ("item_index", "int64"),
               ("row_id", "string"), ("coverage", "double"), ("matched", "int64"), ("field", "string"), ("message", "int64"),
-              ("start", "int64"), ("end", "int64"), ("span", "string"), ("rows_scanned", "int64"), ("rows_unreadable", "int64")]
+              ("start", "int64"), ("end", "int64"), ("span", "string"), ("rows_scanned", "int64"), ("rows_unreadable", "int64"),
+              ("method", "string"), ("cosine", "double"), ("reason", "string"), ("judge", "string")]
 
 
 class _Scanner:
-    """One per Ray worker: one row per (row, item) hit, and per source a COUNTS row of what was scanned."""
+    """One per Ray worker: one row per (row, item) hit, and per source a COUNTS row of what was scanned. The
+    hits of a run's semantic pass, recorded in the data, are hits too (coverage 0, with the judge's reason):
+    the report cannot judge anew, it shows what the run's judge decided."""
 
     def __init__(self, index, min_coverage: float):
         self.index = index
@@ -140,9 +162,11 @@ class _Scanner:
         self.position = {(it.benchmark, it.item_id): i for i, it in enumerate(index.items)}
 
     def __call__(self, batch):
+        import json
+
         import pyarrow as pa
 
-        from filters.contamination.rows import RowText, longest
+        from filters.contamination.rows import Located, RowText, longest
 
         out: dict[str, list] = {name: [] for name, _ in HIT_FIELDS}
 
@@ -158,13 +182,26 @@ class _Scanner:
         rows = [RowText(t if ok else "", tuple(tuple(p.values()) for p in pieces)) for t, pieces, ok in
                 zip(batch.column("text").to_pylist(), batch.column("pieces").to_pylist(), readable)]
         ids = batch.column("id").to_pylist()
-        for row, row_id, source, hits in zip(rows, ids, sources, self.index.scan([r.text for r in rows], self.min_coverage)):
+        semantic = batch.column("semantic").to_pylist()
+        for row, row_id, source, hits, judged in zip(rows, ids, sources, self.index.scan([r.text for r in rows], self.min_coverage),
+                                                     semantic):
             for h in hits:
                 span = longest(row.locate(h.spans))
                 add(source=source, benchmark=h.item.benchmark, item_id=h.item.item_id,
                     item_index=self.position[(h.item.benchmark, h.item.item_id)], row_id=row_id,
                     coverage=round(h.coverage, 6), matched=h.matched, field=span.field, message=span.message,
-                    start=span.start, end=span.end, span=row.quote(span)[:SPAN_CHARS], rows_scanned=0, rows_unreadable=0)
+                    start=span.start, end=span.end, span=row.quote(span)[:SPAN_CHARS], rows_scanned=0, rows_unreadable=0,
+                    method="ngram")
+            for h in json.loads(judged) if judged else ():
+                places = {(p[0], p[1]) for p in row.pieces}
+                spans = [Located(**s) for s in h["spans"] if (s["field"], s["message"]) in places]
+                if (h["benchmark"], h["item_id"]) not in self.position or not spans:
+                    continue  # a benchmark this report was not asked about, or a text its --view leaves out
+                span = longest(spans)
+                add(source=source, benchmark=h["benchmark"], item_id=h["item_id"], item_index=self.position[(h["benchmark"], h["item_id"])],
+                    row_id=row_id, coverage=0.0, matched=0, field=span.field, message=span.message, start=span.start,
+                    end=span.end, span=row.quote(span)[:SPAN_CHARS], rows_scanned=0, rows_unreadable=0, method="semantic",
+                    cosine=h["cosine"], reason=h["reason"], judge=h["judge"])
         schema = pa.schema([(name, pa.type_for_alias(t)) for name, t in HIT_FIELDS])
         return pa.Table.from_pydict(out, schema=schema)
 

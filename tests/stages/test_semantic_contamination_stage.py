@@ -9,6 +9,9 @@ candidates, the client, the column, the actions) is the stage's own.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pyarrow as pa
 import pytest
@@ -21,6 +24,7 @@ from pipeline.execute import run_stage as execute
 from benchmarks.bench_contamination_leaks import idf_weighted_model
 from tests.llm.openai_stub import OpenAIStub
 
+ROOT = Path(__file__).resolve().parents[2]
 INTRO = ("Notes from the weekend workshop on gardening, with photos and a list of the plants we swapped. We met at "
          "the community hall, shared seeds and cuttings, and talked about the dry summer and what it did to the beds. ")
 OUTRO = (" Thanks to everyone who came; the next meeting is in the library on the first Saturday of May, when we will "
@@ -165,3 +169,29 @@ def test_a_missing_model_or_judge_is_found_before_any_work(tmp_path, shared_data
     problems = {p.option: p.message for p in stage.check()}
     assert problems[("semantic", "model")].endswith("does not exist")
     assert problems[("semantic", "judge")].startswith("llm 'nobody' is not defined")
+
+
+def test_contamination_report_shows_a_runs_semantic_hits_with_the_judges_reason(ray_session, tmp_path, shared_data, model, judge, rows, gsm):
+    import pyarrow.parquet as pq
+
+    _, out, output = run(tmp_path, config(shared_data, model, judge, action="flag"), rows, judge)
+    data = tmp_path / "flagged.parquet"
+    table = pa.Table.from_pylist([{k: v for k, v in r.items() if not k.startswith("_")} for r in out.values()])
+    pq.write_table(table, data)
+    report_dir = tmp_path / "report"
+    proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "contamination-report", "--data", str(data), "--benchmarks",
+                           "gsm8k", "--benchmarks-dir", str(shared_data / "benchmarks"), "--out", str(report_dir), "--quiet"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads((report_dir / "report.json").read_text())
+    by_item = {(it["item_id"], it["best_row_id"]): it for it in report["items"]}
+    semantic = by_item[(gsm[0].item_id, "paraphrase")]
+    assert semantic["found_by"] == {"method": "semantic", "cosine": out["paraphrase"]["contamination"][0]["cosine"],
+                                    "judge": "judge-model", "reason": "the passage asks the same question in other words"}
+    assert "Janet" in semantic["span"]["text"] and semantic["item_ngrams"] is None
+    assert by_item[(gsm[5].item_id, "verbatim")]["found_by"] == {"method": "ngram"}
+    assert (gsm[1].item_id, "unjudged") not in by_item  # the judge failed there: no find, not a leak either
+    assert report["matrix"]["all sources"]["gsm8k"]["items_contaminated"] == 2
+    md = (report_dir / "report.md").read_text()
+    assert "semantic (cosine" in md and "judge: the passage asks the same question in other words" in md
+    assert "the passage asks the same question in other words" in (report_dir / "report.html").read_text()
