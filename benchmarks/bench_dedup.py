@@ -8,6 +8,7 @@ found by prefix-filtered all-pairs search on the shingle strings (no sampling, n
 
     python benchmarks/bench_dedup.py quality             # P/R + docs/s vs datasketch (+ DataTrove)
     python benchmarks/bench_dedup.py chains              # a corpus made to chain (benchmarks/dedup_chains.py)
+    python benchmarks/bench_dedup.py e2e --docs 100000   # `pipeline run` with dedup alone vs datasketch and rensa
     python benchmarks/bench_dedup.py scale --docs 10000 100000 1000000
 
 A pair is "found" when both rows end in the same cluster; a removed row is correct when its
@@ -22,6 +23,7 @@ import gzip
 import json
 import os
 import random
+import shutil
 import statistics
 import sys
 import tempfile
@@ -203,14 +205,14 @@ def run_core(docs):
     return time.perf_counter() - t0
 
 
-def run_datasketch(docs):
+def run_datasketch(docs, shingled=None):
     """datasketch the plain way: MinHash.update per shingle, MinHashLSH query then insert.
 
     Shingling is done before the clock starts (in one batch), so datasketch is timed on MinHash
     and LSH alone: the comparison favours it."""
     from datasketch import MinHash, MinHashLSH
 
-    shingled = [[" ".join(g).encode("utf-8") for g in s] for s in shingle_sets([d["text"] for d in docs])]
+    shingled = shingled or [[" ".join(g).encode("utf-8") for g in s] for s in shingle_sets([d["text"] for d in docs])]
     t0 = time.perf_counter()
     lsh = MinHashLSH(num_perm=112, params=(14, 8))
     clusters, dup_of = {}, {}
@@ -227,6 +229,27 @@ def run_datasketch(docs):
             lsh.insert(d["id"], m)
             clusters[d["id"]] = d["id"]
     return time.perf_counter() - t0, clusters, dup_of
+
+
+def run_rensa(docs, shingled=None):
+    """rensa the plain way, as its README: RMinHash.update with a document's shingles, then
+    RMinHashLSH query and insert (14 bands of 112 permutations, as ours). Shingles are made
+    before the clock starts, as for datasketch."""
+    from rensa import RMinHash, RMinHashLSH
+
+    shingled = shingled or [[" ".join(g).encode("utf-8") for g in s] for s in shingle_sets([d["text"] for d in docs])]
+    t0 = time.perf_counter()
+    lsh = RMinHashLSH(threshold=THRESHOLD, num_perm=112, num_bands=14)
+    dup_of = {}
+    for k, (d, grams) in enumerate(zip(docs, shingled)):
+        m = RMinHash(num_perm=112, seed=1)
+        m.update(grams)
+        hits = lsh.query(m)
+        if hits:
+            dup_of[d["id"]] = docs[min(hits)]["id"]
+        else:
+            lsh.insert(k, m)
+    return time.perf_counter() - t0, dup_of
 
 
 def run_datatrove(docs, workdir: Path):
@@ -366,6 +389,61 @@ def scale_corpus(n: int, seed: int = 0):
     return pa.table({"id": [f"s{i:08d}" for i in range(n)], "text": texts})
 
 
+def e2e_corpus(n: int, words: int = 300, seed: int = 0) -> list[dict]:
+    """n documents of `words` real words each (drawn from the words of real_texts, so no 5-gram is
+    shared by chance), 10% of them a copy of another with 1 to 10 words replaced."""
+    rng = np.random.default_rng(seed)
+    vocab = np.array([w for t in real_texts()[:20000] for w in t.split()])
+    picks = vocab[rng.integers(0, len(vocab), size=(n, words))]
+    for i in rng.choice(n, n // 10, replace=False).tolist():
+        picks[i] = picks[int(rng.integers(0, n))]
+        picks[i, rng.integers(0, words, int(rng.integers(1, 11)))] = "changed"
+    return [{"id": f"e{i:07d}", "text": " ".join(row)} for i, row in enumerate(picks.tolist())]
+
+
+def cmd_e2e(args):
+    """`pipeline run` with only `dedup` on a JSONL file, process start to exit, against the plain
+    MinHash + LSH loops of datasketch and rensa on the same documents (shingled before their clock)."""
+    import subprocess
+
+    docs = e2e_corpus(args.docs)
+    with tempfile.TemporaryDirectory() as tmp:
+        corpus, config = Path(tmp) / "corpus.jsonl", Path(tmp) / "dedup.yaml"
+        with open(corpus, "w") as f:
+            f.writelines(json.dumps(d) + "\n" for d in docs)
+        config.write_text(f"input: {{format: jsonl, paths: ['{corpus}']}}\noutput: {{path: '{tmp}/out'}}\n"
+                          f"stages:\n  - dedup: {{method: minhash}}\n")
+        times: dict[str, list[float]] = defaultdict(list)
+        removed = {}
+        for rep in range(args.repeats):
+            shutil.rmtree(Path(tmp) / "out", ignore_errors=True)  # a finished output would only be resumed
+            t0 = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "pipeline.cli", "run", "--quiet", str(config)],
+                           check=True, capture_output=True, cwd=ROOT)
+            times["ours"].append(time.perf_counter() - t0)
+            stats = json.loads((Path(tmp) / "out" / "stats.json").read_text())
+            stage = next(s for s in stats["stages"] if s.get("name") == "dedup")
+            removed["ours"] = stage.get("dropped")
+            print(f"  run {rep}: pipeline run {times['ours'][-1]:.2f} s (dedup stage {stage['wall_s']} s, "
+                  f"dropped {stage.get('dropped')}), load {os.getloadavg()[0]:.1f}", flush=True)
+        shingled = [[" ".join(g).encode("utf-8") for g in s] for s in shingle_sets([d["text"] for d in docs])]
+        for rep in range(args.repeats):
+            el, dup_of = run_rensa(docs, shingled)
+            times["rensa"].append(el)
+            removed["rensa"] = len(dup_of)
+            print(f"  run {rep}: rensa {el:.2f} s, load {os.getloadavg()[0]:.1f}", flush=True)
+        for rep in range(args.datasketch_repeats):
+            el, _, dup_of = run_datasketch(docs, shingled)
+            times["datasketch"].append(el)
+            removed["datasketch"] = len(dup_of)
+            print(f"  run {rep}: datasketch {el:.2f} s, load {os.getloadavg()[0]:.1f}", flush=True)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    for k in med:
+        ratios = ", ".join(f"{peer} / this {med[peer] / med[k]:.2f}x" for peer in ("datasketch", "rensa") if peer in med)
+        print(f"{k:11} median {med[k]:7.2f} s of {len(times[k])} ({' '.join(f'{t:.2f}' for t in times[k])}), "
+              f"removed {removed[k]}; {ratios}")
+
+
 class ProcessTree:
     """Peak resident memory and CPU seconds of this process and every process it started (Ray's
     workers), and the machine's load average: on a shared machine the wall time alone says little."""
@@ -466,12 +544,16 @@ def main():
     c = sub.add_parser("chains")
     c.add_argument("--families", type=int, default=1000)
     c.add_argument("--unique", type=int, default=2000)
+    e = sub.add_parser("e2e")
+    e.add_argument("--docs", type=int, default=100_000)
+    e.add_argument("--repeats", type=int, default=3, help="runs of ours and of rensa; the medians are compared")
+    e.add_argument("--datasketch-repeats", type=int, default=1, help="datasketch's loop takes minutes at 100k")
     s = sub.add_parser("scale")
     s.add_argument("--docs", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     s.add_argument("--warmup", type=int, default=2000, help="documents of an untimed first run (0: none)")
     s.add_argument("--repeats", type=int, default=3, help="runs per size; the median is reported")
     args = p.parse_args()
-    {"quality": cmd_quality, "chains": cmd_chains, "scale": cmd_scale}[args.cmd](args)
+    {"quality": cmd_quality, "chains": cmd_chains, "e2e": cmd_e2e, "scale": cmd_scale}[args.cmd](args)
 
 
 if __name__ == "__main__":

@@ -93,7 +93,7 @@ class DedupConfig(StageConfig):
     against: list[str] = Field(default_factory=list, description="indexes of earlier runs (paths or URIs); rows matching them are dropped")
     boilerplate: BoilerplateConfig | None = Field(default=None, description="remove repeated lines before deduplicating")
     partitions: int | None = Field(default=None, ge=1, description="hash partitions of the shuffles (default: 2 per CPU)")
-    batch_size: int = Field(default=1024, ge=1, description="rows per batch of the signature pass")
+    batch_size: int = Field(default=4096, ge=1, description="rows per batch of the signature pass (their distinct words are normalised once)")
 
     @model_validator(mode="after")
     def _shape(self):

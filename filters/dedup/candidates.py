@@ -28,16 +28,17 @@ def key_table(ids: pa.ChunkedArray | pa.Array, texts: list[str], sketch: Sketch 
     """(id, buckets[, signature]) of every text that normalises to something: one bucket, the
     hash of the normalised text, without a sketch (exact dedup); the band keys of its signature,
     with one. This is also the layout of a dedup index."""
-    normalized = normalize(texts)
-    nonempty = pc.greater(pc.utf8_length(normalized), 0)
-    ids, normalized = ids.filter(nonempty), normalized.filter(nonempty)
     sig = None
     if sketch is None:
-        plain = normalized.to_pylist()
+        normalized = normalize(texts)
+        nonempty = pc.greater(pc.utf8_length(normalized), 0)
+        ids, plain = ids.filter(nonempty), normalized.filter(nonempty).to_pylist()
         hashes = (xxhash.xxh3_64_intdigest(t.encode("utf-8")) for t in plain)
         buckets = np.fromiter(hashes, dtype=np.uint64, count=len(plain))[:, None]
     else:
-        sig = sketch.signatures(normalized)
+        tok = sketch.tokens(texts)
+        nonempty = tok.lengths() > 0
+        ids, sig = ids.filter(pa.array(nonempty)), sketch.signatures(tok)[nonempty]
         buckets = band_keys(sig, sketch.bands, sketch.rows)
     cols = {"id": ids.cast(pa.string()), "buckets": _fixed_list(buckets, buckets.shape[1], pa.uint64())}
     if with_signature and sig is not None:

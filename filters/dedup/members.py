@@ -15,7 +15,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from filters.dedup.nodes import lookup, node_keys
-from filters.dedup.shingles import normalize
 from filters.dedup.sketch import Sketch
 
 _MEMBER_SCHEMA = pa.schema([
@@ -58,12 +57,12 @@ def member_rows(
     )
     shingle_sets = sigs = _empty_lists(n)
     if sketch is not None and (with_shingles or with_signatures):
-        normalized = normalize(compared)
+        tok = sketch.tokens(compared)
         if with_shingles:
-            sets = sketch.shingles(normalized).unique()
+            sets = sketch.shingles(tok).unique()
             shingle_sets = _list_column(sets.hashes, sets.offsets)
         if with_signatures:
-            sigs = _signature_lists(sketch.signatures(normalized))
+            sigs = _signature_lists(sketch.signatures(tok))
     length = np.fromiter((len(t) for t in compared), dtype=np.int64, count=n)
     return _member_table(nodes, batch.column("id").cast(pa.string()), comp[pos], partitions, quality, length,
                          np.zeros(n, bool), shingle_sets, sigs)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from filters.dedup.shingles import Shingles
+from filters.dedup.shingles import Shingles, ranges
 
 MERSENNE_PRIME = np.uint64((1 << 61) - 1)
 MAX_HASH = np.uint32((1 << 32) - 1)
@@ -138,15 +138,8 @@ def _intersections(values: np.ndarray, offsets: np.ndarray, a: np.ndarray, b: np
     tagged = []
     for rows in (a, b):
         lengths = offsets[rows + 1] - offsets[rows]
-        elements = values[_ranges(offsets[rows], lengths)].astype(np.uint64)
+        elements = values[ranges(offsets[rows], lengths)].astype(np.uint64)
         tagged.append((np.repeat(pair, lengths) << np.uint64(32)) | elements)
     keys = np.sort(np.concatenate(tagged))
     shared = keys[1:][keys[1:] == keys[:-1]]
     return np.bincount((shared >> np.uint64(32)).astype(np.int64), minlength=len(a))
-
-
-def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """The concatenation of arange(starts[k], starts[k] + lengths[k]) over k."""
-    ends = np.cumsum(lengths)
-    total = int(ends[-1]) if len(ends) else 0
-    return np.repeat(starts - (ends - lengths), lengths) + np.arange(total)

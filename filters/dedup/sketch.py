@@ -12,7 +12,7 @@ import numpy as np
 import pyarrow as pa
 
 from filters.dedup.minhash import Permutations
-from filters.dedup.shingles import Shingles, normalized_shingles
+from filters.dedup.shingles import Shingles, Tokens, token_shingles, tokens
 
 
 @dataclass(frozen=True)
@@ -32,8 +32,12 @@ class Sketch:
     def width(self) -> int:
         return self.bands * self.rows
 
-    def shingles(self, normalized: pa.Array) -> Shingles:
-        return normalized_shingles(normalized, self.ngram, self.shingle, self.hash)
+    def tokens(self, texts: pa.Array | list[str]) -> Tokens:
+        """The normalised words (or characters) of raw texts, what both shingles and signatures are made of."""
+        return tokens(texts, self.shingle, keep_words=self.hash == "sha1")
 
-    def signatures(self, normalized: pa.Array) -> np.ndarray:
-        return Permutations(self.width, self.seed, self.scheme).signatures(self.shingles(normalized))
+    def shingles(self, tok: Tokens) -> Shingles:
+        return token_shingles(tok, self.ngram, self.shingle, self.hash)
+
+    def signatures(self, tok: Tokens) -> np.ndarray:
+        return Permutations(self.width, self.seed, self.scheme).signatures(self.shingles(tok))
