@@ -18,11 +18,11 @@ once, sums per-batch histograms of log-perplexity into the cut, then drops the r
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from filters.perplexity import (above_limit, cut_perplexity, first_tokens, keep_share_cut, limit_for, perplexity,
                                 share_histogram, share_score)
@@ -41,8 +41,6 @@ LANGUAGE = "lang"  # the language stage's column
 # Backends known not to return prompt log-probs (Ray Data's vLLM processor returns sampled tokens only).
 NO_PROMPT_LOGPROBS = {"ray_vllm"}
 
-Positive = Annotated[float, Field(gt=0)]
-
 
 class PerplexityConfig(StageConfig):
     llm: str | None = Field(None, description="an entry under `llms:` (transformers or vllm_server) whose model scores the text")
@@ -54,13 +52,21 @@ class PerplexityConfig(StageConfig):
         512, ge=1, description="score only the first this many tokens of a text (KenLM: words): a text's quality shows "
         "early, and the cost grows with length"
     )
-    max_perplexity: Positive | dict[str, Positive] | None = Field(
+    max_perplexity: float | dict[str, float] | None = Field(
         None, description="drop rows above this perplexity; or a map by language (`lang`) with a `default` for the others"
     )
     keep_share: float | None = Field(
         None, gt=0, le=1, description=f"instead keep this lowest-perplexity share of rows (default {DEFAULT_KEEP_SHARE})"
     )
     view: View = Field("response", description="what to score: an instruction's response (a document's text), or another view")
+
+    @field_validator("max_perplexity")
+    @classmethod
+    def _positive(cls, value):
+        limits = value.values() if isinstance(value, dict) else [] if value is None else [value]
+        if any(limit <= 0 for limit in limits):
+            raise ValueError("a perplexity limit must be greater than 0")
+        return value
 
     @model_validator(mode="after")
     def _one_scorer_one_rule(self) -> "PerplexityConfig":
