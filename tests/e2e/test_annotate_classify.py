@@ -81,4 +81,5 @@ def test_annotate_then_train_classifier_then_quality(tmp_path, shared_data, vllm
     assert abs(len(kept) - 0.3 * len(rows)) <= 0.05 * len(rows)
     assert {r["reason"] for r in rejected} == {"quality_below_top_fraction"}
     assert min(r["quality"] for r in kept) >= max(r["quality"] for r in rejected)
-    assert any(r["annotation_prompt"] is None for r in kept)  # pages the LLM never saw are judged by the classifier
+    rated = {r["id"] for r in sampled}
+    assert any(r["id"] not in rated for r in kept)  # pages the LLM never saw are judged by the classifier
