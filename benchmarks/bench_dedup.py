@@ -393,12 +393,12 @@ def e2e_corpus(n: int, words: int = 300, seed: int = 0) -> list[dict]:
     """n documents of `words` real words each (drawn from the words of real_texts, so no 5-gram is
     shared by chance), 10% of them a copy of another with 1 to 10 words replaced."""
     rng = np.random.default_rng(seed)
-    vocab = np.array([w for t in real_texts()[:20000] for w in t.split()])
-    picks = vocab[rng.integers(0, len(vocab), size=(n, words))]
+    vocab = [w for t in real_texts()[:20000] for w in t.split()] + ["changed"]
+    picks = rng.integers(0, len(vocab) - 1, size=(n, words), dtype=np.int32)
     for i in rng.choice(n, n // 10, replace=False).tolist():
         picks[i] = picks[int(rng.integers(0, n))]
-        picks[i, rng.integers(0, words, int(rng.integers(1, 11)))] = "changed"
-    return [{"id": f"e{i:07d}", "text": " ".join(row)} for i, row in enumerate(picks.tolist())]
+        picks[i, rng.integers(0, words, int(rng.integers(1, 11)))] = len(vocab) - 1
+    return [{"id": f"e{i:07d}", "text": " ".join([vocab[k] for k in row.tolist()])} for i, row in enumerate(picks)]
 
 
 def cmd_e2e(args):
@@ -415,17 +415,20 @@ def cmd_e2e(args):
                           f"stages:\n  - dedup: {{method: minhash}}\n")
         times: dict[str, list[float]] = defaultdict(list)
         removed = {}
+        checkouts = [("ours", ROOT)] + ([("base", Path(args.base).resolve())] if args.base else [])
         for rep in range(args.repeats):
-            shutil.rmtree(Path(tmp) / "out", ignore_errors=True)  # a finished output would only be resumed
-            t0 = time.perf_counter()
-            subprocess.run([sys.executable, "-m", "pipeline.cli", "run", "--quiet", str(config)],
-                           check=True, capture_output=True, cwd=ROOT)
-            times["ours"].append(time.perf_counter() - t0)
-            stats = json.loads((Path(tmp) / "out" / "stats.json").read_text())
-            stage = next(s for s in stats["stages"] if s.get("name") == "dedup")
-            removed["ours"] = stage.get("dropped")
-            print(f"  run {rep}: pipeline run {times['ours'][-1]:.2f} s (dedup stage {stage['wall_s']} s, "
-                  f"dropped {stage.get('dropped')}), load {os.getloadavg()[0]:.1f}", flush=True)
+            for name, checkout in checkouts:  # alternating, so both see the same load
+                shutil.rmtree(Path(tmp) / "out", ignore_errors=True)  # a finished output would only be resumed
+                t0 = time.perf_counter()
+                subprocess.run([sys.executable, "-m", "pipeline.cli", "run", "--quiet", str(config)], check=True,
+                               capture_output=True, cwd=checkout, env={**os.environ, "PYTHONPATH": str(checkout)})
+                times[name].append(time.perf_counter() - t0)
+                stats = json.loads((Path(tmp) / "out" / "stats.json").read_text())
+                stage = next(s for s in stats["stages"] if s.get("name") == "dedup")
+                removed[name] = stage.get("dropped")
+                print(f"  run {rep}: {name} pipeline run {times[name][-1]:.2f} s (dedup stage {stage['wall_s']} s, "
+                      f"first stage at {stats['time_to_first_stage_s']} s, dropped {stage.get('dropped')}), "
+                      f"load {os.getloadavg()[0]:.1f}", flush=True)
         shingled = [[" ".join(g).encode("utf-8") for g in s] for s in shingle_sets([d["text"] for d in docs])]
         for rep in range(args.repeats):
             el, dup_of = run_rensa(docs, shingled)
@@ -548,6 +551,7 @@ def main():
     e.add_argument("--docs", type=int, default=100_000)
     e.add_argument("--repeats", type=int, default=3, help="runs of ours and of rensa; the medians are compared")
     e.add_argument("--datasketch-repeats", type=int, default=1, help="datasketch's loop takes minutes at 100k")
+    e.add_argument("--base", help="another checkout (the code before a change), run alternately with ours")
     s = sub.add_parser("scale")
     s.add_argument("--docs", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     s.add_argument("--warmup", type=int, default=2000, help="documents of an untimed first run (0: none)")
