@@ -34,7 +34,7 @@ from pipeline.stage import GlobalStage, MapStage, Problem, Resources, StageConfi
 
 ABOVE_MAX = "perplexity_above_max"
 ABOVE_SHARE = "perplexity_above_keep_share"
-NO_TEXT = "perplexity_no_text"
+TOO_SHORT = "perplexity_too_short"  # no text, or one token: nothing to score
 LLM_ERROR = "perplexity_llm_error"
 DEFAULT_KEEP_SHARE = 0.9
 LANGUAGE = "lang"  # the language stage's column
@@ -122,7 +122,7 @@ class PerplexityScorer(MapStage):
         texts = text_column(batch, self.config.view)
         if self.config.kenlm_model is not None:
             scores = [self.kenlm.perplexity(t, self.config.max_tokens) for t in texts]
-            reasons = [None if s is not None else NO_TEXT for s in scores]
+            reasons = [None if s is not None else TOO_SHORT for s in scores]
         else:
             scores, reasons = self._llm_scores(texts)
         batch = set_column(batch, "perplexity", pa.array(scores, pa.float64()))
@@ -143,7 +143,7 @@ class PerplexityScorer(MapStage):
         with endpoint_failures_stop_run(self.ctx):
             responses = self.client.generate([Request(prompt=heads[i], params=params) for i in todo]) if todo else []
         scores: list[float | None] = [None] * len(texts)
-        reasons: list[str | None] = [NO_TEXT] * len(texts)
+        reasons: list[str | None] = [TOO_SHORT] * len(texts)
         for i, response in zip(todo, responses):
             if response.error:
                 reasons[i] = LLM_ERROR
@@ -153,7 +153,7 @@ class PerplexityScorer(MapStage):
                 raise UserError(f"stage {self.ctx.stage_id}: llm '{self.config.llm}' ({response.model}) returned no prompt "
                                 "log-probs; use the transformers or vllm_server backend")
             scores[i] = perplexity(logprobs, self.config.max_tokens)
-            reasons[i] = None if scores[i] is not None else NO_TEXT
+            reasons[i] = None if scores[i] is not None else TOO_SHORT
         return scores, reasons
 
 

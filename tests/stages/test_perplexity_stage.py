@@ -64,11 +64,11 @@ def test_instruction_rows_are_scored_by_their_response(run_stage, tiny_llama, ne
 
 def test_keep_share_drops_the_most_perplexing_rows(run_stage, tiny_llama, news):
     llms = {"scorer": {"backend": "transformers", "model": tiny_llama, "dtype": "float32", "batch_size": 8}}
-    rows = [doc(t) for t in news[2300:2340]] + [doc(""), doc("   ")]
+    rows = [doc(t) for t in news[2300:2340]] + [doc(""), doc("   "), doc("Reuters")]  # nothing to score in the last three
     kept, dropped = run_stage("perplexity", {"llm": "scorer", "keep_share": 0.75}, rows, llms=llms)
     assert len(kept) + len(dropped) == len(rows)
     reasons = [r[DROP_REASON] for r in dropped]
-    assert reasons.count("perplexity_no_text") == 2
+    assert reasons.count("perplexity_too_short") == 3
     share_dropped = [r for r in dropped if r[DROP_REASON] == "perplexity_above_keep_share"]
     # at least the share is kept; rows whose perplexities share a histogram bin (0.14%) go together
     assert 30 <= len(kept) <= 32 and len(kept) + len(share_dropped) == 40
