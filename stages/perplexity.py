@@ -18,6 +18,7 @@ once, sums per-batch histograms of log-perplexity into the cut, then drops the r
 
 from __future__ import annotations
 
+import importlib.util
 from typing import Any
 
 import pyarrow as pa
@@ -179,6 +180,8 @@ class PerplexityStage(GlobalStage):
     def check(self) -> list[Problem]:
         if self.config.kenlm_model is not None:
             why = storage.file_problem(self.config.kenlm_model)
+            if why is None and importlib.util.find_spec("kenlm") is None:
+                why = "needs the kenlm module: pip install 'instruct-pipeline[kenlm]'"
             return [Problem(f"kenlm_model {why}", ("kenlm_model",))] if why else []
         from stages.llm_support import llm_problems
 
@@ -192,11 +195,6 @@ class PerplexityStage(GlobalStage):
     def prepare(self) -> None:
         super().prepare()
         if self.config.kenlm_model is not None:
-            try:
-                import kenlm  # noqa: F401
-            except ImportError:
-                raise UserError(f"stage {self.ctx.stage_id}: kenlm_model needs the kenlm module "
-                                "(pip install 'instruct-pipeline[kenlm]')") from None
             return
         from stages.llm_support import resolve_llm
 
