@@ -98,7 +98,7 @@ class SemDedup(GlobalStage):
         rows = blocks.slices(embedded, pieces=blocks.cpus())
         if not rows:
             return embedded
-        total = sum(t.num_rows for t in blocks.gather(blocks.map_slices(_live_count, rows)))
+        total = sum(t.column("n")[0].as_py() for t in blocks.gather(blocks.map_slices(_live_count, rows)))
         fraction = min(1.0, KMEANS_SAMPLE / max(total, 1))
         sample = [t for t in blocks.gather(blocks.map_slices(_sample, rows, fraction, self.ctx.seed)) if t.num_rows]
         if not sample:  # no live row: nothing to compare
