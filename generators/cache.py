@@ -23,7 +23,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Sequence
 
-from generators.client import Choice, LLMClient, OnResponse, Request, Response, Usage
+from generators.client import Choice, LLMClient, OnResponse, Request, Response, SamplingParams, Usage
 from pipeline import storage
 from pipeline.storage import Location
 
@@ -35,9 +35,16 @@ def request_key(model: str, request: Request) -> str:
         "endpoint": request.endpoint,
         "messages": list(request.messages) if request.messages is not None else None,
         "prompt": request.prompt,
-        "params": dataclasses.asdict(request.params),
+        "params": _set_params(request.params),
     }
     return hashlib.sha256(json.dumps(content, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+
+def _set_params(params: SamplingParams) -> dict:
+    """The sampling parameters that differ from their defaults: a field added to SamplingParams (a new
+    capability, at its default for every request written before it) leaves every cached key valid."""
+    values = dataclasses.asdict(params)
+    return {f.name: values[f.name] for f in dataclasses.fields(params) if getattr(params, f.name) != f.default}
 
 
 def _encode(response: Response) -> str:

@@ -3,6 +3,8 @@ on local disk and in object storage (a real S3 server)."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import multiprocessing
 
 import pytest
@@ -10,7 +12,7 @@ from openai_stub import OpenAIStub
 from pydantic import ValidationError
 
 from generators.cache import CachedClient, ResponseCache, request_key
-from generators.client import Choice, Request, Response, SamplingParams, Usage
+from generators.client import Choice, Guide, Request, Response, SamplingParams, Usage
 from generators.factory import make_client
 from generators.llm_config import LLMConfig
 
@@ -64,11 +66,22 @@ def test_request_key_covers_everything_that_changes_the_answer():
         Request(messages=({"role": "user", "content": "hi"},), params=SamplingParams(seed=1, n=2)),
         Request(messages=({"role": "user", "content": "hi"},), params=SamplingParams(seed=1, stop=("x",))),
         Request(prompt="hi", params=SamplingParams(seed=1)),
+        Request(messages=({"role": "user", "content": "hi"},), params=SamplingParams(seed=1, prompt_logprobs=True)),
+        Request(messages=({"role": "user", "content": "hi"},), params=SamplingParams(seed=1, guide=Guide(regex="Score: [0-5]"))),
     ]
     keys = {request_key("m", r) for r in variants} | {request_key("other", base)}
     assert len(keys) == len(variants) + 1 and request_key("m", base) not in keys
     same = Request(messages=({"role": "user", "content": "hi"},), params=SamplingParams(seed=1))
     assert request_key("m", same) == request_key("m", base)
+
+
+def test_a_sampling_field_at_its_default_leaves_cached_keys_as_they_were():
+    """Keys hash only the parameters a request sets, so adding a field to SamplingParams (prompt log-probs,
+    guides) does not turn every cached answer into a miss."""
+    request = Request(messages=({"role": "user", "content": "hi"},), params=SamplingParams(seed=1, max_tokens=64))
+    content = {"model": "m", "endpoint": "chat", "messages": [{"role": "user", "content": "hi"}], "prompt": None,
+               "params": {"seed": 1, "max_tokens": 64}}
+    assert request_key("m", request) == hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
 
 
 def _write_entries(cache_dir: str, worker: int, count: int) -> None:
