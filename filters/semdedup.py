@@ -22,6 +22,8 @@ from filters.dedup.clusters import star_clusters, survivor_order
 from filters.embeddings import normalise
 
 KMEANS_SAMPLE = 100_000  # k-means is fitted on at most this many rows; every row is then assigned
+ROWS_PER_CLUSTER = 1_000  # the default number of clusters is the rows over this
+CHUNK_ROWS = 1_024  # rows of a cluster whose cosines are computed at once
 ALL_PAIRS_LIMIT = 2_000  # clusters up to this size go through star_clusters' vectorised all-pairs path
 
 COSINE_SLACK = 1e-6  # float32 dot products of unit vectors are off by a few 1e-7: the same text is cosine 1
@@ -68,8 +70,8 @@ def representatives(vectors: np.ndarray, clusters: np.ndarray, threshold: float)
     (itself when kept). A row's representative is the best-ranked kept row of its cluster whose
     cosine to it reaches `threshold`.
 
-    Each cluster's similarity is one boolean matrix (m x m bytes for a cluster of m rows, from one
-    matrix product), handed to the dedup's star assignment: its all-pairs path up to
+    Each cluster's similarity is one boolean matrix (m x m bytes for a cluster of m rows, from matrix
+    products of 1,024 rows at a time), handed to the dedup's star assignment: its all-pairs path up to
     ALL_PAIRS_LIMIT rows, beyond that its leader path with no cap on the leaders, which is the
     same greedy rule one row at a time.
     """
@@ -81,7 +83,9 @@ def representatives(vectors: np.ndarray, clusters: np.ndarray, threshold: float)
         if m < 2:
             continue
         block = vectors[lo:hi]
-        similar = (block @ block.T) >= np.float32(threshold - COSINE_SLACK)
+        similar = np.empty((m, m), dtype=bool)
+        for r in range(0, m, CHUNK_ROWS):  # cosines a chunk of rows at a time: only the booleans are m x m
+            similar[r:r + CHUNK_ROWS] = block[r:r + CHUNK_ROWS] @ block.T >= np.float32(threshold - COSINE_SLACK)
         rep[lo:hi] = lo + star_clusters(np.zeros(m, np.int64), similar, all_pairs_limit=ALL_PAIRS_LIMIT, max_leaders=m)
     return rep
 

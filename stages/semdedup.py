@@ -29,7 +29,7 @@ import pyarrow.compute as pc
 from pydantic import Field
 
 from filters.embeddings import Device, model_problem
-from filters.semdedup import KMEANS_SAMPLE, VERDICTS, assign, fit_centroids, in_sample, resolve, vectors_of
+from filters.semdedup import KMEANS_SAMPLE, ROWS_PER_CLUSTER, VERDICTS, assign, fit_centroids, in_sample, resolve, vectors_of
 from pipeline.errors import UserError
 from pipeline.records import View, drop_rows, live_mask, set_column, text_column
 from pipeline.registry import register
@@ -104,7 +104,7 @@ class SemDedup(GlobalStage):
         if not sample:  # no live row: nothing to compare
             return blocks.dataset(blocks.map_slices(_mark, rows, c, None, blocks.share(VERDICTS.empty_table())))
         vectors = np.concatenate([_vectors(t) for t in sample])
-        centroids = fit_centroids(vectors, c.clusters or math.ceil(total / 1000), self.ctx.seed)
+        centroids = fit_centroids(vectors, c.clusters or math.ceil(total / ROWS_PER_CLUSTER), self.ctx.seed)
         self.clusters_used = len(centroids)
         self.seconds["kmeans"] = time.perf_counter() - start - self.seconds["embed"]
         shared = blocks.share(centroids)

@@ -67,6 +67,8 @@ def test_large_clusters_follow_the_same_greedy_rule(monkeypatch):
     all_pairs = _verdicts(ids, vectors, threshold=0.999)
     monkeypatch.setattr(semdedup, "ALL_PAIRS_LIMIT", 10)  # the one-row-at-a-time path
     assert _verdicts(ids, vectors, threshold=0.999) == all_pairs
+    monkeypatch.setattr(semdedup, "CHUNK_ROWS", 7)  # cosines a few rows at a time
+    assert _verdicts(ids, vectors, threshold=0.999) == all_pairs
     assert len(all_pairs) > 50
     for dup, (kept, cosine) in all_pairs.items():
         assert kept not in all_pairs and cosine >= 0.999
