@@ -122,8 +122,10 @@ def main() -> None:
     parser.add_argument("--model", default=str(ROOT / "models" / "tiny-llama-seeds"))
     parser.add_argument("--requests", type=int, default=32, help="requests per kind and side")
     parser.add_argument("--max-tokens", type=int, default=256)
+    parser.add_argument("--vllm-venv", default=os.environ.get("PIPELINE_VLLM_VENV", str(ROOT / ".venv-vllm")))
     args = parser.parse_args()
-    entry = {"backend": "vllm_server", "model": args.model, "url": args.url, "cpu": True, "concurrency": 32, "timeout_s": 300}
+    entry = {"backend": "vllm_server", "model": args.model, "url": args.url, "venv": args.vllm_venv, "cpu": True,
+             "dtype": "float32", "max_model_len": 2048, "concurrency": 32, "timeout_s": 300}
     server = None if args.url else server_process(parse_llm_config(entry)).start()
     config = parse_llm_config({**entry, "url": args.url or server.url})
     client = VLLMServerClient(config)
