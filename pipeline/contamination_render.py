@@ -91,13 +91,13 @@ def markdown(report: dict) -> str:
         lines.append(f"| {source} | " + " | ".join(_cell(row[n]) for n in names) + " |")
     lines += ["", "| benchmark | items | undetectable (too short) |", "|---|---|---|"]
     lines += [f"| {n} | {b['items']:,} | {b['undetectable_items']:,} |" for n, b in report["benchmarks"].items()]
-    lines += ["", "## Contaminated items", "", "| source | benchmark | item | coverage | rows | best row | field | found by | span |",
+    lines += ["", "## Contaminated items", "", "| source | benchmark | item | coverage | rows | best row | field | span | found by |",
               "|---|---|---|---|---|---|---|---|---|"]
     for it in report["items"]:
         span = _one_line(it["span"]["text"], 120).replace("|", "\\|")
         how = _one_line(_how(it["found_by"]), 200).replace("|", "\\|")
         lines.append(f"| {it['source']} | {it['benchmark']} | {it['item_id']} | {it['coverage']:.3f} | {it['rows']} "
-                     f"| {it['best_row_id']} | {_field(it['span'])} | {how} | {span} |")
+                     f"| {it['best_row_id']} | {_field(it['span'])} | {span} | {how} |")
     if not report["items"]:
         lines.append("| (none) | | | | | | | | |")
     return "\n".join(lines) + "\n"
@@ -123,8 +123,8 @@ def page(report: dict) -> str:
     items = "".join(
         f"<tr><td>{e(it['source'])}</td><td>{e(it['benchmark'])}</td><td>{e(it['item_id'])}</td>"
         f"<td>{it['coverage']:.3f}</td><td>{_grams(it)}</td><td>{it['rows']}</td>"
-        f"<td><code>{e(it['best_row_id'])}</code></td><td>{e(_field(it['span']))}</td><td>{e(_how(it['found_by']))}</td>"
-        f"<td class='span'>{e(it['span']['text'])}</td></tr>"
+        f"<td><code>{e(it['best_row_id'])}</code></td><td>{e(_field(it['span']))}</td>"
+        f"<td class='span'>{e(it['span']['text'])}</td><td>{e(_how(it['found_by']))}</td></tr>"
         for it in report["items"]) or "<tr><td colspan='10'>no benchmark item was found</td></tr>"
     s = report["settings"]
     style = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}"
@@ -144,7 +144,7 @@ def page(report: dict) -> str:
         "field: the text of the row it is in. Found by: n-gram overlap, or a run's semantic pass (the window's "
         "cosine to the item and the judge's reason, as the run's `contamination` column recorded them).</p>"
         "<table><tr><th>source</th><th>benchmark</th><th>item</th><th>coverage</th><th>n-grams</th><th>rows</th>"
-        f"<th>best row</th><th>field</th><th>found by</th><th>span</th></tr>{items}</table></body></html>\n"
+        f"<th>best row</th><th>field</th><th>span</th><th>found by</th></tr>{items}</table></body></html>\n"
     )
 
 
