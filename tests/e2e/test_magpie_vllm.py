@@ -36,8 +36,9 @@ def test_magpie_config_runs_end_to_end_on_vllm(tmp_path, shared_data, vllm_venv,
     overrides = {
         "input.paths": f"[{shared_data / 'seeds/self_instruct/seed_tasks.jsonl'}]", "input.limit": 4, "output.path": out,
         "llms.teacher.model": trained_model_dir, "llms.teacher.cache_dir": "null",
-        "stages.magpie.count": 12, "stages.magpie.max_tokens": 64, "stages.magpie.response_max_tokens": 96,
-        "stages.respond.max_tokens": 96, "stages.respond.simulator_max_tokens": 64,
+        # The teacher never learned to write user turns, so it ends one within 256 tokens about three
+        # times in four (measured): 16 conversations of two exchanges leave some to check.
+        "stages.magpie.count": 16,
     }  # fmt: skip
     cmd = [sys.executable, "-m", "pipeline.cli", "run", str(ROOT / "configs/magpie.yaml"), "--quiet"]
     for key, value in overrides.items():
@@ -52,7 +53,7 @@ def test_magpie_config_runs_end_to_end_on_vllm(tmp_path, shared_data, vllm_venv,
     for s in stats["stages"]:
         assert s["rows_in"] + s["added"] == s["kept"] + s["dropped"], s["id"]
     magpie, respond = stages["magpie"], stages["respond"]
-    assert magpie["added"] == 12 and sum(magpie["metrics"]["outcomes"].values()) == 12
+    assert magpie["added"] == 16 and sum(magpie["metrics"]["outcomes"].values()) == 16
     assert set(magpie["dropped_by_reason"]) <= MAGPIE_REASONS
     assert magpie["metrics"]["outcomes"].get("kept", 0) == magpie["kept"] - magpie["rows_in"]
 
