@@ -2,9 +2,9 @@
 
 The algorithm is Ray-free (filters/semdedup.py, filters/embeddings.py); this module runs it:
 
-1. embed: a map stage (`Embed`) with the stage's resources (a CPU per worker by default; with
-   `resources: {num_gpus: 1}` a pool of GPU workers), the model loaded once per worker, adds each
-   row's unit vector as a column;
+1. embed: the embedding pass shared with `select` (stages/embedding_pass.py), on the stage's
+   resources (a CPU per worker by default; `resources: {num_gpus: 1}` a pool of GPU workers), the
+   model loaded once per worker, adds each row's unit vector as a column;
 2. fit: a seeded hash of the id picks at most 100,000 rows, whose vectors come to the driver; k-means
    (scikit-learn) gives the centroids, shared with every task;
 3. cluster: plain Ray tasks over the materialised blocks (pipeline/blocks.py, as dedup) assign each
@@ -29,14 +29,14 @@ import pyarrow.compute as pc
 from pydantic import Field
 
 from filters.embeddings import Device, model_problem
-from filters.semdedup import KMEANS_SAMPLE, ROWS_PER_CLUSTER, VERDICTS, assign, fit_centroids, in_sample, resolve, vectors_of
+from filters.semdedup import KMEANS_SAMPLE, ROWS_PER_CLUSTER, VERDICTS, assign, fit_centroids, in_sample, resolve
 from pipeline.errors import UserError
 from pipeline.records import View, drop_rows, live_mask, set_column, text_column
+from stages.embedding_pass import VECTOR, Embed, vectors
 from pipeline.registry import register
-from pipeline.stage import GlobalStage, MapStage, Problem, Resources, StageConfig
+from pipeline.stage import GlobalStage, Problem, StageConfig
 
 DUPLICATE = "semantic_duplicate"
-VECTOR = "_semdedup_vector"  # between the embed pass and the mark pass only
 
 
 class SemDedupConfig(StageConfig):
@@ -53,24 +53,6 @@ class SemDedupConfig(StageConfig):
     )
     quality_column: str = Field(default="quality", description="score column used by the `quality` rule, if present")
     partitions: int | None = Field(default=None, ge=1, description="hash partitions of the clusters (default: 2 per CPU)")
-
-
-class Embed(MapStage):
-    """Pass 1: each live row's embedding, as a fixed-size list column."""
-
-    name = "semdedup"
-    resources = Resources(num_cpus=1, batch_size=256)
-
-    def setup(self) -> None:
-        from filters.embeddings import Embedder
-
-        c = self.config
-        self.embedder = Embedder(c.model, c.device, c.batch_size, c.max_seq_length)
-
-    def process_batch(self, batch: pa.Table) -> pa.Table:
-        vectors = self.embedder.encode(text_column(batch, self.config.view))
-        values = pa.array(vectors.reshape(-1), pa.float32())
-        return set_column(batch, VECTOR, pa.FixedSizeListArray.from_arrays(values, self.embedder.dim))
 
 
 @register
@@ -103,8 +85,8 @@ class SemDedup(GlobalStage):
         sample = [t for t in blocks.gather(blocks.map_slices(_sample, rows, fraction, self.ctx.seed)) if t.num_rows]
         if not sample:  # no live row: nothing to compare
             return blocks.dataset(blocks.map_slices(_mark, rows, c, None, blocks.share(VERDICTS.empty_table())))
-        vectors = np.concatenate([_vectors(t) for t in sample])
-        centroids = fit_centroids(vectors, c.clusters or math.ceil(total / ROWS_PER_CLUSTER), self.ctx.seed)
+        sampled = np.concatenate([vectors(t) for t in sample])
+        centroids = fit_centroids(sampled, c.clusters or math.ceil(total / ROWS_PER_CLUSTER), self.ctx.seed)
         self.clusters_used = len(centroids)
         self.seconds["kmeans"] = time.perf_counter() - start - self.seconds["embed"]
         shared = blocks.share(centroids)
@@ -147,11 +129,6 @@ def _live(batch: pa.Table) -> pa.Table:
     return batch.filter(live_mask(batch))
 
 
-def _vectors(table: pa.Table) -> np.ndarray:
-    column = table.column(VECTOR)
-    return vectors_of(column, column.type.list_size)
-
-
 def _live_count(batch: pa.Table, number: int) -> pa.Table:
     return pa.table({"n": [_live(batch).num_rows]})
 
@@ -164,7 +141,7 @@ def _sample(batch: pa.Table, number: int, fraction: float, seed: int) -> pa.Tabl
 def _members(batch: pa.Table, number: int, c: SemDedupConfig, centroids: np.ndarray, parts: int) -> pa.Table:
     """Each live row's id, vector, cluster and survivor keys, with its cluster's partition."""
     live = _live(batch)
-    cluster = assign(_vectors(live), centroids)
+    cluster = assign(vectors(live), centroids)
     quality = (pc.cast(live.column(c.quality_column), pa.float64()).to_numpy(zero_copy_only=False)
                if "quality" in c.survivor and c.quality_column in live.column_names else np.full(live.num_rows, np.nan))
     length = np.fromiter((len(t) for t in text_column(live, c.view)), dtype=np.int64, count=live.num_rows)
@@ -175,7 +152,7 @@ def _members(batch: pa.Table, number: int, c: SemDedupConfig, centroids: np.ndar
 def _resolve(group: pa.Table, c: SemDedupConfig) -> pa.Table:
     if not group.num_rows:
         return VERDICTS.empty_table()
-    return resolve(group.column("id").to_pylist(), _vectors(group), group.column("cluster").to_numpy(),
+    return resolve(group.column("id").to_pylist(), vectors(group), group.column("cluster").to_numpy(),
                    group.column("quality").to_numpy(zero_copy_only=False), group.column("length").to_numpy(),
                    c.survivor, c.threshold)
 
@@ -186,7 +163,7 @@ def _mark(batch: pa.Table, number: int, c: SemDedupConfig, centroids: np.ndarray
     cluster = np.full(batch.num_rows, -1, dtype=np.int32)
     if centroids is not None and VECTOR in batch.column_names:
         alive = np.asarray(live.to_numpy(zero_copy_only=False), dtype=bool)
-        cluster[alive] = assign(_vectors(batch.filter(live)), centroids)
+        cluster[alive] = assign(vectors(batch.filter(live)), centroids)
     ids = batch.column("id").cast(pa.string())
     pos = pc.index_in(ids, value_set=verdicts.column("id"))
     dup_of = pc.take(verdicts.column("semdup_of"), pos)

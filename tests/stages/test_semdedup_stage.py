@@ -52,7 +52,7 @@ def test_planted_paraphrases_are_removed_for_their_original(run_stage, model, co
     assert all(r["semdup_of"] is None and r["semdup_cosine"] is None for r in kept)
     cluster = {r["id"]: r["semdup_cluster"] for r in kept + dropped}
     assert set(cluster.values()) <= {0, 1, 2} and all(cluster[p] == cluster[o] for p, o in planted.items())
-    assert not any(k.startswith("_semdedup") for k in kept[0])
+    assert not any(k.startswith("_vector") for k in kept[0])
 
     # the same verdicts whatever the order of rows and the number of partitions
     verdict = lambda rs: sorted((r["id"], r["semdup_of"]) for r in rs)  # noqa: E731
@@ -66,3 +66,12 @@ def test_a_better_scored_copy_is_the_one_kept(run_stage, model, corpus):
     scored = [{**r, "quality": 0.9 if r["id"] in planted else 0.5} for r in rows]
     kept, dropped = run_stage("semdedup", {"model": model, "clusters": 1}, scored)
     assert {r["id"]: r["semdup_of"] for r in dropped} == {o: p for p, o in planted.items()}
+
+
+@pytest.mark.shared_data
+def test_the_default_cluster_count_follows_the_live_rows(run_stage, model, shared_data):
+    """One cluster per 1,000 live rows: 2,100 rows in any number of slices give 3 (the count once came from slices: 1)."""
+    rows = [{"id": f"n{i:04d}", "text": t} for i, t in enumerate(_news(shared_data, 10_000)[:2100])]
+    assert len(rows) == 2100
+    kept, dropped = run_stage("semdedup", {"model": model}, rows)
+    assert {r["semdup_cluster"] for r in kept + dropped} == {0, 1, 2}
