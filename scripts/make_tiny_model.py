@@ -6,8 +6,9 @@ real). With --train-on-seeds the model is then fully fine-tuned for a few minute
 SFT loop, on our generation prompts answered from the seed tasks (tiny_models/teacher.py),
 so Self-Instruct and Evol-Instruct runs against it accept some of what it writes.
 
-A trained model is cached: OUT_DIR/teaching.json records a fingerprint of the seeds, the code that
-shapes the model and the options, and a second call with the same fingerprint returns at once.
+A trained model is cached: OUT_DIR/teaching.json records a fingerprint of the seeds, the examples it
+learns, the code that builds and trains it and the options, and a second call with the same
+fingerprint returns at once.
 
     python scripts/make_tiny_model.py OUT_DIR [--seeds PATH]
     python scripts/make_tiny_model.py models/tiny-llama-seeds --train-on-seeds [--steps N]
@@ -16,6 +17,7 @@ shapes the model and the options, and a second call with the same fingerprint re
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import os
@@ -32,11 +34,10 @@ from generators.self_instruct import load_seed_tasks  # noqa: E402
 from tiny_models.llama import build_tiny_model  # noqa: E402
 
 DEFAULT_SEEDS = Path(os.environ.get("PIPELINE_SHARED_DATA", ROOT.parent / "shared" / "data")) / "seeds/self_instruct/seed_tasks.jsonl"
-# The code whose change changes the trained model (the prompts it learns, how it is built and trained).
-SHAPING_CODE = [
-    "tiny_models/llama.py", "tiny_models/teacher.py", "pipeline/train/sft.py", "pipeline/train/data.py",
-    "pipeline/train/loop.py", "generators/prompts.py", "generators/self_instruct.py", "generators/evol_instruct.py",
-]  # fmt: skip
+# The code that builds and trains the model. The prompts it learns are fingerprinted as the examples
+# themselves: an edit of a generator that leaves its prompts as they were does not retrain it.
+SHAPING_CODE = ["tiny_models/llama.py", "tiny_models/teacher.py", "pipeline/train/sft.py", "pipeline/train/data.py",
+                "pipeline/train/loop.py"]
 
 
 def seed_texts(path: Path) -> list[str]:
@@ -45,9 +46,13 @@ def seed_texts(path: Path) -> list[str]:
 
 
 def fingerprint(seeds: Path, options: dict) -> str:
+    from tiny_models.teacher import teaching_examples
+
     h = hashlib.sha256(seeds.read_bytes())
     for name in SHAPING_CODE:
         h.update((ROOT / name).read_bytes())
+    examples = teaching_examples(load_seed_tasks(seeds), copies=options["copies"], seed=options["seed"])
+    h.update(json.dumps([dataclasses.asdict(e) for e in examples], sort_keys=True).encode())
     h.update(json.dumps(options, sort_keys=True).encode())
     return h.hexdigest()
 
