@@ -23,7 +23,7 @@ from generators.factory import make_client
 from pipeline.records import live_mask, set_column, text_column
 from pipeline.registry import register
 from pipeline.stage import GlobalStage, MapStage, Problem, Resources, StageConfig
-from stages.llm_support import endpoint_failures_stop_run, llm_problems, resolve_llm
+from stages.llm_support import endpoint_failures_stop_run, llm_problems, resolve_llm, structured_problems
 
 SCORE, RATIONALE, PROMPT = "annotation_score", "annotation_rationale", "annotation_prompt"
 
@@ -74,7 +74,7 @@ class AnnotateStage(GlobalStage):
     adds = (SCORE, RATIONALE, PROMPT)
 
     def check(self) -> list[Problem]:
-        return llm_problems(self.ctx, [(self.config.llm, ("llm",))])
+        return llm_problems(self.ctx, [(self.config.llm, ("llm",))]) + structured_problems(self.ctx, self.config.structured, self.config.llm)
 
     def prepare(self) -> None:
         super().prepare()

@@ -20,7 +20,8 @@ from pipeline.records import DROP_REASON, drop_rows, loads_meta
 from pipeline.registry import register
 from pipeline.stage import MapStage, Problem, Resources, StageConfig
 from generators.factory import make_client
-from stages.llm_support import INSTRUCTION_SCHEMA, endpoint_failures_stop_run, instruction_row, llm_problems, resolve_llm, table, user_text
+from stages.llm_support import (INSTRUCTION_SCHEMA, endpoint_failures_stop_run, instruction_row, llm_problems, resolve_llm,
+                                structured_problems, table, user_text)  # fmt: skip
 
 
 @register
@@ -39,7 +40,8 @@ class EvolInstructStage(MapStage):
 
     def check(self) -> list[Problem]:
         cfg = self.config
-        return llm_problems(self.ctx, [(cfg.llm, ("llm",)), (cfg.responder, ("responder",))])
+        return (llm_problems(self.ctx, [(cfg.llm, ("llm",)), (cfg.responder, ("responder",))])
+                + structured_problems(self.ctx, cfg.structured, cfg.llm))
 
     def prepare(self) -> None:
         super().prepare()

@@ -54,6 +54,16 @@ def llm_problems(ctx: StageContext, uses: Iterable[tuple[str | None, tuple]]) ->
     return problems
 
 
+def structured_problems(ctx: StageContext, structured: str, name: str | None) -> list[Problem]:
+    """`structured: on` with an LLM whose backend cannot guide its decoding (only a vLLM server can) would
+    fail every request once the run is under way; it is one line before Ray starts instead."""
+    config = ctx.llms.get(name) if name else None
+    if structured != "on" or config is None or config.get("backend") == "vllm_server":
+        return []
+    return [Problem(f"structured: on needs guided decoding, which only a vllm_server backend gives; llm '{name}' "
+                    f"is {config.get('backend')} (use structured: auto to parse its free text)", ("structured",))]
+
+
 def _server_problem(config: dict) -> str | None:
     """Why the remote server of an `llms:` entry cannot serve its model (one quick request, no
     retries), or None; a managed server is started serving the configured name, so it is not asked."""

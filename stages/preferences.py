@@ -21,8 +21,8 @@ from pipeline.records import DROP_REASON, dumps_meta, loads_meta, stable_id
 from pipeline.registry import register
 from pipeline.stage import MapStage, Problem, Resources, StageConfig
 from generators.factory import make_client
-from stages.llm_support import (PREFERENCE_SCHEMA, endpoint_failures_stop_run, llm_problems, merge_meta, resolve_llm, table, user_text,
-                                with_prompt_version)  # fmt: skip
+from stages.llm_support import (PREFERENCE_SCHEMA, endpoint_failures_stop_run, llm_problems, merge_meta, resolve_llm, structured_problems,
+                                table, user_text, with_prompt_version)  # fmt: skip
 
 
 class CandidateConfig(BaseModel):
@@ -58,7 +58,7 @@ class PreferencesStage(MapStage):
     def check(self) -> list[Problem]:
         cfg = self.config
         uses = [(c.llm, ("candidates", i, "llm")) for i, c in enumerate(cfg.candidates)] + [(cfg.judge, ("judge",))]
-        return llm_problems(self.ctx, uses)
+        return llm_problems(self.ctx, uses) + structured_problems(self.ctx, cfg.structured, cfg.judge)
 
     def prepare(self) -> None:
         super().prepare()

@@ -23,7 +23,8 @@ from pipeline.records import DROP_REASON, loads_meta, stable_id
 from pipeline.registry import register
 from pipeline.stage import GlobalStage, Problem, StageConfig
 from generators.factory import make_client
-from stages.llm_support import INSTRUCTION_SCHEMA, endpoint_failures_stop_run, instruction_row, llm_problems, resolve_llm, table, user_text
+from stages.llm_support import (INSTRUCTION_SCHEMA, endpoint_failures_stop_run, instruction_row, llm_problems, resolve_llm,
+                                structured_problems, table, user_text)  # fmt: skip
 
 SOURCE = "self_instruct"
 
@@ -42,7 +43,7 @@ class SelfInstructStage(GlobalStage):
 
     def check(self) -> list[Problem]:
         cfg = self.config
-        problems = llm_problems(self.ctx, [(cfg.llm, ("llm",))])
+        problems = llm_problems(self.ctx, [(cfg.llm, ("llm",))]) + structured_problems(self.ctx, cfg.structured, cfg.llm)
         if cfg.seeds and not Path(cfg.seeds).is_file():
             problems.append(Problem(f"seeds file not found: {cfg.seeds}", ("seeds",)))
         return problems
