@@ -71,7 +71,7 @@ def test_magpie_config_runs_end_to_end_on_vllm(tmp_path, shared_data, vllm_venv,
         assert [m["role"] for m in turns] == ["user", "assistant", "user", "assistant"]
         assert all(m["content"].strip() for m in turns)
     for r in rejects.get(magpie["id"], []):
-        assert r["source"] == "magpie" and r["_drop_reason"] in MAGPIE_REASONS and _meta(r)["turns"] < 2
+        assert r["source"] == "magpie" and r["reason"] in MAGPIE_REASONS and _meta(r)["turns"] < 2
 
     # respond: the seeds (answered in the input) went on to two exchanges with a simulated user turn.
     seeds = [r for r in kept + [r for rows in rejects.values() for r in rows] if r["source"] == "seeds"]
@@ -79,8 +79,8 @@ def test_magpie_config_runs_end_to_end_on_vllm(tmp_path, shared_data, vllm_venv,
     for r in seeds:
         meta = _meta(r)
         assert meta["user_simulator"] == model and meta["prompt_version"]["simulate"] == "respond.user_simulator@1"
-        if r.get("_drop_stage") == respond["id"]:
-            assert r["_drop_reason"] in RESPOND_REASONS and meta["turns"] < 2
+        if r.get("stage") == respond["id"]:
+            assert r["reason"] in RESPOND_REASONS and meta["turns"] < 2
         elif r in kept:
             assert meta["turns"] == 2 and [m["role"] for m in r["messages"]] == ["user", "assistant"] * 2
 
