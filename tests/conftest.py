@@ -7,11 +7,17 @@
 - `run_stage`: runs one registered stage on a list of rows through the engine's own code path.
 - `object_store`: one real S3 server (SeaweedFS) for the session; `s3_bucket`: a fresh bucket on it,
   with this process's environment pointing at the server, as a user's would.
+- `vllm_venv`: the CPU vLLM server's own virtual environment ($PIPELINE_VLLM_VENV or .venv-vllm);
+  tests that need it skip with a reason when it is absent, unless PIPELINE_REQUIRE_VLLM=1 (CI).
+- `trained_teacher`: the seed-trained tiny Llama (`make_tiny_model.py --train-on-seeds`), cached in
+  models/ so a session trains it at most once: what the end-to-end vLLM tests serve.
 """
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -31,6 +37,26 @@ def shared_data() -> Path:
             pytest.fail(f"shared data not found at {path} (PIPELINE_REQUIRE_SHARED_DATA=1)")
         pytest.skip(f"shared data not found at {path}; set PIPELINE_SHARED_DATA")
     return path
+
+
+@pytest.fixture(scope="session")
+def vllm_venv() -> Path:
+    venv = Path(os.environ.get("PIPELINE_VLLM_VENV", ROOT / ".venv-vllm"))
+    if not (venv / "bin" / "python").exists():
+        reason = f"vLLM venv not found at {venv}; run scripts/setup_vllm_cpu.sh or set PIPELINE_VLLM_VENV"
+        if os.environ.get("PIPELINE_REQUIRE_VLLM") == "1":
+            pytest.fail(reason + " (PIPELINE_REQUIRE_VLLM=1)")
+        pytest.skip(reason)
+    return venv
+
+
+@pytest.fixture(scope="session")
+def trained_teacher(shared_data) -> Path:
+    model = ROOT / "models" / "tiny-llama-seeds"
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts/make_tiny_model.py"), str(model), "--train-on-seeds"],
+                          cwd=ROOT, env={**os.environ, "PIPELINE_SHARED_DATA": str(shared_data)}, capture_output=True, text=True)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return model
 
 
 @pytest.fixture(scope="session")

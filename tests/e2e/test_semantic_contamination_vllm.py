@@ -23,7 +23,6 @@ from benchmarks.bench_contamination_leaks import idf_weighted_model
 from filters.contamination import REGISTRY, load_items
 
 ROOT = Path(__file__).resolve().parents[2]
-TRAINED_MODEL = ROOT / "models" / "tiny-llama-seeds"
 CLEAN = ("Notes from the weekend workshop on gardening, with photos and a list of the plants we swapped. We met at the "
          "community hall, shared seeds and cuttings, and talked about the dry summer and what it did to the beds.")
 JANET = ("Each day the ducks that Janet keeps produce 16 eggs. Three of them she eats at breakfast every morning, and "
@@ -33,26 +32,7 @@ JANET = ("Each day the ducks that Janet keeps produce 16 eggs. Three of them she
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]  # starting vLLM on 2 busy cores takes minutes
 
 
-@pytest.fixture(scope="module")
-def vllm_venv() -> Path:
-    venv = Path(os.environ.get("PIPELINE_VLLM_VENV", ROOT / ".venv-vllm"))
-    if not (venv / "bin" / "python").exists():
-        reason = f"vLLM venv not found at {venv}; run scripts/setup_vllm_cpu.sh or set PIPELINE_VLLM_VENV"
-        if os.environ.get("PIPELINE_REQUIRE_VLLM") == "1":
-            pytest.fail(reason + " (PIPELINE_REQUIRE_VLLM=1)")
-        pytest.skip(reason)
-    return venv
-
-
-@pytest.fixture(scope="module")
-def teacher(shared_data) -> Path:
-    proc = subprocess.run([sys.executable, str(ROOT / "scripts/make_tiny_model.py"), str(TRAINED_MODEL), "--train-on-seeds"],
-                          cwd=ROOT, env={**os.environ, "PIPELINE_SHARED_DATA": str(shared_data)}, capture_output=True, text=True)  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return TRAINED_MODEL
-
-
-def test_a_reworded_item_reaches_the_judge_and_its_verdict_lands_in_the_column(tmp_path, shared_data, vllm_venv, teacher):
+def test_a_reworded_item_reaches_the_judge_and_its_verdict_lands_in_the_column(tmp_path, shared_data, vllm_venv, trained_teacher):
     gsm = load_items(REGISTRY["gsm8k"], shared_data / "benchmarks")
     embedder = idf_weighted_model(tmp_path / "embedder", ["\n".join(i.parts) for i in gsm] + [CLEAN, JANET])
     docs = tmp_path / "docs.jsonl"
@@ -69,7 +49,7 @@ def test_a_reworded_item_reaches_the_judge_and_its_verdict_lands_in_the_column(t
             "benchmarks": ["gsm8k"], "benchmarks_dir": str(shared_data / "benchmarks"), "action": "flag",
             "semantic": {"model": str(embedder), "judge": "teacher", "top_k": 1, "min_cosine": 0.45, "max_tokens": 48},
         }}],
-        "llms": {"teacher": {"backend": "vllm_server", "model": str(teacher), "cpu": True, "dtype": "float32",
+        "llms": {"teacher": {"backend": "vllm_server", "model": str(trained_teacher), "cpu": True, "dtype": "float32",
                              "max_model_len": 2048, "startup_timeout_s": 900}},
     }
     path = tmp_path / "semantic.yaml"
@@ -85,7 +65,7 @@ def test_a_reworded_item_reaches_the_judge_and_its_verdict_lands_in_the_column(t
     [stage] = [s for s in stats["stages"] if s["name"] == "decontaminate"]
     # Greedy decoding under the verdict's regex: the tiny teacher answers yes here, with word soup for a reason.
     assert (hit["benchmark"], hit["item_id"], hit["method"], hit["verdict"]) == ("gsm8k", "0", "semantic", "yes")
-    assert hit["reason"].strip() and "\n" not in hit["reason"] and hit["judge"] == str(teacher)
+    assert hit["reason"].strip() and "\n" not in hit["reason"] and hit["judge"] == str(trained_teacher)
     span = hit["spans"][0]
     assert "Janet" in rows["leak"]["text"][span["start"]:span["end"]] and hit["cosine"] >= 0.45
     metrics = stage["metrics"]

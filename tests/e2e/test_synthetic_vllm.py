@@ -20,42 +20,22 @@ import pyarrow.parquet as pq
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-TRAINED_MODEL = ROOT / "models" / "tiny-llama-seeds"
 OPERATIONS = {"add_constraints", "deepen", "concretize", "increase_reasoning", "complicate_input", "breadth"}
 
 # Training the model (first use only), starting vLLM on 2 busy cores and seven Ray stages take minutes.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
 
 
-@pytest.fixture(scope="module")
-def vllm_venv() -> Path:
-    venv = Path(os.environ.get("PIPELINE_VLLM_VENV", ROOT / ".venv-vllm"))
-    if not (venv / "bin" / "python").exists():
-        reason = f"vLLM venv not found at {venv}; run scripts/setup_vllm_cpu.sh or set PIPELINE_VLLM_VENV"
-        if os.environ.get("PIPELINE_REQUIRE_VLLM") == "1":
-            pytest.fail(reason + " (PIPELINE_REQUIRE_VLLM=1)")
-        pytest.skip(reason)
-    return venv
-
-
-@pytest.fixture(scope="module")
-def trained_model_dir(shared_data) -> Path:
-    proc = subprocess.run([sys.executable, str(ROOT / "scripts/make_tiny_model.py"), str(TRAINED_MODEL), "--train-on-seeds"],
-                          cwd=ROOT, env={**os.environ, "PIPELINE_SHARED_DATA": str(shared_data)}, capture_output=True, text=True)  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return TRAINED_MODEL
-
-
 def _meta(row: dict) -> dict:
     return json.loads(row["meta"] or "{}")
 
 
-def test_synthetic_config_runs_end_to_end_on_vllm(tmp_path, shared_data, vllm_venv, trained_model_dir):
+def test_synthetic_config_runs_end_to_end_on_vllm(tmp_path, shared_data, vllm_venv, trained_teacher):
     out = tmp_path / "out"
     seeds = shared_data / "seeds/self_instruct/seed_tasks.jsonl"
     overrides = {
         "input.paths": f"[{seeds}]", "input.limit": 12, "output.path": out,
-        "llms.teacher.model": trained_model_dir, "llms.teacher.cache_dir": "null",
+        "llms.teacher.model": trained_teacher, "llms.teacher.cache_dir": "null",
         "stages.self_instruct.target": 6, "stages.self_instruct.requests_per_round": 8,
         "stages.self_instruct.max_stale_rounds": 2, "stages.self_instruct.max_tokens": 128,
         "stages.self_instruct.instance_max_tokens": 96, "stages.evol_instruct.rounds": 2,
@@ -78,7 +58,7 @@ def test_synthetic_config_runs_end_to_end_on_vllm(tmp_path, shared_data, vllm_ve
         assert sum(s["dropped_by_reason"].values()) == s["dropped"], s["id"]
     kept = pq.read_table(out / "data").to_pylist()
     rejects = {s["id"]: pq.read_table(out / "rejects" / s["id"]).to_pylist() for s in stats["stages"] if s["dropped"]}
-    model = str(trained_model_dir)
+    model = str(trained_teacher)
 
     # Self-Instruct: some proposals joined the pool and became rows with an instance; every dropped
     # proposal is a reject with its reason.
@@ -124,5 +104,5 @@ def test_synthetic_config_runs_end_to_end_on_vllm(tmp_path, shared_data, vllm_ve
         assert _meta(r)["prompt_version"]["respond"] == "respond@1" and _meta(r)["responder"] == model
 
     # The managed server is gone with the run.
-    leftover = subprocess.run(["pgrep", "-f", str(trained_model_dir)], capture_output=True, text=True).stdout.split()
+    leftover = subprocess.run(["pgrep", "-f", str(trained_teacher)], capture_output=True, text=True).stdout.split()
     assert leftover == []

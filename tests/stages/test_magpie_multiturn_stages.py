@@ -13,7 +13,6 @@ import json
 import pytest
 
 from generators.magpie import PRE_QUERY_VERSION, template_digest
-from tests.e2e.test_synthetic_vllm import trained_model_dir  # noqa: F401  (the seed-trained teacher, built once and cached)
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
@@ -22,8 +21,8 @@ MAGPIE_REASONS = {"empty_instruction", "instruction_truncated", "response_trunca
 
 
 @pytest.fixture(scope="module")
-def teacher(trained_model_dir) -> dict:  # noqa: F811
-    return {"teacher": {"backend": "transformers", "model": str(trained_model_dir), "batch_size": 16}}
+def teacher(trained_teacher) -> dict:
+    return {"teacher": {"backend": "transformers", "model": str(trained_teacher), "batch_size": 16}}
 
 
 def _meta(row):
@@ -35,7 +34,7 @@ def _input_rows():
              "parent_id": None, "source": "seeds", "meta": None}]  # fmt: skip
 
 
-def test_magpie_stage_samples_multi_turn_conversations_from_the_template(run_stage, teacher, trained_model_dir):  # noqa: F811
+def test_magpie_stage_samples_multi_turn_conversations_from_the_template(run_stage, teacher, trained_teacher):
     from transformers import AutoTokenizer
 
     config = {"count": 8, "turns": 2, "system_prompts": [None, SYSTEM], "max_tokens": 64, "response_max_tokens": 96, "batch_size": 4}
@@ -45,10 +44,10 @@ def test_magpie_stage_samples_multi_turn_conversations_from_the_template(run_sta
     assert len(made) == 8 and len({r["id"] for r in made}) == 8
     done = [r for r in kept if r["source"] == "magpie"]
     assert done, [r["_drop_reason"] for r in dropped]
-    digest = template_digest(AutoTokenizer.from_pretrained(trained_model_dir))
+    digest = template_digest(AutoTokenizer.from_pretrained(trained_teacher))
     for r in made:
         meta = _meta(r)
-        assert r["generated_by"] == str(trained_model_dir) and r["parent_id"] is None
+        assert r["generated_by"] == str(trained_teacher) and r["parent_id"] is None
         assert meta["prompt_version"] == {"query": PRE_QUERY_VERSION, "respond": "respond@1"} and meta["chat_template"] == digest
         system = meta["system_prompt"] == 1
         turns = r["messages"][1:] if system else r["messages"]
@@ -61,7 +60,7 @@ def test_magpie_stage_samples_multi_turn_conversations_from_the_template(run_sta
     assert {_meta(r)["system_prompt"] for r in made} == {0, 1}
 
 
-def test_respond_stage_continues_each_conversation_to_n_turns(run_stage, teacher, trained_model_dir):  # noqa: F811
+def test_respond_stage_continues_each_conversation_to_n_turns(run_stage, teacher, trained_teacher):
     rows = _input_rows() + [
         {"id": "seed-2", "messages": [{"role": "user", "content": "Give me a word that rhymes with cat."}, {"role": "assistant", "content": "Hat."}],
          "generated_by": "human", "parent_id": None, "source": "seeds", "meta": None},
@@ -74,7 +73,7 @@ def test_respond_stage_continues_each_conversation_to_n_turns(run_stage, teacher
         roles = [m["role"] for m in r["messages"]]
         assert roles[: 2 * meta["turns"]] == ["user", "assistant"] * meta["turns"]
         assert meta["prompt_version"]["simulate"] == "respond.user_simulator@1"
-        assert meta["user_simulator"] == str(trained_model_dir)
+        assert meta["user_simulator"] == str(trained_teacher)
     for r in kept:
         assert _meta(r)["turns"] == 3 and len(r["messages"]) == 6
     for r in dropped:
