@@ -429,7 +429,9 @@ def cmd_e2e(args):
                 print(f"  run {rep}: {name} pipeline run {times[name][-1]:.2f} s (dedup stage {stage['wall_s']} s, "
                       f"first stage at {stats['time_to_first_stage_s']} s, dropped {stage.get('dropped')}), "
                       f"load {os.getloadavg()[0]:.1f}", flush=True)
+        t0 = time.perf_counter()
         shingled = [[" ".join(g).encode("utf-8") for g in s] for s in shingle_sets([d["text"] for d in docs])]
+        print(f"  shingling for the peers (before their clock, in Python): {time.perf_counter() - t0:.2f} s", flush=True)
         for rep in range(args.repeats):
             el, dup_of = run_rensa(docs, shingled)
             times["rensa"].append(el)
