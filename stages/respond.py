@@ -100,8 +100,8 @@ class RespondStage(MapStage):
         simulate = simulator_prompt(params).id
         for row, c in zip(rows, results):
             meta = {**loads_meta(row["meta"]), "turns": c.turns, "user_simulator": c.simulator}
-            if c.responder:
-                meta["responder"] = c.responder
+            if c.responder:  # a human-written exchange continued by models is the models' row now
+                meta["responder"] = row["generated_by"] = c.responder
             if c.error:
                 meta["error"] = c.error
             meta = with_prompt_version(with_prompt_version(meta, "respond", PROMPT_VERSION), "simulate", simulate)

@@ -60,24 +60,28 @@ def test_magpie_stage_samples_multi_turn_conversations_from_the_template(run_sta
     assert {_meta(r)["system_prompt"] for r in made} == {0, 1}
 
 
-def test_respond_stage_continues_each_conversation_to_n_turns(run_stage, teacher, trained_teacher):
-    rows = _input_rows() + [
-        {"id": "seed-2", "messages": [{"role": "user", "content": "Give me a word that rhymes with cat."}, {"role": "assistant", "content": "Hat."}],
-         "generated_by": "human", "parent_id": None, "source": "seeds", "meta": None},
-    ]  # fmt: skip
-    config = {"turns": 3, "max_tokens": 96, "simulator_max_tokens": 64}
+def test_respond_stage_continues_each_conversation_to_n_turns(run_stage, teacher, trained_teacher, shared_data):
+    tasks = [json.loads(line) for line in (shared_data / "seeds/self_instruct/seed_tasks.jsonl").read_text().splitlines()[:6]]
+    answered = [{"id": t["id"], "generated_by": "human", "parent_id": None, "source": "seeds", "meta": None,
+                 "messages": [{"role": "user", "content": t["instruction"]}, {"role": "assistant", "content": t["instances"][0]["output"]}]}
+                for t in tasks[1:]]  # fmt: skip
+    rows = _input_rows() + answered
+    config = {"turns": 3, "max_tokens": 128, "simulator_max_tokens": 128}
     kept, dropped = run_stage("respond", config, rows, llms=teacher, seed=0)
-    assert sorted(r["id"] for r in kept + dropped) == ["seed-1", "seed-2"]
-    for r in kept + dropped:
+    assert sorted(r["id"] for r in kept + dropped) == sorted(r["id"] for r in rows)
+    continued = [r for r in kept + dropped if "turns" in _meta(r)]  # all but a row whose first answer failed
+    assert {r["id"] for r in continued} >= {r["id"] for r in answered}
+    for r in continued:
         meta = _meta(r)
-        roles = [m["role"] for m in r["messages"]]
-        assert roles[: 2 * meta["turns"]] == ["user", "assistant"] * meta["turns"]
-        assert meta["prompt_version"]["simulate"] == "respond.user_simulator@1"
-        assert meta["user_simulator"] == str(trained_teacher)
+        assert [m["role"] for m in r["messages"][: 2 * meta["turns"]]] == ["user", "assistant"] * meta["turns"]
+        assert meta["prompt_version"]["simulate"] == "respond.user_simulator@1" and meta["user_simulator"] == str(trained_teacher)
+        if meta["turns"] > 1:  # a model answered a simulated turn: the row is the model's now
+            assert r["generated_by"] == str(trained_teacher)
+    assert any(_meta(r)["turns"] >= 2 for r in continued), [r["_drop_reason"] for r in dropped]
     for r in kept:
-        assert _meta(r)["turns"] == 3 and len(r["messages"]) == 6
+        assert _meta(r)["turns"] == 3 and len(r["messages"]) == 6 and all(m["content"].strip() for m in r["messages"])
     for r in dropped:
         assert r["_drop_reason"] in {"simulator_llm_error", "simulator_truncated", "empty_user_turn", "response_truncated",
-                                     "empty_response", "llm_error"} and _meta(r)["turns"] < 3  # fmt: skip
-    seed2 = next(r for r in kept + dropped if r["id"] == "seed-2")
-    assert seed2["messages"][:2] == rows[1]["messages"]  # an answered row keeps its answer and goes on from it
+                                     "empty_response", "llm_error"} and _meta(r).get("turns", 0) < 3  # fmt: skip
+    for original in answered:  # an answered row keeps its answer and goes on from it
+        assert next(o for o in continued if o["id"] == original["id"])["messages"][:2] == original["messages"]
