@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
+from pathlib import Path
 from typing import Any
 
 from pipeline import storage
@@ -34,6 +35,32 @@ ROW_GROUP_ROWS = 65_536
 def fingerprint(*parts: Any) -> str:
     blob = json.dumps([SCHEMA_VERSION, *parts], sort_keys=True, default=str, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:32]
+
+
+def local_files_named(options: Any) -> list:
+    """Name, size and modification time of every local file a stage's options name (a classifier, a KenLM
+    model, a regression head, a seed file, a block list): a model retrained under the same name must not
+    resume from the results of the old one. Folders are left out: the ones options name are often what the
+    run itself writes (a dedup index, a response cache), which would make every resume a re-run; so are
+    object-storage URIs (a request each)."""
+    found = []
+    for value in _strings(options):
+        path = Path(value).expanduser()
+        if "://" not in value and path.is_file():
+            stat = path.stat()
+            found.append([value, stat.st_size, stat.st_mtime_ns])
+    return found
+
+
+def _strings(value: Any):
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from _strings(v)
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            yield from _strings(v)
 
 
 class Checkpoints:

@@ -76,7 +76,8 @@ def _fingerprints(run_config: ValidatedRun, plan: list[passes.Pass]) -> list[str
     fps = [fp]
     for p in plan:
         for stage in p.stages:
-            fp = checkpoint.fingerprint(fp, stage.name, stage.config.model_dump(mode="json"), _llms_used(stage), cfg.seed)
+            options, llms = stage.config.model_dump(mode="json"), _llms_used(stage)
+            fp = checkpoint.fingerprint(fp, stage.name, options, llms, checkpoint.local_files_named([options, llms]), cfg.seed)
         fps.append(fp)
     fps.append(checkpoint.fingerprint(fp, "output", cfg.output.model_dump(mode="json"), cfg.tokenizer))
     return fps
