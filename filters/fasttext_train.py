@@ -37,6 +37,7 @@ TRAIN_DEFAULTS = {"lr": 0.5, "epoch": 20, "wordNgrams": 2, "dim": 100, "minCount
 class Example:
     label: str
     text: str
+    score: float | None = None  # the number a scored example's label was made from (a regression learns it)
 
 
 @dataclass
@@ -125,7 +126,7 @@ def examples_from_scores(
             unscored += 1
             continue
         label = str(round(score)) if min_score is None else positive if score >= min_score else negative
-        out.append(Example(label, " ".join(str(row.get(f) or "") for f in text_fields)))
+        out.append(Example(label, " ".join(str(row.get(f) or "") for f in text_fields), score))
     return out, unscored
 
 

@@ -1,6 +1,7 @@
 """`quality`: score rows with a fastText classifier and keep those above a score or the top fraction.
 
-The score (probability of `label`) is stored in `quality`. With `min_score` the stage is one
+The score (probability of `label`; for a regression head on embeddings, its prediction on the
+rubric's scale mapped onto [0, 1]) is stored in `quality`. With `min_score` the stage is one
 map pass, which the engine fuses with neighbouring map stages. With `top_fraction` it needs
 every score before it can cut: it scores once, materializes, sums per-batch score histograms
 into the cut (to 1e-4), then marks rows below it, so the threshold is global without sorting
@@ -28,8 +29,8 @@ DEFAULT_MIN_SCORE = 0.5
 
 
 class QualityConfig(StageConfig):
-    model: str = Field(description="a fastText classifier (.bin/.ftz), e.g. from `pipeline train-classifier`")
-    label: str = Field("hq", description="the label whose probability is the quality score")
+    model: str = Field(description="a fastText classifier (.bin/.ftz) or a regression head (.json), from `pipeline train-classifier`")
+    label: str = Field("hq", description="the label whose probability is the quality score (fastText models)")
     min_score: float | None = Field(None, ge=0, le=1, description=f"keep rows scoring at least this (default {DEFAULT_MIN_SCORE})")
     top_fraction: float | None = Field(None, gt=0, le=1, description="instead keep this best-scoring fraction of rows")
     view: View = Field(
@@ -54,13 +55,11 @@ class QualityScorer(MapStage):
     resources = Resources(num_cpus=1, batch_size=1024)
 
     def setup(self) -> None:
-        from filters.fasttext_classifier import FastTextClassifier
-
         with storage.local_copy(self.config.model) as path:  # fastText opens only local files
-            self.classifier = FastTextClassifier(path)
+            self.score = _scorer(path, self.config.label)
 
     def process_batch(self, batch: pa.Table) -> pa.Table:
-        scores = self.classifier.score(text_column(batch, self.config.view), self.config.label)
+        scores = self.score(text_column(batch, self.config.view))
         batch = set_column(batch, "quality", pa.array(scores, pa.float32()))
         if self.config.top_fraction is not None:
             return batch
@@ -81,17 +80,27 @@ class QualityStage(GlobalStage):
         return [Problem(f"quality model {why}", ("model",))] if why else []
 
     def prepare(self) -> None:
+        from filters import embedding_head
         from filters.fasttext_classifier import FastTextClassifier
 
         super().prepare()
         path = self.config.model
         try:
             with storage.local_copy(path) as local:  # fastText opens only local files
+                if embedding_head.is_head(path):
+                    return self._check_head(embedding_head.load(local))
                 labels = FastTextClassifier(local).labels
         except ValueError as e:
-            raise UserError(f"stage {self.ctx.stage_id}: {path} is not a fastText model ({e})") from None
+            kind = "regression head" if embedding_head.is_head(path) else "fastText model"
+            raise UserError(f"stage {self.ctx.stage_id}: {path} is not a {kind} ({e})") from None
         if self.config.label not in labels:
             raise UserError(f"stage {self.ctx.stage_id}: label '{self.config.label}' is not in {path} (labels: {', '.join(labels)})")
+
+    def _check_head(self, head) -> None:
+        from filters.embeddings import model_problem
+
+        if why := model_problem(head.embedding_model):
+            raise UserError(f"stage {self.ctx.stage_id}: {self.config.model}: {why}")
 
     def map_stage(self) -> MapStage | None:
         return QualityScorer(self.config, self.ctx) if self.config.top_fraction is None else None
@@ -113,6 +122,23 @@ class QualityStage(GlobalStage):
         if self.config.top_fraction is not None:
             return {"threshold": self.threshold, "mode": "top_fraction"}
         return {"threshold": self.config.floor, "mode": "min_score"}
+
+
+def _scorer(path: str, label: str):
+    """texts -> scores on [0, 1]: a fastText model's probability of `label`, or a regression head's
+    prediction on its rubric's scale."""
+    from filters import embedding_head
+
+    if embedding_head.is_head(path):
+        from filters.embeddings import Embedder
+
+        head = embedding_head.load(path)
+        embedder = Embedder(head.embedding_model)
+        return lambda texts: head.quality(embedder.encode(texts)).tolist()
+    from filters.fasttext_classifier import FastTextClassifier
+
+    classifier = FastTextClassifier(path)
+    return lambda texts: classifier.score(texts, label)
 
 
 def _live_scores(batch: pa.Table) -> np.ndarray:

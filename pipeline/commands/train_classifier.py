@@ -5,7 +5,8 @@ reference-quality text vs random web text), one CSV/JSONL file with a label fiel
 labels make a multi-class model, e.g. topics), or rows with a numeric score field, such as an
 `annotate` run's output folder (FineWeb-Edu's recipe: the LLM's ratings of a sample, learned by a
 cheap classifier that then scores the whole corpus): the rounded score is the label, or with
-`--min-score` the positive label at or above it. For scores the report adds the agreement of
+`--min-score` the positive label at or above it; with `--embedding-model` the score itself is learnt
+by a regression head on sentence embeddings (FineWeb-Edu's classifier). For scores the report adds the agreement of
 predicted and annotated scores on the held-out rows (Spearman, Pearson, share within one point). A seeded share is held out and the model is
 measured on it before it is saved: precision, recall and AUC of the positive label for two
 labels, accuracy and per-label precision/recall always. The figures are also written next to
@@ -39,6 +40,8 @@ def register(sub) -> None:
                      "rows without a score are left out")
     src.add_argument("--min-score", type=float, help="with --score-field: a binary model, --positive-label at or above "
                      "this score, --negative-label below (for the quality stage)")
+    src.add_argument("--embedding-model", help="with --score-field: learn the score with a ridge regression head on this "
+                     "sentence-transformers model (a folder or Hub id) instead of fastText; --output is then a .json head")
     src.add_argument("--text-field", default="text", help="text field(s), comma-separated fields are joined (default: text)")
     src.add_argument("--fieldnames", help="column names of a CSV without a header, comma-separated")
     src.add_argument("--positive-label", default="hq", help="label of --positives, and the label scored in binary reports (default: hq)")
@@ -68,6 +71,8 @@ def main(args) -> int:
     if not 0 < args.test_fraction < 1:
         raise UserError(f"--test-fraction must be between 0 and 1, got {args.test_fraction}")
     train, test = ft.split(examples, args.test_fraction, args.seed)
+    if args.embedding_model:
+        return _train_head(args, examples, train, test, output, unscored)
     params = {k: v for k in ("epoch", "lr", "dim", "wordNgrams", "minCount", "bucket", "loss") if (v := getattr(args, k)) is not None}
 
     started = time.perf_counter()
@@ -92,6 +97,40 @@ def main(args) -> int:
     return 0
 
 
+def _train_head(args, examples, train, test, output, unscored: int) -> int:
+    """FineWeb-Edu's classifier: the scores learnt by a regression head on frozen sentence embeddings."""
+    import numpy as np
+
+    from filters import embedding_head
+    from filters.embeddings import Embedder
+    from filters.fasttext_train import Report, auc, ordinal_agreement
+
+    if not embedding_head.is_head(output.name):
+        raise UserError(f"--output: a regression head is saved as JSON: name it .json, not {output.name}")
+    started = time.perf_counter()
+    embedder = Embedder(args.embedding_model)
+    scores = np.array([e.score for e in examples])
+    head = embedding_head.fit(args.embedding_model, embedder.encode([e.text for e in train]), [e.score for e in train],
+                              scale=(float(scores.min()), float(scores.max())))
+    seconds = time.perf_counter() - started
+    gold = np.array([e.score for e in test])
+    pred = np.clip(head.predict(embedder.encode([e.text for e in test])), *head.scale)
+    labels = sorted({e.label for e in examples})
+    two = len(labels) == 2 and len(set(gold.tolist())) == 2  # a yes/no rubric: how well the prediction ranks the yeses
+    report = Report(len(train), len(test), labels, accuracy=float((np.round(pred) == np.round(gold)).mean()),
+                    positive=labels[-1] if two else None, auc=auc(pred, gold == gold.max()) if two else None,
+                    agreement=ordinal_agreement(gold, pred))
+    with tempfile.TemporaryDirectory(prefix="pipeline-classifier-") as tmp:
+        head.save(Path(tmp) / output.name)
+        storage.locate(Path(tmp) / output.name).copy_to(output)
+    metrics = {**report.as_dict(), "score_field": args.score_field, "unscored_rows": unscored, "train_seconds": round(seconds, 2),
+               "head": {"embedding_model": args.embedding_model, "alpha": head.alpha, "scale": list(head.scale)}}
+    metrics_path = output.parent / f"{output.name}.metrics.json"
+    metrics_path.write_text(json.dumps(metrics, indent=2) + "\n")
+    _print_report(report, output, metrics_path, seconds)
+    return 0
+
+
 def _examples(args, ft) -> tuple[list, int]:
     """The labelled examples, and how many rows had no score (with --score-field)."""
     pair = args.positives is not None or args.negatives is not None
@@ -101,6 +140,8 @@ def _examples(args, ft) -> tuple[list, int]:
         raise UserError("--positives and --negatives go together")
     if args.min_score is not None and not args.score_field:
         raise UserError("--min-score goes with --score-field")
+    if args.embedding_model and (not args.score_field or args.min_score is not None):
+        raise UserError("--embedding-model learns a score: give --score-field, without --min-score")
     unscored = 0
     text_fields = [f.strip() for f in args.text_field.split(",") if f.strip()]
     fieldnames = [f.strip() for f in args.fieldnames.split(",")] if args.fieldnames else None
@@ -164,7 +205,8 @@ def _open(uri: str):
 def _print_report(report, model_path, metrics_path, seconds: float) -> None:
     print(f"trained on {report.n_train} texts in {seconds:.1f}s, held out {report.n_test}; labels: {', '.join(report.labels)}")
     if report.auc is not None:
-        print(f"positive label '{report.positive}': precision {report.precision:.3f}  recall {report.recall:.3f}  AUC {report.auc:.3f}")
+        pr = f"precision {report.precision:.3f}  recall {report.recall:.3f}  " if report.precision is not None else ""
+        print(f"positive label '{report.positive}': {pr}AUC {report.auc:.3f}")
     print(f"accuracy {report.accuracy:.3f}")
     if report.agreement:
         a = report.agreement
