@@ -10,6 +10,7 @@ every backend keeps a `FailureWindow` and raises `EndpointFailing` once most rec
 from __future__ import annotations
 
 import dataclasses
+import random
 from collections import deque
 from typing import Callable, Protocol, Sequence
 
@@ -52,6 +53,12 @@ class SamplingParams:
     # perplexity; with `max_tokens=0` the prompt is only scored, nothing is generated.
     prompt_logprobs: bool = False
     guide: Guide | None = None  # constrain the output to a format (structured outputs), where the backend can
+
+
+def request_seed(seed: int, key: str, step: int) -> int:
+    """The sampling seed of one request, from the run's seed and what the request is for (a row, a turn),
+    so an answer does not depend on which other requests were batched with it."""
+    return random.Random(f"{seed}:{key}:{step}:sample").randrange(2**31)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,6 +115,15 @@ class Response:
     @classmethod
     def failed(cls, model: str, error: str) -> "Response":
         return cls(choices=[], model=model, error=error)
+
+    def failure(self, truncated: str = "truncated") -> str | None:
+        """Why the first answer is unusable as a row's text: `llm_error`, or `truncated` (each step names
+        its own: `response_truncated`, `instruction_truncated`) when max_tokens cut it; None if usable."""
+        if self.error:
+            return "llm_error"
+        if self.choices and self.choices[0].finish_reason == "length":
+            return truncated
+        return None
 
 
 class EndpointFailing(Exception):

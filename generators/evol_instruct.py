@@ -22,7 +22,7 @@ from typing import Literal, Sequence
 
 from pydantic import Field
 
-from generators.client import LLMClient, Request, Response, SamplingParams
+from generators.client import LLMClient, Request, SamplingParams, request_seed
 from generators.structured import StructuredOption
 from generators.prompts import EVOL_EQUALITY, EVOL_GIVEN, EVOL_IN_BREADTH, EVOL_IN_DEPTH, EVOL_NEW, RESPOND, Prompt
 
@@ -142,14 +142,14 @@ class EvolInstruct:
             attempts.append(
                 Evolution(f"{root}.e{round_no}", node_id, root, "", op, round_no, meta={"prompt_version": template.id, "parent": text})
             )
-            params = SamplingParams(temperature=cfg.temperature, max_tokens=cfg.max_tokens, seed=_seed(cfg.seed, node_id, round_no),
+            params = SamplingParams(temperature=cfg.temperature, max_tokens=cfg.max_tokens, seed=request_seed(cfg.seed, node_id, round_no),
                                     guide=cfg.guide(REWRITE_FORMAT))
             requests.append(Request(messages=({"role": "user", "content": template.render(instruction=text)},), params=params))
 
         for e, r in zip(attempts, self.client.generate(requests)):
             e.meta["model"] = r.model
             e.instruction = r.text.strip()
-            e.reason = _failure(r) or ("empty" if not e.instruction else None)
+            e.reason = r.failure() or ("empty" if not e.instruction else None)
             if r.error:
                 e.meta["error"] = r.error
             if e.reason is None and copies_prompt_words(e.instruction):
@@ -171,7 +171,7 @@ class EvolInstruct:
         answer_requests = [
             Request(
                 messages=({"role": "user", "content": RESPOND.render(instruction=e.instruction)},),
-                params=SamplingParams(temperature=cfg.response_temperature, max_tokens=cfg.response_max_tokens, seed=_seed(cfg.seed, e.id, 0)),
+                params=SamplingParams(temperature=cfg.response_temperature, max_tokens=cfg.response_max_tokens, seed=request_seed(cfg.seed, e.id, 0)),
             )
             for e in attempts
         ]
@@ -179,7 +179,7 @@ class EvolInstruct:
         answers = self.responder.generate(answer_requests)
         for e, verdict, answer in zip(attempts, verdicts, answers):
             e.meta.update(prompt_version_equality=EVOL_EQUALITY.id, prompt_version_response=RESPOND.id, responder=answer.model)
-            e.reason = _failure(verdict) or _failure(answer, "response_truncated")
+            e.reason = verdict.failure() or answer.failure("response_truncated")
             if e.reason:
                 if verdict.error or answer.error:
                     e.meta["error"] = verdict.error or answer.error
@@ -197,15 +197,3 @@ class EvolInstruct:
 
 def elimination_counts(attempts: Sequence[Evolution]) -> Counter:
     return Counter(e.reason or "evolved" for e in attempts)
-
-
-def _failure(response: Response, truncated: str = "truncated") -> str | None:
-    if response.error:
-        return "llm_error"
-    if response.choices and response.choices[0].finish_reason == "length":
-        return truncated
-    return None
-
-
-def _seed(seed: int, key: str, round_no: int) -> int:
-    return random.Random(f"{seed}:{key}:{round_no}:sample").randrange(2**31)

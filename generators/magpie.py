@@ -18,8 +18,7 @@ from typing import Sequence
 
 from pydantic import Field
 
-from generators.client import LLMClient, Request, SamplingParams
-from generators.evol_instruct import _failure, _seed
+from generators.client import LLMClient, Request, SamplingParams, request_seed
 from generators.options import Options
 from generators.prompts import RESPOND
 
@@ -155,13 +154,13 @@ class Magpie:
                 c.reason, c.error = "template_unsplittable", str(e)
                 continue
             params = SamplingParams(temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=cfg.max_tokens,
-                                    stop=(query.stop,), seed=_seed(cfg.seed, f"magpie.{c.index}.query", turn))  # fmt: skip
+                                    stop=(query.stop,), seed=request_seed(cfg.seed, f"magpie.{c.index}.query", turn))  # fmt: skip
             asking.append(c)
             requests.append(Request(prompt=query.prefix, params=params))
         for c, r in zip(asking, self.client.generate(requests) if requests else []):
             c.model, c.error = r.model, r.error
             text = r.text.strip()
-            c.reason = _failure(r, "instruction_truncated") or (None if text else "empty_instruction")
+            c.reason = r.failure("instruction_truncated") or (None if text else "empty_instruction")
             if c.reason is None:
                 c.messages.append({"role": "user", "content": text})
 
@@ -170,13 +169,13 @@ class Magpie:
         requests = [
             Request(messages=tuple(_answer_prompt(c.messages)),
                     params=SamplingParams(temperature=cfg.response_temperature, max_tokens=cfg.response_max_tokens,
-                                          seed=_seed(cfg.seed, f"magpie.{c.index}.response", turn)))
+                                          seed=request_seed(cfg.seed, f"magpie.{c.index}.response", turn)))
             for c in conversations
         ]  # fmt: skip
         for c, r in zip(conversations, self.responder.generate(requests) if requests else []):
             c.responder, c.error = r.model, r.error
             text = r.text.strip()
-            c.reason = _failure(r, "response_truncated") or (None if text else "empty_response")
+            c.reason = r.failure("response_truncated") or (None if text else "empty_response")
             if c.reason is None:
                 c.messages.append({"role": "assistant", "content": text})
                 c.turns = turn

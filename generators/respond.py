@@ -17,7 +17,6 @@ from typing import Sequence
 from pydantic import Field, field_validator
 
 from generators.client import Choice, LLMClient, Request, Response, SamplingParams
-from generators.evol_instruct import _failure
 from generators.options import Options
 from generators.prompts import RESPOND, USER_SIMULATOR, Prompt
 
@@ -116,7 +115,7 @@ def continue_conversations(client: LLMClient, simulator: LLMClient, conversation
                     for c in active]  # fmt: skip
         for c, r in zip(active, simulator.generate(requests)):
             c.simulator, c.error, text = r.model, r.error, r.text.strip()
-            failure = _failure(r)
+            failure = r.failure()
             c.reason = f"simulator_{failure}" if failure else None if text else "empty_user_turn"
             if c.reason is None:
                 c.messages.append({"role": "user", "content": text})
