@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Literal, Sequence
 
 import numpy as np
+import pyarrow as pa
 
 from pipeline.errors import UserError
 
@@ -77,3 +78,10 @@ def normalise(vectors: np.ndarray) -> np.ndarray:
     """Rows scaled to norm 1; zero rows stay zero (cosine 0 with everything, never a duplicate)."""
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     return np.divide(vectors, norms, out=np.zeros_like(vectors), where=norms > 0).astype(np.float32, copy=False)
+
+
+def vectors_of(column: pa.ChunkedArray | pa.Array, dim: int) -> np.ndarray:
+    """A fixed-size-list column of embeddings as one (rows, dim) float32 array, without a copy per row."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks() if column.num_chunks else pa.array([], pa.list_(pa.float32(), dim))
+    return column.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False).reshape(-1, dim)

@@ -104,10 +104,3 @@ def resolve(ids: Sequence[str], vectors: np.ndarray, clusters: np.ndarray, quali
     return pa.table({"id": pa.array(sorted_ids[dup].tolist(), pa.string()),
                      "semdup_of": pa.array(sorted_ids[rep[dup]].tolist(), pa.string()),
                      "semdup_cosine": pa.array(np.asarray(cosine, np.float32), pa.float32())}, schema=VERDICTS)
-
-
-def vectors_of(column: pa.ChunkedArray | pa.Array, dim: int) -> np.ndarray:
-    """A fixed-size-list column of embeddings as one (rows, dim) float32 array, without a copy per row."""
-    if isinstance(column, pa.ChunkedArray):
-        column = column.combine_chunks() if column.num_chunks else pa.array([], pa.list_(pa.float32(), dim))
-    return column.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False).reshape(-1, dim)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from filters.semdedup import vectors_of
+from filters.embeddings import vectors_of
 from pipeline.records import set_column, text_column
 from pipeline.stage import MapStage, Resources
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import gzip
 import itertools
 import json
@@ -32,3 +33,10 @@ def extracted_pages(shared_data: Path, limit: int) -> list[str]:
         html = gzip.decompress((folder / "html" / (entry["file"] + ".gz")).read_bytes()).decode("utf-8", "replace")
         texts.append(trafilatura.extract(html) or "")
     return texts
+
+
+def ag_news_stories(shared_data: Path, n: int) -> list[str]:
+    """The first n AG News stories (title. description) whose description has at least 25 words."""
+    with open(shared_data / "classification" / "ag_news" / "train80.csv", newline="") as f:
+        rows = list(csv.reader(f))
+    return [f"{title}. {desc}" for _, title, desc in rows if len(desc.split()) >= 25][:n]

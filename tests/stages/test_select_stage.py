@@ -3,31 +3,25 @@ with a real (tiny, locally built) sentence-transformers model."""
 
 from __future__ import annotations
 
-import csv
 import random
 
 import numpy as np
 import pytest
 
+from text_samples import ag_news_stories
 from tiny_models.embedder import build, vocabulary
-
-
-def _news(shared_data, n: int) -> list[str]:
-    with open(shared_data / "classification" / "ag_news" / "train80.csv", newline="") as f:
-        rows = list(csv.reader(f))
-    return [f"{title}. {desc}" for _, title, desc in rows if len(desc.split()) >= 25][:n]
 
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory, shared_data) -> str:
-    return str(build(tmp_path_factory.mktemp("select_embedder"), vocabulary(_news(shared_data, 400)), dim=64))
+    return str(build(tmp_path_factory.mktemp("select_embedder"), vocabulary(ag_news_stories(shared_data, 400)), dim=64))
 
 
 @pytest.fixture(scope="module")
 def rows(shared_data):
     """60 stories with scores in [0, 0.8), and a near copy (one word dropped) of 12 of them scored above the rest."""
     rng = random.Random(5)
-    base = _news(shared_data, 60)
+    base = ag_news_stories(shared_data, 60)
     rows = [{"id": f"doc{i:03d}", "text": t, "quality": round(rng.random() * 0.8, 3), "complexity": 1.0} for i, t in enumerate(base)]
     for i in range(12):
         words = base[i].split()

@@ -3,18 +3,12 @@ with a real (tiny, locally built) sentence-transformers model."""
 
 from __future__ import annotations
 
-import csv
 import random
 
 import pytest
 
+from text_samples import ag_news_stories
 from tiny_models.embedder import build, vocabulary
-
-
-def _news(shared_data, n: int) -> list[str]:
-    with open(shared_data / "classification" / "ag_news" / "train80.csv", newline="") as f:
-        rows = list(csv.reader(f))
-    return [f"{title}. {desc}" for _, title, desc in rows if len(desc.split()) >= 25][:n]
 
 
 def _paraphrase(text: str, rng: random.Random) -> str:
@@ -28,13 +22,13 @@ def _paraphrase(text: str, rng: random.Random) -> str:
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory, shared_data) -> str:
-    return str(build(tmp_path_factory.mktemp("embedder"), vocabulary(_news(shared_data, 400)), dim=64))
+    return str(build(tmp_path_factory.mktemp("embedder"), vocabulary(ag_news_stories(shared_data, 400)), dim=64))
 
 
 @pytest.fixture(scope="module")
 def corpus(shared_data):
     rng = random.Random(3)
-    base = _news(shared_data, 60)
+    base = ag_news_stories(shared_data, 60)
     rows = [{"id": f"doc{i:03d}", "text": t} for i, t in enumerate(base)]
     planted = {f"para{i:03d}": f"doc{i:03d}" for i in range(12)}
     rows += [{"id": p, "text": _paraphrase(base[int(o[3:])], rng)} for p, o in planted.items()]
@@ -71,7 +65,7 @@ def test_a_better_scored_copy_is_the_one_kept(run_stage, model, corpus):
 @pytest.mark.shared_data
 def test_the_default_cluster_count_follows_the_live_rows(run_stage, model, shared_data):
     """One cluster per 1,000 live rows: 2,100 rows in any number of slices give 3 (the count once came from slices: 1)."""
-    rows = [{"id": f"n{i:04d}", "text": t} for i, t in enumerate(_news(shared_data, 10_000)[:2100])]
+    rows = [{"id": f"n{i:04d}", "text": t} for i, t in enumerate(ag_news_stories(shared_data, 10_000)[:2100])]
     assert len(rows) == 2100
     kept, dropped = run_stage("semdedup", {"model": model}, rows)
     assert {r["semdup_cluster"] for r in kept + dropped} == {0, 1, 2}
