@@ -19,7 +19,9 @@ every stage's problems at once before Ray starts; `prepare()` then does the heav
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Sequence
+
+import numpy as np
 
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
@@ -155,7 +157,8 @@ class GlobalStage(Stage):
     """A stage that needs the whole dataset, free to run several Ray Data passes.
 
     What such a stage needs of the engine it gets here, so that this class is its only surface:
-    another stage's work run as the engine runs any stage (`run_substage`), rounds of plain Ray
+    another stage's work run as the engine runs any stage (`run_substage`), counts summed over
+    every row (`summed_counts`), rounds of plain Ray
     tasks over the dataset's blocks (`blocks`), and rows measured as the run statistics measure
     them (`measure`, a function of this module, for use inside those tasks).
     """
@@ -168,6 +171,14 @@ class GlobalStage(Stage):
         from pipeline.execute import run_stage
 
         return run_stage(stage, dataset)
+
+    def summed_counts(self, dataset: "ray.data.Dataset", counts_of: Callable[[pa.Table], Sequence[int]]) -> np.ndarray:
+        """The sum over `dataset`'s batches of a fixed-length count vector (a histogram of scores): how
+        a stage that cuts at a share of the rows (quality's top_fraction, perplexity's keep_share) sees
+        every score without bringing the scores to the driver. Empty when the dataset has no batch."""
+        counts = [np.asarray(row["counts"], dtype=np.int64) for row in dataset.map_batches(
+            lambda batch: pa.table({"counts": [list(counts_of(batch))]}), batch_format="pyarrow", batch_size=4096).iter_rows()]
+        return np.sum(counts, axis=0) if counts else np.zeros(0, dtype=np.int64)
 
     @property
     def blocks(self):

@@ -217,11 +217,7 @@ class PerplexityStage(GlobalStage):
         if self.config.share is None:
             return scored
         scored = scored.materialize()
-        histogram = None
-        for row in scored.map_batches(_histogram, batch_format="pyarrow", batch_size=4096).iter_rows():
-            counts = row["counts"]
-            histogram = counts if histogram is None else [a + b for a, b in zip(histogram, counts)]
-        cut = keep_share_cut(histogram or [], self.config.share)
+        cut = keep_share_cut(self.summed_counts(scored, lambda batch: share_histogram(_live_scores(batch))), self.config.share)
         self.threshold = cut_perplexity(cut)
         return scored.map_batches(_cut, fn_args=(cut,), batch_format="pyarrow", batch_size=4096)
 
@@ -235,10 +231,6 @@ def _live_scores(batch: pa.Table) -> list[float]:
     if "perplexity" not in batch.column_names:
         return []
     return pc.drop_null(batch.column("perplexity").filter(live_mask(batch))).to_pylist()
-
-
-def _histogram(batch: pa.Table) -> pa.Table:
-    return pa.table({"counts": [share_histogram(_live_scores(batch))]})
 
 
 def _cut(batch: pa.Table, cut: float) -> pa.Table:

@@ -109,12 +109,10 @@ class QualityStage(GlobalStage):
         scored = self.run_substage(QualityScorer(self.config, self.ctx), dataset)
         if self.config.top_fraction is None:
             return scored
-        from filters.fasttext_classifier import HISTOGRAM_BINS, top_fraction_threshold
+        from filters.fasttext_classifier import score_histogram, top_fraction_threshold
 
         scored = scored.materialize()
-        histogram = np.zeros(HISTOGRAM_BINS, dtype=np.int64)
-        for row in scored.map_batches(_histogram, batch_format="pyarrow", batch_size=4096).iter_rows():
-            histogram += np.asarray(row["counts"], dtype=np.int64)
+        histogram = self.summed_counts(scored, lambda batch: score_histogram(_live_scores(batch)))
         self.threshold = top_fraction_threshold(histogram, self.config.top_fraction)
         return scored.map_batches(_cut, fn_args=(self.threshold,), batch_format="pyarrow", batch_size=4096)
 
@@ -147,12 +145,6 @@ def _live_scores(batch: pa.Table) -> np.ndarray:
         return np.zeros(0)
     scores = batch.column("quality").filter(live_mask(batch))
     return np.asarray(pc.drop_null(scores).to_numpy(zero_copy_only=False), dtype=np.float64)
-
-
-def _histogram(batch: pa.Table) -> pa.Table:
-    from filters.fasttext_classifier import score_histogram
-
-    return pa.table({"counts": [score_histogram(_live_scores(batch)).tolist()]})
 
 
 def _cut(batch: pa.Table, threshold: float) -> pa.Table:
