@@ -47,6 +47,9 @@ class SamplingParams:
     max_tokens: int = 512
     n: int = 1
     stop: tuple[str, ...] = ()
+    # Token ids that end a sample like EOS: a special token (a chat template's end of turn) that the
+    # server strips from the text, so a stop string never sees it; Magpie's sampled instruction ends so.
+    stop_token_ids: tuple[int, ...] = ()
     seed: int | None = None
     logprobs: int | None = None
     # The log-prob of every prompt token (`Choice.prompt_logprobs`), for scoring text by a model's

@@ -39,6 +39,7 @@ class TemplateUnsplittable(ValueError):
 class PreQuery:
     prefix: str  # the text sent to the completion endpoint
     stop: str  # what the template writes after a user message: the end of the sampled instruction
+    stop_token_ids: tuple[int, ...]  # its id when `stop` is one special token (a server strips it from text)
 
 
 def render(tokenizer, messages: Sequence[dict], add_generation_prompt: bool = False) -> str:
@@ -62,7 +63,8 @@ def pre_query(tokenizer, history: Sequence[dict]) -> PreQuery:
     prefix, suffix = text.split(SENTINEL)
     if other != prefix + SECOND_SENTINEL + suffix:
         raise TemplateUnsplittable("the text the chat template writes around a user message depends on the message")
-    return PreQuery(_without_added_bos(tokenizer, prefix), end_of_turn(tokenizer, suffix))
+    stop = end_of_turn(tokenizer, suffix)
+    return PreQuery(_without_added_bos(tokenizer, prefix), stop, _special_token_ids(tokenizer, stop))
 
 
 def end_of_turn(tokenizer, suffix: str) -> str:
@@ -73,6 +75,15 @@ def end_of_turn(tokenizer, suffix: str) -> str:
         raise TemplateUnsplittable("the chat template writes nothing after a user message to end its turn")
     special = [t for t in tokenizer.all_special_tokens if t and rest.startswith(t)]
     return max(special, key=len) if special else rest.split()[0]
+
+
+def _special_token_ids(tokenizer, text: str) -> tuple[int, ...]:
+    """The id of `text` when it is one special token: the server stops on the token itself, which the
+    text of a completion never shows; a plain-text end of turn (`[/INST]`) is matched as text."""
+    if text not in tokenizer.all_special_tokens:
+        return ()
+    token_id = tokenizer.convert_tokens_to_ids(text)
+    return (token_id,) if isinstance(token_id, int) and token_id != tokenizer.unk_token_id else ()
 
 
 def _without_added_bos(tokenizer, prefix: str) -> str:
@@ -154,7 +165,7 @@ class Magpie:
                 c.reason, c.error = "template_unsplittable", str(e)
                 continue
             params = SamplingParams(temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=cfg.max_tokens,
-                                    stop=(query.stop,), seed=request_seed(cfg.seed, f"magpie.{c.index}.query", turn))  # fmt: skip
+                                    stop=(query.stop,), stop_token_ids=query.stop_token_ids, seed=request_seed(cfg.seed, f"magpie.{c.index}.query", turn))  # fmt: skip
             asking.append(c)
             requests.append(Request(prompt=query.prefix, params=params))
         for c, r in zip(asking, self.client.generate(requests) if requests else []):

@@ -59,6 +59,7 @@ def engine_sampling_params(params: SamplingParams, sample_index: int) -> dict[st
         "top_p": params.top_p,
         "max_tokens": params.max_tokens,
         "stop": list(params.stop),
+        "stop_token_ids": list(params.stop_token_ids),
         "seed": params.seed + sample_index if params.seed is not None else None,
         "logprobs": params.logprobs,
     }

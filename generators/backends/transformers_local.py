@@ -98,7 +98,7 @@ class TransformersClient:
             do_sample=sample,
             num_return_sequences=p.n,
             pad_token_id=self.tokenizer.pad_token_id,
-            eos_token_id=sorted(self.eos_ids),
+            eos_token_id=sorted(self.eos_ids | set(p.stop_token_ids)),
             return_dict_in_generate=True,
             output_scores=p.logprobs is not None,
         )
@@ -150,18 +150,20 @@ class TransformersClient:
     def _choice(self, tokens: list[int], p: SamplingParams, logprobs: list[float] | None) -> tuple[Choice, int]:
         """Decode the tokens up to the end of this sample; return the choice and the tokens it used.
 
-        A sample ends at an end-of-turn/EOS token (counted, as vLLM counts it), at the padding `generate`
-        writes after a sequence finished early, or at a stop string (tokens up to the one completing it).
+        A sample ends at an end-of-turn/EOS token or one of `stop_token_ids` (counted, as vLLM counts it),
+        at the padding `generate` writes after a sequence finished early, or at a stop string (tokens up
+        to the one completing it).
         """
+        ends = self.eos_ids | set(p.stop_token_ids)
         used, finish = len(tokens), "length"
         for j, t in enumerate(tokens):
-            if t in self.eos_ids:
+            if t in ends:
                 used, finish = j + 1, "stop"
                 break
             if t == self.tokenizer.pad_token_id:
                 used, finish = j, "stop"
                 break
-        content = [t for t in tokens[:used] if t not in self.eos_ids]
+        content = [t for t in tokens[:used] if t not in ends]
         text, stopped = cut_at_stop(self.tokenizer.decode(content, skip_special_tokens=True), p.stop)
         if stopped:
             finish = "stop"

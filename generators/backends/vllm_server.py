@@ -70,6 +70,8 @@ def request_body(model: str, request: Request) -> dict:
     body: dict = {"model": model, "temperature": p.temperature, "top_p": p.top_p, "max_tokens": p.max_tokens, "n": p.n}
     if p.stop:
         body["stop"] = list(p.stop)
+    if p.stop_token_ids:
+        body["stop_token_ids"] = list(p.stop_token_ids)  # vLLM's extra sampling parameter
     if p.seed is not None:
         body["seed"] = p.seed
     if p.guide is not None:

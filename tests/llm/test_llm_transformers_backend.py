@@ -6,6 +6,7 @@ import pytest
 
 from generators.client import Request, SamplingParams
 from generators.factory import make_client
+from sampled_tokens import first_new_clean_token
 
 
 @pytest.fixture(scope="module")
@@ -50,6 +51,16 @@ def test_stop_string_cuts_the_text_and_sets_finish_reason(client):
     assert stopped.text == free.text[: free.text.index(stop)]
     assert stopped.choices[0].finish_reason == "stop"
     assert stopped.usage.completion_tokens < free.usage.completion_tokens
+
+
+def test_a_stop_token_id_ends_the_sample_like_eos(client):
+    """What Magpie asks for a chat template's end of turn: the token ends the sample and is not in the text."""
+    [free] = client.generate([ask(PROMPTS[1], temperature=0.0, max_tokens=16)])
+    ids = client.tokenizer(free.text, add_special_tokens=False)["input_ids"]
+    cut = first_new_clean_token(ids, client.tokenizer, free.text)
+    [stopped] = client.generate([ask(PROMPTS[1], temperature=0.0, max_tokens=16, stop_token_ids=(ids[cut],))])
+    assert stopped.text == client.tokenizer.decode(ids[:cut]) and stopped.choices[0].finish_reason == "stop"
+    assert stopped.usage.completion_tokens == cut + 1  # the stop token is counted, as vLLM counts it
 
 
 def test_seeded_sampling_is_reproducible_and_samples_differ(client):

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from fault_proxy import FaultProxy
+from sampled_tokens import first_new_clean_token
 
 from generators.backends.vllm_server import VLLMServerClient
 from generators.client import Request, SamplingParams
@@ -73,6 +74,21 @@ def test_generation_usage_and_cache_against_real_vllm(vllm_server, vllm_server_c
     seeded = fresh.generate(requests[:3])
     fresh.close()
     assert [r.choices for r in seeded] == [r.choices for r in first[:3]]  # a seed makes vLLM's sampling repeatable
+
+
+def test_a_stop_token_id_ends_the_sample_on_the_server(vllm_server, vllm_server_config, tokenizer):
+    """How Magpie ends a sampled instruction at a special end of turn, which the server strips from the
+    text a stop string would see."""
+    client = VLLMServerClient(parse_llm_config({**vllm_server_config, "url": vllm_server.url}))
+    prompt = "Once upon a time"
+    [free] = client.generate([Request(prompt=prompt, params=SamplingParams(max_tokens=12, temperature=0.0))])
+    ids = tokenizer(free.text, add_special_tokens=False)["input_ids"]
+    cut = first_new_clean_token(ids, tokenizer, free.text)
+    [stopped] = client.generate([Request(prompt=prompt, params=SamplingParams(max_tokens=12, temperature=0.0,
+                                                                              stop_token_ids=(ids[cut],)))])
+    client.close()
+    assert free.choices[0].finish_reason == "length"
+    assert stopped.text == tokenizer.decode(ids[:cut]) and stopped.choices[0].finish_reason == "stop"
 
 
 def test_faults_lose_and_duplicate_no_row(vllm_server, vllm_server_config, tokenizer):

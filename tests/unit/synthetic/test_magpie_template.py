@@ -102,6 +102,10 @@ def test_pre_query_prefix_round_trips_and_stops_at_the_familys_end_of_turn(base_
     query = pre_query(tok, [])
     expected_prefix, expected_stop = EXPECTED[family]
     assert query.stop == expected_stop
+    # A special end of turn is also asked for by id: a server strips it from the text a stop string sees.
+    special = expected_stop in tok.all_special_tokens
+    assert query.stop_token_ids == ((tok.convert_tokens_to_ids(expected_stop),) if special else ())
+    assert special == (family != "mistral")  # Mistral's [/INST] is plain text here
     rendered = render(tok, [{"role": "user", "content": SENTINEL}])
     sent_bos = "" if adds_bos or not bos or not rendered.startswith(bos) else bos
     assert query.prefix == sent_bos + expected_prefix
@@ -161,6 +165,7 @@ def test_turns_alternate_each_user_turn_sampled_after_the_conversation_so_far(ba
     for k, q in enumerate(queries):  # turn k's prefix is the conversation of k exchanges, cut before a new user turn
         assert q.prompt == pre_query(tok, conv.messages[: 2 * k]).prefix
         assert q.params.stop == (EXPECTED[family][1],)
+        assert q.params.stop_token_ids == pre_query(tok, conv.messages[: 2 * k]).stop_token_ids
     assert "answer to question 1" in queries[2].prompt and "question 2" not in queries[2].prompt
     chats = [r for r in client.requests if r.messages is not None]
     assert [len(c.messages) for c in chats] == [1, 3, 5]
