@@ -85,3 +85,18 @@ def test_respond_stage_continues_each_conversation_to_n_turns(run_stage, teacher
                                      "empty_response", "llm_error"} and _meta(r).get("turns", 0) < 3  # fmt: skip
     for original in answered:  # an answered row keeps its answer and goes on from it
         assert next(o for o in continued if o["id"] == original["id"])["messages"][:2] == original["messages"]
+
+
+def test_respond_takes_the_user_turns_from_a_separate_simulator_entry(run_stage, teacher, trained_teacher, tmp_path):
+    """`user_simulator` names another `llms:` entry: its client writes the user turns, `llm`'s the answers.
+    The simulator is the same teacher under another path, so the rows say which entry wrote what."""
+    simulator = tmp_path / "simulator"
+    simulator.symlink_to(trained_teacher, target_is_directory=True)
+    llms = {**teacher, "simulator": {"backend": "transformers", "model": str(simulator), "batch_size": 16}}
+    config = {"turns": 2, "user_simulator": "simulator", "max_tokens": 128, "simulator_max_tokens": 128}
+    kept, dropped = run_stage("respond", config, _input_rows(), llms=llms, seed=0)
+    [row] = kept + dropped
+    meta = _meta(row)
+    assert meta["user_simulator"] == str(simulator) and meta["responder"] == str(trained_teacher)
+    if row in kept:
+        assert meta["turns"] == 2 and [m["role"] for m in row["messages"]] == ["user", "assistant"] * 2
