@@ -8,7 +8,7 @@ found by prefix-filtered all-pairs search on the shingle strings (no sampling, n
 
     python benchmarks/bench_dedup.py quality             # P/R + docs/s vs datasketch (+ DataTrove)
     python benchmarks/bench_dedup.py chains              # a corpus made to chain (benchmarks/dedup_chains.py)
-    python benchmarks/bench_dedup.py e2e --docs 100000   # `pipeline run` with dedup alone vs datasketch and rensa
+    python benchmarks/bench_dedup.py e2e --docs 100000   # `pipeline run` with dedup alone vs rensa (its process) and datasketch
     python benchmarks/bench_dedup.py scale --docs 10000 100000 1000000
 
 A pair is "found" when both rows end in the same cluster; a removed row is correct when its
@@ -402,7 +402,8 @@ def e2e_corpus(n: int, words: int = 300, seed: int = 0) -> list[dict]:
 
 
 def cmd_e2e(args):
-    """`pipeline run` with only `dedup` on a JSONL file, process start to exit, against the plain
+    """`pipeline run` with only `dedup` on a JSONL file, process start to exit, against rensa's whole
+    process as its user writes it (rensa_dedup.py: JSONL in, kept JSONL out), and against the plain
     MinHash + LSH loops of datasketch and rensa on the same documents (shingled before their clock)."""
     import subprocess
 
@@ -429,14 +430,20 @@ def cmd_e2e(args):
                 print(f"  run {rep}: {name} pipeline run {times[name][-1]:.2f} s (dedup stage {stage['wall_s']} s, "
                       f"first stage at {stats['time_to_first_stage_s']} s, dropped {stage.get('dropped')}), "
                       f"load {os.getloadavg()[0]:.1f}", flush=True)
+            t0 = time.perf_counter()  # the peer's whole process as its user writes it, in the same round
+            done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "rensa_dedup.py"), str(corpus),
+                                   str(Path(tmp) / "rensa_kept.jsonl")], check=True, capture_output=True, text=True)
+            times["rensa process"].append(time.perf_counter() - t0)
+            removed["rensa process"] = done.stdout.split()[-1]
+            print(f"  run {rep}: rensa process {times['rensa process'][-1]:.2f} s, load {os.getloadavg()[0]:.1f}", flush=True)
         t0 = time.perf_counter()
         shingled = [[" ".join(g).encode("utf-8") for g in s] for s in shingle_sets([d["text"] for d in docs])]
         print(f"  shingling for the peers (before their clock, in Python): {time.perf_counter() - t0:.2f} s", flush=True)
         for rep in range(args.repeats):
             el, dup_of = run_rensa(docs, shingled)
-            times["rensa"].append(el)
-            removed["rensa"] = len(dup_of)
-            print(f"  run {rep}: rensa {el:.2f} s, load {os.getloadavg()[0]:.1f}", flush=True)
+            times["rensa kernel"].append(el)
+            removed["rensa kernel"] = len(dup_of)
+            print(f"  run {rep}: rensa kernel {el:.2f} s, load {os.getloadavg()[0]:.1f}", flush=True)
         for rep in range(args.datasketch_repeats):
             el, _, dup_of = run_datasketch(docs, shingled)
             times["datasketch"].append(el)
@@ -444,8 +451,8 @@ def cmd_e2e(args):
             print(f"  run {rep}: datasketch {el:.2f} s, load {os.getloadavg()[0]:.1f}", flush=True)
     med = {k: statistics.median(v) for k, v in times.items()}
     for k in med:
-        ratios = ", ".join(f"{peer} / this {med[peer] / med[k]:.2f}x" for peer in ("datasketch", "rensa") if peer in med)
-        print(f"{k:11} median {med[k]:7.2f} s of {len(times[k])} ({' '.join(f'{t:.2f}' for t in times[k])}), "
+        ratios = ", ".join(f"{peer} / this {med[peer] / med[k]:.2f}x" for peer in ("datasketch", "rensa kernel", "rensa process") if peer in med)
+        print(f"{k:14} median {med[k]:7.2f} s of {len(times[k])} ({' '.join(f'{t:.2f}' for t in times[k])}), "
               f"removed {removed[k]}; {ratios}")
 
 
