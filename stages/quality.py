@@ -10,6 +10,7 @@ or collecting the data.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import numpy as np
@@ -118,8 +119,22 @@ class QualityStage(GlobalStage):
 
     def summarize(self, output) -> dict[str, Any]:
         if self.config.top_fraction is not None:
-            return {"threshold": self.threshold, "mode": "top_fraction"}
-        return {"threshold": self.config.floor, "mode": "min_score"}
+            cut = {"threshold": self.threshold, "mode": "top_fraction"}
+        else:
+            cut = {"threshold": self.config.floor, "mode": "min_score"}
+        return {**cut, **self._held_out_measures()}
+
+    def _held_out_measures(self) -> dict[str, Any]:
+        """How the model did on the rows `train-classifier` held out (the metrics file it writes beside
+        the model): after annotate-then-classify, the classifier's agreement with the annotator, in
+        the report of the run that applies it."""
+        model = storage.locate(self.config.model)
+        try:
+            metrics = json.loads((model.parent / f"{model.name}.metrics.json").read_text())
+        except (OSError, ValueError):  # a model trained elsewhere has none
+            return {}
+        shown = {k: metrics[k] for k in ("n_test", "accuracy", "auc", "agreement") if k in metrics}
+        return {"classifier_held_out": shown} if shown else {}
 
 
 def _scorer(path: str, label: str):

@@ -63,3 +63,6 @@ def test_annotate_then_train_classifier_then_quality(tmp_path, shared_data, vllm
     assert min(r["quality"] for r in kept) >= max(r["quality"] for r in rejected)
     rated = {r["id"] for r in sampled}
     assert any(r["id"] not in rated for r in kept)  # pages the LLM never saw are judged by the classifier
+    applied = next(s for s in json.loads((filtered / "stats.json").read_text())["stages"] if s["name"] == "quality")
+    assert applied["metrics"]["classifier_held_out"]["accuracy"] == report["accuracy"]  # the agreement, in the run's report
+    assert "classifier_held_out" in (filtered / "report.html").read_text()

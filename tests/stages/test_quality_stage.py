@@ -62,3 +62,22 @@ def test_missing_model_and_unknown_label_are_user_errors(run_stage, model_path, 
         run_stage("quality", {"model": str(tmp_path / "nope.bin")}, [])
     with pytest.raises(UserError, match="label 'good'"):
         run_stage("quality", {"model": model_path, "label": "good"}, [])
+
+
+def test_the_report_shows_how_the_model_did_on_its_held_out_rows(model_path, tmp_path):
+    """train-classifier writes its held-out measures beside the model; the run that applies the model
+    reports them (after annotate-then-classify: the agreement with the annotator). A model trained
+    elsewhere has none, and the report says nothing of it."""
+    import json
+    import shutil
+
+    from pipeline.config import build_stage
+
+    def summary(model):
+        return build_stage("quality", {"model": str(model), "min_score": 0.5}, index=1, output_dir=tmp_path).summarize(None)
+
+    assert summary(model_path) == {"threshold": 0.5, "mode": "min_score"}
+    trained = shutil.copy(model_path, tmp_path / "edu.bin")
+    measures = {"n_test": 40, "accuracy": 0.9, "agreement": {"spearman": 0.71, "within_one": 0.95}}
+    (tmp_path / "edu.bin.metrics.json").write_text(json.dumps({**measures, "labels": ["cc", "hq"], "train_seconds": 0.4}))
+    assert summary(trained)["classifier_held_out"] == measures
