@@ -22,7 +22,6 @@ import dataclasses
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Sequence
 
 import numpy as np
-
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -158,9 +157,9 @@ class GlobalStage(Stage):
 
     What such a stage needs of the engine it gets here, so that this class is its only surface:
     another stage's work run as the engine runs any stage (`run_substage`), counts summed over
-    every row (`summed_counts`), rounds of plain Ray
-    tasks over the dataset's blocks (`blocks`), and rows measured as the run statistics measure
-    them (`measure`, a function of this module, for use inside those tasks).
+    every row (`summed_counts`), rounds of plain Ray tasks over the dataset's blocks (`blocks`),
+    and rows measured as the run statistics measure them (`measure`, a function of this module,
+    for use inside those tasks).
     """
 
     def apply(self, dataset: "ray.data.Dataset") -> "ray.data.Dataset":
