@@ -67,8 +67,8 @@ def whole(refs: list[ray.ObjectRef]) -> list[Slice]:
     return [Slice((ref,), ((0, None),)) for ref in refs]
 
 
-def map_slices(fn: Callable[..., pa.Table], rows: list[Slice], *args: Any) -> list[ray.ObjectRef]:
-    """`fn(table, number, *args)` on every slice; one table per slice."""
+def map_slices(fn: Callable[..., Any], rows: list[Slice], *args: Any) -> list[ray.ObjectRef]:
+    """`fn(table, number, *args)` on every slice; one result per slice (its rows, or a small value to `gather`)."""
     return [_map.remote(fn, None, i, s.bounds, len(args), *args, *s.blocks) for i, s in enumerate(rows)]
 
 

@@ -121,9 +121,26 @@ def row_texts(batch: pa.Table, view: View = "text") -> list[list[tuple[str, int 
 
 
 def whitespace_tokens(texts: pa.Array | pa.ChunkedArray) -> pa.Array:
-    """Whitespace word counts, vectorised in Arrow: the default token measure of run statistics."""
-    words = pc.utf8_split_whitespace(pc.fill_null(texts, ""))
-    return pc.list_value_length(words)
+    """Whitespace word counts (Python's `len(text.split())`), vectorised in Arrow: the default token
+    measure of run statistics.
+
+    Arrow's split yields an empty piece at each end of a padded text (and one for an empty text), so
+    texts are trimmed first and an empty one counts nothing. Its Unicode split is about three times
+    slower than its ASCII one, and it ran on every row of every stage's statistics: only rows with a
+    non-ASCII character take it.
+    """
+    texts = pc.fill_null(texts.combine_chunks() if isinstance(texts, pa.ChunkedArray) else texts, "")
+    ascii_rows = pc.string_is_ascii(texts)
+    counts = _word_counts(pc.ascii_trim_whitespace(pc.if_else(ascii_rows, texts, "")), pc.ascii_split_whitespace)
+    if not pc.all(ascii_rows).as_py():
+        other = pc.invert(ascii_rows)
+        unicode_counts = _word_counts(pc.utf8_trim_whitespace(texts.filter(other)), pc.utf8_split_whitespace)
+        counts = pc.replace_with_mask(counts, other, unicode_counts)
+    return counts
+
+
+def _word_counts(trimmed: pa.Array, split) -> pa.Array:
+    return pc.if_else(pc.equal(trimmed, ""), 0, pc.list_value_length(split(trimmed)))
 
 
 def set_column(batch: pa.Table, name: str, values: pa.Array | Iterable, type: pa.DataType | None = None) -> pa.Table:

@@ -27,7 +27,6 @@ applies the engine's row conventions (live rows, text views, drop reasons):
 from __future__ import annotations
 
 import json
-from collections import defaultdict
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -42,7 +41,7 @@ from filters.dedup.clusters import key_components
 from filters.dedup.lsh import optimal_params, s_curve
 from filters.dedup.members import earlier_member_rows, member_rows
 from filters.dedup.sketch import Sketch
-from filters.dedup.verdicts import empty_verdicts, resolve_partition, row_verdicts, size_counts
+from filters.dedup.verdicts import empty_verdicts, resolve_partition, row_verdicts, rows_by_size
 from pipeline import storage
 from pipeline.errors import UserError
 from pipeline.records import drop_rows, live_mask, set_column, text_column
@@ -160,6 +159,7 @@ class Dedup(GlobalStage):
         bands, rows = (1, 1) if config.method == "exact" else config.lsh_shape()
         self.plan = _Plan(config, bands, rows, config.partitions or 0)
         self.repeated_units: int | None = None
+        self.cluster_rows: dict[int, int] = {}  # live rows per cluster size, known once `apply` has resolved
 
     @property
     def index_dir(self) -> Location:
@@ -196,13 +196,13 @@ class Dedup(GlobalStage):
 
     def apply(self, dataset):
         blocks = self.blocks
+        dataset = dataset.materialize()  # before its schema, which a lazy dataset reads part of its input for
         if "id" not in dataset.schema().names:
             raise UserError("dedup needs an `id` column to tell rows apart")
         cpus = blocks.cpus()
         if not self.plan.partitions:
             self.plan = replace(self.plan, partitions=2 * cpus)
         parts = self.plan.partitions
-        dataset = dataset.materialize()
         rows = blocks.slices(dataset, pieces=cpus)
         earlier = self._earlier_rows()  # read before this run's index replaces one of them
         index_dir = self._start_index() if self.config.index else None
@@ -217,6 +217,7 @@ class Dedup(GlobalStage):
             self._resolve(rows, earlier, *_columns(edges, ("a", "b"))) if any(e.num_rows for e in edges)
             else empty_verdicts()
         )
+        self.cluster_rows = rows_by_size(verdicts, sum(blocks.gather(blocks.map_slices(_live_rows, rows))))
         return blocks.dataset(blocks.map_slices(_mark_batch, rows, self.plan, blocks.share(verdicts)))
 
     def _earlier_rows(self) -> list[Slice]:
@@ -257,12 +258,7 @@ class Dedup(GlobalStage):
         return index_dir
 
     def summarize(self, output) -> dict[str, Any]:
-        rows_by_size: dict[int, int] = defaultdict(int)
-        counts = output.select_columns(["dup_cluster_size"]).map_batches(size_counts, batch_format="pyarrow")
-        for t in counts.iter_batches(batch_format="pyarrow", batch_size=None):
-            for size, n in zip(t.column("size").to_pylist(), t.column("rows").to_pylist()):
-                rows_by_size[size] += n
-        hist = sorted((size, n // size) for size, n in rows_by_size.items())
+        hist = sorted((size, n // size) for size, n in self.cluster_rows.items())
         summary: dict[str, Any] = {
             "method": self.config.method,
             "clusters_with_duplicates": sum(c for s, c in hist if s > 1),
@@ -326,6 +322,10 @@ def _member_rows(batch: pa.Table, number: int, plan: _Plan, components) -> pa.Ta
 
 def _earlier_member_rows(batch: pa.Table, number: int, plan: _Plan, components) -> pa.Table:
     return earlier_member_rows(batch, components, plan.compare != "equal", plan.partitions)
+
+
+def _live_rows(batch: pa.Table, number: int) -> int:
+    return pc.sum(live_mask(batch)).as_py() or 0
 
 
 def _mark_batch(batch: pa.Table, number: int, plan: _Plan, verdicts: pa.Table) -> pa.Table:

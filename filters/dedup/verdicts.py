@@ -105,8 +105,10 @@ def row_verdicts(ids: list[str], verdicts: pa.Table) -> tuple[pa.Array, pa.Array
             verdict("dup_of", pa.scalar(None, pa.string())))
 
 
-def size_counts(batch: pa.Table) -> pa.Table:
-    """Rows per cluster size (`dup_cluster_size`) of a batch of marked rows."""
-    sizes = batch.column("dup_cluster_size").drop_null().to_numpy()
-    values, counts = np.unique(sizes, return_counts=True)
-    return pa.table({"size": values.astype(np.int64), "rows": counts.astype(np.int64)})
+def rows_by_size(verdicts: pa.Table, rows: int) -> dict[int, int]:
+    """Rows per cluster size among `rows` rows of this run: the verdicts hold every row of a cluster of
+    several (and rows whose candidates all proved different, of size 1); any other row is a cluster of one."""
+    values, counts = np.unique(verdicts.column("size").to_numpy(), return_counts=True)
+    by_size = dict(zip(values.tolist(), counts.tolist()))
+    by_size[1] = by_size.get(1, 0) + rows - verdicts.num_rows
+    return {size: n for size, n in sorted(by_size.items()) if n}

@@ -79,7 +79,7 @@ def test_minhash_finds_planted_pairs_deterministically(run_stage, corpus):
 
 
 @pytest.mark.shared_data
-def test_survivor_prefers_quality_then_length(run_stage, shared_data):
+def test_survivor_prefers_quality_then_length(run_stage, shared_data, tmp_path):
     text = _news(shared_data, 1)[0]
     longer = text + " Extra words."
     rows = [
@@ -89,17 +89,18 @@ def test_survivor_prefers_quality_then_length(run_stage, shared_data):
         {"id": "d", "text": text, "quality": None},
         {"id": "e", "text": longer + " And more.", "quality": None},
     ]
-    kept, dropped = run_stage("dedup", {"threshold": 0.7, "survivor": ["quality", "longest"], "partitions": 2}, rows)
-    assert [r["id"] for r in kept] == ["b"]
-    assert {r["id"]: r["dup_of"] for r in dropped} == {"a": "b", "c": "b", "d": "b", "e": "b"}
-    assert all(r["dup_cluster_size"] == 5 and r["dup_cluster"] == "b" for r in kept + dropped)
-
     import ray.data
 
     from pipeline.config import build_stage
+    from pipeline.execute import run_stage as execute
 
-    stage = build_stage("dedup", {}, index=1, output_dir=".")
-    summary = stage.summarize(ray.data.from_items(kept + dropped + [{"id": "z", "dup_cluster_size": 1}]))
+    stage = build_stage("dedup", {"threshold": 0.7, "survivor": ["quality", "longest"], "partitions": 2}, index=1,
+                        output_dir=tmp_path)
+    out = execute(stage, ray.data.from_items(rows + [{"id": "z", "text": "Something else entirely, unlike the others.", "quality": None}]))
+    dup_of = {r["id"]: r["dup_of"] for r in out.take_all()}
+    assert dup_of == {"a": "b", "b": None, "c": "b", "d": "b", "e": "b", "z": None}
+    assert all(r["dup_cluster_size"] == 5 and r["dup_cluster"] == "b" for r in out.take_all() if r["id"] != "z")
+    summary = stage.summarize(out)
     assert summary["cluster_sizes"] == {"1": 1, "5": 1} and summary["clusters_with_duplicates"] == 1
     curve, hist = summary["plots"]
     assert curve["kind"] == "line" and curve["y"][-1] == 1.0 and curve["y"][0] == 0.0

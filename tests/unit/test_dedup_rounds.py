@@ -16,7 +16,7 @@ from filters.dedup.minhash import jaccard
 from filters.dedup.nodes import OLD_BIT, node_keys
 from filters.dedup.shingles import shingles
 from filters.dedup.sketch import Sketch
-from filters.dedup.verdicts import empty_verdicts, resolve_partition, row_verdicts, size_counts
+from filters.dedup.verdicts import empty_verdicts, resolve_partition, row_verdicts, rows_by_size
 
 SKETCH = Sketch(ngram=5, shingle="word", hash="xxh3", seed=1, scheme="affine32", bands=14, rows=8)
 RULES = ["quality", "longest", "smallest_id"]
@@ -146,6 +146,9 @@ def test_rows_without_a_verdict_are_their_own_cluster():
     assert (cluster.to_pylist(), size.to_pylist(), dup_of.to_pylist()) == (["a", "b"], [1, 1], [None, None])
 
 
-def test_size_counts_skip_dropped_rows():
-    batch = pa.table({"dup_cluster_size": pa.array([1, 3, None, 3, 3], pa.int64())})
-    assert size_counts(batch).to_pylist() == [{"size": 1, "rows": 1}, {"size": 3, "rows": 3}]
+def test_rows_by_size_counts_rows_without_a_verdict_as_clusters_of_one():
+    """A cluster of three, and a candidate that proved different (size 1), among ten rows."""
+    verdicts = pa.table({"node": pa.array([1, 2, 3, 4], pa.uint64()), "cluster": ["a", "a", "a", "d"],
+                         "size": pa.array([3, 3, 3, 1], pa.int64()), "dup_of": [None, "a", "a", None]})
+    assert rows_by_size(verdicts, 10) == {1: 7, 3: 3}
+    assert rows_by_size(empty_verdicts(), 4) == {1: 4} and rows_by_size(empty_verdicts(), 0) == {}

@@ -1,11 +1,11 @@
-"""Reading a row's text under a view."""
+"""Reading a row's text under a view, and counting its words."""
 
 from __future__ import annotations
 
 import pyarrow as pa
 import pytest
 
-from pipeline.records import TEXT_VIEWS, View, text_column
+from pipeline.records import TEXT_VIEWS, View, text_column, whitespace_tokens
 
 
 def test_a_view_that_does_not_exist_is_an_error_not_the_conversation():
@@ -15,3 +15,11 @@ def test_a_view_that_does_not_exist_is_an_error_not_the_conversation():
     assert TEXT_VIEWS == View.__args__
     with pytest.raises(ValueError, match="unknown view 'respnse'; one of text, instruction, response, conversation"):
         text_column(batch, "respnse")
+
+
+def test_whitespace_tokens_count_words_as_python_splits_them():
+    """Padding and empty texts count no word (Arrow's split yields empty pieces there); rows with
+    Unicode spaces are split on them, the rest on ASCII whitespace."""
+    values = [["two words", "  lead\tand\ntrail  ", None], ["caf\u00e9\u00a0au\u2003lait ", "", " \u00a0 ", "x"]]
+    expected = [len((t or "").split()) for chunk in values for t in chunk]
+    assert whitespace_tokens(pa.chunked_array(values)).to_pylist() == expected == [2, 3, 0, 3, 0, 0, 1]
