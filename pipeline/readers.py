@@ -10,6 +10,7 @@ go through Ray's own readers and the same normalisation. Every file is found and
 from __future__ import annotations
 
 import contextlib
+import functools
 import gzip
 import io
 import json
@@ -20,7 +21,8 @@ from typing import Callable, Iterator
 import pyarrow as pa
 import pyarrow.json as pajson
 import ray.data
-from ray.data.datasource import FileBasedDatasource
+from ray.data.block import BlockMetadata
+from ray.data.datasource import Datasource, FileBasedDatasource, ReadTask
 
 from pipeline import storage
 from pipeline.config import InputConfig
@@ -30,6 +32,8 @@ from pipeline.records import stable_id
 from pipeline.storage import Location
 
 BATCH_ROWS = 2_000
+# An uncompressed JSONL file bigger than this is read in ranges of about this many bytes, a task each.
+RANGE_BYTES = 32 << 20
 GZIP_MAGIC = b"\x1f\x8b"
 
 
@@ -63,12 +67,10 @@ def read_input(config: InputConfig) -> "ray.data.Dataset":
     else:
         if config.format == "jsonl":
             kind = config.kind if config.kind != "auto" else _kind_from_sample(config, _first_json_record(files))
-            parse = _parse_jsonl
-        elif config.format == "warc":
-            kind, parse = "html", _warc_parser(config.record_types, config.mime_types)
+            ds = ray.data.read_datasource(JsonlRanges(files, Normalizer(kind, source, config.fields)))
         else:
-            kind, parse = "html", _parse_html_file
-        ds = _read_files(files, parse, Normalizer(kind, source, config.fields))
+            parse = _warc_parser(config.record_types, config.mime_types) if config.format == "warc" else _parse_html_file
+            ds = _read_files(files, parse, Normalizer("html", source, config.fields))
     return ds.limit(config.limit) if config.limit else ds
 
 
@@ -161,20 +163,99 @@ class RecordFiles(FileBasedDatasource):
 
     def _read_stream(self, f, path: str) -> Iterator[pa.Table]:
         path_prefix, uri_prefix = self._naming
-        rows: list[dict] = []
-        for item in self._parse(f, uri_prefix + path[len(path_prefix):], self._normalizer):
-            if isinstance(item, pa.Table):
-                if rows:
-                    yield self._normalizer.table(rows)
-                    rows = []
-                yield item
-                continue
-            rows.append(item)
-            if len(rows) >= BATCH_ROWS:
-                yield self._normalizer.table(rows)
+        yield from _tables(self._parse(f, uri_prefix + path[len(path_prefix):], self._normalizer), self._normalizer)
+
+
+def _tables(items: Iterator[dict | pa.Table], normalizer: Normalizer) -> Iterator[pa.Table]:
+    """A parser's rows and tables as tables of at most `BATCH_ROWS` rows each, in order."""
+    rows: list[dict] = []
+    for item in items:
+        if isinstance(item, pa.Table):
+            if rows:
+                yield normalizer.table(rows)
                 rows = []
-        if rows:
-            yield self._normalizer.table(rows)
+            yield item
+            continue
+        rows.append(item)
+        if len(rows) >= BATCH_ROWS:
+            yield normalizer.table(rows)
+            rows = []
+    if rows:
+        yield normalizer.table(rows)
+
+
+class JsonlRanges(Datasource):
+    """JSONL files as read tasks of at most about `range_bytes` each, so that one big file is read by
+    every CPU of the cluster, not by one (Ray's file datasources give a file one task).
+
+    A range holds the lines that start in it, so every line is read once, by one task, whole. A
+    gzipped file (by its content) is one task: it cannot be entered in the middle. Lines of a range
+    that does not start the file are located by byte offset, not line number, since numbering them
+    would mean reading every line before them.
+    """
+
+    def __init__(self, files: list[Location], normalizer: Normalizer, range_bytes: int = RANGE_BYTES):
+        self._normalizer = normalizer
+        self._ranges = [(f, start, stop) for f in files for start, stop in _byte_ranges(f, range_bytes)]
+
+    def estimate_inmemory_data_size(self) -> int:
+        return sum(_size(f) for f in {f for f, _, _ in self._ranges})
+
+    def get_read_tasks(self, parallelism: int, per_task_row_limit: int | None = None, data_context=None) -> list[ReadTask]:
+        return [
+            ReadTask(functools.partial(_read_range, f, start, stop, self._normalizer),
+                     BlockMetadata(num_rows=None, size_bytes=(stop if stop is not None else _size(f)) - start,
+                                   exec_stats=None, input_files=[f.path]),
+                     per_task_row_limit=per_task_row_limit)
+            for f, start, stop in self._ranges
+        ]
+
+
+def _size(f: Location) -> int:
+    return f.stat[0] if f.stat else f.size()
+
+
+def _byte_ranges(f: Location, range_bytes: int) -> list[tuple[int, int | None]]:
+    """[start, stop) byte ranges of about equal size covering the file; (0, None) for the whole file."""
+    size = _size(f)
+    if size <= range_bytes:
+        return [(0, None)]
+    with f.open_read() as fh:
+        if fh.read_at(2, 0) == GZIP_MAGIC:
+            return [(0, None)]
+    n = -(-size // range_bytes)
+    bounds = [size * k // n for k in range(n + 1)]
+    return list(zip(bounds[:-1], bounds[1:]))
+
+
+def _read_range(f: Location, start: int, stop: int | None, normalizer: Normalizer) -> Iterator[pa.Table]:
+    with f.open_read() as fh:
+        if stop is None:
+            yield from _tables(_parse_jsonl(fh, f.uri, normalizer), normalizer)
+        else:
+            first, lines = lines_starting_in(fh, start, stop)
+            yield from _tables(_parse_jsonl(io.BytesIO(lines), f.uri, normalizer, at_byte=first), normalizer)
+
+
+def lines_starting_in(fh, start: int, stop: int, block: int = 1 << 16) -> tuple[int, bytes]:
+    """(offset of the first, bytes) of the lines of a seekable file that start in [start, stop): one
+    read of the range (one request to an object store), then to the end of its last line."""
+    data = fh.read_at(stop - start + (start > 0), start - (start > 0))
+    first = start
+    if start > 0:  # the line holding byte start - 1 is the previous range's, whole
+        cut = data.find(b"\n")
+        if cut < 0:
+            return start, b""
+        first, data = start + cut, data[cut + 1:]
+    tail, at = [], stop
+    while data and not (tail[-1] if tail else data).endswith(b"\n"):
+        more = fh.read_at(block, at)
+        if not more:
+            break
+        end = more.find(b"\n")
+        tail.append(more if end < 0 else more[: end + 1])
+        at += len(more)
+    return first, data + b"".join(tail)
 
 
 def _maybe_gunzip(f, path: str):
@@ -184,10 +265,13 @@ def _maybe_gunzip(f, path: str):
     return gzip.GzipFile(fileobj=raw) if head == GZIP_MAGIC else raw
 
 
-def _parse_jsonl(f, path: str, norm: Normalizer) -> Iterator[dict | pa.Table]:
+def _parse_jsonl(f, path: str, norm: Normalizer, at_byte: int | None = None) -> Iterator[dict | pa.Table]:
     """Chunks of lines go through Arrow's C++ JSON reader; a chunk it refuses is parsed line by line,
-    so one bad line costs the speed of its own chunk, not the whole file, and only itself is lost."""
-    stream = _maybe_gunzip(f, path)
+    so one bad line costs the speed of its own chunk, not the whole file, and only itself is lost.
+
+    `at_byte`: `f` holds the lines of a range (`JsonlRanges`) from this offset on, which locates a bad
+    line instead of its number; None: `f` is a whole file, perhaps gzipped."""
+    stream = _maybe_gunzip(f, path) if at_byte is None else f
     first_line = 1
     seen = False
     chunks = _line_chunks(stream)
@@ -204,9 +288,10 @@ def _parse_jsonl(f, path: str, norm: Normalizer) -> Iterator[dict | pa.Table]:
         if fast is not None:
             yield fast
         else:
-            yield from _parse_lines(chunk.split(b"\n"), first_line, path, norm)
+            yield from _parse_lines(chunk.split(b"\n"), first_line, path, norm, at_byte)
         first_line += chunk.count(b"\n")
-    if not seen:
+        at_byte = at_byte if at_byte is None else at_byte + len(chunk)
+    if not seen and at_byte is None:
         yield norm.quarantine("empty_file", {"path": path})
 
 
@@ -242,11 +327,16 @@ def _arrow_json(chunk: bytes) -> pa.Table | None:
         return None
 
 
-def _parse_lines(lines: list[bytes], first_line: int, path: str, norm: Normalizer) -> Iterator[dict]:
+def _parse_lines(lines: list[bytes], first_line: int, path: str, norm: Normalizer, at_byte: int | None = None
+                 ) -> Iterator[dict]:
+    """Rows, or quarantines located by line number (or by byte offset, with `at_byte`: see JsonlRanges)."""
     for line_no, raw in enumerate(lines, first_line):
+        if at_byte is not None:
+            where, at_byte = {"path": path, "byte": at_byte}, at_byte + len(raw) + 1
+        else:
+            where = {"path": path, "line": line_no}
         if not raw.strip():
             continue
-        where = {"path": path, "line": line_no}
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as e:

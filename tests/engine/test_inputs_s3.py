@@ -185,3 +185,24 @@ def test_benchmarks_load_from_the_bucket(s3, run_stage, shared_data):
     kept, dropped = run_stage("decontaminate", options, data)
     assert [r["id"] for r in kept] == ["clean"]
     assert {r["id"]: r[DROP_REASON] for r in dropped} == {"gsm": "contaminated:gsm", "code": "contaminated:humaneval"}
+
+
+def test_a_big_jsonl_object_is_read_in_byte_ranges_by_several_tasks(s3, tmp_path):
+    """Ranged reads of an object (one request per range, then to the end of its last line) on Ray's
+    workers give the rows of the whole file, in order; a bad line is located by its byte offset."""
+    from pipeline.normalize import Normalizer
+    from pipeline.readers import JsonlRanges
+
+    lines = [json.dumps({"id": f"d{i}", "text": f"document {i} " + "word " * (i % 40)}).encode() for i in range(4000)]
+    lines[3100] = b'{"id": "broken'
+    local = tmp_path / "big.jsonl"
+    local.write_bytes(b"\n".join(lines) + b"\n")
+    upload(local, f"{s3}/ranges/big.jsonl")
+    source = JsonlRanges(storage.expand([f"{s3}/ranges/big.jsonl"], "input.paths"), Normalizer("document", "big"),
+                         range_bytes=50_000)
+    assert len(source.get_read_tasks(1)) > 10
+    found = ray.data.read_datasource(source).take_all()
+    assert [r["id"] for r in found if not r[DROP_REASON]] == [f"d{i}" for i in range(4000) if i != 3100]
+    (bad,) = [r for r in found if r[DROP_REASON]]
+    where = json.loads(bad["meta"])
+    assert (where["path"], where["byte"]) == (f"{s3}/ranges/big.jsonl", sum(len(x) + 1 for x in lines[:3100]))

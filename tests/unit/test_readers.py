@@ -5,13 +5,15 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import random
 
 import pyarrow as pa
 import pytest
 
 from pipeline.normalize import Normalizer, detect_kind, parse_dialogue
-from pipeline.readers import _parse_html_file, _parse_jsonl, _warc_parser
+from pipeline.readers import JsonlRanges, _parse_html_file, _parse_jsonl, _read_range, _warc_parser, lines_starting_in
 from pipeline.records import DROP_REASON
+from pipeline.storage import locate
 
 
 def parse_jsonl(data: bytes, kind="document"):
@@ -30,6 +32,43 @@ def test_jsonl_bad_lines_are_quarantined_and_the_rest_kept():
     assert reasons(rows) == [None, "bad_json", "invalid_utf8", "not_an_object", "missing_field:text", None]
     assert rows[-1]["text"] == "b" and json.loads(rows[-1]["meta"]) == {"x": 1}
     assert json.loads(rows[1]["meta"])["line"] == 2
+
+
+def test_ranges_of_a_file_hold_each_line_once_wherever_the_cuts_fall():
+    """Cuts inside a line, on a newline, on a line's first byte, a line longer than a range, no final
+    newline: the ranges' lines, in order, are the file's lines, and each range says where its first starts."""
+    rng = random.Random(3)
+    lines = [b"x" * rng.choice([0, 1, 5, 40, 300]) for _ in range(200)]
+    for ending in (b"\n", b""):
+        data = b"\n".join(lines) + ending
+        fh = pa.BufferReader(data)
+        for trial in range(200):
+            cuts = sorted({0, len(data), *(rng.randrange(1, len(data)) for _ in range(rng.randrange(1, 12)))})
+            pieces = [lines_starting_in(fh, a, b, block=7) for a, b in zip(cuts[:-1], cuts[1:])]
+            assert b"".join(p for _, p in pieces) == data, (cuts, ending)
+            for first, piece in pieces:
+                assert not piece or data[first:first + len(piece)] == piece and (first == 0 or data[first - 1:first] == b"\n")
+
+
+def test_a_big_file_is_read_in_ranges_with_its_rows_in_order_and_bad_lines_located(tmp_path):
+    lines = [json.dumps({"id": f"d{i}", "text": f"document {i} " + "word " * (i % 50)}).encode() for i in range(3000)]
+    lines[2500] = b"{broken"
+    path = tmp_path / "big.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    norm = Normalizer("document", "src")
+    source = JsonlRanges([locate(str(path))], norm, range_bytes=20_000)
+    tasks = source.get_read_tasks(1)
+    assert len(tasks) > 10 and source.estimate_inmemory_data_size() == path.stat().st_size
+    rows = [r for task in tasks for t in task() for r in t.to_pylist()]
+    assert [r["id"] for r in rows if r[DROP_REASON] is None] == [f"d{i}" for i in range(3000) if i != 2500]
+    bad = [r for r in rows if r[DROP_REASON] is not None]
+    assert [r[DROP_REASON] for r in bad] == ["bad_json"]
+    assert json.loads(bad[0]["meta"])["byte"] == sum(len(x) + 1 for x in lines[:2500])
+    gz = tmp_path / "big.jsonl.gz"  # gzip cannot be entered in the middle: one task, its lines numbered
+    gz.write_bytes(gzip.compress(path.read_bytes(), compresslevel=0))
+    assert len(JsonlRanges([locate(str(gz))], norm, range_bytes=20_000).get_read_tasks(1)) == 1
+    rows = [r for t in _read_range(locate(str(gz)), 0, None, norm) for r in t.to_pylist()]
+    assert len(rows) == 3000 and json.loads(rows[2500]["meta"])["line"] == 2501
 
 
 def test_gzip_detected_by_content_and_truncation_quarantined():
