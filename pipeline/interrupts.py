@@ -4,7 +4,8 @@ Python turns SIGINT into a KeyboardInterrupt in the main thread, wherever it hap
 that is a `__del__`, a weakref callback or a library's broad `except`, the exception is printed as
 "Exception ignored" or swallowed, and the run goes on as if nothing had happened. So the first
 Ctrl-C also starts a watchdog: whenever the main thread is not unwinding the interrupt, the
-watchdog delivers it again, once a second, until the command has caught it. If stopping takes
+watchdog delivers it again, once a second, until the command has caught it; the copy Python
+reports as ignored is not shown, since it is not lost. If stopping takes
 longer than `GRACE_S` (cleaning up is stuck), or the user presses Ctrl-C a second time, the
 process exits at once with code 130.
 """
@@ -32,6 +33,15 @@ class _State:
 def install() -> None:
     """Take over SIGINT for this process (from the main thread, before any work)."""
     signal.signal(signal.SIGINT, _on_sigint)
+    sys.unraisablehook = _unless_interrupt
+
+
+def _unless_interrupt(unraisable) -> None:
+    """Python's report of an exception it could not raise, except for a KeyboardInterrupt: one that
+    landed in a fork handler or a `__del__` (Ray forks its processes as it starts) is delivered again by
+    the watchdog, and "Exception ignored ... KeyboardInterrupt" on a Ctrl-C reads like a crash."""
+    if not issubclass(unraisable.exc_type, KeyboardInterrupt):
+        sys.__unraisablehook__(unraisable)
 
 
 def interrupted() -> bool:

@@ -229,12 +229,13 @@ def _byte_ranges(f: Location, range_bytes: int) -> list[tuple[int, int | None]]:
 
 
 def _read_range(f: Location, start: int, stop: int | None, normalizer: Normalizer) -> Iterator[pa.Table]:
-    with f.open_read() as fh:
-        if stop is None:
+    if stop is None:  # a whole file, streamed through a buffer as Ray's readers do: each read of an object is a request
+        with f.fs.open_input_stream(f.path, compression=None, buffer_size=RANGE_BYTES) as fh:
             yield from _tables(_parse_jsonl(fh, f.uri, normalizer), normalizer)
-        else:
-            first, lines = lines_starting_in(fh, start, stop)
-            yield from _tables(_parse_jsonl(io.BytesIO(lines), f.uri, normalizer, at_byte=first), normalizer)
+        return
+    with f.open_read() as fh:
+        first, lines = lines_starting_in(fh, start, stop)
+    yield from _tables(_parse_jsonl(io.BytesIO(lines), f.uri, normalizer, at_byte=first), normalizer)
 
 
 def lines_starting_in(fh, start: int, stop: int, block: int = 1 << 16) -> tuple[int, bytes]:

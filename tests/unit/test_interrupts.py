@@ -1,0 +1,39 @@
+"""Ctrl-C's copies that Python cannot raise (in a `__del__`, a fork handler) are not reported as errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+SCRIPT = """
+import gc, signal, sys
+from pipeline import interrupts
+
+class Interrupted:
+    def __del__(self):
+        raise KeyboardInterrupt
+
+class Failing:
+    def __del__(self):
+        raise ValueError("a real error in __del__")
+
+{install}
+Interrupted(); gc.collect()
+Failing(); gc.collect()
+signal.signal(signal.SIGINT, signal.default_int_handler)
+"""
+
+
+def _stderr(install: bool) -> str:
+    code = SCRIPT.format(install="interrupts.install()" if install else "")
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT).stderr
+
+
+def test_an_unraisable_interrupt_is_quiet_and_other_errors_are_still_reported():
+    assert "KeyboardInterrupt" in _stderr(install=False)  # what the hook is there for
+    stderr = _stderr(install=True)
+    assert "KeyboardInterrupt" not in stderr
+    assert "Exception ignored" in stderr and "a real error in __del__" in stderr
