@@ -291,7 +291,8 @@ def _parse_jsonl(f, path: str, norm: Normalizer, at_byte: int | None = None) -> 
         else:
             yield from _parse_lines(chunk.split(b"\n"), first_line, path, norm, at_byte)
         first_line += chunk.count(b"\n")
-        at_byte = at_byte if at_byte is None else at_byte + len(chunk)
+        if at_byte is not None:
+            at_byte += len(chunk)
     if not seen and at_byte is None:
         yield norm.quarantine("empty_file", {"path": path})
 

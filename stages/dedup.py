@@ -210,6 +210,7 @@ class Dedup(GlobalStage):
             return dataset
         if self.config.boilerplate is not None:
             rows = self._strip_boilerplate(rows)
+        live_rows = blocks.map_slices(_live_rows, rows)  # counted beside the keys pass, for the summary
         candidates = blocks.map_partitioned(_candidate_rows, rows, parts, self.plan, index_dir)
         candidates += blocks.map_partitioned(_earlier_candidate_rows, earlier, parts, self.plan)
         edges = blocks.gather(blocks.reduce_partitions(partition_edges, candidates))
@@ -217,7 +218,7 @@ class Dedup(GlobalStage):
             self._resolve(rows, earlier, *_columns(edges, ("a", "b"))) if any(e.num_rows for e in edges)
             else empty_verdicts()
         )
-        self.cluster_rows = rows_by_size(verdicts, sum(blocks.gather(blocks.map_slices(_live_rows, rows))))
+        self.cluster_rows = rows_by_size(verdicts, sum(blocks.gather(live_rows)))
         return blocks.dataset(blocks.map_slices(_mark_batch, rows, self.plan, blocks.share(verdicts)))
 
     def _earlier_rows(self) -> list[Slice]:

@@ -97,9 +97,9 @@ def test_survivor_prefers_quality_then_length(run_stage, shared_data, tmp_path):
     stage = build_stage("dedup", {"threshold": 0.7, "survivor": ["quality", "longest"], "partitions": 2}, index=1,
                         output_dir=tmp_path)
     out = execute(stage, ray.data.from_items(rows + [{"id": "z", "text": "Something else entirely, unlike the others.", "quality": None}]))
-    dup_of = {r["id"]: r["dup_of"] for r in out.take_all()}
-    assert dup_of == {"a": "b", "b": None, "c": "b", "d": "b", "e": "b", "z": None}
-    assert all(r["dup_cluster_size"] == 5 and r["dup_cluster"] == "b" for r in out.take_all() if r["id"] != "z")
+    marked = out.take_all()
+    assert {r["id"]: r["dup_of"] for r in marked} == {"a": "b", "b": None, "c": "b", "d": "b", "e": "b", "z": None}
+    assert all(r["dup_cluster_size"] == 5 and r["dup_cluster"] == "b" for r in marked if r["id"] != "z")
     summary = stage.summarize(out)
     assert summary["cluster_sizes"] == {"1": 1, "5": 1} and summary["clusters_with_duplicates"] == 1
     curve, hist = summary["plots"]
