@@ -72,7 +72,6 @@ def ray_session(config: RayConfig, progress, log_dir: Path | None = None, env: d
 
 def _connect(config: RayConfig, address: str | None, progress, env: dict[str, str]) -> None:
     import ray
-    import ray.data
 
     level = logging.WARNING if progress.enabled else logging.ERROR  # --quiet: errors only
     if address:
@@ -92,10 +91,23 @@ def _connect(config: RayConfig, address: str | None, progress, env: dict[str, st
                  include_dashboard=False, logging_level=level, configure_logging=True,
                  log_to_driver=False,  # what workers print stays in their logs, copied to `log_dir`
                  runtime_env={"env_vars": env} if env else None)
+    configure_data(level)
+
+
+def configure_data(level: int = logging.WARNING) -> None:
+    """Ray Data's settings for our passes, in the driver that runs them (a run, or the stage tests'
+    session, which must run stages exactly as a run does)."""
+    import ray.data
+
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False  # our own live line (pipeline.progress) says what a pass is doing
     logging.getLogger("ray.data").setLevel(level)
     ctx.execution_options.preserve_order = True
+    # Ray's Parquet reader V2 starts footer-reader actors, new processes, for every read: about a
+    # second each time a pass reads the checkpoint before it, and a run reads each one twice (as the
+    # next pass's input, and for its rejects in the final write). The quickstart took 27 s instead of
+    # 9. V1 reads a few footers on the driver and fetches many in parallel tasks.
+    ctx.use_datasource_v2 = False
     ctx.print_on_execution_start = False
     # Our errors (RunFailed, UserError) raised in a map stage reach the driver as themselves: wrapped
     # in a UserCodeException they are lost (its cause does not survive pickling). Ray Data's console

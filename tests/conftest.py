@@ -65,6 +65,8 @@ def ray_session(object_store):
     start: a worker's environment is fixed when Ray starts, whichever test happens to start it first."""
     import ray
 
+    from pipeline.ray_session import configure_data
+
     ray.init(
         num_cpus=2,
         object_store_memory=1_000_000_000,
@@ -73,8 +75,7 @@ def ray_session(object_store):
         configure_logging=False,
         runtime_env={"env_vars": object_store.env()},
     )
-    ctx = ray.data.DataContext.get_current()
-    ctx.enable_progress_bars = False
+    configure_data()
     yield ray
     ray.shutdown()
 
