@@ -86,7 +86,8 @@ def _known_cause(e: BaseException) -> UserError | RunFailed | OSError | None:
 
 
 def entry() -> None:
-    """The `pipeline` command: an interrupted run leaves without the interpreter's teardown (`interrupts.leave`).
+    """The `pipeline` command, which ends through `interrupts.finish`: a Ctrl-C after its outcome is
+    printed changes nothing.
 
     Ctrl-C is taken over before the subcommands are imported (a second of numpy, pyarrow and Ray on
     a busy machine), so an interrupt that early is an "interrupted" too, not an import's traceback."""
@@ -95,9 +96,7 @@ def entry() -> None:
         code = main()
     except KeyboardInterrupt:
         code = _interrupted()
-    if interrupts.interrupted():
-        interrupts.leave(code)
-    sys.exit(code)
+    interrupts.finish(code)
 
 
 if __name__ == "__main__":

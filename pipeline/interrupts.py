@@ -8,6 +8,9 @@ watchdog delivers it again, once a second, until the command has caught it; the 
 reports as ignored is not shown, since it is not lost. If stopping takes
 longer than `GRACE_S` (cleaning up is stuck), or the user presses Ctrl-C a second time, the
 process exits at once with code 130.
+
+Once the command is over and has said so ("done", an error, "interrupted"), `finish` ends the
+process: a Ctrl-C from then on has nothing left to stop and is ignored (a second one exits at once).
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ class _State:
     interrupted = False  # a Ctrl-C came
     redelivering = False  # the watchdog, not the user, is raising it again
     caught = False  # the command caught it and is on its way out
+    finished = False  # the command is over and has printed its outcome
+    late = False  # a Ctrl-C came after that
 
 
 def install() -> None:
@@ -53,10 +58,17 @@ def caught() -> None:
     _State.caught = True
 
 
-def leave(code: int) -> None:
-    """End an interrupted process: exit handlers run (they stop servers we started), then the process
-    ends without the interpreter's teardown, where Ray's C++ core, cut short in its start-up,
-    can crash (exit -11 instead of 130)."""
+def finish(code: int) -> None:
+    """End the process once the command is over: exit handlers run (they stop servers we started),
+    then the process ends without the interpreter's teardown. That teardown gives SIGINT back to the
+    system's default, so a Ctrl-C landing in it killed a finished run by signal after its "done"
+    (exit -2, no word); and after an interrupt, Ray's C++ core, cut short in its start-up, can crash
+    in it (exit -11 instead of 130)."""
+    _State.finished = True
+    if not _State.interrupted:  # what the interpreter's teardown would have waited for
+        for thread in threading.enumerate():
+            if thread is not threading.current_thread() and not thread.daemon:
+                thread.join()
     atexit._run_exitfuncs()
     sys.stdout.flush()
     sys.stderr.flush()
@@ -64,13 +76,17 @@ def leave(code: int) -> None:
 
 
 def _on_sigint(signum, frame):
-    if _State.interrupted and not _State.redelivering:
+    if _State.redelivering:  # the watchdog's copy of the first Ctrl-C
+        _State.redelivering = False
+        raise KeyboardInterrupt
+    if _State.interrupted or _State.late:
         os.write(2, b"interrupted again: exiting now\n")
         os._exit(EXIT_CODE)
-    _State.redelivering = False
-    if not _State.interrupted:
-        _State.interrupted = True
-        threading.Thread(target=_watchdog, name="interrupt-watchdog", daemon=True).start()
+    if _State.finished:  # the outcome is printed: nothing is left to stop
+        _State.late = True
+        return
+    _State.interrupted = True
+    threading.Thread(target=_watchdog, name="interrupt-watchdog", daemon=True).start()
     raise KeyboardInterrupt
 
 
@@ -78,7 +94,7 @@ def _watchdog() -> None:
     deadline = time.monotonic() + GRACE_S
     while time.monotonic() < deadline:
         time.sleep(1.0)
-        if _State.caught:
+        if _State.caught or _State.finished:
             return
         if not _unwinding_interrupt():
             _State.redelivering = True

@@ -13,6 +13,7 @@ import tarfile
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import psutil
@@ -164,14 +165,32 @@ def test_inspect_into_a_closed_pipe_is_quiet(tmp_path):
 def test_ctrl_c_stops_the_run_at_any_moment(tmp_path):
     """20 interrupts at random moments of a run with a dedup stage (Ray starting, reading, passes,
     the dedup shuffle, writing): each stops the run with exit 130, never a "done", a traceback or a
-    crash, and leaves none of the processes it started. Even trials press Ctrl-C in a terminal (the
-    whole process group gets SIGINT), odd ones send SIGINT to the command alone."""
+    crash, and leaves none of the processes it started; one that lands after the "done", while the
+    process exits, leaves that outcome and its exit 0 as they are. Even trials press Ctrl-C in a terminal (the
+    whole process group gets SIGINT), odd ones send SIGINT to the command alone. Two trials run at
+    once, each its own run and its own Ray: the moments span the whole of a run slowed by the other."""
     corpus = documents(tmp_path / "docs.jsonl", 20_000, words=50)
     rng = random.Random(15)
-    interrupted = 0
-    for trial in range(20):
-        out = tmp_path / f"out{trial}"
-        config = write_config(tmp_path / f"c{trial}.yaml", f"""
+    moments = [rng.uniform(0.3, 14.0) for _ in range(20)]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        trials = list(pool.map(lambda k: _interrupted_run(tmp_path, corpus, k, moments[k]), range(20)))
+    for trial, (moment_was, returncode, output, left) in enumerate(trials):
+        assert "Exception ignored" not in output and "Traceback" not in output, output[-3000:]
+        assert not left, f"trial {trial}: processes left behind: {left}"
+        if moment_was == "working":
+            assert returncode == 130, f"trial {trial}: exit {returncode}\n{output[-3000:]}"
+            assert "interrupted" in output and "done in" not in output
+        elif moment_was == "after done":  # the run is over and said so: its outcome stands
+            assert returncode == 0 and "interrupted" not in output, f"trial {trial}: exit {returncode}\n{output[-3000:]}"
+    assert sum(m == "working" for m, *_ in trials) >= 12, "most interrupts must land while the run works"
+
+
+def _interrupted_run(tmp_path: Path, corpus: Path, trial: int, moment: float) -> tuple[str, int, str, list[int]]:
+    """Start a run and interrupt it `moment` seconds later. Returns what the run was doing then
+    ("working", "after done": exiting once its outcome was printed, or "gone"), its exit code, its
+    console, and what it had started that is still alive."""
+    out = tmp_path / f"out{trial}"
+    config = write_config(tmp_path / f"c{trial}.yaml", f"""
 input: {{format: jsonl, paths: ["{corpus}"]}}
 output: "{out}"
 fuse: false
@@ -180,29 +199,21 @@ stages:
   - dedup: {{method: minhash}}
   - length: {{max_words: 1000}}
 """)
-        log = tmp_path / f"console{trial}.txt"
-        with open(log, "w") as console:  # a file, not a pipe: a process left behind cannot hold the test up
-            proc = subprocess.Popen([*PIPELINE, "run", str(config)], stdout=console, stderr=subprocess.STDOUT,
-                                    start_new_session=True)
-        time.sleep(rng.uniform(0.3, 8.0))
-        started = {c.pid for c in _children(proc.pid)}
-        sent = proc.poll() is None
-        if sent:
-            (os.killpg if trial % 2 == 0 else os.kill)(proc.pid, signal.SIGINT)
-        try:
-            proc.wait(timeout=90)
-            left = _still_alive(started)
-        finally:
-            _kill(started | {proc.pid})
-        output = log.read_text()
-        if not sent:  # the run was over before its moment came
-            continue
-        interrupted += 1
-        assert proc.returncode == 130, f"trial {trial}: exit {proc.returncode}\n{output[-3000:]}"
-        assert "interrupted" in output and "done in" not in output
-        assert "Exception ignored" not in output and "Traceback" not in output, output[-3000:]
-        assert not left, f"trial {trial}: processes left behind: {left}"
-    assert interrupted >= 15, "most interrupts must land while the run works"
+    log = tmp_path / f"console{trial}.txt"
+    with open(log, "w") as console:  # a file, not a pipe: a process left behind cannot hold the test up
+        proc = subprocess.Popen([*PIPELINE, "run", str(config)], stdout=console, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    time.sleep(moment)
+    started = {c.pid for c in _children(proc.pid)}
+    moment_was = "gone" if proc.poll() is not None else "after done" if "done in" in log.read_text() else "working"
+    if moment_was != "gone":
+        (os.killpg if trial % 2 == 0 else os.kill)(proc.pid, signal.SIGINT)
+    try:
+        proc.wait(timeout=90)
+        left = _still_alive(started)
+    finally:
+        _kill(started | {proc.pid})
+    return moment_was, proc.returncode, log.read_text(), left
 
 
 def _children(pid: int) -> list[psutil.Process]:
@@ -229,7 +240,7 @@ def _gone(pid: int) -> bool:
 
 
 def _kill(pids: set[int]) -> None:
-    """What a trial started and is still there, by PID, so the next trial runs on a quiet machine."""
+    """What a trial started and is still there, by PID, so that no trial runs beside another's leftovers."""
     for pid in pids:
         if not _gone(pid):
             try:

@@ -37,3 +37,37 @@ def test_an_unraisable_interrupt_is_quiet_and_other_errors_are_still_reported():
     stderr = _stderr(install=True)
     assert "KeyboardInterrupt" not in stderr
     assert "Exception ignored" in stderr and "a real error in __del__" in stderr
+
+
+LATE = """
+import atexit, os, signal, time
+from pipeline import interrupts
+
+interrupts.install()
+
+def exit_handler():  # where a finished command spends its last moments: stopping what it started
+    for _ in range({presses}):
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.2)
+    print("exit handler finished", flush=True)
+
+atexit.register(exit_handler)
+print("done", flush=True)
+interrupts.finish(0)
+"""
+
+
+def _finish_with_ctrl_c(presses: int) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", LATE.format(presses=presses)], capture_output=True, text=True,
+                          timeout=60, cwd=ROOT)
+
+
+def test_a_ctrl_c_after_the_outcome_is_printed_changes_nothing():
+    proc = _finish_with_ctrl_c(presses=1)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, "done\nexit handler finished\n", "")
+
+
+def test_a_second_ctrl_c_after_the_outcome_exits_at_once():
+    proc = _finish_with_ctrl_c(presses=2)
+    assert proc.returncode == 130 and proc.stdout == "done\n"
+    assert proc.stderr == "interrupted again: exiting now\n"
