@@ -159,18 +159,29 @@ def unmarked_attempt(stages_dir: Path, pass_id: str) -> bool:
     return any(a.is_dir() and a.name != named and any(a.iterdir()) for a in (stages_dir / pass_id).glob("*"))
 
 
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory) -> tuple[Path, Path]:
+    """The corpus the sigkill tests run on, and its uninterrupted output: one run, fused, which gives
+    what a pass per stage gives (fusing changes no number, `docs/engine.md`)."""
+    root = tmp_path_factory.mktemp("uninterrupted")
+    corpus, config = root / "corpus.jsonl", root / "clean.yaml"
+    write_corpus(corpus, 300_000)
+    config.write_text(RESUME_CONFIG.format(fuse="true", input=corpus, out=root / "clean"))
+    clean = cli("run", "--quiet", str(config))
+    assert clean.returncode == 0, clean.stderr
+    return corpus, root / "clean"
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("fuse, moment", [(False, "pass"), (True, "pass"), (True, "final write")],
                          ids=["a-pass-per-stage", "fused-pass", "final-write"])
-def test_sigkill_mid_stage_then_rerun_gives_the_uninterrupted_output(tmp_path, fuse, moment):
+def test_sigkill_mid_stage_then_rerun_gives_the_uninterrupted_output(tmp_path, uninterrupted, fuse, moment):
     """Killed while a pass is being written (with a checkpoint per stage, after stage 1 finished, or
     inside the one fused pass of all three stages), or while the shards are written and moved into
     place; the re-run must equal an uninterrupted run."""
-    corpus = tmp_path / "corpus.jsonl"
-    write_corpus(corpus, 300_000)
-    killed_cfg, clean_cfg = tmp_path / "killed.yaml", tmp_path / "clean.yaml"
+    corpus, clean_out = uninterrupted
+    killed_cfg = tmp_path / "killed.yaml"
     killed_cfg.write_text(RESUME_CONFIG.format(fuse=str(fuse).lower(), input=corpus, out=tmp_path / "killed"))
-    clean_cfg.write_text(RESUME_CONFIG.format(fuse=str(fuse).lower(), input=corpus, out=tmp_path / "clean"))
 
     work = tmp_path / "killed" / ".pipeline"
     stages_dir = work / "stages"
@@ -200,18 +211,16 @@ def test_sigkill_mid_stage_then_rerun_gives_the_uninterrupted_output(tmp_path, f
         attempt = json.loads((pass_dir / "_SUCCESS.json").read_text())["attempt"]
         assert sorted(p.name for p in pass_dir.iterdir()) == sorted(["_SUCCESS.json", attempt])
     assert not list(work.glob("write-*")) and not (work / "writing.json").exists()
-    clean = cli("run", "--quiet", str(clean_cfg))
-    assert clean.returncode == 0, clean.stderr
 
     stats = json.loads((tmp_path / "killed" / "stats.json").read_text())
     if not fuse:
         assert [s["resumed"] for s in stats["stages"][1:]] == [True, False, False]
     if moment == "final write":
         assert [s["resumed"] for s in stats["stages"][1:]] == [True] * 3
-    killed_ids, clean_ids = output_ids(tmp_path / "killed"), output_ids(tmp_path / "clean")
+    killed_ids, clean_ids = output_ids(tmp_path / "killed"), output_ids(clean_out)
     assert len(killed_ids) == len(set(killed_ids)) > 0
     assert killed_ids == clean_ids
-    clean_stats = json.loads((tmp_path / "clean" / "stats.json").read_text())
+    clean_stats = json.loads((clean_out / "stats.json").read_text())
     strip = lambda s: [(x["id"], x["rows_in"], x["kept"], x["dropped_by_reason"]) for x in s["stages"]]  # noqa: E731
     assert strip(stats) == strip(clean_stats)
 
