@@ -103,10 +103,8 @@ def configure_data(level: int = logging.WARNING) -> None:
     ctx.enable_progress_bars = False  # our own live line (pipeline.progress) says what a pass is doing
     logging.getLogger("ray.data").setLevel(level)
     ctx.execution_options.preserve_order = True
-    # Ray's Parquet reader V2 starts footer-reader actors, new processes, for every read: about a
-    # second each time a pass reads the checkpoint before it, and a run reads each one twice (as the
-    # next pass's input, and for its rejects in the final write). The quickstart took 27 s instead of
-    # 9. V1 reads a few footers on the driver and fetches many in parallel tasks.
+    # Ray's Parquet reader V2 starts footer-reader actors, new processes, on every read, and a run
+    # reads each checkpoint twice: V1 instead (docs/engine.md, "Reading checkpoints").
     ctx.use_datasource_v2 = False
     ctx.print_on_execution_start = False
     # Our errors (RunFailed, UserError) raised in a map stage reach the driver as themselves: wrapped

@@ -166,9 +166,10 @@ def test_ctrl_c_stops_the_run_at_any_moment(tmp_path):
     """20 interrupts at random moments of a run with a dedup stage (Ray starting, reading, passes,
     the dedup shuffle, writing): each stops the run with exit 130, never a "done", a traceback or a
     crash, and leaves none of the processes it started; one that lands after the "done", while the
-    process exits, leaves that outcome and its exit 0 as they are. Even trials press Ctrl-C in a terminal (the
-    whole process group gets SIGINT), odd ones send SIGINT to the command alone. Two trials run at
-    once, each its own run and its own Ray: the moments span the whole of a run slowed by the other."""
+    process exits, leaves that outcome and its exit 0 as they are. Even trials press Ctrl-C in a
+    terminal (the whole process group gets SIGINT), odd ones send SIGINT to the command alone. Two
+    trials run at once, each its own run and its own Ray: the moments span the whole of a run slowed
+    by the other."""
     corpus = documents(tmp_path / "docs.jsonl", 20_000, words=50)
     rng = random.Random(15)
     moments = [rng.uniform(0.3, 14.0) for _ in range(20)]
