@@ -15,6 +15,8 @@ PYTHON="${PYTHON:-$(command -v python3.11 || command -v python3)}"
 EXTRAS="${1:-test}"
 
 if [ ! -x "$VENV/bin/python" ]; then
+    # 2.5 GiB installed, most of it torch, and pip's unpacking on top.
+    bash "$ROOT/scripts/require_disk.sh" 4 "$(dirname "$VENV")" "the project's environment"
     echo "creating $VENV with $PYTHON"
     "$PYTHON" -m venv "$VENV"
 fi

