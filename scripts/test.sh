@@ -22,4 +22,8 @@ if [ -n "$teacher" ]; then
     rm -f "$log"
     trap - EXIT
 fi
-exec .venv/bin/python -m pytest -p no:cacheprovider -q -rs --durations=15 "$@"
+# Two workers (pytest-xdist), whatever the machine: a serial run leaves the CPUs idle for about 45%
+# of its time (Ray and servers starting, subprocesses waited on), and each worker holds its own Ray
+# and S3 server. Tests that serve a model with vLLM share one worker (tests/conftest.py).
+# `-n 0` among the arguments runs serially.
+exec .venv/bin/python -m pytest -p no:cacheprovider -q -rs --durations=15 -n 2 --dist loadgroup "$@"

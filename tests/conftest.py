@@ -11,6 +11,11 @@
   tests that need it skip with a reason when it is absent, unless PIPELINE_REQUIRE_VLLM=1 (CI).
 - `trained_teacher`: the seed-trained tiny Llama (`make_tiny_model.py --train-on-seeds`), cached in
   models/ so a session trains it at most once: what the end-to-end vLLM tests serve.
+
+Under pytest-xdist (scripts/test.sh runs two workers: half of a serial run's time, the CPUs wait on
+servers and subprocesses), every test that serves a model with vLLM runs on one worker: one CPU vLLM
+server at a time, the tests/llm session's server started once, and a test that looks for the
+teacher's server after its run sees no other test's.
 """
 
 from __future__ import annotations
@@ -23,6 +28,15 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+VLLM_FIXTURES = {"vllm_venv", "vllm_server", "vllm_server_config", "trained_teacher"}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if VLLM_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.xdist_group("vllm"))
 
 
 def shared_data_dir() -> Path:

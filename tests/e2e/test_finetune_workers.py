@@ -68,8 +68,12 @@ def test_two_workers_train_exactly_like_one_with_the_same_global_batch(run_dir, 
     weights_one = load_file(one / "adapter" / "adapter_model.safetensors")
     weights_two = load_file(two / "adapter" / "adapter_model.safetensors")
     assert weights_two.keys() == weights_one.keys()
+    # AdamW divides each gradient by its own running size: where a weight's gradient is near zero,
+    # float summation order (gloo's all-reduce against one process's sum) moves its update by a
+    # fraction of the learning rate (seen: 4e-5 on one weight of 2,048, on one CPU model and not another).
+    # 1e-4 is 1% of one step at lr 1e-2; a wrong batch or normalisation moves most weights by steps.
     for name in weights_one:
-        torch.testing.assert_close(weights_two[name], weights_one[name], atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(weights_two[name], weights_one[name], atol=1e-4, rtol=1e-4)
 
     # Rank 0 alone writes: the same files as the single process, each once, and one log line per step.
     assert files(two) == files(one)

@@ -107,7 +107,8 @@ def test_watchdog_gives_up_after_max_restarts(fake_vllm):
 
 
 OWNER = textwrap.dedent("""
-    import sys, time
+    import signal, sys, time
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)  # as under a terminal, even where the tests run under nohup
     from generators.backends.vllm_process import VLLMServerProcess
     server = VLLMServerProcess(sys.executable, [], startup_timeout_s=30).start()
     print("READY", server.pid, flush=True)

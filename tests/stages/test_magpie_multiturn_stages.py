@@ -34,6 +34,14 @@ def _input_rows():
              "parent_id": None, "source": "seeds", "meta": None}]  # fmt: skip
 
 
+def _answered_rows(shared_data):
+    """Five seed tasks with their human answers: conversations the simulator goes on from."""
+    tasks = [json.loads(line) for line in (shared_data / "seeds/self_instruct/seed_tasks.jsonl").read_text().splitlines()[1:6]]
+    return [{"id": t["id"], "generated_by": "human", "parent_id": None, "source": "seeds", "meta": None,
+             "messages": [{"role": "user", "content": t["instruction"]}, {"role": "assistant", "content": t["instances"][0]["output"]}]}
+            for t in tasks]  # fmt: skip
+
+
 def test_magpie_stage_samples_multi_turn_conversations_from_the_template(run_stage, teacher, trained_teacher):
     from transformers import AutoTokenizer
 
@@ -61,10 +69,7 @@ def test_magpie_stage_samples_multi_turn_conversations_from_the_template(run_sta
 
 
 def test_respond_stage_continues_each_conversation_to_n_turns(run_stage, teacher, trained_teacher, shared_data):
-    tasks = [json.loads(line) for line in (shared_data / "seeds/self_instruct/seed_tasks.jsonl").read_text().splitlines()[:6]]
-    answered = [{"id": t["id"], "generated_by": "human", "parent_id": None, "source": "seeds", "meta": None,
-                 "messages": [{"role": "user", "content": t["instruction"]}, {"role": "assistant", "content": t["instances"][0]["output"]}]}
-                for t in tasks[1:]]  # fmt: skip
+    answered = _answered_rows(shared_data)
     rows = _input_rows() + answered
     config = {"turns": 3, "max_tokens": 128, "simulator_max_tokens": 128}
     kept, dropped = run_stage("respond", config, rows, llms=teacher, seed=0)
@@ -87,16 +92,21 @@ def test_respond_stage_continues_each_conversation_to_n_turns(run_stage, teacher
         assert next(o for o in continued if o["id"] == original["id"])["messages"][:2] == original["messages"]
 
 
-def test_respond_takes_the_user_turns_from_a_separate_simulator_entry(run_stage, teacher, trained_teacher, tmp_path):
+def test_respond_takes_the_user_turns_from_a_separate_simulator_entry(run_stage, teacher, trained_teacher, tmp_path, shared_data):
     """`user_simulator` names another `llms:` entry: its client writes the user turns, `llm`'s the answers.
-    The simulator is the same teacher under another path, so the rows say which entry wrote what."""
+    The simulator is the same teacher under another path, so the rows say which entry wrote what. The
+    rows come answered, so every one goes to the simulator whatever the teacher answers."""
     simulator = tmp_path / "simulator"
     simulator.symlink_to(trained_teacher, target_is_directory=True)
     llms = {**teacher, "simulator": {"backend": "transformers", "model": str(simulator), "batch_size": 16}}
     config = {"turns": 2, "user_simulator": "simulator", "max_tokens": 128, "simulator_max_tokens": 128}
-    kept, dropped = run_stage("respond", config, _input_rows(), llms=llms, seed=0)
-    [row] = kept + dropped
-    meta = _meta(row)
-    assert meta["user_simulator"] == str(simulator) and meta["responder"] == str(trained_teacher)
-    if row in kept:
-        assert meta["turns"] == 2 and [m["role"] for m in row["messages"]] == ["user", "assistant"] * 2
+    rows = _answered_rows(shared_data)
+    kept, dropped = run_stage("respond", config, rows, llms=llms, seed=0)
+    assert sorted(r["id"] for r in kept + dropped) == sorted(r["id"] for r in rows)
+    assert {_meta(r)["user_simulator"] for r in kept + dropped} == {str(simulator)}
+    answered = [r for r in kept + dropped if _meta(r)["turns"] == 2]
+    assert answered, [r["_drop_reason"] for r in dropped]
+    for r in answered:  # a simulated turn answered by `llm`, not by the simulator's entry
+        assert _meta(r)["responder"] == r["generated_by"] == str(trained_teacher)
+    for r in kept:
+        assert [m["role"] for m in r["messages"]] == ["user", "assistant"] * 2
