@@ -89,13 +89,23 @@ class OurEngine:
         return [o.text for o in outcomes], [o.engine for o in outcomes], time.perf_counter() - t0, cpu
 
 
+def snippet_counts(text: str, with_: list[str], without: list[str]) -> tuple[int, int]:
+    """(main-text snippets found, boilerplate snippets leaked) in one page's text."""
+    return sum(s in text for s in with_), sum(s in text for s in without)
+
+
+def f1(found: int, leaked: int, wanted: int) -> float:
+    recall, precision = found / wanted, found / (found + leaked)
+    return 2 * precision * recall / (precision + recall)
+
+
 def quality(pages, texts) -> dict:
-    found = sum(sum(s in t for s in w) for (_, _, w, _), t in zip(pages, texts))
+    counts = [snippet_counts(t, w, wo) for (_, _, w, wo), t in zip(pages, texts)]
+    found, leaked = sum(c[0] for c in counts), sum(c[1] for c in counts)
     wanted = sum(len(w) for _, _, w, _ in pages)
-    leaked = sum(sum(s in t for s in wo) for (_, _, _, wo), t in zip(pages, texts))
     boiler = sum(len(wo) for _, _, _, wo in pages)
     recall, precision = found / wanted, found / (found + leaked)
-    return {"recall": recall, "precision": precision, "f1": 2 * precision * recall / (precision + recall), "boilerplate_out": 1 - leaked / boiler}
+    return {"recall": recall, "precision": precision, "f1": f1(found, leaked, wanted), "boilerplate_out": 1 - leaked / boiler}
 
 
 def main() -> None:

@@ -20,19 +20,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_extract import load_pages  # noqa: E402
+from bench_extract import f1, load_pages, snippet_counts  # noqa: E402
 
 from filters.extract_auto import SLOW, extract_auto  # noqa: E402
 from filters.html_extract import extract_resiliparse, extract_trafilatura, triage  # noqa: E402
 
 
-def counts(text: str, with_: list[str], without: list[str]) -> tuple[int, int]:
-    return sum(s in text for s in with_), sum(s in text for s in without)
-
-
-def f1(found: int, leaked: int, wanted: int) -> float:
-    recall, precision = found / wanted, found / (found + leaked)
-    return 2 * precision * recall / (precision + recall)
+def leak_places(text: str, without: list[str]) -> list[tuple[float, str]]:
+    """(relative position in the text, its line) of each boilerplate snippet the text keeps."""
+    lines = text.split("\n")
+    return [(text.index(s) / len(text), next(line for line in lines if s in line).strip()) for s in without if s in text]
 
 
 def main() -> None:
@@ -48,8 +45,9 @@ def main() -> None:
         html = triage(raw, None, 10_000_000)[0] or ""
         text, _, engine = extract_auto(html, url, extract_resiliparse, extract_trafilatura)
         if engine != SLOW:
-            leaks += [(text.index(s) / len(text), next(line for line in text.split("\n") if s in line).strip()) for s in without if s in text]
-        pages.append((engine == SLOW, counts(text, with_, without), counts(extract_trafilatura(html, url)[0], with_, without)))
+            leaks += leak_places(text, without)
+        slow_text = extract_trafilatura(html, url)[0]
+        pages.append((engine == SLOW, snippet_counts(text, with_, without), snippet_counts(slow_text, with_, without)))
         wanted += len(with_)
     slow = [fell_back for fell_back, _, _ in pages]
     found = sum((t if s else a)[0] for s, (_, a, t) in zip(slow, pages))

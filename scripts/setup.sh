@@ -15,7 +15,7 @@ PYTHON="${PYTHON:-$(command -v python3.11 || command -v python3)}"
 EXTRAS="${1:-test}"
 
 if [ ! -x "$VENV/bin/python" ]; then
-    # 2.5 GiB installed, most of it torch, and pip's unpacking on top.
+    # 2.75 GiB at the peak of the install (pip's unpacking included), 2.5 after; most of it torch.
     bash "$ROOT/scripts/require_disk.sh" 4 "$(dirname "$VENV")" "the project's environment"
     echo "creating $VENV with $PYTHON"
     "$PYTHON" -m venv "$VENV"

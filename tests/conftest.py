@@ -12,10 +12,9 @@
 - `trained_teacher`: the seed-trained tiny Llama (`make_tiny_model.py --train-on-seeds`), cached in
   models/ so a session trains it at most once: what the end-to-end vLLM tests serve.
 
-Under pytest-xdist (scripts/test.sh runs two workers: half of a serial run's time, the CPUs wait on
-servers and subprocesses), every test that serves a model with vLLM runs on one worker: one CPU vLLM
-server at a time, the tests/llm session's server started once, and a test that looks for the
-teacher's server after its run sees no other test's.
+Under pytest-xdist (scripts/test.sh says why it runs two workers), every test that serves a model
+with vLLM runs on one worker: one CPU vLLM server at a time, the tests/llm session's server started
+once, and a test that looks for the teacher's server after its run sees no other test's.
 """
 
 from __future__ import annotations
