@@ -42,10 +42,12 @@ def install() -> None:
 
 
 def _unless_interrupt(unraisable) -> None:
-    """Python's report of an exception it could not raise, except for a KeyboardInterrupt: one that
-    landed in a fork handler or a `__del__` (Ray forks its processes as it starts) is delivered again by
-    the watchdog, and "Exception ignored ... KeyboardInterrupt" on a Ctrl-C reads like a crash."""
-    if not issubclass(unraisable.exc_type, KeyboardInterrupt):
+    """Python's report of an exception it could not raise, except for a KeyboardInterrupt and for
+    anything after one. A KeyboardInterrupt that landed in a fork handler or a `__del__` (Ray forks its
+    processes as it starts) is delivered again by the watchdog. After a Ctrl-C, an object whose
+    constructor it cut short fails in its `__del__` (a Ray Dataset without its executor): the
+    interrupt's doing, not news. Either, printed as "Exception ignored", reads like a crash."""
+    if not (issubclass(unraisable.exc_type, KeyboardInterrupt) or _State.interrupted):
         sys.__unraisablehook__(unraisable)
 
 

@@ -10,8 +10,9 @@ Why it cannot leak into the rest of the suite:
   that file lands in it, never in /tmp/ray; and nothing here sets RAY_ADDRESS in this process:
   tests pass the address only in the environment of the subprocesses meant to use the cluster.
 - Every port is picked free (GCS, node manager, object manager, dashboard and its agents, metrics,
-  Ray Client), so two nodes here, and any local Ray another test starts meanwhile, never collide on
-  Ray's fixed defaults (6379, 8265, 10001, 52365).
+  Ray Client) by tests/ports.py, outside the ephemeral range, so two nodes here, and any local Ray
+  another test starts meanwhile, never collide on Ray's fixed defaults (6379, 8265, 10001, 52365)
+  nor on a port an outgoing connection took.
 - Each node's `ray start --block` runs in a new session, which holds every process of the node (the
   GCS, raylet, dashboard, agents and the workers the raylet starts, each in a process group of its
   own): `ray start` gets SIGTERM, what is left of its session SIGKILL by PID, and the temp dir is
@@ -31,7 +32,6 @@ import contextlib
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -40,16 +40,12 @@ from pathlib import Path
 
 import psutil
 
+from tests.ports import free_port
+
 BLOCKING = b"will now block forever"
 IDLE_TITLES = ("ray::IDLE", "ray::DashboardAgent", "ray::RuntimeEnvAgent")
 RAY = str(Path(sys.executable).parent / "ray")
 OBJECT_STORE_BYTES = 300_000_000  # per node: the suite's data is megabytes, and /dev/shm is shared
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Node:

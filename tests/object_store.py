@@ -12,13 +12,14 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+
+from tests.ports import free_ports
 
 ACCESS_KEY, SECRET_KEY = "pipeline-test", "pipeline-test-secret"
 READ_ONLY_KEY, READ_ONLY_SECRET = "pipeline-reader", "pipeline-reader-secret"  # may list and read, never write
@@ -27,27 +28,6 @@ READ_ONLY_KEY, READ_ONLY_SECRET = "pipeline-reader", "pipeline-reader-secret"  #
 def weed_binary() -> str | None:
     beside = Path(sys.executable).parent / "weed"
     return str(beside) if beside.exists() else shutil.which("weed")
-
-
-def _free_ports(n: int) -> list[int]:
-    """Ports free now whose gRPC twins (port + 10000, SeaweedFS's default) are free too."""
-    ports: list[int] = []
-    while len(ports) < n:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port < 50000 and port not in ports and _free(port + 10000):
-            ports.append(port)
-    return ports
-
-
-def _free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-            return True
-        except OSError:
-            return False
 
 
 class SeaweedS3:
@@ -77,11 +57,12 @@ class SeaweedS3:
              "actions": ["Admin", "Read", "Write", "List", "Tagging"]},
             {"name": "reader", "credentials": [{"accessKey": READ_ONLY_KEY, "secretKey": READ_ONLY_SECRET}],
              "actions": ["Read", "List"]}]}))
-        master, volume, filer, s3 = _free_ports(4)
+        master, volume, filer, s3, *grpc = free_ports(8)
         # Every bucket takes volumes of its own: many small ones, or the fourth bucket of a session is refused.
         self.port = s3
         args = [binary, "server", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-volume.max=1000", "-master.volumeSizeLimitMB=64",
                 f"-master.port={master}", f"-volume.port={volume}", f"-filer.port={filer}",
+                *(f"-{server}.port.grpc={port}" for server, port in zip(("master", "volume", "filer", "s3"), grpc)),
                 "-s3", f"-s3.port={s3}", f"-s3.config={ids}", "-s3.port.iceberg=0", "-s3.port.lance=0"]
         self.log = open(self.folder / "weed.log", "wb")
         self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)

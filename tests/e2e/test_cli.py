@@ -80,11 +80,9 @@ def test_missing_files_are_reported_together_before_ray_starts(tmp_path):
 def unreachable_hub(tmp_path):
     """The environment of a machine whose Hub endpoint does not answer (a local port nobody listens
     on) and whose Hub cache is empty, whatever this machine's network."""
-    import socket
+    from tests.ports import free_port
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     env = {k: v for k, v in os.environ.items()
            if k not in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE", "PIPELINE_BENCHMARKS_DIR")}
     return {**env, "HF_ENDPOINT": f"http://127.0.0.1:{port}", "HF_HOME": str(tmp_path / "hf-home")}

@@ -5,7 +5,6 @@ the output. Each is one line that names the URI and the cause, exit 2, before Ra
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import uuid
 
@@ -14,6 +13,7 @@ import pytest
 from pipeline import storage
 from tests.e2e.test_cli import PIPELINE
 from tests.object_store import READ_ONLY_KEY, READ_ONLY_SECRET
+from tests.ports import free_port
 
 CONFIG = """name: bad-storage
 input: {{format: jsonl, paths: ["{input}"]}}
@@ -33,12 +33,6 @@ def bucket(object_store, shared_data) -> str:
         seeds = storage.locate(shared_data / "seeds" / "self_instruct" / "seed_tasks.jsonl")
         seeds.copy_to(storage.locate(f"{name}/seeds.jsonl"))
     return name
-
-
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def cli(object_store, env: dict, *args) -> subprocess.CompletedProcess:
@@ -67,7 +61,7 @@ CASES = {  # case: (input, output, environment, the line's key, what it says aft
 @pytest.mark.parametrize("case", CASES)
 def test_bad_storage_is_one_line_naming_the_uri_and_the_cause(object_store, bucket, tmp_path, case):
     given, out, env, key, cause = CASES[case]
-    names = {"bucket": bucket, "id": uuid.uuid4().hex[:8], "port": closed_port()}
+    names = {"bucket": bucket, "id": uuid.uuid4().hex[:8], "port": free_port()}
     given, cause = given.format(**names), cause.format(**names)
     env = {k: v.format(**names) if v else v for k, v in env.items()}
     out = str(tmp_path / "out") if out == "local" else out.format(**names)

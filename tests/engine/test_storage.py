@@ -111,9 +111,8 @@ def test_gzip_files_are_stored_read_and_copied_byte_for_byte(root, tmp_path):
 
 def test_store_errors_name_the_uri_and_the_cause_in_a_few_words(s3_bucket, monkeypatch):
     """pyarrow's S3 errors are a paragraph (the operation, the key, a request id); a user reads the cause."""
-    import socket
-
     from tests.object_store import READ_ONLY_KEY, READ_ONLY_SECRET
+    from tests.ports import free_port
 
     (storage.locate(s3_bucket) / "x.txt").write_text("x")
     assert storage.file_problem(f"{s3_bucket}/x.txt") is None and storage.file_problem(s3_bucket, folder=True) is None
@@ -131,9 +130,7 @@ def test_store_errors_name_the_uri_and_the_cause_in_a_few_words(s3_bucket, monke
         storage.expand([f"{s3_bucket}/*.txt"], "input.paths")
     assert str(denied.value) == f"input.paths: {s3_bucket}: access denied"
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{port}")
     assert storage.file_problem(f"{s3_bucket}/x.txt") == f"{s3_bucket}/x.txt: Could not connect to server (127.0.0.1:{port})"
 

@@ -16,7 +16,7 @@ import pytest
 from openai_stub import OpenAIStub
 from pydantic import ValidationError
 
-from generators.backends.vllm_process import free_port
+from tests.ports import free_port
 from generators.client import EndpointFailing, FailureWindow, Request, Response
 from generators.factory import make_client
 from generators.llm_config import LLMConfig

@@ -16,7 +16,7 @@ import pytest
 import yaml
 from fault_proxy import FaultProxy
 
-from generators.backends.vllm_process import free_port
+from tests.ports import free_port
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]

@@ -111,7 +111,7 @@ def test_worker_waits_for_a_restarting_server_instead_of_failing():
     import threading
     import time
 
-    from generators.backends.vllm_process import free_port
+    from tests.ports import free_port
 
     port = free_port()
     client = client_for(f"http://127.0.0.1:{port}", max_retries=1, wait_for_server_s=30)

@@ -264,15 +264,13 @@ def test_preflight_passes_what_exists(tmp_path):
 def closed_hub(tmp_path, monkeypatch):
     """A Hub endpoint on a local port nobody listens on, an empty Hub cache, and a fresh probe:
     whatever the machine's network, the Hub is deterministically unreachable."""
-    import socket
+    from tests.ports import free_port
 
     import huggingface_hub.constants
 
     from pipeline import hub
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
     for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
         monkeypatch.setenv(name, "0")  # restored (or removed) after the test, after the probe sets it
