@@ -56,6 +56,15 @@ class ServerStartError(RuntimeError):
     """The server exited or did not become healthy in time; the message ends with its log's tail."""
 
 
+class PortTaken(ServerStartError):
+    """Another process bound the server's port first. vLLM binds it before loading the model, so this
+    costs seconds, and a port we picked ourselves is simply picked again."""
+
+
+PORT_TAKEN = "Address already in use"
+PORT_TRIES = 3
+
+
 def _stop_all() -> None:
     for server in list(_LIVE):
         server.stop()
@@ -103,11 +112,13 @@ class VLLMServerProcess:
         self.args = list(args)
         self.env = dict(env or {})
         self.host = host
+        self.picked_port = port is None  # between picking a free port and vLLM binding it, anyone can take it
         self.port = port or free_port(host)
         self.startup_timeout_s = startup_timeout_s
         self.max_restarts = max_restarts
         self.log_path = Path(log_file) if log_file else None  # a temporary file, made at the first start
         self.restarts = 0
+        self._log_start = 0  # where the current process's part of the log begins
         self._proc: subprocess.Popen | None = None
         self._lock = threading.RLock()
         self._stopping = threading.Event()
@@ -149,14 +160,22 @@ class VLLMServerProcess:
                 _install_cleanup()
                 _cleanup_done = True
         self._stopping.clear()
-        with self._lock:
-            self._spawn()
-        _LIVE.add(self)
-        try:
-            self._wait_healthy()
-        except BaseException:
-            self.stop()
-            raise
+        for attempt in range(1, PORT_TRIES + 1):
+            with self._lock:
+                self._spawn()
+            _LIVE.add(self)
+            try:
+                self._wait_healthy()
+                break
+            except PortTaken:
+                if not self.picked_port or attempt == PORT_TRIES:
+                    self.stop()
+                    raise
+                log.warning("port %d was taken while the vLLM server started; starting it on another", self.port)
+                self.port = free_port(self.host)  # nobody has the URL yet: workers get it once this is healthy
+            except BaseException:
+                self.stop()
+                raise
         if watch and self._watchdog is None:
             self._watchdog = threading.Thread(target=self._watch, name="vllm-watchdog", daemon=True)
             self._watchdog.start()
@@ -169,6 +188,7 @@ class VLLMServerProcess:
             os.close(fd)
             self.log_path = Path(name)
         with open(self.log_path, "ab") as out:
+            self._log_start = out.tell()
             self._proc = subprocess.Popen(
                 [self.python, "-c", _REAPER, *self.command],
                 env={**os.environ, **self.env},
@@ -185,7 +205,10 @@ class VLLMServerProcess:
             if self._stopping.is_set():
                 raise ServerStartError("server stopped while starting")
             if not self.alive:
-                raise ServerStartError(f"vLLM server exited with code {self._proc.returncode}:\n{self.log_tail()}")
+                message = f"vLLM server exited with code {self._proc.returncode}:\n{self.log_tail()}"
+                if PORT_TAKEN in self._this_process_log():
+                    raise PortTaken(f"port {self.port} is taken by another process; {message}")
+                raise ServerStartError(message)
             if self.healthy():
                 log.info("vLLM server healthy at %s (pid %s)", self.url, self.pid)
                 self.ready.set()
@@ -239,6 +262,14 @@ class VLLMServerProcess:
     def kill_for_test(self) -> None:
         """Kill the server as a crash would (SIGKILL to the group), leaving the watchdog to restart it."""
         _signal_group(self._proc.pid, signal.SIGKILL)
+
+    def _this_process_log(self) -> str:
+        try:
+            with open(self.log_path, "rb") as f:
+                f.seek(self._log_start)
+                return f.read().decode(errors="replace")
+        except OSError:
+            return ""
 
     def log_tail(self, lines: int = 30) -> str:
         try:

@@ -59,3 +59,14 @@ def vllm_server(vllm_server_config):
 
     with server_process(parse_llm_config(vllm_server_config)) as server:
         yield server
+
+
+@pytest.fixture
+def taken_port():
+    """A port another process holds (listening), as one that took a picked port before vLLM bound it."""
+    import socket
+
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        yield holder.getsockname()[1]

@@ -98,6 +98,25 @@ def test_server_that_exits_at_start_raises_with_its_log(fake_vllm):
     assert not server.alive
 
 
+def test_a_picked_port_taken_before_the_server_binds_it_is_picked_again(fake_vllm, taken_port, monkeypatch):
+    from generators.backends import vllm_process
+
+    picks = iter([taken_port])
+    real_pick = vllm_process.free_port
+    monkeypatch.setattr(vllm_process, "free_port", lambda host: next(picks, None) or real_pick(host))
+    server = VLLMServerProcess(sys.executable, [], startup_timeout_s=30)
+    with server:
+        assert server.port != taken_port and server.healthy() and server.url.endswith(f":{server.port}")
+        assert server.restarts == 0  # a start, not a crash: the watchdog's restarts are all still there
+
+
+def test_a_port_the_user_chose_that_is_taken_is_an_error_naming_it(fake_vllm, taken_port):
+    server = VLLMServerProcess(sys.executable, [], port=taken_port, startup_timeout_s=30)
+    with pytest.raises(ServerStartError, match=f"port {taken_port} is taken by another process"):
+        server.start()
+    assert not server.alive
+
+
 def test_watchdog_gives_up_after_max_restarts(fake_vllm):
     server = VLLMServerProcess(sys.executable, [], startup_timeout_s=30, max_restarts=0)
     with server:

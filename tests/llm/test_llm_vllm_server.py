@@ -146,6 +146,18 @@ def _group_alive(pgid: int) -> bool:
         return False
 
 
+def test_the_real_server_on_a_taken_port_is_a_port_error(vllm_server_config, taken_port):
+    """What the managed server's start recognises (and, on a port it picked, answers by picking
+    another: test_llm_server_process.py) is what vLLM really says, seconds in, before loading anything."""
+    from generators.backends.vllm_process import PortTaken
+    from generators.factory import server_process
+
+    server = server_process(parse_llm_config({**vllm_server_config, "port": taken_port}))
+    with pytest.raises(PortTaken, match=f"port {taken_port} is taken by another process"):
+        server.start()
+    assert not server.alive
+
+
 def test_managed_server_leaves_no_orphan_after_ctrl_c(vllm_server_config, tmp_path):
     script = tmp_path / "child.py"
     script.write_text(CHILD)
