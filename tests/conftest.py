@@ -32,10 +32,23 @@ ROOT = Path(__file__).resolve().parents[1]
 VLLM_FIXTURES = {"vllm_venv", "vllm_server", "vllm_server_config", "trained_teacher"}
 
 
+def _serves_vllm(item) -> bool:
+    return bool(VLLM_FIXTURES.intersection(getattr(item, "fixturenames", ())))
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the marks to group the tests
 def pytest_collection_modifyitems(items):
     for item in items:
-        if VLLM_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+        if _serves_vllm(item):
             item.add_marker(pytest.mark.xdist_group("vllm"))
+
+
+def pytest_runtest_setup(item):
+    """xdist groups a test by renaming it `<id>@vllm`; where that fails (a hook run too late, or
+    pytest 9.2, whose ids xdist 3.8 cannot rename) the vLLM tests spread over both workers, two CPU
+    vLLM servers at once, and nothing else would say so."""
+    if getattr(item.config.option, "loadgroup", False) and _serves_vllm(item) and not item.nodeid.endswith("@vllm"):
+        pytest.fail("this vLLM test is not in xdist's 'vllm' group: its ids were not renamed", pytrace=False)
 
 
 def shared_data_dir() -> Path:
