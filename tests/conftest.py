@@ -14,7 +14,8 @@
 
 Under pytest-xdist (scripts/test.sh says why it runs two workers), every test that serves a model
 with vLLM runs on one worker: one CPU vLLM server at a time, the tests/llm session's server started
-once, and a test that looks for the teacher's server after its run sees no other test's.
+once, and a test that looks for the teacher's server after its run sees no other test's. The tests
+of a module sharing a module-scoped fixture run on one worker too, which builds it once.
 """
 
 from __future__ import annotations
@@ -36,15 +37,31 @@ def _serves_vllm(item) -> bool:
     return bool(VLLM_FIXTURES.intersection(getattr(item, "fixturenames", ())))
 
 
+def _shares_a_module_fixture(item) -> bool:
+    info = getattr(item, "_fixtureinfo", None)
+    return info is not None and any(defs[-1].scope == "module" for defs in info.name2fixturedefs.values() if defs)
+
+
+def _xdist_group(item) -> str | None:
+    """Tests that serve vLLM run on one worker; so do the tests of a module that share a
+    module-scoped fixture (a pipeline run, a cluster), which would otherwise be built once per worker."""
+    if _serves_vllm(item):
+        return "vllm"
+    if _shares_a_module_fixture(item):
+        return item.nodeid.split("::")[0]
+    return None
+
+
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the marks to group the tests
 def pytest_collection_modifyitems(items):
     for item in items:
-        if _serves_vllm(item):
-            item.add_marker(pytest.mark.xdist_group("vllm"))
+        group = _xdist_group(item)
+        if group:
+            item.add_marker(pytest.mark.xdist_group(group))
 
 
 def pytest_runtest_setup(item):
-    """xdist groups a test by renaming it `<id>@vllm`; where that fails (a hook run too late, or
+    """xdist groups a test by renaming it `<id>@<group>`; where that fails (a hook run too late, or
     pytest 9.2, whose ids xdist 3.8 cannot rename) the vLLM tests spread over both workers, two CPU
     vLLM servers at once, and nothing else would say so."""
     if getattr(item.config.option, "loadgroup", False) and _serves_vllm(item) and not item.nodeid.endswith("@vllm"):
