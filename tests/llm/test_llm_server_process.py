@@ -127,7 +127,10 @@ def test_watchdog_gives_up_after_max_restarts(fake_vllm):
 
 OWNER = textwrap.dedent("""
     import signal, sys, time
-    signal.signal(signal.SIGHUP, signal.SIG_DFL)  # as under a terminal, even where the tests run under nohup
+    # As under a terminal, even where the suite runs under nohup (SIGHUP ignored) or in the background
+    # (SIGINT ignored): both are inherited, and the owner would outlive the signal the test sends.
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     from generators.backends.vllm_process import VLLMServerProcess
     server = VLLMServerProcess(sys.executable, [], startup_timeout_s=30).start()
     print("READY", server.pid, flush=True)

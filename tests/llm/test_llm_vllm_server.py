@@ -126,7 +126,10 @@ def test_faults_lose_and_duplicate_no_row(vllm_server, vllm_server_config, token
 
 
 CHILD = textwrap.dedent("""
-    import os, sys, time
+    import os, signal, sys, time
+    # Ctrl-C's default, as under a terminal: a suite started in the background (CI) inherits an
+    # ignored SIGINT, which Python keeps, and the child would sleep through the test's Ctrl-C.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     from generators.factory import make_client
     from generators.client import Request, SamplingParams
     client = make_client(dict(backend="vllm_server", model=sys.argv[1], python=sys.argv[2], cpu=True, dtype="float32",
