@@ -160,22 +160,22 @@ class VLLMServerProcess:
                 _install_cleanup()
                 _cleanup_done = True
         self._stopping.clear()
-        for attempt in range(1, PORT_TRIES + 1):
-            with self._lock:
-                self._spawn()
-            _LIVE.add(self)
-            try:
-                self._wait_healthy()
-                break
-            except PortTaken:
-                if not self.picked_port or attempt == PORT_TRIES:
-                    self.stop()
-                    raise
-                log.warning("port %d was taken while the vLLM server started; starting it on another", self.port)
-                self.port = free_port(self.host)  # nobody has the URL yet: workers get it once this is healthy
-            except BaseException:
-                self.stop()
-                raise
+        _LIVE.add(self)
+        try:
+            for attempt in range(1, PORT_TRIES + 1):
+                with self._lock:
+                    self._spawn()
+                try:
+                    self._wait_healthy()
+                    break
+                except PortTaken:
+                    if not self.picked_port or attempt == PORT_TRIES:
+                        raise
+                    log.warning("port %d was taken while the vLLM server started; starting it on another", self.port)
+                    self.port = free_port(self.host)  # nobody has the URL yet: workers get it once this is healthy
+        except BaseException:
+            self.stop()
+            raise
         if watch and self._watchdog is None:
             self._watchdog = threading.Thread(target=self._watch, name="vllm-watchdog", daemon=True)
             self._watchdog.start()
