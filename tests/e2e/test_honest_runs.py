@@ -169,7 +169,11 @@ def test_ctrl_c_stops_the_run_at_any_moment(tmp_path):
     process exits, leaves that outcome and its exit 0 as they are. Even trials press Ctrl-C in a
     terminal (the whole process group gets SIGINT), odd ones send SIGINT to the command alone. Two
     trials run at once, each its own run and its own Ray: the moments span the whole of a run slowed
-    by the other."""
+    by the other.
+
+    The test reads the console just before it sends the signal, so on a loaded machine the run can
+    print its "done" and end in between: a "done" written within `CROSSING_S` of the signal is that
+    crossing, and either honest outcome stands; a "done" written later means the Ctrl-C was lost."""
     corpus = documents(tmp_path / "docs.jsonl", 20_000, words=50)
     rng = random.Random(15)
     moments = [rng.uniform(0.3, 14.0) for _ in range(20)]
@@ -178,18 +182,24 @@ def test_ctrl_c_stops_the_run_at_any_moment(tmp_path):
     for trial, (moment_was, returncode, output, left) in enumerate(trials):
         assert "Exception ignored" not in output and "Traceback" not in output, output[-3000:]
         assert not left, f"trial {trial}: processes left behind: {left}"
+        said = f"trial {trial} ({moment_was}): exit {returncode}\n{output[-3000:]}"
         if moment_was == "working":
-            assert returncode == 130, f"trial {trial}: exit {returncode}\n{output[-3000:]}"
+            assert returncode == 130, said
             assert "interrupted" in output and "done in" not in output
+        elif moment_was == "crossing":  # interrupted, or over before the signal was handled
+            assert (returncode, "interrupted" in output) in ((130, True), (0, False)), said
         elif moment_was == "after done":  # the run is over and said so: its outcome stands
-            assert returncode == 0 and "interrupted" not in output, f"trial {trial}: exit {returncode}\n{output[-3000:]}"
+            assert returncode == 0 and "interrupted" not in output, said
     assert sum(m == "working" for m, *_ in trials) >= 12, "most interrupts must land while the run works"
+
+
+CROSSING_S = 2.0  # how late, on a loaded machine, a run can print "done" after a signal it had not yet handled
 
 
 def _interrupted_run(tmp_path: Path, corpus: Path, trial: int, moment: float) -> tuple[str, int, str, list[int]]:
     """Start a run and interrupt it `moment` seconds later. Returns what the run was doing then
-    ("working", "after done": exiting once its outcome was printed, or "gone"), its exit code, its
-    console, and what it had started that is still alive."""
+    ("working", "crossing": printing its "done" as the signal came, "after done": exiting once its
+    outcome was printed, or "gone"), its exit code, its console, and what it had started that is still alive."""
     out = tmp_path / f"out{trial}"
     config = write_config(tmp_path / f"c{trial}.yaml", f"""
 input: {{format: jsonl, paths: ["{corpus}"]}}
@@ -209,12 +219,16 @@ stages:
     moment_was = "gone" if proc.poll() is not None else "after done" if "done in" in log.read_text() else "working"
     if moment_was != "gone":
         (os.killpg if trial % 2 == 0 else os.kill)(proc.pid, signal.SIGINT)
+        signalled = time.time()
     try:
         proc.wait(timeout=90)
         left = _still_alive(started)
     finally:
         _kill(started | {proc.pid})
-    return moment_was, proc.returncode, log.read_text(), left
+    output = log.read_text()
+    if moment_was == "working" and "done in" in output and log.stat().st_mtime < signalled + CROSSING_S:
+        moment_was = "crossing"  # nothing is printed after "done": the file's last write is when it was
+    return moment_was, proc.returncode, output, left
 
 
 def _children(pid: int) -> list[psutil.Process]:
