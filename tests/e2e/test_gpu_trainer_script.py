@@ -51,12 +51,8 @@ def run_script(*args, rows_dir: Path, out: Path | None = None, timeout: float = 
                           timeout=timeout)
 
 
-@pytest.mark.slow
-@pytest.mark.timeout(1200)
-def test_cpu_trial_runs_both_trainers_on_the_same_work(rows_dir, tmp_path):
-    done = run_script("--cpu", "--tiny", rows_dir=rows_dir, out=tmp_path / "out")
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
-    result = json.loads((tmp_path / "out" / "gpu_trainer.json").read_text())
+def assert_same_work(result: dict, stdout: str) -> None:
+    """Both trainers did the same work, and the figures are printed."""
     for phase, steps in TINY_STEPS.items():
         ours, trl = result["phases"][phase]["ours"], result["phases"][phase]["trl"]
         assert ours["tokens"] == trl["tokens"] > 0
@@ -69,7 +65,7 @@ def test_cpu_trial_runs_both_trainers_on_the_same_work(rows_dir, tmp_path):
         assert math.isclose(ours["losses"][0], trl["losses"][0], rel_tol=1e-3), (ours["losses"], trl["losses"])
         ratios = result["phases"][phase]["ratios"]
         assert ratios["met"]["step1_loss"]
-        assert f"{phase}: ours/TRL tokens/s {ratios['speed']:.2f}x" in done.stdout
+        assert f"{phase}: ours/TRL tokens/s {ratios['speed']:.2f}x" in stdout
     assert result["phases"]["dpo"]["ours"]["losses"][0] == pytest.approx(math.log(2), rel=1e-3)  # policy = reference
 
 
@@ -100,6 +96,7 @@ GPU_TESTS = {"test_packed_equals_padded_on_gpu",
 @pytest.mark.slow
 @pytest.mark.timeout(1200)
 def test_gpu_session_cpu_mode_runs_the_gpu_tests_and_the_benchmark_from_the_carried_folder(tmp_path, shared_data):
+    """The session's benchmark is `gpu_trainer.sh --cpu --tiny`: both trainers on the same work."""
     carried, out = tmp_path / "carried", tmp_path / "out"
     env = {**os.environ, "PYTHON": sys.executable, "GPU_TRAINER_DIR": str(carried)}
     prepared = subprocess.run(["bash", str(SCRIPT), "prepare-data"], capture_output=True, text=True, cwd=ROOT,
@@ -122,9 +119,7 @@ def test_gpu_session_cpu_mode_runs_the_gpu_tests_and_the_benchmark_from_the_carr
     for case in suite.iter("testcase"):
         if case.get("name") in skipped:
             assert case.find("skipped").get("message") == "needs a CUDA GPU"  # not a missing file or module
-    result = json.loads((out / "gpu_trainer.json").read_text())
-    for phase in TINY_STEPS:
-        assert result["phases"][phase]["ours"]["tokens"] == result["phases"][phase]["trl"]["tokens"] > 0
+    assert_same_work(json.loads((out / "gpu_trainer.json").read_text()), done.stdout)
     summary = done.stdout[done.stdout.index("== gpu_session summary"):]
     assert f"0 failed, 0 errors, {len(skipped)} skipped" in summary and "benchmark: exit 0" in summary
     assert "sft: ours/TRL tokens/s" in summary and "dpo: ours/TRL tokens/s" in summary
