@@ -51,10 +51,12 @@ if [ ${#wheels[@]} -gt 0 ]; then
 fi
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || true
 
-# (2) The trainer's GPU tests; they skip without CUDA. PIPELINE_REQUIRE_SHARED_DATA makes missing data a failure.
+# (2) The GPU tests: the trainer's (issue 16), and the embeddings' that semdedup, select and the semantic
+# contamination pass get on a GPU worker (issue 21); they skip without CUDA. PIPELINE_REQUIRE_SHARED_DATA makes
+# missing data a failure.
 TESTS=(tests/unit/train/test_packing_attention.py tests/unit/train/test_precision.py
        tests/unit/train/test_training_step.py tests/unit/train/test_dpo_packing.py
-       tests/unit/train/test_reference_cache.py)
+       tests/unit/train/test_reference_cache.py tests/unit/test_embeddings.py)
 tests_status=0
 PIPELINE_SHARED_DATA="$DIR/shared-data" PIPELINE_REQUIRE_SHARED_DATA=1 \
   timeout --kill-after=10 "$TESTS_LIMIT" "$PYTHON" -m pytest -p no:cacheprovider -q -rfEs -k "cuda or gpu" \

@@ -1,11 +1,14 @@
-"""A sentence-transformers model built on this machine: a static (bag-of-words) embedding.
+"""Sentence-transformers models built on this machine: a static (bag-of-words) embedding, and a
+tiny BERT.
 
 No embedding model can be downloaded here, and the embedding paths must still run a real
 `SentenceTransformer` end to end. A `StaticEmbedding` (a word-level tokenizer and one vector per
 word, mean-pooled) is the smallest real one: saved as a folder, loaded by path like any Hub model.
 With random vectors (the tests' model) two texts' cosine grows with the words they share, so
 reordered or slightly edited copies are near 1 and unrelated texts near 0; the benchmark builds
-one with trained word vectors instead (benchmarks/semdedup_model.py).
+one with trained word vectors instead (benchmarks/semdedup_model.py). The tiny BERT (random
+weights, mean pooling) is the shape of the models users name (all-MiniLM and the like): attention
+and layer norms, which is what a GPU computes differently from a CPU.
 """
 
 from __future__ import annotations
@@ -46,3 +49,34 @@ def build(out_dir: str | Path, words: Sequence[str], vectors: np.ndarray | None 
     model.save(str(out))
     return out
 
+
+
+def build_transformer(out_dir: str | Path, words: Sequence[str], dim: int = 32, layers: int = 2, seed: int = 0) -> Path:
+    """Save a randomly initialised BERT over `words` (a WordPiece vocabulary of whole words) with mean pooling."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
+    from tokenizers import Tokenizer, normalizers, pre_tokenizers, processors
+    from tokenizers.models import WordPiece
+    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
+
+    out = Path(out_dir)
+    bert = out / "bert"
+    bert.mkdir(parents=True, exist_ok=True)
+    specials = ["[PAD]", UNKNOWN, "[CLS]", "[SEP]", "[MASK]"]
+    vocab = {w: i for i, w in enumerate(specials + list(words))}
+    tokenizer = Tokenizer(WordPiece(vocab, unk_token=UNKNOWN))
+    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])])
+    PreTrainedTokenizerFast(tokenizer_object=tokenizer, unk_token=UNKNOWN, pad_token="[PAD]", cls_token="[CLS]",
+                            sep_token="[SEP]", mask_token="[MASK]").save_pretrained(bert)
+    torch.manual_seed(seed)
+    config = BertConfig(vocab_size=len(specials) + len(words), hidden_size=dim, num_hidden_layers=layers,
+                        num_attention_heads=4, intermediate_size=4 * dim, max_position_embeddings=128)
+    BertModel(config).save_pretrained(bert)
+    encoder = Transformer(str(bert), max_seq_length=128)
+    model = SentenceTransformer(modules=[encoder, Pooling(encoder.get_embedding_dimension(), "mean")], device="cpu")
+    model.save(str(out))
+    return out

@@ -85,12 +85,14 @@ def test_without_the_prepared_rows_the_script_says_how_to_make_them(tmp_path):
         f"here and carry {tmp_path}"]
 
 
-# The trainer's tests that need CUDA (issue 16); gpu_session.sh must select every one of them.
+# The tests that need CUDA: the trainer's (issue 16) and the embeddings' (issue 21); gpu_session.sh must select
+# every one of them.
 GPU_TESTS = {"test_packed_equals_padded_on_gpu",
              "test_auto_on_a_gpu_loads_16_bit_weights_and_a_variable_length_kernel",
              "test_on_a_gpu_one_read_per_step_loss_scaling_and_mfu",
              "test_packed_and_padded_pairs_give_the_same_logps_and_losses",
-             "test_a_pairs_logps_do_not_depend_on_the_pairs_packed_beside_it", "test_weights_digest_is_the_same_on_a_gpu"}
+             "test_a_pairs_logps_do_not_depend_on_the_pairs_packed_beside_it", "test_weights_digest_is_the_same_on_a_gpu",
+             "test_auto_on_a_gpu_embeds_as_the_cpu_does_and_semdedup_removes_the_same_rows"}
 
 
 @pytest.mark.slow
