@@ -25,6 +25,7 @@ fi
 # Two workers (pytest-xdist), whatever the machine: a serial run left the CPUs idle for 42%
 # of its time (Ray and servers starting, subprocesses waited on), and each worker holds its own Ray
 # and S3 server. Three were no faster on 2 cores (27.1 against 28.2 minutes, one machine, 2026-12-06):
-# with two, the CPUs are what the suite waits for. Tests that serve a model with vLLM share one worker (tests/conftest.py).
+# with two, the CPUs are what the suite waits for. Tests that serve a model with vLLM share one
+# worker (tests/conftest.py).
 # `-n 0` among the arguments runs serially.
 exec .venv/bin/python -m pytest -p no:cacheprovider -q -rs --durations=15 -n 2 --dist loadgroup "$@"

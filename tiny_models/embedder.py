@@ -50,7 +50,6 @@ def build(out_dir: str | Path, words: Sequence[str], vectors: np.ndarray | None 
     return out
 
 
-
 def build_transformer(out_dir: str | Path, words: Sequence[str], dim: int = 32, layers: int = 2, seed: int = 0) -> Path:
     """Save a randomly initialised BERT over `words` (a WordPiece vocabulary of whole words) with mean pooling."""
     import torch
@@ -73,7 +72,7 @@ def build_transformer(out_dir: str | Path, words: Sequence[str], dim: int = 32, 
     PreTrainedTokenizerFast(tokenizer_object=tokenizer, unk_token=UNKNOWN, pad_token="[PAD]", cls_token="[CLS]",
                             sep_token="[SEP]", mask_token="[MASK]").save_pretrained(bert)
     torch.manual_seed(seed)
-    config = BertConfig(vocab_size=len(specials) + len(words), hidden_size=dim, num_hidden_layers=layers,
+    config = BertConfig(vocab_size=len(vocab), hidden_size=dim, num_hidden_layers=layers,
                         num_attention_heads=4, intermediate_size=4 * dim, max_position_embeddings=128)
     BertModel(config).save_pretrained(bert)
     encoder = Transformer(str(bert), max_seq_length=128)

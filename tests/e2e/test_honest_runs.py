@@ -22,6 +22,7 @@ import pytest
 
 PIPELINE = [sys.executable, "-m", "pipeline.cli"]
 RAY_NOISE = ("core_worker.cc", "will hang", "PYTHON worker processes", "Failed to kill actor", "Traceback")
+CROSSING_S = 2.0  # how late, on a loaded machine, a run can print "done" after a signal it had not yet handled
 
 
 def cli(*args, **kw) -> subprocess.CompletedProcess:
@@ -191,9 +192,6 @@ def test_ctrl_c_stops_the_run_at_any_moment(tmp_path):
         elif moment_was == "after done":  # the run is over and said so: its outcome stands
             assert returncode == 0 and "interrupted" not in output, said
     assert sum(m == "working" for m, *_ in trials) >= 12, "most interrupts must land while the run works"
-
-
-CROSSING_S = 2.0  # how late, on a loaded machine, a run can print "done" after a signal it had not yet handled
 
 
 def _interrupted_run(tmp_path: Path, corpus: Path, trial: int, moment: float) -> tuple[str, int, str, list[int]]:
