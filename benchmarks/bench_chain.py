@@ -37,10 +37,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from filters import fasttext_train as ft  # noqa: E402
-from filters.extract_process import ExtractorProcess  # noqa: E402
+from filters.extract_process import ExtractorProcess, Page  # noqa: E402
 from filters.fasttext_classifier import FastTextClassifier  # noqa: E402
 from filters.heuristics import Heuristics  # noqa: E402
-from filters.html_extract import triage  # noqa: E402
 from filters.language import LanguageIdentifier  # noqa: E402
 
 from bench_extract import child_cpu_seconds  # noqa: E402  (same folder)
@@ -60,7 +59,7 @@ def quality_model(tmp: Path) -> Path:
 
 def filters_chain(raw_pages: list[bytes], model: Path, repeats: int) -> tuple[float, dict]:
     extractor = ExtractorProcess("resiliparse", timeout_s=30)
-    extractor.extract_many([("<p>warm</p>", None)])
+    extractor.extract_many([Page(b"<p>warm</p>")])
     lid, rules, classifier = LanguageIdentifier(), Heuristics.build(), FastTextClassifier(model)
     step_cpu = {"extract": [], "language": [], "heuristics": [], "quality": []}
     totals = []
@@ -70,8 +69,7 @@ def filters_chain(raw_pages: list[bytes], model: Path, repeats: int) -> tuple[fl
         for start in range(0, len(raw_pages), BATCH):
             chunk = raw_pages[start : start + BATCH]
             c0, cc0 = time.process_time(), child_cpu_seconds(pid)
-            htmls = [triage(raw, None, 2_000_000)[0] or "" for raw in chunk]
-            texts = [o.text for o in extractor.extract_many([(h, None) for h in htmls])]
+            texts = [o.text for o in extractor.extract_many([Page(raw) for raw in chunk])]
             c1, cc1 = time.process_time(), child_cpu_seconds(pid)
             spent["extract"] += c1 - c0 + cc1 - cc0
             lid.predict(texts)

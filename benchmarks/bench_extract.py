@@ -28,8 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from filters.extract_auto import SLOW  # noqa: E402
-from filters.extract_process import ExtractorProcess  # noqa: E402
-from filters.html_extract import triage  # noqa: E402
+from filters.extract_process import ExtractorProcess, Page  # noqa: E402
 from filters.language import LanguageIdentifier  # noqa: E402
 
 DATA = Path(os.environ.get("PIPELINE_SHARED_DATA", ROOT.parent / "shared" / "data")) / "extraction" / "trafilatura_eval"
@@ -69,21 +68,19 @@ class TrafilaturaDefaults:
 
 
 class OurEngine:
-    """Our stage's path: triage + charset decoding in the parent, extraction in the killable child."""
+    """Our stage's path: the raw bytes to the killable child, which triages, decodes and extracts."""
 
     def __init__(self, engine: str, favor_precision: bool = False):
         self.name = f"ours: {engine}" + (" (favor_precision)" if favor_precision else "")
         self.process = ExtractorProcess(engine, timeout_s=30, favor_precision=favor_precision)
-        self.process.extract_many([("<html><body><p>warm</p></body></html>", None)])
+        self.process.extract_many([Page(b"<html><body><p>warm</p></body></html>")])
 
     def run(self, pages):
         pid = self.process._proc.pid
         t0, c0, cc0 = time.perf_counter(), time.process_time(), child_cpu_seconds(pid)
         outcomes = []
         for start in range(0, len(pages), BATCH):
-            chunk = pages[start : start + BATCH]
-            todo = [(triage(raw, None, 10_000_000)[0], url) for url, raw, _, _ in chunk]
-            outcomes += self.process.extract_many([(h or "", u) for h, u in todo])
+            outcomes += self.process.extract_many([Page(raw, url) for url, raw, _, _ in pages[start : start + BATCH]])
         assert self.process._proc.pid == pid, "no page may time out in a benchmark run"
         cpu = time.process_time() - c0 + child_cpu_seconds(pid) - cc0
         return [o.text for o in outcomes], [o.engine for o in outcomes], time.perf_counter() - t0, cpu

@@ -7,8 +7,13 @@ a page's result does not arrive within the time limit the child is killed, the p
 reported as timed out, and a fresh child carries on with the rest of the batch. A child that
 crashes (out of memory, a segfault in C code) costs only the page it was working on.
 
-Run as `python -m filters.extract_process ENGINE FAVOR_PRECISION FALLBACK_MIN_CHARS READ_FD WRITE_FD` by
-`ExtractorProcess`.
+Pages go over as the raw bytes they were read as, and the child triages and decodes them
+(filters.html_extract.triage): a bytes object crosses the pipe as one copy, where a decoded str is
+encoded to UTF-8 by pickle and decoded again on the other side, which cost 13% of the resiliparse
+engine's time (docs/benchmarks.md); and the time limit then covers charset detection too.
+
+Run as `python -m filters.extract_process ENGINE FAVOR_PRECISION FALLBACK_MIN_CHARS MAX_HTML_BYTES READ_FD WRITE_FD`
+by `ExtractorProcess`.
 """
 
 from __future__ import annotations
@@ -19,8 +24,10 @@ import sys
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import NamedTuple
 
 from filters.extract_auto import FALLBACK_MIN_CHARS
+from filters.html_extract import MAX_HTML_BYTES, extractor, triage
 
 TIMEOUT = "extract_timeout"
 CRASH = "extract_error"
@@ -30,28 +37,43 @@ STARTUP_TIMEOUT_S = 120.0
 WARMUP_PAGE = "<html><head><title>t</title></head><body><article><p>" + "A warm-up sentence. " * 20 + "</p></article></body></html>"
 
 
+class Page(NamedTuple):
+    raw: bytes | str | None  # as read: bytes from WARC records and files, str where a reader already decoded
+    url: str | None = None
+    content_type: str | None = None  # the HTTP header's, whose charset outranks the page's own <meta>
+
+
 @dataclass(frozen=True)
 class Outcome:
     text: str = ""
     title: str = ""
-    error: str | None = None
+    error: str | None = None  # why there is no text: a triage reason, TIMEOUT or CRASH
     engine: str = ""  # the engine whose text this is (`auto` gives resiliparse's or trafilatura's)
 
 
 class ExtractorProcess:
     """A killable child running one engine. Not thread-safe: one per worker, like a model."""
 
-    def __init__(self, engine: str, timeout_s: float, favor_precision: bool = False, fallback_min_chars: int = FALLBACK_MIN_CHARS):
+    def __init__(
+        self,
+        engine: str,
+        timeout_s: float,
+        favor_precision: bool = False,
+        fallback_min_chars: int = FALLBACK_MIN_CHARS,
+        max_html_bytes: int = MAX_HTML_BYTES,
+    ):
         self.engine = engine
         self.timeout_s = timeout_s
         self.favor_precision = favor_precision
         self.fallback_min_chars = fallback_min_chars
+        self.max_html_bytes = max_html_bytes
         self._proc: subprocess.Popen | None = None
         self._conn: Connection | None = None
         self.restarts = 0  # children killed for a late or crashed page
 
-    def extract_many(self, pages: list[tuple[str, str | None]]) -> list[Outcome]:
-        """One Outcome per (html, url), in order; a page that runs out of time gets `extract_timeout`."""
+    def extract_many(self, pages: list[Page]) -> list[Outcome]:
+        """One Outcome per page, in order. A page that runs out of time gets `extract_timeout`, one that
+        is not worth extracting the reason `triage` gives (empty, too large, binary)."""
         outcomes: list[Outcome] = []
         while len(outcomes) < len(pages):
             conn = self._connection()
@@ -93,7 +115,7 @@ class ExtractorProcess:
         self._proc = subprocess.Popen(
             [
                 sys.executable, "-m", "filters.extract_process", self.engine, str(int(self.favor_precision)),
-                str(self.fallback_min_chars), str(to_child_r), str(from_child_w),
+                str(self.fallback_min_chars), str(self.max_html_bytes), str(to_child_r), str(from_child_w),
             ],
             pass_fds=(to_child_r, from_child_w),
             env=env,
@@ -137,9 +159,7 @@ class _Duplex:
         self.writer.close()
 
 
-def _serve(engine: str, favor_precision: bool, fallback_min_chars: int, read_fd: int, write_fd: int) -> None:
-    from filters.html_extract import extractor
-
+def _serve(engine: str, favor_precision: bool, fallback_min_chars: int, max_html_bytes: int, read_fd: int, write_fd: int) -> None:
     extract = extractor(engine, favor_precision, fallback_min_chars)
     extract(WARMUP_PAGE, None)
     reader, writer = Connection(read_fd, writable=False), Connection(write_fd, readable=False)
@@ -149,8 +169,12 @@ def _serve(engine: str, favor_precision: bool, fallback_min_chars: int, read_fd:
             pages = reader.recv()
         except EOFError:
             return
-        for html, url in pages:
+        for raw, url, content_type in pages:
             try:
+                html, reason = triage(raw, content_type, max_html_bytes)
+                if reason:
+                    writer.send(("", "", reason, ""))
+                    continue
                 text, title, used = extract(html, url)
                 writer.send((text, title, None, used))
             except Exception:
@@ -158,4 +182,4 @@ def _serve(engine: str, favor_precision: bool, fallback_min_chars: int, read_fd:
 
 
 if __name__ == "__main__":
-    _serve(sys.argv[1], sys.argv[2] == "1", int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]))
+    _serve(sys.argv[1], sys.argv[2] == "1", *map(int, sys.argv[3:7]))

@@ -34,6 +34,7 @@ NO_HTML = "no_html"
 HTML_TOO_LARGE = "html_too_large"
 BINARY_PAYLOAD = "binary_payload"
 EMPTY_EXTRACTION = "empty_extraction"
+MAX_HTML_BYTES = 2_000_000  # Common Crawl truncates records at 1 MiB; a larger page is rarely one worth its parse
 
 TRAFILATURA_SETTINGS = {
     "favor_precision": False,

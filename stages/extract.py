@@ -1,8 +1,8 @@
 """`extract`: raw HTML (WARC responses, HTML files) to main text and title.
 
-Each page is triaged first (empty, oversized, binary), decoded with its declared or detected
-charset, then extracted by the chosen engine in a child process that is killed when one page
-runs past `timeout_s`: that is the only limit lxml's C code cannot outrun. Every page that
+Each page is triaged (empty, oversized, binary), decoded with its declared or detected charset
+and extracted by the chosen engine in a child process that is killed when one page runs past
+`timeout_s`: that is the only limit lxml's C code cannot outrun. Every page that
 yields no text is dropped with the reason why and keeps whatever text it came with. Rows that
 already have text and no HTML (documents from JSONL or Parquet read beside a crawl) pass
 unchanged, or are dropped as `no_html` with `html_only`. The raw `html` column is removed from the
@@ -20,7 +20,8 @@ import pyarrow as pa
 from pydantic import Field
 
 from filters.extract_auto import FALLBACK_MIN_CHARS, SLOW
-from filters.html_extract import EMPTY_EXTRACTION, NO_HTML, content_type_of, triage
+from filters.extract_process import ExtractorProcess, Page
+from filters.html_extract import EMPTY_EXTRACTION, MAX_HTML_BYTES, NO_HTML, content_type_of
 from pipeline.records import drop_rows, set_column
 from pipeline.registry import register
 from pipeline.stage import MapStage, Resources, StageConfig
@@ -40,7 +41,7 @@ class ExtractConfig(StageConfig):
     )
     timeout_s: float = Field(5.0, gt=0, description="time limit per page; a page over it is dropped as extract_timeout")
     max_html_bytes: int = Field(
-        2_000_000, gt=0, description="larger pages are dropped as html_too_large (Common Crawl truncates at 1 MiB)"
+        MAX_HTML_BYTES, gt=0, description="larger pages are dropped as html_too_large (Common Crawl truncates at 1 MiB)"
     )
     keep_html: bool = Field(False, description="keep the raw html column in the output")
     html_only: bool = Field(
@@ -60,10 +61,8 @@ class ExtractStage(MapStage):
     resources = Resources(num_cpus=1, batch_size=64)
 
     def setup(self) -> None:
-        from filters.extract_process import ExtractorProcess
-
-        config = self.config
-        self.extractor = ExtractorProcess(config.engine, config.timeout_s, config.favor_precision, config.fallback_min_chars)
+        c = self.config
+        self.extractor = ExtractorProcess(c.engine, c.timeout_s, c.favor_precision, c.fallback_min_chars, c.max_html_bytes)
 
     def teardown(self) -> None:
         self.extractor.close()
@@ -77,17 +76,14 @@ class ExtractStage(MapStage):
 
         reasons: list[str | None] = [None] * n
         todo: list[int] = []
-        htmls: list[tuple[str, str | None]] = []
-        for i, (raw, meta) in enumerate(zip(pages, metas)):
+        for i, raw in enumerate(pages):
             if raw is None and texts[i] is not None:  # a document read from JSONL or Parquet: nothing to extract
                 reasons[i] = NO_HTML if self.config.html_only else None
-                continue
-            html, reasons[i] = triage(raw, content_type_of(meta), self.config.max_html_bytes)
-            if html is not None:
+            else:
                 todo.append(i)
-                htmls.append((html, urls[i]))
 
-        for i, outcome in zip(todo, self.extractor.extract_many(htmls)):
+        found = self.extractor.extract_many([Page(pages[i], urls[i], content_type_of(metas[i])) for i in todo])
+        for i, outcome in zip(todo, found):
             if outcome.error:
                 reasons[i] = outcome.error
             elif not outcome.text.strip():
