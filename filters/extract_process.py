@@ -10,7 +10,8 @@ crashes (out of memory, a segfault in C code) costs only the page it was working
 Pages go over as the raw bytes they were read as, and the child triages and decodes them
 (filters.html_extract.triage): a bytes object crosses the pipe as one copy, where a decoded str is
 encoded to UTF-8 by pickle and decoded again on the other side, which cost 13% of the resiliparse
-engine's time (docs/benchmarks.md); and the time limit then covers charset detection too.
+engine's time (docs/benchmarks.md); and the time limit then covers charset detection too. Only the
+length checks (empty, too large) are made before a page is sent, so an oversized one is never copied.
 
 Run as `python -m filters.extract_process ENGINE FAVOR_PRECISION FALLBACK_MIN_CHARS MAX_HTML_BYTES READ_FD WRITE_FD`
 by `ExtractorProcess`.
@@ -27,7 +28,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from filters.extract_auto import FALLBACK_MIN_CHARS
-from filters.html_extract import MAX_HTML_BYTES, extractor, triage
+from filters.html_extract import MAX_HTML_BYTES, extractor, screen, triage
 
 TIMEOUT = "extract_timeout"
 CRASH = "extract_error"
@@ -73,7 +74,13 @@ class ExtractorProcess:
 
     def extract_many(self, pages: list[Page]) -> list[Outcome]:
         """One Outcome per page, in order. A page that runs out of time gets `extract_timeout`, one that
-        is not worth extracting the reason `triage` gives (empty, too large, binary)."""
+        is not worth extracting the reason `triage` gives (empty, too large, binary). Empty and oversized
+        pages are answered here, without copying them to the child."""
+        screened = [screen(p.raw, self.max_html_bytes) for p in pages]
+        sent = iter(self._extract([p for p, reason in zip(pages, screened) if reason is None]))
+        return [Outcome(error=reason) if reason else next(sent) for reason in screened]
+
+    def _extract(self, pages: list[Page]) -> list[Outcome]:
         outcomes: list[Outcome] = []
         while len(outcomes) < len(pages):
             conn = self._connection()

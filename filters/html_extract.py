@@ -68,15 +68,23 @@ def content_type_of(meta: str | None) -> str | None:
         return None
 
 
+def screen(raw: bytes | str | None, max_bytes: int) -> str | None:
+    """The reason a page is not worth even looking into (empty, too large), else None: a length check,
+    done before a page is copied anywhere."""
+    if not raw:
+        return EMPTY_HTML
+    if len(raw) > max_bytes:
+        return HTML_TOO_LARGE
+    return None
+
+
 def triage(raw: bytes | str | None, content_type: str | None, max_bytes: int) -> tuple[str | None, str | None]:
     """(decoded html, None) for a page worth extracting, else (None, reason).
 
     Cheap checks first, so a 20 MB page or a PDF never reaches the parser.
     """
-    if not raw:
-        return None, EMPTY_HTML
-    if len(raw) > max_bytes:
-        return None, HTML_TOO_LARGE
+    if reason := screen(raw, max_bytes):
+        return None, reason
     if isinstance(raw, str):
         return raw, None
     if is_binary(raw, content_type):

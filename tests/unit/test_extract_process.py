@@ -60,7 +60,8 @@ def test_a_child_dying_mid_page_costs_that_page_only():
 
 def test_raw_pages_are_triaged_and_decoded_in_the_child():
     """Bytes go over as read: the child decodes them by the HTTP header's charset (over the page's own
-    <meta>) and gives triage's reason for a page it will not extract, keeping the batch's order."""
+    <meta>); a page not worth extracting gets triage's reason (the empty and oversized ones without
+    crossing to the child), in the batch's order."""
     latin = NORMAL.replace("ordinary", "ordinäry").replace("<head>", '<head><meta charset="utf-8">').encode("cp1252")
     extractor = ExtractorProcess("resiliparse", timeout_s=5, max_html_bytes=len(latin) + 10)
     try:
