@@ -170,7 +170,9 @@ def items_from_rows(spec: BenchmarkSpec, rows: Iterable[dict], fields: tuple[str
     that subject's test split, on the Hub and in the subject's own file alike); else the row's position."""
     items = []
     seen: dict[str, int] = {}
+    first_row = None
     for i, row in enumerate(rows):
+        first_row = row if first_row is None else first_row
         group = _get(row, spec.group_field) if spec.group_field else None
         position = i if group is None else seen.get(str(group), 0)
         if group is not None:
@@ -183,6 +185,11 @@ def items_from_rows(spec: BenchmarkSpec, rows: Iterable[dict], fields: tuple[str
         else:
             item_id = str(position) if group is None else f"{group}/{position}"
         items.append(BenchmarkItem(spec.name, item_id, parts))
+    if not items:  # a misnamed field would otherwise check nothing and report a clean data set
+        raise BenchmarkNotFound(
+            f"benchmark '{spec.name}': no rows" if first_row is None else
+            f"benchmark '{spec.name}': no row has text in {', '.join(fields)} (its first row has: {', '.join(first_row)})"
+        )
     return items
 
 

@@ -89,6 +89,10 @@ def test_user_errors_are_one_line_and_exit_2(case, tmp_path, capsys):
     code = main(["contamination-report", "--data", str(root / "missing.jsonl"), "--benchmarks", "gsm8k", "--out", str(tmp_path)])
     err = capsys.readouterr().err
     assert code == 2 and "no file matches" in err and "missing.jsonl" in err and len(err.strip().splitlines()) == 1
+    code = main(["contamination-report", "--data", str(root / "web.jsonl"), "--benchmarks", str(root / "web.jsonl"),
+                 "--fields", "question", "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2 and "no row has text in question" in err and len(err.strip().splitlines()) == 1
 
 
 

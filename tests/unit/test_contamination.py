@@ -236,6 +236,20 @@ def test_unknown_benchmark_or_missing_file_is_a_clear_error(tmp_path):
         resolve([{"path": str(tmp_path / "x.jsonl")}])
 
 
+def test_a_benchmark_that_gives_no_item_is_an_error_not_a_clean_report(tmp_path):
+    """A misnamed field used to index nothing, and every data set then came out clean."""
+    (tmp_path / "b.jsonl").write_text('{"problem": "What is 2 + 2?", "id": 1}\n')
+    (tmp_path / "empty.jsonl").write_text("")
+    [misnamed] = resolve([{"path": str(tmp_path / "b.jsonl"), "fields": ["question"]}])
+    with pytest.raises(BenchmarkNotFound, match=r"no row has text in question \(its first row has: problem, id\)"):
+        load_items(misnamed)
+    [empty] = resolve([{"path": str(tmp_path / "empty.jsonl"), "fields": ["question"]}])
+    with pytest.raises(BenchmarkNotFound, match="'empty': no rows"):
+        load_items(empty)
+    [right] = resolve([{"path": str(tmp_path / "b.jsonl"), "fields": ["problem"]}])
+    assert [i.parts for i in load_items(right)] == [("What is 2 + 2?",)]
+
+
 def test_shared_benchmarks_load_from_the_builtin_layouts(shared_data):
     root = shared_data / "benchmarks"
     sizes = {name: len(load_items(REGISTRY[name], root)) for name in ("humaneval", "gsm8k", "mmlu")}
