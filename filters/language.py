@@ -29,6 +29,7 @@ def bundled_model_path() -> Path:
 class LanguageIdentifier:
     def __init__(self, model_path: str | Path | None = None):
         self.model = load(model_path or bundled_model_path())
+        self.languages = [strip_label(label) for label in self.model.get_labels()]  # most frequent first
 
     def predict(self, texts: list[str]) -> tuple[list[str], list[float]]:
         """The most likely language of each text (ISO 639 code) and its probability."""

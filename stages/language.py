@@ -9,6 +9,7 @@ import pyarrow as pa
 from pydantic import Field
 
 from pipeline import storage
+from pipeline.errors import UserError
 from pipeline.records import View, drop_rows, set_column, text_column
 from pipeline.registry import register
 from pipeline.stage import MapStage, Problem, Resources, StageConfig
@@ -42,11 +43,30 @@ class LanguageStage(MapStage):
         why = storage.file_problem(path)
         return [Problem(f"language model {why}", ("model",))] if why else []
 
-    def setup(self) -> None:
-        from filters.language import LanguageFilter, LanguageIdentifier, bundled_model_path
+    def prepare(self) -> None:
+        """A code the model cannot answer (`english`, `EN`) would drop every row of that language as
+        `lang_not_kept` and look like a filter at work: it is refused before any data moves."""
+        super().prepare()
+        if self.config.keep is None:
+            return
+        known = self._identifier().languages
+        unknown = [code for code in self.config.keep if code not in known]
+        if unknown:
+            raise UserError(
+                f"stage {self.ctx.stage_id}: keep: {', '.join(map(repr, unknown))} not among the model's "
+                f"{len(known)} language codes ({', '.join(known[:12])}, ...)"
+            )
+
+    def _identifier(self):
+        from filters.language import LanguageIdentifier, bundled_model_path
 
         with storage.local_copy(self.config.model or str(bundled_model_path())) as path:  # fastText opens only local files
-            self.identifier = LanguageIdentifier(path)
+            return LanguageIdentifier(path)
+
+    def setup(self) -> None:
+        from filters.language import LanguageFilter
+
+        self.identifier = self._identifier()
         keep = frozenset(self.config.keep) if self.config.keep is not None else None
         self.filter = LanguageFilter(keep=keep, min_score=self.config.min_score)
 

@@ -2,6 +2,9 @@
 
 import csv
 
+import pytest
+
+from pipeline.errors import UserError
 from pipeline.records import DROP_REASON, stable_id
 
 
@@ -40,3 +43,9 @@ def test_instruction_records_use_a_view_of_messages(run_stage):
     assert [r["id"] for r in kept] == [rows[1]["id"]]
     assert kept[0]["lang"] == "de" and kept[0]["messages"] == rows[1]["messages"]
     assert dropped[0][DROP_REASON] == "lang_not_kept"
+
+
+def test_a_keep_code_the_model_does_not_know_is_a_user_error(run_stage):
+    """`keep: [english]` used to drop every row as lang_not_kept, as if the filter were working."""
+    with pytest.raises(UserError, match=r"keep: 'english', 'EN' not among the model's 176 language codes \(en, "):
+        run_stage("language", {"keep": ["english", "de", "EN"]}, [doc("Ein kurzer Satz.")])
