@@ -47,7 +47,8 @@ def _tracking_lines(results: dict) -> list[str]:
 def _data_lines(kind: str, info: dict) -> list[str]:
     """Where one kind of training data came from, how it was split, and (documents) how it was trained."""
     lines = [f"- {kind}: {info['rows']} rows from {len(info['files'])} files ({info['train']} train, "
-             f"{info['held_out']} held out" + (f", {info['truncated']} truncated" if "truncated" in info else "") + ")"]
+             f"{info['held_out']} held out" + (f", {info['truncated']} truncated" if "truncated" in info else "")
+             + (f", {info['left_out']} left out: cut before an answer" if info.get("left_out") else "") + ")"]
     if "train_families" in info:
         lines.append(f"  - held out by lineage: {info['train_families']} families train, {info['held_out_families']} "
                      "held out; rows sharing an origin, a parent chain, a Self-Instruct task, a copy or a prompt "

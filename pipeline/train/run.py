@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import random
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -117,13 +118,21 @@ def sft_data(cfg: FinetuneConfig, tokenizer, defaults: list[Location], provenanc
         chats = conversations(chat_rows)
         split = split_by_lineage(chat_rows, [same_item(c) for c in chats], s.eval_fraction, cfg.seed)
         data.encoder = ChatEncoder(tokenizer, s.max_seq_len)
-        data.chats = [chats[i] for i in split.train]
-        data.chat_examples = [data.encoder.encode(c) for c in data.chats]
-        held = [data.encoder.encode(chats[i]) for i in split.held_out]
-        data.prompts = [chats[i][:-1] for i in split.held_out]
-        data.train, data.held_out = list(data.chat_examples), held
-        provenance["instructions"] = {"rows": len(chat_rows), "files": chat_files, **_sides(split),
-                                      "truncated": sum(e.truncated for e in data.chat_examples + held)}
+        encoded = [data.encoder.encode(c) for c in chats]
+        train, held = answered(encoded, split.train), answered(encoded, split.held_out)
+        if not train:
+            raise UserError(f"none of the {len(split.train)} training conversations has an answer token within "
+                            f"sft.max_seq_len = {s.max_seq_len} tokens: raise it (--max-seq-len)")
+        data.chats = [chats[i] for i in train]
+        data.chat_examples = [encoded[i] for i in train]
+        data.prompts = [chats[i][:-1] for i in held]
+        data.train, data.held_out = list(data.chat_examples), [encoded[i] for i in held]
+        provenance["instructions"] = {
+            "rows": len(chat_rows), "files": chat_files, **_sides(split),
+            "truncated": sum(encoded[i].truncated for i in split.train + split.held_out),
+            "left_out": len(split.train) + len(split.held_out) - len(train) - len(held),
+        }  # fmt: skip
+        say_left_out("conversations", provenance["instructions"], f"sft.max_seq_len = {s.max_seq_len}")
     if doc_rows:
         encoder = DocumentEncoder(tokenizer, s.max_seq_len)
         texts = [r["text"] for r in doc_rows]
@@ -144,6 +153,18 @@ def sft_data(cfg: FinetuneConfig, tokenizer, defaults: list[Location], provenanc
     if skipped:
         provenance["skipped_rows"] = skipped
     return data
+
+
+def answered(examples: list[Encoded], indices: list[int]) -> list[int]:
+    """The examples that keep a target token: one cut at the length limit before its answer began
+    would cost a forward pass and teach nothing (a run of only those trained on a loss of 0)."""
+    return [i for i in indices if examples[i].n_targets]
+
+
+def say_left_out(kind: str, info: dict, limit: str) -> None:
+    if info["left_out"] and rank_and_world()[0] == 0:
+        print(f"finetune: {info['left_out']} of {info['train'] + info['held_out']} {kind} left out: "
+              f"cut at {limit} tokens before an answer", file=sys.stderr)
 
 
 def _sides(split: Split) -> dict:
@@ -187,9 +208,18 @@ def _finetune(cfg: FinetuneConfig, model_path: str, run_dir: Location, out: Outp
         encoder = ChatEncoder(tokenizer, cfg.dpo.max_seq_len)
         train_pairs, held_pairs = [pairs[i] for i in split.train], [pairs[i] for i in split.held_out]
         train, held = encode_pairs(encoder, train_pairs), encode_pairs(encoder, held_pairs)
+        truncated = sum(c.truncated or r.truncated for c, r in train + held)
+        keep = [k for k, (c, r) in enumerate(train) if c.n_targets and r.n_targets]  # both responses reach the model
+        held = [(c, r) for c, r in held if c.n_targets and r.n_targets]
+        if not keep:
+            raise UserError(f"none of the {len(train)} training preference pairs has both responses within "
+                            f"dpo.max_seq_len = {cfg.dpo.max_seq_len} tokens: raise it (--set dpo.max_seq_len=N)")
+        left_out = len(train) + len(split.held_out) - len(keep) - len(held)
+        train, train_pairs = [train[k] for k in keep], [train_pairs[k] for k in keep]
         dpo_data = (encoder, [p.prompt + p.chosen for p in train_pairs], train, held)
-        provenance["preferences"] = {"rows": len(rows), "files": files, **_sides(split),
-                                     "truncated": sum(c.truncated or r.truncated for c, r in train + held)}
+        provenance["preferences"] = {"rows": len(rows), "files": files, **_sides(split), "truncated": truncated,
+                                     "left_out": left_out}
+        say_left_out("preference pairs", provenance["preferences"], f"dpo.max_seq_len = {cfg.dpo.max_seq_len}")
 
     model = distribute(load_model(cfg, source=model_path))
     results: dict = {}

@@ -67,7 +67,7 @@ def train_sft(model, tokenizer, train: list[Encoded], held_out: list[Encoded], p
         lengths = [len(train[i].input_ids) for i in everyone]
         micro = [collate([train[i] for i in ix], s.packing, tokenizer.pad_token_id) for ix in mine]
         lr = updater.lr
-        # max: a step whose examples were all truncated before their answers has no target (and no loss)
+        # max: guards the division; every example has a target (run.answered left out those cut before their answer)
         loss_sum = accumulate_gradients(model, micro, max(n_targets, 1), cfg, device, updater.backward)
         update = updater.step()
         tracker.add(sum(lengths), tracker.flops.train(sum(lengths), n_targets, sum(n * n for n in lengths)))

@@ -17,7 +17,7 @@ from tests.e2e.finetune_run import make_run
 PIPELINE = [sys.executable, "-m", "pipeline.cli"]
 SFT = {"max_steps": 2, "micro_batch_size": 4, "grad_accum": 1, "max_seq_len": 128, "learning_rate": 1e-2,
        "sample_prompts": 0}
-DPO = {"max_steps": 1, "micro_batch_size": 3, "grad_accum": 1, "max_seq_len": 128, "eval_fraction": 0.2}
+DPO = {"max_steps": 1, "micro_batch_size": 3, "grad_accum": 1, "max_seq_len": 384, "eval_fraction": 0.2}
 
 
 @pytest.fixture(scope="module")

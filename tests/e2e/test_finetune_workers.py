@@ -59,8 +59,11 @@ def test_two_workers_train_exactly_like_one_with_the_same_global_batch(run_dir, 
         assert [r["step"] for r in b] == [r["step"] for r in a] == list(range(1, len(a) + 1))
         for ra, rb in zip(a, b):
             for key in keys:
+                # The weights' tolerance, for the reason given below; after a DPO step the log-probs (about
+                # -100) differ by 1e-5 of themselves, so a margin, a difference of them, by up to 1e-4. A wrong
+                # batch moves these by percents.
                 if key in ra:
-                    assert rb[key] == pytest.approx(ra[key], rel=1e-5, abs=1e-6), (name, ra["step"], key)
+                    assert rb[key] == pytest.approx(ra[key], rel=1e-4, abs=1e-4), (name, ra["step"], key)
     # Every worker's targets count: the step's target tokens are those of the whole global batch.
     assert [r["target_tokens"] for r in logs(two, "sft.jsonl")] == [r["target_tokens"] for r in logs(one, "sft.jsonl")]
     assert logs(one, "sft.jsonl")[1]["loss"] != logs(one, "sft.jsonl")[0]["loss"]  # training moved the model
@@ -68,12 +71,15 @@ def test_two_workers_train_exactly_like_one_with_the_same_global_batch(run_dir, 
     weights_one = load_file(one / "adapter" / "adapter_model.safetensors")
     weights_two = load_file(two / "adapter" / "adapter_model.safetensors")
     assert weights_two.keys() == weights_one.keys()
-    # AdamW divides each gradient by its own running size: where a weight's gradient is near zero,
-    # float summation order (gloo's all-reduce against one process's sum) moves its update by a
-    # fraction of the learning rate (seen: 4e-5 on one weight of 2,048, on one CPU model and not another).
-    # 1e-4 is 1% of one step at lr 1e-2; a wrong batch or normalisation moves most weights by steps.
+    # AdamW's first steps move each weight by about the learning rate in its gradient's sign, so where
+    # a gradient is near zero, float summation order (gloo's all-reduce against one process's sum)
+    # can flip a weight's update. One process with the same global batch in other micro batches does
+    # the same (up to 4e-4 on 3 weights of 2,048). Measured after 3 SFT and 2 DPO steps at lr 1e-2:
+    # two workers against one, at most 1% of a tensor's weights differ by more than 1e-4 (1% of a
+    # step), a few of them by two steps, from run to run; another seed's batches, 99.4% at least.
     for name in weights_one:
-        torch.testing.assert_close(weights_two[name], weights_one[name], atol=1e-4, rtol=1e-4)
+        moved = ((weights_two[name] - weights_one[name]).abs() > 1e-4).float().mean()
+        assert moved < 0.05, (name, moved)
 
     # Rank 0 alone writes: the same files as the single process, each once, and one log line per step.
     assert files(two) == files(one)

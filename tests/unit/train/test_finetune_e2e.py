@@ -83,6 +83,36 @@ def test_finetune_user_errors_exit_2_with_one_line(run_dir, tiny_model_dir, tmp_
     assert main(["finetune", str(tmp_path / "missing")]) == 2
 
 
+def test_examples_cut_before_their_answer_are_left_out_and_a_run_of_only_those_is_refused(run_dir, tmp_path, capsys):
+    """With a sequence limit shorter than the prompts, SFT used to train 2 steps on a loss of 0 and exit 0."""
+    def error(*argv) -> str:
+        assert main(["finetune", str(run_dir), "--out", str(tmp_path / "o"), *argv]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "Traceback" not in err
+        return err
+
+    assert "has an answer token within sft.max_seq_len = 8 tokens: raise it" in error("--max-seq-len", "8")
+    assert "has both responses within dpo.max_seq_len = 8 tokens" in error("--dpo", "--skip-sft", "--set",
+                                                                              "dpo.max_seq_len=8")
+
+
+def test_only_the_examples_cut_before_their_answer_are_left_out(tmp_path, tiny_model_dir):
+    from pipeline.train.config import FinetuneConfig
+    from pipeline.train.run import sft_data
+
+    answer = {"role": "assistant", "content": "Fine."}
+    rows = [{"id": str(i), "messages": [{"role": "user", "content": f"Name color {i}. " * (1 + 5 * (i % 2))}, answer]}
+            for i in range(40)]  # odd rows: a prompt longer than the limit (about 21 tokens templated, and 60)
+    (tmp_path / "chats.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = FinetuneConfig(model=str(tiny_model_dir), data=[str(tmp_path / "chats.jsonl")],
+                         sft={"max_seq_len": 40, "eval_fraction": 0.1})
+    provenance: dict = {}
+    data = sft_data(cfg, AutoTokenizer.from_pretrained(tiny_model_dir), [], provenance)
+    assert provenance["instructions"]["left_out"] == 20
+    assert len(data.train) + len(data.held_out) == 20 and all(e.n_targets for e in data.train + data.held_out)
+    assert all(chat[0]["content"].count("Name") == 1 for chat in data.chats)
+
+
 def test_object_storage_problems_exit_2_with_one_line_before_training(run_dir, tiny_model_dir, s3_bucket, monkeypatch,
                                                                        capsys):
     from pipeline import storage
