@@ -164,9 +164,12 @@ def _check_useful(result: dict, out: Location) -> None:
     if not read["rows_in"]:
         raise RunFailed("the input holds no records")
     if not read["kept"]:
+        reasons = read["dropped_by_reason"]
+        missing = sorted({r.removeprefix("missing_field:") for r in reasons if r.startswith("missing_field:")})
+        hint = (f"if the records call it otherwise, map it: input: {{fields: {{{missing[0]}: THEIR_FIELD}}}}."
+                if len(missing) == len(reasons) else "is the input's format right?")
         raise RunFailed(f"nothing in the input could be read: all {read['rows_in']:,} records were quarantined "
-                        f"({drop_reasons(read['dropped_by_reason'])}); is the input's format right? They are in "
-                        f"{out}/rejects/{READ_STAGE}")
+                        f"({drop_reasons(reasons)}); {hint} They are in {out}/rejects/{READ_STAGE}")
     last = next((s for s in result["stages"] if s["kept"] == 0 and s["rows_in"]), result["stages"][-1])
     raise RunFailed(f"no rows left: {last['id']} dropped the last {last['rows_in']:,} "
                     f"({drop_reasons(last['dropped_by_reason'])}); see {out}/report.html and {out}/rejects")

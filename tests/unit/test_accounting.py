@@ -96,3 +96,18 @@ def test_a_pass_record_is_what_its_checkpoint_marker_held_and_stats_json_gets_th
     assert list(first.to_json()) == ["id", "name", "rows_in", "kept", "dropped", "dropped_by_reason", "added",
                                      "tokens_in", "tokens_kept", "tokens_dropped_by_reason", "hist_in", "hist_kept",
                                      "wall_s", "resumed", "metrics", "pass"]
+
+
+@pytest.mark.parametrize("reasons, says", [
+    ({"bad_json": 3}, "is the input's format right?"),  # format: jsonl given a WARC file
+    ({"missing_field:text": 3}, "map it: input: {fields: {text: THEIR_FIELD}}."),  # a Parquet file's `body` column
+    ({"missing_field:text": 2, "bad_json": 1}, "is the input's format right?"),
+])
+def test_a_run_that_read_nothing_says_why_and_what_to_change(reasons, says):
+    from pipeline.errors import RunFailed
+    from pipeline.runner import _check_useful
+
+    read = {"rows_in": 3, "kept": 0, "dropped_by_reason": reasons}
+    with pytest.raises(RunFailed, match="all 3 records were quarantined") as failed:
+        _check_useful({"rows_out": 0, "stages": [read]}, "out")
+    assert says in str(failed.value) and str(failed.value).endswith("They are in out/rejects/00-read")
