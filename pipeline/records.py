@@ -189,3 +189,14 @@ def dumps_meta(meta: dict | None) -> str:
 def loads_meta(meta: str | None) -> dict:
     """A row's `meta` as a dict; a row without one has an empty one."""
     return json.loads(meta) if meta else {}
+
+
+def field_values(batch: pa.Table, name: str) -> list:
+    """A column's values, or else each row's `name` in `meta` (None where it has none): the reader keeps
+    there the fields of an input that have no column of their own (a JSONL file's `category`), and an
+    option that names a field means either."""
+    if name in batch.column_names:
+        return batch.column(name).to_pylist()
+    if "meta" not in batch.column_names:
+        return [None] * batch.num_rows
+    return [loads_meta(m).get(name) for m in batch.column("meta").to_pylist()]

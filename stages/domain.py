@@ -18,14 +18,14 @@ from pydantic import Field, model_validator
 
 from filters.domains import RulesError, load_rules
 from pipeline import storage
-from pipeline.records import View, live_mask, set_column, text_column
+from pipeline.records import View, field_values, live_mask, set_column, text_column
 from pipeline.registry import register
 from pipeline.stage import MapStage, Problem, Resources, StageConfig
 
 
 class DomainConfig(StageConfig):
     rules: str | None = Field(default=None, description="host/URL rules file (.yaml, .json or .csv): see docs/reweighting.md")
-    field: str | None = Field(default=None, description="column whose value is the label, e.g. source")
+    field: str | None = Field(default=None, description="column (or field of the input) whose value is the label, e.g. source")
     model: str | None = Field(default=None, description="fastText model trained with `pipeline train-classifier`")
     min_score: float = Field(default=0.0, ge=0, le=1, description="classifier predictions below this score are not used")
     view: View = Field(
@@ -84,14 +84,14 @@ class Domain(MapStage):
         scores = np.zeros(n, dtype=np.float64)
 
         if self._rules is not None:
-            urls = _column(batch, "url")
-            hosts = _column(batch, "domain")
+            urls = field_values(batch, "url")
+            hosts = field_values(batch, "domain")
             for i in range(n):
                 labels[i] = self._rules.label(urls[i], hosts[i])
             scores[[i for i, lab in enumerate(labels) if lab is not None]] = 1.0
 
         if self.config.field:
-            values = _column(batch, self.config.field)
+            values = field_values(batch, self.config.field)
             for i in range(n):
                 if labels[i] is None and values[i] not in (None, ""):
                     labels[i], scores[i] = str(values[i]), 1.0
@@ -137,7 +137,3 @@ def _label_counts(batch: pa.Table) -> pa.Table:
     live = pa.table({"domain_label": batch.column("domain_label"), "score": batch.column("domain_score")}).filter(live_mask(batch))
     counts = live.group_by("domain_label").aggregate([("score", "sum"), ("score", "count")])
     return counts.select(["domain_label", "score_sum", "score_count"]).rename_columns(["domain_label", "score", "rows"])
-
-
-def _column(batch: pa.Table, name: str) -> list:
-    return batch.column(name).to_pylist() if name in batch.column_names else [None] * batch.num_rows

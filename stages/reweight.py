@@ -28,7 +28,7 @@ from pydantic import Field, PositiveInt, model_validator
 
 from filters.mixture import MixtureError, MixturePlan, copies, plan_mixture, shares, target_shares
 from pipeline.errors import UserError
-from pipeline.records import DROP_REASON, TOKENS, live_mask, set_column, split_live, stable_id, text_column, whitespace_tokens
+from pipeline.records import DROP_REASON, TOKENS, field_values, live_mask, set_column, split_live, stable_id, text_column, whitespace_tokens
 from pipeline.registry import register
 from pipeline.stage import GlobalStage, StageConfig, measure
 
@@ -41,7 +41,7 @@ UNLABELLED = "unlabelled"
 class ReweightConfig(StageConfig):
     by: str = Field(
         default="domain_label",
-        description="column holding the group of a row: domain_label (set by the domain stage), source (to mix inputs), ...",
+        description="column (or field of the input) holding the group of a row: domain_label (set by the domain stage), source (to mix inputs), ...",
     )
     weights: dict[str, float] | None = Field(
         default=None, description="target token proportions per group; any non-negative numbers, normalised (4:1 = 80%/20%)"
@@ -85,9 +85,10 @@ class Reweight(GlobalStage):
     def apply(self, dataset):
         cfg = self.config
         columns = dataset.schema().names
-        if cfg.by not in columns:  # a column no stage adds (one of the input's) is found missing only here
-            raise UserError(f"stage {self.ctx.stage_id}: column '{cfg.by}' not found; columns: {', '.join(columns)}")
         totals = self._group_totals(dataset)
+        if cfg.by not in columns and set(totals) == {UNLABELLED}:  # an input's own field is found missing only here
+            raise UserError(f"stage {self.ctx.stage_id}: no row has '{cfg.by}', as a column or a field of the input "
+                            f"(columns: {', '.join(columns)})")
         natural_tokens = {g: int(t["tokens"]) for g, t in totals.items()}
         natural_rows = {g: int(t["rows"]) for g, t in totals.items()}
         if not natural_tokens:
@@ -194,8 +195,11 @@ def _plots(groups: dict[str, dict]) -> list[dict]:
 
 
 def group_values(batch: pa.Table, by: str) -> pa.Array:
-    """The group of each row as a string; a missing value is the group `unlabelled`."""
-    return pc.fill_null(pc.cast(batch.column(by), pa.string()), UNLABELLED).combine_chunks()
+    """The group of each row as a string (a column's, or a field of the input's); a missing value is the
+    group `unlabelled`."""
+    if by in batch.column_names:
+        return pc.fill_null(pc.cast(batch.column(by), pa.string()), UNLABELLED).combine_chunks()
+    return pa.array([UNLABELLED if v is None else str(v) for v in field_values(batch, by)], pa.string())
 
 
 def count_tokens(batch: pa.Table, tokenizer: str | None) -> pa.Array:

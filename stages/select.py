@@ -21,7 +21,7 @@ from pydantic import Field, model_validator
 from filters.embeddings import Device, model_problem
 from filters.select import CHOSEN, REASONS, Method, budget_of, combined_score, select
 from pipeline.errors import UserError
-from pipeline.records import View, drop_rows, live_mask, loads_meta, set_column
+from pipeline.records import View, drop_rows, field_values, live_mask, set_column
 from pipeline.registry import register
 from pipeline.stage import GlobalStage, Problem, StageConfig
 from stages.embedding_pass import VECTOR, Embed, vectors
@@ -115,10 +115,8 @@ def _candidates(batch: pa.Table, number: int, score_columns: list[str]) -> pa.Ta
     """The live rows' ids, scores and vectors. A score is a column (a stage's, e.g. `quality`), or else a
     field of the input that the reader kept in `meta` (a reward a user's file carries)."""
     live = batch.filter(live_mask(batch))
-    from_meta = "meta" in live.column_names and any(s not in live.column_names for s in score_columns)
-    metas = [loads_meta(m) for m in live.column("meta").to_pylist()] if from_meta else []
     scores = {s: live.column(s).cast(pa.float64()) if s in live.column_names
-              else pa.array([_number(m.get(s)) for m in metas] or [None] * live.num_rows, pa.float64()) for s in score_columns}
+              else pa.array([_number(v) for v in field_values(live, s)], pa.float64()) for s in score_columns}
     return pa.table({"id": live.column("id").cast(pa.string()), **scores, VECTOR: live.column(VECTOR)})
 
 

@@ -45,6 +45,16 @@ def test_rules_then_field_then_default(run_stage, rules_file):
     assert {r["id"]: r["domain"] for r in kept} == {r["id"]: r["domain"] for r in rows}
 
 
+def test_a_field_of_the_input_labels_from_meta(run_stage):
+    """A JSONL file's `category` has no column (the reader keeps it in `meta`); every row was labelled
+    the default before."""
+    rows = [{"id": str(i), "text": "t", "meta": json.dumps({"category": c} if c else {})}
+            for i, c in enumerate(["sports", "news", None])]
+    kept, _ = run_stage("domain", {"field": "category"}, rows)
+    assert {r["id"]: (r["domain_label"], r["domain_score"]) for r in kept} == {
+        "0": ("sports", 1.0), "1": ("news", 1.0), "2": ("other", 0.0)}
+
+
 def test_summary_counts_live_rows_per_label(ray_session, tmp_path, rules_file):
     import ray.data
 

@@ -1,6 +1,7 @@
 """The reweight stage through the engine: each way of giving a target, the cap, determinism, lineage."""
 
 import csv
+import json
 from collections import Counter
 
 import pytest
@@ -129,11 +130,22 @@ def test_rows_dropped_before_pass_through_untouched(ray_session, tmp_path, news_
     assert Counter(r[DROP_REASON] for r in out)["too_short"] == len(rows[::10])
 
 
-def test_a_missing_group_column_is_a_user_error(ray_session, tmp_path, news_rows):
+def test_a_group_no_row_has_is_a_user_error(ray_session, tmp_path, news_rows):
     from pipeline.errors import UserError
 
-    with pytest.raises(UserError, match="column 'topic' not found"):
-        reweight(tmp_path, {"by": "topic", "temperature": 2.0}, news_rows[:10])
+    rows = [dict(r, meta=json.dumps({"topic": "news"})) for r in news_rows[:10]]
+    with pytest.raises(UserError, match=r"no row has 'topc', as a column or a field of the input \(columns: .*meta"):
+        reweight(tmp_path, {"by": "topc", "temperature": 2.0}, rows)
+
+
+def test_by_a_field_of_the_input_reads_it_from_meta(ray_session, tmp_path, news_rows):
+    """A JSONL file's own field (`topic`) has no column: the reader keeps it in `meta`, and `by` finds it there."""
+    rows = [dict(r, meta=json.dumps({"topic": r["domain_label"]})) for r in news_rows]
+    rows[0]["meta"] = "{}"  # a row without the field is in the group `unlabelled`
+    out, summary = reweight(tmp_path, {"by": "topic", "weights": {"World": 1, "Sports": 1}, "default_weight": 0}, rows)
+    assert summary["groups"]["World"]["realised_share"] == pytest.approx(0.5, abs=0.03)
+    assert {json.loads(r["meta"])["topic"] for r in out if r[DROP_REASON] is None} == {"World", "Sports"}
+    assert summary["groups"]["unlabelled"]["rows_in"] == 1
 
 
 @pytest.mark.parametrize("config", [{}, {"weights": {"a": 1}, "temperature": 2.0}, {"temperature": 0},
