@@ -34,8 +34,9 @@ def main(args) -> int:
     if stats:
         for s in stats["stages"]:
             reasons = ", ".join(f"{k} {v:,}" for k, v in s["dropped_by_reason"].items())
+            created = f"  created {s['added']:,}" if s.get("added") else ""  # a stage that makes rows (reweight's copies)
             print(f"  {s['id']:<24} in {s['rows_in']:>9,}  kept {s['kept']:>9,}  dropped {s['dropped']:>8,}"
-                  + (f"  ({reasons})" if reasons else ""))
+                  + (f"  ({reasons})" if reasons else "") + created)
     if args.rejects and stats:
         _print_examples(stats["stages"], args.samples)
     target = out / ("rejects" if args.rejects else "data")

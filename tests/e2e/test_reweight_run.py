@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import subprocess
 import sys
 
@@ -57,3 +58,10 @@ def test_pipeline_run_mixes_sources_by_token_weights(tmp_path, shared_data):
     assert {r["domain_label"] for r in rows if r["source"] == "curated"} == {"sports_tech"}
     assert {r["domain_label"] for r in rows if r["source"] == "web"} == {"news"}
     assert all(r["origin_id"].startswith("n") and (r["copy_index"] == 0) == (r["id"] == r["origin_id"]) for r in rows)
+
+    # `inspect` adds up as the console does: in - dropped + created = kept
+    shown = subprocess.run([sys.executable, "-m", "pipeline.cli", "inspect", str(tmp_path / "out")],
+                           capture_output=True, text=True, timeout=120).stdout
+    line = next(line for line in shown.splitlines() if "-reweight" in line).replace(",", "")
+    n = {word: int(m) for word in ("in", "kept", "dropped", "created") for m in re.findall(rf"\b{word} +(\d+)", line)}
+    assert n["in"] - n["dropped"] + n["created"] == n["kept"] and n["created"] > 0
