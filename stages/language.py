@@ -34,28 +34,34 @@ class LanguageStage(MapStage):
     resources = Resources(num_cpus=1, batch_size=1024)
 
     def check(self) -> list[Problem]:
+        """The model file, and with the bundled model (900 KB, read in a tenth of a second) the `keep`
+        codes; a model of the user's may be large, and its codes are checked in `prepare`."""
         from filters.language import bundled_model_path
 
         try:
             path = self.config.model or str(bundled_model_path())
         except FileNotFoundError as e:
             return [Problem(str(e), ("model",))]
-        why = storage.file_problem(path)
-        return [Problem(f"language model {why}", ("model",))] if why else []
+        if why := storage.file_problem(path):
+            return [Problem(f"language model {why}", ("model",))]
+        return self._unknown_codes() if self.config.model is None else []
 
     def prepare(self) -> None:
+        super().prepare()
+        if self.config.model is not None and (problems := self._unknown_codes()):
+            raise UserError(f"stage {self.ctx.stage_id}: {problems[0].message}")
+
+    def _unknown_codes(self) -> list[Problem]:
         """A code the model cannot answer (`english`, `EN`) would drop every row of that language as
         `lang_not_kept` and look like a filter at work: it is refused before any data moves."""
-        super().prepare()
         if self.config.keep is None:
-            return
+            return []
         known = self._identifier().languages
         unknown = [code for code in self.config.keep if code not in known]
-        if unknown:
-            raise UserError(
-                f"stage {self.ctx.stage_id}: keep: {', '.join(map(repr, unknown))} not among the model's "
-                f"{len(known)} language codes ({', '.join(known[:12])}, ...)"
-            )
+        if not unknown:
+            return []
+        return [Problem(f"{', '.join(map(repr, unknown))} not among the model's {len(known)} language codes "
+                        f"({', '.join(known[:12])}, ...)", ("keep",))]
 
     def _identifier(self):
         from filters.language import LanguageIdentifier, bundled_model_path

@@ -45,7 +45,18 @@ def test_instruction_records_use_a_view_of_messages(run_stage):
     assert dropped[0][DROP_REASON] == "lang_not_kept"
 
 
-def test_a_keep_code_the_model_does_not_know_is_a_user_error(run_stage):
+def test_a_keep_code_the_model_does_not_know_is_a_user_error(run_stage, tmp_path, capsys):
     """`keep: [english]` used to drop every row as lang_not_kept, as if the filter were working."""
-    with pytest.raises(UserError, match=r"keep: 'english', 'EN' not among the model's 176 language codes \(en, "):
+    from filters.language import bundled_model_path
+    from pipeline.cli import main
+
+    unknown = r"'english', 'EN' not among the model's 176 language codes \(en, "
+    with pytest.raises(UserError, match=unknown):
         run_stage("language", {"keep": ["english", "de", "EN"]}, [doc("Ein kurzer Satz.")])
+    with pytest.raises(UserError, match=unknown):  # a model of the user's is read in prepare, not in the checks
+        run_stage("language", {"keep": ["english", "de", "EN"], "model": str(bundled_model_path())}, [])
+    (tmp_path / "in.jsonl").write_text('{"text": "x"}\n')
+    (tmp_path / "c.yaml").write_text(f"input: {{format: jsonl, paths: [{tmp_path / 'in.jsonl'}]}}\n"
+                                     f"output: {tmp_path / 'out'}\nstages:\n  - language: {{keep: [en, english]}}\n")
+    assert main(["validate", str(tmp_path / "c.yaml")]) == 2
+    assert "c.yaml:4: stages[0].language.keep: 'english' not among" in capsys.readouterr().err
