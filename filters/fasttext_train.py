@@ -90,15 +90,20 @@ def read_rows(lines: TextIO, name: str, fieldnames: list[str] | None = None) -> 
 
 def examples_from_labelled(
     lines: TextIO, name: str, label_field: str, text_fields: list[str], fieldnames: list[str] | None = None
-) -> list[Example]:
-    out = []
+) -> tuple[list[Example], int]:
+    """Examples and how many rows had no label (null or blank): not a class called "None", but rows
+    nobody labelled, which are not training data."""
+    out, unlabelled = [], 0
     for row in read_rows(lines, name, fieldnames):
         if isinstance(row, str):
             raise ValueError(f"{name}: a labelled file must be CSV or JSONL, not plain text")
         if label_field not in row:
             raise ValueError(f"{name}: no field '{label_field}' (fields: {', '.join(row)})")
+        if row[label_field] is None or not str(row[label_field]).strip():
+            unlabelled += 1
+            continue
         out.append(Example(clean_label(row[label_field]), " ".join(str(row.get(f) or "") for f in text_fields)))
-    return out
+    return out, unlabelled
 
 
 def examples_from_scores(

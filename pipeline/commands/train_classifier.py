@@ -20,6 +20,7 @@ folder from which the model is copied to its place (atomically, as every storage
 from __future__ import annotations
 
 import json
+import math
 import tempfile
 import time
 from pathlib import Path
@@ -60,7 +61,9 @@ def register(sub) -> None:
 def main(args) -> int:
     from filters import fasttext_train as ft
 
-    examples, unscored = _examples(args, ft)
+    examples, skipped = _examples(args, ft)
+    if skipped:
+        print(f"left out {skipped:,} rows with no '{args.score_field or args.label_field}'")
     output = storage.locate(args.output)
     why = storage.probe_writable(output.parent)
     if why:
@@ -72,7 +75,7 @@ def main(args) -> int:
         raise UserError(f"--test-fraction must be between 0 and 1, got {args.test_fraction}")
     train, test = ft.split(examples, args.test_fraction, args.seed)
     if args.embedding_model:
-        return _train_head(args, examples, train, test, output, unscored)
+        return _train_head(args, examples, train, test, output, skipped)
     params = {k: v for k in ("epoch", "lr", "dim", "wordNgrams", "minCount", "bucket", "loss") if (v := getattr(args, k)) is not None}
 
     started = time.perf_counter()
@@ -89,7 +92,7 @@ def main(args) -> int:
     with tempfile.TemporaryDirectory(prefix="pipeline-classifier-") as tmp:
         model.save_model(str(Path(tmp) / output.name))
         storage.locate(Path(tmp) / output.name).copy_to(output)
-    scored = {"score_field": args.score_field, "unscored_rows": unscored} if args.score_field else {}
+    scored = {"score_field": args.score_field, "unscored_rows": skipped} if args.score_field else {"unlabelled_rows": skipped}
     metrics = {**report.as_dict(), **scored, "train_seconds": round(seconds, 2), "params": {**ft.TRAIN_DEFAULTS, **params, "lr": model.lr}}  # the lr it converged at
     metrics_path = output.parent / f"{output.name}.metrics.json"
     metrics_path.write_text(json.dumps(metrics, indent=2) + "\n")
@@ -132,7 +135,7 @@ def _train_head(args, examples, train, test, output, unscored: int) -> int:
 
 
 def _examples(args, ft) -> tuple[list, int]:
-    """The labelled examples, and how many rows had no score (with --score-field)."""
+    """The labelled examples, and how many rows had no score (with --score-field) or no label (--data)."""
     pair = args.positives is not None or args.negatives is not None
     if pair == (args.data is not None):
         raise UserError("give either --positives and --negatives, or --data")
@@ -142,12 +145,12 @@ def _examples(args, ft) -> tuple[list, int]:
         raise UserError("--min-score goes with --score-field")
     if args.embedding_model and (not args.score_field or args.min_score is not None):
         raise UserError("--embedding-model learns a score: give --score-field, without --min-score")
-    unscored = 0
+    skipped = 0
     text_fields = [f.strip() for f in args.text_field.split(",") if f.strip()]
     fieldnames = [f.strip() for f in args.fieldnames.split(",")] if args.fieldnames else None
     try:
         if args.score_field:
-            examples, unscored = ft.examples_from_scores(_rows(args.data, fieldnames), args.data, args.score_field, text_fields,
+            examples, skipped = ft.examples_from_scores(_rows(args.data, fieldnames), args.data, args.score_field, text_fields,
                                                          args.min_score, args.positive_label, args.negative_label)
         elif pair:
             with _open(args.positives) as pos, _open(args.negatives) as neg:
@@ -155,7 +158,7 @@ def _examples(args, ft) -> tuple[list, int]:
                             + ft.examples_from_texts(neg, args.negatives, args.negative_label, text_fields))
         else:
             with _open(args.data) as f:
-                examples = ft.examples_from_labelled(f, args.data, args.label_field, text_fields, fieldnames)
+                examples, skipped = ft.examples_from_labelled(f, args.data, args.label_field, text_fields, fieldnames)
     except (ValueError, UnicodeDecodeError) as e:
         raise UserError(str(e)) from None
     except OSError as e:  # the store failing mid-read
@@ -163,8 +166,8 @@ def _examples(args, ft) -> tuple[list, int]:
     examples = [e for e in examples if e.text.strip()]
     if len(examples) < 10:
         raise UserError(f"only {len(examples)} non-empty labelled texts: too few to train and hold out"
-                        + (f" ({unscored} rows had no '{args.score_field}')" if unscored else ""))
-    return examples, unscored
+                        + (f" ({skipped} rows had no '{args.score_field or args.label_field}')" if skipped else ""))
+    return examples, skipped
 
 
 def _rows(uri: str, fieldnames: list[str] | None):
@@ -206,7 +209,8 @@ def _print_report(report, model_path, metrics_path, seconds: float) -> None:
     print(f"trained on {report.n_train} texts in {seconds:.1f}s, held out {report.n_test}; labels: {', '.join(report.labels)}")
     if report.auc is not None:
         pr = f"precision {report.precision:.3f}  recall {report.recall:.3f}  " if report.precision is not None else ""
-        print(f"positive label '{report.positive}': {pr}AUC {report.auc:.3f}")
+        auc = "no AUC: the held-out rows all have one label" if math.isnan(report.auc) else f"AUC {report.auc:.3f}"
+        print(f"positive label '{report.positive}': {pr}{auc}")
     print(f"accuracy {report.accuracy:.3f}")
     if report.agreement:
         a = report.agreement

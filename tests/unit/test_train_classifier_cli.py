@@ -87,6 +87,18 @@ def test_a_single_label_is_a_user_error(tmp_path):
     assert main(["train-classifier", "--data", str(data), "-o", str(tmp_path / "m.bin")]) == 2
 
 
+def test_rows_without_a_label_are_left_out_not_a_class(tmp_path, capsys):
+    """A null label used to train a class called "None"."""
+    data = tmp_path / "some.jsonl"
+    labels = ["sports", "science", None, ""] * 10
+    data.write_text("".join(json.dumps({"label": lab, "text": f"text {i} about {lab}"}) + "\n" for i, lab in enumerate(labels)))
+    assert main(["train-classifier", "--data", str(data), "-o", str(tmp_path / "m.bin")]) == 0
+    metrics = json.loads((tmp_path / "m.bin.metrics.json").read_text())
+    assert metrics["labels"] == ["science", "sports"] and metrics["unlabelled_rows"] == 20
+    assert metrics["n_train"] + metrics["n_test"] == 20
+    assert "left out 20 rows with no 'label'" in capsys.readouterr().out
+
+
 def test_object_storage_problems_exit_2_with_one_line_before_training(tmp_path, s3_bucket, monkeypatch, capsys):
     from pipeline import storage
     from tests.object_store import READ_ONLY_KEY, READ_ONLY_SECRET
