@@ -27,7 +27,7 @@ class _Strict(BaseModel):
 
 
 class InputConfig(_Strict):
-    format: Literal["jsonl", "parquet", "warc", "html", "hf"] = Field(description="how to read the input")
+    format: Literal["jsonl", "parquet", "warc", "html", "hf"] = Field(description="how to read the input (jsonl also reads a JSON array file)")
     paths: list[str] = Field(default_factory=list, description="files, directories or glob patterns")
     name: str | None = Field(default=None, description="source name stored in the `source` column")
     kind: Literal["auto", "document", "instruction", "preference"] = Field(

@@ -35,6 +35,7 @@ BATCH_ROWS = 2_000
 # An uncompressed JSONL file bigger than this is read in ranges of about this many bytes, a task each.
 RANGE_BYTES = 32 << 20
 GZIP_MAGIC = b"\x1f\x8b"
+UTF8_BOM = b"\xef\xbb\xbf"
 
 
 def fingerprint_inputs(config: InputConfig) -> list:
@@ -221,8 +222,9 @@ def _byte_ranges(f: Location, range_bytes: int) -> list[tuple[int, int | None]]:
     if size <= range_bytes:
         return [(0, None)]
     with f.open_read() as fh:
-        if fh.read_at(2, 0) == GZIP_MAGIC:
-            return [(0, None)]
+        head = fh.read_at(64, 0)
+    if head.startswith(GZIP_MAGIC) or _is_array(head):
+        return [(0, None)]
     n = -(-size // range_bytes)
     bounds = [size * k // n for k in range(n + 1)]
     return list(zip(bounds[:-1], bounds[1:]))
@@ -273,6 +275,9 @@ def _parse_jsonl(f, path: str, norm: Normalizer, at_byte: int | None = None) -> 
     `at_byte`: `f` holds the lines of a range (`JsonlRanges`) from this offset on, which locates a bad
     line instead of its number; None: `f` is a whole file, perhaps gzipped."""
     stream = _maybe_gunzip(f, path) if at_byte is None else f
+    if at_byte is None and _is_array(stream.peek(64)):
+        yield from _parse_array(stream, path, norm)
+        return
     first_line = 1
     seen = False
     chunks = _line_chunks(stream)
@@ -295,6 +300,38 @@ def _parse_jsonl(f, path: str, norm: Normalizer, at_byte: int | None = None) -> 
             at_byte += len(chunk)
     if not seen and at_byte is None:
         yield norm.quarantine("empty_file", {"path": path})
+
+
+def _is_array(head: bytes) -> bool:
+    """A JSON array file (Alpaca's `alpaca_data.json`), not JSON Lines: its first character is `[`."""
+    return head.removeprefix(UTF8_BOM).lstrip().startswith(b"[")
+
+
+def _parse_array(stream, path: str, norm: Normalizer) -> Iterator[dict]:
+    """The records of a JSON array file. It is one document, so it is parsed whole, by one task: damage
+    anywhere loses the file (one quarantined row that says where), where JSON Lines lose a line. A
+    file of lines that are arrays (`[1, 2]`) is JSON Lines after all, and read as such."""
+    try:
+        data = stream.read()
+    except (EOFError, OSError, zlib.error) as e:
+        yield norm.quarantine("corrupt_gzip", {"path": path, "error": str(e)[:200]})
+        return
+    try:
+        text = data.removeprefix(UTF8_BOM).decode("utf-8")
+        records, end = json.JSONDecoder().raw_decode(text, len(text) - len(text.lstrip()))
+    except UnicodeDecodeError as e:
+        yield norm.quarantine("invalid_utf8", {"path": path, "error": str(e)[:200]})
+        return
+    except ValueError as e:
+        yield norm.quarantine("bad_json", {"path": path, "error": str(e)[:200]})
+        return
+    if text[end:].strip():
+        yield from _parse_lines(data.split(b"\n"), 1, path, norm)
+        return
+    if not records:
+        yield norm.quarantine("empty_file", {"path": path})
+    for item, record in enumerate(records):
+        yield norm.row(record, {"path": path, "item": item})
 
 
 def _line_chunks(stream, size: int = 1 << 22) -> Iterator[bytes]:
@@ -357,7 +394,13 @@ def _first_json_record(files: list[Location]) -> list[dict]:
     for file in files:
         try:
             with file.open_read() as fh:
-                for raw in _maybe_gunzip(fh, file.uri):
+                stream = _maybe_gunzip(fh, file.uri)
+                if _is_array(stream.peek(64)):
+                    record = _first_array_item(stream.read(1 << 20).removeprefix(UTF8_BOM))
+                    if isinstance(record, dict):
+                        return [record]
+                    continue
+                for raw in stream:
                     try:
                         record = json.loads(raw)
                     except ValueError:
@@ -367,6 +410,16 @@ def _first_json_record(files: list[Location]) -> list[dict]:
         except (OSError, EOFError, zlib.error):
             continue
     return []
+
+
+def _first_array_item(head: bytes) -> object:
+    """The first element of a JSON array from the array's first bytes, or None where it does not end in them."""
+    text = head.decode("utf-8", errors="ignore")
+    after_bracket = text[text.index("[") + 1:]
+    try:
+        return json.JSONDecoder().raw_decode(text, len(text) - len(after_bracket.lstrip()))[0]
+    except ValueError:
+        return None
 
 
 def _warc_parser(record_types: list[str], mime_types: list[str]):

@@ -47,6 +47,15 @@ def test_instruction_jsonl_from_shared_seeds(ray_session, shared_data):
     assert all(r["messages"][0]["role"] == "user" and r["generated_by"] == "human" for r in out)
 
 
+def test_the_shared_seeds_as_one_json_array_read_as_their_jsonl(ray_session, shared_data, tmp_path):
+    """Alpaca's data ships as an indented JSON array, not JSON Lines; it used to be one not_an_object row."""
+    seeds = shared_data / "seeds" / "self_instruct" / "seed_tasks.jsonl"
+    (tmp_path / "seeds.json").write_text(json.dumps([json.loads(line) for line in seeds.open()], indent=2))
+    as_array = rows({"format": "jsonl", "paths": [str(tmp_path / "seeds.json")]})
+    as_lines = rows({"format": "jsonl", "paths": [str(seeds)]})
+    assert len(as_array) == 175 and [r["messages"] for r in as_array] == [r["messages"] for r in as_lines]
+
+
 def test_hugging_face_datasets_from_local_files(ray_session, tmp_path):
     path = tmp_path / "hf.jsonl"
     path.write_text("".join(json.dumps({"text": f"row {i}", "label": i % 2}) + "\n" for i in range(10)))

@@ -11,7 +11,7 @@ import pyarrow as pa
 import pytest
 
 from pipeline.normalize import Normalizer, detect_kind, parse_dialogue
-from pipeline.readers import JsonlRanges, _parse_html_file, _parse_jsonl, _read_range, _warc_parser, lines_starting_in
+from pipeline.readers import JsonlRanges, _first_json_record, _parse_html_file, _parse_jsonl, _read_range, _warc_parser, lines_starting_in
 from pipeline.records import DROP_REASON
 from pipeline.storage import locate
 
@@ -88,6 +88,24 @@ def test_fast_and_line_paths_agree():
     slow = parse_jsonl(good + b"{broken\n")[:-1]
     assert [{k: v for k, v in r.items() if v is not None} for r in fast] == slow
     assert json.loads(fast[3]["meta"]) == {"extra": 3} and fast[3]["domain"] == "h3.org"
+
+
+def test_a_json_array_file_is_read_as_its_records(tmp_path):
+    """Alpaca's `alpaca_data.json` is an indented JSON array: each element is a record, located by its
+    position; the kind is found from the first element; a big one is one task, gzipped or not."""
+    records = [{"instruction": f"Name {i} colours.", "input": "", "output": "Red, blue."} for i in range(3000)]
+    text = json.dumps(records[:2] + [5] + records[2:], indent=4).encode()
+    rows = parse_jsonl(b"\xef\xbb\xbf" + text, kind="instruction")
+    assert reasons(rows) == [None, None, "not_an_object"] + [None] * 2998
+    assert json.loads(rows[2]["meta"]) == {"item": 2, "path": "f.jsonl", "value": "5"}
+    assert rows[0]["messages"][0]["content"] == "Name 0 colours."
+    assert reasons(parse_jsonl(gzip.compress(text), kind="instruction")) == reasons(rows)
+    assert reasons(parse_jsonl(text[:-5], kind="instruction")) == ["bad_json"]  # one document: damage loses it
+    assert reasons(parse_jsonl(b"[]")) == ["empty_file"]
+    path = tmp_path / "alpaca_data.json"
+    path.write_bytes(text)
+    assert _first_json_record([locate(str(path))]) == [records[0]]
+    assert len(JsonlRanges([locate(str(path))], Normalizer("instruction", "src"), range_bytes=20_000).get_read_tasks(1)) == 1
 
 
 def test_empty_file_is_reported():
