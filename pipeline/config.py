@@ -365,7 +365,10 @@ def _list_index(node: list, part: str, item: str) -> int:
     if len(named) == 1:
         return named[0]
     if len(named) > 1:
-        raise UserError(f"--set {item}: stage '{part}' appears {len(named)} times; use its index")
+        key, value = item.split("=", 1)
+        example = key.replace(f".{part}", f".{named[0]}.{part}", 1)
+        raise UserError(f"--set {item}: stage '{part}' appears {len(named)} times (at {', '.join(map(str, named))}); "
+                        f"put the index before its name: --set {example}={value}")
     raise UserError(f"--set {item}: no stage named '{part}'")
 
 

@@ -138,6 +138,10 @@ def test_bad_set_override_is_reported_as_such(tmp_path):
     assert "--set stages.length.min_words=x" in error_of(path, ["stages.length.min_words=x"])
     assert "no stage named 'dedup'" in error_of(path, ["stages.dedup.bands=3"])
     assert "expected KEY.PATH=VALUE" in error_of(path, ["seed"])
+    twice = write(tmp_path, BASE.replace("stages:\n", "stages:\n  - length: {max_words: 900}\n", 1))
+    msg = error_of(twice, ["stages.length.min_words=5"])
+    assert "appears 2 times (at 0, 1); put the index before its name: --set stages.0.length.min_words=5" in msg
+    assert load_run(twice, ["stages.1.length.min_words=5"]).stages[1].config.min_words == 5
 
 
 def test_llm_entries_are_validated_at_load(tmp_path):
