@@ -200,3 +200,11 @@ def field_values(batch: pa.Table, name: str) -> list:
     if "meta" not in batch.column_names:
         return [None] * batch.num_rows
     return [loads_meta(m).get(name) for m in batch.column("meta").to_pylist()]
+
+
+def field_numbers(batch: pa.Table, name: str) -> np.ndarray:
+    """A numeric field (`field_values`) as floats, NaN where a row has none or it is not a number."""
+    if name in batch.column_names:
+        return pc.cast(batch.column(name), pa.float64()).to_numpy(zero_copy_only=False)
+    numbers = (v if isinstance(v, (int, float)) and not isinstance(v, bool) else np.nan for v in field_values(batch, name))
+    return np.fromiter(numbers, dtype=np.float64, count=batch.num_rows)

@@ -86,7 +86,7 @@ class DedupConfig(StageConfig):
         default_factory=lambda: ["quality", "longest", "smallest_id"],
         description="rules, in order, that pick the row a cluster keeps; the id breaks remaining ties",
     )
-    quality_column: str = Field(default="quality", description="score column used by the `quality` rule, if present")
+    quality_column: str = Field(default="quality", description="score column (or field of the input) used by the `quality` rule, if present")
     index: bool = Field(default=True, description="write this run's index for later `against:`")
     index_dir: str | None = Field(default=None, description="where the index goes, a path or a URI (default OUTPUT/dedup_index/STAGE_ID)")
     against: list[str] = Field(default_factory=list, description="indexes of earlier runs (paths or URIs); rows matching them are dropped")

@@ -21,7 +21,7 @@ from pydantic import Field, model_validator
 from filters.embeddings import Device, model_problem
 from filters.select import CHOSEN, REASONS, Method, budget_of, combined_score, select
 from pipeline.errors import UserError
-from pipeline.records import View, drop_rows, field_values, live_mask, set_column
+from pipeline.records import View, drop_rows, field_numbers, live_mask, set_column
 from pipeline.registry import register
 from pipeline.stage import GlobalStage, Problem, StageConfig
 from stages.embedding_pass import VECTOR, Embed, vectors
@@ -115,13 +115,8 @@ def _candidates(batch: pa.Table, number: int, score_columns: list[str]) -> pa.Ta
     """The live rows' ids, scores and vectors. A score is a column (a stage's, e.g. `quality`), or else a
     field of the input that the reader kept in `meta` (a reward a user's file carries)."""
     live = batch.filter(live_mask(batch))
-    scores = {s: live.column(s).cast(pa.float64()) if s in live.column_names
-              else pa.array([_number(v) for v in field_values(live, s)], pa.float64()) for s in score_columns}
+    scores = {s: pa.array(field_numbers(live, s), pa.float64(), from_pandas=True) for s in score_columns}
     return pa.table({"id": live.column("id").cast(pa.string()), **scores, VECTOR: live.column(VECTOR)})
-
-
-def _number(value) -> float | None:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 def _mark(batch: pa.Table, number: int, verdicts: pa.Table) -> pa.Table:

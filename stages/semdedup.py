@@ -31,7 +31,7 @@ from pydantic import Field
 from filters.embeddings import Device, model_problem
 from filters.semdedup import KMEANS_SAMPLE, ROWS_PER_CLUSTER, VERDICTS, assign, fit_centroids, in_sample, resolve
 from pipeline.errors import UserError
-from pipeline.records import View, drop_rows, live_mask, set_column, text_column
+from pipeline.records import View, drop_rows, field_numbers, live_mask, set_column, text_column
 from stages.embedding_pass import VECTOR, Embed, vectors
 from pipeline.registry import register
 from pipeline.stage import GlobalStage, Problem, StageConfig
@@ -51,7 +51,7 @@ class SemDedupConfig(StageConfig):
         default_factory=lambda: ["quality", "longest", "smallest_id"],
         description="rules, in order, that pick the row kept among duplicates (as dedup's); the id breaks remaining ties",
     )
-    quality_column: str = Field(default="quality", description="score column used by the `quality` rule, if present")
+    quality_column: str = Field(default="quality", description="score column (or field of the input) used by the `quality` rule, if present")
     partitions: int | None = Field(default=None, ge=1, description="hash partitions of the clusters (default: 2 per CPU)")
 
 
@@ -142,8 +142,7 @@ def _members(batch: pa.Table, number: int, c: SemDedupConfig, centroids: np.ndar
     """Each live row's id, vector, cluster and survivor keys, with its cluster's partition."""
     live = _live(batch)
     cluster = assign(vectors(live), centroids)
-    quality = (pc.cast(live.column(c.quality_column), pa.float64()).to_numpy(zero_copy_only=False)
-               if "quality" in c.survivor and c.quality_column in live.column_names else np.full(live.num_rows, np.nan))
+    quality = field_numbers(live, c.quality_column) if "quality" in c.survivor else np.full(live.num_rows, np.nan)
     length = np.fromiter((len(t) for t in text_column(live, c.view)), dtype=np.int64, count=live.num_rows)
     return pa.table({"id": live.column("id").cast(pa.string()), VECTOR: live.column(VECTOR), "cluster": cluster,
                      "quality": quality, "length": length, "part": (cluster % parts).astype(np.int32)})

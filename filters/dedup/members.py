@@ -12,10 +12,10 @@ from typing import Callable
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from filters.dedup.nodes import lookup, node_keys
 from filters.dedup.sketch import Sketch
+from pipeline.records import field_numbers
 
 _MEMBER_SCHEMA = pa.schema([
     ("node", pa.uint64()), ("id", pa.string()), ("comp", pa.int64()), ("part", pa.int32()),
@@ -50,11 +50,7 @@ def member_rows(
     batch, nodes, pos = batch.filter(pa.array(hit)), nodes[hit], pos[hit]
     compared = texts(batch)
     n = len(compared)
-    quality = (
-        pc.cast(batch.column(quality_column), pa.float64()).to_numpy(zero_copy_only=False)
-        if quality_column is not None and quality_column in batch.column_names
-        else np.full(n, np.nan)
-    )
+    quality = field_numbers(batch, quality_column) if quality_column is not None else np.full(n, np.nan)
     shingle_sets = sigs = _empty_lists(n)
     if sketch is not None and (with_shingles or with_signatures):
         tok = sketch.tokens(compared)

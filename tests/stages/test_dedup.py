@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import random
 
 import pytest
@@ -105,6 +106,17 @@ def test_survivor_prefers_quality_then_length(run_stage, shared_data, tmp_path):
     curve, hist = summary["plots"]
     assert curve["kind"] == "line" and curve["y"][-1] == 1.0 and curve["y"][0] == 0.0
     assert hist["kind"] == "bar" and hist["x"] == [1, 5] and hist["y"] == [1, 1]
+
+
+@pytest.mark.shared_data
+def test_the_quality_rule_reads_a_score_the_input_carries(run_stage, shared_data):
+    """A JSONL file's own `reward` has no column (the reader keeps it in `meta`); the rule used to skip it
+    as absent and keep the longest copy."""
+    text = _news(shared_data, 1)[0]
+    rows = [{"id": "short", "text": text, "meta": json.dumps({"reward": 0.9})},
+            {"id": "long", "text": text + " Extra words.", "meta": json.dumps({"reward": 0.1})}]
+    kept, dropped = run_stage("dedup", {"threshold": 0.7, "survivor": ["quality", "longest"], "quality_column": "reward"}, rows)
+    assert [r["id"] for r in kept] == ["short"] and [r["dup_of"] for r in dropped] == ["short"]
 
 
 def _replace(text: str, positions: list[int], word: str) -> str:

@@ -3,6 +3,7 @@ with a real (tiny, locally built) sentence-transformers model."""
 
 from __future__ import annotations
 
+import json
 import random
 
 import pytest
@@ -59,6 +60,10 @@ def test_a_better_scored_copy_is_the_one_kept(run_stage, model, corpus):
     rows, planted = corpus
     scored = [{**r, "quality": 0.9 if r["id"] in planted else 0.5} for r in rows]
     kept, dropped = run_stage("semdedup", {"model": model, "clusters": 1}, scored)
+    assert {r["id"]: r["semdup_of"] for r in dropped} == {o: p for p, o in planted.items()}
+    # the same score as a field of the input (a JSONL file's own `reward`, kept in `meta`)
+    carried = [{**r, "meta": json.dumps({"reward": 0.9 if r["id"] in planted else 0.5})} for r in rows]
+    kept, dropped = run_stage("semdedup", {"model": model, "clusters": 1, "quality_column": "reward"}, carried)
     assert {r["id"]: r["semdup_of"] for r in dropped} == {o: p for p, o in planted.items()}
 
 
