@@ -26,8 +26,20 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+# The names of the files each format reads, with or without `.gz`: what an input without `format`
+# is read as, and what `readers.format_of` votes by.
+FORMAT_SUFFIXES = {"parquet": (".parquet",), "jsonl": (".jsonl", ".json"), "warc": (".warc", ".arc"), "html": (".html", ".htm")}
+
+
+def format_by_name(path: str) -> str | None:
+    name = path.rstrip("/").removesuffix(".gz")
+    return next((fmt for fmt, suffixes in FORMAT_SUFFIXES.items() if name.endswith(suffixes)), None)
+
+
 class InputConfig(_Strict):
-    format: Literal["jsonl", "parquet", "warc", "html", "hf"] = Field(description="how to read the input (jsonl also reads a JSON array file)")
+    format: Literal["jsonl", "parquet", "warc", "html", "hf"] | None = Field(
+        default=None, description="how to read the input (jsonl also reads a JSON array file); default: by the "
+        "paths' names (.jsonl/.json, .parquet, .warc/.arc, .html/.htm, gzipped or not), or hf with `dataset`")
     paths: list[str] = Field(default_factory=list, description="files, directories or glob patterns")
     name: str | None = Field(default=None, description="source name stored in the `source` column")
     kind: Literal["auto", "document", "instruction", "preference"] = Field(
@@ -48,6 +60,14 @@ class InputConfig(_Strict):
 
     @model_validator(mode="after")
     def _needs_source(self):
+        if self.format is None:
+            named = {format_by_name(p) for p in self.paths} if self.paths else {"hf" if self.dataset else None}
+            if None in named:
+                raise ValueError("give its format (jsonl, parquet, warc, html or hf): the paths' names do not tell")
+            if len(named) > 1:
+                raise ValueError(f"the paths are of several formats ({', '.join(sorted(named))}): give each its own "
+                                 "input (input: [{paths: [...]}, {paths: [...]}])")
+            self.format = named.pop()
         if self.format == "hf" and not self.dataset:
             raise ValueError("format 'hf' needs 'dataset' (a Hub name or a local path)")
         if self.format != "hf" and not self.paths:

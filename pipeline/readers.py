@@ -25,7 +25,7 @@ from ray.data.block import BlockMetadata
 from ray.data.datasource import Datasource, FileBasedDatasource, ReadTask
 
 from pipeline import storage
-from pipeline.config import InputConfig
+from pipeline.config import FORMAT_SUFFIXES, InputConfig
 from pipeline.errors import UserError
 from pipeline.normalize import Normalizer, detect_kind
 from pipeline.records import stable_id
@@ -487,8 +487,8 @@ def _parse_html_file(f, path: str, norm: Normalizer) -> Iterator[dict]:
 
 # --- a path given without its format -------------------------------------------------------
 
-_TEXT_FORMATS = (("parquet", (".parquet",)), ("jsonl", (".jsonl", ".json")))
-_PAGE_FORMATS = (("warc", (".warc", ".arc")), ("html", (".html", ".htm")))
+_TEXT_FORMATS = tuple((fmt, FORMAT_SUFFIXES[fmt]) for fmt in ("parquet", "jsonl"))
+_PAGE_FORMATS = tuple((fmt, FORMAT_SUFFIXES[fmt]) for fmt in ("warc", "html"))
 
 
 def format_of(path: str, files: list[Location]) -> str | None:

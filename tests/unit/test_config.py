@@ -144,6 +144,24 @@ def test_bad_set_override_is_reported_as_such(tmp_path):
     assert load_run(twice, ["stages.1.length.min_words=5"]).stages[1].config.min_words == 5
 
 
+@pytest.mark.parametrize("paths, fmt", [
+    (["a.jsonl"], "jsonl"), (["alpaca_data.json"], "jsonl"), (["s3://b/part-*.jsonl.gz"], "jsonl"),
+    (["x.parquet", "y.parquet"], "parquet"), (["crawl/*.warc.gz", "old.arc.gz"], "warc"), (["site/*.html"], "html"),
+])
+def test_an_input_without_format_is_read_by_its_names(paths, fmt):
+    from pipeline.config import InputConfig
+
+    assert InputConfig(paths=paths).format == fmt
+    assert InputConfig(dataset="openai/gsm8k").format == "hf"
+
+
+def test_an_input_whose_names_do_not_tell_its_format_says_so(tmp_path):
+    path = write(tmp_path, BASE.replace("{format: jsonl, paths: [data.jsonl]}", "{paths: [crawl/, data.jsonl]}"))
+    assert "input[0]: give its format (jsonl, parquet, warc, html or hf)" in error_of(path)
+    path = write(tmp_path, BASE.replace("{format: jsonl, paths: [data.jsonl]}", "{paths: [a.parquet, b.jsonl]}"))
+    assert "the paths are of several formats (jsonl, parquet): give each its own input" in error_of(path)
+
+
 def test_llm_entries_are_validated_at_load(tmp_path):
     path = write(tmp_path, BASE + "llms:\n  teacher: {backend: vllm_server, model: m, concurency: 4}\n")
     msg = error_of(path)
