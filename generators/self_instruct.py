@@ -23,7 +23,7 @@ from typing import Callable, Sequence
 
 from pydantic import Field, field_validator
 
-from generators.client import LLMClient, Request, Response, SamplingParams
+from generators.client import EndpointFailing, LLMClient, Request, Response, SamplingParams
 from generators.structured import StructuredOption
 from generators.prompts import (
     INSTANCES_INPUT_FIRST,
@@ -371,18 +371,30 @@ class SelfInstruct:
     # -- the loop --------------------------------------------------------------------------------
 
     def run(self, on_round: Callable[[int, int], None] | None = None) -> SelfInstructResult:
+        """Rounds until the pool holds `target` tasks or `max_stale_rounds` rounds in a row add none.
+
+        Rounds in which no request was answered are stale too, but it is the endpoint that stopped
+        the loop then, not the task space: that raises `EndpointFailing`, since the loop ends before
+        the client's failure window has seen enough requests to judge (a server that died mid-run
+        gave a finished run of 27 new tasks out of 400 asked, and exit 0)."""
         cfg = self.config
         pooled, dropped, stale, round_no = [], [], 0, 0
+        unanswered: list[str] = []  # the errors of the rounds in a row in which every request failed
         while len(self.pool) < cfg.target and stale < cfg.max_stale_rounds:
             round_no += 1
             accepted, rejected = self.propose(round_no)
             dropped += rejected
             stale = 0 if accepted else stale + 1
+            errors = [p.meta["error"] for p in rejected if p.reason == "llm_error"]
+            unanswered = unanswered + errors if len(errors) == cfg.requests_per_round else []
             if accepted:
                 self.classify(accepted)
                 self.make_instances(accepted)
                 pooled += accepted
             if on_round:
                 on_round(round_no, len(self.pool))
+        if len(unanswered) >= cfg.max_stale_rounds * cfg.requests_per_round:
+            raise EndpointFailing(f"none of the last {len(unanswered)} requests to {self.client.model} "
+                                  f"({cfg.max_stale_rounds} rounds) was answered; the first error: {unanswered[0]}")
         drops = Counter(p.reason for p in pooled + dropped if p.reason)
         return SelfInstructResult(pooled, dropped, drops, round_no, self.requests, len(self.pool) < cfg.target, self.client.model)

@@ -7,6 +7,7 @@ import pytest
 from synthetic_fakes import FakeClient, prompt_text
 
 from generators import prompts
+from generators.client import EndpointFailing
 from generators.self_instruct import (
     SeedTask,
     SelfInstruct,
@@ -104,10 +105,23 @@ def test_a_generation_cut_by_the_length_limit_is_dropped_whole():
 
 
 def test_failed_requests_are_recorded_not_lost():
-    client = FakeClient(scripted(lambda r: RuntimeError("HTTP 500 after 3 retries")))
-    run = SelfInstruct(client, seeds(), SelfInstructConfig(target=5, requests_per_round=3, max_stale_rounds=1)).run()
-    assert run.drops == {"llm_error": 3}
-    assert all(p.meta["error"] == "HTTP 500 after 3 retries" for p in run.dropped)
+    sent = iter(range(1000))  # every other request fails: each round is answered in part
+    client = FakeClient(scripted(lambda r: RuntimeError("HTTP 500 after 3 retries") if next(sent) % 2 else
+                                 " Write about river galaxy recipe tax poem violin protein orbit"))
+    run = SelfInstruct(client, seeds(), SelfInstructConfig(target=5, requests_per_round=2, max_stale_rounds=2)).run()
+    assert run.drops["llm_error"] == 3 and run.stopped_early
+    assert all(p.meta["error"] == "HTTP 500 after 3 retries" for p in run.dropped if p.reason == "llm_error")
+
+
+def test_rounds_that_no_request_answered_stop_the_run_as_a_failing_endpoint():
+    """A server that died mid-run left every later round unanswered: the loop ended as if the task space
+    were exhausted, before the client's failure window had seen enough requests to judge."""
+    sent = iter(range(1000))
+    client = FakeClient(scripted(lambda r: " Write about " + " ".join(random.Random(next(sent)).sample(WORDS, 8))
+                                 if len(client.requests) <= 6 else RuntimeError("Connection refused")))
+    with pytest.raises(EndpointFailing, match=r"none of the last 6 requests to .* \(3 rounds\) was answered; "
+                                              r"the first error: Connection refused"):
+        SelfInstruct(client, seeds(), SelfInstructConfig(target=50, requests_per_round=2, max_stale_rounds=3)).run()
 
 
 def test_pool_grows_round_by_round_shows_pool_tasks_and_stops_at_target():
