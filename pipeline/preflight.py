@@ -10,7 +10,10 @@ credentials or a read-only key is one line naming the URI, not a failure in a Ra
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
+import threading
 
 from pipeline import hub, storage
 from pipeline.config import ValidatedRun, in_file_order
@@ -24,7 +27,7 @@ def check(run: ValidatedRun) -> None:
     down = _endpoint_down(run)
     if down:
         raise UserError(down)
-    problems = _input_problems(run) + _output_problems(run) + _tokenizer_problems(run)
+    problems = _input_problems(run) + _output_problems(run) + _tokenizer_problems(run) + _ray_problems(run)
     for i, stage in enumerate(run.stages):  # a validated run has a stage for every entry of `stages:`
         for problem in stage.check():
             path = ("stages", i, stage.name, *problem.option)
@@ -46,6 +49,36 @@ def _endpoint_down(run: ValidatedRun) -> str | None:
     path, uri = first
     return (f"{run.located.where(path)}: {dotted(path)}: {uri}: the S3 endpoint {endpoint} (AWS_ENDPOINT_URL) "
             f"did not answer within {ENDPOINT_TIMEOUT_S:g} s")
+
+
+def _ray_problems(run: ValidatedRun) -> list[tuple[tuple, str]]:
+    """A cluster address where nothing listens: `ray.init` would wait on it for minutes, its own retries
+    printing on the console. `auto` and the Ray Client's `ray://` are Ray's to judge (at once)."""
+    path = ("ray", "address")
+    address = run.config.ray.address or os.environ.get("RAY_ADDRESS")
+    if not address or address == "auto" or "://" in address:
+        return []
+    host, _, port = address.rpartition(":")
+    if port.isdigit() and _listens(host.strip("[]"), int(port), ENDPOINT_TIMEOUT_S):
+        return []
+    where = f"{run.located.where(path)}: {dotted(path)}" if run.config.ray.address else "RAY_ADDRESS"
+    return [(path, f"{where}: nothing answers at {address} within {ENDPOINT_TIMEOUT_S:g} s: give the head's "
+                   "GCS address (HOST:6379, what `ray start --head` prints), or leave it out for a local Ray")]
+
+
+def _listens(host: str, port: int, timeout: float) -> bool:
+    """Whether a TCP connection opens; in a thread, so that a slow name lookup cannot stall the check."""
+    opened = []
+
+    def probe():
+        with contextlib.suppress(OSError):
+            socket.create_connection((host, port), timeout=timeout).close()
+            opened.append(True)
+
+    thread = threading.Thread(target=probe, daemon=True)
+    thread.start()
+    thread.join(timeout + 0.5)
+    return bool(opened)
 
 
 def _s3_values(data, path: tuple = ()):

@@ -269,6 +269,28 @@ def test_preflight_lists_a_glob_matching_nothing_and_a_missing_model_file(tmp_pa
     assert not (tmp_path / "out").exists()
 
 
+def test_a_ray_address_where_nothing_listens_is_named_before_ray_waits_on_it(tmp_path, monkeypatch):
+    """`ray.init` waited minutes on it, printing its retries; a listening port passes."""
+    import socket
+
+    (tmp_path / "a.jsonl").write_text('{"text": "x"}\n')
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]  # nothing listens on it once closed
+    path = write(tmp_path, f"input: {{paths: [{tmp_path}/a.jsonl]}}\noutput: {tmp_path}/out\nray: {{address: '127.0.0.1:{port}'}}\n"
+                           "stages: []\n")
+    assert preflight_errors(path) == [f"{path}:3: ray.address: nothing answers at 127.0.0.1:{port} within 3 s: give "
+                                      "the head's GCS address (HOST:6379, what `ray start --head` prints), or leave "
+                                      "it out for a local Ray"]
+    with socket.create_server(("127.0.0.1", port)):
+        from pipeline import preflight
+
+        preflight.check(load_run(path))
+    monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.1:{port}")
+    path = write(tmp_path, f"input: {{paths: [{tmp_path}/a.jsonl]}}\noutput: {tmp_path}/out\nstages: []\n")
+    assert preflight_errors(path)[0].startswith(f"RAY_ADDRESS: nothing answers at 127.0.0.1:{port}")
+
+
 def test_preflight_passes_what_exists(tmp_path):
     from pipeline import preflight
 
