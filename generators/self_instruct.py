@@ -379,22 +379,26 @@ class SelfInstruct:
         gave a finished run of 27 new tasks out of 400 asked, and exit 0)."""
         cfg = self.config
         pooled, dropped, stale, round_no = [], [], 0, 0
-        unanswered: list[str] = []  # the errors of the rounds in a row in which every request failed
+        unanswered, first_error = 0, ""  # rounds in a row in which every request failed, and the first error of them
         while len(self.pool) < cfg.target and stale < cfg.max_stale_rounds:
             round_no += 1
             accepted, rejected = self.propose(round_no)
             dropped += rejected
             stale = 0 if accepted else stale + 1
             errors = [p.meta["error"] for p in rejected if p.reason == "llm_error"]
-            unanswered = unanswered + errors if len(errors) == cfg.requests_per_round else []
+            if len(errors) < cfg.requests_per_round:
+                unanswered = 0
+            else:
+                first_error = first_error if unanswered else errors[0]
+                unanswered += 1
             if accepted:
                 self.classify(accepted)
                 self.make_instances(accepted)
                 pooled += accepted
             if on_round:
                 on_round(round_no, len(self.pool))
-        if len(unanswered) >= cfg.max_stale_rounds * cfg.requests_per_round:
-            raise EndpointFailing(f"none of the last {len(unanswered)} requests to {self.client.model} "
-                                  f"({cfg.max_stale_rounds} rounds) was answered; the first error: {unanswered[0]}")
+        if unanswered >= cfg.max_stale_rounds:
+            raise EndpointFailing(f"none of the last {unanswered * cfg.requests_per_round} requests to {self.client.model} "
+                                  f"({unanswered} rounds) was answered; the first error: {first_error}")
         drops = Counter(p.reason for p in pooled + dropped if p.reason)
         return SelfInstructResult(pooled, dropped, drops, round_no, self.requests, len(self.pool) < cfg.target, self.client.model)

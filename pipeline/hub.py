@@ -10,6 +10,7 @@ reported at once and a cached one is still used.
 from __future__ import annotations
 
 import os
+import socket
 import sys
 import threading
 import urllib.error
@@ -68,23 +69,37 @@ def _offline_by_choice() -> bool:
 
 
 def _answers(url: str, timeout: float) -> bool:
-    """Any HTTP answer counts (even an error status); no answer within `timeout` does not. The
-    request runs in a thread so that a slow name lookup, which no socket time-out covers, cannot stall us."""
-    answered = []
-
+    """Any HTTP answer counts (even an error status); no answer within `timeout` does not."""
     def probe():
         try:
             urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout).close()
-            answered.append(True)
         except urllib.error.HTTPError:
-            answered.append(True)
+            pass
+
+    return _succeeds_within(probe, timeout)
+
+
+def listens(host: str, port: int, timeout: float) -> bool:
+    """Whether a TCP connection to host:port opens within `timeout` (a Ray head's GCS port, say)."""
+    return _succeeds_within(lambda: socket.create_connection((host, port), timeout=timeout).close(), timeout)
+
+
+def _succeeds_within(probe, timeout: float) -> bool:
+    """Whether `probe()` returns without an OSError or ValueError in about `timeout` seconds. It runs in
+    a thread, so that a slow name lookup, which no socket time-out covers, cannot stall us."""
+    done = []
+
+    def attempt():
+        try:
+            probe()
+            done.append(True)
         except (OSError, ValueError):
             pass
 
-    thread = threading.Thread(target=probe, daemon=True)
+    thread = threading.Thread(target=attempt, daemon=True)
     thread.start()
     thread.join(timeout + 0.5)
-    return bool(answered)
+    return bool(done)
 
 
 def _go_offline() -> None:

@@ -10,10 +10,7 @@ credentials or a read-only key is one line naming the URI, not a failure in a Ra
 
 from __future__ import annotations
 
-import contextlib
 import os
-import socket
-import threading
 
 from pipeline import hub, storage
 from pipeline.config import ValidatedRun, in_file_order
@@ -59,26 +56,11 @@ def _ray_problems(run: ValidatedRun) -> list[tuple[tuple, str]]:
     if not address or address == "auto" or "://" in address:
         return []
     host, _, port = address.rpartition(":")
-    if port.isdigit() and _listens(host.strip("[]"), int(port), ENDPOINT_TIMEOUT_S):
+    if port.isdigit() and hub.listens(host.strip("[]"), int(port), ENDPOINT_TIMEOUT_S):
         return []
     where = f"{run.located.where(path)}: {dotted(path)}" if run.config.ray.address else "RAY_ADDRESS"
     return [(path, f"{where}: nothing answers at {address} within {ENDPOINT_TIMEOUT_S:g} s: give the head's "
                    "GCS address (HOST:6379, what `ray start --head` prints), or leave it out for a local Ray")]
-
-
-def _listens(host: str, port: int, timeout: float) -> bool:
-    """Whether a TCP connection opens; in a thread, so that a slow name lookup cannot stall the check."""
-    opened = []
-
-    def probe():
-        with contextlib.suppress(OSError):
-            socket.create_connection((host, port), timeout=timeout).close()
-            opened.append(True)
-
-    thread = threading.Thread(target=probe, daemon=True)
-    thread.start()
-    thread.join(timeout + 0.5)
-    return bool(opened)
 
 
 def _s3_values(data, path: tuple = ()):

@@ -317,8 +317,8 @@ def _parse_array(stream, path: str, norm: Normalizer) -> Iterator[dict]:
         yield norm.quarantine("corrupt_gzip", {"path": path, "error": str(e)[:200]})
         return
     try:
-        text = data.removeprefix(UTF8_BOM).decode("utf-8")
-        records, end = json.JSONDecoder().raw_decode(text, len(text) - len(text.lstrip()))
+        text = data.removeprefix(UTF8_BOM).decode("utf-8").lstrip()
+        records, end = json.JSONDecoder().raw_decode(text)
     except UnicodeDecodeError as e:
         yield norm.quarantine("invalid_utf8", {"path": path, "error": str(e)[:200]})
         return
@@ -415,9 +415,8 @@ def _first_json_record(files: list[Location]) -> list[dict]:
 def _first_array_item(head: bytes) -> object:
     """The first element of a JSON array from the array's first bytes, or None where it does not end in them."""
     text = head.decode("utf-8", errors="ignore")
-    after_bracket = text[text.index("[") + 1:]
     try:
-        return json.JSONDecoder().raw_decode(text, len(text) - len(after_bracket.lstrip()))[0]
+        return json.JSONDecoder().raw_decode(text[text.index("[") + 1:].lstrip())[0]
     except ValueError:
         return None
 

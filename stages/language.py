@@ -5,6 +5,8 @@ Works on documents (`text`) and on instruction records through a text view of `m
 
 from __future__ import annotations
 
+import functools
+
 import pyarrow as pa
 from pydantic import Field
 
@@ -56,12 +58,17 @@ class LanguageStage(MapStage):
         `lang_not_kept` and look like a filter at work: it is refused before any data moves."""
         if self.config.keep is None:
             return []
-        known = self._identifier().languages
+        known = self._languages
         unknown = [code for code in self.config.keep if code not in known]
         if not unknown:
             return []
         return [Problem(f"{', '.join(map(repr, unknown))} not among the model's {len(known)} language codes "
                         f"({', '.join(known[:12])}, ...)", ("keep",))]
+
+    @functools.cached_property
+    def _languages(self) -> list[str]:
+        """The model's codes, read once: the checks before a run and `prepare` both ask."""
+        return self._identifier().languages
 
     def _identifier(self):
         from filters.language import LanguageIdentifier, bundled_model_path
