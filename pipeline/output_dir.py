@@ -51,14 +51,19 @@ def shard_dirs(formats: list[str]) -> list[str]:
     return [*data_dirs(formats).values(), "rejects"]
 
 
-def claim(out: Location, formats: list[str], stage_outputs: list[Location], overwrite: bool) -> Location:
-    """Make `out` this run's, before any work: refuse what we did not write, remove what we no longer
-    make, and name a log folder for the run. A path that cannot be written fails here, in one line."""
+def refuse_foreign(out: Location, formats: list[str], overwrite: bool) -> None:
+    """Before anything is written to `out`: refuse to replace files this pipeline did not write."""
     foreign = _foreign(out, formats)
     if foreign and not overwrite:
         shown = ", ".join(foreign[:3]) + (" and more" if len(foreign) > 3 else "")
         raise UserError(f"{out} holds files this pipeline did not write ({shown}); pass --overwrite to replace "
                         "them, or choose another output path")
+
+
+def claim(out: Location, formats: list[str], stage_outputs: list[Location]) -> Location:
+    """Make `out` this run's, before any work and once no other run holds it (`refuse_foreign` said it
+    may): remove what we no longer make, and name a log folder for the run. A path that cannot be
+    written fails here, in one line."""
     current = {_relative(p, out) for p in stage_outputs} - {None}
     for stale in sorted(_made_before(out, formats) - current):
         (out / stale).remove()

@@ -22,7 +22,7 @@ from typing import Any
 
 from ray.data.expressions import col
 
-from pipeline import __version__, checkpoint, execute, manifest, output_dir, passes, preflight, report, sinks, stats
+from pipeline import __version__, checkpoint, execute, manifest, output_dir, passes, preflight, report, run_lock, sinks, stats
 from pipeline.config import ValidatedRun
 from pipeline.errors import InvariantViolation, RunFailed, UserError
 from pipeline.normalize import READ_STAGE
@@ -58,10 +58,11 @@ def run(run_config: ValidatedRun, progress: Progress | None = None, overwrite: b
     else:
         preflight.check(run_config)  # before Ray starts: a missing file is reported in a second, with all the others
         fps = fps or _fingerprints(run_config, plan)
-        logs = output_dir.claim(out, cfg.output.formats, [o for s in run_config.stages for o in s.outputs()],
-                                overwrite)
-        with output_dir.local_logs(logs) as log_dir, ray_session(cfg.ray, progress, log_dir, env):
-            result = _run(run_config, plan, fps, progress, started)
+        output_dir.refuse_foreign(out, cfg.output.formats, overwrite)
+        with run_lock.held(out, f"pipeline run {run_config.source}"):
+            logs = output_dir.claim(out, cfg.output.formats, [o for s in run_config.stages for o in s.outputs()])
+            with output_dir.local_logs(logs) as log_dir, ray_session(cfg.ray, progress, log_dir, env):
+                result = _run(run_config, plan, fps, progress, started)
     _check_useful(result, out)
     progress.finished(result, out, already_complete=complete)
     return result

@@ -87,7 +87,7 @@ def register(sub) -> None:
 
 
 def main(args) -> int:
-    from pipeline import storage
+    from pipeline import run_lock, storage
     from pipeline.errors import UserError
     from pipeline.train.ray_train import finetune_anywhere
     from pipeline.train.run import output_dir
@@ -109,13 +109,14 @@ def main(args) -> int:
         from pipeline.evaluate.run import preflight
 
         preflight(cfg.eval, out)  # a remote output, a bad task or an unreachable benchmark fail now, not after training
-    out = finetune_anywhere(cfg, run_dir)
-    print(f"finetune: adapter and model card in {out / 'adapter'}; logs in {out / 'logs'}")
-    if cfg.eval.enabled:
-        from pipeline.evaluate.run import after_finetune
+    with run_lock.held(out, f"pipeline finetune {args.output_dir}"):
+        out = finetune_anywhere(cfg, run_dir)
+        print(f"finetune: adapter and model card in {out / 'adapter'}; logs in {out / 'logs'}")
+        if cfg.eval.enabled:
+            from pipeline.evaluate.run import after_finetune
 
-        after_finetune(cfg, run_dir, out)
-        print(f"finetune: evaluation in {out / 'eval'} and in the model card")
+            after_finetune(cfg, run_dir, out)
+            print(f"finetune: evaluation in {out / 'eval'} and in the model card")
     return 0
 
 

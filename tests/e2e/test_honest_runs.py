@@ -162,6 +162,48 @@ def test_inspect_into_a_closed_pipe_is_quiet(tmp_path):
     assert proc.stdout.count("\n") == 1 and "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr
 
 
+def test_a_second_run_into_an_output_being_written_is_refused_and_the_first_ends_whole(tmp_path):
+    """Before the lock both ended in "done" and exit 0, each clearing the shard folders and sharing the
+    checkpoints of the other."""
+    corpus = documents(tmp_path / "docs.jsonl", 20_000, words=50)
+    out = tmp_path / "out"
+    config = write_config(tmp_path / "c.yaml", f"""
+input: {{format: jsonl, paths: ["{corpus}"]}}
+output: "{out}"
+fuse: false
+stages:
+  - length: {{min_words: 3}}
+  - dedup: {{method: minhash}}
+""")
+    with open(tmp_path / "first.txt", "w") as console:
+        first = subprocess.Popen([*PIPELINE, "run", str(config)], stdout=console, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.time() + 120
+        while f'"pid": {first.pid}' not in _read(out / ".pipeline" / "lock.json") and first.poll() is None:
+            assert time.time() < deadline, "the first run never took the output"
+            time.sleep(0.1)
+        second = cli("run", str(config))
+        assert first.poll() is None, "the first run ended before the second started: nothing was tested"
+        assert second.returncode == 2 and "Traceback" not in second.stderr, second.stderr
+        said = second.stderr.strip().splitlines()
+        assert len(said) == 1 and said[0].startswith(
+            f"error: another run is writing {out} (pipeline run {config}, pid {first.pid}, on {os.uname().nodename}, started "), said
+        assert first.wait(timeout=300) == 0, (tmp_path / "first.txt").read_text()[-3000:]
+    finally:
+        first.kill()
+    assert "done in" in (tmp_path / "first.txt").read_text()
+    assert len(shard_rows(out)) == 20_000
+    again = cli("run", str(config))
+    assert again.returncode == 0 and "nothing to do" in again.stderr, again.stderr
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError:
+        return ""
+
+
 @pytest.mark.slow
 def test_ctrl_c_stops_the_run_at_any_moment(tmp_path):
     """20 interrupts at random moments of a run with a dedup stage (Ray starting, reading, passes,

@@ -117,6 +117,7 @@ def test_a_swap_of_shards_cut_short_is_redone_and_its_files_stay_ours(root):
     assert (root / "data" / "part-00000-of-00003.parquet").exists()
     assert _complete(root, "fp") is None
 
-    logs = output_dir.claim(root, ["parquet"], [], overwrite=False)  # the re-run's claim: nothing foreign
+    output_dir.refuse_foreign(root, ["parquet"], overwrite=False)  # the re-run: nothing foreign
+    logs = output_dir.claim(root, ["parquet"], [])
     assert logs.parent == root / "logs"
     assert not written.exists(), "the killed run's unfinished shards are removed"
