@@ -26,20 +26,25 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-# The names of the files each format reads, with or without `.gz`: what an input without `format`
-# is read as, and what `readers.format_of` votes by.
+# The names of the files each format reads, with or without a compression's suffix: what an input
+# without `format` is read as, and what `readers.format_of` votes by.
 FORMAT_SUFFIXES = {"parquet": (".parquet",), "jsonl": (".jsonl", ".json"), "warc": (".warc", ".arc"), "html": (".html", ".htm")}
+COMPRESSED_SUFFIXES = (".gz", ".zst", ".zstd")
+
+
+def uncompressed_name(name: str) -> str:
+    return next((name.removesuffix(s) for s in COMPRESSED_SUFFIXES if name.endswith(s)), name)
 
 
 def format_by_name(path: str) -> str | None:
-    name = path.rstrip("/").removesuffix(".gz")
+    name = uncompressed_name(path.rstrip("/"))
     return next((fmt for fmt, suffixes in FORMAT_SUFFIXES.items() if name.endswith(suffixes)), None)
 
 
 class InputConfig(_Strict):
     format: Literal["jsonl", "parquet", "warc", "html", "hf"] | None = Field(
         default=None, description="how to read the input (jsonl also reads a JSON array file); default: by the "
-        "paths' names (.jsonl/.json, .parquet, .warc/.arc, .html/.htm, gzipped or not), or hf with `dataset`")
+        "paths' names (.jsonl/.json, .parquet, .warc/.arc, .html/.htm; plain, .gz or .zst), or hf with `dataset`")
     paths: list[str] = Field(default_factory=list, description="files, directories or glob patterns")
     name: str | None = Field(default=None, description="source name stored in the `source` column")
     kind: Literal["auto", "document", "instruction", "preference"] = Field(

@@ -25,7 +25,7 @@ from ray.data.block import BlockMetadata
 from ray.data.datasource import Datasource, FileBasedDatasource, ReadTask
 
 from pipeline import storage
-from pipeline.config import FORMAT_SUFFIXES, InputConfig
+from pipeline.config import FORMAT_SUFFIXES, InputConfig, uncompressed_name
 from pipeline.errors import UserError
 from pipeline.normalize import Normalizer, detect_kind
 from pipeline.records import stable_id
@@ -35,6 +35,7 @@ BATCH_ROWS = 2_000
 # An uncompressed JSONL file bigger than this is read in ranges of about this many bytes, a task each.
 RANGE_BYTES = 32 << 20
 GZIP_MAGIC = b"\x1f\x8b"
+COMPRESSIONS = {GZIP_MAGIC: "gzip", b"\x28\xb5\x2f\xfd": "zstd"}  # by their magic bytes
 UTF8_BOM = b"\xef\xbb\xbf"
 
 
@@ -190,7 +191,7 @@ class JsonlRanges(Datasource):
     every CPU of the cluster, not by one (Ray's file datasources give a file one task).
 
     A range holds the lines that start in it, so every line is read once, by one task, whole. A
-    gzipped file (by its content) is one task: it cannot be entered in the middle. Lines of a range
+    compressed file (by its content) is one task: it cannot be entered in the middle. Lines of a range
     that does not start the file are located by byte offset, not line number, since numbering them
     would mean reading every line before them.
     """
@@ -223,7 +224,7 @@ def _byte_ranges(f: Location, range_bytes: int) -> list[tuple[int, int | None]]:
         return [(0, None)]
     with f.open_read() as fh:
         head = fh.read_at(64, 0)
-    if head.startswith(GZIP_MAGIC) or _is_array(head):
+    if _compression(head) or _is_array(head):
         return [(0, None)]
     n = -(-size // range_bytes)
     bounds = [size * k // n for k in range(n + 1)]
@@ -261,11 +262,25 @@ def lines_starting_in(fh, start: int, stop: int, block: int = 1 << 16) -> tuple[
     return first, data + b"".join(tail)
 
 
-def _maybe_gunzip(f, path: str):
-    """Decompress gzip by content, not by name: `.gz` files that are not gzip and vice versa exist."""
+def _compression(head: bytes) -> str | None:
+    return next((codec for magic, codec in COMPRESSIONS.items() if head.startswith(magic)), None)
+
+
+def _decompressed(f) -> tuple:
+    """(the stream, its compression or None). By content, not by name: `.gz` files that are not gzip and
+    vice versa exist. zstd (the `.jsonl.zst` of The Pile, SlimPajama, RedPajama) goes through Arrow's
+    codec, which pyarrow ships, so it needs no package of its own."""
     raw = f if hasattr(f, "peek") else io.BufferedReader(f)
-    head = raw.peek(2)[:2]
-    return gzip.GzipFile(fileobj=raw) if head == GZIP_MAGIC else raw
+    codec = _compression(raw.peek(4)[:4])
+    if codec == "gzip":
+        return gzip.GzipFile(fileobj=raw), codec
+    if codec == "zstd":
+        return io.BufferedReader(pa.CompressedInputStream(pa.PythonFile(raw, mode="r"), "zstd")), codec
+    return raw, None
+
+
+def _corrupt(codec: str | None) -> str:
+    return f"corrupt_{codec or 'file'}"
 
 
 def _parse_jsonl(f, path: str, norm: Normalizer, at_byte: int | None = None) -> Iterator[dict | pa.Table]:
@@ -273,10 +288,10 @@ def _parse_jsonl(f, path: str, norm: Normalizer, at_byte: int | None = None) -> 
     so one bad line costs the speed of its own chunk, not the whole file, and only itself is lost.
 
     `at_byte`: `f` holds the lines of a range (`JsonlRanges`) from this offset on, which locates a bad
-    line instead of its number; None: `f` is a whole file, perhaps gzipped."""
-    stream = _maybe_gunzip(f, path) if at_byte is None else f
+    line instead of its number; None: `f` is a whole file, perhaps compressed."""
+    stream, codec = _decompressed(f) if at_byte is None else (f, None)
     if at_byte is None and _is_array(stream.peek(64)):
-        yield from _parse_array(stream, path, norm)
+        yield from _parse_array(stream, path, norm, codec)
         return
     first_line = 1
     seen = False
@@ -287,7 +302,7 @@ def _parse_jsonl(f, path: str, norm: Normalizer, at_byte: int | None = None) -> 
         except StopIteration:
             break
         except (EOFError, OSError, zlib.error) as e:
-            yield norm.quarantine("corrupt_gzip", {"path": path, "after_line": first_line - 1, "error": str(e)[:200]})
+            yield norm.quarantine(_corrupt(codec), {"path": path, "after_line": first_line - 1, "error": str(e)[:200]})
             return
         seen = True
         fast = norm.from_arrow(_arrow_json(chunk)) if norm.kind == "document" else None
@@ -307,14 +322,14 @@ def _is_array(head: bytes) -> bool:
     return head.removeprefix(UTF8_BOM).lstrip().startswith(b"[")
 
 
-def _parse_array(stream, path: str, norm: Normalizer) -> Iterator[dict]:
+def _parse_array(stream, path: str, norm: Normalizer, codec: str | None) -> Iterator[dict]:
     """The records of a JSON array file. It is one document, so it is parsed whole, by one task: damage
     anywhere loses the file (one quarantined row that says where), where JSON Lines lose a line. A
     file of lines that are arrays (`[1, 2]`) is JSON Lines after all, and read as such."""
     try:
         data = stream.read()
     except (EOFError, OSError, zlib.error) as e:
-        yield norm.quarantine("corrupt_gzip", {"path": path, "error": str(e)[:200]})
+        yield norm.quarantine(_corrupt(codec), {"path": path, "error": str(e)[:200]})
         return
     try:
         text = data.removeprefix(UTF8_BOM).decode("utf-8").lstrip()
@@ -394,7 +409,7 @@ def _first_json_record(files: list[Location]) -> list[dict]:
     for file in files:
         try:
             with file.open_read() as fh:
-                stream = _maybe_gunzip(fh, file.uri)
+                stream, _ = _decompressed(fh)
                 if _is_array(stream.peek(64)):
                     record = _first_array_item(stream.read(1 << 20).removeprefix(UTF8_BOM))
                     if isinstance(record, dict):
@@ -475,10 +490,11 @@ def _is_arc(raw) -> bool:
 
 
 def _parse_html_file(f, path: str, norm: Normalizer) -> Iterator[dict]:
+    stream, codec = _decompressed(f)
     try:
-        payload = _maybe_gunzip(f, path).read()
+        payload = stream.read()
     except (EOFError, OSError, zlib.error) as e:
-        yield norm.quarantine("corrupt_gzip", {"path": path, "error": str(e)[:200]})
+        yield norm.quarantine(_corrupt(codec), {"path": path, "error": str(e)[:200]})
         return
     url = path if "://" in path else storage.locate(path).local_path().resolve().as_uri()
     yield norm.row({"html": payload, "url": url, "path": path})
@@ -494,12 +510,12 @@ def format_of(path: str, files: list[Location]) -> str | None:
     """The input format of the files one path names (as `storage.expand` lists them), for a command that
     takes paths without a config (`contamination-report --data`); None where their names cannot tell.
 
-    Names vote, with or without `.gz`: `.parquet` and `.jsonl`/`.json`, else `.warc`/`.arc` and
+    Names vote, with or without `.gz` or `.zst`: `.parquet` and `.jsonl`/`.json`, else `.warc`/`.arc` and
     `.html`/`.htm`; other names (a README or SOURCE.txt beside the data) do not. A folder the vote
     leaves undecided, or one with a saved dataset's `.arrow` files, is a Hugging Face dataset folder.
     Pages vote only where no Parquet or JSON file does, so every folder that Parquet and JSONL decided
     before pages were known is read as it was."""
-    names = [f.name.removesuffix(".gz") for f in files]
+    names = [uncompressed_name(f.name) for f in files]
     saved = any(n.endswith(".arrow") for n in names)
     for formats in (_TEXT_FORMATS, _PAGE_FORMATS):
         found = {fmt for n in names for fmt, suffixes in formats if n.endswith(suffixes)}

@@ -9,6 +9,7 @@ environment, as on any machine of a cluster (the endpoint travels inside the pic
 from __future__ import annotations
 
 import csv
+import gzip
 import json
 import os
 import uuid
@@ -81,6 +82,9 @@ def files(shared_data, tmp_path_factory):
         upload(page, str(root / "pages" / page.name))
     upload(shared_data / "seeds" / "self_instruct" / "seed_tasks.jsonl", str(root / "jsonl" / "seeds.jsonl"))
     upload(shared_data / "preferences" / "hh_rlhf_harmless" / "pairs.jsonl.gz", str(root / "pairs" / "pairs.jsonl.gz"))
+    (root / "zst").mkdir()
+    with pa.CompressedOutputStream(str(root / "zst" / "pairs.jsonl.zst"), "zstd") as zst:
+        zst.write(gzip.decompress((shared_data / "preferences" / "hh_rlhf_harmless" / "pairs.jsonl.gz").read_bytes()))
     with open(shared_data / "classification" / "ag_news" / "train80.csv", newline="", encoding="utf-8") as f:
         news = [{"text": f"{title}. {body}", "topic": topic} for topic, title, body in list(csv.reader(f))[:300]]
     (root / "parquet").mkdir()
@@ -97,6 +101,7 @@ FORMATS = {  # format: (the folder of `files` it reads, its input config under a
     "html": ("pages", lambda root: {"format": "html", "paths": [f"{root}/pages/*.html.gz"]}),
     "jsonl": ("jsonl", lambda root: {"format": "jsonl", "paths": [f"{root}/jsonl/*.jsonl"]}),
     "jsonl.gz": ("pairs", lambda root: {"format": "jsonl", "paths": [f"{root}/pairs"], "limit": 300}),
+    "jsonl.zst": ("zst", lambda root: {"paths": [f"{root}/zst/pairs.jsonl.zst"], "limit": 300}),  # format by name
     "parquet": ("parquet", lambda root: {"format": "parquet", "paths": [f"{root}/parquet/*.parquet"]}),
     "hf data_files": ("parquet", lambda root: {"format": "hf", "dataset": "parquet", "name": "news",
                                                "data_files": [f"{root}/parquet/*.parquet"]}),
@@ -119,6 +124,9 @@ def test_each_format_gives_the_rows_it_gives_from_disk(s3, files, fmt):
         assert all(r["url"].startswith(f"{remote}/pages/") for r in remote_rows)
     if fmt == "jsonl":
         assert all(r["messages"] and r.get(DROP_REASON) is None for r in remote_rows), "the kind is found in the bucket"
+    if fmt == "jsonl.zst":  # the same pairs as the gzipped file
+        gzipped = rows(FORMATS["jsonl.gz"][1](str(files)))
+        assert [r["chosen"] for r in remote_rows] == [r["chosen"] for r in gzipped] and len(gzipped) == 300
 
 
 def test_globs_folders_and_fingerprints_follow_the_objects(s3, files):

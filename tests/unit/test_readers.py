@@ -82,6 +82,28 @@ def test_gzip_detected_by_content_and_truncation_quarantined():
     assert [r["text"] for r in good] == [f"doc {i}" for i in range(len(good))]
 
 
+def zstd(data: bytes) -> bytes:
+    sink = pa.BufferOutputStream()
+    with pa.CompressedOutputStream(sink, "zstd") as out:
+        out.write(data)
+    return sink.getvalue().to_pybytes()
+
+
+def test_zstd_detected_by_content_and_truncation_quarantined(tmp_path):
+    """The Pile's and SlimPajama's `.jsonl.zst`: read like gzip, as one task, a damaged end quarantined."""
+    lines = b"".join(json.dumps({"text": f"doc {i}"}).encode() + b"\n" for i in range(20_000))
+    whole = zstd(lines)
+    assert [r["text"] for r in parse_jsonl(whole)] == [f"doc {i}" for i in range(20_000)]
+    rows = parse_jsonl(whole[: len(whole) // 2])
+    assert reasons(rows)[-1] == "corrupt_zstd"
+    good = [r for r in rows if r.get(DROP_REASON) is None]
+    assert 0 < len(good) < 20_000 and [r["text"] for r in good] == [f"doc {i}" for i in range(len(good))]
+    path = tmp_path / "big.jsonl.zst"
+    path.write_bytes(whole)
+    assert len(JsonlRanges([locate(str(path))], Normalizer("document", "src"), range_bytes=1_000).get_read_tasks(1)) == 1
+    assert _first_json_record([locate(str(path))]) == [{"text": "doc 0"}]
+
+
 def test_fast_and_line_paths_agree():
     good = b"".join(json.dumps({"text": f"t{i}", "url": f"http://h{i}.org/", "extra": i}).encode() + b"\n" for i in range(50))
     fast = parse_jsonl(good)
@@ -182,10 +204,11 @@ def test_truncated_warc_keeps_earlier_records(shared_data):
     assert 0 < len([r for r in cut if r.get(DROP_REASON) is None]) < len(whole)
 
 
-def test_html_file_gzip_and_plain(tmp_path):
+def test_html_file_gzip_zstd_and_plain(tmp_path):
     norm = Normalizer("html", "pages")
     page = b"<html><body><p>Hello</p></body></html>"
     assert list(_parse_html_file(io.BytesIO(gzip.compress(page)), str(tmp_path / "a.gz"), norm))[0]["html"] == page
+    assert list(_parse_html_file(io.BytesIO(zstd(page)), str(tmp_path / "a.html.zst"), norm))[0]["html"] == page
     assert list(_parse_html_file(io.BytesIO(page), str(tmp_path / "a.html"), norm))[0]["url"].startswith("file://")
 
 
