@@ -111,12 +111,8 @@ def _listed(folder: Location, name: str) -> list[str]:
 
 
 def _relative(location: Location, out: Location) -> str | None:
-    if type(location.fs) is not type(out.fs):
-        return None
-    try:
-        return location.relative_to(out)
-    except ValueError:
-        return None  # outside the output folder: the user's own place, never removed
+    """None outside the output folder: the user's own place, never removed."""
+    return location.relative_to(out) if location.within(out) else None
 
 
 def manifest_files(out: Location) -> list[str]:

@@ -39,12 +39,25 @@ COMPRESSIONS = {GZIP_MAGIC: "gzip", b"\x28\xb5\x2f\xfd": "zstd"}  # by their mag
 UTF8_BOM = b"\xef\xbb\xbf"
 
 
-def fingerprint_inputs(config: InputConfig) -> list:
+def input_files(config: InputConfig, output: Location | None = None) -> list[Location]:
+    """The files the input's paths name, less those in the run's own output folder: an output written
+    inside the input's folder would otherwise be read back by every rerun, its shards, rejects and logs
+    taken for input."""
+    files = storage.expand(config.paths, "input.paths")
+    if output is None:
+        return files
+    outside = [f for f in files if not f.within(output)]
+    if not outside:
+        raise UserError(f"input.paths: every file of {', '.join(config.paths)} is in the output folder {output}")
+    return outside
+
+
+def fingerprint_inputs(config: InputConfig, output: Location | None = None) -> list:
     """What identifies an input for resume: file names, sizes and modification times as the store
     gives them (an object store's last-modified time), or the HF dataset."""
     if config.format == "hf":
         return [config.dataset, config.subset, config.split, config.data_files, config.revision]
-    return [[file.uri, *file.stat] for file in storage.expand(config.paths, "input.paths")]
+    return [[file.uri, *file.stat] for file in input_files(config, output)]
 
 
 def source_name(config: InputConfig) -> str:
@@ -55,13 +68,14 @@ def source_name(config: InputConfig) -> str:
     return config.paths[0].rstrip("/").rsplit("/", 1)[-1].split("*")[0] or config.format
 
 
-def read_input(config: InputConfig) -> "ray.data.Dataset":
+def read_input(config: InputConfig, output: Location | None = None) -> "ray.data.Dataset":
+    """The input as schema rows; `output`: the run's output folder, whose files are never input."""
     source = source_name(config)
     if config.format == "hf":
         ds = _read_hf(config)
         kind = _kind_from_sample(config, ds.take(1))
         return ds.map_batches(_normalize_batch, fn_args=(Normalizer(kind, source, config.fields),), batch_format="pyarrow")
-    files = storage.expand(config.paths, "input.paths")
+    files = input_files(config, output)
     if config.format == "parquet":
         ds = _union([ray.data.read_parquet([f.path for f in group], filesystem=group[0].fs) for group in _by_store(files)])
         kind = _kind_from_sample(config, ds.limit(1).take(1))

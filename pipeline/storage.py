@@ -83,6 +83,10 @@ class Location:
             raise ValueError(f"{self.uri} is not on local disk")
         return Path(self.path)
 
+    def within(self, root: "Location") -> bool:
+        """Below `root` on the same filesystem."""
+        return type(self.fs) is type(root.fs) and self.path.startswith(root.path.rstrip("/") + "/")
+
     def relative_to(self, root: "Location") -> str:
         prefix = root.path.rstrip("/") + "/"
         if not self.path.startswith(prefix):

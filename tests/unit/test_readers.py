@@ -11,7 +11,9 @@ import pyarrow as pa
 import pytest
 
 from pipeline.normalize import Normalizer, detect_kind, parse_dialogue
-from pipeline.readers import JsonlRanges, _first_json_record, _parse_html_file, _parse_jsonl, _read_range, _warc_parser, lines_starting_in
+from pipeline.config import InputConfig
+from pipeline.errors import UserError
+from pipeline.readers import JsonlRanges, _first_json_record, input_files, _parse_html_file, _parse_jsonl, _read_range, _warc_parser, lines_starting_in
 from pipeline.records import DROP_REASON
 from pipeline.storage import locate
 
@@ -244,3 +246,15 @@ def test_arc_records_get_the_same_id_on_every_read(shared_data):
             reads.append(list(parse(f, "example.arc.gz", Normalizer("html", "warc"))))
     assert reads[0] and [r["id"] for r in reads[0]] == [r["id"] for r in reads[1]]
     assert reads[0][0]["url"].startswith("http") and json.loads(reads[0][0]["meta"])["warc_record_id"] is None
+
+
+def test_the_runs_own_output_is_never_input(tmp_path):
+    (tmp_path / "out" / "data_jsonl").mkdir(parents=True)
+    (tmp_path / "a.jsonl").write_text('{"text": "a"}\n')
+    (tmp_path / "out" / "data_jsonl" / "part-0.jsonl").write_text('{"text": "a"}\n')
+    (tmp_path / "outer.jsonl").write_text('{"text": "b"}\n')  # a name that starts like the output's is not in it
+    config = InputConfig(format="jsonl", paths=[str(tmp_path)])
+    assert [f.name for f in input_files(config, locate(tmp_path / "out"))] == ["a.jsonl", "outer.jsonl"]
+    assert len(input_files(config)) == 3
+    with pytest.raises(UserError, match="every file of .* is in the output folder"):
+        input_files(InputConfig(format="jsonl", paths=[str(tmp_path / "out")]), locate(tmp_path / "out"))
