@@ -39,17 +39,38 @@ COMPRESSIONS = {GZIP_MAGIC: "gzip", b"\x28\xb5\x2f\xfd": "zstd"}  # by their mag
 UTF8_BOM = b"\xef\xbb\xbf"
 
 
-def input_files(config: InputConfig, output: Location | None = None) -> list[Location]:
-    """The files the input's paths name, less those in the run's own output folder: an output written
-    inside the input's folder would otherwise be read back by every rerun, its shards, rejects and logs
-    taken for input."""
-    files = storage.expand(config.paths, "input.paths")
-    if output is None:
-        return files
-    outside = [f for f in files if not f.within(output)]
-    if not outside:
+def input_files(config: InputConfig, output: Location | None = None,
+                note: Callable[[str], None] | None = None) -> list[Location]:
+    """The files the input's paths name, less two kinds, so a folder reads as its data:
+    - those in the run's own output folder: an output written inside the input's folder would otherwise
+      be read back by every rerun, its shards, rejects and logs taken for input;
+    - in a folder given as a path, files whose names are not of the input's format where others' are:
+      the README.md, LICENSE and scripts beside a dataset's shards, as `datasets` reads a folder (a
+      folder with no such names, Hadoop's `part-00000`, is read whole). `note` hears what was left out.
+    Files named one by one, or by a glob, are read whatever their names."""
+    files = []
+    for path in config.paths:
+        found = storage.expand([path], "input.paths")
+        if output is not None:
+            found = [f for f in found if not f.within(output)]
+        if _is_folder(path, found):
+            fitting = [f for f in found if uncompressed_name(f.name).endswith(FORMAT_SUFFIXES[config.format])]
+            if fitting and len(fitting) < len(found) and note:
+                kept = set(fitting)
+                others = [f.relative_to(storage.locate(path)) for f in found if f not in kept]
+                note(f"{path}: read its {len(fitting)} {config.format} file{'s' * (len(fitting) > 1)}, left out "
+                     f"{len(others)} other "
+                     f"({', '.join(others[:3])}{', ...' if len(others) > 3 else ''})")
+            found = fitting or found
+        files.extend(found)
+    if not files:
         raise UserError(f"input.paths: every file of {', '.join(config.paths)} is in the output folder {output}")
-    return outside
+    return files
+
+
+def _is_folder(path: str, files: list[Location]) -> bool:
+    """`path` named a folder: it gave other files than itself, and is not a glob."""
+    return files != [storage.locate(path)] and not any(c in path for c in storage.GLOB_CHARS)
 
 
 def fingerprint_inputs(config: InputConfig, output: Location | None = None) -> list:
@@ -68,14 +89,15 @@ def source_name(config: InputConfig) -> str:
     return config.paths[0].rstrip("/").rsplit("/", 1)[-1].split("*")[0] or config.format
 
 
-def read_input(config: InputConfig, output: Location | None = None) -> "ray.data.Dataset":
-    """The input as schema rows; `output`: the run's output folder, whose files are never input."""
+def read_input(config: InputConfig, output: Location | None = None,
+               note: Callable[[str], None] | None = None) -> "ray.data.Dataset":
+    """The input as schema rows; `output` and `note` as for `input_files`."""
     source = source_name(config)
     if config.format == "hf":
         ds = _read_hf(config)
         kind = _kind_from_sample(config, ds.take(1))
         return ds.map_batches(_normalize_batch, fn_args=(Normalizer(kind, source, config.fields),), batch_format="pyarrow")
-    files = input_files(config, output)
+    files = input_files(config, output, note)
     if config.format == "parquet":
         ds = _union([ray.data.read_parquet([f.path for f in group], filesystem=group[0].fs) for group in _by_store(files)])
         kind = _kind_from_sample(config, ds.limit(1).take(1))
@@ -537,5 +559,4 @@ def format_of(path: str, files: list[Location]) -> str | None:
             if len(found) == 1 and not saved:
                 return found.pop()
             break
-    a_folder = files != [storage.locate(path)] and not any(c in path for c in storage.GLOB_CHARS)
-    return "hf" if a_folder else None
+    return "hf" if _is_folder(path, files) else None

@@ -106,7 +106,7 @@ def _run(run_config: ValidatedRun, plan: list[passes.Pass], fps: list[str], prog
     cfg = run_config.config
     ckpts = checkpoint.Checkpoints(run_config.output_dir)
     ckpts.clean_stale({p.id for p in plan})
-    current = _read_all(cfg.input, run_config.output_dir)  # what flows into the next stage: kept rows (plus read quarantines at first)
+    current = _read_all(cfg.input, run_config.output_dir, progress)  # what flows into the next stage: kept rows (plus read quarantines at first)
     records: list[stats.StageRecord] = []  # the reader's, then every stage's
     outputs = []  # every pass's output: kept and dropped rows
     rows_in = tokens_in = None
@@ -244,8 +244,8 @@ def _run_pass(p: passes.Pass, current, cfg, ckpts: checkpoint.Checkpoints, rows_
     return stats.PassRecord(records, summaries[0].drops_by(READ_STAGE) if first_pass else {}), output
 
 
-def _read_all(inputs, output: Location):
-    datasets = [read_input(i, output) for i in inputs]
+def _read_all(inputs, output: Location, progress: Progress):
+    datasets = [read_input(i, output, progress.note) for i in inputs]
     return datasets[0] if len(datasets) == 1 else datasets[0].union(*datasets[1:])
 
 

@@ -142,10 +142,12 @@ stages:
 
 def test_an_output_inside_the_input_folder_is_never_read_back(tmp_path):
     """Before, the rerun read the first run's shards, rejects, report and logs as input: 1,761 rows read
-    of which 1,361 quarantined, and 400 rows out of 200, with "done" and exit 0."""
+    of which 1,361 quarantined, and 400 rows out of 200, with "done" and exit 0. The folder's README is
+    not data either."""
     corpus = tmp_path / "corpus"
     corpus.mkdir()
     documents(corpus / "a.jsonl", 200)
+    (corpus / "README.md").write_text("# Our corpus\n\nTwo hundred documents.\n")
     config = write_config(tmp_path / "c.yaml", f"""
 input: {{format: jsonl, paths: ["{corpus}"]}}
 output: {{path: "{corpus / 'clean'}", formats: [parquet, jsonl]}}
@@ -154,11 +156,14 @@ stages:
 """)
     first = cli("run", str(config))
     assert first.returncode == 0, first.stderr
+    assert f"{corpus}: read its 1 jsonl file, left out 1 other (README.md)" in first.stderr
+    assert "00-read: in 200 -> kept 200, dropped 0" in first.stderr
     again = cli("run", str(config))
     assert again.returncode == 0 and "nothing to do" in again.stderr, again.stderr
     (corpus / "b.jsonl").write_text((corpus / "a.jsonl").read_text().replace('"doc-', '"other-'))
     grown = cli("run", str(config))
     assert grown.returncode == 0 and "00-read: in 400 -> kept 400, dropped 0" in grown.stderr, grown.stderr
+    assert f"{corpus}: read its 2 jsonl files, left out 1 other (README.md)" in grown.stderr
     assert len(shard_rows(corpus / "clean")) == 400
 
 

@@ -258,3 +258,20 @@ def test_the_runs_own_output_is_never_input(tmp_path):
     assert len(input_files(config)) == 3
     with pytest.raises(UserError, match="every file of .* is in the output folder"):
         input_files(InputConfig(format="jsonl", paths=[str(tmp_path / "out")]), locate(tmp_path / "out"))
+
+
+def test_a_folder_reads_the_files_of_its_format_and_says_what_it_left_out(tmp_path):
+    """A dataset repository's folder: its README and script are not data; Hadoop's parts have no suffix."""
+    for name in ("a.jsonl", "b.jsonl.zst", "c.json.gz", "README.md", "load.py"):
+        (tmp_path / "repo" / name).parent.mkdir(exist_ok=True)
+        (tmp_path / "repo" / name).write_text("x")
+    notes = []
+    config = InputConfig(format="jsonl", paths=[str(tmp_path / "repo")])
+    assert [f.name for f in input_files(config, note=notes.append)] == ["a.jsonl", "b.jsonl.zst", "c.json.gz"]
+    assert notes == [f"{tmp_path / 'repo'}: read its 3 jsonl files, left out 2 other (README.md, load.py)"]
+    named = InputConfig(format="jsonl", paths=[str(tmp_path / "repo" / "README.md"), str(tmp_path / "repo" / "*.py")])
+    assert [f.name for f in input_files(named)] == ["README.md", "load.py"], "files named, or globbed, are read"
+    (tmp_path / "parts").mkdir()
+    for name in ("part-00000", "part-00001"):
+        (tmp_path / "parts" / name).write_text("x")
+    assert len(input_files(InputConfig(format="jsonl", paths=[str(tmp_path / "parts")]))) == 2
