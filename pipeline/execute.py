@@ -19,7 +19,7 @@ from ray.data.expressions import col
 
 from pipeline.errors import InvariantViolation
 from pipeline.records import DROP_REASON, DROP_STAGE, INTERNAL_COLUMNS, set_column, split_live
-from pipeline.stage import GlobalStage, MapStage, Stage
+from pipeline.stage import GlobalStage, MapStage, Resources, Stage
 from pipeline.stats import measure
 
 
@@ -116,7 +116,7 @@ def run_stage(stage: Stage, dataset):
         res = stage.effective_resources()
         common = dict(batch_format="pyarrow", batch_size=res.batch_size, num_cpus=res.num_cpus,
                       num_gpus=res.num_gpus or None)
-        if type(stage).setup is not MapStage.setup and (res.concurrency or res.num_gpus):
+        if holds_a_pool(stage, res):
             with warnings.catch_warnings():  # max_restarts has no named parameter yet (Ray 2.60)
                 warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
                 return dataset.map_batches(_MapWorker, fn_constructor_args=(stage,), **actor_pool(res), **common)
@@ -127,6 +127,12 @@ def run_stage(stage: Stage, dataset):
         return out.map_batches(_finish_global, fn_args=(stage.ctx.stage_id, stage.ctx.tokenizer),
                                batch_format="pyarrow", batch_size=None)
     raise TypeError(f"{type(stage).__name__} is neither a MapStage nor a GlobalStage")
+
+
+def holds_a_pool(stage: MapStage, res: Resources) -> bool:
+    """A stage whose set-up workers must stay (a pool of actors, all of them up at once) rather than tasks:
+    one that sets up state and asks for a number of workers or for GPUs."""
+    return type(stage).setup is not MapStage.setup and bool(res.concurrency or res.num_gpus)
 
 
 def kept(dataset):

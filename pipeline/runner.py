@@ -22,7 +22,7 @@ from typing import Any
 
 from ray.data.expressions import col
 
-from pipeline import __version__, checkpoint, execute, manifest, output_dir, passes, preflight, report, run_lock, sinks, stats
+from pipeline import __version__, capacity, checkpoint, execute, manifest, output_dir, passes, preflight, report, run_lock, sinks, stats
 from pipeline.config import ValidatedRun
 from pipeline.errors import InvariantViolation, RunFailed, UserError
 from pipeline.normalize import READ_STAGE
@@ -106,6 +106,7 @@ def _run(run_config: ValidatedRun, plan: list[passes.Pass], fps: list[str], prog
     cfg = run_config.config
     ckpts = checkpoint.Checkpoints(run_config.output_dir)
     ckpts.clean_stale({p.id for p in plan})
+    capacity.check([p for p, fp in zip(plan, fps[1:]) if not (cfg.output.checkpoint and ckpts.done(p.id, fp))])
     current = _read_all(cfg.input, run_config.output_dir, progress)  # what flows into the next stage: kept rows (plus read quarantines at first)
     records: list[stats.StageRecord] = []  # the reader's, then every stage's
     outputs = []  # every pass's output: kept and dropped rows

@@ -25,8 +25,8 @@ RAY_NOISE = ("core_worker.cc", "will hang", "PYTHON worker processes", "Failed t
 CROSSING_S = 2.0  # how late, on a loaded machine, a run can print "done" after a signal it had not yet handled
 
 
-def cli(*args, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run([*PIPELINE, *args], capture_output=True, text=True, timeout=600, **kw)
+def cli(*args, timeout: float = 600, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([*PIPELINE, *args], capture_output=True, text=True, timeout=timeout, **kw)
 
 
 def write_config(path: Path, text: str) -> Path:
@@ -165,6 +165,22 @@ stages:
     assert grown.returncode == 0 and "00-read: in 400 -> kept 400, dropped 0" in grown.stderr, grown.stderr
     assert f"{corpus}: read its 2 jsonl files, left out 1 other (README.md)" in grown.stderr
     assert len(shard_rows(corpus / "clean")) == 400
+
+
+def test_resources_no_node_has_are_one_line_not_a_wait_forever(tmp_path):
+    """Before, the run waited for such a node until it was killed, printing nothing."""
+    corpus = documents(tmp_path / "docs.jsonl", 50)
+    config = write_config(tmp_path / "c.yaml", f"""
+input: {{format: jsonl, paths: ["{corpus}"]}}
+output: "{tmp_path / 'out'}"
+stages:
+  - length: {{min_words: 3, resources: {{num_gpus: 64}}}}
+""")
+    proc = cli("run", str(config), timeout=120)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith(
+        "error: stage 01-length: resources ask for 64 GPUs and 1 CPU per worker, more than any node of the Ray "
+        "cluster has (1 node: "), proc.stderr
 
 
 def test_operating_system_errors_are_one_line(tmp_path):
