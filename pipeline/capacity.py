@@ -21,13 +21,23 @@ from pipeline.stage import Resources, Stage
 def check(plan: list[Pass], nodes: list[dict[str, float]] | None = None) -> None:
     """Raise UserError naming every stage of `plan` that the nodes (each one's resources, as
     `ray.nodes()` gives them; by default the cluster's live nodes) cannot run."""
-    if nodes is None:
-        import ray
-
-        nodes = [node["Resources"] for node in ray.nodes() if node["Alive"]]
+    nodes = _live() if nodes is None else nodes
     problems = [problem for p in plan for stage in p.stages if (problem := _problem(stage, nodes))]
     if problems:
         raise UserError("\n".join(problems))
+
+
+def check_workers(who: str, res: Resources, wanted: int, fewer: str, nodes: list[dict[str, float]] | None = None) -> None:
+    """Raise UserError if the nodes cannot hold `wanted` workers of `res` at once (Ray Train's worker group)."""
+    problem = _shortfall(who, res, wanted, fewer, _live() if nodes is None else nodes)
+    if problem:
+        raise UserError(problem)
+
+
+def _live() -> list[dict[str, float]]:
+    import ray
+
+    return [node["Resources"] for node in ray.nodes() if node["Alive"]]
 
 
 def _problem(stage: Stage, nodes: list[dict[str, float]]) -> str | None:
@@ -36,17 +46,20 @@ def _problem(stage: Stage, nodes: list[dict[str, float]]) -> str | None:
     if res is None:
         return None
     pool = mapped is None or holds_a_pool(mapped, res)  # a global stage's own map pass holds a model: a pool
-    wanted = (res.concurrency or 1) if pool else 1
+    return _shortfall(f"stage {stage.ctx.stage_id}: resources ask for", res, (res.concurrency or 1) if pool else 1,
+                      "lower resources.concurrency to {n}", nodes)
+
+
+def _shortfall(who: str, res: Resources, wanted: int, fewer: str, nodes: list[dict[str, float]]) -> str | None:
     fits = [_workers(node, res) for node in nodes]
     if sum(fits) >= wanted:
         return None
     asked = _asked(res)
     if not any(fits):
-        return (f"stage {stage.ctx.stage_id}: resources ask for {asked} per worker, more than any node of the Ray "
-                f"cluster has ({_described(nodes)}); Ray would wait for such a node forever")
-    return (f"stage {stage.ctx.stage_id}: resources ask for a pool of {wanted} workers of {asked} each, and the "
-            f"Ray cluster's nodes hold {sum(fits)} at once ({_described(nodes)}); Ray would wait for the rest "
-            f"forever: lower resources.concurrency to {sum(fits)}")
+        return (f"{who} {asked} per worker, more than any node of the Ray cluster has ({_described(nodes)}); "
+                "Ray would wait for such a node forever")
+    return (f"{who} {wanted} workers of {asked} each, and the Ray cluster's nodes hold {sum(fits)} at once "
+            f"({_described(nodes)}); Ray would wait for the rest forever: {fewer.format(n=sum(fits))}")
 
 
 def _workers(node: dict[str, float], res: Resources) -> int:

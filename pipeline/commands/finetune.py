@@ -100,6 +100,10 @@ def main(args) -> int:
     if not found:
         raise UserError(f"output directory not found: {run_dir}")
     cfg = build_config(args, run_dir)
+    if cfg.num_workers == 1:  # one process, this one (several: Ray places them on nodes with what they ask for)
+        from pipeline.train.model import device_for
+
+        device_for(cfg)
     _check_model(cfg.model)
     out = output_dir(cfg, run_dir)
     why = storage.probe_writable(out)

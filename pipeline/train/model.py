@@ -15,6 +15,13 @@ from pipeline.train.config import FinetuneConfig
 
 
 def device_for(cfg: FinetuneConfig) -> torch.device:
+    """CUDA when asked for and there; asked for and not there is an error, not hours of training on the CPU."""
+    if cfg.use_gpu and not torch.cuda.is_available():
+        why = ("a build without CUDA: install a CUDA build of torch" if torch.version.cuda is None else
+               f"built for CUDA {torch.version.cuda}, but no device is visible: check the driver (nvidia-smi) "
+               "and CUDA_VISIBLE_DEVICES")
+        raise UserError(f"--gpu: torch {torch.__version__} sees no CUDA GPU here ({why}); leave --gpu out to "
+                        "train on the CPU")
     return torch.device("cuda") if (cfg.use_gpu or cfg.method == "qlora") and torch.cuda.is_available() else torch.device("cpu")
 
 

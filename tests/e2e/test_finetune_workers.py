@@ -119,3 +119,24 @@ def test_two_workers_resume_the_identical_curve(run_dir, ray_session, capsys):
     capsys.readouterr()
     assert main([*command[:4], "--grad-accum", "2", *command[6:]]) == 2
     assert "this run has workers 2, grad_accum 2" in capsys.readouterr().err
+
+
+def test_more_workers_than_the_cluster_holds_are_one_line_not_a_wait_forever(run_dir, ray_session, capsys):
+    """Before, Ray Train waited for the workers' resources, printing a traceback a minute, until killed;
+    and one worker with --gpu on a machine without CUDA trained on the CPU without a word."""
+    import ray
+
+    if not torch.cuda.is_available():
+        assert main(["finetune", str(run_dir), "--gpu", "--out", str(run_dir / "never")]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: --gpu: torch {torch.__version__} sees no CUDA GPU here (") and err.count("\n") == 1
+
+    cpus = int(sum(node["Resources"].get("CPU", 0) for node in ray.nodes() if node["Alive"]))
+    gpus = int(sum(node["Resources"].get("GPU", 0) for node in ray.nodes() if node["Alive"]))
+    for flags, said in (([str(cpus + 1)], f"finetune: --workers {cpus + 1} asks for {cpus + 1} workers of 1 CPU each, "
+                                          f"and the Ray cluster's nodes hold {cpus} at once"),
+                        ([str(gpus + 2), "--gpu"], f"finetune: --workers {gpus + 2} --gpu asks for")):
+        capsys.readouterr()
+        assert main(["finetune", str(run_dir), "--workers", *flags, "--out", str(run_dir / "never")]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: {said}") and len(err.strip().splitlines()) == 1, err

@@ -40,7 +40,7 @@ def test_a_fixed_pool_must_fit_at_once_and_a_task_pool_need_not(tmp_path):
     """`language` sets up a model in each worker: with `concurrency` it is a pool of that many actors, all
     up at once. `length` sets up nothing: its `concurrency` only caps how many tasks run at a time."""
     said = refused(tmp_path, "  - language: {keep: [en], resources: {concurrency: 4, num_cpus: 1}}\n", LAPTOP)
-    assert said.endswith("pool of 4 workers of 1 CPU each, and the Ray cluster's nodes hold 2 at once (1 node: 2 CPUs "
+    assert said.endswith("resources ask for 4 workers of 1 CPU each, and the Ray cluster's nodes hold 2 at once (1 node: 2 CPUs "
                          "and 0 GPUs); Ray would wait for the rest forever: lower resources.concurrency to 2")
     capacity.check(plan(tmp_path, "  - language: {keep: [en], resources: {concurrency: 4, num_cpus: 0.5}}\n"), LAPTOP)
     capacity.check(plan(tmp_path, "  - length: {min_words: 3, resources: {concurrency: 4, num_cpus: 1}}\n"), LAPTOP)
