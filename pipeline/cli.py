@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
 def _interrupted() -> int:
     interrupts.caught()
     print("interrupted", file=sys.stderr)
-    return interrupts.EXIT_CODE
+    return interrupts.exit_code()
 
 
 def _known_cause(e: BaseException) -> UserError | RunFailed | OSError | None:

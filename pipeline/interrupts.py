@@ -1,4 +1,4 @@
-"""Ctrl-C stops a run, every time.
+"""Ctrl-C stops a run, every time; so does SIGTERM (`timeout`, `kill`, a scheduler cancelling a job).
 
 Python turns SIGINT into a KeyboardInterrupt in the main thread, wherever it happens to be. When
 that is a `__del__`, a weakref callback or a library's broad `except`, the exception is printed as
@@ -11,6 +11,11 @@ process exits at once with code 130.
 
 Once the command is over and has said so ("done", an error, "interrupted"), `finish` ends the
 process: a Ctrl-C from then on has nothing left to stop and is ignored (a second one exits at once).
+
+SIGTERM goes the same way, ending with 143 (128 + its number) where Ctrl-C ends with 130. Ray's core
+takes SIGTERM over when it starts in the driver (it printed its C++ stack and died by the signal,
+with no word of ours), so `ray_session` calls `install` again once Ray is up; a SIGTERM before that,
+inside `ray.init`, reaches Ray's Python handler, whose `sys.exit(15)` is taken for ours.
 """
 
 from __future__ import annotations
@@ -23,7 +28,8 @@ import sys
 import threading
 import time
 
-EXIT_CODE = 130
+EXIT_CODE = 130  # Ctrl-C's; SIGTERM's is 143
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
 GRACE_S = 30.0
 
 
@@ -33,12 +39,22 @@ class _State:
     caught = False  # the command caught it and is on its way out
     finished = False  # the command is over and has printed its outcome
     late = False  # a Ctrl-C came after that
+    code = EXIT_CODE  # the exit code of the interrupt that came
+    installed = False
 
 
 def install() -> None:
-    """Take over SIGINT for this process (from the main thread, before any work)."""
-    signal.signal(signal.SIGINT, _on_sigint)
+    """Take over SIGINT and SIGTERM for this process (from the main thread, before any work)."""
+    for signum in SIGNALS:
+        signal.signal(signum, _on_signal)
     sys.unraisablehook = _unless_interrupt
+    _State.installed = True
+
+
+def reinstall() -> None:
+    """Take SIGTERM back from a library that took it over (Ray's core, in `ray.init`), if `install` ran."""
+    if _State.installed and threading.current_thread() is threading.main_thread():
+        install()
 
 
 def _unless_interrupt(unraisable) -> None:
@@ -51,8 +67,22 @@ def _unless_interrupt(unraisable) -> None:
         sys.__unraisablehook__(unraisable)
 
 
+def sigterm_in_ray_init(e: BaseException) -> bool:
+    """Whether `e` is the SystemExit(15) that Ray's own SIGTERM handler raises when the signal comes inside
+    `ray.init`, before `reinstall`: a SIGTERM to stop on, as ours."""
+    if _State.installed and isinstance(e, SystemExit) and e.code == signal.SIGTERM:
+        _State.interrupted, _State.code = True, 128 + signal.SIGTERM
+        return True
+    return False
+
+
 def interrupted() -> bool:
     return _State.interrupted
+
+
+def exit_code() -> int:
+    """130 after Ctrl-C, 143 after SIGTERM."""
+    return _State.code
 
 
 def caught() -> None:
@@ -77,17 +107,18 @@ def finish(code: int) -> None:
     os._exit(code)
 
 
-def _on_sigint(signum, frame):
+def _on_signal(signum, frame):
     if _State.redelivering:  # the watchdog's copy of the first Ctrl-C
         _State.redelivering = False
         raise KeyboardInterrupt
     if _State.interrupted or _State.late:
         os.write(2, b"interrupted again: exiting now\n")
-        os._exit(EXIT_CODE)
+        os._exit(_State.code)
     if _State.finished:  # the outcome is printed: nothing is left to stop
         _State.late = True
         return
     _State.interrupted = True
+    _State.code = 128 + signum
     threading.Thread(target=_watchdog, name="interrupt-watchdog", daemon=True).start()
     raise KeyboardInterrupt
 
@@ -102,7 +133,7 @@ def _watchdog() -> None:
             _State.redelivering = True
             _thread.interrupt_main()
     os.write(2, f"interrupted: stopping took more than {GRACE_S:.0f}s, exiting now\n".encode())
-    os._exit(EXIT_CODE)
+    os._exit(_State.code)
 
 
 def _unwinding_interrupt() -> bool:

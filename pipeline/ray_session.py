@@ -19,6 +19,7 @@ from pathlib import Path
 
 import psutil
 
+from pipeline import interrupts
 from pipeline.config import RayConfig
 from pipeline.console_filter import filtered_console
 from pipeline.errors import UserError
@@ -51,9 +52,12 @@ def ray_session(config: RayConfig, progress, log_dir: Path | None = None, env: d
         before = _descendants()
         try:
             _connect(config, address, progress, env or {})
-        except BaseException:  # a Ctrl-C inside ray.init: a half-started Ray that ray.shutdown may not know all of
+            interrupts.reinstall()  # Ray's core took SIGTERM over
+        except BaseException as e:  # a Ctrl-C inside ray.init: a half-started Ray that ray.shutdown may not know all of
             ray.shutdown()
             _stop([p for p in psutil.Process().children(recursive=True) if p.pid not in before])
+            if interrupts.sigterm_in_ray_init(e):
+                raise KeyboardInterrupt from None
             raise
         session_logs = _session_logs() if not address else None
         try:

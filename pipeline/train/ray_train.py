@@ -29,11 +29,12 @@ def finetune_anywhere(cfg: FinetuneConfig, run_dir: Location | str | Path) -> Lo
     import ray
     from ray.train import WorkerGroupError
 
-    from pipeline import capacity
+    from pipeline import capacity, interrupts
     from pipeline.stage import Resources
 
     if not ray.is_initialized():
         ray.init()  # as `fit()` would: RAY_ADDRESS's cluster, else a local Ray
+        interrupts.reinstall()  # Ray's core took SIGTERM over
     per_worker = Resources(num_cpus=0, num_gpus=1) if cfg.use_gpu else Resources(num_cpus=1)  # Ray Train's defaults
     asked = f"finetune: --workers {cfg.num_workers}{' --gpu' * cfg.use_gpu} asks for"
     capacity.check_workers(asked, per_worker, cfg.num_workers, "give --workers {n}")
