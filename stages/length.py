@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from pipeline.records import View, drop_rows, text_column, whitespace_tokens
 from pipeline.registry import register
@@ -21,6 +21,14 @@ class LengthConfig(StageConfig):
     max_words: int | None = Field(default=None, ge=1)
     min_chars: int = Field(default=0, ge=0)
     max_chars: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _bounds_in_order(self):
+        for unit in ("words", "chars"):
+            low, high = getattr(self, f"min_{unit}"), getattr(self, f"max_{unit}")
+            if high is not None and low > high:
+                raise ValueError(f"min_{unit} ({low}) is above max_{unit} ({high}): every row would be dropped")
+        return self
 
 
 @register

@@ -24,7 +24,7 @@ from typing import Any, Literal
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from pydantic import Field, PositiveInt, model_validator
+from pydantic import Field, NonNegativeFloat, PositiveInt, model_validator
 
 from filters.mixture import MixtureError, MixturePlan, copies, plan_mixture, shares, target_shares
 from pipeline.errors import UserError
@@ -43,10 +43,10 @@ class ReweightConfig(StageConfig):
         default="domain_label",
         description="column (or field of the input) holding the group of a row: domain_label (set by the domain stage), source (to mix inputs), ...",
     )
-    weights: dict[str, float] | None = Field(
+    weights: dict[str, NonNegativeFloat] | None = Field(
         default=None, description="target token proportions per group; any non-negative numbers, normalised (4:1 = 80%/20%)"
     )
-    multipliers: dict[str, float] | None = Field(
+    multipliers: dict[str, NonNegativeFloat] | None = Field(
         default=None, description="target = natural token share times this multiplier, renormalised"
     )
     temperature: float | None = Field(
@@ -66,6 +66,10 @@ class ReweightConfig(StageConfig):
         given = [k for k in ("weights", "multipliers", "temperature") if getattr(self, k) is not None]
         if len(given) != 1:
             raise ValueError(f"give exactly one of weights, multipliers or temperature (got {', '.join(given) or 'none'})")
+        listed = self.weights if self.weights is not None else self.multipliers
+        others = self.default_weight if self.default_weight is not None else float(self.multipliers is not None)
+        if listed is not None and not any(listed.values()) and not others:
+            raise ValueError(f"every {given[0][:-1]} is 0: nothing would be kept")
         return self
 
 

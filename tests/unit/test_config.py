@@ -375,3 +375,18 @@ def test_finetune_section_may_leave_the_base_model_to_the_command_line(tmp_path)
     assert run.config.finetune == {"model": None, "lora": {"rank": 4}}
     msg = error_of(write(tmp_path, BASE + "finetune:\n  skip_sft: true\n"))
     assert msg == f"{tmp_path / 'c.yaml'}:6: finetune: skip_sft without dpo.enabled leaves nothing to train"
+
+
+@pytest.mark.parametrize("stage, said", [
+    ("length: {min_words: 50, max_words: 10}", "c.yaml:6: stages[1].length: min_words (50) is above max_words (10): "
+                                               "every row would be dropped"),
+    ("length: {min_chars: 9, max_chars: 8}", "min_chars (9) is above max_chars (8)"),
+    ("reweight: {by: domain, weights: {a: -1, b: 2}}", "stages[1].reweight.weights.a: Input should be greater than or "
+                                                       "equal to 0 (got -1)"),
+    ("reweight: {by: domain, multipliers: {a: 0}, default_weight: 0}", "stages[1].reweight: every multiplier is 0: "
+                                                                       "nothing would be kept"),
+])
+def test_options_that_would_drop_every_row_are_refused_at_their_line(tmp_path, stage, said):
+    assert said in error_of(write(tmp_path, BASE + f"  - {stage}\n"))
+    load_run(write(tmp_path, BASE + "  - length: {min_words: 10, max_words: 10}\n"))
+    load_run(write(tmp_path, BASE + "  - reweight: {by: domain, multipliers: {spam: 0}}\n"))  # the others stay at 1
