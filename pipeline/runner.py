@@ -27,7 +27,7 @@ from pipeline.config import ValidatedRun
 from pipeline.errors import InvariantViolation, RunFailed, UserError
 from pipeline.normalize import READ_STAGE
 from pipeline.progress import Progress, drop_reasons
-from pipeline.readers import fingerprint_inputs, read_input
+from pipeline.readers import fingerprint_inputs, read_inputs
 from pipeline.records import DROP_REASON, DROP_STAGE
 from pipeline.sinks import RoutingSink, WrittenFile
 from pipeline.stage import Stage
@@ -107,7 +107,7 @@ def _run(run_config: ValidatedRun, plan: list[passes.Pass], fps: list[str], prog
     ckpts = checkpoint.Checkpoints(run_config.output_dir)
     ckpts.clean_stale({p.id for p in plan})
     capacity.check([p for p, fp in zip(plan, fps[1:]) if not (cfg.output.checkpoint and ckpts.done(p.id, fp))])
-    current = _read_all(cfg.input, run_config.output_dir, progress)  # what flows into the next stage: kept rows (plus read quarantines at first)
+    current = read_inputs(cfg.input, run_config.output_dir, progress.note)  # what flows into the next stage: kept rows (plus read quarantines at first)
     records: list[stats.StageRecord] = []  # the reader's, then every stage's
     outputs = []  # every pass's output: kept and dropped rows
     rows_in = tokens_in = None
@@ -243,11 +243,6 @@ def _run_pass(p: passes.Pass, current, cfg, ckpts: checkpoint.Checkpoints, rows_
         records.append(record)
         rows_in, tokens_in = record.kept, record.tokens_kept
     return stats.PassRecord(records, summaries[0].drops_by(READ_STAGE) if first_pass else {}), output
-
-
-def _read_all(inputs, output: Location, progress: Progress):
-    datasets = [read_input(i, output, progress.note) for i in inputs]
-    return datasets[0] if len(datasets) == 1 else datasets[0].union(*datasets[1:])
 
 
 def _llms_used(stage: Stage) -> dict:

@@ -255,7 +255,7 @@ def scan(inputs, index, view: str, min_coverage: float) -> tuple[dict[str, dict]
     from pipeline.readers import read_input
 
     cpus = int(ray.cluster_resources().get("CPU", 1))
-    texts = [read_input(c).map_batches(_to_text, fn_args=(c.name, view), batch_format="pyarrow") for c in inputs]
+    texts = [read_input(c)[0].map_batches(_to_text, fn_args=(c.name, view), batch_format="pyarrow") for c in inputs]
     data = texts[0].union(*texts[1:]) if len(texts) > 1 else texts[0]
     found = data.map_batches(_Scanner, fn_constructor_args=(index, min_coverage), batch_format="pyarrow",
                              batch_size=512, compute=ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, cpus)))

@@ -53,7 +53,7 @@ def upload(local, uri: str) -> None:
 
 
 def rows(config: dict) -> list[dict]:
-    return read_input(InputConfig(**config)).take_all()
+    return read_input(InputConfig(**config))[0].take_all()
 
 
 def canonical(found: list[dict], local_root: str, remote_root: str) -> list[str]:

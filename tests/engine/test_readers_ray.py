@@ -7,14 +7,16 @@ import json
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from pipeline.config import InputConfig
-from pipeline.readers import read_input
+from pipeline.errors import UserError
+from pipeline.readers import read_input, read_inputs
 from pipeline.records import DROP_REASON
 
 
 def rows(config: dict) -> list[dict]:
-    return read_input(InputConfig(**config)).take_all()
+    return read_input(InputConfig(**config))[0].take_all()
 
 
 def test_parquet_with_field_mapping(ray_session, tmp_path):
@@ -82,3 +84,18 @@ def test_parquet_input_reads_at_most_limit_rows(ray_session, shared_data, tmp_pa
     limited = rows({**config, "limit": 25})
     assert len(limited) == 25
     assert {r["text"] for r in limited} <= set(questions.column("question").to_pylist())
+
+
+def test_records_do_not_mix_with_other_kinds(ray_session, tmp_path, shared_data):
+    """Seed tasks beside documents: each row would lack the other kind's columns, and the stages judge an
+    instruction by its empty `text` (a length filter dropped 156 of the 175 seeds as too short)."""
+    (tmp_path / "docs.jsonl").write_text('{"text": "a document of a few words"}\n')
+    seeds = InputConfig(paths=[str(shared_data / "seeds" / "self_instruct" / "seed_tasks.jsonl")])
+    docs = InputConfig(paths=[str(tmp_path / "docs.jsonl")])
+    with pytest.raises(UserError, match=r"different kinds of rows \(.*docs.jsonl: document; .*seed_tasks.jsonl: "
+                                        r"instruction\)"):
+        read_inputs([docs, seeds])
+    assert len(read_inputs([docs, InputConfig(paths=[str(tmp_path / "docs.jsonl")], name="again")]).take_all()) == 2
+    (tmp_path / "page.html").write_text("<html><body><p>A page</p></body></html>")
+    mixed = read_inputs([docs, InputConfig(format="html", paths=[str(tmp_path / "page.html")])]).take_all()
+    assert len(mixed) == 2, "pages and documents may be read together"
