@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+from pathlib import Path
 from typing import Iterator, Literal
 
 import torch
@@ -108,14 +109,21 @@ def local_model(model: str) -> Iterator[str]:
         yield str(path)
 
 
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "tokenizer_config.json")
+
+
 def load_tokenizer(cfg: FinetuneConfig, source: str | None = None):
     """The tokenizer of `cfg.model`, read from `source` when the model was copied there."""
     from transformers import AutoTokenizer
 
+    folder = Path(source or cfg.model)
+    if folder.is_dir() and not any((folder / name).exists() for name in TOKENIZER_FILES):
+        raise UserError(f"cannot load a tokenizer from {cfg.model!r}: the folder has none of its files "
+                        f"({', '.join(TOKENIZER_FILES)}); copy them from the model's source")
     try:
         tokenizer = AutoTokenizer.from_pretrained(source or cfg.model)
-    except OSError as e:
-        raise UserError(f"cannot load a tokenizer from {cfg.model!r}: {str(e).splitlines()[0]}") from None
+    except (OSError, ValueError) as e:  # ValueError: files there that no installed tokenizer class reads
+        raise UserError(f"cannot load a tokenizer from {cfg.model!r}: {str(e).strip().splitlines()[0]}") from None
     if cfg.chat_template:
         tokenizer.chat_template = cfg.chat_template
     return tokenizer

@@ -80,3 +80,18 @@ def test_a_template_that_serves_differently_is_refused(tokenizer, seed_chats, tm
     served.save_pretrained(tmp_path)
     with pytest.raises(UserError, match="differently for serving"):
         check_serving_template(encoder, seed_chats[:2], tmp_path)
+
+
+def test_a_model_folder_without_its_tokenizer_is_one_line(make_config, tiny_model_dir, tmp_path):
+    """Before, transformers' ValueError came out as a traceback."""
+    import shutil
+
+    from pipeline.errors import UserError
+    from pipeline.train.model import load_tokenizer
+
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        shutil.copy(tiny_model_dir / name, bare / name)
+    with pytest.raises(UserError, match=r"cannot load a tokenizer from '.*bare': the folder has none of its files \("):
+        load_tokenizer(make_config().model_copy(update={"model": str(bare)}))
