@@ -60,6 +60,21 @@ def local_or_hub_problem(name: str, repo_type: str = "model") -> str | None:
     return unavailable(name, repo_type)
 
 
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "tokenizer_config.json")
+
+
+def tokenizer_problem(name: str) -> str | None:
+    """Why a tokenizer cannot load from a local path or Hub id, or None: transformers' own error for a
+    folder without its files is a ValueError naming tokenizer classes, not the files."""
+    why = local_or_hub_problem(name, "model")
+    if why:
+        return why
+    folder = Path(name).expanduser()
+    if folder.is_dir() and not any((folder / f).exists() for f in TOKENIZER_FILES):
+        return f"the folder {name} has no tokenizer files ({', '.join(TOKENIZER_FILES)})"
+    return None
+
+
 def dataset_unavailable(repo_id: str) -> str | None:
     return unavailable(repo_id, "dataset")
 

@@ -131,8 +131,16 @@ def _input_path(run: ValidatedRun, i: int, *key) -> tuple:
 
 
 def _tokenizer_problems(run: ValidatedRun) -> list[tuple[tuple, str]]:
+    """The tokenizer that counts tokens loads here, as every worker will load it (a second or two)."""
     name = run.config.tokenizer
-    why = hub.local_or_hub_problem(name, "model") if name else None
+    why = hub.tokenizer_problem(name) if name else None
+    if name and not why:
+        from pipeline.stats import tokenizer_of
+
+        try:
+            tokenizer_of(name)
+        except (OSError, ValueError) as e:
+            why = f"cannot load it: {str(e).strip().splitlines()[0]}"
     where = run.located.where(("tokenizer",))
     return [(("tokenizer",), f"{where}: tokenizer: {why}; give the path of a local tokenizer folder")] if why else []
 

@@ -28,7 +28,7 @@ COLUMNS = [DROP_STAGE, DROP_REASON, TOKENS, CHARS]
 
 
 @functools.lru_cache(maxsize=2)
-def _tokenizer(name: str):
+def tokenizer_of(name: str):
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(name)
@@ -57,7 +57,7 @@ def measure(batch: pa.Table, tokenizer: str | None) -> pa.Table:
     if tokenizer is None:
         tokens = pc.cast(whitespace_tokens(arr), pa.int64())
     else:
-        ids = _tokenizer(tokenizer)(arr.to_pylist(), add_special_tokens=False)["input_ids"]
+        ids = tokenizer_of(tokenizer)(arr.to_pylist(), add_special_tokens=False)["input_ids"]
         tokens = pa.array([len(i) for i in ids], pa.int64())
     return set_column(set_column(batch, TOKENS, tokens), CHARS, pc.cast(pc.utf8_length(arr), pa.int64()))
 

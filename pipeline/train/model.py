@@ -9,7 +9,7 @@ from typing import Iterator, Literal
 
 import torch
 
-from pipeline import storage
+from pipeline import hub, storage
 from pipeline.errors import UserError
 from pipeline.train import attention
 from pipeline.train.config import FinetuneConfig
@@ -109,17 +109,14 @@ def local_model(model: str) -> Iterator[str]:
         yield str(path)
 
 
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "tokenizer_config.json")
-
-
 def load_tokenizer(cfg: FinetuneConfig, source: str | None = None):
     """The tokenizer of `cfg.model`, read from `source` when the model was copied there."""
     from transformers import AutoTokenizer
 
-    folder = Path(source or cfg.model)
-    if folder.is_dir() and not any((folder / name).exists() for name in TOKENIZER_FILES):
-        raise UserError(f"cannot load a tokenizer from {cfg.model!r}: the folder has none of its files "
-                        f"({', '.join(TOKENIZER_FILES)}); copy them from the model's source")
+    if Path(source or cfg.model).is_dir():
+        why = hub.tokenizer_problem(source or cfg.model)
+        if why:
+            raise UserError(f"cannot load a tokenizer from {cfg.model!r}: {why}; copy them from the model's source")
     try:
         tokenizer = AutoTokenizer.from_pretrained(source or cfg.model)
     except (OSError, ValueError) as e:  # ValueError: files there that no installed tokenizer class reads

@@ -369,6 +369,24 @@ def test_a_hub_tokenizer_that_cannot_be_reached_is_a_preflight_error(tmp_path, c
         "'some-org/some-tokenizer' is not in the local cache; give the path of a local tokenizer folder"]
 
 
+def test_a_tokenizer_folder_that_cannot_load_is_a_preflight_error(tmp_path):
+    """It was a traceback in every Ray worker's task (transformers' ValueError naming tokenizer classes)."""
+    (tmp_path / "a.jsonl").write_text('{"text": "x"}\n')
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "config.json").write_text("{}")
+    path = write(tmp_path, f"""
+        input: {{format: jsonl, paths: ["{tmp_path}/a.jsonl"]}}
+        output: {tmp_path}/out
+        tokenizer: {tmp_path}/model
+        """)
+    assert preflight_errors(path) == [
+        f"{path}:3: tokenizer: the folder {tmp_path}/model has no tokenizer files (tokenizer.json, tokenizer.model, "
+        "vocab.json, tokenizer_config.json); give the path of a local tokenizer folder"]
+    (tmp_path / "model" / "tokenizer.json").write_text("not json")
+    (said,) = preflight_errors(path)
+    assert said.startswith(f"{path}:3: tokenizer: cannot load it: ")
+
+
 def test_finetune_section_may_leave_the_base_model_to_the_command_line(tmp_path):
     """`pipeline finetune --model` gives it, so the section is valid without it, or with it left null."""
     run = load_run(write(tmp_path, BASE + "finetune:\n  model: null\n  lora: {rank: 4}\n"))

@@ -93,5 +93,5 @@ def test_a_model_folder_without_its_tokenizer_is_one_line(make_config, tiny_mode
     bare.mkdir()
     for name in ("config.json", "model.safetensors"):
         shutil.copy(tiny_model_dir / name, bare / name)
-    with pytest.raises(UserError, match=r"cannot load a tokenizer from '.*bare': the folder has none of its files \("):
+    with pytest.raises(UserError, match=r"cannot load a tokenizer from '.*bare': the folder .*bare has no tokenizer files \("):
         load_tokenizer(make_config().model_copy(update={"model": str(bare)}))
