@@ -13,7 +13,7 @@ import json
 import time
 from pathlib import Path
 
-from pipeline import report, storage
+from pipeline import hub, report, storage
 from pipeline.errors import UserError
 from pipeline.evaluate import contamination, harness, heldout, served, table
 from pipeline.evaluate.harness import Side
@@ -57,8 +57,6 @@ def sides(model: str, adapter: str | None, against: str | None) -> list[Side]:
 
 def check_inputs(model: str, adapter: str | None, against: str | None) -> None:
     """The models and the adapter are there, and where lm-eval can load them (local disk or the Hub)."""
-    from pipeline import hub
-
     for what, name in (("adapter", adapter), ("model", model), ("--against", against)):
         if name and "://" in name:
             raise UserError(f"eval: {what} {name}: lm-eval loads models from local disk or the Hub; copy it here first")
@@ -78,6 +76,10 @@ def evaluate(settings: EvalSection, model: str, out: Path, adapter: str | None =
     started = time.perf_counter()
     harness.require()
     check_inputs(model, adapter, against)
+    for side in sides(model, adapter, against):
+        why = hub.tokenizer_problem(side.tokenizer)
+        if why:
+            raise UserError(f"eval: the tokenizer of {side.label} ({side.tokenizer}): {why}")
     trained = trained or trained_of(adapter)
     folder = out / "tasks"
     tasks = resolve(settings.tasks, settings.benchmarks_dir, folder)

@@ -47,3 +47,15 @@ def test_benchmark_neither_local_nor_reachable(model, tmp_path):
 
 def test_held_out_without_a_finetune(model, tmp_path):
     _one_line(_eval(str(model), "--tasks", "held_out", "--out", str(tmp_path)), "held_out needs the adapter")
+
+
+def test_a_model_folder_without_its_tokenizer(model, tmp_path, shared_data):
+    """It was transformers' ValueError as a traceback, once the benchmark was rendered."""
+    import shutil
+
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        shutil.copy(model / name, bare / name)
+    _one_line(_eval(str(bare), "--tasks", "gsm8k", "--benchmarks-dir", str(shared_data / "benchmarks"), "--limit", "2",
+                    "--out", str(tmp_path / "out")), f"the tokenizer of model ({bare}): the folder {bare} has no tokenizer files")
