@@ -4,8 +4,9 @@ Two runs writing one output undo each other half-way: each clears the shard fold
 writing, and they share the checkpoints of `.pipeline/`. So a second run is refused, in one line that
 names the first, before it touches anything.
 
-On local disk the lock is the kernel's (`flock` on `.pipeline/lock.json`): it goes with the process
-that holds it, even one killed by SIGKILL, so a killed run never locks its rerun out. Object storage
+On local disk the lock is the kernel's (`flock` on `.pipeline/lock.json`, removed when the run ends): it
+goes with the process that holds it, even one killed by SIGKILL, so a killed run never locks its rerun
+out. Object storage
 has no locks: a run keeps a lease there, the same file rewritten every `RENEW_S` seconds. A lease left
 unrenewed for `LEASE_S` (by the store's clock) belongs to a run that is gone, and so does one whose
 process on this host has exited. Two runs that start within moments of each other may both find no
@@ -46,19 +47,46 @@ def held(out: Location, job: str) -> Iterator[None]:
 @contextlib.contextmanager
 def _flock(out: Location, me: dict) -> Iterator[None]:
     path = (out / LOCK).local_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = _locked(path, out)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise UserError(_busy(out, _holder(path.read_bytes()))) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps(me).encode(), 0)
         yield
-        os.ftruncate(fd, 0)
     finally:
+        path.unlink(missing_ok=True)  # while still held: the next run makes a new one, and no trace is left
         os.close(fd)  # the lock goes with the descriptor
+        with contextlib.suppress(OSError):
+            path.parent.rmdir()  # if empty, as in a fine-tune's folder
+
+
+def _locked(path, out: Location) -> int:
+    """A descriptor of the lock file, locked. A holder removes the file as it lets go, so a file opened
+    just before that is no longer the lock once locked: then the one there now is taken."""
+    for _ in range(5):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except FileNotFoundError:  # its folder went with the holder's release
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _holder(os.pread(fd, 1 << 16, 0))
+            os.close(fd)
+            raise UserError(_busy(out, holder)) from None
+        if _same_file(fd, path):
+            return fd
+        os.close(fd)
+    raise UserError(f"{path}: could not take the output's lock: the file keeps changing")
+
+
+def _same_file(fd: int, path) -> bool:
+    try:
+        named = os.stat(path)
+    except FileNotFoundError:
+        return False
+    held = os.fstat(fd)
+    return (named.st_dev, named.st_ino) == (held.st_dev, held.st_ino)
 
 
 @contextlib.contextmanager

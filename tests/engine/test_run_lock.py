@@ -38,6 +38,8 @@ def test_a_second_run_is_refused_while_the_first_holds_the_output(out):
     assert "\n" not in said
     with run_lock.held(out, "third.yaml"):  # released at the end of the first
         pass
+    assert not (out / run_lock.LOCK).exists(), "a run leaves no lock behind"
+    assert not out.is_local or not (out / ".pipeline").exists(), "nor an empty folder for it (a fine-tune's output)"
 
 
 def test_a_run_in_another_process_is_refused_and_the_lock_goes_with_that_process(tmp_path):
