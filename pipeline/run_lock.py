@@ -6,11 +6,11 @@ names the first, before it touches anything.
 
 On local disk the lock is the kernel's (`flock` on `.pipeline/lock.json`, removed when the run ends): it
 goes with the process that holds it, even one killed by SIGKILL, so a killed run never locks its rerun
-out. Object storage
-has no locks: a run keeps a lease there, the same file rewritten every `RENEW_S` seconds. A lease left
-unrenewed for `LEASE_S` (by the store's clock) belongs to a run that is gone, and so does one whose
-process on this host has exited. Two runs that start within moments of each other may both find no
-lease: each reads it back `SETTLE_S` after writing it, and the one whose lease was overwritten gives way.
+out. Object storage has no locks: a run keeps a lease there, the same file rewritten every `RENEW_S`
+seconds. A lease left unrenewed for `LEASE_S` (by the store's clock) belongs to a run that is gone, and
+so does one whose process on this host has exited. Two runs that start within moments of each other
+may both find no lease: each reads it back `SETTLE_S` after writing it, and the one whose lease was
+overwritten gives way.
 """
 
 from __future__ import annotations

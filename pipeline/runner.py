@@ -106,7 +106,8 @@ def _run(run_config: ValidatedRun, plan: list[passes.Pass], fps: list[str], prog
     cfg = run_config.config
     ckpts = checkpoint.Checkpoints(run_config.output_dir)
     ckpts.clean_stale({p.id for p in plan})
-    capacity.check([p for p, fp in zip(plan, fps[1:]) if not (cfg.output.checkpoint and ckpts.done(p.id, fp))])
+    finished = {p.id: ckpts.done(p.id, fp) if cfg.output.checkpoint else None for p, fp in zip(plan, fps[1:])}
+    capacity.check([p for p in plan if not finished[p.id]])  # what the passes still to run ask of the cluster
     current = read_inputs(cfg.input, run_config.output_dir, progress.note)  # what flows into the next stage: kept rows (plus read quarantines at first)
     records: list[stats.StageRecord] = []  # the reader's, then every stage's
     outputs = []  # every pass's output: kept and dropped rows
@@ -117,7 +118,7 @@ def _run(run_config: ValidatedRun, plan: list[passes.Pass], fps: list[str], prog
         first_pass = stages_done == 0
         progress.stage_start(stages_done + 1, n_stages, p.stage_ids)
         t_first_stage = t_first_stage if t_first_stage is not None else time.time() - started
-        done = ckpts.done(p.id, fp) if cfg.output.checkpoint else None
+        done = finished[p.id]
         if done:
             ran = stats.PassRecord.from_json(done["stats"])
             output = passes.without_measures(ckpts.read(p.id), p)

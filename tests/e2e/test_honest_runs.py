@@ -210,14 +210,7 @@ def test_a_second_run_into_an_output_being_written_is_refused_and_the_first_ends
     checkpoints of the other."""
     corpus = documents(tmp_path / "docs.jsonl", 20_000, words=50)
     out = tmp_path / "out"
-    config = write_config(tmp_path / "c.yaml", f"""
-input: {{format: jsonl, paths: ["{corpus}"]}}
-output: "{out}"
-fuse: false
-stages:
-  - length: {{min_words: 3}}
-  - dedup: {{method: minhash}}
-""")
+    config = _dedup_config(tmp_path / "c.yaml", corpus, out)
     with open(tmp_path / "first.txt", "w") as console:
         first = subprocess.Popen([*PIPELINE, "run", str(config)], stdout=console, stderr=subprocess.STDOUT)
     try:
@@ -238,6 +231,19 @@ stages:
     assert len(shard_rows(out)) == 20_000
     again = cli("run", str(config))
     assert again.returncode == 0 and "nothing to do" in again.stderr, again.stderr
+
+
+def _dedup_config(path: Path, corpus: Path, out: Path) -> Path:
+    """A run of a few seconds with every kind of pass: map stages, and dedup's shuffle."""
+    return write_config(path, f"""
+input: {{format: jsonl, paths: ["{corpus}"]}}
+output: "{out}"
+fuse: false
+stages:
+  - length: {{min_words: 3}}
+  - dedup: {{method: minhash}}
+  - length: {{max_words: 1000}}
+""")
 
 
 def _read(path: Path) -> str:
@@ -287,16 +293,7 @@ def _interrupted_run(tmp_path: Path, corpus: Path, trial: int, moment: float) ->
     """Start a run and interrupt it `moment` seconds later. Returns what the run was doing then
     ("working", "crossing": printing its "done" as the signal came, "after done": exiting once its
     outcome was printed, or "gone"), its exit code, its console, and what it had started that is still alive."""
-    out = tmp_path / f"out{trial}"
-    config = write_config(tmp_path / f"c{trial}.yaml", f"""
-input: {{format: jsonl, paths: ["{corpus}"]}}
-output: "{out}"
-fuse: false
-stages:
-  - length: {{min_words: 3}}
-  - dedup: {{method: minhash}}
-  - length: {{max_words: 1000}}
-""")
+    config = _dedup_config(tmp_path / f"c{trial}.yaml", corpus, tmp_path / f"out{trial}")
     log = tmp_path / f"console{trial}.txt"
     with open(log, "w") as console:  # a file, not a pipe: a process left behind cannot hold the test up
         proc = subprocess.Popen([*PIPELINE, "run", str(config)], stdout=console, stderr=subprocess.STDOUT,
