@@ -20,7 +20,7 @@ import re
 import sys
 import threading
 from pathlib import Path
-from typing import BinaryIO, Iterator, TextIO
+from typing import BinaryIO, Callable, Iterator, TextIO
 
 NOISE = re.compile("|".join([
     r"core_worker\.cc:\d+: Actor with class name: .* has constructor arguments in the object store",
@@ -31,9 +31,14 @@ NOISE = re.compile("|".join([
 ]))
 
 
+def not_noise(line: str) -> str | None:
+    return None if NOISE.search(line) else line
+
+
 @contextlib.contextmanager
-def filtered_console(log_path: Path) -> Iterator[TextIO]:
-    """Within the block, stdout and stderr go through the filter; yields a stream on the real stderr."""
+def filtered_console(log_path: Path, shown: Callable[[str], str | None] = not_noise) -> Iterator[TextIO]:
+    """Within the block, stdout and stderr go through the filter: `shown` gives what of a line (without
+    its newline) reaches the console, or None; yields a stream on the real stderr."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     saved = []
     for fd, stream in ((1, sys.stdout), (2, sys.stderr)):
@@ -42,7 +47,7 @@ def filtered_console(log_path: Path) -> Iterator[TextIO]:
         read_fd, write_fd = os.pipe()
         os.dup2(write_fd, fd)
         os.close(write_fd)
-        pump = threading.Thread(target=_pump, args=(os.fdopen(read_fd, "rb"), log_path, os.dup(real_fd)),
+        pump = threading.Thread(target=_pump, args=(os.fdopen(read_fd, "rb"), log_path, os.dup(real_fd), shown),
                                 name=f"console-filter-{fd}", daemon=True)
         pump.start()
         saved.append((fd, stream, real_fd, pump))
@@ -59,8 +64,8 @@ def filtered_console(log_path: Path) -> Iterator[TextIO]:
             pump.join(timeout=2)
 
 
-def _pump(pipe: BinaryIO, log_path: Path, real_fd: int) -> None:
-    """Lines from the pipe to the log, and those that are not noise to the real stream, until every writer is gone.
+def _pump(pipe: BinaryIO, log_path: Path, real_fd: int, shown: Callable[[str], str | None]) -> None:
+    """Lines from the pipe to the log, and what `shown` keeps of them to the real stream, until every writer is gone.
 
     Each stream's pump appends to the log on its own handle: appends of whole lines do not interleave.
     """
@@ -69,7 +74,8 @@ def _pump(pipe: BinaryIO, log_path: Path, real_fd: int) -> None:
             for line in pipe:
                 log.write(line)
                 log.flush()
-                if not NOISE.search(line.decode("utf-8", "replace")):
-                    os.write(real_fd, line)
+                kept = shown(line.decode("utf-8", "replace").rstrip("\n"))
+                if kept is not None:
+                    os.write(real_fd, (kept + "\n").encode("utf-8"))
         finally:
             os.close(real_fd)

@@ -16,12 +16,13 @@ import os
 import re
 import shutil
 from pathlib import Path
+from typing import Callable
 
 import psutil
 
 from pipeline import interrupts
 from pipeline.config import RayConfig
-from pipeline.console_filter import filtered_console
+from pipeline.console_filter import filtered_console, not_noise
 from pipeline.errors import UserError
 
 OUR_PACKAGES = ("pipeline", "stages", "filters", "generators")  # shipped as py_modules
@@ -31,11 +32,14 @@ JOB_CONFIG_VAR = "RAY_JOB_CONFIG_JSON_ENV_VAR"  # what Ray's job supervisor give
 
 
 @contextlib.contextmanager
-def ray_session(config: RayConfig, progress, log_dir: Path | None = None, env: dict[str, str] | None = None):
+def ray_session(config: RayConfig, progress, log_dir: Path | None = None, env: dict[str, str] | None = None,
+                worker_lines: Callable[[str], str | None] | None = None):
     """Ray for the length of the block. With `log_dir`, Ray's noise is kept off the console
     (`console_filter`) and a local Ray we start leaves its full logs there when it stops: the
     console shows only what a user needs, the logs keep the rest. `env` goes to every worker
-    (an S3 endpoint, say: what the driver needs to reach the data, the workers need too)."""
+    (an S3 endpoint, say: what the driver needs to reach the data, the workers need too).
+    What workers print stays in their logs, unless `worker_lines` says what of it, forwarded to
+    this process, the console shows (a fine-tune's workers report their steps)."""
     import ray
 
     if ray.is_initialized():
@@ -43,7 +47,8 @@ def ray_session(config: RayConfig, progress, log_dir: Path | None = None, env: d
         return
     with contextlib.ExitStack() as stack:
         if log_dir is not None:
-            stack.enter_context(progress.writing_to(stack.enter_context(filtered_console(log_dir / "console.log"))))
+            shown = worker_lines or not_noise
+            stack.enter_context(progress.writing_to(stack.enter_context(filtered_console(log_dir / "console.log", shown))))
         address = config.address or os.environ.get("RAY_ADDRESS")
         if address and address.startswith("ray://"):
             raise UserError(f"Ray address {address}: Ray Client (ray://) cannot run Ray Data, whose executor needs its "
@@ -51,7 +56,7 @@ def ray_session(config: RayConfig, progress, log_dir: Path | None = None, env: d
                             "cluster's network, or submit the run as a Ray Job (docs/cluster.md)")
         before = _descendants()
         try:
-            _connect(config, address, progress, env or {})
+            _connect(config, address, progress, env or {}, forward=worker_lines is not None)
             interrupts.reinstall()  # Ray's core took SIGTERM over
         except BaseException as e:  # a Ctrl-C inside ray.init: a half-started Ray that ray.shutdown may not know all of
             ray.shutdown()
@@ -74,7 +79,7 @@ def ray_session(config: RayConfig, progress, log_dir: Path | None = None, env: d
                 shutil.make_archive(str(log_dir / "ray"), "gztar", session_logs)
 
 
-def _connect(config: RayConfig, address: str | None, progress, env: dict[str, str]) -> None:
+def _connect(config: RayConfig, address: str | None, progress, env: dict[str, str], forward: bool) -> None:
     import ray
 
     level = logging.WARNING if progress.enabled else logging.ERROR  # --quiet: errors only
@@ -86,14 +91,14 @@ def _connect(config: RayConfig, address: str | None, progress, env: dict[str, st
 
         progress.note(f"connecting to Ray at {address}")
         ray.init(address=address, logging_level=level,
-                 log_to_driver=False,  # what workers print stays in the cluster's logs (docs/cluster.md)
+                 log_to_driver=forward,  # else what workers print stays in the cluster's logs (docs/cluster.md)
                  runtime_env=_beside_job({"py_modules": [_folder(m) for m in (pipeline, stages, filters, generators)],
                                           "env_vars": env}))
     else:
         progress.note("starting a local Ray")
         ray.init(num_cpus=config.num_cpus, object_store_memory=config.object_store_memory,
                  include_dashboard=False, logging_level=level, configure_logging=True,
-                 log_to_driver=False,  # what workers print stays in their logs, copied to `log_dir`
+                 log_to_driver=forward,  # else what workers print stays in their logs, copied to `log_dir`
                  runtime_env={"env_vars": env} if env else None)
     configure_data(level)
 

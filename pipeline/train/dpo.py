@@ -148,7 +148,7 @@ def train_dpo(model, tokenizer, train: list[tuple[Encoded, Encoded]], held_out: 
         updater.load_state_dict(state)
     elif precomputed:  # the policy as DPO starts, i.e. the SFT model when SFT ran first
         reference, held_out_reference = precomputed_references(model, train, held_out, cfg, pad, device, out)
-    log = Logbook(out, "dpo", start)
+    log = Logbook(out, "dpo", steps, start)
     tracker = Tracker(model, device, precision, state.get("tracking"))
     guard = DivergenceGuard("dpo", out.checkpoints, check_collapse=d.loss == "sigmoid", loss_scaling=updater.loss_scaling,
                             skipped=state.get("skipped_steps", 0))

@@ -15,6 +15,7 @@ import torch.distributed as dist
 
 from pipeline.errors import UserError
 from pipeline.storage import Location
+from pipeline.train.console import StepLines
 from pipeline.train.output import Output
 
 KEEP_CHECKPOINTS = 2
@@ -107,14 +108,16 @@ def total_steps(n_examples: int, micro_batch_size: int, grad_accum: int, epochs:
 
 class Logbook:
     """Metrics as JSONL (one object per line, `step` first), sample generations, and TensorBoard scalars,
-    written by rank 0 only into the output's local folder. The JSONL files continue those in the output
+    written by rank 0 only into the output's local folder, and now and then a line on the console
+    (`console.StepLines`). The JSONL files continue those in the output
     (fetched first, when it is in object storage) and are uploaded by `publish`, before each checkpoint,
     so a resumed run finds every line up to its checkpoint wherever it runs, and by `close`."""
 
-    def __init__(self, output: Output, phase: str, resume_step: int = 0):
+    def __init__(self, output: Output, phase: str, steps: int, resume_step: int = 0):
         self.phase = phase
         self.output = output
         self.enabled = rank_and_world()[0] == 0
+        self.console = StepLines(phase, steps, resume_step, self.enabled)
         directory = output.local / "logs"
         self.path = directory / f"{phase}.jsonl"
         self.samples = directory / f"{phase}_samples.jsonl"
@@ -137,6 +140,7 @@ class Logbook:
     def log(self, step: int, **metrics) -> None:
         if not self.enabled:
             return
+        self.console.step(step, metrics)
         with self.path.open("a") as f:
             f.write(json.dumps({"step": step, **metrics}) + "\n")
         if self._tb is not None:

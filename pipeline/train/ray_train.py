@@ -3,20 +3,25 @@
 Ray Train sets up the process group (gloo on CPU, NCCL on GPU); the loops notice it (`rank_and_world`),
 wrap the model in DDP, read their share of micro batches and normalise the loss by the target tokens of
 all workers. Rank 0 writes logs, checkpoints and the adapter, so the output directory must be on storage
-all workers see: object storage, or a shared filesystem. Ray itself is found the usual way: RAY_ADDRESS,
-a cluster this node has joined, or a fresh local one.
+all workers see: object storage, or a shared filesystem. Ray itself is found as `pipeline run` finds it
+(`ray_session`): RAY_ADDRESS, a cluster this node has joined, or a fresh local one.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from pipeline import storage
+from pipeline.console_filter import not_noise
 from pipeline.errors import RunFailed, UserError
 from pipeline.storage import Location
 from pipeline.train.config import FinetuneConfig
 from pipeline.train.model import is_uri
+
+# How Ray prints a line forwarded from a worker or actor: "(RayTrainWorker pid=123, ip=10.0.0.2) text", colour codes around the prefix.
+RAY_PREFIX = re.compile(r"^(?:\x1b\[[\d;]*m)*\((?:[\w.]+ )?pid=\w+(?:, ip=[\d.:a-f]+)?\)(?:\x1b\[[\d;]*m)* ?(?P<message>.*)$")
 
 
 def finetune_anywhere(cfg: FinetuneConfig, run_dir: Location | str | Path) -> Location:
@@ -26,26 +31,41 @@ def finetune_anywhere(cfg: FinetuneConfig, run_dir: Location | str | Path) -> Lo
 
     if cfg.num_workers == 1:
         return finetune(cfg, run_dir)
-    import ray
     from ray.train import WorkerGroupError
 
-    from pipeline import capacity, interrupts
+    from pipeline import capacity
+    from pipeline.config import RayConfig
+    from pipeline.output_dir import local_logs
+    from pipeline.progress import Progress
+    from pipeline.ray_session import ray_session
     from pipeline.stage import Resources
 
-    if not ray.is_initialized():
-        ray.init()  # as `fit()` would: RAY_ADDRESS's cluster, else a local Ray
-        interrupts.reinstall()  # Ray's core took SIGTERM over
     per_worker = Resources(num_cpus=0, num_gpus=1) if cfg.use_gpu else Resources(num_cpus=1)  # Ray Train's defaults
     asked = f"finetune: --workers {cfg.num_workers}{' --gpu' * cfg.use_gpu} asks for"
-    capacity.check_workers(asked, per_worker, cfg.num_workers, "give --workers {n}")
-    try:
-        trainer(cfg, run_dir).fit()
-    except WorkerGroupError as e:
-        found = next((f for f in e.worker_failures.values() if isinstance(f, (UserError, RunFailed))), None)
-        if found is None:
-            raise
-        raise type(found)(str(found)) from None
+    env = storage.configure(os.environ.get("AWS_ENDPOINT_URL"))
+    # RAY_ADDRESS's cluster, else a local Ray; the console shows the workers' own lines, the folder keeps the rest
+    with local_logs(output_dir(cfg, run_dir) / "ray") as logs, \
+            ray_session(RayConfig(), Progress(), logs, env, worker_lines=ours):
+        capacity.check_workers(asked, per_worker, cfg.num_workers, "give --workers {n}")
+        try:
+            trainer(cfg, run_dir).fit()
+        except WorkerGroupError as e:
+            found = next((f for f in e.worker_failures.values() if isinstance(f, (UserError, RunFailed))), None)
+            if found is None:
+                raise
+            raise type(found)(str(found)) from None
     return output_dir(cfg, run_dir)
+
+
+def ours(line: str) -> str | None:
+    """What the console shows of a line printed while Ray Train runs: the workers' `finetune:` lines without
+    Ray's prefix, as one process prints them; not the controller's and workers' other output (set-up
+    notes, library warnings: the log keeps them; a worker's error reaches the driver and is said there)."""
+    forwarded = RAY_PREFIX.match(line)
+    if forwarded is None:
+        return not_noise(line)
+    message = forwarded.group("message")
+    return message if message.startswith("finetune:") else None
 
 
 def trainer(cfg: FinetuneConfig, run_dir: Location | str | Path):
@@ -57,12 +77,14 @@ def trainer(cfg: FinetuneConfig, run_dir: Location | str | Path):
     cfg = with_absolute_paths(cfg)
     ray_dir = output_dir(cfg, run_dir) / "ray"
     env = storage.configure(os.environ.get("AWS_ENDPOINT_URL"))  # workers on other nodes find the same store
+    # Ray Train's own `print` in its workers logs each line and prints it too: forwarded twice to the console.
+    worker_env = {**env, "RAY_TRAIN_ENABLE_PRINT_PATCH": "0"}
     return TorchTrainer(
         _worker,
         train_loop_config={"cfg": cfg.model_dump(), "run_dir": _absolute(run_dir)},
         scaling_config=ScalingConfig(num_workers=cfg.num_workers, use_gpu=cfg.use_gpu),
         run_config=RunConfig(name="finetune", storage_path=ray_dir.path, storage_filesystem=ray_dir.fs,
-                             worker_runtime_env={"env_vars": env} if env else None),
+                             worker_runtime_env={"env_vars": worker_env}),
     )
 
 

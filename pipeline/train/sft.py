@@ -54,7 +54,7 @@ def train_sft(model, tokenizer, train: list[Encoded], held_out: list[Encoded], p
         state = load_checkpoint(checkpoint, model, updater.optimizer, updater.schedule, layout)
         start = state["step"]
         updater.load_state_dict(state)
-    log = Logbook(out, "sft", start)
+    log = Logbook(out, "sft", steps, start)
     tracker = Tracker(model, device, precision, state.get("tracking"))
     guard = DivergenceGuard("sft", out.checkpoints, check_collapse=True, loss_scaling=updater.loss_scaling,
                             skipped=state.get("skipped_steps", 0))

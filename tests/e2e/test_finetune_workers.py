@@ -7,7 +7,10 @@ up to float summation order. A per-worker normalisation, or workers reading the 
 """
 
 import json
+import re
 import shutil
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -99,7 +102,16 @@ def test_two_workers_resume_the_identical_curve(run_dir, ray_session, capsys):
     # With dropout each worker draws its own masks, so each must get its own RNG streams back.
     command = ["finetune", str(run_dir), "--workers", "2", "--grad-accum", "1", "--set", "dpo.grad_accum=1",
                "--out", str(out), "--set", "lora.dropout=0.1"]
-    assert main(command) == 0
+    # As a user runs it, with a Ray of its own: the console says where training stands, each line once
+    # (Ray Train's print in the workers printed everything twice), and none of Ray's own lines.
+    done = subprocess.run([sys.executable, "-m", "pipeline.cli", *command], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    console = done.stderr.splitlines()
+    assert console[0] == "starting a local Ray" and all(line.startswith("finetune: ") for line in console[1:]), console
+    assert done.stdout.startswith("finetune: adapter and model card in ")
+    steps = [line.split(":")[1].strip() for line in console if re.match(r"finetune: (sft|dpo) step", line)]
+    assert steps == ["sft step 1/3", "sft step 3/3", "dpo step 1/2", "dpo step 2/2"], console  # first, evaluated, last
+    assert (out / "ray" / "console.log").read_text().count("Started training worker group") == 1  # Ray's lines: in the log
     straight = {name: curve(out, name) for name in ("sft.jsonl", "dpo.jsonl")}
     adapter = load_file(out / "adapter" / "adapter_model.safetensors")
 
