@@ -79,14 +79,16 @@ class Normalizer:
             return getattr(self, f"_{self.kind}")(dict(record))
         except _Missing as e:
             given = record.get(self.fields.get("id", "id"))
-            origin = {**where, "keys": sorted(map(str, record))[:50]}
+            origin = {**where, "keys": sorted(map(str, record))[:50], **e.found}
             if given is not None:
                 origin["id"] = str(given)
-            return self.quarantine(f"missing_field:{e}", origin, record)
+            return self.quarantine(f"{e.reason}:{e}", origin, record)
 
     def _document(self, r: dict) -> dict:
         text = self._get(r, "text")
-        if not isinstance(text, str):
+        if text is not None and not isinstance(text, str):  # a number, a list of paragraphs: not guessed at
+            raise _WrongType("text", text)
+        if text is None:
             raise _Missing("text")
         url = _str_or_none(self._get(r, "url"))
         given = self._get(r, "id")
@@ -197,7 +199,18 @@ class Normalizer:
 
 
 class _Missing(Exception):
-    pass
+    reason = "missing_field"
+    found: dict = {}
+
+
+class _WrongType(_Missing):
+    """The field is there, with a value that is not text: the quarantine says so, and what it held."""
+
+    reason = "not_a_string"
+
+    def __init__(self, field: str, value: Any):
+        super().__init__(field)
+        self.found = {"type": type(value).__name__, "value": repr(value)[:200]}
 
 
 def _string_column(table: pa.Table, name: str, n: int) -> pa.ChunkedArray | pa.Array:

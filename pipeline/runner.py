@@ -169,8 +169,14 @@ def _check_useful(result: dict, out: Location) -> None:
     if not read["kept"]:
         reasons = read["dropped_by_reason"]
         missing = sorted({r.removeprefix("missing_field:") for r in reasons if r.startswith("missing_field:")})
-        hint = (f"if the records call it otherwise, map it: input: {{fields: {{{missing[0]}: THEIR_FIELD}}}}."
-                if len(missing) == len(reasons) else "is the input's format right?")
+        not_text = sorted({r.removeprefix("not_a_string:") for r in reasons if r.startswith("not_a_string:")})
+        if len(missing) == len(reasons):
+            hint = f"if the records call it otherwise, map it: input: {{fields: {{{missing[0]}: THEIR_FIELD}}}}."
+        elif len(not_text) == len(reasons):
+            hint = (f"their {not_text[0]} is not a string (each reject's meta has its type and value): "
+                    "map a field that holds the text, or convert the records.")
+        else:
+            hint = "is the input's format right?"
         raise RunFailed(f"nothing in the input could be read: all {read['rows_in']:,} records were quarantined "
                         f"({drop_reasons(reasons)}); {hint} They are in {out}/rejects/{READ_STAGE}")
     last = next((s for s in result["stages"] if s["kept"] == 0 and s["rows_in"]), result["stages"][-1])

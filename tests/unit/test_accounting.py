@@ -102,6 +102,7 @@ def test_a_pass_record_is_what_its_checkpoint_marker_held_and_stats_json_gets_th
     ({"bad_json": 3}, "is the input's format right?"),  # format: jsonl given a WARC file
     ({"missing_field:text": 3}, "map it: input: {fields: {text: THEIR_FIELD}}."),  # a Parquet file's `body` column
     ({"missing_field:text": 2, "bad_json": 1}, "is the input's format right?"),
+    ({"not_a_string:text": 3}, "their text is not a string (each reject's meta has its type and value)"),  # lists of paragraphs
 ])
 def test_a_run_that_read_nothing_says_why_and_what_to_change(reasons, says):
     from pipeline.errors import RunFailed

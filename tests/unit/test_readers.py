@@ -219,10 +219,10 @@ def test_quarantined_records_keep_their_origin():
     enough to find it in the input and see what it held instead of what we needed."""
     data = b'{"text": "fine"}\n{"text": null, "id": "doc-7", "title": "T"}\n{"text": 3, "body": "x"}\n'
     rows = parse_jsonl(data)
-    assert reasons(rows) == [None, "missing_field:text", "missing_field:text"]
+    assert reasons(rows) == [None, "missing_field:text", "not_a_string:text"]
     first, second = (json.loads(r["meta"]) for r in rows[1:])
     assert first == {"path": "f.jsonl", "line": 2, "id": "doc-7", "keys": ["id", "text", "title"]}
-    assert second == {"path": "f.jsonl", "line": 3, "keys": ["body", "text"]}
+    assert second == {"path": "f.jsonl", "line": 3, "keys": ["body", "text"], "type": "int", "value": "3"}
 
 
 def test_different_bad_records_never_share_an_id():
