@@ -109,6 +109,8 @@ def _output_problems(run: ValidatedRun) -> list[tuple[tuple, str]]:
     bucket is named before any write (some stores would create it)."""
     out = storage.locate(run.config.output.path)
     why = storage.missing_bucket(out)
+    if why is None and out.is_local and out.local_path().is_file():  # `output: data.jsonl`, as if it named a file
+        why = "it is a file; the output is a folder (of shards, rejects and the report): name a new folder"
     if why is None:
         where = out
         while where.is_local and not where.exists() and where.parent.path != where.path:

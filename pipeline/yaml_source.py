@@ -91,7 +91,7 @@ def parse(text: str, source: str) -> Located:
         raise UserError(f"{source}:{node.start_mark.line + 1}: the config must be a mapping (key: value), not a {_kind(node)}")
     lines: dict[Path_, int] = {}
     unset: dict[Path_, str] = {}
-    data = _build(node, (), lines, unset)
+    data = _build(node, (), lines, unset, source)
     return Located(data, lines, source, unset)
 
 
@@ -99,17 +99,21 @@ def _kind(node: yaml.Node) -> str:
     return {yaml.SequenceNode: "list", yaml.ScalarNode: "single value"}.get(type(node), "mapping")
 
 
-def _build(node: yaml.Node, path: Path_, lines: dict[Path_, int], unset: dict[Path_, str]) -> Any:
+def _build(node: yaml.Node, path: Path_, lines: dict[Path_, int], unset: dict[Path_, str], source: str) -> Any:
     lines.setdefault(path, node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
         out = {}
         for key_node, value_node in node.value:
             key = yaml.SafeLoader(" ").construct_object(key_node)  # plain scalars only
-            lines[path + (key,)] = key_node.start_mark.line + 1
-            out[key] = _build(value_node, path + (key,), lines, unset)
+            line = key_node.start_mark.line + 1
+            if key in out:  # YAML would keep the last silently: a second `stages:` or option, and the first is lost
+                raise UserError(f"{source}:{line}: {dotted(path + (key,))}: given twice (first at line "
+                                f"{lines[path + (key,)]}); keep one")
+            lines[path + (key,)] = line
+            out[key] = _build(value_node, path + (key,), lines, unset, source)
         return out
     if isinstance(node, yaml.SequenceNode):
-        return [_build(item, path + (i,), lines, unset) for i, item in enumerate(node.value)]
+        return [_build(item, path + (i,), lines, unset, source) for i, item in enumerate(node.value)]
     value = yaml.SafeLoader(" ").construct_object(node)
     if isinstance(value, str) and "${" in value:
         missing = [m.group(1) for m in _ENV.finditer(value) if m.group(1) not in os.environ and m.group(2) is None]

@@ -90,6 +90,18 @@ def test_not_a_mapping_or_not_yaml(tmp_path, text, expected):
     assert expected in error_of(path)
 
 
+@pytest.mark.parametrize("text, expected", [
+    ("input: {format: jsonl, paths: [a]}\noutput: o\nstages: []\nstages:\n  - length: {}\n",
+     ":4: stages: given twice (first at line 3); keep one"),
+    ("input: {format: jsonl, paths: [a]}\noutput: o\nstages:\n  - length: {min_words: 5, min_words: 50}\n",
+     ":4: stages[0].length.min_words: given twice (first at line 4); keep one"),
+])
+def test_a_key_given_twice_is_an_error_not_the_last_one_silently(tmp_path, text, expected):
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    assert error_of(path) == f"{path}{expected}"
+
+
 def test_missing_file():
     assert "config file not found" in error_of("/nonexistent/c.yaml")
 
@@ -267,6 +279,15 @@ def test_preflight_lists_a_glob_matching_nothing_and_a_missing_model_file(tmp_pa
         f"{path}:7: stages[2].url_filter.domain_files[0]: block list file not found: {tmp_path}/blocked.txt",
     ]
     assert not (tmp_path / "out").exists()
+
+
+def test_an_output_that_names_a_file_is_refused_before_anything_is_written(tmp_path):
+    """It was `[Errno 17] File exists`, which said nothing about what to change."""
+    (tmp_path / "a.jsonl").write_text('{"text": "x"}\n')
+    path = write(tmp_path, f"input: {{paths: [{tmp_path}/a.jsonl]}}\noutput: {tmp_path}/a.jsonl\nstages: []\n")
+    assert preflight_errors(path) == [f"{path}:2: output.path: cannot write to {tmp_path}/a.jsonl: it is a file; the "
+                                      "output is a folder (of shards, rejects and the report): name a new folder"]
+    assert (tmp_path / "a.jsonl").read_text() == '{"text": "x"}\n'
 
 
 def test_a_ray_address_where_nothing_listens_is_named_before_ray_waits_on_it(tmp_path, monkeypatch):
