@@ -80,10 +80,10 @@ def _input_problems(run: ValidatedRun) -> list[tuple[tuple, str]]:
             files_key, files = "data_files", source.data_files or []
             why = _dataset_problem(source.dataset)
             if why:
-                path = _input_path(run, i, "dataset")
+                path = input_path(run, i, "dataset")
                 problems.append((path, f"{run.located.where(path)}: {dotted(path)}: {why}"))
         for j, pattern in enumerate(files):
-            path = _input_path(run, i, files_key, j)
+            path = input_path(run, i, files_key, j)
             try:
                 storage.expand([pattern], dotted(path))
             except UserError as e:
@@ -127,7 +127,7 @@ def _is_builder(dataset: str) -> bool:
     return dataset in _PACKAGED_DATASETS_MODULES
 
 
-def _input_path(run: ValidatedRun, i: int, *key) -> tuple:
+def input_path(run: ValidatedRun, i: int, *key) -> tuple:
     """The key path of an input's option: `input` may be one mapping or a list of them."""
     return ("input", i, *key) if isinstance(run.located.data.get("input"), list) else ("input", *key)
 

@@ -16,7 +16,7 @@ import os
 import re
 import shutil
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import psutil
 
@@ -207,26 +207,30 @@ def live_nodes() -> set[str]:
 
 
 def _nodes_without(module: str) -> list[str]:
-    """The live nodes whose workers (in this job's runtime_env) cannot find `module`, by name and id;
-    a node that does not answer in time is left out rather than blamed."""
+    """The live nodes whose workers (in this job's runtime_env) cannot find `module`, by name and id."""
+    return sorted(node for node, found in on_each_node(_has_module, module).items() if not found)
+
+
+def on_each_node(fn: Callable, *args) -> dict[str, Any]:
+    """`fn(*args)` in a worker of each live node, by the node's name and id ("10.0.0.7 (id 58ba7024)"); a
+    node that does not answer in time, or went away meanwhile, is left out rather than blamed."""
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     nodes = [n for n in ray.nodes() if n["Alive"]]
-    probe = ray.remote(num_cpus=0, max_retries=0)(_has_module)
-    refs = {probe.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)).remote(module):
+    probe = ray.remote(num_cpus=0, max_retries=0)(fn)
+    refs = {probe.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)).remote(*args):
             n for n in nodes}
     ready, _ = ray.wait(list(refs), num_returns=len(refs), timeout=NODE_CHECK_TIMEOUT_S)
-    lacking = []
+    answers = {}
     for ref in ready:
         try:
-            found = ray.get(ref)
-        except ray.exceptions.RayError:  # the node went away meanwhile
+            answer = ray.get(ref)
+        except ray.exceptions.RayError:
             continue
-        if not found:
-            node = refs[ref]
-            lacking.append(f"{node.get('NodeName') or node['NodeManagerAddress']} (id {node['NodeID'][:8]})")
-    return sorted(lacking)
+        node = refs[ref]
+        answers[f"{node.get('NodeName') or node['NodeManagerAddress']} (id {node['NodeID'][:8]})"] = answer
+    return answers
 
 
 def _has_module(name: str) -> bool:

@@ -139,8 +139,10 @@ class RayCluster:
         self.address = (head.temp_dir / "ray_current_cluster").read_text().strip()
         return head
 
-    def add_worker(self, num_cpus: int = 1, python: str | None = None) -> Node:
-        node = self._start(f"worker{len(self.nodes)}", [f"--address={self.address}"], num_cpus, python)
+    def add_worker(self, num_cpus: int = 1, python: str | None = None, unseen: tuple[Path, ...] = ()) -> Node:
+        """A worker node; `unseen` folders are empty on it (a private mount namespace with an empty
+        tmpfs over each), as the driver's local disk is on another machine's node."""
+        node = self._start(f"worker{len(self.nodes)}", [f"--address={self.address}"], num_cpus, python, unseen)
         self.wait_alive(len(self.nodes))
         return node
 
@@ -151,10 +153,14 @@ class RayCluster:
         self.nodes.remove(node)
 
     def _start(self, name: str, args: list[str], num_cpus: int, python: str | None = None,
-               timeout_s: float = 120) -> Node:
+               unseen: tuple[Path, ...] = (), timeout_s: float = 120) -> Node:
         temp_dir = Path(tempfile.mkdtemp(prefix=f"rc-{name}-", dir="/tmp"))
         log = temp_dir / "start.log"
         command = [python, "-c", "from ray.scripts.scripts import main; main()"] if python else [RAY]
+        if unseen:  # unshare and sh exec: the node's `ray start` keeps the process (and session) started here
+            mounts = " && ".join(f"mount -t tmpfs none '{folder}'" for folder in unseen)
+            command = ["unshare", "--mount", "--propagation", "private", "sh", "-c", f'{mounts} && exec "$@"', "sh",
+                       *command]
         command += ["start", "--block", "--disable-usage-stats", f"--temp-dir={temp_dir}",
                     f"--num-cpus={num_cpus}", "--num-gpus=0", f"--object-store-memory={OBJECT_STORE_BYTES}",
                     f"--node-manager-port={free_port()}", f"--object-manager-port={free_port()}",

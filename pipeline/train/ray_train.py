@@ -47,6 +47,7 @@ def finetune_anywhere(cfg: FinetuneConfig, run_dir: Location | str | Path) -> Lo
     with local_logs(output_dir(cfg, run_dir) / "ray") as logs, \
             ray_session(RayConfig(), Progress(), logs, env, worker_lines=ours):
         capacity.check_workers(asked, per_worker, cfg.num_workers, "give --workers {n}")
+        check_shared_paths(cfg, run_dir)
         try:
             trainer(cfg, run_dir).fit()
         except WorkerGroupError as e:
@@ -55,6 +56,30 @@ def finetune_anywhere(cfg: FinetuneConfig, run_dir: Location | str | Path) -> Lo
                 raise
             raise type(found)(str(found)) from None
     return output_dir(cfg, run_dir)
+
+
+def check_shared_paths(cfg: FinetuneConfig, run_dir: Location | str | Path) -> None:
+    """Every worker reads the data and the base model, and the tokenizer copy rank 0 writes into the output:
+    on a cluster of several nodes, each must see the local ones (`node_paths`), or the workers failed
+    one by one with a traceback each."""
+    from pipeline import node_paths
+    from pipeline.train.data import resolve_paths
+    from pipeline.train.run import output_dir
+
+    run_dir = storage.locate(run_dir)
+    defaults = [d.uri for d in (run_dir / "data", run_dir / "preferences") if d.is_local and d.is_dir()]
+    files = [f.path for f in resolve_paths([*cfg.data, *cfg.documents, *cfg.preferences] or defaults) if f.is_local]
+    model = [os.path.abspath(cfg.model)] if not is_uri(cfg.model) and os.path.isdir(cfg.model) else []
+    out = output_dir(cfg, run_dir)
+    unseen, out_unseen = node_paths.unseen(files + model, out if out.is_local else None)
+    data = [f"finetune: {node_paths.said(path, nodes)}" for path, nodes in zip(files, unseen) if nodes]
+    problems = data[:2] + ([f"finetune: ... and {len(data) - 2} more data files"] if len(data) > 2 else [])
+    if model and unseen[-1]:
+        problems.append(f"finetune: the model {node_paths.said(model[0], unseen[-1])}")
+    if out_unseen:
+        problems.append(f"finetune: the output {node_paths.said(out.path, out_unseen)}")
+    if problems:
+        raise UserError("\n".join(problems))
 
 
 def ours(line: str) -> str | None:

@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.cluster import RayCluster, python_without
+from tests.e2e.finetune_run import make_run
 
 PIPELINE = [sys.executable, "-m", "pipeline.cli"]
 ROOT = Path(__file__).resolve().parents[2]
@@ -107,6 +108,73 @@ def test_a_node_without_a_stage_dependency_is_one_line_naming_the_module_and_the
     assert len(lines) == 1 and "Traceback" not in run.stderr, run.stderr[-3000:]
     assert "'fasttext'" in lines[0] and f"(id {node_id[:8]})" in lines[0], lines[0]
     assert "runtime_env" in lines[0] and "docs/cluster.md" in lines[0]
+
+
+def can_hide_folders() -> bool:
+    """A private mount namespace (root, or user namespaces) is how a node here is made not to see a folder."""
+    return subprocess.run(["unshare", "--mount", "true"], capture_output=True).returncode == 0
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not can_hide_folders(), reason="needs unshare --mount (root) to give a node a disk of its own")
+def test_local_paths_a_node_does_not_see_are_named_before_any_pass(shared_data, tmp_path):
+    """A node that sees none of the driver's folder (an empty tmpfs over it, as another machine's disk):
+    the run read on it, "Failed to open local file" with Ray's retry advice, or, with only the output
+    local, counted a pass short before the next failed on pieces written to the other node's disk. Now
+    each such path is one line before any pass, exit 2; and a run whose paths every node sees works."""
+    data = tmp_path / "data"
+    data.mkdir()
+    shutil.copy(shared_data / "benchmarks" / "gsm8k" / "test.jsonl", data / "gsm8k.jsonl")
+    run_dir = make_run(data / "finetune", shared_data, "unseen", 8, 4, {"sft": {"max_steps": 1}})
+    seen = tmp_path / "seen"  # beside the hidden folder: every node sees it
+    seen.mkdir()
+    cluster = RayCluster()
+    try:
+        cluster.start_head(num_cpus=1)
+        worker = cluster.add_worker(num_cpus=1, unseen=(data,))
+        node_id = next(a.split("=", 1)[1] for a in worker.raylet().cmdline() if a.startswith("--node_id="))
+        source = {"format": "jsonl", "paths": [str(data / "*.jsonl")], "fields": {"text": "question"}}
+        config = write_config(tmp_path / "c.yaml", {"input": source, "output": {"path": str(data / "out")},
+                                                    "stages": [{"length": {"min_words": 5}}]})
+        unseen = cli("run", "--quiet", str(config), env=cluster.client_env())
+        shutil.copy(data / "gsm8k.jsonl", seen / "gsm8k.jsonl")
+        config = write_config(tmp_path / "ok.yaml", {"input": {**source, "paths": [str(seen / "gsm8k.jsonl")]},
+                                                     "output": {"path": str(seen / "out")},
+                                                     "stages": [{"length": {"min_words": 5}}]})
+        works = cli("run", "--quiet", str(config), env=cluster.client_env())
+        finetune = cli("finetune", str(run_dir), "--workers", "2", env=cluster.client_env())
+    finally:
+        cluster.stop()
+    assert unseen.returncode == 2 and "Traceback" not in unseen.stderr, unseen.stderr[-3000:]
+    advice = "a cluster's nodes share no disk unless a filesystem is mounted at the same path on each"
+    assert unseen.stderr.strip().splitlines() == [
+        f"error: {tmp_path}/c.yaml:1: input.paths[0]: {data}/gsm8k.jsonl is on this machine's disk, which the Ray node "
+        f"{line_node(unseen.stderr)} does not see: {advice}: use object storage (s3://...) or such a filesystem (docs/cluster.md)",
+        f"{tmp_path}/c.yaml:1: output.path: {data}/out is on this machine's disk, which the Ray node "
+        f"{line_node(unseen.stderr)} does not see: {advice}: use object storage (s3://...) or such a filesystem (docs/cluster.md)",
+    ]
+    assert f"(id {node_id[:8]})" in unseen.stderr
+    assert not (data / "out" / ".pipeline" / "stages").exists()  # no pass ran
+    assert [p.name for p in (data / "out" / ".pipeline").iterdir() if p.name.startswith("node-probe")] == []
+    assert works.returncode == 0, works.stderr[-3000:]
+    assert sum(pq.read_metadata(f).num_rows for f in (seen / "out" / "data").glob("*.parquet")) == 1319
+    # A fine-tune's workers read the data, the model and the tokenizer copy in the output: its workers
+    # failed one by one, a traceback each.
+    node = line_node(finetune.stderr)
+    assert finetune.returncode == 2 and "Traceback" not in finetune.stderr, finetune.stderr[-3000:]
+    connecting, *lines = finetune.stderr.strip().splitlines()
+    assert connecting.startswith("connecting to Ray at ")
+    assert lines == [
+        f"error: finetune: {run_dir}/data/part-00000.parquet is on this machine's disk, which the Ray node {node} does not see: {advice}: use object storage (s3://...) or such a filesystem (docs/cluster.md)",
+        f"finetune: {run_dir}/preferences/pairs.jsonl is on this machine's disk, which the Ray node {node} does not see: {advice}: use object storage (s3://...) or such a filesystem (docs/cluster.md)",
+        f"finetune: the model {data}/finetune/model is on this machine's disk, which the Ray node {node} does not see: {advice}: use object storage (s3://...) or such a filesystem (docs/cluster.md)",
+        f"finetune: the output {run_dir}/finetune is on this machine's disk, which the Ray node {node} does not see: {advice}: use object storage (s3://...) or such a filesystem (docs/cluster.md)",
+    ]
+
+
+def line_node(stderr: str) -> str:
+    """The node an error line names: "HOST (id 1234abcd)"."""
+    return stderr.split("which the Ray node ", 1)[1].split(" does not see", 1)[0]
 
 
 def test_a_ray_client_address_is_refused_in_one_line(shared_data, tmp_path):
