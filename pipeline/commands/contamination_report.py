@@ -74,6 +74,7 @@ def main(args) -> int:
     out = storage.locate(args.out)
     with output_dir.local_logs(out / "logs") as logs, \
             ray_session(RayConfig(address=args.ray_address, num_cpus=args.num_cpus), progress, logs):
+        _check_nodes_see(inputs)
         scanned, items = scan(inputs, index, args.view, args.min_coverage)
     report = contamination_render.build(
         sources=[c.name for c in inputs], scanned=scanned, items=items, sizes=sizes, index=index,
@@ -108,6 +109,21 @@ def _input_config(path: str, fmt: str):
     if fmt == "hf":
         return InputConfig(format="hf", dataset=path, name=path)
     return InputConfig(format=fmt, paths=[path], name=path)
+
+
+def _check_nodes_see(inputs) -> None:
+    """On a cluster of several nodes, each must see the local data files its workers read (`node_paths`): one
+    line per --data path, not a failed read deep in Ray."""
+    from pipeline import node_paths
+
+    files = [(c.name, f.path) for c in inputs for f in storage.expand(c.paths, "--data") if f.is_local]
+    unseen, _ = node_paths.unseen([path for _, path in files])
+    said = {}
+    for (name, path), nodes in zip(files, unseen):
+        if nodes and name not in said:
+            said[name] = f"--data {name}: {node_paths.said(path, nodes)}"
+    if said:
+        raise UserError("\n".join(said.values()))
 
 
 def _to_text(batch, source: str, view: str):

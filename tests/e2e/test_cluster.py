@@ -143,6 +143,9 @@ def test_local_paths_a_node_does_not_see_are_named_before_any_pass(shared_data, 
                                                      "stages": [{"length": {"min_words": 5}}]})
         works = cli("run", "--quiet", str(config), env=cluster.client_env())
         finetune = cli("finetune", str(run_dir), "--workers", "2", env=cluster.client_env())
+        report = cli("contamination-report", "--quiet", "--data", str(data / "gsm8k.jsonl"), "--benchmarks",
+                     str(shared_data / "benchmarks" / "gsm8k" / "test.jsonl"), "--fields", "question",
+                     "--out", str(tmp_path / "report"), env=cluster.client_env())
     finally:
         cluster.stop()
     assert unseen.returncode == 2 and "Traceback" not in unseen.stderr, unseen.stderr[-3000:]
@@ -158,6 +161,10 @@ def test_local_paths_a_node_does_not_see_are_named_before_any_pass(shared_data, 
     assert [p.name for p in (data / "out" / ".pipeline").iterdir() if p.name.startswith("node-probe")] == []
     assert works.returncode == 0, works.stderr[-3000:]
     assert sum(pq.read_metadata(f).num_rows for f in (seen / "out" / "data").glob("*.parquet")) == 1319
+    assert report.returncode == 2, report.stderr[-3000:]
+    assert report.stderr.strip().splitlines() == [
+        f"error: --data {data}/gsm8k.jsonl: {data}/gsm8k.jsonl is on this machine's disk, which the Ray node "
+        f"{line_node(report.stderr)} does not see: {advice}: use object storage (s3://...) or such a filesystem (docs/cluster.md)"]
     # A fine-tune's workers read the data, the model and the tokenizer copy in the output: its workers
     # failed one by one, a traceback each.
     node = line_node(finetune.stderr)
