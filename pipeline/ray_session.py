@@ -27,6 +27,7 @@ from pipeline.errors import UserError
 
 OUR_PACKAGES = ("pipeline", "stages", "filters", "generators")  # shipped as py_modules
 NO_MODULE = re.compile(r"No module named '([\w.]+)'")  # how Python says it, in any wrapper's text
+LOCAL_FILE_NOT_OPENED = re.compile(r"Failed to open local file '([^']+)'|No such file or directory: '([^']+)'")
 NODE_CHECK_TIMEOUT_S = 60
 JOB_CONFIG_VAR = "RAY_JOB_CONFIG_JSON_ENV_VAR"  # what Ray's job supervisor gives a job's entrypoint
 
@@ -68,10 +69,10 @@ def ray_session(config: RayConfig, progress, log_dir: Path | None = None, env: d
         try:
             yield
         except Exception as e:
-            missing = _missing_dependency(e)
-            if missing is None:
+            why = _missing_dependency(e) or _unseen_local_file(e)
+            if why is None:
                 raise
-            raise UserError(missing) from e
+            raise UserError(why) from e
         finally:
             ray.shutdown()
             if session_logs and log_dir:
@@ -182,6 +183,28 @@ def _missing_dependency(error: BaseException) -> str | None:
     return (f"the Ray node{'s' if len(nodes) > 1 else ''} {where} {'have' if len(nodes) > 1 else 'has'} no Python "
             f"module '{module}'{pip}, which a stage needs: install it there, or ship it with the job "
             f"(a runtime_env with pip, uv or conda, or a container image; see docs/cluster.md)")
+
+
+def _unseen_local_file(error: BaseException) -> str | None:
+    """One line for a file this machine has and the nodes that failed to open it lack, or None: a path a
+    stage's option names (a model, a block list) on a cluster whose nodes share no disk. The run's own
+    input and output are asked before any pass (`node_paths`); this catches what the stages read."""
+    from pipeline import node_paths
+
+    seen: set[int] = set()
+    e: BaseException | None = error
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        named = getattr(e, "filename", None) if isinstance(e, FileNotFoundError) else None
+        said = LOCAL_FILE_NOT_OPENED.search(str(e))
+        found = named or (said and (said.group(1) or said.group(2)))
+        if found and os.path.isabs(found) and os.path.exists(found):
+            nodes = node_paths.unseen([found])[0][0]
+            if nodes:
+                return node_paths.said(found, nodes)
+        inner = getattr(e, "cause", None)
+        e = inner if isinstance(inner, BaseException) else (e.__cause__ or e.__context__)
+    return None
 
 
 def _module_not_found(error: BaseException) -> str | None:

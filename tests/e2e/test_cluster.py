@@ -130,8 +130,8 @@ def test_local_paths_a_node_does_not_see_are_named_before_any_pass(shared_data, 
     seen.mkdir()
     cluster = RayCluster()
     try:
-        cluster.start_head(num_cpus=1)
-        worker = cluster.add_worker(num_cpus=1, unseen=(data,))
+        cluster.start_head(num_cpus=0)  # every task lands on the node that does not see the folder
+        worker = cluster.add_worker(num_cpus=2, unseen=(data,))
         node_id = next(a.split("=", 1)[1] for a in worker.raylet().cmdline() if a.startswith("--node_id="))
         source = {"format": "jsonl", "paths": [str(data / "*.jsonl")], "fields": {"text": "question"}}
         config = write_config(tmp_path / "c.yaml", {"input": source, "output": {"path": str(data / "out")},
@@ -142,6 +142,10 @@ def test_local_paths_a_node_does_not_see_are_named_before_any_pass(shared_data, 
                                                      "output": {"path": str(seen / "out")},
                                                      "stages": [{"length": {"min_words": 5}}]})
         works = cli("run", "--quiet", str(config), env=cluster.client_env())
+        (data / "blocked.txt").write_text("spam.example\n")  # a stage's file, read by the workers' set-up
+        config = write_config(tmp_path / "stage.yaml", {**json.loads(config.read_text()), "output": {"path": str(seen / "out2")},
+                                                        "stages": [{"url_filter": {"domain_files": [str(data / "blocked.txt")]}}]})
+        stage_file = cli("run", "--quiet", str(config), env=cluster.client_env())
         finetune = cli("finetune", str(run_dir), "--workers", "2", env=cluster.client_env())
         report = cli("contamination-report", "--quiet", "--data", str(data / "gsm8k.jsonl"), "--benchmarks",
                      str(shared_data / "benchmarks" / "gsm8k" / "test.jsonl"), "--fields", "question",
@@ -161,6 +165,12 @@ def test_local_paths_a_node_does_not_see_are_named_before_any_pass(shared_data, 
     assert [p.name for p in (data / "out" / ".pipeline").iterdir() if p.name.startswith("node-probe")] == []
     assert works.returncode == 0, works.stderr[-3000:]
     assert sum(pq.read_metadata(f).num_rows for f in (seen / "out" / "data").glob("*.parquet")) == 1319
+    # What a stage's options name is not asked before (some are read by the driver alone): its workers'
+    # failure to open it is said the same way.
+    assert stage_file.returncode == 2 and "Traceback" not in stage_file.stderr, stage_file.stderr[-3000:]
+    assert stage_file.stderr.strip().splitlines() == [
+        f"error: {data}/blocked.txt is on this machine's disk, which the Ray node {line_node(stage_file.stderr)} does "
+        f"not see: {advice}: use object storage (s3://...) or such a filesystem (docs/cluster.md)"]
     assert report.returncode == 2, report.stderr[-3000:]
     assert report.stderr.strip().splitlines() == [
         f"error: --data {data}/gsm8k.jsonl: {data}/gsm8k.jsonl is on this machine's disk, which the Ray node "
