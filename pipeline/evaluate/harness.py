@@ -67,10 +67,13 @@ def load(side: Side, batch_size: int):
 
 def score(lm, tasks: list[Task], include_path: Path, limit: int | None) -> tuple[dict[str, Score], dict[str, list[str]]]:
     """Every task's reported metric with its standard error, and every item's filtered answer."""
-    from lm_eval import simple_evaluate
+    from lm_eval import evaluator, simple_evaluate
     from lm_eval.tasks import TaskManager
 
     logging.getLogger("lm_eval").setLevel(logging.WARNING)
+    # lm-eval records the commit of the working directory's git repository, which says nothing of the models,
+    # and lets git's "fatal: not a git repository" through to the console wherever there is none.
+    evaluator.get_git_commit_hash = lambda: None
     hub = any(t.harness_name == t.name for t in tasks)
     manager = TaskManager(include_path=str(include_path), include_defaults=hub)
     out = simple_evaluate(model=lm, tasks=[t.harness_name for t in tasks], task_manager=manager, limit=limit,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import gc
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -18,9 +19,11 @@ from pipeline.errors import UserError
 from pipeline.evaluate import contamination, harness, heldout, served, table
 from pipeline.evaluate.harness import Side
 from pipeline.evaluate.tasks import HELD_OUT, resolve, write_configs
+from pipeline.quiet import quiet_libraries
 from pipeline.storage import Location
 from pipeline.train.card import add_evaluation, trained_from
 from pipeline.train.config import EvalSection, FinetuneConfig
+from pipeline.train.console import duration
 
 
 @dataclasses.dataclass
@@ -75,6 +78,7 @@ def evaluate(settings: EvalSection, model: str, out: Path, adapter: str | None =
     `vllm_url`, through that vLLM server (the adapter served as a LoRA) instead of loading the models."""
     started = time.perf_counter()
     harness.require()
+    quiet_libraries()
     check_inputs(model, adapter, against)
     for side in sides(model, adapter, against):
         why = hub.tokenizer_problem(side.tokenizer)
@@ -98,6 +102,8 @@ def evaluate(settings: EvalSection, model: str, out: Path, adapter: str | None =
         items = heldout.render(AutoTokenizer.from_pretrained(side.tokenizer), prompts, side.tokenizer) if prompts else None
         include = write_configs(tasks, folder / side.label, items, settings.max_new_tokens)
         t0 = time.perf_counter()
+        print(f"eval: {side.label} ({names.get(side.label) or side.describe()}) on {', '.join(t.name for t in tasks)}"
+              + (f", the first {settings.limit} items of each" if settings.limit else ""), file=sys.stderr, flush=True)
         if server:
             lm = served.load(server, names[side.label], side.tokenizer, settings.batch_size)
         else:
@@ -106,6 +112,7 @@ def evaluate(settings: EvalSection, model: str, out: Path, adapter: str | None =
         scores[side.label], answers[side.label] = harness.score(lm, tasks, include, settings.limit)
         timing["load_s"] += t1 - t0
         timing["harness_s"] += time.perf_counter() - t1
+        print(f"eval: {side.label} scored in {duration(time.perf_counter() - t0)}", file=sys.stderr, flush=True)
         del lm
         gc.collect()
     result = {

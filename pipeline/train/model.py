@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
-import warnings
 from pathlib import Path
 from typing import Iterator, Literal
 
@@ -155,19 +154,17 @@ def load_model(cfg: FinetuneConfig, adapter: str | None = None, source: str | No
 
     if cfg.method == "qlora":
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.gradient_checkpointing)
-    with warnings.catch_warnings():  # peft probes a property transformers 5 deprecated: a warning the user can do nothing about
-        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing", category=FutureWarning)
-        if adapter:
-            return _fp32_trainable(PeftModel.from_pretrained(model, adapter, is_trainable=True))
-        lora = LoraConfig(
-            r=cfg.lora.rank,
-            lora_alpha=cfg.lora.alpha,
-            lora_dropout=cfg.lora.dropout,
-            target_modules=cfg.lora.target_modules,
-            use_rslora=cfg.lora.rslora,
-            task_type="CAUSAL_LM",
-        )
-        return _fp32_trainable(get_peft_model(model, lora))
+    if adapter:
+        return _fp32_trainable(PeftModel.from_pretrained(model, adapter, is_trainable=True))
+    lora = LoraConfig(
+        r=cfg.lora.rank,
+        lora_alpha=cfg.lora.alpha,
+        lora_dropout=cfg.lora.dropout,
+        target_modules=cfg.lora.target_modules,
+        use_rslora=cfg.lora.rslora,
+        task_type="CAUSAL_LM",
+    )
+    return _fp32_trainable(get_peft_model(model, lora))
 
 
 def _fp32_trainable(model):

@@ -28,6 +28,7 @@ import torch
 
 from pipeline import storage
 from pipeline.errors import UserError
+from pipeline.quiet import quiet_libraries
 from pipeline.storage import Location
 from pipeline.train.card import TRACKING, write_model_card
 from pipeline.train.checks import check_all, check_pad_token, check_untrained_embeddings
@@ -179,9 +180,7 @@ def seed_everything(seed: int) -> None:
 
 def finetune(cfg: FinetuneConfig, run_dir: Location | str | Path) -> Location:
     """Run SFT then (optionally) DPO as configured; returns the output directory."""
-    from transformers.utils import logging as transformers_logging
-
-    transformers_logging.disable_progress_bar()  # bars of loading and saving weights: the step lines say what matters
+    quiet_libraries()  # in every worker: the step lines say what matters
     run_dir = storage.locate(run_dir)
     with Output(output_dir(cfg, run_dir)) as out, local_model(cfg.model) as model:
         _finetune(cfg, model, run_dir, out)
