@@ -83,7 +83,7 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int)
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
                    help="set any finetune option, e.g. --set sft.warmup_ratio=0.1 (repeatable)")
-    p.set_defaults(func=main)
+    p.set_defaults(func=main, resumes=True)  # from its checkpoints: said when it is interrupted
 
 
 def main(args) -> int:

@@ -11,7 +11,7 @@ def register(sub) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress display")
     p.add_argument("--overwrite", action="store_true",
                    help="replace an output folder that holds files this pipeline did not write")
-    p.set_defaults(func=main)
+    p.set_defaults(func=main, resumes=True)  # from its checkpoints: said when it is interrupted
 
 
 def main(args) -> int:
