@@ -42,7 +42,7 @@ def finetune_anywhere(cfg: FinetuneConfig, run_dir: Location | str | Path) -> Lo
 
     per_worker = Resources(num_cpus=0, num_gpus=1) if cfg.use_gpu else Resources(num_cpus=1)  # Ray Train's defaults
     asked = f"finetune: --workers {cfg.num_workers}{' --gpu' * cfg.use_gpu} asks for"
-    env = storage.configure(os.environ.get("AWS_ENDPOINT_URL"))
+    env = store_env()
     # RAY_ADDRESS's cluster, else a local Ray; the console shows the workers' own lines, the folder keeps the rest
     with local_logs(output_dir(cfg, run_dir) / "ray") as logs, \
             ray_session(RayConfig(), Progress(), logs, env, worker_lines=ours):
@@ -101,7 +101,7 @@ def trainer(cfg: FinetuneConfig, run_dir: Location | str | Path):
 
     cfg = with_absolute_paths(cfg)
     ray_dir = output_dir(cfg, run_dir) / "ray"
-    env = storage.configure(os.environ.get("AWS_ENDPOINT_URL"))  # workers on other nodes find the same store
+    env = store_env()
     # Ray Train's own `print` in its workers logs each line and prints it too: forwarded twice to the console.
     worker_env = {**env, "RAY_TRAIN_ENABLE_PRINT_PATCH": "0"}
     return TorchTrainer(
@@ -111,6 +111,12 @@ def trainer(cfg: FinetuneConfig, run_dir: Location | str | Path):
         run_config=RunConfig(name="finetune", storage_path=ray_dir.path, storage_filesystem=ray_dir.fs,
                              worker_runtime_env={"env_vars": worker_env}),
     )
+
+
+def store_env() -> dict[str, str]:
+    """What workers on other nodes need to find the same object store: its endpoint, never credentials
+    (each node finds its own the provider's usual way)."""
+    return storage.configure(os.environ.get("AWS_ENDPOINT_URL"))
 
 
 def with_absolute_paths(cfg: FinetuneConfig) -> FinetuneConfig:
