@@ -139,6 +139,12 @@ def test_a_run_writing_to_s3_gives_what_it_gives_on_local_disk(object_store, s3_
 
     again = cli(object_store, "run", str(tmp_path / "s3.yaml"))  # finished: answered from the manifest in the bucket
     assert again.returncode == 0 and "nothing to do, the output is complete" in again.stderr, again.stderr
+    # Read where it was written (it said "not a pipeline output (no manifest.json)" of any URI).
+    shown = cli(object_store, "inspect", outputs["s3"], "-n", "1")
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    assert lines[0] == f"{outputs['s3']}: {got['rows']:,} rows" and "samples from data/:" in lines
+    assert json.loads(lines[-1])["id"] in {r["id"] for r in got["data"]}
 
 
 @pytest.mark.slow

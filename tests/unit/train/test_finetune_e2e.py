@@ -33,7 +33,7 @@ def run_dir(tmp_path_factory, seed_chats, shared_data, tiny_model_dir):
 
 
 @pytest.mark.slow
-def test_finetune_sft_then_dpo_end_to_end(run_dir, tiny_model_dir):
+def test_finetune_sft_then_dpo_end_to_end(run_dir, tiny_model_dir, capsys):
     code = main(["finetune", str(run_dir), "--dpo", "--set", "dpo.max_steps=1", "--merge"])
     assert code == 0
     out = run_dir / "finetune"
@@ -63,6 +63,16 @@ def test_finetune_sft_then_dpo_end_to_end(run_dir, tiny_model_dir):
     card = (adapter / "README.md").read_text()
     assert "tiny-run" in card and "contamination_report.html" in card and "24 rows" in card
     assert "preferences: 12 rows" in card
+
+    # `pipeline inspect` of the fine-tune's folder says where it stands (it said "not a pipeline output").
+    capsys.readouterr()
+    assert main(["inspect", str(out)]) == 0
+    shown = capsys.readouterr().out.splitlines()
+    assert shown[0] == f"{out}: a fine-tune of {tiny_model_dir}; adapter in {out}/adapter"
+    sft, dpo = logs["sft.jsonl"][-1], logs["dpo.jsonl"][-1]
+    assert shown[1] == (f"  sft: 2 steps logged, last loss {sft['loss']:.4g}, last eval loss {sft['eval_loss']:.4g} "
+                        f"({out}/logs/sft.jsonl)")
+    assert shown[2].startswith(f"  dpo: 1 step logged, last loss {dpo['loss']:.4g}")
 
 
 def test_finetune_user_errors_exit_2_with_one_line(run_dir, tiny_model_dir, tmp_path, capsys):
