@@ -48,28 +48,34 @@ def main(argv: list[str] | None = None) -> int:
         p.print_help()
         return EXIT_USER_ERROR
     interrupts.install()
-    resumes = getattr(args, "resumes", False)
+    _Command.resumes = getattr(args, "resumes", False)
     try:
         code = int(args.func(args) or 0)
     except KeyboardInterrupt:
-        return _interrupted(resumes)
+        return _interrupted()
     except BrokenPipeError:  # `pipeline inspect out | head`: the reader left, which is not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_BROKEN_PIPE
     except Exception as e:
         if interrupts.interrupted():  # a worker that Ctrl-C stopped first reports that as its error
-            return _interrupted(resumes)
+            return _interrupted()
         cause = _known_cause(e)
         if cause is None:
             raise
         print(f"error: {redact(_one_line(cause))}", file=sys.stderr)
         return EXIT_RUN_FAILED if isinstance(cause, RunFailed) else EXIT_USER_ERROR
-    return _interrupted(resumes) if interrupts.interrupted() else code
+    return _interrupted() if interrupts.interrupted() else code
 
 
-def _interrupted(resumes: bool = False) -> int:
+class _Command:
+    resumes = False  # the command at work resumes from its checkpoints when run again (`run`, `finetune`)
+
+
+def _interrupted() -> int:
+    """Whenever the interrupt lands (inside the command, or around it, as it starts or ends)."""
     interrupts.caught()
-    print("interrupted" + (": the same command resumes from the last checkpoint" if resumes else ""), file=sys.stderr)
+    print("interrupted" + (": the same command resumes from the last checkpoint" if _Command.resumes else ""),
+          file=sys.stderr)
     return interrupts.exit_code()
 
 

@@ -281,7 +281,7 @@ def test_ctrl_c_stops_the_run_at_any_moment(tmp_path):
         stopped = 128 + _signal_of(trial)
         if moment_was == "working":
             assert returncode == stopped, said
-            assert "interrupted: the same command resumes from the last checkpoint" in output and "done in" not in output
+            assert "interrupted" in output and "done in" not in output
         elif moment_was == "crossing":  # interrupted, or over before the signal was handled
             assert (returncode, "interrupted" in output) in ((stopped, True), (0, False)), said
         elif moment_was == "after done":  # the run is over and said so: its outcome stands

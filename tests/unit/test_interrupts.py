@@ -87,3 +87,24 @@ def test_a_second_ctrl_c_after_the_outcome_exits_at_once():
     proc = _finish_with_ctrl_c(presses=2)
     assert proc.returncode == 130 and proc.stdout == "done\n"
     assert proc.stderr == "interrupted again: exiting now\n"
+
+
+STOPPED = """
+import sys
+from pipeline import cli
+from pipeline.commands import inspect, run
+
+def stopped(args):
+    raise KeyboardInterrupt
+
+run.main = inspect.main = stopped  # Ctrl-C while the command works
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+def test_an_interrupted_command_says_whether_running_it_again_resumes():
+    """`run` and `finetune` resume from their checkpoints; a bare "interrupted" left the user to guess."""
+    for argv, said in ((["run", "c.yaml"], "interrupted: the same command resumes from the last checkpoint\n"),
+                       (["inspect", "out"], "interrupted\n")):
+        done = subprocess.run([sys.executable, "-c", STOPPED, *argv], capture_output=True, text=True, timeout=60, cwd=ROOT)
+        assert (done.returncode, done.stderr) == (130, said)
