@@ -121,7 +121,7 @@ def test_local_paths_a_node_does_not_see_are_named_before_any_pass(shared_data, 
     """A node that sees none of the driver's folder (an empty tmpfs over it, as another machine's disk):
     the run read on it, "Failed to open local file" with Ray's retry advice, or, with only the output
     local, counted a pass short before the next failed on pieces written to the other node's disk. Now
-    each such path is one line before any pass, exit 2; and a run whose paths every node sees works."""
+    each such path is one line before any pass, exit 2."""
     data = tmp_path / "data"
     data.mkdir()
     shutil.copy(shared_data / "benchmarks" / "gsm8k" / "test.jsonl", data / "gsm8k.jsonl")
@@ -138,13 +138,10 @@ def test_local_paths_a_node_does_not_see_are_named_before_any_pass(shared_data, 
                                                     "stages": [{"length": {"min_words": 5}}]})
         unseen = cli("run", "--quiet", str(config), env=cluster.client_env())
         shutil.copy(data / "gsm8k.jsonl", seen / "gsm8k.jsonl")
-        config = write_config(tmp_path / "ok.yaml", {"input": {**source, "paths": [str(seen / "gsm8k.jsonl")]},
-                                                     "output": {"path": str(seen / "out")},
-                                                     "stages": [{"length": {"min_words": 5}}]})
-        works = cli("run", "--quiet", str(config), env=cluster.client_env())
         (data / "blocked.txt").write_text("spam.example\n")  # a stage's file, read by the workers' set-up
-        config = write_config(tmp_path / "stage.yaml", {**json.loads(config.read_text()), "output": {"path": str(seen / "out2")},
-                                                        "stages": [{"url_filter": {"domain_files": [str(data / "blocked.txt")]}}]})
+        config = write_config(tmp_path / "stage.yaml", {
+            "input": {**source, "paths": [str(seen / "gsm8k.jsonl")]}, "output": {"path": str(seen / "out")},
+            "stages": [{"url_filter": {"domain_files": [str(data / "blocked.txt")]}}]})
         stage_file = cli("run", "--quiet", str(config), env=cluster.client_env())
         finetune = cli("finetune", str(run_dir), "--workers", "2", env=cluster.client_env())
         report = cli("contamination-report", "--quiet", "--data", str(data / "gsm8k.jsonl"), "--benchmarks",
@@ -162,11 +159,11 @@ def test_local_paths_a_node_does_not_see_are_named_before_any_pass(shared_data, 
     ]
     assert f"(id {node_id[:8]})" in unseen.stderr
     assert not (data / "out" / ".pipeline" / "stages").exists()  # no pass ran
-    assert [p.name for p in (data / "out" / ".pipeline").iterdir() if p.name.startswith("node-probe")] == []
-    assert works.returncode == 0, works.stderr[-3000:]
-    assert sum(pq.read_metadata(f).num_rows for f in (seen / "out" / "data").glob("*.parquet")) == 1319
-    # What a stage's options name is not asked before (some are read by the driver alone): its workers'
+    # Input and output where every node sees them pass (the run goes on to its stage, and its probe is gone);
+    # what a stage's options name is not asked before (some are read by the driver alone): its workers'
     # failure to open it is said the same way.
+    for out in (data / "out", seen / "out"):
+        assert [p.name for p in (out / ".pipeline").iterdir() if "probe" in p.name] == []
     assert stage_file.returncode == 2 and "Traceback" not in stage_file.stderr, stage_file.stderr[-3000:]
     assert stage_file.stderr.strip().splitlines() == [
         f"error: {data}/blocked.txt is on this machine's disk, which the Ray node {line_node(stage_file.stderr)} does "
