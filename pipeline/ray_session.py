@@ -199,7 +199,10 @@ def _unseen_local_file(error: BaseException) -> str | None:
         said = LOCAL_FILE_NOT_OPENED.search(str(e))
         found = named or (said and (said.group(1) or said.group(2)))
         if found and os.path.isabs(found) and os.path.exists(found):
-            nodes = node_paths.unseen([found])[0][0]
+            try:
+                nodes = node_paths.unseen([found])[0][0]
+            except Exception:  # a cluster that cannot answer now: the worker's own error stands
+                return None
             if nodes:
                 return node_paths.said(found, nodes)
         inner = getattr(e, "cause", None)
