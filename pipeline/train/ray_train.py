@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 from pathlib import Path
 
 from pipeline import storage
@@ -49,13 +50,33 @@ def finetune_anywhere(cfg: FinetuneConfig, run_dir: Location | str | Path) -> Lo
         capacity.check_workers(asked, per_worker, cfg.num_workers, "give --workers {n}")
         check_shared_paths(cfg, run_dir)
         try:
-            trainer(cfg, run_dir).fit()
+            fit_leaving_signals_to_us(trainer(cfg, run_dir))
         except WorkerGroupError as e:
             found = next((f for f in e.worker_failures.values() if isinstance(f, (UserError, RunFailed))), None)
             if found is None:
                 raise
             raise type(found)(str(found)) from None
     return output_dir(cfg, run_dir)
+
+
+def fit_leaving_signals_to_us(trainer) -> None:
+    """`trainer.fit()` in a thread of its own. In the main thread, Ray Train takes SIGINT over for the
+    length of `fit`: Ctrl-C aborted the run and the process exited with status 1, saying nothing. Off
+    the main thread it leaves the signals to ours (`interrupts`): Ctrl-C or SIGTERM is "interrupted"
+    with its exit code, and leaving the Ray session stops the workers."""
+    outcome: dict = {}
+
+    def fit() -> None:
+        try:
+            trainer.fit()
+        except BaseException as e:  # the workers' failure, said by the main thread
+            outcome["error"] = e
+
+    thread = threading.Thread(target=fit, name="ray-train-fit", daemon=True)
+    thread.start()
+    thread.join()  # a signal interrupts the wait
+    if "error" in outcome:
+        raise outcome["error"]
 
 
 def check_shared_paths(cfg: FinetuneConfig, run_dir: Location | str | Path) -> None:

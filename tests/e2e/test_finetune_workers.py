@@ -7,10 +7,13 @@ up to float summation order. A per-worker normalisation, or workers reading the 
 """
 
 import json
+import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -152,3 +155,30 @@ def test_more_workers_than_the_cluster_holds_are_one_line_not_a_wait_forever(run
         assert main(["finetune", str(run_dir), "--workers", *flags, "--out", str(run_dir / "never")]) == 2
         err = capsys.readouterr().err
         assert err.startswith(f"error: {said}") and len(err.strip().splitlines()) == 1, err
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_two_workers_like_one_process(run_dir, tmp_path):
+    """Ray Train takes SIGINT over inside `fit` when it runs in the main thread: Ctrl-C aborted the run and
+    the process exited with status 1, saying nothing. Now it is "interrupted" with exit 130, Ray gone."""
+    import psutil
+
+    console = tmp_path / "console.txt"
+    with open(console, "w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "finetune", str(run_dir), "--workers", "2",
+                                 "--out", str(tmp_path / "stopped"), "--set", "sft.max_steps=1000"],
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.time() + 300
+        while "sft step 1/1000" not in console.read_text():  # training, on both workers
+            assert proc.poll() is None and time.time() < deadline, console.read_text()
+            time.sleep(0.5)
+        started = psutil.Process(proc.pid).children(recursive=True)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=90) == 130, console.read_text()
+        assert console.read_text().splitlines()[-1] == "interrupted: the same command resumes from the last checkpoint"
+        _, alive = psutil.wait_procs(started, timeout=30)
+        assert not alive, alive  # Ray and its workers stopped with the command
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
