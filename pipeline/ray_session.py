@@ -191,10 +191,7 @@ def _unseen_local_file(error: BaseException) -> str | None:
     input and output are asked before any pass (`node_paths`); this catches what the stages read."""
     from pipeline import node_paths
 
-    seen: set[int] = set()
-    e: BaseException | None = error
-    while e is not None and id(e) not in seen:
-        seen.add(id(e))
+    for e in _causes(error):
         named = getattr(e, "filename", None) if isinstance(e, FileNotFoundError) else None
         said = LOCAL_FILE_NOT_OPENED.search(str(e))
         found = named or (said and (said.group(1) or said.group(2)))
@@ -205,23 +202,28 @@ def _unseen_local_file(error: BaseException) -> str | None:
                 return None
             if nodes:
                 return node_paths.said(found, nodes)
-        inner = getattr(e, "cause", None)
-        e = inner if isinstance(inner, BaseException) else (e.__cause__ or e.__context__)
     return None
 
 
-def _module_not_found(error: BaseException) -> str | None:
+def _causes(error: BaseException):
+    """The error and what lies behind it, each once: a Ray task error's exception raised in the worker,
+    `raise ... from`, and the exception being handled when it was raised."""
     seen: set[int] = set()
     e: BaseException | None = error
     while e is not None and id(e) not in seen:
         seen.add(id(e))
+        yield e
+        inner = getattr(e, "cause", None)  # a Ray task error: the exception raised in the worker
+        e = inner if isinstance(inner, BaseException) else (e.__cause__ or e.__context__)
+
+
+def _module_not_found(error: BaseException) -> str | None:
+    for e in _causes(error):
         if isinstance(e, ModuleNotFoundError) and e.name:
             return e.name
         found = NO_MODULE.search(str(e))
         if found:
             return found.group(1)
-        inner = getattr(e, "cause", None)  # a Ray task error: the exception raised in the worker
-        e = inner if isinstance(inner, BaseException) else (e.__cause__ or e.__context__)
     return None
 
 
