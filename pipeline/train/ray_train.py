@@ -22,7 +22,9 @@ from pipeline.train.config import FinetuneConfig
 from pipeline.train.model import is_uri
 
 # How Ray prints a line forwarded from a worker or actor: "(RayTrainWorker pid=123, ip=10.0.0.2) text", colour codes around the prefix.
-RAY_PREFIX = re.compile(r"^(?:\x1b\[[\d;]*m)*\((?:[\w.]+ )?pid=\w+(?:, ip=[\d.:a-f]+)?\)(?:\x1b\[[\d;]*m)* ?(?P<message>.*)$")
+# "(RayTrainWorker pid=4, ip=10.0.0.7)" for a worker or actor; "(raylet)", "(raylet, ip=...)" for Ray's own processes.
+RAY_PREFIX = re.compile(
+    r"^(?:\x1b\[[\d;]*m)*\((?:(?:[\w.]+ )?pid=\w+|[a-z_]+)(?:, ip=[\d.:a-f]+)?\)(?:\x1b\[[\d;]*m)* ?(?P<message>.*)$")
 
 
 def finetune_anywhere(cfg: FinetuneConfig, run_dir: Location | str | Path) -> Location:

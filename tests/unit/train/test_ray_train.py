@@ -47,6 +47,10 @@ def test_the_console_shows_the_workers_own_lines_as_one_process_prints_them():
                   "\x1b[36m(TrainController pid=28996)\x1b[0m - (ip=192.0.2.2, pid=29125) world_rank=0, local_rank=0",
                   "\x1b[36m(RayTrainWorker pid=29125)\x1b[0m Setting up process group for: env:// [rank=0, world_size=2]",
                   "(RayTrainWorker pid=29125)   warnings.warn(",
+                  # On a machine whose disk is nearly full, every 10 s (Ray's own logs keep it; `pipeline run` hides it too)
+                  "\x1b[33m(raylet)\x1b[0m [2026-12-06 19:22:50,783 E 22738 22749] (raylet) file_system_monitor.cc:116: "
+                  "/tmp/ray/session_x is over 95% full, available space: 8.59587 GB; capacity: 251.972 GB.",
+                  "(raylet, ip=10.0.0.7) [2026-12-06 19:22:50,783 E 1 2] (raylet) worker_pool.cc:1: a notice",
                   "2026-12-06 16:15:53,539\tWARNING authentication_token_setup.py:85 -- Token authentication is enabled"):
         assert ours(noise) is None, noise
     assert ours("error: something of the driver's own") == "error: something of the driver's own"
