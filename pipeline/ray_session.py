@@ -28,6 +28,7 @@ from pipeline.errors import UserError
 OUR_PACKAGES = ("pipeline", "stages", "filters", "generators")  # shipped as py_modules
 NO_MODULE = re.compile(r"No module named '([\w.]+)'")  # how Python says it, in any wrapper's text
 LOCAL_FILE_NOT_OPENED = re.compile(r"Failed to open local file '([^']+)'|No such file or directory: '([^']+)'")
+TASK_NODE_IP = re.compile(r"\(pid=\d+, ip=([\d.:a-f]+)\)")  # how a Ray task error names where it ran
 NODE_CHECK_TIMEOUT_S = 60
 JOB_CONFIG_VAR = "RAY_JOB_CONFIG_JSON_ENV_VAR"  # what Ray's job supervisor gives a job's entrypoint
 
@@ -69,7 +70,7 @@ def ray_session(config: RayConfig, progress, log_dir: Path | None = None, env: d
         try:
             yield
         except Exception as e:
-            why = _missing_dependency(e) or _unseen_local_file(e)
+            why = _missing_dependency(e) or _unseen_local_file(e) or _out_of_disk(e, local=not address)
             if why is None:
                 raise
             raise UserError(why) from e
@@ -202,6 +203,28 @@ def _unseen_local_file(error: BaseException) -> str | None:
                 return None
             if nodes:
                 return node_paths.said(found, nodes)
+    return None
+
+
+def _out_of_disk(error: BaseException, local: bool) -> str | None:
+    """One line for a node whose object store is full and whose disk is too (past Ray's 95% limit), so
+    Ray cannot spill: Ray's own words come as a traceback from deep in a worker, and a disk nearly full is
+    something the user must fix."""
+    import ray
+
+    for e in _causes(error):
+        if isinstance(e, ray.exceptions.OutOfDiskError):
+            ip = next(filter(None, (TASK_NODE_IP.search(str(c)) for c in _causes(error))), None)
+            node = f"the Ray node {ip.group(1)}" if ip else "a Ray node"
+            where = ""
+            if local:
+                session = Path(ray._private.worker._global_node.get_session_dir_path())
+                usage = shutil.disk_usage(session)
+                where = f" ({session.parent}: {usage.free / 2**30:.1f} GiB free of {usage.total / 2**30:.0f} GiB)"
+            return (f"{node} ran out of object store memory and cannot spill to its disk, which is fuller than Ray "
+                    f"allows (95% by default){where}: free space there, or give Ray a temporary folder on a larger "
+                    f"disk ({'RAY_TMPDIR' if local else 'ray start --temp-dir'}) or more object store memory"
+                    f"{' (ray.object_store_memory)' if local else ''}")
     return None
 
 

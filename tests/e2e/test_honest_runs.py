@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import signal
 import tarfile
 import subprocess
@@ -181,6 +182,29 @@ stages:
     assert proc.stderr.strip().splitlines()[-1].startswith(
         "error: stage 01-length: resources ask for 64 GPUs and 1 CPU per worker, more than any node of the Ray "
         "cluster has (1 node: "), proc.stderr
+
+
+def test_a_disk_too_full_to_spill_to_is_one_line(tmp_path):
+    """Ray refuses to spill past a share of its disk (95% by default: CI's disk was there); lowered so that this
+    disk is past it, a run whose data outgrows the object store met Ray's OutOfDiskError as a worker traceback."""
+    rng = random.Random(0)
+    with open(tmp_path / "big.jsonl", "w") as f:  # 120 MB against an 80 MB object store
+        for i in range(20_000):
+            f.write(json.dumps({"id": i, "text": rng.randbytes(3000).hex()}) + "\n")
+    config = write_config(tmp_path / "c.yaml", f"""
+input: {{format: jsonl, paths: ["{tmp_path / 'big.jsonl'}"]}}
+output: "{tmp_path / 'out'}"
+ray: {{object_store_memory: 80000000}}
+stages:
+  - dedup: {{}}
+""")
+    proc = cli("run", "--quiet", str(config), env={**os.environ, "RAY_local_fs_capacity_threshold": "0.001"})
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert re.fullmatch(
+        r"error: the Ray node [\d.]+ ran out of object store memory and cannot spill to its disk, which is fuller than "
+        r"Ray allows \(95% by default\) \(/\S+: [\d.]+ GiB free of \d+ GiB\): free space there, or give Ray a "
+        r"temporary folder on a larger disk \(RAY_TMPDIR\) or more object store memory \(ray.object_store_memory\)",
+        proc.stderr.strip()), proc.stderr
 
 
 def test_operating_system_errors_are_one_line(tmp_path):
