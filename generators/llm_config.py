@@ -15,7 +15,7 @@ import re
 import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, ClassVar, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, TypeAdapter, ValidationError, field_validator, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
@@ -33,6 +33,9 @@ class LLMConfig(BaseModel):
     build that backend's config."""
 
     model_config = ConfigDict(extra="forbid")
+    # The stage's workers load `model` themselves (on a cluster, each node must see a local path), where
+    # a server, even one the pipeline starts beside the driver, is given only its name.
+    loads_on_workers: ClassVar[bool] = False
 
     backend: str = Field(
         description="vllm_server: vLLM's OpenAI-compatible server (given `url`, or started by the pipeline); "
@@ -161,6 +164,7 @@ class RayVLLMConfig(_VLLMEngine, _Batched, LLMConfig):
     """vLLM engines inside Ray Data (GPU clusters)."""
 
     backend: Literal["ray_vllm"]
+    loads_on_workers: ClassVar[bool] = True
     replicas: int = Field(default=1, ge=1, description="vLLM engine actors (data parallelism)")
     accelerator_type: str | None = Field(default=None, description="e.g. A100, H100")
     engine_kwargs: dict = Field(default_factory=dict, description="extra vLLM engine arguments (ray_vllm)")
@@ -170,6 +174,7 @@ class TransformersConfig(_DType, _Batched, LLMConfig):
     """Local generation with `transformers`, no vLLM."""
 
     backend: Literal["transformers"]
+    loads_on_workers: ClassVar[bool] = True
     device: str = Field(default="cpu", description="torch device for the transformers backend")
 
 

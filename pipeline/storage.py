@@ -401,6 +401,11 @@ def open_text(location: Location | str, errors: str = "strict", newline: str | N
     return io.TextIOWrapper(stream, encoding="utf-8", errors=errors, newline=newline)
 
 
+# An option's `json_schema_extra` for a file or folder that a stage's workers open (a model, a block
+# list), not the driver alone: on a cluster each node must see it, which is asked before any pass.
+READ_ON_EVERY_NODE = {"read_on_every_node": True}
+
+
 def file_problem(uri: str, folder: bool = False) -> str | None:
     """Why `uri` is not a file (or, with `folder`, a folder) that can be read, in one line that names it
     ("not found: URI", or what the store answered), or None: the checks before work ask this of every

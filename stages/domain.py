@@ -26,7 +26,8 @@ from pipeline.stage import MapStage, Problem, Resources, StageConfig
 class DomainConfig(StageConfig):
     rules: str | None = Field(default=None, description="host/URL rules file (.yaml, .json or .csv): see docs/reweighting.md")
     field: str | None = Field(default=None, description="column (or field of the input) whose value is the label, e.g. source")
-    model: str | None = Field(default=None, description="fastText model trained with `pipeline train-classifier`")
+    model: str | None = Field(default=None, description="fastText model trained with `pipeline train-classifier`",
+                              json_schema_extra=storage.READ_ON_EVERY_NODE)
     min_score: float = Field(default=0.0, ge=0, le=1, description="classifier predictions below this score are not used")
     view: View = Field(
         default="text", description="text the classifier reads (instructions: a view of messages)"

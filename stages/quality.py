@@ -30,7 +30,8 @@ DEFAULT_MIN_SCORE = 0.5
 
 
 class QualityConfig(StageConfig):
-    model: str = Field(description="a fastText classifier (.bin/.ftz) or a regression head (.json), from `pipeline train-classifier`")
+    model: str = Field(description="a fastText classifier (.bin/.ftz) or a regression head (.json), from `pipeline train-classifier`",
+                       json_schema_extra=storage.READ_ON_EVERY_NODE)
     label: str = Field("hq", description="the label whose probability is the quality score (fastText models)")
     min_score: float | None = Field(None, ge=0, le=1, description=f"keep rows scoring at least this (default {DEFAULT_MIN_SCORE})")
     top_fraction: float | None = Field(None, gt=0, le=1, description="instead keep this best-scoring fraction of rows")

@@ -20,6 +20,7 @@ from pydantic import Field, model_validator
 
 from filters.embeddings import Device, model_problem
 from filters.select import CHOSEN, REASONS, Method, budget_of, combined_score, select
+from pipeline import storage
 from pipeline.errors import UserError
 from pipeline.records import View, drop_rows, field_numbers, live_mask, set_column
 from pipeline.registry import register
@@ -31,7 +32,8 @@ VERDICTS = pa.schema([("id", pa.string()), ("select_score", pa.float64()), ("sel
 
 
 class SelectConfig(StageConfig):
-    model: str = Field(description="sentence-transformers model: a local folder or a Hugging Face Hub id")
+    model: str = Field(description="sentence-transformers model: a local folder or a Hugging Face Hub id",
+                       json_schema_extra=storage.READ_ON_EVERY_NODE)
     keep: int | None = Field(default=None, ge=1, description="rows to keep")
     keep_share: float | None = Field(default=None, gt=0, le=1, description="share of the live rows to keep (instead of keep)")
     score_columns: list[str] = Field(

@@ -30,6 +30,7 @@ from pydantic import Field
 
 from filters.embeddings import Device, model_problem
 from filters.semdedup import KMEANS_SAMPLE, ROWS_PER_CLUSTER, VERDICTS, assign, fit_centroids, in_sample, resolve
+from pipeline import storage
 from pipeline.errors import UserError
 from pipeline.records import View, drop_rows, field_numbers, live_mask, set_column, text_column
 from stages.embedding_pass import VECTOR, Embed, vectors
@@ -40,7 +41,8 @@ DUPLICATE = "semantic_duplicate"
 
 
 class SemDedupConfig(StageConfig):
-    model: str = Field(description="sentence-transformers model: a local folder or a Hugging Face Hub id")
+    model: str = Field(description="sentence-transformers model: a local folder or a Hugging Face Hub id",
+                       json_schema_extra=storage.READ_ON_EVERY_NODE)
     threshold: float = Field(default=0.9, gt=0, le=1, description="cosine at which two texts are duplicates")
     clusters: int | None = Field(default=None, ge=1, description="k-means clusters (default: one per 1,000 rows); pairs are compared only inside a cluster")
     view: View = Field(default="text", description="what is embedded: a document's text, or a view of an instruction's messages")

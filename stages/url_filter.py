@@ -19,9 +19,11 @@ from pipeline.stage import MapStage, Problem, StageConfig
 
 class UrlFilterConfig(StageConfig):
     domains: list[str] = Field([], description="blocked domains; each also blocks its subdomains")
-    domain_files: list[str] = Field([], description="files of blocked domains, one per line (.gz accepted)")
+    domain_files: list[str] = Field([], description="files of blocked domains, one per line (.gz accepted)",
+                                    json_schema_extra=storage.READ_ON_EVERY_NODE)
     url_substrings: list[str] = Field([], description="a URL containing any of these (case-insensitive) is blocked")
-    url_substring_files: list[str] = Field([], description="files of blocked URL substrings, one per line")
+    url_substring_files: list[str] = Field([], description="files of blocked URL substrings, one per line",
+                                           json_schema_extra=storage.READ_ON_EVERY_NODE)
 
 
 @register

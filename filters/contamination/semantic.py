@@ -28,6 +28,7 @@ from filters.embeddings import Device
 from generators.client import Request, Response, SamplingParams
 from generators.prompts import Prompt
 from generators.structured import StructuredOption
+from pipeline import storage
 
 JUDGE = Prompt(
     "contamination.judge",
@@ -51,7 +52,8 @@ MIN_WINDOW_WORDS, MAX_WINDOW_WORDS = 16, 256  # bounds of the default window (th
 class SemanticOptions(StructuredOption):
     """The `semantic:` section of the decontaminate stage; absent, the pass does not run."""
 
-    model: str = Field(description="sentence-transformers model that embeds items and windows: a local folder or a Hub id")
+    model: str = Field(description="sentence-transformers model that embeds items and windows: a local folder or a Hub id",
+                       json_schema_extra=storage.READ_ON_EVERY_NODE)
     judge: str = Field(description="LLM under `llms:` that decides whether a candidate window holds the item reworded")
     top_k: int = Field(default=1, ge=1, le=50, description="most similar items per row sent to the judge")
     min_cosine: float = Field(default=0.6, ge=-1, le=1, description="an item less similar than this to every window of a row is no candidate")

@@ -138,7 +138,7 @@ def test_local_paths_a_node_does_not_see_are_named_before_any_pass(shared_data, 
                                                     "stages": [{"length": {"min_words": 5}}]})
         unseen = cli("run", "--quiet", str(config), env=cluster.client_env())
         shutil.copy(data / "gsm8k.jsonl", seen / "gsm8k.jsonl")
-        (data / "blocked.txt").write_text("spam.example\n")  # a stage's file, read by the workers' set-up
+        (data / "blocked.txt").write_text("spam.example\n")  # read by the stage's workers, not the driver
         config = write_config(tmp_path / "stage.yaml", {
             "input": {**source, "paths": [str(seen / "gsm8k.jsonl")]}, "output": {"path": str(seen / "out")},
             "stages": [{"url_filter": {"domain_files": [str(data / "blocked.txt")]}}]})
@@ -159,15 +159,16 @@ def test_local_paths_a_node_does_not_see_are_named_before_any_pass(shared_data, 
     ]
     assert f"(id {node_id[:8]})" in unseen.stderr
     assert not (data / "out" / ".pipeline" / "stages").exists()  # no pass ran
-    # Input and output where every node sees them pass (the run goes on to its stage, and its probe is gone);
-    # what a stage's options name is not asked before (some are read by the driver alone): its workers'
-    # failure to open it is said the same way.
+    # Input and output where every node sees them pass (and the probe is gone); a file that a stage's workers
+    # open is asked too, at its option (before, the workers' set-up failed on it once the pass had started).
     for out in (data / "out", seen / "out"):
         assert [p.name for p in (out / ".pipeline").iterdir() if "probe" in p.name] == []
     assert stage_file.returncode == 2 and "Traceback" not in stage_file.stderr, stage_file.stderr[-3000:]
     assert stage_file.stderr.strip().splitlines() == [
-        f"error: {data}/blocked.txt is on this machine's disk, which the Ray node {line_node(stage_file.stderr)} does "
-        f"not see: {advice}: use object storage (s3://...) or such a filesystem (docs/cluster.md)"]
+        f"error: {tmp_path}/stage.yaml:1: stages[0].url_filter.domain_files[0]: {data}/blocked.txt is on this machine's "
+        f"disk, which the Ray node {line_node(stage_file.stderr)} does not see: {advice}: use object storage (s3://...) "
+        "or such a filesystem (docs/cluster.md)"]
+    assert not (seen / "out" / ".pipeline" / "stages").exists()
     assert report.returncode == 2, report.stderr[-3000:]
     assert report.stderr.strip().splitlines() == [
         f"error: --data {data}/gsm8k.jsonl: {data}/gsm8k.jsonl is on this machine's disk, which the Ray node "
