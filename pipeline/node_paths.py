@@ -31,42 +31,42 @@ ADVICE = ("a cluster's nodes share no disk unless a filesystem is mounted at the
 
 
 def check_run(run: ValidatedRun) -> None:
-    """A run's local input files, its stages' workers' files and its output folder, each problem at its config line."""
-    named = _local_inputs(run) + _stage_files(run)
+    """A run's local input files, the files its stages' workers open and the folders they write to (the
+    output's, an index's), each problem at its config line."""
+    read, written = _stage_paths(run)
+    files = _local_inputs(run) + [(key, path) for key, path in read if os.path.exists(path)]
     out = storage.locate(run.config.output.path)
-    files_unseen, out_unseen = unseen([path for _, path in named], out / ".pipeline" if out.is_local else None)
+    folders = [(key, storage.locate(path)) for key, path in written if not _inside(path, out)]
+    if out.is_local:
+        folders.insert(0, (("output", "path"), out / ".pipeline"))  # the probe goes where the checkpoints go
+    files_unseen, folders_unseen = unseen([path for _, path in files], [folder for _, folder in folders])
+    named = files + [(key, out.path if key == ("output", "path") else folder.path) for key, folder in folders]
     problems = [(key, f"{run.located.where(key)}: {dotted(key)}: {said(path, nodes)}")
-                for (key, path), nodes in zip(named, files_unseen) if nodes]
-    if out_unseen:
-        key = ("output", "path")
-        problems.append((key, f"{run.located.where(key)}: {dotted(key)}: {said(out.path, out_unseen)}"))
+                for (key, path), nodes in zip(named, files_unseen + folders_unseen) if nodes]
     if problems:
         raise UserError(in_file_order(_first_per_key(problems), run.located))
 
 
-def unseen(files: list[str], shared: Location | None = None) -> tuple[list[list[str]], list[str]]:
-    """The live nodes that do not see each of the local `files`, and those that do not share the local
-    folder `shared`; nothing is asked of a cluster of one node."""
+def unseen(files: list[str], shared: list[Location] = ()) -> tuple[list[list[str]], list[list[str]]]:
+    """The live nodes that do not see each of the local `files`, and for each local folder in `shared`
+    those that do not share it; nothing is asked of a cluster of one node."""
     import ray
 
     from pipeline.ray_session import on_each_node
 
     if sum(node["Alive"] for node in ray.nodes()) < 2 or not (files or shared):
-        return [[] for _ in files], []
-    probe = shared / f".node-probe-{uuid.uuid4().hex[:12]}" if shared else None
-    if probe:
-        shared.make_dir()
+        return [[] for _ in files], [[] for _ in shared]
+    probes = [folder / f".node-probe-{uuid.uuid4().hex[:12]}" for folder in shared]
+    for folder, probe in zip(shared, probes):
+        folder.make_dir()
         probe.write_bytes(b"")
     try:
-        missing = on_each_node(_missing, files + ([probe.path] if probe else []))
+        missing = on_each_node(_missing, files + [probe.path for probe in probes])
     finally:
-        if probe:
+        for probe in probes:
             probe.remove()
-
-    def nodes(i: int) -> list[str]:
-        return sorted(node for node, absent in missing.items() if i in absent)
-
-    return [nodes(i) for i in range(len(files))], nodes(len(files)) if probe else []
+    nodes = [sorted(node for node, absent in missing.items() if i in absent) for i in range(len(files) + len(probes))]
+    return nodes[:len(files)], nodes[len(files):]
 
 
 def said(path: str, nodes: list[str]) -> str:
@@ -85,32 +85,38 @@ def _local_inputs(run: ValidatedRun) -> list[tuple[tuple, str]]:
     return named
 
 
-def _stage_files(run: ValidatedRun) -> list[tuple[tuple, str]]:
-    """Each local file or folder this machine has that a stage's workers open (its options marked
-    `storage.READ_ON_EVERY_NODE`, an in-process LLM's model), with its option's key path; what the driver
-    alone reads (a benchmark, a rules file) need not be on the nodes."""
-    named = []
+def _stage_paths(run: ValidatedRun) -> tuple[list[tuple[tuple, str]], list[tuple[tuple, str]]]:
+    """The local paths a run's stages' workers open and write to (options marked `storage.READ_ON_EVERY_NODE`
+    or `WRITTEN_ON_EVERY_NODE`, an in-process LLM's model), absolute, with their options' key paths; what the
+    driver alone reads (a benchmark, a rules file) need not be on the nodes."""
+    marked = []
     for i, stage in enumerate(run.stages):
-        named += [(("stages", i, stage.name, *key), value) for key, value in _read_on_every_node(stage.config)]
+        marked += [(("stages", i, stage.name, *key), value, kind) for key, value, kind in _on_every_node(stage.config)]
         for name in sorted(stage.llm_names()):
             llm = LLMConfig.model_validate(run.config.llms[name])
             if llm.loads_on_workers:
-                named.append((("llms", name, "model"), llm.model))
-    local = [(key, storage.locate(value).path) for key, value in named  # a store's URI: every node's
+                marked.append((("llms", name, "model"), llm.model, "read"))
+    local = [(key, storage.locate(value).path, kind) for key, value, kind in marked  # a store's URI: every node's
              if "://" not in value or value.startswith("file://")]
-    return [(key, path) for key, path in local if os.path.exists(path)]
+    return ([(key, path) for key, path, kind in local if kind == "read"],
+            [(key, path) for key, path, kind in local if kind == "written"])
 
 
-def _read_on_every_node(options: BaseModel, key: tuple = ()):
-    """(key path, value) of each string option so marked, in sections and lists of sections too."""
+def _inside(path: str, folder: Location) -> bool:
+    return folder.is_local and os.path.commonpath([path, folder.path]) == folder.path
+
+
+def _on_every_node(options: BaseModel, key: tuple = ()):
+    """(key path, value, "read" or "written") of each string option so marked, in sections and lists of them."""
     for name, field in type(options).model_fields.items():
         value = getattr(options, name)
+        kind = field.json_schema_extra.get("on_every_node") if isinstance(field.json_schema_extra, dict) else None
         for index, item in enumerate(value) if isinstance(value, list) else [(None, value)]:
             at = (*key, name) if index is None else (*key, name, index)
             if isinstance(item, BaseModel):
-                yield from _read_on_every_node(item, at)
-            elif isinstance(item, str) and (field.json_schema_extra or {}) == storage.READ_ON_EVERY_NODE:
-                yield at, item
+                yield from _on_every_node(item, at)
+            elif isinstance(item, str) and kind:
+                yield at, item, kind
 
 
 def _first_per_key(problems: list[tuple[tuple, str]]) -> list[tuple[tuple, str]]:

@@ -402,8 +402,10 @@ def open_text(location: Location | str, errors: str = "strict", newline: str | N
 
 
 # An option's `json_schema_extra` for a file or folder that a stage's workers open (a model, a block
-# list), not the driver alone: on a cluster each node must see it, which is asked before any pass.
-READ_ON_EVERY_NODE = {"read_on_every_node": True}
+# list), or a folder they write to (an index), not the driver alone: on a cluster each node must see
+# it, which is asked before any pass.
+READ_ON_EVERY_NODE = {"on_every_node": "read"}
+WRITTEN_ON_EVERY_NODE = {"on_every_node": "written"}
 
 
 def file_problem(uri: str, folder: bool = False) -> str | None:

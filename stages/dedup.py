@@ -88,7 +88,8 @@ class DedupConfig(StageConfig):
     )
     quality_column: str = Field(default="quality", description="score column (or field of the input) used by the `quality` rule, if present")
     index: bool = Field(default=True, description="write this run's index for later `against:`")
-    index_dir: str | None = Field(default=None, description="where the index goes, a path or a URI (default OUTPUT/dedup_index/STAGE_ID)")
+    index_dir: str | None = Field(default=None, description="where the index goes, a path or a URI (default OUTPUT/dedup_index/STAGE_ID)",
+                                  json_schema_extra=storage.WRITTEN_ON_EVERY_NODE)
     against: list[str] = Field(default_factory=list, description="indexes of earlier runs (paths or URIs); rows matching them are dropped",
                                json_schema_extra=storage.READ_ON_EVERY_NODE)
     boilerplate: BoilerplateConfig | None = Field(default=None, description="remove repeated lines before deduplicating")

@@ -94,7 +94,8 @@ def check_shared_paths(cfg: FinetuneConfig, run_dir: Location | str | Path) -> N
     files = [f.path for f in resolve_paths([*cfg.data, *cfg.documents, *cfg.preferences] or defaults) if f.is_local]
     model = [os.path.abspath(cfg.model)] if not is_uri(cfg.model) and os.path.isdir(cfg.model) else []
     out = output_dir(cfg, run_dir)
-    unseen, out_unseen = node_paths.unseen(files + model, out if out.is_local else None)
+    unseen, shared = node_paths.unseen(files + model, [out] if out.is_local else [])
+    out_unseen = shared[0] if shared else []
     data = [f"finetune: {node_paths.said(path, nodes)}" for path, nodes in zip(files, unseen) if nodes]
     problems = data[:2] + ([f"finetune: ... and {len(data) - 2} more data files"] if len(data) > 2 else [])
     if model and unseen[-1]:

@@ -141,7 +141,8 @@ def test_local_paths_a_node_does_not_see_are_named_before_any_pass(shared_data, 
         (data / "blocked.txt").write_text("spam.example\n")  # read by the stage's workers, not the driver
         config = write_config(tmp_path / "stage.yaml", {
             "input": {**source, "paths": [str(seen / "gsm8k.jsonl")]}, "output": {"path": str(seen / "out")},
-            "stages": [{"url_filter": {"domain_files": [str(data / "blocked.txt")]}}]})
+            "stages": [{"url_filter": {"domain_files": [str(data / "blocked.txt")]}},
+                       {"dedup": {"index_dir": str(data / "index")}}]})  # each node would write its slice to its own disk
         stage_file = cli("run", "--quiet", str(config), env=cluster.client_env())
         finetune = cli("finetune", str(run_dir), "--workers", "2", env=cluster.client_env())
         report = cli("contamination-report", "--quiet", "--data", str(data / "gsm8k.jsonl"), "--benchmarks",
@@ -160,14 +161,18 @@ def test_local_paths_a_node_does_not_see_are_named_before_any_pass(shared_data, 
     assert f"(id {node_id[:8]})" in unseen.stderr
     assert not (data / "out" / ".pipeline" / "stages").exists()  # no pass ran
     # Input and output where every node sees them pass (and the probe is gone); a file that a stage's workers
-    # open is asked too, at its option (before, the workers' set-up failed on it once the pass had started).
+    # open is asked too, at its option (before, the workers' set-up failed on it once the pass had started),
+    # and a folder they write to (before, a dedup index was split over the nodes' disks, with no error).
     for out in (data / "out", seen / "out"):
         assert [p.name for p in (out / ".pipeline").iterdir() if "probe" in p.name] == []
     assert stage_file.returncode == 2 and "Traceback" not in stage_file.stderr, stage_file.stderr[-3000:]
     assert stage_file.stderr.strip().splitlines() == [
         f"error: {tmp_path}/stage.yaml:1: stages[0].url_filter.domain_files[0]: {data}/blocked.txt is on this machine's "
         f"disk, which the Ray node {line_node(stage_file.stderr)} does not see: {advice}: use object storage (s3://...) "
-        "or such a filesystem (docs/cluster.md)"]
+        "or such a filesystem (docs/cluster.md)",
+        f"{tmp_path}/stage.yaml:1: stages[1].dedup.index_dir: {data}/index is on this machine's disk, which the Ray node "
+        f"{line_node(stage_file.stderr)} does not see: {advice}: use object storage (s3://...) or such a filesystem "
+        "(docs/cluster.md)"]
     assert not (seen / "out" / ".pipeline" / "stages").exists()
     assert report.returncode == 2, report.stderr[-3000:]
     assert report.stderr.strip().splitlines() == [
