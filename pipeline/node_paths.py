@@ -1,4 +1,5 @@
-"""Local paths on a cluster of several nodes: each node must see them, or the work fails deep inside Ray.
+"""Local paths and LLM servers on a cluster of several nodes: each node must reach them, or the work fails deep
+inside Ray.
 
 A cluster's nodes share no disk unless a filesystem is mounted at the same path on each. On such a
 cluster a run's local input failed in a worker's read ("Failed to open local file", with Ray's advice
@@ -7,18 +8,22 @@ next pass read checkpoint pieces that another node had written to its own disk. 
 before any work, on a cluster of more than one node, every live node is asked whether it sees the local
 files the work reads (the inputs, and what the stages' workers open: a model, a block list), and
 whether it shares the local folder it writes to, the latter through a file the driver writes there (a
-folder of the same name on each node's own disk does not pass). A path some node does not see is one
-line naming it and the nodes.
+folder of the same name on each node's own disk does not pass), and whether it reaches the vLLM
+servers the workers send requests to. A path or server some node does not reach is one line naming it
+and the nodes.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import urllib.error
+import urllib.request
 import uuid
 
 from pydantic import BaseModel
 
-from generators.llm_config import LLMConfig
+from generators.llm_config import LLMConfig, VLLMServerConfig
 from pipeline import storage
 from pipeline.config import ValidatedRun, in_file_order
 from pipeline.errors import UserError
@@ -26,13 +31,17 @@ from pipeline.preflight import input_path
 from pipeline.storage import Location
 from pipeline.yaml_source import dotted
 
+SERVER_TIMEOUT_S = 5.0
 ADVICE = ("a cluster's nodes share no disk unless a filesystem is mounted at the same path on each: "
           "use object storage (s3://...) or such a filesystem (docs/cluster.md)")
 
 
 def check_run(run: ValidatedRun) -> None:
-    """A run's local input files, the files its stages' workers open and the folders they write to (the
-    output's, an index's), each problem at its config line."""
+    """On a cluster of several nodes: a run's local input files, the files its stages' workers open and the
+    folders they write to (the output's, an index's), and the LLM servers they send requests to, each
+    problem at its config line."""
+    if _live_nodes() < 2:
+        return
     read, written = _stage_paths(run)
     files = _local_inputs(run) + [(key, path) for key, path in read if os.path.exists(path)]
     out = storage.locate(run.config.output.path)
@@ -43,6 +52,7 @@ def check_run(run: ValidatedRun) -> None:
     named = files + [(key, out.path if key == ("output", "path") else folder.path) for key, folder in folders]
     problems = [(key, f"{run.located.where(key)}: {dotted(key)}: {said(path, nodes)}")
                 for (key, path), nodes in zip(named, files_unseen + folders_unseen) if nodes]
+    problems += [(key, f"{run.located.where(key)}: {dotted(key)}: {why}") for key, why in _server_problems(run)]
     if problems:
         raise UserError(in_file_order(_first_per_key(problems), run.located))
 
@@ -50,11 +60,9 @@ def check_run(run: ValidatedRun) -> None:
 def unseen(files: list[str], shared: list[Location] = ()) -> tuple[list[list[str]], list[list[str]]]:
     """The live nodes that do not see each of the local `files`, and for each local folder in `shared`
     those that do not share it; nothing is asked of a cluster of one node."""
-    import ray
-
     from pipeline.ray_session import on_each_node
 
-    if sum(node["Alive"] for node in ray.nodes()) < 2 or not (files or shared):
+    if _live_nodes() < 2 or not (files or shared):
         return [[] for _ in files], [[] for _ in shared]
     probes = [folder / f".node-probe-{uuid.uuid4().hex[:12]}" for folder in shared]
     for folder, probe in zip(shared, probes):
@@ -117,6 +125,70 @@ def _on_every_node(options: BaseModel, key: tuple = ()):
                 yield from _on_every_node(item, at)
             elif isinstance(item, str) and kind:
                 yield at, item, kind
+
+
+def _server_problems(run: ValidatedRun) -> list[tuple[tuple, str]]:
+    """The vLLM servers the stages' workers would send requests to that some node cannot reach: a running
+    one (`url`) is asked from every node (a localhost URL reaches each node's own machine, which may run
+    a server of its own); one the pipeline would start here must not listen on a loopback address when
+    some node is on another machine."""
+    from pipeline.ray_session import on_each_node
+
+    used = sorted(set().union(*(stage.llm_names() for stage in run.stages)))
+    servers = [(name, llm) for name in used
+               if isinstance(llm := LLMConfig.model_validate(run.config.llms[name]), VLLMServerConfig)]
+    started_here = [(name, llm.host) for name, llm in servers if llm.managed and _loopback(llm.host)]
+    problems = [(("llms", name), f"the pipeline would start this server here, listening on {host}, which the Ray "
+                 "nodes on other machines cannot reach: set `host:` to an address of this machine they reach, or "
+                 "start the server yourself and give its `url:` (docs/cluster.md)")
+                for name, host in (started_here if started_here and _other_machines() else [])]
+    running = [(name, llm.url) for name, llm in servers if not llm.managed]
+    answers = on_each_node(_unreached, [url for _, url in running]) if running else {}
+    for i, (name, url) in enumerate(running):
+        failed = {node: why[i] for node, why in answers.items() if i in why}
+        if failed:
+            many = len(failed) > 1
+            problems.append((("llms", name, "url"), (
+                f"{url} answers this machine but not the Ray node{'s' if many else ''} {', '.join(sorted(failed))} "
+                f"({next(iter(failed.values()))}), whose workers send the requests: give an address every node reaches "
+                "(a localhost URL is each node's own machine; docs/cluster.md)")))
+    return problems
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return host == "localhost" or ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # a name, which the nodes resolve as they do
+        return False
+
+
+def _unreached(urls: list[str]) -> dict[int, str]:
+    """On a node: why it cannot reach each server root it cannot reach; any HTTP answer, an error too, reaches it."""
+    why = {}
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # as the clients: no proxy from the environment
+    for i, url in enumerate(urls):
+        try:
+            opener.open(f"{url}/v1/models", timeout=SERVER_TIMEOUT_S).close()
+        except urllib.error.HTTPError:
+            pass
+        except (urllib.error.URLError, OSError) as e:
+            reason = getattr(e, "reason", e)
+            why[i] = getattr(reason, "strerror", None) or str(reason)
+    return why
+
+
+def _other_machines() -> bool:
+    """Whether some live node is on another machine than this one (a node's address is its machine's)."""
+    import ray
+
+    here = ray.util.get_node_ip_address()
+    return any(node["NodeManagerAddress"] != here for node in ray.nodes() if node["Alive"])
+
+
+def _live_nodes() -> int:
+    import ray
+
+    return sum(node["Alive"] for node in ray.nodes())
 
 
 def _first_per_key(problems: list[tuple[tuple, str]]) -> list[tuple[tuple, str]]:

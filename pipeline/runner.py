@@ -107,7 +107,7 @@ def _run(run_config: ValidatedRun, plan: list[passes.Pass], fps: list[str], prog
     ckpts = checkpoint.Checkpoints(run_config.output_dir)
     ckpts.clean_stale({p.id for p in plan})
     finished = {p.id: ckpts.done(p.id, fp) if cfg.output.checkpoint else None for p, fp in zip(plan, fps[1:])}
-    node_paths.check_run(run_config)  # a cluster's nodes see the local input and output, or no pass can work
+    node_paths.check_run(run_config)  # a cluster's nodes reach the local paths and servers the work needs
     capacity.check([p for p in plan if not finished[p.id]])  # what the passes still to run ask of the cluster
     current = read_inputs(cfg.input, run_config.output_dir, progress.note)  # what flows into the next stage: kept rows (plus read quarantines at first)
     records: list[stats.StageRecord] = []  # the reader's, then every stage's

@@ -139,10 +139,14 @@ class RayCluster:
         self.address = (head.temp_dir / "ray_current_cluster").read_text().strip()
         return head
 
-    def add_worker(self, num_cpus: int = 1, python: str | None = None, unseen: tuple[Path, ...] = ()) -> Node:
+    def add_worker(self, num_cpus: int = 1, python: str | None = None, unseen: tuple[Path, ...] = (),
+                   hosts: str | None = None, ip: str | None = None) -> Node:
         """A worker node; `unseen` folders are empty on it (a private mount namespace with an empty
-        tmpfs over each), as the driver's local disk is on another machine's node."""
-        node = self._start(f"worker{len(self.nodes)}", [f"--address={self.address}"], num_cpus, python, unseen)
+        tmpfs over each), as the driver's local disk is on another machine's node; `hosts` is its
+        /etc/hosts (bound over the file in that namespace), as another machine resolves names its own way;
+        `ip` its address (another loopback one, 127.0.0.3, reads as another machine's)."""
+        args = [f"--address={self.address}"] + ([f"--node-ip-address={ip}"] if ip else [])
+        node = self._start(f"worker{len(self.nodes)}", args, num_cpus, python, unseen, hosts)
         self.wait_alive(len(self.nodes))
         return node
 
@@ -153,13 +157,17 @@ class RayCluster:
         self.nodes.remove(node)
 
     def _start(self, name: str, args: list[str], num_cpus: int, python: str | None = None,
-               unseen: tuple[Path, ...] = (), timeout_s: float = 120) -> Node:
+               unseen: tuple[Path, ...] = (), hosts: str | None = None, timeout_s: float = 120) -> Node:
         temp_dir = Path(tempfile.mkdtemp(prefix=f"rc-{name}-", dir="/tmp"))
         log = temp_dir / "start.log"
         command = [python, "-c", "from ray.scripts.scripts import main; main()"] if python else [RAY]
-        if unseen:  # unshare and sh exec: the node's `ray start` keeps the process (and session) started here
-            mounts = " && ".join(f"mount -t tmpfs none '{folder}'" for folder in unseen)
-            command = ["unshare", "--mount", "--propagation", "private", "sh", "-c", f'{mounts} && exec "$@"', "sh",
+        mounts = [f"mount -t tmpfs none '{folder}'" for folder in unseen]
+        if hosts is not None:
+            (temp_dir / "hosts").write_text(hosts)
+            mounts.append(f"mount --bind '{temp_dir / 'hosts'}' /etc/hosts")
+        if mounts:  # unshare and sh exec: the node's `ray start` keeps the process (and session) started here
+            script = " && ".join(mounts)
+            command = ["unshare", "--mount", "--propagation", "private", "sh", "-c", f'{script} && exec "$@"', "sh",
                        *command]
         command += ["start", "--block", "--disable-usage-stats", f"--temp-dir={temp_dir}",
                     f"--num-cpus={num_cpus}", "--num-gpus=0", f"--object-store-memory={OBJECT_STORE_BYTES}",

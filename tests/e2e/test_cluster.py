@@ -374,3 +374,40 @@ def test_web_chain_from_and_to_s3_as_a_ray_job_gives_the_rows_of_a_local_run(web
     assert rows(f"{bucket}/job") == (web["kept"], web["rejects"])
     stages = json.loads(storage_text(f"{bucket}/job/stats.json"))["stages"]
     assert [(s["id"], s["kept"]) for s in stages] == [(s["id"], s["kept"]) for s in web["stats"]["stages"]]
+
+
+def test_llm_servers_a_node_cannot_reach_are_named_before_any_pass(shared_data, tmp_path):
+    """A vLLM server the user started, given as a localhost URL: on a cluster each node's localhost is its own
+    machine (here a worker node whose /etc/hosts says so). The driver's check of the server passed and every
+    request from that node's workers failed; and a server the pipeline starts listens on 127.0.0.1, which
+    no other node reaches. Now each is one line at its config entry, before any pass."""
+    from tests.llm.openai_stub import OpenAIStub
+
+    records = tmp_path / "instructions.jsonl"
+    records.write_text("".join(json.dumps({"id": i, "instruction": f"Name a colour ({i})."}) + "\n" for i in range(4)))
+    cluster = RayCluster()
+    with OpenAIStub() as stub:
+        url = stub.url.replace("127.0.0.1", "localhost")
+        config = write_config(tmp_path / "c.yaml", {
+            "input": {"format": "jsonl", "paths": [str(records)]}, "output": {"path": str(tmp_path / "out")},
+            "llms": {"teacher": {"backend": "vllm_server", "url": f"{url}/v1", "model": "stub-model"},
+                     "started": {"backend": "vllm_server", "model": "tiny", "cpu": True}},
+            "stages": [{"respond": {"llm": "teacher", "max_tokens": 8}}, {"respond": {"llm": "started", "max_tokens": 8}}]})
+        try:
+            cluster.start_head(num_cpus=0)  # every task lands on the worker node
+            cluster.add_worker(num_cpus=2, hosts="127.0.0.2 localhost\n", ip="127.0.0.3")
+            run = cli("run", "--quiet", str(config), env=cluster.client_env())
+        finally:
+            cluster.stop()
+    assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr[-3000:]
+    node = run.stderr.split("but not the Ray node ", 1)[1].split(" (Connection refused)", 1)[0]
+    assert run.stderr.strip().splitlines() == [
+        f"error: {config}:1: llms.started: the pipeline would start this server here, listening on 127.0.0.1, which the "
+        "Ray nodes on other machines cannot reach: set `host:` to an address of this machine they reach, or start the "
+        "server yourself and give its `url:` (docs/cluster.md)",
+        f"{config}:1: llms.teacher.url: {url} answers this machine but not the Ray node {node} (Connection refused), "
+        "whose workers send the requests: give an address every node reaches (a localhost URL is each node's own "
+        "machine; docs/cluster.md)"]
+    assert node.startswith("127.0.0.3 (id ")
+    assert stub.bodies == []  # no request was sent
+    assert not (tmp_path / "out" / ".pipeline" / "stages").exists()
