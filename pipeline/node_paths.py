@@ -8,7 +8,8 @@ next pass read checkpoint pieces that another node had written to its own disk. 
 before any work, on a cluster of more than one node, every live node is asked whether it sees the local
 files the work reads (the inputs, and what the stages' workers open: a model, a block list), and
 whether it shares the local folder it writes to, the latter through a file the driver writes there (a
-folder of the same name on each node's own disk does not pass), and whether it reaches the vLLM
+folder of the same name on each node's own disk does not pass), whether its own credentials let it
+read the run's objects and write its output in object storage, and whether it reaches the vLLM
 servers the workers send requests to. A path or server some node does not reach is one line naming it
 and the nodes.
 """
@@ -21,6 +22,7 @@ import urllib.error
 import urllib.request
 import uuid
 
+import pyarrow.fs as pafs
 from pydantic import BaseModel
 
 from generators.llm_config import LLMConfig, VLLMServerConfig
@@ -43,7 +45,8 @@ def check_run(run: ValidatedRun) -> None:
     if _live_nodes() < 2:
         return
     read, written = _stage_paths(run)
-    files = _local_inputs(run) + [(key, path) for key, path in read if os.path.exists(path)]
+    inputs = _input_files(run)
+    files = [(key, f.path) for key, f in inputs if f.is_local] + [(key, path) for key, path in read if os.path.exists(path)]
     out = storage.locate(run.config.output.path)
     folders = [(key, storage.locate(path)) for key, path in written if not _inside(path, out)]
     if out.is_local:
@@ -52,7 +55,8 @@ def check_run(run: ValidatedRun) -> None:
     named = files + [(key, out.path if key == ("output", "path") else folder.path) for key, folder in folders]
     problems = [(key, f"{run.located.where(key)}: {dotted(key)}: {said(path, nodes)}")
                 for (key, path), nodes in zip(named, files_unseen + folders_unseen) if nodes]
-    problems += [(key, f"{run.located.where(key)}: {dotted(key)}: {why}") for key, why in _server_problems(run)]
+    problems += [(key, f"{run.located.where(key)}: {dotted(key)}: {why}")
+                 for key, why in _store_problems(inputs, out) + _server_problems(run)]
     if problems:
         raise UserError(in_file_order(_first_per_key(problems), run.located))
 
@@ -78,18 +82,25 @@ def unseen(files: list[str], shared: list[Location] = ()) -> tuple[list[list[str
 
 
 def said(path: str, nodes: list[str]) -> str:
-    many = len(nodes) > 1
-    return (f"{path} is on this machine's disk, which the Ray node{'s' if many else ''} {', '.join(nodes)} "
-            f"{'do' if many else 'does'} not see: {ADVICE}")
+    return (f"{path} is on this machine's disk, which {_the_nodes(nodes)} {'do' if len(nodes) > 1 else 'does'} "
+            f"not see: {ADVICE}")
 
 
-def _local_inputs(run: ValidatedRun) -> list[tuple[tuple, str]]:
-    """Each local file the inputs name, with its entry's key path (an `hf` dataset is loaded by this process)."""
+def _the_nodes(nodes) -> str:
+    return f"the Ray node{'s' if len(nodes) > 1 else ''} {', '.join(sorted(nodes))}"
+
+
+def _refusals(answers: dict[str, dict[int, str]], i: int) -> dict[str, str]:
+    """The nodes whose answer says why they fail the `i`th thing asked, and why."""
+    return {node: why[i] for node, why in answers.items() if i in why}
+
+
+def _input_files(run: ValidatedRun) -> list[tuple[tuple, Location]]:
+    """Each file the inputs name, with its entry's key path (an `hf` dataset is loaded by this process)."""
     named = []
     for i, source in enumerate(run.config.input):
         for j, pattern in enumerate(source.paths if source.format != "hf" else []):
-            files = [f for f in storage.expand([pattern], pattern) if f.is_local]
-            named += [(input_path(run, i, "paths", j), f.path) for f in files]
+            named += [(input_path(run, i, "paths", j), f) for f in storage.expand([pattern], pattern)]
     return named
 
 
@@ -127,6 +138,52 @@ def _on_every_node(options: BaseModel, key: tuple = ()):
                 yield at, item, kind
 
 
+def _store_problems(inputs: list[tuple[tuple, Location]], out: Location) -> list[tuple[tuple, str]]:
+    """Object storage that this machine reads and writes and some node cannot, with its own credentials (a node's
+    environment, ~/.aws, an instance role): each input entry's first object, read; the output, written to."""
+    from pipeline.ray_session import on_each_node
+
+    first_per_entry: dict[tuple, Location] = {}
+    for key, f in inputs:
+        if not f.is_local:
+            first_per_entry.setdefault(key, f)
+    firsts = list(first_per_entry.items())
+    probe = None if out.is_local else out / ".pipeline" / ".node-probe"
+    if not firsts and probe is None:
+        return []
+    answers = on_each_node(_store_refused, [f.uri for _, f in firsts], probe.uri if probe else None)
+    checked = firsts + ([(("output", "path"), out)] if probe else [])
+    problems = []
+    for i, (key, where) in enumerate(checked):
+        failed = _refusals(answers, i)
+        if failed:
+            does = "reads" if key[0] == "input" else "writes to"
+            problems.append((key, (
+                f"{where.uri}: this machine {does} it, {_the_nodes(failed)} cannot ({next(iter(failed.values()))}): "
+                "every node needs the store's credentials (its environment, ~/.aws or an instance role) and endpoint "
+                "(docs/cluster.md)")))
+    return problems
+
+
+def _store_refused(uris: list[str], probe: str | None) -> dict[int, str]:
+    """On a node: why it cannot read each object, and then why it cannot write the probe object (the output's)."""
+    why = {}
+    for i, uri in enumerate(uris):
+        try:
+            if storage.locate(uri).info().type == pafs.FileType.NotFound:
+                why[i] = "not found"
+        except (OSError, UserError) as e:
+            why[i] = storage.first_line(e)
+    if probe is not None:
+        mine = storage.locate(f"{probe}-{uuid.uuid4().hex[:12]}")
+        try:
+            mine.write_bytes(b"")
+            mine.remove()
+        except (OSError, UserError) as e:
+            why[len(uris)] = storage.first_line(e)
+    return why
+
+
 def _server_problems(run: ValidatedRun) -> list[tuple[tuple, str]]:
     """The vLLM servers the stages' workers would send requests to that some node cannot reach: a running
     one (`url`) is asked from every node (a localhost URL reaches each node's own machine, which may run
@@ -145,13 +202,12 @@ def _server_problems(run: ValidatedRun) -> list[tuple[tuple, str]]:
     running = [(name, llm.url) for name, llm in servers if not llm.managed]
     answers = on_each_node(_unreached, [url for _, url in running]) if running else {}
     for i, (name, url) in enumerate(running):
-        failed = {node: why[i] for node, why in answers.items() if i in why}
+        failed = _refusals(answers, i)
         if failed:
-            many = len(failed) > 1
             problems.append((("llms", name, "url"), (
-                f"{url} answers this machine but not the Ray node{'s' if many else ''} {', '.join(sorted(failed))} "
-                f"({next(iter(failed.values()))}), whose workers send the requests: give an address every node reaches "
-                "(a localhost URL is each node's own machine; docs/cluster.md)")))
+                f"{url} answers this machine but not {_the_nodes(failed)} ({next(iter(failed.values()))}), whose "
+                "workers send the requests: give an address every node reaches (a localhost URL is each node's own "
+                "machine; docs/cluster.md)")))
     return problems
 
 

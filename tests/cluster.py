@@ -140,13 +140,14 @@ class RayCluster:
         return head
 
     def add_worker(self, num_cpus: int = 1, python: str | None = None, unseen: tuple[Path, ...] = (),
-                   hosts: str | None = None, ip: str | None = None) -> Node:
+                   hosts: str | None = None, ip: str | None = None, env: dict[str, str] | None = None) -> Node:
         """A worker node; `unseen` folders are empty on it (a private mount namespace with an empty
         tmpfs over each), as the driver's local disk is on another machine's node; `hosts` is its
         /etc/hosts (bound over the file in that namespace), as another machine resolves names its own way;
-        `ip` its address (another loopback one, 127.0.0.3, reads as another machine's)."""
+        `ip` its address (another loopback one, 127.0.0.3, reads as another machine's); `env` what its
+        environment has that the others' do not (a key of its own, say)."""
         args = [f"--address={self.address}"] + ([f"--node-ip-address={ip}"] if ip else [])
-        node = self._start(f"worker{len(self.nodes)}", args, num_cpus, python, unseen, hosts)
+        node = self._start(f"worker{len(self.nodes)}", args, num_cpus, python, unseen, hosts, env)
         self.wait_alive(len(self.nodes))
         return node
 
@@ -157,7 +158,8 @@ class RayCluster:
         self.nodes.remove(node)
 
     def _start(self, name: str, args: list[str], num_cpus: int, python: str | None = None,
-               unseen: tuple[Path, ...] = (), hosts: str | None = None, timeout_s: float = 120) -> Node:
+               unseen: tuple[Path, ...] = (), hosts: str | None = None, env: dict[str, str] | None = None,
+               timeout_s: float = 120) -> Node:
         temp_dir = Path(tempfile.mkdtemp(prefix=f"rc-{name}-", dir="/tmp"))
         log = temp_dir / "start.log"
         command = [python, "-c", "from ray.scripts.scripts import main; main()"] if python else [RAY]
@@ -176,7 +178,7 @@ class RayCluster:
                     f"--runtime-env-agent-port={free_port()}", f"--metrics-export-port={free_port()}", *args]
         with open(log, "wb") as out:
             proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    env=self.env, start_new_session=True, cwd=temp_dir)
+                                    env={**self.env, **(env or {})}, start_new_session=True, cwd=temp_dir)
         node = Node(name, proc, temp_dir, log)
         self.nodes.append(node)
         deadline = time.time() + timeout_s

@@ -411,3 +411,35 @@ def test_llm_servers_a_node_cannot_reach_are_named_before_any_pass(shared_data, 
     assert node.startswith("127.0.0.3 (id ")
     assert stub.bodies == []  # no request was sent
     assert not (tmp_path / "out" / ".pipeline" / "stages").exists()
+
+
+@pytest.mark.slow
+def test_object_storage_a_node_is_refused_is_named_before_any_pass(object_store, s3_bucket, tmp_path):
+    """Nodes use their own credentials (their environment, ~/.aws, an instance role). A node with a wrong key:
+    the run stopped in a worker's read with "AWS Error ACCESS_DENIED during HeadObject", while this machine
+    read the object. Now the input it cannot read and the output it cannot write to are each one line."""
+    from pipeline import storage
+
+    source = storage.locate(f"{s3_bucket}/in/docs.jsonl")
+    source.write_bytes("".join(json.dumps({"id": i, "text": f"document {i} has a few words"}) + "\n"
+                               for i in range(50)).encode())
+    config = write_config(tmp_path / "c.yaml", {"input": {"format": "jsonl", "paths": [source.uri]},
+                                                "output": {"path": f"{s3_bucket}/out"},
+                                                "stages": [{"length": {"min_words": 3}}]})
+    cluster = RayCluster(env=object_store.env())
+    try:
+        cluster.start_head(num_cpus=0)  # every task lands on the worker node
+        cluster.add_worker(num_cpus=2, env={"AWS_SECRET_ACCESS_KEY": "not-the-key"})
+        run = cli("run", "--quiet", str(config), env=cluster.client_env())
+    finally:
+        cluster.stop()
+    assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr[-3000:]
+    node = run.stderr.split("the Ray node ", 1)[1].split(" cannot (", 1)[0]
+    advice = "every node needs the store's credentials (its environment, ~/.aws or an instance role) and endpoint (docs/cluster.md)"
+    assert run.stderr.strip().splitlines() == [
+        f"error: {config}:1: input.paths[0]: {source.uri}: this machine reads it, the Ray node {node} cannot (access "
+        f"denied): {advice}",
+        f"{config}:1: output.path: {s3_bucket}/out: this machine writes to it, the Ray node {node} cannot (The request "
+        f"signature we calculated does not match the signature you provided. Check your key and signing method): {advice}"]
+    assert not storage.locate(f"{s3_bucket}/out/.pipeline/stages").exists()
+    assert [f.uri for f in storage.locate(f"{s3_bucket}/out").files(hidden=True) if "probe" in f.uri] == []
