@@ -44,19 +44,20 @@ def check_run(run: ValidatedRun) -> None:
     problem at its config line."""
     if _live_nodes() < 2:
         return
-    read, written = _stage_paths(run)
+    llms = _llms_used(run)
+    read, written = _stage_paths(run, llms)
     inputs = _input_files(run)
     files = [(key, f.path) for key, f in inputs if f.is_local] + [(key, path) for key, path in read if os.path.exists(path)]
     out = storage.locate(run.config.output.path)
-    folders = [(key, storage.locate(path)) for key, path in written if not _inside(path, out)]
+    folders = [(key, path, storage.locate(path)) for key, path in written if not _inside(path, out)]  # (key, path, probed)
     if out.is_local:
-        folders.insert(0, (("output", "path"), out / ".pipeline"))  # the probe goes where the checkpoints go
-    files_unseen, folders_unseen = unseen([path for _, path in files], [folder for _, folder in folders])
-    named = files + [(key, out.path if key == ("output", "path") else folder.path) for key, folder in folders]
+        folders.insert(0, (("output", "path"), out.path, out / ".pipeline"))  # probed where the checkpoints go
+    files_unseen, folders_unseen = unseen([path for _, path in files], [probed for *_, probed in folders])
+    named = files + [(key, path) for key, path, _ in folders]
     problems = [(key, f"{run.located.where(key)}: {dotted(key)}: {said(path, nodes)}")
                 for (key, path), nodes in zip(named, files_unseen + folders_unseen) if nodes]
     problems += [(key, f"{run.located.where(key)}: {dotted(key)}: {why}")
-                 for key, why in _store_problems(inputs, out) + _server_problems(run)]
+                 for key, why in _store_problems(inputs, out) + _server_problems(llms)]
     if problems:
         raise UserError(in_file_order(_first_per_key(problems), run.located))
 
@@ -104,17 +105,21 @@ def _input_files(run: ValidatedRun) -> list[tuple[tuple, Location]]:
     return named
 
 
-def _stage_paths(run: ValidatedRun) -> tuple[list[tuple[tuple, str]], list[tuple[tuple, str]]]:
+def _llms_used(run: ValidatedRun) -> dict[str, LLMConfig]:
+    """The `llms:` entries the stages refer to, each validated into its backend's config."""
+    used = sorted(set().union(*(stage.llm_names() for stage in run.stages)))
+    return {name: LLMConfig.model_validate(run.config.llms[name]) for name in used}
+
+
+def _stage_paths(run: ValidatedRun, llms: dict[str, LLMConfig]) -> tuple[list[tuple[tuple, str]], list[tuple[tuple, str]]]:
     """The local paths a run's stages' workers open and write to (options marked `storage.READ_ON_EVERY_NODE`
     or `WRITTEN_ON_EVERY_NODE`, an in-process LLM's model), absolute, with their options' key paths; what the
     driver alone reads (a benchmark, a rules file) need not be on the nodes."""
     marked = []
     for i, stage in enumerate(run.stages):
         marked += [(("stages", i, stage.name, *key), value, kind) for key, value, kind in _on_every_node(stage.config)]
-        for name in sorted(stage.llm_names()):
-            llm = LLMConfig.model_validate(run.config.llms[name])
-            if llm.loads_on_workers:
-                marked.append((("llms", name, "model"), llm.model, "read"))
+        marked += [(("llms", name, "model"), llms[name].model, "read")
+                   for name in sorted(stage.llm_names()) if llms[name].loads_on_workers]
     local = [(key, storage.locate(value).path, kind) for key, value, kind in marked  # a store's URI: every node's
              if "://" not in value or value.startswith("file://")]
     return ([(key, path) for key, path, kind in local if kind == "read"],
@@ -184,16 +189,14 @@ def _store_refused(uris: list[str], probe: str | None) -> dict[int, str]:
     return why
 
 
-def _server_problems(run: ValidatedRun) -> list[tuple[tuple, str]]:
+def _server_problems(llms: dict[str, LLMConfig]) -> list[tuple[tuple, str]]:
     """The vLLM servers the stages' workers would send requests to that some node cannot reach: a running
     one (`url`) is asked from every node (a localhost URL reaches each node's own machine, which may run
     a server of its own); one the pipeline would start here must not listen on a loopback address when
     some node is on another machine."""
     from pipeline.ray_session import on_each_node
 
-    used = sorted(set().union(*(stage.llm_names() for stage in run.stages)))
-    servers = [(name, llm) for name in used
-               if isinstance(llm := LLMConfig.model_validate(run.config.llms[name]), VLLMServerConfig)]
+    servers = [(name, llm) for name, llm in llms.items() if isinstance(llm, VLLMServerConfig)]
     started_here = [(name, llm.host) for name, llm in servers if llm.managed and _loopback(llm.host)]
     problems = [(("llms", name), f"the pipeline would start this server here, listening on {host}, which the Ray "
                  "nodes on other machines cannot reach: set `host:` to an address of this machine they reach, or "

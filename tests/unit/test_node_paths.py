@@ -4,7 +4,7 @@ the driver alone reads (the asking itself, on a real two-node cluster: tests/e2e
 from __future__ import annotations
 
 from pipeline.config import load_run
-from pipeline.node_paths import _stage_paths
+from pipeline.node_paths import _llms_used, _stage_paths
 
 
 def test_the_files_the_workers_open_are_asked_about_at_their_option_and_nothing_the_driver_reads(tmp_path):
@@ -27,7 +27,8 @@ stages:
   - respond: {{llm: server}}
   - dedup: {{index_dir: "{tmp_path}/index", against: ["{tmp_path}/old-index"]}}
 """)
-    read, written = _stage_paths(load_run(config))
+    run = load_run(config)
+    read, written = _stage_paths(run, _llms_used(run))
     assert read == [  # the driver looks at whether it has each itself (a model not here is a preflight error)
         (("stages", 0, "url_filter", "domain_files", 0), f"{tmp_path}/blocked.txt"),
         (("stages", 0, "url_filter", "domain_files", 1), f"{tmp_path}/not-here.txt"),
