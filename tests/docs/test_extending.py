@@ -25,6 +25,7 @@ import yaml
 
 from generators.cache import request_key
 from tests.e2e.test_readme import commands
+from tests.cli import cli
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = (ROOT / "docs" / "extending.md").read_text()
@@ -133,8 +134,7 @@ def test_the_filter_stage_is_listed_and_filters_a_real_run(tmp_path, ext, shared
 def validate(config, ext) -> subprocess.CompletedProcess:
     """`pipeline validate` of a config that must be refused: one line on stderr, exit 2."""
     env = {**os.environ, "PYTHONPATH": str(ext)}
-    proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "validate", str(config)],
-                          cwd=config.parent, env=env, capture_output=True, text=True, timeout=120)
+    proc = cli("validate", str(config), cwd=config.parent, env=env, timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
     return proc

@@ -9,19 +9,17 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
-from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.cli import cli
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
 
 
 def _pipeline(*args: str, env: dict) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pipeline.cli", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=1500)
+    return cli(*args, env=env, timeout=1500)
 
 
 def test_annotate_then_train_classifier_then_quality(tmp_path, shared_data, vllm_venv, trained_teacher):

@@ -6,18 +6,13 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 
-PIPELINE = [sys.executable, "-m", "pipeline.cli"]
-
-
-def cli(*args, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run([*PIPELINE, *args], capture_output=True, text=True, timeout=600, **kw)
+from tests.cli import PIPELINE, cli
 
 
 @pytest.mark.parametrize("config, message", [

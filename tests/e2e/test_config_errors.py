@@ -5,10 +5,9 @@ what the config names, so the missing input file of these configs is never menti
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
+
+from tests.cli import cli
 
 HEAD = "input: {format: jsonl, paths: [missing.jsonl]}\noutput: out\n"
 TEACHER = "llms:\n  teacher: {backend: vllm_server, model: m}\n"
@@ -55,8 +54,7 @@ CASES = {
 def test_an_option_mistake_is_one_line_at_its_line_when_the_config_loads(tmp_path, config, expected):
     path = tmp_path / "c.yaml"
     path.write_text(config)
-    proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "validate", str(path)], capture_output=True, text=True,
-                          timeout=120, cwd=tmp_path)
+    proc = cli("validate", str(path), timeout=120, cwd=tmp_path)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
     [line] = proc.stderr.splitlines()
     assert line.startswith(f"error: {path}:{expected}"), line

@@ -14,7 +14,7 @@ import pytest
 from filters.contamination import REGISTRY, load_items
 from pipeline import storage
 from pipeline.cli import main
-from tests.e2e.test_cli import PIPELINE, cli
+from tests.cli import PIPELINE, cli
 
 FILLER = "Notes from the weekend workshop on gardening, with photos and a list of the plants we swapped. "
 
@@ -93,7 +93,6 @@ def test_user_errors_are_one_line_and_exit_2(case, tmp_path, capsys):
                  "--fields", "question", "--out", str(tmp_path)])
     err = capsys.readouterr().err
     assert code == 2 and "no row has text in question" in err and len(err.strip().splitlines()) == 1
-
 
 
 @pytest.mark.parametrize("data, why", [

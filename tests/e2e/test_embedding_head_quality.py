@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import csv
 import json
-import subprocess
-import sys
 
 import pyarrow.parquet as pq
 import pytest
 
 from tiny_models.embedder import build, vocabulary
+from tests.cli import cli
 
 CONFIG = """
 name: edu
@@ -21,10 +20,6 @@ output: {{path: "{dir}/{out}"}}
 stages:
   - quality: {{model: "{dir}/{model}", top_fraction: 0.3}}
 """
-
-
-def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pipeline.cli", *args], capture_output=True, text=True, timeout=900)
 
 
 @pytest.mark.slow
@@ -38,14 +33,14 @@ def test_a_regression_head_learns_the_ratings_and_scores_the_corpus(tmp_path, sh
     (tmp_path / "docs.jsonl").write_text("".join(json.dumps({"id": f"d{i}", "text": t, "url": c}) + "\n"
                                                  for i, (c, t) in enumerate(rows[2500:3500])))
 
-    proc = _cli("train-classifier", "--data", str(tmp_path / "rated.jsonl"), "--score-field", "edu",
+    proc = cli("train-classifier", "--data", str(tmp_path / "rated.jsonl"), "--score-field", "edu",
                 "--embedding-model", str(model), "-o", str(tmp_path / "edu.json"), "--test-fraction", "0.2")
     assert proc.returncode == 0, proc.stderr[-2000:]
     metrics = json.loads((tmp_path / "edu.json.metrics.json").read_text())
     assert metrics["auc"] > 0.75 and metrics["agreement"]["pearson"] > 0.3 and metrics["head"]["scale"] == [0.0, 5.0]
 
     (tmp_path / "run.yaml").write_text(CONFIG.format(dir=tmp_path, out="out", model="edu.json"))
-    proc = _cli("run", "--quiet", str(tmp_path / "run.yaml"))
+    proc = cli("run", "--quiet", str(tmp_path / "run.yaml"))
     assert proc.returncode == 0, proc.stderr[-2000:]
     kept = [r for p in (tmp_path / "out" / "data").glob("*.parquet") for r in pq.read_table(p, columns=["url", "quality"]).to_pylist()]
     assert 280 <= len(kept) <= 320 and all(0 <= r["quality"] <= 1 for r in kept)  # the best 30% of 1,000
@@ -54,5 +49,5 @@ def test_a_regression_head_learns_the_ratings_and_scores_the_corpus(tmp_path, sh
 
     (tmp_path / "other.json").write_text("{}")
     (tmp_path / "bad.yaml").write_text(CONFIG.format(dir=tmp_path, out="bad", model="other.json"))
-    proc = _cli("run", "--quiet", str(tmp_path / "bad.yaml"))
+    proc = cli("run", "--quiet", str(tmp_path / "bad.yaml"))
     assert proc.returncode == 2 and "is not a regression head" in proc.stderr and "Traceback" not in proc.stderr

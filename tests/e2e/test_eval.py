@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from tiny_models.llama import build_tiny_model
+from tests.cli import cli
 
 ROOT = Path(__file__).resolve().parents[2]
 FACTS = {"Lyon": "France", "Porto": "Portugal", "Krakow": "Poland", "Graz": "Austria", "Gent": "Belgium",
@@ -50,8 +51,7 @@ def facts_run(root: Path, rows: int = 200) -> tuple[Path, Path]:
 
 
 def pipeline(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    done = subprocess.run([sys.executable, "-m", "pipeline.cli", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=600)
+    done = cli(*args, timeout=600)
     if check:
         assert done.returncode == 0, done.stderr[-3000:]
     return done

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pyarrow.parquet as pq
 import pytest
 from text_samples import extracted_pages, sentence_lines
+
+from tests.cli import cli
 
 CONFIG = """
 name: filters
@@ -37,7 +37,7 @@ def test_pipeline_run_filters_redacts_and_cleans(tmp_path, shared_data):
     config = tmp_path / "run.yaml"
     config.write_text(CONFIG.format(dir=tmp_path))
 
-    proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "run", "--quiet", str(config)], capture_output=True, text=True, timeout=900)
+    proc = cli("run", "--quiet", str(config))
     assert proc.returncode == 0, proc.stderr[-3000:]
 
     stages = {s["name"]: s for s in json.loads((tmp_path / "out" / "stats.json").read_text())["stages"]}

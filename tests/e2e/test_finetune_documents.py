@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pyarrow as pa
@@ -16,16 +14,12 @@ import yaml
 from transformers import AutoTokenizer
 
 from pipeline.train.data import ChatEncoder, seed_task_chats
+from tests.cli import cli
 from tiny_models.llama import build_tiny_model
 
 ROOT = Path(__file__).resolve().parents[2]
-PIPELINE = [sys.executable, "-m", "pipeline.cli"]
 SFT = ["--batch-size", "4", "--grad-accum", "1", "--max-seq-len", "128", "--set", "sft.warmup_ratio=0",
        "--set", "sft.sample_prompts=0", "--set", "sft.max_grad_norm=null"]
-
-
-def cli(*args, cwd=ROOT) -> subprocess.CompletedProcess:
-    return subprocess.run([*PIPELINE, *map(str, args)], capture_output=True, text=True, timeout=900, cwd=cwd)
 
 
 @pytest.fixture(scope="module")

@@ -6,15 +6,13 @@ SFT adapter a re-run trains again is recognised as the same, and that another on
 """
 
 import json
-import subprocess
-import sys
 
 import pytest
 
 from pipeline.train.reference_cache import FILE
+from tests.cli import cli
 from tests.e2e.finetune_run import make_run
 
-PIPELINE = [sys.executable, "-m", "pipeline.cli"]
 SFT = {"max_steps": 2, "micro_batch_size": 4, "grad_accum": 1, "max_seq_len": 128, "learning_rate": 1e-2,
        "sample_prompts": 0}
 DPO = {"max_steps": 1, "micro_batch_size": 3, "grad_accum": 1, "max_seq_len": 384, "eval_fraction": 0.2}
@@ -28,8 +26,7 @@ def run_dir(tmp_path_factory, shared_data):
 
 def finetune(run_dir, *args) -> tuple[str, float]:
     """`pipeline finetune RUN --dpo ARGS` into RUN/finetune: its stderr and the DPO loss at step 1."""
-    proc = subprocess.run([*PIPELINE, "finetune", str(run_dir), "--dpo", "--no-resume", *args],
-                          capture_output=True, text=True, timeout=600)
+    proc = cli("finetune", run_dir, "--dpo", "--no-resume", *args, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     step1 = json.loads((run_dir / "finetune" / "logs" / "dpo.jsonl").read_text().splitlines()[0])
     assert step1["step"] == 1

@@ -25,6 +25,7 @@ from pipeline.train.config import FinetuneConfig
 from pipeline.train.run import finetune
 from pipeline.train.tracking import TIMING_KEYS
 from tests.e2e.finetune_run import make_run
+from tests.cli import cli
 
 SFT = {"max_steps": 3, "micro_batch_size": 2, "max_seq_len": 128, "learning_rate": 1e-2, "warmup_ratio": 0.0,
        "eval_fraction": 0.1, "sample_every": 2, "sample_prompts": 1, "checkpoint_every": 1}
@@ -107,7 +108,7 @@ def test_two_workers_resume_the_identical_curve(run_dir, ray_session, capsys):
                "--out", str(out), "--set", "lora.dropout=0.1"]
     # As a user runs it, with a Ray of its own: the console says where training stands, each line once
     # (Ray Train's print in the workers printed everything twice), and none of Ray's own lines.
-    done = subprocess.run([sys.executable, "-m", "pipeline.cli", *command], capture_output=True, text=True, timeout=600)
+    done = cli(*command, timeout=600)
     assert done.returncode == 0, done.stderr
     console = done.stderr.splitlines()
     assert console[0] == "starting a local Ray" and all(line.startswith("finetune: ") for line in console[1:]), console

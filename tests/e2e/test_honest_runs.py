@@ -12,7 +12,6 @@ import re
 import signal
 import tarfile
 import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -21,13 +20,10 @@ import psutil
 import pyarrow.parquet as pq
 import pytest
 
-PIPELINE = [sys.executable, "-m", "pipeline.cli"]
+from tests.cli import PIPELINE, cli
+
 RAY_NOISE = ("core_worker.cc", "will hang", "PYTHON worker processes", "Failed to kill actor", "Traceback")
 CROSSING_S = 2.0  # how late, on a loaded machine, a run can print "done" after a signal it had not yet handled
-
-
-def cli(*args, timeout: float = 600, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run([*PIPELINE, *args], capture_output=True, text=True, timeout=timeout, **kw)
 
 
 def write_config(path: Path, text: str) -> Path:

@@ -3,12 +3,7 @@ say so in one line and exit 2, before any data is read (the run used to fail aft
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
-
-def _cli(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pipeline.cli", *map(str, args)], capture_output=True, text=True, timeout=120)
+from tests.cli import cli
 
 
 def test_validate_and_run_refuse_reweight_without_a_domain_stage(tmp_path, shared_data):
@@ -22,6 +17,6 @@ stages:
 """)
     expected = f"error: {config}:5: stages[1].reweight: needs column 'domain_label', which the domain stage adds: put one before it\n"
     for command in ("validate", "run"):
-        proc = _cli(command, config)
+        proc = cli(command, config)
         assert (proc.returncode, proc.stderr) == (2, expected), command
     assert not (tmp_path / "out").exists()  # refused before anything was written

@@ -21,14 +21,14 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline import storage
-from tests.e2e.test_cli import PIPELINE, RESUME_CONFIG, write_corpus
+from tests.cli import PIPELINE, cli
+from tests.e2e.test_cli import RESUME_CONFIG, write_corpus
 
 VOLATILE = ("wall_s", "resumed", "started", "time_to_first_stage_s", "config")
 
 
-def cli(object_store, *args) -> subprocess.CompletedProcess:
-    return subprocess.run([*PIPELINE, *args], capture_output=True, text=True, timeout=900,
-                          env={**os.environ, **object_store.env()})
+def store_cli(object_store, *args) -> subprocess.CompletedProcess:
+    return cli(*args, env={**os.environ, **object_store.env()})
 
 
 def news(shared_data, n: int) -> list[str]:
@@ -108,7 +108,7 @@ def test_a_run_writing_to_s3_gives_what_it_gives_on_local_disk(object_store, s3_
     for where, out in outputs.items():
         config = tmp_path / f"{where}.yaml"
         config.write_text(PIPELINE_CONFIG.format(fuse=str(fuse).lower(), input=corpus, out=out))
-        proc = cli(object_store, "run", "--quiet", str(config))
+        proc = store_cli(object_store, "run", "--quiet", str(config))
         assert proc.returncode == 0, proc.stderr
 
     local, remote = (storage.locate(out) for out in outputs.values())
@@ -137,10 +137,10 @@ def test_a_run_writing_to_s3_gives_what_it_gives_on_local_disk(object_store, s3_
         assert {f.relative_to(pass_dir).split("/")[0] for f in pass_dir.files(hidden=True)} == {"_SUCCESS.json", attempt}
     assert not [f for f in work.files(hidden=True) if f.relative_to(work).startswith("write-")]
 
-    again = cli(object_store, "run", str(tmp_path / "s3.yaml"))  # finished: answered from the manifest in the bucket
+    again = store_cli(object_store, "run", str(tmp_path / "s3.yaml"))  # finished: answered from the manifest in the bucket
     assert again.returncode == 0 and "nothing to do, the output is complete" in again.stderr, again.stderr
     # Read where it was written (it said "not a pipeline output (no manifest.json)" of any URI).
-    shown = cli(object_store, "inspect", outputs["s3"], "-n", "1")
+    shown = store_cli(object_store, "inspect", outputs["s3"], "-n", "1")
     assert shown.returncode == 0, shown.stderr
     lines = shown.stdout.splitlines()
     assert lines[0] == f"{outputs['s3']}: {got['rows']:,} rows" and "samples from data/:" in lines
@@ -160,7 +160,7 @@ def test_dedup_against_an_index_in_s3(object_store, s3_bucket, shared_data, tmp_
         (tmp_path / f"{name}.yaml").write_text(
             f'input: {{format: jsonl, paths: ["{tmp_path / name}.jsonl"]}}\n'
             f'output: "{s3_bucket}/runs/{name}"\nstages:\n  - dedup: {{{options}}}\n')
-        proc = cli(object_store, "run", "--quiet", str(tmp_path / f"{name}.yaml"))
+        proc = store_cli(object_store, "run", "--quiet", str(tmp_path / f"{name}.yaml"))
         assert proc.returncode == 0, proc.stderr
 
     assert {f.name for f in storage.locate(index).files()} >= {"params.json", "part-00000.parquet"}
@@ -205,10 +205,10 @@ def test_sigkill_then_rerun_resumes_from_checkpoints_in_s3(object_store, s3_buck
     proc.wait(timeout=60)
     assert proc.returncode == -signal.SIGKILL, "the run must be killed while it writes a checkpoint"
 
-    resumed = cli(object_store, "run", "--quiet", str(killed_cfg))
+    resumed = store_cli(object_store, "run", "--quiet", str(killed_cfg))
     assert resumed.returncode == 0, resumed.stderr
     assert not unmarked_attempt(stages), "the killed run's attempt is deleted"
-    clean = cli(object_store, "run", "--quiet", str(clean_cfg))
+    clean = store_cli(object_store, "run", "--quiet", str(clean_cfg))
     assert clean.returncode == 0, clean.stderr
 
     remote, local = storage.locate(out), storage.locate(tmp_path / "clean")

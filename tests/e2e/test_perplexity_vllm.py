@@ -8,15 +8,14 @@ import csv
 import json
 import os
 import random
-import subprocess
-import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.cli import cli
+
 
 # Starting vLLM on 2 busy cores takes minutes.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
@@ -24,8 +23,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
 def run(config: dict, path: Path, env: dict) -> dict:
     path.write_text(yaml.safe_dump(config))
-    proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "run", str(path), "--quiet"], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=1500)
+    proc = cli("run", str(path), "--quiet", env=env, timeout=1500)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = Path(config["output"]["path"])
     rows = pq.read_table(out / "data").to_pylist() + pq.read_table(out / "rejects" / "01-perplexity").to_pylist()

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pyarrow.parquet as pq
 import pytest
+
+from tests.cli import cli
 
 PROMPT = "How should I store fresh basil so that it stays green for more than a couple of days?"
 CHOSEN = ("Treat basil like cut flowers: trim the stems, stand them in a glass of water at room temperature and "
@@ -40,7 +40,7 @@ def test_language_and_dedup_judge_a_pair_by_its_prompt_and_chosen_answer(tmp_pat
     config = tmp_path / "run.yaml"
     config.write_text(CONFIG.format(dir=tmp_path))
 
-    proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "run", "--quiet", str(config)], capture_output=True, text=True, timeout=900)
+    proc = cli("run", "--quiet", str(config))
     assert proc.returncode == 0, proc.stderr[-3000:]
 
     kept = {r["id"] for p in (tmp_path / "out" / "data").glob("*.parquet") for r in pq.read_table(p, columns=["id"]).to_pylist()}

@@ -10,14 +10,15 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from tests.cli import cli
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
 def quickstart(tmp_path_factory):
     out = tmp_path_factory.mktemp("quickstart") / "out"
-    proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "run", "--quiet", "configs/quickstart.yaml",
-                           "--set", f"output.path={out}"], cwd=ROOT, capture_output=True, text=True, timeout=900)
+    proc = cli("run", "--quiet", "configs/quickstart.yaml", "--set", f"output.path={out}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     return out
 

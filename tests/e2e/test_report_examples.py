@@ -6,16 +6,11 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 
-PIPELINE = [sys.executable, "-m", "pipeline.cli"]
+from tests.cli import cli
+
 BAD_LINE = 7
-
-
-def cli(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([*PIPELINE, *args], capture_output=True, text=True, timeout=600)
 
 
 def write_input(path: Path) -> None:

@@ -4,8 +4,8 @@ what a run's results depend on: changed under the same name, the run is redone, 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
+
+from tests.cli import cli
 
 CONFIG = """
 name: named-files
@@ -17,8 +17,7 @@ stages:
 
 
 def _run(folder) -> dict:
-    proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "run", "--quiet", "run.yaml"], cwd=folder,
-                          capture_output=True, text=True, timeout=600)
+    proc = cli("run", "--quiet", "run.yaml", cwd=folder, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return {s["name"]: s for s in json.loads((folder / "out" / "stats.json").read_text())["stages"]}
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import csv
 import json
 import re
-import subprocess
-import sys
 
 import pyarrow.parquet as pq
 import pytest
+
+from tests.cli import cli
 
 CONFIG = """
 name: mix
@@ -37,8 +37,7 @@ def test_pipeline_run_mixes_sources_by_token_weights(tmp_path, shared_data):
     config = tmp_path / "mix.yaml"
     config.write_text(CONFIG.format(dir=tmp_path))
 
-    proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "run", "--quiet", str(config)],
-                          capture_output=True, text=True, timeout=600)
+    proc = cli("run", "--quiet", str(config), timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
 
     stats = json.loads((tmp_path / "out" / "stats.json").read_text())
@@ -60,8 +59,7 @@ def test_pipeline_run_mixes_sources_by_token_weights(tmp_path, shared_data):
     assert all(r["origin_id"].startswith("n") and (r["copy_index"] == 0) == (r["id"] == r["origin_id"]) for r in rows)
 
     # `inspect` adds up as the console does: in - dropped + created = kept
-    shown = subprocess.run([sys.executable, "-m", "pipeline.cli", "inspect", str(tmp_path / "out")],
-                           capture_output=True, text=True, timeout=120).stdout
+    shown = cli("inspect", str(tmp_path / "out"), timeout=120).stdout
     line = next(line for line in shown.splitlines() if "-reweight" in line).replace(",", "")
     n = {word: int(m) for word in ("in", "kept", "dropped", "created") for m in re.findall(rf"\b{word} +(\d+)", line)}
     assert n["in"] - n["dropped"] + n["created"] == n["kept"] and n["created"] > 0

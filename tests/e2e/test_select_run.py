@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pyarrow.parquet as pq
 import pytest
 
 from tiny_models.embedder import build, vocabulary
+from tests.cli import cli
 
 CONFIG = """
 name: selected
@@ -35,7 +34,7 @@ def test_select_keeps_the_best_distinct_rows_and_reports_why_others_went(tmp_pat
     config = tmp_path / "run.yaml"
     config.write_text(CONFIG.format(dir=tmp_path, model=model))
 
-    proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "run", "--quiet", str(config)], capture_output=True, text=True, timeout=900)
+    proc = cli("run", "--quiet", str(config))
     assert proc.returncode == 0, proc.stderr[-3000:]
 
     kept = {r["id"] for p in (tmp_path / "out" / "data").glob("*.parquet") for r in pq.read_table(p, columns=["id"]).to_pylist()}

@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
@@ -21,8 +18,8 @@ import yaml
 
 from benchmarks.bench_contamination_leaks import idf_weighted_model
 from filters.contamination import REGISTRY, load_items
+from tests.cli import cli
 
-ROOT = Path(__file__).resolve().parents[2]
 CLEAN = ("Notes from the weekend workshop on gardening, with photos and a list of the plants we swapped. We met at the "
          "community hall, shared seeds and cuttings, and talked about the dry summer and what it did to the beds.")
 JANET = ("Each day the ducks that Janet keeps produce 16 eggs. Three of them she eats at breakfast every morning, and "
@@ -54,8 +51,7 @@ def test_a_reworded_item_reaches_the_judge_and_its_verdict_lands_in_the_column(t
     }
     path = tmp_path / "semantic.yaml"
     path.write_text(yaml.safe_dump(config))
-    proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "run", str(path), "--quiet"], cwd=ROOT,
-                          env={**os.environ, "PIPELINE_VLLM_VENV": str(vllm_venv)}, capture_output=True, text=True, timeout=2000)
+    proc = cli("run", str(path), "--quiet", env={**os.environ, "PIPELINE_VLLM_VENV": str(vllm_venv)}, timeout=2000)
     assert proc.returncode == 0, proc.stderr[-3000:]
 
     rows = {r["id"]: r for r in pq.read_table(out / "data").to_pylist()}

@@ -6,12 +6,12 @@ import csv
 import json
 import random
 import subprocess
-import sys
 
 import pyarrow.parquet as pq
 import pytest
 
 from tiny_models.embedder import build, vocabulary
+from tests.cli import cli
 
 CONFIG = """
 name: semantic
@@ -24,8 +24,7 @@ stages:
 
 
 def _run(config) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pipeline.cli", "run", "--quiet", str(config)],
-                          capture_output=True, text=True, timeout=900)
+    return cli("run", "--quiet", str(config))
 
 
 @pytest.mark.slow

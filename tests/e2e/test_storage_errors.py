@@ -11,7 +11,7 @@ import uuid
 import pytest
 
 from pipeline import storage
-from tests.e2e.test_cli import PIPELINE
+from tests.cli import cli
 from tests.object_store import READ_ONLY_KEY, READ_ONLY_SECRET
 from tests.ports import free_port
 
@@ -35,10 +35,9 @@ def bucket(object_store, shared_data) -> str:
     return name
 
 
-def cli(object_store, env: dict, *args) -> subprocess.CompletedProcess:
+def store_cli(object_store, env: dict, *args) -> subprocess.CompletedProcess:
     environment = {**os.environ, **object_store.env(), **env}
-    environment = {k: v for k, v in environment.items() if v is not None}
-    return subprocess.run([*PIPELINE, *args], capture_output=True, text=True, timeout=600, env=environment)
+    return cli(*args, env={k: v for k, v in environment.items() if v is not None})
 
 
 CASES = {  # case: (input, output, environment, the line's key, what it says after the URI)
@@ -68,10 +67,10 @@ def test_bad_storage_is_one_line_naming_the_uri_and_the_cause(object_store, buck
     config = tmp_path / "c.yaml"
     config.write_text(CONFIG.format(input=given, out=out))
     line = {"input.paths[0]": 2, "output.path": 3}[key]
-    assert cli(object_store, {}, "validate", str(config)).returncode == (2 if case == "missing bucket" else 0), \
+    assert store_cli(object_store, {}, "validate", str(config)).returncode == (2 if case == "missing bucket" else 0), \
         "the same config with the store's own environment"
     for command in ("validate", "run"):
-        proc = cli(object_store, env, command, str(config))  # not --quiet: a Ray start would say so
+        proc = store_cli(object_store, env, command, str(config))  # not --quiet: a Ray start would say so
         assert proc.returncode == 2, proc.stdout + proc.stderr
         assert proc.stderr.splitlines() == [f"error: {config}:{line}: {key}: {cause}"]
         assert "Ray" not in proc.stdout + proc.stderr and not (tmp_path / "out").exists()

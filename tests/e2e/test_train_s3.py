@@ -13,7 +13,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import pyarrow as pa
@@ -26,17 +25,12 @@ from pipeline import storage
 from pipeline.train.data import hh_rlhf_rows, seed_task_chats
 from pipeline.train.tracking import TIMING_KEYS
 from tiny_models.llama import build_tiny_model
+from tests.cli import PIPELINE, cli
 
-PIPELINE = [sys.executable, "-m", "pipeline.cli"]
 SFT = {"max_steps": 12, "micro_batch_size": 2, "max_seq_len": 128, "learning_rate": 1e-2, "warmup_ratio": 0.0,
        "eval_fraction": 0.1, "eval_every": 4, "sample_every": 4, "sample_prompts": 1, "checkpoint_every": 2}
 DPO = {"max_steps": 2, "micro_batch_size": 1, "max_seq_len": 128, "learning_rate": 1e-2, "warmup_ratio": 0.0,
        "eval_fraction": 0.1, "checkpoint_every": 1}
-
-
-def cli(*args, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([*PIPELINE, *map(str, args)], capture_output=True, text=True, timeout=900,
-                          env={**os.environ, **(env or {})})
 
 
 def tree(root: storage.Location) -> dict[str, bytes]:
@@ -158,7 +152,7 @@ def test_train_classifier_reads_and_writes_object_storage(labelled, s3_bucket, o
         for name, data in labelled.items():
             (root / "in" / name).write_bytes(data)
         return cli("train-classifier", "--positives", root / "in" / "sci.jsonl.gz", "--negatives", root / "in" / "sports.txt",
-                   "-o", root / "models" / "quality.bin", "--bucket", "100000", "--threads", "1", env=object_store.env())
+                   "-o", root / "models" / "quality.bin", "--bucket", "100000", "--threads", "1", env={**os.environ, **object_store.env()})
 
     remote, local = storage.locate(s3_bucket), storage.locate(tmp_path)
     proc = train(remote)

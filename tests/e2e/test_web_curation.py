@@ -6,19 +6,14 @@ from __future__ import annotations
 import csv
 import io
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 
-PIPELINE = [sys.executable, "-m", "pipeline.cli"]
+from tests.cli import cli
+
 ARTICLE = "<p>" + "The committee published its annual report on rail safety, with new figures for every region. " * 10 + "</p>"
-
-
-def cli(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([*PIPELINE, *args], capture_output=True, text=True, timeout=900)
 
 
 def write_hostile_warc(path: Path) -> dict[str, str]:

@@ -9,9 +9,6 @@ the same paths through `pipeline run` against the real vLLM server are in test_l
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 from openai_stub import OpenAIStub
 from pydantic import ValidationError
@@ -23,6 +20,7 @@ from generators.llm_config import LLMConfig
 from pipeline.config import build_stage
 from pipeline.errors import UserError
 from pipeline.stage import Problem
+from tests.cli import cli
 
 
 @pytest.mark.parametrize("url", ["http://gpu-box:8000", "http://gpu-box:8000/", "http://gpu-box:8000/v1",
@@ -153,10 +151,6 @@ stages:
     return config
 
 
-def _cli(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pipeline.cli", *map(str, args)], capture_output=True, text=True, timeout=120)
-
-
 def test_validate_lists_the_llm_stages_option_problems_at_once(tmp_path):
     """Option mistakes are refused when the config loads, all at once; what the options name (a seeds file, an
     llm under `llms:`) is looked at next, before Ray. The teacher is a managed server (no url): the pipeline
@@ -167,7 +161,7 @@ def test_validate_lists_the_llm_stages_option_problems_at_once(tmp_path):
   - preferences: {{candidates: [{{llm: teacher}}]}}
   - grounded: {{judge: critic}}"""
     config = _write_config(tmp_path, '  teacher: {backend: vllm_server, model: m}', stages)
-    proc = _cli("validate", config)
+    proc = cli("validate", config)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.splitlines() == [
         f"error: {config}:6: stages[0].self_instruct.pool_tasks: pool_tasks (8) must be below prompt_tasks (8)",
@@ -177,7 +171,7 @@ def test_validate_lists_the_llm_stages_option_problems_at_once(tmp_path):
     ]
     fixed = stages.replace("pool_tasks: 8", "pool_tasks: 2").replace(", widen", "").replace("llm: teacher", "llm: teacher, samples: 2")
     config = _write_config(tmp_path, '  teacher: {backend: vllm_server, model: m}', fixed)
-    proc = _cli("validate", config)
+    proc = cli("validate", config)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.splitlines() == [
         f"error: {config}:6: stages[0].self_instruct.seeds: seeds file not found: {tmp_path / 'none.jsonl'}",
@@ -198,10 +192,10 @@ def test_validate_and_run_refuse_servers_that_cannot_serve_their_model_before_ra
         f"{config}:8: stages[1].grounded.llm: llm 'teacher': {stub.url} does not serve model 'gpt-4'; it serves: stub-model",
         f"{config}:8: stages[1].grounded.judge: llm 'critic': cannot reach {closed}/v1/models: Connection refused",
     ]
-    validate = _cli("validate", config)
+    validate = cli("validate", config)
     assert validate.returncode == 2 and validate.stderr.splitlines() == expected
 
-    run = _cli("run", config)
+    run = cli("run", config)
     assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr[-3000:]
     assert [line for line in run.stderr.splitlines() if line.strip()] == expected  # nothing else: Ray never started
     assert stub.gets == ["/v1/models", "/v1/models"] and stub.bodies == []  # once per process, no work sent

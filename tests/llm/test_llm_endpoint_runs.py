@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -17,9 +16,9 @@ import yaml
 from fault_proxy import FaultProxy
 
 from tests.ports import free_port
+from tests.cli import cli
 
 pytestmark = pytest.mark.slow
-ROOT = Path(__file__).resolve().parents[2]
 STAGE = "01-respond"
 
 
@@ -45,8 +44,7 @@ def run_respond(tmp_path: Path, llm: dict, records: list[dict], command: str = "
     }
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config))
-    proc = subprocess.run([sys.executable, "-m", "pipeline.cli", command, str(path)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=600)  # fmt: skip
+    proc = cli(command, str(path), timeout=600)
     return proc, out
 
 

@@ -8,8 +8,6 @@ retires the actor and its logs are kept in the output.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import tarfile
 
 import pyarrow as pa
@@ -19,6 +17,7 @@ from openai_stub import OpenAIStub
 from pipeline.config import build_stage
 from pipeline.execute import _MapWorker
 from pipeline.records import DROP_REASON, MESSAGE_TYPE
+from tests.cli import cli
 
 QUESTIONS = ["Name three primary colours.", "What is the capital of Peru?", "Sort 3, 1, 2."]
 
@@ -54,7 +53,7 @@ llms:
 stages:
   - respond: {{overwrite: true}}
 """)
-    run = subprocess.run([sys.executable, "-m", "pipeline.cli", "run", str(config)], capture_output=True, text=True, timeout=300)
+    run = cli("run", str(config), timeout=300)
     assert run.returncode == 0, run.stderr
     assert len(stub.bodies) == 12  # every row was answered by the stub
 

@@ -9,9 +9,6 @@ candidates, the client, the column, the actions) is the stage's own.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pyarrow as pa
 import pytest
@@ -23,8 +20,8 @@ from pipeline.errors import RunFailed
 from pipeline.execute import run_stage as execute
 from benchmarks.bench_contamination_leaks import idf_weighted_model
 from tests.llm.openai_stub import OpenAIStub
+from tests.cli import cli
 
-ROOT = Path(__file__).resolve().parents[2]
 INTRO = ("Notes from the weekend workshop on gardening, with photos and a list of the plants we swapped. We met at "
          "the community hall, shared seeds and cuttings, and talked about the dry summer and what it did to the beds. ")
 OUTRO = (" Thanks to everyone who came; the next meeting is in the library on the first Saturday of May, when we will "
@@ -179,9 +176,8 @@ def test_contamination_report_shows_a_runs_semantic_hits_with_the_judges_reason(
     table = pa.Table.from_pylist([{k: v for k, v in r.items() if not k.startswith("_")} for r in out.values()])
     pq.write_table(table, data)
     report_dir = tmp_path / "report"
-    proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "contamination-report", "--data", str(data), "--benchmarks",
-                           "gsm8k", "--benchmarks-dir", str(shared_data / "benchmarks"), "--out", str(report_dir), "--quiet"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=900)
+    proc = cli("contamination-report", "--data", data, "--benchmarks", "gsm8k", "--benchmarks-dir", shared_data / "benchmarks",
+               "--out", report_dir, "--quiet")
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads((report_dir / "report.json").read_text())
     by_item = {(it["item_id"], it["best_row_id"]): it for it in report["items"]}

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import csv
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pyarrow as pa
@@ -16,6 +14,7 @@ import pytest
 from filters import fasttext_train as ft
 from filters.fasttext_classifier import FastTextClassifier
 from pipeline.cli import main
+from tests.cli import cli
 
 
 @pytest.fixture(scope="module")
@@ -78,6 +77,5 @@ def test_an_annotate_runs_output_folder_and_min_score_give_a_quality_model(news,
 def test_score_mistakes_are_one_line_and_exit_2(args, message, tmp_path):
     data = tmp_path / "scored.jsonl"
     data.write_text("".join(json.dumps({"text": f"text {i}", "annotation_score": i % 3}) + "\n" for i in range(20)))
-    proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "train-classifier", "--data", str(data), *args,
-                           "-o", str(tmp_path / "m.bin")], capture_output=True, text=True)
+    proc = cli("train-classifier", "--data", data, *args, "-o", tmp_path / "m.bin")
     assert proc.returncode == 2 and proc.stderr.strip() == message.format(data=data)

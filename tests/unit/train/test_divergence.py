@@ -14,14 +14,10 @@ from pipeline import storage
 from pipeline.errors import RunFailed
 from pipeline.train.data import hh_rlhf_rows
 from pipeline.train.tracking import COLLAPSE_LOSS, COLLAPSE_STEPS, DivergenceGuard
+from tests.cli import cli
 
-PIPELINE = [sys.executable, "-m", "pipeline.cli"]
 QUIET_SFT = ["--set", "sft.eval_fraction=0", "--set", "sft.sample_prompts=0", "--set", "sft.schedule=constant",
              "--max-seq-len", "128", "--batch-size", "4", "--grad-accum", "1"]
-
-
-def cli(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([*PIPELINE, *map(str, args)], capture_output=True, text=True, timeout=900)
 
 
 def error_lines(stderr: str) -> list[str]:
