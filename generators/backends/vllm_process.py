@@ -171,6 +171,7 @@ class VLLMServerProcess:
                 except PortTaken:
                     if not self.picked_port or attempt == PORT_TRIES:
                         raise
+                    self._kill_group()  # what the failed server had started (an engine) goes with it
                     log.warning("port %d was taken while the vLLM server started; starting it on another", self.port)
                     self.port = free_port(self.host)  # nobody has the URL yet: workers get it once this is healthy
         except BaseException:

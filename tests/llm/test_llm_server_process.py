@@ -1,9 +1,5 @@
-"""The managed server's lifecycle rules, fast: start, health wait, watchdog restart, group kill, start errors.
-
-A stand-in `vllm.entrypoints.openai.api_server` module (a /health endpoint plus a child process, as
-vLLM's engine core is a child of its API server) is put on the server's PYTHONPATH. The real vLLM
-server goes through the same code in test_llm_vllm_server.py.
-"""
+"""The managed server's lifecycle rules, fast: start, health wait, watchdog restart, group kill, start errors,
+with a stand-in for vLLM's API server (tests/llm/fake_vllm.py) on the server's PYTHONPATH."""
 
 from __future__ import annotations
 
@@ -15,43 +11,14 @@ import time
 import pytest
 
 from generators.backends.vllm_process import ServerStartError, VLLMServerProcess
-
-FAKE_SERVER = textwrap.dedent("""
-    import argparse, subprocess, sys, time
-    from http.server import BaseHTTPRequestHandler, HTTPServer
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--port", type=int)
-    parser.add_argument("--fail", action="store_true")
-    args, _ = parser.parse_known_args()
-    print("fake vLLM starting", flush=True)
-    if args.fail:
-        print("ValueError: head size 80 is not supported", flush=True)
-        sys.exit(3)
-    engine = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])  # like vLLM's engine core
-    with open(sys.argv[0] + ".children", "a") as f:
-        f.write(f"{engine.pid}\\n")
-    time.sleep(0.5)
-
-    class Health(BaseHTTPRequestHandler):
-        def do_GET(self):
-            self.send_response(200 if self.path == "/health" else 404)
-            self.end_headers()
-        def log_message(self, *a):
-            pass
-
-    HTTPServer(("127.0.0.1", args.port), Health).serve_forever()
-""")
+from tests.llm import fake_vllm as fake_vllm_server
 
 
 @pytest.fixture
 def fake_vllm(tmp_path, monkeypatch):
-    module = tmp_path / "vllm" / "entrypoints" / "openai"
-    module.mkdir(parents=True)
-    for pkg in (tmp_path / "vllm", tmp_path / "vllm" / "entrypoints", module):
-        (pkg / "__init__.py").write_text("")
-    (module / "api_server.py").write_text(FAKE_SERVER)
+    children = fake_vllm_server.install(tmp_path)
     monkeypatch.setenv("PYTHONPATH", str(tmp_path))
-    return module / "api_server.py.children"
+    return children
 
 
 def pid_alive(pid: int) -> bool:
@@ -108,6 +75,8 @@ def test_a_picked_port_taken_before_the_server_binds_it_is_picked_again(fake_vll
     with server:
         assert server.port != taken_port and server.healthy() and server.url.endswith(f":{server.port}")
         assert server.restarts == 0  # a start, not a crash: the watchdog's restarts are all still there
+    engines = [int(pid) for pid in fake_vllm.read_text().split()]  # the failed start's and the server's
+    assert len(engines) == 2 and wait_until(lambda: not any(map(pid_alive, engines)))
 
 
 def test_a_port_the_user_chose_that_is_taken_is_an_error_naming_it(fake_vllm, taken_port):
