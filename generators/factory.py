@@ -28,10 +28,11 @@ def server_process(config: VLLMServerConfig) -> VLLMServerProcess:
     )
 
 
-def worker_config(config: dict, server: VLLMServerProcess) -> dict:
-    """The `llms:` entry that workers use to reach a server the driver manages: its URL, and patience
-    for the restarts its watchdog performs (workers cannot see the process, only its /health)."""
-    return {**config, "url": server.url, "wait_for_server_s": server.startup_timeout_s}
+def worker_config(config: dict, server: VLLMServerProcess, machine: str) -> dict:
+    """The `llms:` entry that workers use to reach a server the driver manages: its URL from other machines
+    (`machine` is the driver's address), and patience for the restarts its watchdog performs (workers
+    cannot see the process, only its /health)."""
+    return {**config, "url": server.url_from(machine), "wait_for_server_s": server.startup_timeout_s}
 
 
 def make_client(config: dict | LLMConfig) -> LLMClient:

@@ -43,7 +43,7 @@ class LLMConfig(BaseModel):
         "or a backend an installed package registers (generators.backends)"
     )
     model: str = Field(description="model id or local path; for a remote server, the name it serves")
-    cache_dir: str | None = Field(default=None, description="on-disk response cache; None disables it")
+    cache_dir: str | None = Field(default=None, description="response cache, a local folder or s3://... (on a cluster of several machines, object storage); None disables it")
     failure_window: int = Field(
         default=50, ge=1, description="requests (after retries) over which a client judges whether its endpoint is failing"
     )

@@ -57,7 +57,7 @@ def check_run(run: ValidatedRun) -> None:
     problems = [(key, f"{run.located.where(key)}: {dotted(key)}: {said(path, nodes)}")
                 for (key, path), nodes in zip(named, files_unseen + folders_unseen) if nodes]
     problems += [(key, f"{run.located.where(key)}: {dotted(key)}: {why}")
-                 for key, why in _store_problems(inputs, out) + _server_problems(llms)]
+                 for key, why in _store_problems(inputs, out) + _server_problems(llms) + _cache_problems(llms)]
     if problems:
         raise UserError(in_file_order(_first_per_key(problems), run.located))
 
@@ -212,6 +212,39 @@ def _server_problems(llms: dict[str, LLMConfig]) -> list[tuple[tuple, str]]:
                 "workers send the requests: give an address every node reaches (a localhost URL is each node's own "
                 "machine; docs/cluster.md)")))
     return problems
+
+
+def server_unreached(url: str) -> str | None:
+    """On a cluster of several nodes, which nodes cannot reach the server at `url` and why ("the Ray node
+    10.0.0.7 (id 58ba7024) (Connection refused)"); None when all do, or Ray runs on one node or not at all."""
+    import ray
+
+    from pipeline.ray_session import on_each_node
+
+    if not ray.is_initialized() or _live_nodes() < 2:
+        return None
+    failed = _refusals(on_each_node(_unreached, [url]), 0)
+    return f"{_the_nodes(failed)} ({next(iter(failed.values()))})" if failed else None
+
+
+def this_machine() -> str:
+    """The address the cluster's nodes know this machine by (its node's), or loopback without Ray."""
+    import ray
+
+    return ray.util.get_node_ip_address() if ray.is_initialized() else "127.0.0.1"
+
+
+def _cache_problems(llms: dict[str, LLMConfig]) -> list[tuple[tuple, str]]:
+    """A response cache on a local folder, when some node is on another machine: each node would keep a
+    cache of its own there, so a re-run pays again for what another node had cached, and on a network
+    filesystem they shared, the cache's SQLite database is not safe (its WAL needs one machine's memory)."""
+    local = [(name, llm.cache_dir) for name, llm in llms.items()
+             if llm.cache_dir and storage.locate(llm.cache_dir).is_local]
+    return [(("llms", name, "cache_dir"), f"{folder} is a folder on this machine's disk, where the Ray nodes on "
+             "other machines cannot share one response cache (each would keep its own; a shared network "
+             "filesystem does not keep its SQLite database safe): give an object-storage folder (s3://...), which "
+             "every node reaches (docs/cluster.md)")
+            for name, folder in (local if local and _other_machines() else [])]
 
 
 def _loopback(host: str) -> bool:

@@ -19,7 +19,8 @@ from typing import Any, Iterable, Iterator, Sequence
 import pyarrow as pa
 
 from generators.client import EndpointFailing
-from pipeline.errors import RunFailed
+from pipeline import node_paths
+from pipeline.errors import RunFailed, UserError
 from pipeline.normalize import SCHEMAS
 from pipeline.records import DROP_REASON, dumps_meta, loads_meta
 from pipeline.stage import Problem, StageContext
@@ -83,7 +84,9 @@ def _server_problem(config: dict) -> str | None:
 
 
 def resolve_llm(ctx: StageContext, name: str) -> dict:
-    """The `llms:` entry `name`, with a managed server started (once per driver) and given as its URL."""
+    """The `llms:` entry `name`, with a managed server started (once per driver) and given as its URL. On a
+    cluster, every node is asked whether it reaches the URL (where it listens, `host:`, is known only once
+    it has started): the workers' requests would fail otherwise, as if the server were down."""
     config = dict(ctx.llm(name))
     if config.get("backend") != "vllm_server" or config.get("url"):
         return config
@@ -91,9 +94,15 @@ def resolve_llm(ctx: StageContext, name: str) -> dict:
 
     key = _entry_key(config)
     server = _SERVERS.get(key)
-    if server is None or server.gave_up:  # a server that is restarting is still the run's server
+    started = server is None or server.gave_up  # a server that is restarting is still the run's server
+    if started:
         server = _SERVERS[key] = server_process(parse_llm_config(config)).start()
-    return worker_config(config, server)
+    worker = worker_config(config, server, node_paths.this_machine())
+    if started and (why := node_paths.server_unreached(worker["url"])):
+        raise UserError(f"llm '{name}': the server the pipeline started answers here at {worker['url']} but not "
+                        f"from {why}, whose workers send the requests: set `host:` to an address of this machine "
+                        "that every node reaches (docs/cluster.md)")
+    return worker
 
 
 def _entry_key(config: dict) -> str:

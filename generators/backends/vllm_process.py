@@ -63,6 +63,7 @@ class PortTaken(ServerStartError):
 
 PORT_TAKEN = "Address already in use"
 PORT_TRIES = 3
+ANY_ADDRESS = ("0.0.0.0", "::", "[::]")  # a host to listen on that means every address of the machine
 
 
 def _stop_all() -> None:
@@ -128,6 +129,14 @@ class VLLMServerProcess:
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
+
+    def url_from(self, machine: str) -> str:
+        """The URL other machines reach the server at. A server listening on every address of this machine
+        (`0.0.0.0`, `::`) has a URL that names each client's own machine; it is reached at `machine`, an
+        address of this one, instead."""
+        if self.host not in ANY_ADDRESS:
+            return self.url
+        return f"http://{f'[{machine}]' if ':' in machine else machine}:{self.port}"
 
     @property
     def command(self) -> list[str]:

@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -17,15 +18,11 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from tests.cli import PIPELINE, cli
 from tests.cluster import RayCluster, python_without
 from tests.e2e.finetune_run import make_run
 
-PIPELINE = [sys.executable, "-m", "pipeline.cli"]
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def cli(*args: str, env: dict[str, str], timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([*PIPELINE, *args], capture_output=True, text=True, env=env, cwd=ROOT, timeout=timeout)
 
 
 def write_config(path: Path, config: dict) -> Path:
@@ -379,26 +376,47 @@ def test_web_chain_from_and_to_s3_as_a_ray_job_gives_the_rows_of_a_local_run(web
 def test_llm_servers_a_node_cannot_reach_are_named_before_any_pass(shared_data, tmp_path):
     """A vLLM server the user started, given as a localhost URL: on a cluster each node's localhost is its own
     machine (here a worker node whose /etc/hosts says so). The driver's check of the server passed and every
-    request from that node's workers failed; and a server the pipeline starts listens on 127.0.0.1, which
-    no other node reaches. Now each is one line at its config entry, before any pass."""
+    request from that node's workers failed; a server the pipeline starts listens on 127.0.0.1, which no
+    other node reaches; and a response cache in a local folder was each node's own. Now each is one line at its
+    config entry, before any pass. A server the pipeline
+    starts on a `host:` that some node does not reach (this machine's name, which the worker node resolves
+    elsewhere) is one line once it has started, before any request."""
+    from tests.llm import fake_vllm
     from tests.llm.openai_stub import OpenAIStub
 
     records = tmp_path / "instructions.jsonl"
     records.write_text("".join(json.dumps({"id": i, "instruction": f"Name a colour ({i})."}) + "\n" for i in range(4)))
+    fake_vllm.install(tmp_path / "fake")
+    here = socket.gethostname()
     cluster = RayCluster()
     with OpenAIStub() as stub:
         url = stub.url.replace("127.0.0.1", "localhost")
         config = write_config(tmp_path / "c.yaml", {
             "input": {"format": "jsonl", "paths": [str(records)]}, "output": {"path": str(tmp_path / "out")},
-            "llms": {"teacher": {"backend": "vllm_server", "url": f"{url}/v1", "model": "stub-model"},
+            "llms": {"teacher": {"backend": "vllm_server", "url": f"{url}/v1", "model": "stub-model",
+                                 "cache_dir": str(tmp_path / "cache")},
                      "started": {"backend": "vllm_server", "model": "tiny", "cpu": True}},
             "stages": [{"respond": {"llm": "teacher", "max_tokens": 8}}, {"respond": {"llm": "started", "max_tokens": 8}}]})
+        named = write_config(tmp_path / "named.yaml", {
+            "input": {"format": "jsonl", "paths": [str(records)]}, "output": {"path": str(tmp_path / "named")},
+            "llms": {"started": {"backend": "vllm_server", "model": "tiny", "host": here, "python": sys.executable,
+                                 "server_env": {"PYTHONPATH": str(tmp_path / "fake")}, "startup_timeout_s": 60}},
+            "stages": [{"respond": {"llm": "started", "max_tokens": 8}}]})
         try:
             cluster.start_head(num_cpus=0)  # every task lands on the worker node
-            cluster.add_worker(num_cpus=2, hosts="127.0.0.2 localhost\n", ip="127.0.0.3")
+            cluster.add_worker(num_cpus=2, hosts=f"127.0.0.2 localhost\n127.0.0.2 {here}\n", ip="127.0.0.3")
             run = cli("run", "--quiet", str(config), env=cluster.client_env())
+            started = cli("run", "--quiet", str(named), env=cluster.client_env())
         finally:
             cluster.stop()
+    assert started.returncode == 2 and "Traceback" not in started.stderr, started.stderr[-3000:]
+    port = started.stderr.split(f"http://{here}:", 1)[1].split(" ", 1)[0]
+    node = started.stderr.split("the Ray node ", 1)[1].split(" (Connection refused)", 1)[0]
+    assert started.stderr.strip().splitlines() == [
+        f"error: llm 'started': the server the pipeline started answers here at http://{here}:{port} but not from "
+        f"the Ray node {node} (Connection refused), whose workers send the requests: set `host:` to an address of "
+        "this machine that every node reaches (docs/cluster.md)"]
+    assert node.startswith("127.0.0.3 (id ") and not (tmp_path / "named" / "data").exists()
     assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr[-3000:]
     node = run.stderr.split("but not the Ray node ", 1)[1].split(" (Connection refused)", 1)[0]
     assert run.stderr.strip().splitlines() == [
@@ -407,7 +425,11 @@ def test_llm_servers_a_node_cannot_reach_are_named_before_any_pass(shared_data, 
         "server yourself and give its `url:` (docs/cluster.md)",
         f"{config}:1: llms.teacher.url: {url} answers this machine but not the Ray node {node} (Connection refused), "
         "whose workers send the requests: give an address every node reaches (a localhost URL is each node's own "
-        "machine; docs/cluster.md)"]
+        "machine; docs/cluster.md)",
+        f"{config}:1: llms.teacher.cache_dir: {tmp_path / 'cache'} is a folder on this machine's disk, where the Ray "
+        "nodes on other machines cannot share one response cache (each would keep its own; a shared network "
+        "filesystem does not keep its SQLite database safe): give an object-storage folder (s3://...), which every "
+        "node reaches (docs/cluster.md)"]
     assert node.startswith("127.0.0.3 (id ")
     assert stub.bodies == []  # no request was sent
     assert not (tmp_path / "out" / ".pipeline" / "stages").exists()

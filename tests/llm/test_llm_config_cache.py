@@ -54,8 +54,20 @@ def test_workers_of_a_driver_managed_server_get_its_url_and_wait_out_restarts():
     from generators.factory import parse_llm_config, server_process, worker_config
 
     entry = {"backend": "vllm_server", "model": "m", "cpu": True, "startup_timeout_s": 90, "port": 8123}
-    worker = parse_llm_config(worker_config(entry, server_process(parse_llm_config(entry))))
+    worker = parse_llm_config(worker_config(entry, server_process(parse_llm_config(entry)), "10.0.0.7"))
     assert worker.url == "http://127.0.0.1:8123" and not worker.managed and worker.wait_for_server_s == 90
+
+
+@pytest.mark.parametrize("host, machine, url", [
+    ("0.0.0.0", "10.0.0.7", "http://10.0.0.7:8123"), ("::", "fd00::7", "http://[fd00::7]:8123"),
+    ("gpu-box", "10.0.0.7", "http://gpu-box:8123"), ("10.0.0.9", "10.0.0.7", "http://10.0.0.9:8123")])
+def test_a_server_listening_on_every_address_is_reached_at_the_drivers(host, machine, url):
+    """`host: 0.0.0.0` (as vLLM's own docs write it) gave workers http://0.0.0.0:PORT, which on another machine
+    is that machine itself: workers get the address of the driver's machine instead."""
+    from generators.factory import parse_llm_config, server_process, worker_config
+
+    entry = {"backend": "vllm_server", "model": "m", "host": host, "port": 8123}
+    assert worker_config(entry, server_process(parse_llm_config(entry)), machine)["url"] == url
 
 
 def test_request_key_covers_everything_that_changes_the_answer():
