@@ -15,6 +15,7 @@ test split would be evaluated on too.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -136,10 +137,8 @@ def _write_local(name: str, files: list, folder: Path) -> Task:
 
 
 def _hub_tasks(names: list[str], benchmarks_dir: str | None) -> list[Task]:
-    """lm-eval's built-in tasks of these names (indexing its configs takes seconds, so only when needed)."""
-    from lm_eval.tasks import TaskManager
-
-    known = set(TaskManager().all_tasks)
+    """lm-eval's built-in tasks of these names."""
+    known = lm_eval_task_names()
     unknown = [n for n in names if n not in known]
     if unknown:
         local = ", ".join([HELD_OUT, *sorted(LOCAL)])
@@ -149,6 +148,32 @@ def _hub_tasks(names: list[str], benchmarks_dir: str | None) -> list[Task]:
         raise UserError(f"eval: task {names[0]!r} has no local copy ({where}) and the Hugging Face Hub cannot be "
                         f"reached; give a benchmarks directory with {names[0]}/ in it")
     return [Task(n, n, "", "lm-eval's task (Hugging Face Hub)", benchmark=n if n in REGISTRY else None) for n in names]
+
+
+def lm_eval_task_names() -> set[str]:
+    """lm-eval's task, group and tag names. Indexing its configs (some 14,000 YAML files) took 15 to 20 s on
+    every `pipeline eval` that named one of its tasks, and on every typo of ours; the names are kept in the
+    user's cache folder, one file per lm-eval version and installation."""
+    import lm_eval
+
+    where = Path(lm_eval.__file__).parent
+    key = hashlib.sha256(f"{lm_eval.__version__} {where}".encode()).hexdigest()[:16]
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "pipeline" / f"lm-eval-tasks-{key}.json"
+    try:
+        return set(json.loads(cache.read_text()))
+    except (OSError, ValueError):
+        pass
+    from lm_eval.tasks import TaskManager
+
+    names = sorted(TaskManager().all_tasks)
+    try:  # a cache that cannot be written costs the next run the index again, nothing more
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        partial = cache.with_suffix(f".{os.getpid()}.tmp")
+        partial.write_text(json.dumps(names))
+        partial.replace(cache)
+    except OSError:
+        pass
+    return set(names)
 
 
 def write_configs(tasks: list[Task], folder: Path, held_out: list[dict] | None, max_new_tokens: int) -> Path:

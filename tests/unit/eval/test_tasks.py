@@ -7,7 +7,7 @@ import pytest
 
 from pipeline import hub
 from pipeline.errors import UserError
-from pipeline.evaluate.tasks import HELD_OUT, resolve, write_configs
+from pipeline.evaluate.tasks import HELD_OUT, lm_eval_task_names, resolve, write_configs
 
 
 def _load(folder, names):
@@ -63,6 +63,28 @@ def test_a_benchmark_with_no_local_copy_and_no_hub(tmp_path, monkeypatch):
     monkeypatch.setattr(hub, "reachable", lambda: False)
     with pytest.raises(UserError, match="'arc_easy' has no local copy .*Hub cannot be reached"):
         resolve(["arc_easy"], str(tmp_path), tmp_path)
+
+
+def test_lm_eval_s_task_names_are_indexed_once_per_installation(tmp_path, monkeypatch):
+    """Indexing lm-eval's task configs took 15 to 20 s on every eval that named one of its tasks, and on every
+    typo of ours: the names are read back from the user's cache, until another lm-eval is installed."""
+    import lm_eval
+    import lm_eval.tasks
+
+    built = []
+
+    class Manager:
+        all_tasks = ["gsm8k", "hellaswag", "mmlu"]
+
+        def __init__(self):
+            built.append(self)
+
+    monkeypatch.setattr(lm_eval.tasks, "TaskManager", Manager)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert lm_eval_task_names() == {"gsm8k", "hellaswag", "mmlu"} == lm_eval_task_names()
+    assert len(built) == 1 and len(list((tmp_path / "pipeline").iterdir())) == 1
+    monkeypatch.setattr(lm_eval, "__version__", "99.0")
+    assert lm_eval_task_names() == {"gsm8k", "hellaswag", "mmlu"} and len(built) == 2
 
 
 def test_a_task_named_twice(tmp_path):
