@@ -91,9 +91,11 @@ def _the_nodes(nodes) -> str:
     return f"the Ray node{'s' if len(nodes) > 1 else ''} {', '.join(sorted(nodes))}"
 
 
-def _refusals(answers: dict[str, dict[int, str]], i: int) -> dict[str, str]:
-    """The nodes whose answer says why they fail the `i`th thing asked, and why."""
-    return {node: why[i] for node, why in answers.items() if i in why}
+def _refusal(answers: dict[str, dict[int, str]], i: int) -> tuple[str, str] | None:
+    """The nodes whose answer says they fail the `i`th thing asked ("the Ray node 10.0.0.7 (id 58ba7024)"),
+    and the first of their reasons; None when none does."""
+    failed = {node: why[i] for node, why in answers.items() if i in why}
+    return (_the_nodes(failed), next(iter(failed.values()))) if failed else None
 
 
 def _input_files(run: ValidatedRun) -> list[tuple[tuple, Location]]:
@@ -160,11 +162,10 @@ def _store_problems(inputs: list[tuple[tuple, Location]], out: Location) -> list
     checked = firsts + ([(("output", "path"), out)] if probe else [])
     problems = []
     for i, (key, where) in enumerate(checked):
-        failed = _refusals(answers, i)
-        if failed:
+        if refused := _refusal(answers, i):
             does = "reads" if key[0] == "input" else "writes to"
             problems.append((key, (
-                f"{where.uri}: this machine {does} it, {_the_nodes(failed)} cannot ({next(iter(failed.values()))}): "
+                f"{where.uri}: this machine {does} it, {refused[0]} cannot ({refused[1]}): "
                 "every node needs the store's credentials (its environment, ~/.aws or an instance role) and endpoint "
                 "(docs/cluster.md)")))
     return problems
@@ -205,12 +206,10 @@ def _server_problems(llms: dict[str, LLMConfig]) -> list[tuple[tuple, str]]:
     running = [(name, llm.url) for name, llm in servers if not llm.managed]
     answers = on_each_node(_unreached, [url for _, url in running]) if running else {}
     for i, (name, url) in enumerate(running):
-        failed = _refusals(answers, i)
-        if failed:
+        if refused := _refusal(answers, i):
             problems.append((("llms", name, "url"), (
-                f"{url} answers this machine but not {_the_nodes(failed)} ({next(iter(failed.values()))}), whose "
-                "workers send the requests: give an address every node reaches (a localhost URL is each node's own "
-                "machine; docs/cluster.md)")))
+                f"{url} answers this machine but not {refused[0]} ({refused[1]}), whose workers send the requests: "
+                "give an address every node reaches (a localhost URL is each node's own machine; docs/cluster.md)")))
     return problems
 
 
@@ -223,8 +222,8 @@ def server_unreached(url: str) -> str | None:
 
     if not ray.is_initialized() or _live_nodes() < 2:
         return None
-    failed = _refusals(on_each_node(_unreached, [url]), 0)
-    return f"{_the_nodes(failed)} ({next(iter(failed.values()))})" if failed else None
+    refused = _refusal(on_each_node(_unreached, [url]), 0)
+    return f"{refused[0]} ({refused[1]})" if refused else None
 
 
 def this_machine() -> str:

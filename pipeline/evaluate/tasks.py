@@ -23,7 +23,7 @@ from pathlib import Path
 import yaml
 
 from filters.contamination.benchmarks import REGISTRY, BenchmarkNotFound, read_rows, local_files
-from pipeline import hub
+from pipeline import hub, storage
 from pipeline.errors import UserError
 
 HELD_OUT = "held_out"
@@ -166,11 +166,8 @@ def lm_eval_task_names() -> set[str]:
     from lm_eval.tasks import TaskManager
 
     names = sorted(TaskManager().all_tasks)
-    try:  # a cache that cannot be written costs the next run the index again, nothing more
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        partial = cache.with_suffix(f".{os.getpid()}.tmp")
-        partial.write_text(json.dumps(names))
-        partial.replace(cache)
+    try:  # written whole or not at all; one that cannot be written costs the next run the index again
+        storage.locate(str(cache)).write_text(json.dumps(names))
     except OSError:
         pass
     return set(names)
