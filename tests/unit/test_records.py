@@ -23,3 +23,9 @@ def test_whitespace_tokens_count_words_as_python_splits_them():
     values = [["two words", "  lead\tand\ntrail  ", None], ["caf\u00e9\u00a0au\u2003lait ", "", " \u00a0 ", "x"]]
     expected = [len((t or "").split()) for chunk in values for t in chunk]
     assert whitespace_tokens(pa.chunked_array(values)).to_pylist() == expected == [2, 3, 0, 3, 0, 0, 1]
+
+
+def test_a_row_with_a_non_ascii_character_is_split_on_every_code_point_python_splits_on():
+    """Each code point but the surrogates between two words, in a row that is not pure ASCII (é), as `str.split`."""
+    rows = [f"a{chr(c)}b \u00e9{chr(c)}" for c in range(0x110000) if not 0xD800 <= c < 0xE000]
+    assert whitespace_tokens(pa.array(rows)).to_pylist() == [len(row.split()) for row in rows]
