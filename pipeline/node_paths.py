@@ -122,7 +122,8 @@ def _stage_paths(run: ValidatedRun, llms: dict[str, LLMConfig]) -> tuple[list[tu
         marked += [(("stages", i, stage.name, *key), value, kind) for key, value, kind in _on_every_node(stage.config)]
         marked += [(("llms", name, "model"), llms[name].model, "read")
                    for name in sorted(stage.llm_names()) if llms[name].loads_on_workers]
-    local = [(key, storage.locate(value).path, kind) for key, value, kind in marked  # a store's URI: every node's
+    # A store's URI is every node's. Told by its text: locating an s3:// URI without a region asks for the bucket's.
+    local = [(key, storage.locate(value).path, kind) for key, value, kind in marked
              if "://" not in value or value.startswith("file://")]
     return ([(key, path) for key, path, kind in local if kind == "read"],
             [(key, path) for key, path, kind in local if kind == "written"])
