@@ -14,7 +14,6 @@ import sys
 
 from pipeline import __version__, commands, interrupts
 from pipeline.errors import RunFailed, UserError
-from pipeline.yaml_source import redact
 
 EXIT_RUN_FAILED = 1
 EXIT_USER_ERROR = 2
@@ -62,6 +61,8 @@ def main(argv: list[str] | None = None) -> int:
         cause = _known_cause(e)
         if cause is None:
             raise
+        from pipeline.yaml_source import redact  # not at the top: `entry` takes Ctrl-C over only after this module's imports
+
         print(f"error: {redact(_one_line(cause))}", file=sys.stderr)
         return EXIT_RUN_FAILED if isinstance(cause, RunFailed) else EXIT_USER_ERROR
     return _interrupted() if interrupts.interrupted() else code

@@ -108,3 +108,15 @@ def test_an_interrupted_command_says_whether_running_it_again_resumes():
                        (["inspect", "out"], "interrupted\n")):
         done = subprocess.run([sys.executable, "-c", STOPPED, *argv], capture_output=True, text=True, timeout=60, cwd=ROOT)
         assert (done.returncode, done.stderr) == (130, said)
+
+
+def test_the_command_takes_ctrl_c_over_before_importing_anything_but_the_standard_library():
+    """`entry` installs the handlers once `pipeline.cli` is imported; a Ctrl-C before that is Python's own
+    traceback. On a loaded machine that window held `import yaml` (a redaction helper), and an interrupt
+    0.3 s after the start printed its traceback: the module now imports only the standard library and
+    the engine's small modules (errors, interrupts)."""
+    probe = ("import sys, pipeline.cli; print(' '.join(sorted(m for m in sys.modules "
+             "if m.split('.')[0] not in sys.stdlib_module_names)))")
+    loaded = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    ours = {"pipeline", "pipeline.cli", "pipeline.commands", "pipeline.errors", "pipeline.interrupts"}
+    assert {m for m in loaded if not m.startswith("_") and m not in ours} == set(), loaded
