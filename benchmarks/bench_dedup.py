@@ -412,8 +412,9 @@ def cmd_e2e(args):
         corpus, config = Path(tmp) / "corpus.jsonl", Path(tmp) / "dedup.yaml"
         with open(corpus, "w") as f:
             f.writelines(json.dumps(d) + "\n" for d in docs)
-        if not (args.kernel_repeats or args.datasketch_repeats):
-            docs = None  # only the processes are timed: the runs get the memory a million documents hold here
+        loops = args.kernel_repeats or args.datasketch_repeats  # the peers' loops, timed in this process
+        if not loops:
+            del docs  # only the processes are timed: the runs get the memory a million documents hold here
         config.write_text(f"input: {{format: jsonl, paths: ['{corpus}']}}\noutput: {{path: '{tmp}/out'}}\n"
                           f"stages:\n  - dedup: {{method: minhash}}\n")
         times: dict[str, list[float]] = defaultdict(list)
@@ -438,7 +439,7 @@ def cmd_e2e(args):
             times["rensa process"].append(time.perf_counter() - t0)
             removed["rensa process"] = done.stdout.split()[-1]
             print(f"  run {rep}: rensa process {times['rensa process'][-1]:.2f} s, load {os.getloadavg()[0]:.1f}", flush=True)
-        if docs is not None:
+        if loops:
             t0 = time.perf_counter()
             shingled = [[" ".join(g).encode("utf-8") for g in s] for s in shingle_sets([d["text"] for d in docs])]
             print(f"  shingling for the peers (before their clock, in Python): {time.perf_counter() - t0:.2f} s", flush=True)

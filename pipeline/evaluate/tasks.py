@@ -167,7 +167,7 @@ def lm_eval_task_names() -> set[str]:
 
     names = sorted(TaskManager().all_tasks)
     try:  # written whole or not at all; one that cannot be written costs the next run the index again
-        storage.locate(str(cache)).write_text(json.dumps(names))
+        storage.locate(cache).write_text(json.dumps(names))
     except OSError:
         pass
     return set(names)
