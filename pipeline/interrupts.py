@@ -15,7 +15,8 @@ process: a Ctrl-C from then on has nothing left to stop and is ignored (a second
 SIGTERM goes the same way, ending with 143 (128 + its number) where Ctrl-C ends with 130. Ray's core
 takes SIGTERM over when it starts in the driver (it printed its C++ stack and died by the signal,
 with no word of ours), so `ray_session` calls `install` again once Ray is up; a SIGTERM before that,
-inside `ray.init`, reaches Ray's Python handler, whose `sys.exit(15)` is taken for ours.
+inside `ray.init`, reaches Ray's Python handler, whose `sys.exit(15)` is taken for ours, also where
+Python could not raise it (a fork handler as Ray starts its processes) and reports it as ignored.
 """
 
 from __future__ import annotations
@@ -58,19 +59,27 @@ def reinstall() -> None:
 
 
 def _unless_interrupt(unraisable) -> None:
-    """Python's report of an exception it could not raise, except for a KeyboardInterrupt and for
-    anything after one. A KeyboardInterrupt that landed in a fork handler or a `__del__` (Ray forks its
-    processes as it starts) is delivered again by the watchdog. After a Ctrl-C, an object whose
-    constructor it cut short fails in its `__del__` (a Ray Dataset without its executor): the
-    interrupt's doing, not news. Either, printed as "Exception ignored", reads like a crash."""
-    if not (issubclass(unraisable.exc_type, KeyboardInterrupt) or _State.interrupted):
+    """Python's report of an exception it could not raise, except for an interrupt and for anything
+    after one. A KeyboardInterrupt that landed in a fork handler or a `__del__` (Ray forks its
+    processes as it starts) is delivered again by the watchdog; so is the SystemExit(15) of Ray's
+    SIGTERM handler landing there, which Python would otherwise drop: the run went on to its "done".
+    After a Ctrl-C, an object whose constructor it cut short fails in its `__del__` (a Ray Dataset
+    without its executor): the interrupt's doing, not news. Either, printed as "Exception ignored",
+    reads like a crash."""
+    if _State.installed and not _State.interrupted and _is_rays_sigterm(unraisable.exc_value):
+        _stop_on(signal.SIGTERM)
+    elif not (issubclass(unraisable.exc_type, KeyboardInterrupt) or _State.interrupted):
         sys.__unraisablehook__(unraisable)
+
+
+def _is_rays_sigterm(e: BaseException | None) -> bool:
+    return isinstance(e, SystemExit) and e.code == signal.SIGTERM
 
 
 def sigterm_in_ray_init(e: BaseException) -> bool:
     """Whether `e` is the SystemExit(15) that Ray's own SIGTERM handler raises when the signal comes inside
     `ray.init`, before `reinstall`: a SIGTERM to stop on, as ours."""
-    if _State.installed and isinstance(e, SystemExit) and e.code == signal.SIGTERM:
+    if _State.installed and _is_rays_sigterm(e):
         _State.interrupted, _State.code = True, 128 + signal.SIGTERM
         return True
     return False
@@ -117,10 +126,14 @@ def _on_signal(signum, frame):
     if _State.finished:  # the outcome is printed: nothing is left to stop
         _State.late = True
         return
+    _stop_on(signum)
+    raise KeyboardInterrupt
+
+
+def _stop_on(signum: int) -> None:
     _State.interrupted = True
     _State.code = 128 + signum
     threading.Thread(target=_watchdog, name="interrupt-watchdog", daemon=True).start()
-    raise KeyboardInterrupt
 
 
 def _watchdog() -> None:

@@ -120,3 +120,33 @@ def test_the_command_takes_ctrl_c_over_before_importing_anything_but_the_standar
     loaded = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
     ours = {"pipeline", "pipeline.cli", "pipeline.commands", "pipeline.errors", "pipeline.interrupts"}
     assert {m for m in loaded if not m.startswith("_") and m not in ours} == set(), loaded
+
+
+SIGTERM_IN_RAY_INIT = """
+import os, signal, sys, time
+from pipeline import cli
+from pipeline.commands import run
+
+class ForkHook:  # where Python cannot raise what a signal handler raises: it reports it and goes on
+    def __del__(self):
+        os.kill(os.getpid(), signal.SIGTERM)
+
+def starting_ray(args):
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(signum))  # ray.init's own handler
+    ForkHook()
+    time.sleep(10)  # the rest of the run
+    print("done")
+    return 0
+
+run.main = starting_ray
+sys.exit(cli.main(["run", "c.yaml"]))
+"""
+
+
+def test_a_sigterm_that_rays_handler_raises_where_python_cannot_still_stops_the_run():
+    """Ray's SIGTERM handler, installed inside `ray.init`, raises SystemExit(15); a signal landing in a fork
+    handler made Python print "Exception ignored" and drop it, and the run went on to its "done" (CI, a
+    `kill` while Ray started). It stops the run as a SIGTERM does elsewhere."""
+    done = subprocess.run([sys.executable, "-c", SIGTERM_IN_RAY_INIT], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert (done.returncode, done.stdout) == (143, "")
+    assert done.stderr == "interrupted: the same command resumes from the last checkpoint\n"
