@@ -1,6 +1,9 @@
 """The time limit holds on a page built to be slow, and the rest of the batch is still extracted."""
 
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 from filters.extract_process import CRASH, TIMEOUT, ExtractorProcess, Page
 from filters.html_extract import BINARY_PAYLOAD, EMPTY_HTML, HTML_TOO_LARGE
@@ -10,6 +13,7 @@ NORMAL = (
     + "This is an ordinary paragraph with enough words to count as the main text of a page. " * 15
     + "</p></article></body></html>"
 )
+ROOT = Path(__file__).resolve().parents[2]
 SLOW_PAGE_LIMIT = 10_000_000  # above the slow page's size, which the default limit would reject unparsed
 
 
@@ -77,3 +81,13 @@ def test_raw_pages_are_triaged_and_decoded_in_the_child():
         assert extractor.restarts == 0
     finally:
         extractor.close()
+
+
+def test_the_warm_up_loads_what_the_fallbacks_load_on_their_first_page():
+    """jusText's stoplists load on the first page trafilatura finds no text in; loaded inside a page's time
+    limit, on a loaded machine, they made that page a timeout instead of empty_extraction."""
+    probe = ("from trafilatura import external; from filters.extract_process import WARMUP_PAGES; "
+             "from filters.html_extract import extractor; extract = extractor('trafilatura'); "
+             "[extract(page, None) for page in WARMUP_PAGES]; print(external.JT_STOPLIST is not None)")
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert loaded.stdout == "True\n"
