@@ -355,9 +355,12 @@ def cmd_chains(args):
           f"{ends} family ends below it", flush=True)
     table = pa.table({"id": [d["id"] for d in docs], "text": [d["text"] for d in docs]})
     with tempfile.TemporaryDirectory() as tmp:
-        for name, cfg in [("verify", {}), ("no verify", {"verify": False})]:
-            _, clusters, dup_of = run_ours(table, {**cfg, "index": False}, Path(tmp) / name.replace(" ", ""))
-            print(f"  ours ({name}): {chain_scores(docs, clusters, dup_of, truth, jaccard_strings, THRESHOLD)}", flush=True)
+        for scheme in args.schemes:
+            for name, cfg in [("verify", {}), ("no verify", {"verify": False})]:
+                _, clusters, dup_of = run_ours(table, {**cfg, "scheme": scheme, "index": False},
+                                               Path(tmp) / f"{scheme}-{name.replace(' ', '')}")
+                scores = chain_scores(docs, clusters, dup_of, truth, jaccard_strings, THRESHOLD)
+                print(f"  ours ({scheme}, {name}): {scores}", flush=True)
 
 
 def scale_corpus(n: int, seed: int = 0):
@@ -560,6 +563,7 @@ def main():
     c = sub.add_parser("chains")
     c.add_argument("--families", type=int, default=1000)
     c.add_argument("--unique", type=int, default=2000)
+    c.add_argument("--schemes", nargs="+", default=["rensa", "affine32"], help="MinHash schemes to run the stage with")
     e = sub.add_parser("e2e")
     e.add_argument("--docs", type=int, default=100_000)
     e.add_argument("--repeats", type=int, default=3, help="runs of ours and of rensa; the medians are compared")

@@ -40,6 +40,7 @@ from filters.dedup.candidates import batches, bucket_rows, key_table, partition_
 from filters.dedup.clusters import key_components
 from filters.dedup.lsh import optimal_params, s_curve
 from filters.dedup.members import earlier_member_rows, member_rows
+from filters.dedup.minhash import scheme_version
 from filters.dedup.sketch import Sketch
 from filters.dedup.verdicts import empty_verdicts, resolve_partition, row_verdicts, rows_by_size
 from pipeline import storage
@@ -80,7 +81,8 @@ class DedupConfig(StageConfig):
     threshold: float = Field(default=0.8, gt=0, le=1, description="Jaccard similarity at which two texts are duplicates")
     verify: bool = Field(default=True, description="judge candidate pairs by their exact shingle Jaccard (false: by the MinHash estimate)")
     hash: Literal["xxh3", "sha1"] = Field(default="xxh3", description="shingle hash; sha1 = datasketch's default, slower")
-    scheme: Literal["affine32", "legacy"] = Field(default="affine32", description="datasketch permutation scheme")
+    scheme: Literal["rensa", "affine32", "legacy"] = Field(
+        default="rensa", description="MinHash permutations: rensa's Rust kernel, or datasketch's schemes (its signatures exactly)")
     seed: int = Field(default=1, description="seed of the MinHash permutations (datasketch's default is 1)")
     survivor: list[Literal["quality", "longest", "shortest", "smallest_id"]] = Field(
         default_factory=lambda: ["quality", "longest", "smallest_id"],
@@ -132,7 +134,8 @@ class _Plan:
         return "jaccard" if self.verify else "estimate"
 
     def key_params(self) -> dict[str, Any]:
-        return {k: getattr(self if k in ("bands", "rows") else self.options, k) for k in _KEY_FIELDS}
+        params = {k: getattr(self if k in ("bands", "rows") else self.options, k) for k in _KEY_FIELDS}
+        return {**params, "scheme": scheme_version(self.options.scheme)}
 
     @property
     def sketch(self) -> Sketch | None:

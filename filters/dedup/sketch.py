@@ -11,14 +11,14 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from filters.dedup.minhash import Permutations
+from filters.dedup.minhash import signatures
 from filters.dedup.shingles import Shingles, Tokens, token_shingles, tokens
 
 
 @dataclass(frozen=True)
 class Sketch:
     """Shingles (`ngram`-grams of `shingle` units, hashed with `hash`) and signatures of
-    `bands * rows` permutations (datasketch's `scheme` and `seed`)."""
+    `bands * rows` permutations (`scheme` and `seed`: filters.dedup.minhash)."""
 
     ngram: int
     shingle: str
@@ -40,4 +40,4 @@ class Sketch:
         return token_shingles(tok, self.ngram, self.shingle, self.hash)
 
     def signatures(self, tok: Tokens) -> np.ndarray:
-        return Permutations(self.width, self.seed, self.scheme).signatures(self.shingles(tok))
+        return signatures(self.shingles(tok), self.width, self.seed, self.scheme)

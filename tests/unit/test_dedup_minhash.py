@@ -7,13 +7,14 @@ import csv
 import datasketch
 import numpy as np
 import pytest
+import rensa
 from datasketch.lsh import _optimal_param
 
 from filters.dedup import boilerplate
 from filters.dedup.clusters import key_components, survivor_order
 from filters.dedup.lsh import band_keys, candidate_probability, optimal_params, star_edges
-from filters.dedup.minhash import Permutations, jaccard, pairwise_jaccard
-from filters.dedup.shingles import normalize, reference_shingles, shingle_hash_xxh3, shingles
+from filters.dedup.minhash import MAX_HASH, Permutations, estimated_jaccard, jaccard, pairwise_jaccard, signatures
+from filters.dedup.shingles import Shingles, normalize, reference_shingles, shingle_hash_xxh3, shingles
 
 TEXTS = [
     "The quick brown fox jumps over the lazy dog, again and again in 2024!",
@@ -51,6 +52,38 @@ def test_signatures_of_real_text_equal_datasketch(shared_data):
     sig = Permutations(112, 1).signatures(shingles(texts, 5, "word", "sha1"))
     for i, text in enumerate(texts):
         assert np.array_equal(sig[i].astype(np.uint64), _datasketch(text, 112, 1, "affine32", "sha1", "word"))
+
+
+@pytest.mark.parametrize("unit", ["word", "char"])
+@pytest.mark.parametrize("num_perm,seed", [(16, 1), (112, 7)])
+def test_rensa_signatures_equal_rensas_own_per_text_digests(unit, num_perm, seed):
+    """The batch goes to rensa as one flat buffer with offsets; each row must be the digest rensa gives that
+    text's hashes alone (empty texts included: all MAX_HASH, as the datasketch schemes give)."""
+    sh = shingles(TEXTS, 5, unit)
+    sig = signatures(sh, num_perm, seed, "rensa")
+    own = rensa.RMinHash.digest_matrix_from_token_hash_sets([sh.of(i).tolist() for i in range(len(TEXTS))], num_perm, seed)
+    assert sig.dtype == np.uint32 and np.array_equal(sig, np.array(own.to_rows()))
+    assert (sig[[2, 4]] == MAX_HASH).all() and not (sig[[0, 1, 3, 5]] == MAX_HASH).any()
+
+
+def test_rensa_estimates_jaccard_as_well_as_datasketchs_scheme():
+    """Pairs of known Jaccard similarity: the share of equal slots of rensa's signatures estimates it within
+    the error of a 448-slot MinHash, like affine32's."""
+    rng = np.random.default_rng(3)
+    pool = rng.integers(0, 2**32, 20_000, dtype=np.uint64)
+    pairs, truth = [], []
+    for k in range(200):
+        shared, own = rng.integers(50, 400), rng.integers(0, 300)
+        base = rng.choice(pool, shared + 2 * own, replace=False)
+        a, b = np.r_[base[:shared], base[shared:shared + own]], np.r_[base[:shared], base[shared + own:]]
+        pairs += [a, b]
+        truth.append(shared / (shared + 2 * own))
+    flat = np.concatenate(pairs).astype(np.uint32)
+    offsets = np.r_[0, np.cumsum([len(x) for x in pairs])]
+    for scheme in ("rensa", "affine32"):
+        sig = signatures(Shingles(flat, offsets), 448, 1, scheme)
+        error = estimated_jaccard(sig[0::2], sig[1::2]) - np.array(truth)
+        assert abs(error.mean()) < 0.01 and np.abs(error).max() < 0.1, scheme
 
 
 def test_normalisation_hides_case_punctuation_and_numbers():
