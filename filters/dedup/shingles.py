@@ -93,7 +93,6 @@ def word_tokens(texts: pa.Array | Sequence[str | None], keep_words: bool = False
     zero or more words ("U.S." gives two); each word is hashed once per distinct piece.
     """
     lists = pc.ascii_split_whitespace(_strings(texts))
-    parents = pc.list_parent_indices(lists).to_numpy()
     encoded = pc.dictionary_encode(pc.list_flatten(lists))
     if isinstance(encoded, pa.ChunkedArray):
         encoded = encoded.combine_chunks()
@@ -107,9 +106,11 @@ def word_tokens(texts: pa.Array | Sequence[str | None], keep_words: bool = False
     words = pc.list_flatten(piece_words.filter(pa.array(~empty)))
     plain = words.to_pylist()
     hashes = np.fromiter((xxhash.xxh3_64_intdigest(w.encode("utf-8")) for w in plain), dtype=_U64, count=len(plain))
-    taken = ranges(firsts[piece], counts[piece])
-    offsets = np.zeros(len(lists) + 1, dtype=np.int64)
-    np.cumsum(np.bincount(parents, weights=counts[piece], minlength=len(lists)).astype(np.int64), out=offsets[1:])
+    per_piece = counts[piece]
+    taken = ranges(firsts[piece], per_piece)
+    ends = np.zeros(len(piece) + 1, dtype=np.int64)
+    np.cumsum(per_piece, out=ends[1:])
+    offsets = ends[lists.offsets.to_numpy()]  # each text's pieces are a run of them
     return Tokens(hashes[taken], offsets, words.take(pa.array(taken)).to_pylist() if keep_words else None)
 
 
