@@ -7,6 +7,7 @@ import json
 import random
 
 import pytest
+import rensa
 
 from filters.dedup.minhash import jaccard
 from filters.dedup.shingles import shingles
@@ -184,6 +185,13 @@ def test_against_with_other_parameters_is_a_user_error(tmp_path):
     build_stage("dedup", {"against": [str(index)]}, index=1, output_dir=tmp_path).prepare()
     with pytest.raises(UserError, match="other parameters .*ngram"):
         build_stage("dedup", {"against": [str(index)], "ngram": 3}, index=1, output_dir=tmp_path).prepare()
+    # rensa's signatures are comparable only within one version of its algorithm, and never with datasketch's
+    assert first.plan.key_params()["scheme"] == f"rensa-{rensa.RMinHash.ALGORITHM_VERSION}"
+    (index / "params.json").write_text(json.dumps({**first.plan.key_params(), "scheme": "rensa-1"}))
+    with pytest.raises(UserError, match=r"other parameters \(scheme\)"):
+        build_stage("dedup", {"against": [str(index)]}, index=1, output_dir=tmp_path).prepare()
+    (index / "params.json").write_text(json.dumps({**first.plan.key_params(), "scheme": "affine32"}))
+    build_stage("dedup", {"against": [str(index)], "scheme": "affine32"}, index=1, output_dir=tmp_path).prepare()
     with pytest.raises(UserError, match="not a dedup index"):
         build_stage("dedup", {"against": [str(tmp_path)]}, index=1, output_dir=tmp_path).prepare()
 
