@@ -20,6 +20,8 @@ expression and `np.minimum.reduceat` takes the minimum per text.
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import rensa
 
@@ -37,7 +39,9 @@ def signatures(sh: Shingles, num_perm: int, seed: int, scheme: str = "rensa") ->
         return Permutations(num_perm, seed, scheme).signatures(sh)
     digests = rensa.RMinHash.digest_matrix_from_flat_token_hashes(
         sh.hashes.astype(np.uint64), sh.offsets.astype(np.uint64), num_perm, seed)
-    return np.array(digests.to_rows(), dtype=np.uint32).reshape(len(sh.offsets) - 1, num_perm)
+    n_docs = len(sh.offsets) - 1  # its rows come as Python lists, read here without a list of lists' checks
+    flat = np.fromiter(itertools.chain.from_iterable(digests.to_rows()), dtype=np.uint32, count=n_docs * num_perm)
+    return flat.reshape(n_docs, num_perm)
 
 
 def scheme_version(scheme: str) -> str:
