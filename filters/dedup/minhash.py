@@ -3,8 +3,8 @@
 Schemes:
 - `rensa` (the default): rensa's R-MinHash, in Rust, over the batch's flat shingle hashes; the
   signatures equal `rensa.RMinHash.digest_matrix_from_token_hash_sets` of the same hashes. Its kernel
-  takes 2-4 us a document of 300 words and turning its rows into numpy 6-11 us, against 51 us for
-  `affine32` in numpy (docs/dedup.md): the signatures were half of the signature pass. Its version of
+  takes 2-4 us a document of 300 words and taking its rows (Python lists) into numpy about 7 us, against
+  51 us for `affine32` in numpy (docs/dedup.md): the signatures were half of the signature pass. Its version of
   the algorithm goes into a dedup index's parameters, so that an index is never compared with
   signatures of another.
 - `affine32` (datasketch >= 2.0 default): h -> a * fmix32(h) + b mod 2^32, a odd. Pure uint32
