@@ -189,14 +189,13 @@ def run_core(docs):
     Ray's scheduling and shuffle overhead (which the `ours` rows include)."""
     from filters.dedup.clusters import key_components
     from filters.dedup.lsh import band_keys, star_edges
-    from filters.dedup.minhash import Permutations
+    from filters.dedup.minhash import signatures
     from filters.dedup.shingles import shingles
 
     t0 = time.perf_counter()
-    perms = Permutations(112, 1)
     keys = []
     for lo in range(0, len(docs), 1024):
-        sig = perms.signatures(shingles([d["text"] for d in docs[lo : lo + 1024]]))
+        sig = signatures(shingles([d["text"] for d in docs[lo : lo + 1024]]), 112, 1)  # the stage's default scheme
         keys.append(band_keys(sig, 14, 8))
     buckets = np.concatenate(keys)
     nodes = np.repeat(np.arange(len(docs), dtype=np.uint64), 14)
@@ -328,7 +327,8 @@ def cmd_quality(args):
                 else:
                     record("datatrove minhash", el, (cl, do))
         warm_up(args.warmup)
-        configs = [("ours, Ray stage (verify)", {})] + ([] if args.no_unverified else [("ours, Ray stage (no verify)", {"verify": False})])
+        configs = [("ours, Ray stage (verify)", {"scheme": args.scheme})] + (
+            [] if args.no_unverified else [("ours, Ray stage (no verify)", {"verify": False, "scheme": args.scheme})])
         for name, cfg in configs:
             for rep in range(args.stage_repeats):
                 el, cl, do = run_ours(table, {**cfg, "index": False}, Path(tmp) / f"o{rep}{name}")
@@ -560,6 +560,7 @@ def main():
     q.add_argument("--no-unverified", action="store_true", help="skip the run of our stage without verification")
     q.add_argument("--no-datatrove", action="store_true")
     q.add_argument("--warmup", type=int, default=2000, help="documents of an untimed first run of our stage (0: none)")
+    q.add_argument("--scheme", default="rensa", help="the MinHash scheme of our stage's runs")
     c = sub.add_parser("chains")
     c.add_argument("--families", type=int, default=1000)
     c.add_argument("--unique", type=int, default=2000)
