@@ -327,11 +327,10 @@ def cmd_quality(args):
                 else:
                     record("datatrove minhash", el, (cl, do))
         warm_up(args.warmup)
-        configs = [("ours, Ray stage (verify)", {"scheme": args.scheme})] + (
-            [] if args.no_unverified else [("ours, Ray stage (no verify)", {"verify": False, "scheme": args.scheme})])
+        configs = [("ours, Ray stage (verify)", {})] + ([] if args.no_unverified else [("ours, Ray stage (no verify)", {"verify": False})])
         for name, cfg in configs:
             for rep in range(args.stage_repeats):
-                el, cl, do = run_ours(table, {**cfg, "index": False}, Path(tmp) / f"o{rep}{name}")
+                el, cl, do = run_ours(table, {**cfg, "scheme": args.scheme, "index": False}, Path(tmp) / f"o{rep}{name}")
                 record(name, el, (cl, do))
     base = statistics.median(e for e, _ in results["datasketch MinHashLSH"])
     print(f"{'system':34} {'runs':>4} {'median s':>9} {'docs/s':>9} {'vs datasketch':>13} {'precision':>9} {'recall':>7} {'F1':>6} {'removed':>8}")

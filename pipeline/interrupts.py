@@ -80,7 +80,7 @@ def sigterm_in_ray_init(e: BaseException) -> bool:
     """Whether `e` is the SystemExit(15) that Ray's own SIGTERM handler raises when the signal comes inside
     `ray.init`, before `reinstall`: a SIGTERM to stop on, as ours."""
     if _State.installed and _is_rays_sigterm(e):
-        _State.interrupted, _State.code = True, 128 + signal.SIGTERM
+        _stop_on(signal.SIGTERM)
         return True
     return False
 

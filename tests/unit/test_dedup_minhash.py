@@ -70,19 +70,12 @@ def test_rensa_estimates_jaccard_as_well_as_datasketchs_scheme():
     """Pairs of known Jaccard similarity: the share of equal slots of rensa's signatures estimates it within
     the error of a 448-slot MinHash, like affine32's."""
     rng = np.random.default_rng(3)
-    pool = rng.integers(0, 2**32, 20_000, dtype=np.uint64)
-    pairs, truth = [], []
-    for k in range(200):
-        shared, own = rng.integers(50, 400), rng.integers(0, 300)
-        base = rng.choice(pool, shared + 2 * own, replace=False)
-        a, b = np.r_[base[:shared], base[shared:shared + own]], np.r_[base[:shared], base[shared + own:]]
-        pairs += [a, b]
-        truth.append(shared / (shared + 2 * own))
-    flat = np.concatenate(pairs).astype(np.uint32)
-    offsets = np.r_[0, np.cumsum([len(x) for x in pairs])]
+    sizes = [(rng.integers(50, 400), rng.integers(0, 300)) for _ in range(200)]
+    pairs = _pairs_of_known_jaccard(rng, sizes)
+    truth = np.array([shared / (shared + 2 * own) for shared, own in sizes])
     for scheme in ("rensa", "affine32"):
-        sig = signatures(Shingles(flat, offsets), 448, 1, scheme)
-        error = estimated_jaccard(sig[0::2], sig[1::2]) - np.array(truth)
+        sig = signatures(pairs, 448, 1, scheme)
+        error = estimated_jaccard(sig[0::2], sig[1::2]) - truth
         assert abs(error.mean()) < 0.01 and np.abs(error).max() < 0.1, scheme
 
 
@@ -94,13 +87,18 @@ def test_candidates_follow_the_s_curve(scheme):
     n = 300
     for s in (0.7, 0.8, 0.9):
         shared = int(round(2 * n * s / (1 + s)))
-        sets = []
-        for _ in range(2000):
-            u = rng.integers(0, 2**32, 2 * n, dtype=np.uint64).astype(np.uint32)
-            sets += [u[:n], np.r_[u[:shared], u[n:2 * n - shared]]]
-        sig = signatures(Shingles(np.concatenate(sets), np.arange(len(sets) + 1) * n), 112, 1, scheme)
+        sig = signatures(_pairs_of_known_jaccard(rng, [(shared, n - shared)] * 2000), 112, 1, scheme)
         candidates = (sig[0::2] == sig[1::2]).reshape(-1, 14, 8).all(axis=2).any(axis=1).mean()
         assert abs(candidates - candidate_probability(shared / (2 * n - shared), 14, 8)) < 0.03, (s, candidates)
+
+
+def _pairs_of_known_jaccard(rng, sizes: list[tuple[int, int]]) -> Shingles:
+    """Texts 2k and 2k + 1 share `shared` random hashes and own `own` each: Jaccard shared / (shared + 2 own)."""
+    sets = []
+    for shared, own in sizes:
+        u = rng.integers(0, 2**32, shared + 2 * own, dtype=np.uint64).astype(np.uint32)
+        sets += [u[:shared + own], np.r_[u[:shared], u[shared + own:]]]
+    return Shingles(np.concatenate(sets), np.r_[0, np.cumsum([len(x) for x in sets])])
 
 
 def test_normalisation_hides_case_punctuation_and_numbers():
