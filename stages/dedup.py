@@ -45,7 +45,7 @@ from filters.dedup.sketch import Sketch
 from filters.dedup.verdicts import empty_verdicts, resolve_partition, row_verdicts, rows_by_size
 from pipeline import storage
 from pipeline.errors import UserError
-from pipeline.records import drop_rows, live_mask, set_column, text_column
+from pipeline.records import drop_rows, live_mask, set_column, text_array, text_column
 from pipeline.registry import register
 from pipeline.stage import GlobalStage, Problem, StageConfig
 from pipeline.storage import Location
@@ -145,11 +145,11 @@ class _Plan:
             return None
         return Sketch(ngram=o.ngram, shingle=o.shingle, hash=o.hash, seed=o.seed, scheme=o.scheme, bands=self.bands, rows=self.rows)
 
-    def texts(self, batch: pa.Table) -> list[str]:
+    def texts(self, batch: pa.Table) -> pa.Array:
         if self.options.field == "instruction+response":
             ins, res = text_column(batch, "instruction"), text_column(batch, "response")
-            return [f"{a}\n\n{b}" for a, b in zip(ins, res)]
-        return text_column(batch, self.options.field)
+            return pa.array([f"{a}\n\n{b}" for a, b in zip(ins, res)], pa.string())
+        return text_array(batch, self.options.field)
 
 
 @register

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field, model_validator
 
-from pipeline.records import View, drop_rows, text_column, whitespace_tokens
+from pipeline.records import View, drop_rows, text_array, whitespace_tokens
 from pipeline.registry import register
 from pipeline.stage import MapStage, StageConfig
 
@@ -40,7 +40,7 @@ class Length(MapStage):
 
     def process_batch(self, batch: pa.Table) -> pa.Table:
         c = self.config
-        texts = pa.array(text_column(batch, c.view), pa.string())
+        texts = text_array(batch, c.view)
         words = whitespace_tokens(texts).to_pylist()
         chars = pc.utf8_length(texts).to_pylist()
         reasons = []

@@ -24,7 +24,7 @@ def batches(table: pa.Table, size: int) -> list[pa.Table]:
     return [table.slice(lo, size) for lo in range(0, max(table.num_rows, 1), size)]
 
 
-def key_table(ids: pa.ChunkedArray | pa.Array, texts: list[str], sketch: Sketch | None, with_signature: bool) -> pa.Table:
+def key_table(ids: pa.ChunkedArray | pa.Array, texts: pa.Array | list[str], sketch: Sketch | None, with_signature: bool) -> pa.Table:
     """(id, buckets[, signature]) of every text that normalises to something: one bucket, the
     hash of the normalised text, without a sketch (exact dedup); the band keys of its signature,
     with one. This is also the layout of a dedup index."""

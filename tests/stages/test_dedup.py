@@ -228,4 +228,4 @@ def test_instruction_plus_response_view():
 
     stage = build_stage("dedup", {"field": "instruction+response"}, index=1, output_dir=".")
     msgs = [[{"role": "system", "content": "S"}, {"role": "user", "content": "Q"}, {"role": "assistant", "content": "A"}]]
-    assert stage.plan.texts(pa.table({"messages": msgs})) == ["Q\n\nA"]
+    assert stage.plan.texts(pa.table({"messages": msgs})).to_pylist() == ["Q\n\nA"]

@@ -9,7 +9,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import xxhash
 
-from filters.dedup.shingles import combine_tokens, normalize, shingle_hash_xxh3, shingles, word_tokens
+import string
+
+from filters.dedup.shingles import _normalize_pieces, combine_tokens, normalize, shingle_hash_xxh3, shingles, word_tokens
 
 TEXTS = [
     "The quick brown fox, 2024-05-01: jumps!!",
@@ -43,6 +45,17 @@ def test_nfkc_is_skipped_only_where_it_changes_nothing():
     expected = pc.binary_join(pc.utf8_split_whitespace(pc.utf8_trim_whitespace(t)), " ")
     assert normalize(TEXTS).to_pylist() == expected.to_pylist()
     assert normalize(pa.chunked_array([TEXTS[:4], TEXTS[4:]], pa.string())).to_pylist() == expected.to_pylist()
+
+
+def test_pieces_of_ascii_letters_and_punctuation_normalise_as_whole_texts_do():
+    """The short cut for "(Word),"-like pieces (cut the punctuation, lower the letters) gives normalize's
+    words, on pieces drawn to mix every ASCII punctuation mark with letters, digits, controls and accents."""
+    rng = np.random.default_rng(0)
+    alphabet = list(string.ascii_letters + string.punctuation + string.digits) + ["\x01", "\x1c", "é", "ß", "Σ", "ﬁ", "２"]
+    pieces = ["".join(rng.choice(alphabet, int(k))) for k in rng.integers(0, 9, 20_000)]
+    pieces += ["(Word),", "don't", "e-mail", "__init__", "U.S.", "...", "ABC", "x²"]
+    assert _normalize_pieces(pa.array(pieces)).to_pylist() == normalize(pieces).to_pylist()
+    assert _normalize_pieces(pa.array(["Plain", "(words),"])).to_pylist() == ["plain", "words"]
 
 
 def test_shingle_hashes_equal_the_one_shingle_formula():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pyarrow as pa
 import pytest
 
-from pipeline.records import TEXT_VIEWS, View, text_column, whitespace_tokens
+from pipeline.records import TEXT_VIEWS, View, text_array, text_column, whitespace_tokens
 
 
 def test_a_view_that_does_not_exist_is_an_error_not_the_conversation():
@@ -15,6 +15,20 @@ def test_a_view_that_does_not_exist_is_an_error_not_the_conversation():
     assert TEXT_VIEWS == View.__args__
     with pytest.raises(ValueError, match="unknown view 'respnse'; one of text, instruction, response, conversation"):
         text_column(batch, "respnse")
+
+
+def test_text_array_is_text_column_in_arrow_for_every_kind_of_row():
+    """Documents take their column as is (nulls as empty texts, chunks joined); conversations and
+    preference pairs, and a table without text, go through `text_column`."""
+    docs = pa.table({"text": pa.chunked_array([["a b", None], ["é"]]), "messages": pa.nulls(3)}).drop_columns(["messages"])
+    chat = pa.table({"messages": [[{"role": "user", "content": "Q?"}, {"role": "assistant", "content": "A."}]],
+                     "text": ["ignored"]})
+    pair = pa.table({"prompt": [[{"role": "user", "content": "Q"}]], "chosen": [[{"role": "assistant", "content": "good"}]],
+                     "rejected": [[{"role": "assistant", "content": "bad"}]], "text": ["t"]})
+    for batch in (docs, chat, pair, pa.table({"id": [1, 2]})):
+        for view in TEXT_VIEWS:
+            assert text_array(batch, view).to_pylist() == text_column(batch, view), (batch.column_names, view)
+    assert text_array(docs).to_pylist() == ["a b", "", "é"]
 
 
 def test_whitespace_tokens_count_words_as_python_splits_them():
