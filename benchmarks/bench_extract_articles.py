@@ -57,37 +57,37 @@ def main() -> None:
             runs.setdefault(v.name, {"texts": texts, "engines": engines, "cpu": []})["cpu"].append(cpu)
         print(f"repeat {repeat + 1} of {args.repeats} done", file=sys.stderr)
 
-    base_rate = len(pages) / statistics.median(runs[variants[0].name]["cpu"])
+    rates = {v.name: len(pages) / statistics.median(runs[v.name]["cpu"]) for v in variants}
+    counts = {v.name: [scorer.string_shingle_matching(true=b, pred=t) for b, t in zip(bodies, runs[v.name]["texts"])]
+              for v in variants}
+    base_rate = rates[variants[0].name]
     print(f"{len(pages)} pages, {args.repeats} repeats (speed: medians)\n")
     print("| extractor | precision | recall | F1 | pages/CPU-s | vs defaults | fallback share |\n|---|---|---|---|---|---|---|")
     for v in variants:
-        r = runs[v.name]
-        m = scorer.metrics_from_tp_fp_fns([scorer.string_shingle_matching(true=b, pred=t) for b, t in zip(bodies, r["texts"])])
-        rate = len(pages) / statistics.median(r["cpu"])
-        fallback = f"{sum(e == SLOW for e in r['engines']) / len(pages):.1%}" if v.name == "ours: auto" else ""
-        print(f"| {v.name} | {m['precision']:.4f} | {m['recall']:.4f} | {m['f1']:.4f} | {rate:.1f} | {rate / base_rate:.2f}x | {fallback} |")
+        m = scorer.metrics_from_tp_fp_fns(counts[v.name])
+        fallback = f"{sum(e == SLOW for e in runs[v.name]['engines']) / len(pages):.1%}" if v.name == "ours: auto" else ""
+        print(f"| {v.name} | {m['precision']:.4f} | {m['recall']:.4f} | {m['f1']:.4f} | {rates[v.name]:.1f} | "
+              f"{rates[v.name] / base_rate:.2f}x | {fallback} |")
     if args.oracle:
-        rates = {v.name: len(pages) / statistics.median(runs[v.name]["cpu"]) for v in variants}
-        oracle(scorer, bodies, runs["ours: auto"]["texts"], runs["ours: trafilatura"]["texts"], base_rate, rates)
+        oracle(scorer, counts["ours: auto"], counts["ours: trafilatura"], base_rate, rates)
     for v in variants[1:]:
         v.process.close()
 
 
-def oracle(scorer, bodies, auto: list[str], slow: list[str], base_rate: float, rates: dict, target: float = 0.95) -> None:
-    """Greedy hindsight: the page whose trafilatura text gains most F1 goes next, until `target`."""
-    fast_counts = [scorer.string_shingle_matching(true=b, pred=t) for b, t in zip(bodies, auto)]
-    slow_counts = [scorer.string_shingle_matching(true=b, pred=t) for b, t in zip(bodies, slow)]
-    current, swapped = list(fast_counts), 0
+def oracle(scorer, fast: list, slow: list, base_rate: float, rates: dict, target: float = 0.95) -> None:
+    """Greedy hindsight over each page's shingle counts (`fast`: `auto`'s, `slow`: the trafilatura engine's):
+    the page whose trafilatura text gains most F1 goes next, until `target`."""
+    current, swapped = list(fast), 0
     f1 = scorer.metrics_from_tp_fp_fns(current)["f1"]
     while f1 < target and swapped < len(current):
-        gains = [(scorer.metrics_from_tp_fp_fns(current[:i] + [slow_counts[i]] + current[i + 1:])["f1"], i)
-                 for i in range(len(current)) if current[i] is not slow_counts[i]]
+        gains = [(scorer.metrics_from_tp_fp_fns(current[:i] + [slow[i]] + current[i + 1:])["f1"], i)
+                 for i in range(len(current)) if current[i] is not slow[i]]
         f1, i = max(gains)
-        current[i] = slow_counts[i]
+        current[i] = slow[i]
         swapped += 1
     budget = 1 / (8 * base_rate)  # CPU-seconds a page at 8x trafilatura.extract
     room = (budget - 1 / rates["ours: resiliparse"]) * rates["ours: trafilatura"]
-    print(f"\noracle: F1 {f1:.4f} after {swapped} more pages to trafilatura ({swapped / len(auto):.1%} of them, on top of "
+    print(f"\noracle: F1 {f1:.4f} after {swapped} more pages to trafilatura ({swapped / len(fast):.1%} of them, on top of "
           f"auto's own fallbacks); the fallback share 8x leaves after resiliparse's own time: {max(room, 0):.1%}")
 
 

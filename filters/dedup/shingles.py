@@ -125,8 +125,6 @@ def _normalize_pieces(pieces: pa.Array) -> pa.Array:
     which halves the time of this step."""
     core = pc.ascii_trim(pieces, _ASCII_PUNCTUATION)
     other = pc.invert(pc.ascii_is_alpha(core))
-    if not pc.any(other).as_py():
-        return pc.ascii_lower(core)
     return pc.replace_with_mask(pc.ascii_lower(core), other, normalize(pieces.filter(other)))
 
 
