@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import random
+
 import pyarrow as pa
 import pytest
 
-from pipeline.records import TEXT_VIEWS, View, text_array, text_column, whitespace_tokens
+from pipeline.records import _WIDE_SPACES, TEXT_VIEWS, View, text_array, text_column, whitespace_tokens
 
 
 def test_a_view_that_does_not_exist_is_an_error_not_the_conversation():
@@ -37,6 +39,27 @@ def test_whitespace_tokens_count_words_as_python_splits_them():
     values = [["two words", "  lead\tand\ntrail  ", None], ["caf\u00e9\u00a0au\u2003lait ", "", " \u00a0 ", "x"]]
     expected = [len((t or "").split()) for chunk in values for t in chunk]
     assert whitespace_tokens(pa.chunked_array(values)).to_pylist() == expected == [2, 3, 0, 3, 0, 0, 1]
+
+
+def test_word_counts_equal_pythons_on_random_text_in_every_layout_arrow_gives():
+    """Rows mixing ASCII whitespace and control characters, wide spaces, and characters whose UTF-8
+    shares a wide space's first bytes (\u2019 and \u00a9 against \u2009 and \u00a0), as slices at
+    an offset and as large strings: the counts are `str.split`'s, and a row's first word is counted
+    whatever the row before it ended with."""
+    rng = random.Random(0)
+    alphabet = "ab\t\n\x0b\x0c\r\x1c\x1f \x00\x08\x0e\x1b\x7f\x85\xa0\xa9\u1680\u2009\u200b\u2019\u2028\u202f\u3000\u3001\U0001f600"
+    rows = [None if rng.random() < 0.05 else "".join(rng.choices(alphabet, k=rng.randrange(0, 12))) for _ in range(5000)]
+    expected = [len((r or "").split()) for r in rows]
+    for kind in (pa.string(), pa.large_string()):
+        arr = pa.array(rows, kind)
+        assert whitespace_tokens(arr).to_pylist() == expected
+        for start, length in ((1, 4000), (2500, 2500), (4999, 1), (3000, 0)):
+            assert whitespace_tokens(arr.slice(start, length)).to_pylist() == expected[start:start + length]
+    assert whitespace_tokens(pa.array([None, None], pa.string())).to_pylist() == [0, 0]
+
+
+def test_the_wide_spaces_are_every_code_point_beyond_ascii_python_splits_on():
+    assert set(_WIDE_SPACES) == {chr(c) for c in range(0x80, 0x110000) if chr(c).isspace()}
 
 
 def test_a_row_with_a_non_ascii_character_is_split_on_every_code_point_python_splits_on():
