@@ -140,8 +140,8 @@ def _stop_monitor() -> None:
     monitor has nothing to save, so it is killed first, by the PID Ray started it with."""
     import ray._private.worker
 
-    node = ray._private.worker._global_node
-    for info in node.all_processes.get("monitor", []) if node is not None else []:
+    node = getattr(ray._private.worker, "_global_node", None)  # private: a Ray without it is stopped the slow way
+    for info in getattr(node, "all_processes", {}).get("monitor", []):
         with contextlib.suppress(OSError, subprocess.TimeoutExpired):
             info.process.kill()
             info.process.wait(timeout=1)

@@ -144,7 +144,7 @@ def whitespace_tokens(texts: pa.Array | pa.ChunkedArray) -> pa.Array:
 
     Counted on the UTF-8 bytes: a word is a run of bytes outside the whitespace characters, and the
     words of a row are the word starts between its offsets. Arrow's split, which builds every piece
-    only to count them, took eight times as long on 300-word documents.
+    only to count them, took four to five times as long on documents (benchmarks/bench_word_counts.py).
     """
     texts = pc.fill_null(texts.combine_chunks() if isinstance(texts, pa.ChunkedArray) else texts, "")
     width = np.int64 if pa.types.is_large_string(texts.type) else np.int32
