@@ -27,6 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_extract import OurEngine, TrafilaturaDefaults  # noqa: E402
+from extract_fallback_oracle import fallback_room, greedy_fallbacks  # noqa: E402
 
 from filters.extract_auto import SLOW  # noqa: E402
 
@@ -75,19 +76,15 @@ def main() -> None:
 
 
 def oracle(scorer, fast: list, slow: list, base_rate: float, rates: dict, target: float = 0.95) -> None:
-    """Greedy hindsight over each page's shingle counts (`fast`: `auto`'s, `slow`: the trafilatura engine's):
-    the page whose trafilatura text gains most F1 goes next, until `target`."""
-    current, swapped = list(fast), 0
-    f1 = scorer.metrics_from_tp_fp_fns(current)["f1"]
-    while f1 < target and swapped < len(current):
-        gains = [(scorer.metrics_from_tp_fp_fns(current[:i] + [slow[i]] + current[i + 1:])["f1"], i)
-                 for i in range(len(current)) if current[i] is not slow[i]]
-        f1, i = max(gains)
-        current[i] = slow[i]
-        swapped += 1
-    budget = 1 / (8 * base_rate)  # CPU-seconds a page at 8x trafilatura.extract
-    room = (budget - 1 / rates["ours: resiliparse"]) * rates["ours: trafilatura"]
-    print(f"\noracle: F1 {f1:.4f} after {swapped} more pages to trafilatura ({swapped / len(fast):.1%} of them, on top of "
+    """Greedy hindsight over each page's shingle counts (`fast`: `auto`'s, `slow`: the trafilatura engine's)
+    until `target`."""
+    moved, f1 = 0, scorer.metrics_from_tp_fp_fns(fast)["f1"]
+    if f1 < target:
+        for moved, f1 in greedy_fallbacks(fast, slow, lambda counts: scorer.metrics_from_tp_fp_fns(counts)["f1"]):
+            if f1 >= target:
+                break
+    room = fallback_room(base_rate, rates["ours: resiliparse"], rates["ours: trafilatura"])
+    print(f"\noracle: F1 {f1:.4f} after {moved} more pages to trafilatura ({moved / len(fast):.1%} of them, on top of "
           f"auto's own fallbacks); the fallback share 8x leaves after resiliparse's own time: {max(room, 0):.1%}")
 
 
