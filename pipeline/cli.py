@@ -75,6 +75,9 @@ class _Command:
 def _interrupted() -> int:
     """Whenever the interrupt lands (inside the command, or around it, as it starts or ends)."""
     interrupts.caught()
+    if interrupts.reason():
+        print(f"error: {interrupts.reason()}", file=sys.stderr)
+        return EXIT_USER_ERROR
     print("interrupted" + (": the same command resumes from the last checkpoint" if _Command.resumes else ""),
           file=sys.stderr)
     return interrupts.exit_code()

@@ -41,6 +41,7 @@ class _State:
     finished = False  # the command is over and has printed its outcome
     late = False  # a Ctrl-C came after that
     code = EXIT_CODE  # the exit code of the interrupt that came
+    reason: str | None = None  # why the command stopped itself (`stop`), where no signal came
     installed = False
 
 
@@ -87,6 +88,22 @@ def sigterm_in_ray_init(e: BaseException) -> bool:
 
 def interrupted() -> bool:
     return _State.interrupted
+
+
+def stop(reason: str) -> None:
+    """Stop the command from another thread, the way Ctrl-C does (wherever the main thread waits, the
+    run's own cleanup runs), ending in `reason`: a watch that found the run can never finish."""
+    if _State.interrupted or _State.finished:
+        return
+    _State.reason = reason
+    _stop_on(signal.SIGINT)
+    _State.redelivering = True
+    _thread.interrupt_main()
+
+
+def reason() -> str | None:
+    """Why the command was stopped by `stop`; None for a signal."""
+    return _State.reason
 
 
 def exit_code() -> int:

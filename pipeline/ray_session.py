@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 import psutil
 
-from pipeline import interrupts
+from pipeline import interrupts, spill_watch
 from pipeline.config import RayConfig
 from pipeline.console_filter import filtered_console, not_noise
 from pipeline.errors import UserError
@@ -69,7 +69,8 @@ def ray_session(config: RayConfig, progress, log_dir: Path | None = None, env: d
             raise
         session_logs = _session_logs() if not address else None
         try:
-            yield
+            with spill_watch.watching(local=not address):
+                yield
         except Exception as e:
             why = _missing_dependency(e) or _unseen_local_file(e) or _out_of_disk(e, local=not address)
             if why is None:
@@ -231,20 +232,11 @@ def _out_of_disk(error: BaseException, local: bool) -> str | None:
     something the user must fix."""
     import ray
 
-    for e in _causes(error):
-        if isinstance(e, ray.exceptions.OutOfDiskError):
-            ip = next(filter(None, (TASK_NODE_IP.search(str(c)) for c in _causes(error))), None)
-            node = f"the Ray node {ip.group(1)}" if ip else "a Ray node"
-            where = ""
-            if local:
-                session = Path(ray._private.worker._global_node.get_session_dir_path())
-                usage = shutil.disk_usage(session)
-                where = f" ({session.parent}: {usage.free / 2**30:.1f} GiB free of {usage.total / 2**30:.0f} GiB)"
-            return (f"{node} ran out of object store memory and cannot spill to its disk, which is fuller than Ray "
-                    f"allows (95% by default){where}: free space there, or give Ray a temporary folder on a larger "
-                    f"disk ({'RAY_TMPDIR' if local else 'ray start --temp-dir'}) or more object store memory"
-                    f"{' (ray.object_store_memory)' if local else ''}")
-    return None
+    if not any(isinstance(e, ray.exceptions.OutOfDiskError) for e in _causes(error)):
+        return None
+    ip = next(filter(None, (TASK_NODE_IP.search(str(c)) for c in _causes(error))), None)
+    return spill_watch.cannot_spill(f"the Ray node {ip.group(1)}" if ip else "a Ray node",
+                                    spill_watch.spill_disk() if local else None, local)
 
 
 def _causes(error: BaseException):

@@ -194,7 +194,8 @@ ray: {{object_store_memory: 80000000}}
 stages:
   - dedup: {{}}
 """)
-    proc = cli("run", "--quiet", str(config), env={**os.environ, "RAY_local_fs_capacity_threshold": "0.001"})
+    proc = cli("run", "--quiet", str(config), env={**os.environ, "RAY_local_fs_capacity_threshold": "0.001"},
+               timeout=300)  # Ray raises, or it waits and the spill watch stops it after a minute
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
     assert re.fullmatch(
         r"error: the Ray node [\d.]+ ran out of object store memory and cannot spill to its disk, which is fuller than "
