@@ -6,11 +6,12 @@ which `ray_session` turns into a line; but an object that must come back from th
 a task's argument, is retried by Ray (2.60's pull manager) forever: the task never starts and the run
 waited without a word until it was killed (CI's 900 s timeout; Ray restores some arguments, evicts
 them for others, and starts again). So while a run is on, a thread asks each node's raylet about its
-object store; a node whose store has been full for STUCK_S with no object created in it, and whose disk
-is past Ray's share, stops the run with the line Ray's own error gets. A full store on a disk below
-the share is not stuck: Ray spills, or allocates on disk. A task that runs longer than STUCK_S while
-its arguments fill the store, making nothing, on a disk past the share, is stopped too: its result
-would have had no room either, unless it is small enough to travel without the store.
+object store; a node whose store has been short of room (full, or with pulls waiting for room) for
+STUCK_S with no object created in it, and whose disk is past Ray's share, stops the run with the line
+Ray's own error gets. A full store on a disk below the share is not stuck: Ray spills, or allocates
+on disk. A task that runs longer than STUCK_S while the store is short of room, making nothing, on a
+disk past the share, is stopped too: its result would have had no room either, unless it is small
+enough to travel without the store.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from pathlib import Path
 
 from pipeline import interrupts
 
-STUCK_S = 60.0  # a store full with nothing created: spilling makes room in seconds, on a disk that has it
+STUCK_S = 60.0  # short of room with nothing created: spilling makes room in seconds, on a disk that has it
 FULL = 0.95  # of the store's capacity
 EVERY_S = 5.0
 DEFAULT_SHARE = 0.95  # Ray's local_fs_capacity_threshold
@@ -64,16 +65,24 @@ def cannot_spill(node: str, disk: Disk | None, local: bool) -> str:
             f"{' (ray.object_store_memory)' if local else ''}")
 
 
+def short_of_room(store) -> bool:
+    """Whether a node's store (its raylet's ObjectStoreStats) is full, or has pulls waiting for room: a
+    stuck run showed either (80 MB of 80 used; 75 MB of 80 used and a task's 60 MB of arguments waiting)."""
+    return store.object_pulls_queued or store.object_store_bytes_used >= FULL * store.object_store_bytes_avail
+
+
 class Stall:
-    """How long a node's object store has been full with no object created in it."""
+    """How long a node's object store has been short of room (full, or with pulls waiting for room)
+    with no object created in it."""
 
     def __init__(self) -> None:
         self.since: float | None = None
         self.created = -1
 
-    def seen(self, now: float, full: bool, created: int) -> float:
-        """Seconds stalled, given the node's store at `now`: whether it is full, and how many objects were ever created in it."""
-        if not full:
+    def seen(self, now: float, short: bool, created: int) -> float:
+        """Seconds stalled, given the node's store at `now`: whether it is short of room, and how many
+        objects were ever created in it (restoring a spilled object does not count)."""
+        if not short:
             self.since = None
         elif self.since is None or created != self.created:
             self.since = now
@@ -104,9 +113,8 @@ def _watch(stop: threading.Event, local: bool) -> None:
                 if not node["Alive"]:
                     continue
                 store = _store_stats(node)
-                full = store.object_store_bytes_used >= FULL * store.object_store_bytes_avail  # avail: its capacity
                 stalled = stalls.setdefault(node["NodeID"], Stall()).seen(
-                    time.monotonic(), full, store.cumulative_created_objects)
+                    time.monotonic(), short_of_room(store), store.cumulative_created_objects)
                 if stalled >= STUCK_S and not stop.is_set():
                     disk = spill_disk() if local else _remote_disk(node["NodeID"])
                     if disk is not None and disk.too_full:
