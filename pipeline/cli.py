@@ -77,7 +77,7 @@ def _interrupted() -> int:
     interrupts.caught()
     if interrupts.reason():
         print(f"error: {interrupts.reason()}", file=sys.stderr)
-        return EXIT_USER_ERROR
+        return interrupts.exit_code()
     print("interrupted" + (": the same command resumes from the last checkpoint" if _Command.resumes else ""),
           file=sys.stderr)
     return interrupts.exit_code()

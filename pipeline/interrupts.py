@@ -30,6 +30,7 @@ import threading
 import time
 
 EXIT_CODE = 130  # Ctrl-C's; SIGTERM's is 143
+STOPPED_CODE = 2  # `stop`'s: a user's error, which the reason names
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 GRACE_S = 30.0
 
@@ -97,6 +98,7 @@ def stop(reason: str) -> None:
         return
     _State.reason = reason
     _stop_on(signal.SIGINT)
+    _State.code = STOPPED_CODE
     _State.redelivering = True
     _thread.interrupt_main()
 
@@ -107,7 +109,7 @@ def reason() -> str | None:
 
 
 def exit_code() -> int:
-    """130 after Ctrl-C, 143 after SIGTERM."""
+    """130 after Ctrl-C, 143 after SIGTERM, 2 after `stop`."""
     return _State.code
 
 
@@ -162,7 +164,8 @@ def _watchdog() -> None:
         if not _unwinding_interrupt():
             _State.redelivering = True
             _thread.interrupt_main()
-    os.write(2, f"interrupted: stopping took more than {GRACE_S:.0f}s, exiting now\n".encode())
+    said = f"error: {_State.reason}\n" if _State.reason else ""
+    os.write(2, f"{said}interrupted: stopping took more than {GRACE_S:.0f}s, exiting now\n".encode())
     os._exit(_State.code)
 
 
