@@ -120,6 +120,7 @@ def _watch(stop: threading.Event, local: bool) -> None:
                     if disk is not None and disk.too_full:
                         interrupts.stop(cannot_spill(f"the Ray node {node['NodeManagerAddress']}", disk, local))
                         return
+                    stalls[node["NodeID"]] = Stall()  # not stuck, busy: its disk is asked again in STUCK_S at most
         except Exception:  # a node that went away, a Ray without these calls: no verdict this round
             continue
 
