@@ -182,7 +182,8 @@ stages:
 
 def test_a_disk_too_full_to_spill_to_is_one_line(tmp_path):
     """Ray refuses to spill past a share of its disk (95% by default: CI's disk was there); lowered so that this
-    disk is past it, a run whose data outgrows the object store met Ray's OutOfDiskError as a worker traceback."""
+    disk is past it, a run whose data outgrows the object store met Ray's OutOfDiskError as a worker traceback,
+    or, on a busy machine, waited forever for spilled task arguments to come back (CI's 900 s timeout)."""
     rng = random.Random(0)
     with open(tmp_path / "big.jsonl", "w") as f:  # 120 MB against an 80 MB object store
         for i in range(20_000):
