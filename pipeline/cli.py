@@ -6,14 +6,20 @@ is a bug and keeps its traceback.
 
 from __future__ import annotations
 
-import argparse
-import importlib
 import os
-import pkgutil
 import sys
 
-from pipeline import __version__, commands, interrupts
-from pipeline.errors import RunFailed, UserError
+from pipeline import interrupts
+
+if __name__ == "__main__" or os.path.basename(sys.argv[0]) == "pipeline":  # the command, not an import of it
+    interrupts.install(armed=False)  # before the rest imports: a Ctrl-C then is held, and ends in "interrupted"
+
+import argparse  # noqa: E402
+import importlib  # noqa: E402
+import pkgutil  # noqa: E402
+
+from pipeline import __version__, commands  # noqa: E402
+from pipeline.errors import RunFailed, UserError  # noqa: E402
 
 EXIT_RUN_FAILED = 1
 EXIT_USER_ERROR = 2
@@ -102,8 +108,8 @@ def entry() -> None:
 
     Ctrl-C is taken over before the subcommands are imported (a second of numpy, pyarrow and Ray on
     a busy machine), so an interrupt that early is an "interrupted" too, not an import's traceback."""
-    interrupts.install()
     try:
+        interrupts.install()  # armed: a Ctrl-C held while this module imported is raised here
         code = main()
     except KeyboardInterrupt:
         code = _interrupted()

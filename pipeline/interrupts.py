@@ -44,14 +44,23 @@ class _State:
     code = EXIT_CODE  # the exit code of the interrupt that came
     reason: str | None = None  # why the command stopped itself (`stop`), where no signal came
     installed = False
+    armed = False  # an interrupt is raised where it lands; unarmed, it is held
 
 
-def install() -> None:
-    """Take over SIGINT and SIGTERM for this process (from the main thread, before any work)."""
+def install(armed: bool = True) -> None:
+    """Take over SIGINT and SIGTERM for this process (from the main thread, before any work).
+
+    The command's module installs it unarmed before its own imports: no `try` can catch an interrupt
+    there yet, so one that comes is held (Python's own handler printed an import's traceback: CI's
+    Ctrl-C test, on a busy machine, pressed it 0.3 s in) and raised here when the command arms it."""
     for signum in SIGNALS:
         signal.signal(signum, _on_signal)
     sys.unraisablehook = _unless_interrupt
     _State.installed = True
+    held = armed and not _State.armed and _State.interrupted
+    _State.armed = armed
+    if held:
+        raise KeyboardInterrupt
 
 
 def reinstall() -> None:
@@ -144,6 +153,10 @@ def _on_signal(signum, frame):
         os._exit(_State.code)
     if _State.finished:  # the outcome is printed: nothing is left to stop
         _State.late = True
+        return
+    if not _State.armed:  # held until `install` arms it
+        _State.interrupted = True
+        _State.code = 128 + signum
         return
     _stop_on(signum)
     raise KeyboardInterrupt
