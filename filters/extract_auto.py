@@ -6,14 +6,17 @@ next to nothing. Two cheap steps narrow the gap, and one expensive one is spent 
 
 - elements whose class or id names a boilerplate block (trafilatura's own vocabulary, kept to the
   tokens that helped on the shared evaluation set) are skipped inside resiliparse's C code;
-- short lines with no sentence ending are trimmed from the two edges of the text: leftovers of
-  navigation and bylines before the article and of link lists after it (a line inside the text is
-  kept, since that is where headings and list items of the article itself are);
+- the runs of boilerplate lines at the two edges of the text are cut, as a model of a line's shape
+  and neighbourhood judges them (filters.boilerplate_lines): leftovers of navigation and bylines
+  before the article, of share lines, teasers and footers after it (a line inside the text is kept,
+  since that is where headings and list items of the article itself are);
 - a page whose text is still short after that (under `min_chars`) is extracted again with
   trafilatura, which searches harder (and tries readability and jusText) where little was found.
 
-Tuned on the 823 non-English pages of trafilatura's evaluation set and checked on its 167 English
-pages (docs/curation.md, docs/benchmarks.md). Plain functions, no Ray: the caller bounds the time
+The skip selectors and the fallback threshold were tuned on the 823 non-English pages of
+trafilatura's evaluation set and checked on its 167 English pages, the line model fitted on all 990
+with cross-validation; all of it was measured on an article benchmark nothing was tuned on
+(docs/curation.md, docs/benchmarks.md). Plain functions, no Ray: the caller bounds the time
 (filters.extract_process).
 """
 
@@ -21,38 +24,19 @@ from __future__ import annotations
 
 from typing import Callable
 
+from filters.boilerplate_lines import trim_boilerplate
+
 FAST = "resiliparse"
 SLOW = "trafilatura"
-# A line this short that does not end a sentence is boilerplate when nothing longer stands
-# between it and an edge of the text (tried: 30, 60, 80, 100, 150; 80 to 150 were within 0.0015 F1).
-EDGE_LINE_CHARS = 100
-SENTENCE_ENDS = tuple('.!?:;"“”»«)…')
-# Fall back when the trimmed fast text is shorter than this. On the tuning pages F1 rises up to 250
-# characters (0.8994 at 100, 0.9020 at 200, 0.9021 at 250) and stays flat after (0.9017 to 0.9019 at
-# 300 to 400), while the fallback share, the cost, keeps growing (3.3%, 4.1%, 4.6%, then 4.9% to 5.7%).
+# Fall back when the trimmed fast text is shorter than this. On the tuning pages F1 rises fast up to
+# 100 characters (0.8991 with no fallback, 0.9098 at 100), then slowly (0.9122 at 150, 0.9137 at 250,
+# 0.9146 at 400) while the fallback share, the cost, keeps growing (2.7%, 3.4%, 3.9%, 5.2%).
 FALLBACK_MIN_CHARS = 250
 BOILERPLATE_TOKENS = ("footer", "author", "related", "newsletter", "comment", "date")
 # Never the page's outer elements: a token on <body> or <article> (class="single-author") would skip the article.
 SKIP_SELECTORS = tuple(
     f'[{attr}*="{token}" i]:not(html):not(body):not(main):not(article)' for token in BOILERPLATE_TOKENS for attr in ("class", "id")
 )
-
-
-def is_edge_line(line: str) -> bool:
-    """A line that may be cut when it stands at an edge: blank, or short and not ending a sentence."""
-    line = line.strip()
-    return not line or (len(line) < EDGE_LINE_CHARS and not line.endswith(SENTENCE_ENDS))
-
-
-def trim_edges(text: str) -> str:
-    """The text without its leading and trailing runs of edge lines."""
-    lines = text.split("\n")
-    start, end = 0, len(lines)
-    while start < end and is_edge_line(lines[start]):
-        start += 1
-    while end > start and is_edge_line(lines[end - 1]):
-        end -= 1
-    return "\n".join(lines[start:end])
 
 
 def needs_fallback(fast_text: str, min_chars: int = FALLBACK_MIN_CHARS) -> bool:
@@ -71,7 +55,7 @@ def extract_auto(
     `skip_elements`; `slow` is trafilatura's. When trafilatura finds nothing either, the fast text
     is better than none and is kept."""
     text, title = fast(html, url, skip_elements=SKIP_SELECTORS)
-    text = trim_edges(text)
+    text = trim_boilerplate(text)
     if not needs_fallback(text, min_chars):
         return text, title, FAST
     slow_text, _ = slow(html, url)

@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from filters.extract_auto import FALLBACK_MIN_CHARS, extract_auto, needs_fallback, trim_edges
+from filters.extract_auto import FALLBACK_MIN_CHARS, extract_auto, needs_fallback
 from filters.html_extract import extract_resiliparse, extract_trafilatura, extractor, triage
 
 SENTENCE = "Die Luft in der Stadt ist im Winter schlechter als im Sommer, sagen die Forscher der Universität."
@@ -61,23 +61,6 @@ def test_too_short_is_under_min_chars():
     assert needs_fallback("x" * (FALLBACK_MIN_CHARS - 1))
     assert not needs_fallback("x" * FALLBACK_MIN_CHARS)
     assert needs_fallback("x" * 999, min_chars=1000) and not needs_fallback("", min_chars=0)
-
-
-def test_short_unfinished_lines_are_trimmed_from_the_edges_only():
-    text = "\n".join([
-        "Startseite",
-        "Politik > Umwelt",
-        "",
-        "Luft in der Stadt",  # a heading at the edge goes with the navigation before it
-        SENTENCE,
-        "Was die Forscher messen",  # a heading inside the article stays
-        SENTENCE,
-        "Diesen Artikel teilen",
-        "Impressum",
-    ])
-    assert trim_edges(text) == "\n".join([SENTENCE, "Was die Forscher messen", SENTENCE])
-    assert trim_edges("Ja.\nMenü\n" + SENTENCE) == "Ja.\nMenü\n" + SENTENCE  # a finished sentence is content
-    assert trim_edges("Menü\nKontakt") == ""
 
 
 def test_boilerplate_blocks_are_skipped_but_never_the_page_that_names_them():
