@@ -2,7 +2,7 @@
 
 The lines are those of resiliparse's text (with `auto`'s skip selectors) of the 990 pages of the shared
 extraction set; a line holding one of a page's `without` snippets is boilerplate, one holding a `with`
-snippet is not, the rest are unlabelled. Logistic regression on standardised `line_features`, with
+snippet is not, the rest are unlabelled. Logistic regression on standardised `feature_matrix`, with
 balanced classes (a fifth of the labelled lines are boilerplate). The regularisation and the threshold
 are chosen by five-fold cross-validation over pages on the set's own measure (snippet F1 of the trimmed
 text), so the figure printed for the choice is one the model did not see; scikit-learn is needed here
@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from bench_extract import load_pages, quality  # noqa: E402
 
-from filters.boilerplate_lines import FEATURES, WEIGHTS, LineModel, line_features, trim_boilerplate  # noqa: E402
+from filters.boilerplate_lines import FEATURES, WEIGHTS, LineModel, feature_matrix, trim_boilerplate  # noqa: E402
 from filters.extract_auto import SKIP_SELECTORS  # noqa: E402
 from filters.html_extract import MAX_HTML_BYTES, extract_resiliparse, triage  # noqa: E402
 
@@ -50,7 +50,7 @@ def labelled_lines(pages, texts) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         lines = [line.strip() for line in text.split("\n") if line.strip()]
         if not lines:
             continue
-        for features, line in zip(line_features(lines), lines):
+        for features, line in zip(feature_matrix(lines), lines):
             boilerplate, content = any(s in line for s in without), any(s in line for s in with_)
             if boilerplate != content:
                 rows.append(features)

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from filters.boilerplate_lines import FEATURES, WEIGHTS, LineModel, default_model, line_features, trim_boilerplate
+from filters.boilerplate_lines import FEATURES, WEIGHTS, LineModel, default_model, feature_matrix, trim_boilerplate
 
 ROOT = Path(__file__).resolve().parents[2]
 SENTENCE = "Die Luft in der Stadt ist im Winter schlechter als im Sommer, sagen die Forscher der Universität."
@@ -26,7 +26,7 @@ def column(features: np.ndarray, name: str) -> list:
 
 def test_each_line_is_described_by_its_shape_and_its_neighbours():
     lines = ["Home | News", "Über 2024 Ärzte:", SENTENCE, "© Zeitung"]
-    f = line_features(lines)
+    f = feature_matrix(lines)
 
     assert f.shape == (4, len(FEATURES))
     assert column(f, "log_chars") == pytest.approx(np.log1p([len(line) for line in lines]).tolist())
@@ -40,13 +40,13 @@ def test_each_line_is_described_by_its_shape_and_its_neighbours():
     assert column(f, "previous_ends_sentence") == [1, 0, 1, 1] and column(f, "next_ends_sentence") == [1, 1, 0, 1]
     assert column(f, "log_edge_distance") == pytest.approx(np.log1p([0, 1, 1, 0]).tolist())
     total = sum(map(len, lines))
-    assert column(f, "log_chars_before") == pytest.approx([0, np.log1p(11), np.log1p(16), np.log1p(len(SENTENCE))])
+    assert column(f, "log_previous_chars") == pytest.approx([0, np.log1p(11), np.log1p(16), np.log1p(len(SENTENCE))])
     assert column(f, "log_text_chars") == pytest.approx([np.log1p(total)] * 4)
 
 
 def test_a_lower_case_longer_than_its_letter_is_still_counted_as_one_capital():
     # "İ".lower() is two code points: the vectorised count cannot line the two texts up
-    assert column(line_features(["İstanbul und Ankara", "x"]), "capital_share")[0] == pytest.approx(2 / 19)
+    assert column(feature_matrix(["İstanbul und Ankara", "x"]), "capital_share")[0] == pytest.approx(2 / 19)
 
 
 class Always(LineModel):
