@@ -59,7 +59,7 @@ def labelled_lines(pages, texts) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return np.array(rows), np.array(labels), np.array(page_of)
 
 
-def fit(features: np.ndarray, labels: np.ndarray, strength: float, threshold: float) -> LineModel:
+def fit(features: np.ndarray, labels: np.ndarray, strength: float, threshold: float = 0.5) -> LineModel:
     from sklearn.linear_model import LogisticRegression
 
     mean, scale = features.mean(0), features.std(0)
@@ -83,8 +83,9 @@ def main() -> None:
         trimmed = {t: list(texts) for t in THRESHOLDS}
         for f in range(FOLDS):
             train = fold[page_of] != f
+            m = fit(features[train], labels[train], strength)
             for threshold in THRESHOLDS:
-                model = fit(features[train], labels[train], strength, threshold)
+                model = LineModel(m.mean, m.scale, m.coef, m.intercept, threshold)
                 for index in np.flatnonzero(fold == f):
                     trimmed[threshold][index] = trim_boilerplate(texts[index], model)
         for threshold in THRESHOLDS:
