@@ -138,17 +138,24 @@ def default_model() -> LineModel:
     return LineModel.load()
 
 
+def content_lines(lines: list[str]) -> tuple[list[str], list[int]]:
+    """Of a text's lines, those the model scores (non-blank, stripped) and where each stands: one rule for
+    fitting and for cutting."""
+    where = [i for i, line in enumerate(lines) if line.strip()]
+    return [lines[i].strip() for i in where], where
+
+
 def trim_boilerplate(text: str, model: LineModel | None = None) -> str:
     """The text without the runs of boilerplate lines at its two edges; the blank lines between the
     lines kept stay where they were."""
     lines = text.split("\n")
-    kept = [i for i, line in enumerate(lines) if line.strip()]
-    if not kept:
+    scored, where = content_lines(lines)
+    if not scored:
         return ""
-    drop = (model or default_model()).boilerplate(line_features([lines[i].strip() for i in kept]))
-    start, end = 0, len(kept)
+    drop = (model or default_model()).boilerplate(line_features(scored))
+    start, end = 0, len(scored)
     while start < end and drop[start]:
         start += 1
     while end > start and drop[end - 1]:
         end -= 1
-    return "\n".join(lines[kept[start]:kept[end - 1] + 1]).strip() if start < end else ""
+    return "\n".join(lines[where[start]:where[end - 1] + 1]).strip() if start < end else ""

@@ -19,10 +19,7 @@ import importlib  # noqa: E402
 import pkgutil  # noqa: E402
 
 from pipeline import __version__, commands  # noqa: E402
-from pipeline.errors import RunFailed, UserError  # noqa: E402
-
-EXIT_RUN_FAILED = 1
-EXIT_USER_ERROR = 2
+from pipeline.errors import EXIT_RUN_FAILED, EXIT_USER_ERROR, RunFailed, UserError  # noqa: E402
 EXIT_BROKEN_PIPE = 141  # what a shell reports for a command that SIGPIPE ended
 
 
@@ -83,9 +80,9 @@ def _interrupted() -> int:
     interrupts.caught()
     if interrupts.reason():
         print(f"error: {interrupts.reason()}", file=sys.stderr)
-        return interrupts.exit_code()
-    print("interrupted" + (": the same command resumes from the last checkpoint" if _Command.resumes else ""),
-          file=sys.stderr)
+    else:
+        print("interrupted" + (": the same command resumes from the last checkpoint" if _Command.resumes else ""),
+              file=sys.stderr)
     return interrupts.exit_code()
 
 

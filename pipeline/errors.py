@@ -1,5 +1,8 @@
 """Errors a user can fix. The CLI prints them as one line and exits with code 2, never a traceback."""
 
+EXIT_RUN_FAILED = 1
+EXIT_USER_ERROR = 2  # also a run that stopped itself with a reason the user can act on (interrupts.stop)
+
 
 class UserError(Exception):
     """A mistake in the user's config, command line or input that they can fix."""

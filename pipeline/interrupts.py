@@ -29,8 +29,9 @@ import sys
 import threading
 import time
 
-EXIT_CODE = 130  # Ctrl-C's; SIGTERM's is 143
-STOPPED_CODE = 2  # `stop`'s: a user's error, which the reason names
+from pipeline.errors import EXIT_USER_ERROR
+
+EXIT_CODE = 130  # Ctrl-C's; SIGTERM's is 143; `stop`'s is a user's error (EXIT_USER_ERROR), which the reason names
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 GRACE_S = 30.0
 
@@ -78,7 +79,7 @@ def _unless_interrupt(unraisable) -> None:
     without its executor): the interrupt's doing, not news. Either, printed as "Exception ignored",
     reads like a crash."""
     if _State.installed and not _State.interrupted and _is_rays_sigterm(unraisable.exc_value):
-        _stop_on(signal.SIGTERM)
+        _stop_on(128 + signal.SIGTERM)
     elif not (issubclass(unraisable.exc_type, KeyboardInterrupt) or _State.interrupted):
         sys.__unraisablehook__(unraisable)
 
@@ -91,7 +92,7 @@ def sigterm_in_ray_init(e: BaseException) -> bool:
     """Whether `e` is the SystemExit(15) that Ray's own SIGTERM handler raises when the signal comes inside
     `ray.init`, before `reinstall`: a SIGTERM to stop on, as ours."""
     if _State.installed and _is_rays_sigterm(e):
-        _stop_on(signal.SIGTERM)
+        _stop_on(128 + signal.SIGTERM)
         return True
     return False
 
@@ -106,8 +107,7 @@ def stop(reason: str) -> None:
     if _State.interrupted or _State.finished:
         return
     _State.reason = reason
-    _stop_on(signal.SIGINT)
-    _State.code = STOPPED_CODE
+    _stop_on(EXIT_USER_ERROR)
     _State.redelivering = True
     _thread.interrupt_main()
 
@@ -158,13 +158,13 @@ def _on_signal(signum, frame):
         _State.interrupted = True
         _State.code = 128 + signum
         return
-    _stop_on(signum)
+    _stop_on(128 + signum)
     raise KeyboardInterrupt
 
 
-def _stop_on(signum: int) -> None:
+def _stop_on(code: int) -> None:
     _State.interrupted = True
-    _State.code = 128 + signum
+    _State.code = code
     threading.Thread(target=_watchdog, name="interrupt-watchdog", daemon=True).start()
 
 

@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from bench_extract import load_pages, quality  # noqa: E402
 
-from filters.boilerplate_lines import FEATURES, WEIGHTS, LineModel, feature_matrix, trim_boilerplate  # noqa: E402
+from filters.boilerplate_lines import FEATURES, WEIGHTS, LineModel, content_lines, feature_matrix, trim_boilerplate  # noqa: E402
 from filters.extract_auto import SKIP_SELECTORS  # noqa: E402
 from filters.html_extract import MAX_HTML_BYTES, extract_resiliparse, triage  # noqa: E402
 
@@ -47,7 +47,7 @@ def labelled_lines(pages, texts) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(features, 1 for boilerplate, the page's index) of every line a snippet labels."""
     rows, labels, page_of = [], [], []
     for index, ((_, _, with_, without), text) in enumerate(zip(pages, texts)):
-        lines = [line.strip() for line in text.split("\n") if line.strip()]
+        lines, _ = content_lines(text.split("\n"))
         if not lines:
             continue
         for features, line in zip(feature_matrix(lines), lines):

@@ -14,7 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from filters.boilerplate_lines import FEATURES, WEIGHTS, LineModel, default_model, feature_matrix, trim_boilerplate
+from filters.boilerplate_lines import (
+    FEATURES, WEIGHTS, LineModel, content_lines, default_model, feature_matrix, trim_boilerplate,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 SENTENCE = "Die Luft in der Stadt ist im Winter schlechter als im Sommer, sagen die Forscher der Universität."
@@ -62,7 +64,7 @@ class Always(LineModel):
 def test_only_the_runs_at_the_two_edges_are_cut_and_paragraph_breaks_stay():
     text = "\n".join(["MENU Startseite", "", "MENU Politik", SENTENCE, "", "MENU Was die Forscher messen", SENTENCE,
                       "MENU Teilen", "MENU Impressum", ""])
-    lines = [line for line in text.split("\n") if line.strip()]
+    lines, _ = content_lines(text.split("\n"))
 
     assert trim_boilerplate(text, Always("MENU", lines)) == "\n".join([SENTENCE, "", "MENU Was die Forscher messen", SENTENCE])
 
