@@ -32,8 +32,10 @@ from pipeline.records import stable_id
 from pipeline.storage import Location
 
 BATCH_ROWS = 2_000
-# An uncompressed JSONL file bigger than this is read in ranges of about this many bytes, a task each.
+# An uncompressed JSONL file bigger than this is read in ranges of about this many bytes, a task each;
+# smaller files share tasks of up to this many bytes (`task_bytes`).
 RANGE_BYTES = 32 << 20
+TASKS_PER_CPU = 2
 GZIP_MAGIC = b"\x1f\x8b"
 COMPRESSIONS = {GZIP_MAGIC: "gzip", b"\x28\xb5\x2f\xfd": "zstd"}  # by their magic bytes
 UTF8_BOM = b"\xef\xbb\xbf"
@@ -106,7 +108,8 @@ def read_input(config: InputConfig, output: Location | None = None,
     else:
         if config.format == "jsonl":
             kind = config.kind if config.kind != "auto" else _kind_from_sample(config, _first_json_record(files))
-            ds = ray.data.read_datasource(JsonlRanges(files, Normalizer(kind, source, config.fields)))
+            ds = ray.data.read_datasource(JsonlRanges(files, Normalizer(kind, source, config.fields),
+                                                      task_bytes=task_bytes(files)))
         else:
             kind = "html"
             parse = _warc_parser(config.record_types, config.mime_types) if config.format == "warc" else _parse_html_file
@@ -198,8 +201,27 @@ def _saved_to_disk(dataset: str) -> bool:
 # --- streaming file datasource -------------------------------------------------------------
 
 
+def task_bytes(files: list[Location]) -> int:
+    """How many bytes of input one read task takes: RANGE_BYTES, or fewer where that would leave the
+    cluster fewer than TASKS_PER_CPU tasks a CPU.
+
+    A JSONL file was a task of its own, and Ray's file reader gives pages a task about every megabyte
+    (128 tasks for 4,840 pages), where a task costs the driver tens of milliseconds and holds a CPU slot
+    the pass's own tasks wait for: 1,000 small JSONL files took 2.3x the time of their rows in one file,
+    and the web chain on 4,840 pages 1.4x its time with a few tasks (docs/engine.md, "Read tasks")."""
+    total = sum(_size(f) for f in files)
+    cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+    return max(1, min(RANGE_BYTES, total // (TASKS_PER_CPU * cpus)))
+
+
 def _read_files(files: list[Location], parse: Callable, normalizer: Normalizer) -> "ray.data.Dataset":
-    return _union([ray.data.read_datasource(RecordFiles(group, parse, normalizer)) for group in _by_store(files)])
+    return _union([ray.data.read_datasource(RecordFiles(group, parse, normalizer), override_num_blocks=_tasks_for(group))
+                   for group in _by_store(files)])
+
+
+def _tasks_for(files: list[Location]) -> int:
+    """How many read tasks Ray's file datasource shares whole files out to: `task_bytes` of them each."""
+    return max(1, min(len(files), -(-sum(_size(f) for f in files) // task_bytes(files))))
 
 
 class RecordFiles(FileBasedDatasource):
@@ -240,8 +262,9 @@ def _tables(items: Iterator[dict | pa.Table], normalizer: Normalizer) -> Iterato
 
 
 class JsonlRanges(Datasource):
-    """JSONL files as read tasks of at most about `range_bytes` each, so that one big file is read by
-    every CPU of the cluster, not by one (Ray's file datasources give a file one task).
+    """JSONL files as read tasks of about `range_bytes` each, so that one big file is read by every CPU
+    of the cluster, not by one (Ray's file datasources give a file one task), and small files read
+    several to a task, up to `task_bytes`.
 
     A range holds the lines that start in it, so every line is read once, by one task, whole. A
     compressed file (by its content) is one task: it cannot be entered in the middle. Lines of a range
@@ -249,21 +272,52 @@ class JsonlRanges(Datasource):
     would mean reading every line before them.
     """
 
-    def __init__(self, files: list[Location], normalizer: Normalizer, range_bytes: int = RANGE_BYTES):
+    def __init__(self, files: list[Location], normalizer: Normalizer, range_bytes: int = RANGE_BYTES,
+                 task_bytes: int = RANGE_BYTES):
         self._normalizer = normalizer
-        self._ranges = [(f, start, stop) for f in files for start, stop in _byte_ranges(f, range_bytes)]
+        ranges = [(f, start, stop) for f in files for start, stop in _byte_ranges(f, range_bytes)]
+        self._tasks = _packed(ranges, task_bytes)
 
     def estimate_inmemory_data_size(self) -> int:
-        return sum(_size(f) for f in {f for f, _, _ in self._ranges})
+        return sum(_size(f) for f in {f for task in self._tasks for f, _, _ in task})
 
     def get_read_tasks(self, parallelism: int, per_task_row_limit: int | None = None, data_context=None) -> list[ReadTask]:
         return [
-            ReadTask(functools.partial(_read_range, f, start, stop, self._normalizer),
-                     BlockMetadata(num_rows=None, size_bytes=(stop if stop is not None else _size(f)) - start,
-                                   exec_stats=None, input_files=[f.path]),
+            ReadTask(functools.partial(_read_ranges, task, self._normalizer),
+                     BlockMetadata(num_rows=None, size_bytes=sum(map(_range_size, task)), exec_stats=None,
+                                   input_files=[f.path for f, _, _ in task]),
                      per_task_row_limit=per_task_row_limit)
-            for f, start, stop in self._ranges
+            for task in self._tasks
         ]
+
+
+Range = tuple[Location, int, int | None]  # a file's [start, stop) bytes; (0, None): the whole file
+
+
+def _range_size(r: Range) -> int:
+    f, start, stop = r
+    return (stop if stop is not None else _size(f)) - start
+
+
+def _packed(ranges: list[Range], task_bytes: int) -> list[list[Range]]:
+    """The ranges in tasks, in order: a part of a file is a task of its own, consecutive whole files
+    share one while they add up to `task_bytes` at most."""
+    tasks: list[list[Range]] = []
+    held = 0
+    for r in ranges:
+        size = _range_size(r)
+        if r[2] is None and tasks and tasks[-1][-1][2] is None and held + size <= task_bytes:
+            tasks[-1].append(r)
+            held += size
+        else:
+            tasks.append([r])
+            held = size
+    return tasks
+
+
+def _read_ranges(task: list[Range], normalizer: Normalizer) -> Iterator[pa.Table]:
+    for f, start, stop in task:
+        yield from _read_range(f, start, stop, normalizer)
 
 
 def _size(f: Location) -> int:

@@ -73,6 +73,29 @@ def test_a_big_file_is_read_in_ranges_with_its_rows_in_order_and_bad_lines_locat
     assert len(rows) == 3000 and json.loads(rows[2500]["meta"])["line"] == 2501
 
 
+def test_small_files_share_read_tasks_and_a_big_one_is_split_alone(tmp_path):
+    """Small files are read several to a task, in order, up to `task_bytes`; the ranges of a big file are
+    tasks of their own; every row comes back once, in the order of the files."""
+    def jsonl(name: str, n: int) -> object:
+        path = tmp_path / name
+        path.write_text("".join(json.dumps({"id": f"{name}:{i}", "text": "word " * 20}) + "\n" for i in range(n)))
+        return locate(str(path))
+
+    small = [jsonl(f"s{k:02d}.jsonl", 10) for k in range(30)]  # about 1.3 kB each
+    big = jsonl("big.jsonl", 2000)  # about 270 kB: ranges of 20 kB
+    files = small[:12] + [big] + small[12:]
+    norm = Normalizer("document", "src")
+    size = small[0].stat[0] if small[0].stat else small[0].size()
+    tasks = JsonlRanges(files, norm, range_bytes=20_000, task_bytes=5 * size).get_read_tasks(1)
+    paths = [list(task.metadata.input_files) for task in tasks]
+    assert [len(p) for p in paths if big.path not in p] == [5, 5, 2, 5, 5, 5, 3], "whole files packed, in order"
+    assert all(p == [big.path] for p in paths if big.path in p) and sum(big.path in p for p in paths) > 10
+    assert sum(task.metadata.size_bytes for task in tasks) == sum(f.stat[0] if f.stat else f.size() for f in files)
+    ids = [r["id"] for task in tasks for t in task() for r in t.to_pylist()]
+    assert ids == [f"{f.path.rsplit('/', 1)[-1]}:{i}" for f in files for i in range(2000 if f is big else 10)]
+    assert len(JsonlRanges(files, norm, range_bytes=20_000).get_read_tasks(1)) == len(paths) - 5, "32 MiB tasks: one"
+
+
 def test_gzip_detected_by_content_and_truncation_quarantined():
     lines = b"".join(json.dumps({"text": f"doc {i}"}).encode() + b"\n" for i in range(2000))
     whole = gzip.compress(lines)
