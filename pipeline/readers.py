@@ -207,8 +207,8 @@ def task_bytes(files: list[Location]) -> int:
 
     A JSONL file was a task of its own, and Ray's file reader gives pages a task about every megabyte
     (128 tasks for 4,840 pages), where a task costs the driver tens of milliseconds and holds a CPU slot
-    the pass's own tasks wait for: 1,000 small JSONL files took 2.3x the time of their rows in one file,
-    and the web chain on 4,840 pages 1.4x its time with a few tasks (docs/engine.md, "Read tasks")."""
+    the pass's own tasks wait for: on two cores, 1,000 small JSONL files took twice the time of their rows
+    in one file, and the web chain on 4,950 pages 1.34x its time with a few tasks (docs/engine.md)."""
     total = sum(_size(f) for f in files)
     cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
     return max(1, min(RANGE_BYTES, total // (TASKS_PER_CPU * cpus)))
