@@ -117,7 +117,7 @@ def configure_data(level: int = logging.WARNING) -> None:
     ctx = ray.data.DataContext.get_current()
     # Ray splits what a read gives until a dataset has 200 blocks, and each block is then a task of
     # every pass: on a small cluster that is a hundred tasks of tens of milliseconds of scheduling each,
-    # more than the work of a cheap stage (100,000 documents through `length`: 1.5x the time). Its other
+    # more than the work of a cheap stage (100,000 documents through `length`: 1.56x the time). Its other
     # floor, two blocks a CPU, is what a pass needs, and the one that stays (docs/engine.md, "Read tasks").
     ctx.read_op_min_num_blocks = 1
     ctx.enable_progress_bars = False  # our own live line (pipeline.progress) says what a pass is doing
