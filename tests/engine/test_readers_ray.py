@@ -62,6 +62,18 @@ def test_a_folder_of_small_files_is_read_a_few_files_to_a_task_with_every_row_in
     assert tasks <= TASKS_PER_CPU * ray.cluster_resources()["CPU"] + 1, dataset.stats()  # +1: files are whole
 
 
+def test_a_read_is_split_into_two_blocks_a_cpu_not_into_a_hundred(ray_session, tmp_path):
+    """Ray split a read until the dataset had 200 blocks (20 of a megabyte for this file), each block a task
+    of every pass: on a small cluster their scheduling cost more than a cheap stage's work."""
+    import ray
+
+    path = tmp_path / "docs.jsonl"
+    path.write_text("".join(json.dumps({"id": str(i), "text": "word " * 400}) + "\n" for i in range(10_000)))
+    dataset = read_input(InputConfig(format="jsonl", paths=[str(path)]))[0].materialize()
+    assert dataset.count() == 10_000
+    assert dataset.num_blocks() <= TASKS_PER_CPU * ray.cluster_resources()["CPU"]
+
+
 def test_warc_directory_of_shared_files(ray_session, shared_data):
     out = rows({"format": "warc", "paths": [str(shared_data / "warc" / "sample-000*.warc.gz")]})
     good = [r for r in out if r.get(DROP_REASON) is None]
