@@ -109,7 +109,7 @@ def read_input(config: InputConfig, output: Location | None = None,
         if config.format == "jsonl":
             kind = config.kind if config.kind != "auto" else _kind_from_sample(config, _first_json_record(files))
             ds = ray.data.read_datasource(JsonlRanges(files, Normalizer(kind, source, config.fields),
-                                                      task_bytes=task_bytes(files)))
+                                                      task_bytes=task_bytes(sum(map(_size, files)))))
         else:
             kind = "html"
             parse = _warc_parser(config.record_types, config.mime_types) if config.format == "warc" else _parse_html_file
@@ -201,15 +201,14 @@ def _saved_to_disk(dataset: str) -> bool:
 # --- streaming file datasource -------------------------------------------------------------
 
 
-def task_bytes(files: list[Location]) -> int:
-    """How many bytes of input one read task takes: RANGE_BYTES, or fewer where that would leave the
-    cluster fewer than TASKS_PER_CPU tasks a CPU.
+def task_bytes(total: int) -> int:
+    """How many bytes of an input of `total` bytes one read task takes: RANGE_BYTES, or fewer where that
+    would leave the cluster fewer than TASKS_PER_CPU tasks a CPU.
 
     A JSONL file was a task of its own, and Ray's file reader gives pages a task about every megabyte
     (128 tasks for 4,840 pages), where a task costs the driver tens of milliseconds and holds a CPU slot
     the pass's own tasks wait for: on two cores, 1,000 small JSONL files took twice the time of their rows
     in one file, and the web chain on 4,950 pages 1.34x its time with a few tasks (docs/engine.md)."""
-    total = sum(_size(f) for f in files)
     cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
     return max(1, min(RANGE_BYTES, total // (TASKS_PER_CPU * cpus)))
 
@@ -221,7 +220,8 @@ def _read_files(files: list[Location], parse: Callable, normalizer: Normalizer) 
 
 def _tasks_for(files: list[Location]) -> int:
     """How many read tasks Ray's file datasource shares whole files out to: `task_bytes` of them each."""
-    return max(1, min(len(files), -(-sum(_size(f) for f in files) // task_bytes(files))))
+    total = sum(map(_size, files))
+    return max(1, min(len(files), -(-total // task_bytes(total))))
 
 
 class RecordFiles(FileBasedDatasource):

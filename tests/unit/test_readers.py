@@ -13,7 +13,7 @@ import pytest
 from pipeline.normalize import Normalizer, detect_kind, parse_dialogue
 from pipeline.config import InputConfig
 from pipeline.errors import UserError
-from pipeline.readers import JsonlRanges, _first_json_record, input_files, _parse_html_file, _parse_jsonl, _read_range, _warc_parser, lines_starting_in
+from pipeline.readers import JsonlRanges, _first_json_record, _size, input_files, _parse_html_file, _parse_jsonl, _read_range, _warc_parser, lines_starting_in
 from pipeline.records import DROP_REASON
 from pipeline.storage import locate
 
@@ -85,12 +85,11 @@ def test_small_files_share_read_tasks_and_a_big_one_is_split_alone(tmp_path):
     big = jsonl("big.jsonl", 2000)  # about 270 kB: ranges of 20 kB
     files = small[:12] + [big] + small[12:]
     norm = Normalizer("document", "src")
-    size = small[0].stat[0] if small[0].stat else small[0].size()
-    tasks = JsonlRanges(files, norm, range_bytes=20_000, task_bytes=5 * size).get_read_tasks(1)
+    tasks = JsonlRanges(files, norm, range_bytes=20_000, task_bytes=5 * _size(small[0])).get_read_tasks(1)
     paths = [list(task.metadata.input_files) for task in tasks]
     assert [len(p) for p in paths if big.path not in p] == [5, 5, 2, 5, 5, 5, 3], "whole files packed, in order"
     assert all(p == [big.path] for p in paths if big.path in p) and sum(big.path in p for p in paths) > 10
-    assert sum(task.metadata.size_bytes for task in tasks) == sum(f.stat[0] if f.stat else f.size() for f in files)
+    assert sum(task.metadata.size_bytes for task in tasks) == sum(map(_size, files))
     ids = [r["id"] for task in tasks for t in task() for r in t.to_pylist()]
     assert ids == [f"{f.path.rsplit('/', 1)[-1]}:{i}" for f in files for i in range(2000 if f is big else 10)]
     assert len(JsonlRanges(files, norm, range_bytes=20_000).get_read_tasks(1)) == len(paths) - 5, "32 MiB tasks: one"
